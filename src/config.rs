@@ -1,0 +1,471 @@
+//! Typed, layered settings: built-in defaults → TOML file → `RELAY__…` environment, validated once.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The file used when no `--config` is given (relative to the working directory).
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// A secret string: never printed by `Debug`, masked when serialized (e.g. by `check-config`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used (comparison, connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+/// The broker URL: a secret because it carries the password; shown with the password masked.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AmqpUrl(Secret);
+
+impl AmqpUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// The URL with its password replaced by `***`, fit for logs.
+    pub fn masked(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    // set_password only fails for URLs that cannot have one; then hide it all.
+                    if url.set_password(Some("***")).is_err() {
+                        return "***".to_owned();
+                    }
+                }
+                url.to_string()
+            }
+            Err(_) => "***".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AmqpUrl({})", self.masked())
+    }
+}
+
+impl Serialize for AmqpUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub amqp: AmqpSettings,
+    pub redact: RedactSettings,
+    pub log: LogSettings,
+    pub connections: Vec<ConnectionSettings>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub path: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    pub cache_capacity_bytes: u64,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    Quorum,
+    Classic,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    pub url: AmqpUrl,
+    pub exchange: String,
+    pub queue_prefix: String,
+    pub queue_type: QueueType,
+    pub max_in_flight: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedactSettings {
+    pub keys: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    pub name: String,
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    #[serde(default)]
+    pub hmac_secrets: Vec<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings {
+                bind: "0.0.0.0:8080".to_owned(),
+                max_body_bytes: 1024 * 1024,
+                workers: 0,
+                shutdown_timeout: Duration::from_secs(30),
+            },
+            storage: StorageSettings {
+                path: PathBuf::from("data"),
+                dedup_window: Duration::from_secs(24 * 3600),
+                cache_capacity_bytes: 32 * 1024 * 1024,
+                sweep_interval: Duration::from_secs(60),
+            },
+            amqp: AmqpSettings {
+                url: AmqpUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+                exchange: "whaticket".to_owned(),
+                queue_prefix: "whaticket".to_owned(),
+                queue_type: QueueType::Quorum,
+                max_in_flight: 256,
+                timeout: Duration::from_secs(10),
+                reconnect_min: Duration::from_millis(200),
+                reconnect_max: Duration::from_secs(10),
+            },
+            redact: RedactSettings {
+                keys: ["passwordHash", "password", "token", "metaAccessToken", "accessToken", "token_origin"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                level: "info".to_owned(),
+            },
+            connections: vec![ConnectionSettings {
+                name: "default".to_owned(),
+                tokens: vec![Secret::new("change-me")],
+                hmac_secrets: Vec::new(),
+                company_id: None,
+            }],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Loads the layers and validates the result.
+    ///
+    /// With `file = None`, `config/default.toml` is read when it exists (running from a checkout)
+    /// and the built-in defaults, which mirror it, are used otherwise.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, Env::prefixed("RELAY__").split("__"))
+    }
+
+    /// As [`Settings::load`], with the environment layer given (tests use an isolated one).
+    pub fn load_from(file: Option<&Path>, env: Env) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile(path.to_owned()));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    figment = figment.merge(Toml::file(default));
+                }
+            }
+        }
+        // `connections` is an array of tables: a file that names it replaces the default list
+        // as a whole, which is what an operator means by it.
+        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types cannot express; errors name the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.bind", format!("not an address:port ({e})")))?;
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be greater than 0"));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(invalid("storage.path", "must not be empty"));
+        }
+        if self.storage.dedup_window.is_zero() {
+            return Err(invalid("storage.dedup_window", "must be greater than 0"));
+        }
+        if self.storage.sweep_interval.is_zero() {
+            return Err(invalid("storage.sweep_interval", "must be greater than 0"));
+        }
+        if self.storage.cache_capacity_bytes < 1024 * 1024 {
+            return Err(invalid("storage.cache_capacity_bytes", "must be at least 1048576"));
+        }
+        let url = url::Url::parse(self.amqp.url.expose())
+            .map_err(|e| invalid("amqp.url", format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            return Err(invalid("amqp.url", "scheme must be amqp or amqps"));
+        }
+        if url.scheme() == "amqps" && !cfg!(feature = "tls") {
+            return Err(invalid("amqp.url", "amqps:// needs the relay built with the `tls` feature"));
+        }
+        for (key, value) in [("amqp.exchange", &self.amqp.exchange), ("amqp.queue_prefix", &self.amqp.queue_prefix)] {
+            if value.is_empty() || value.len() > 200 || value.starts_with("amq.") {
+                return Err(invalid(key, "must be 1-200 characters and not start with `amq.`"));
+            }
+        }
+        if self.amqp.max_in_flight == 0 {
+            return Err(invalid("amqp.max_in_flight", "must be greater than 0"));
+        }
+        if self.amqp.timeout.is_zero() {
+            return Err(invalid("amqp.timeout", "must be greater than 0"));
+        }
+        if self.amqp.reconnect_min.is_zero() || self.amqp.reconnect_max < self.amqp.reconnect_min {
+            return Err(invalid("amqp.reconnect_min", "must be > 0 and not above amqp.reconnect_max"));
+        }
+        for (i, key) in self.redact.keys.iter().enumerate() {
+            if key.is_empty() {
+                return Err(invalid(format!("redact.keys[{i}]"), "must not be empty"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", e.to_string()))?;
+        if self.connections.is_empty() {
+            return Err(invalid("connections", "at least one [[connections]] is needed"));
+        }
+        let mut names = HashSet::new();
+        for (i, conn) in self.connections.iter().enumerate() {
+            let valid_name = !conn.name.is_empty()
+                && conn.name.len() <= 64
+                && conn.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid_name {
+                return Err(invalid(format!("connections[{i}].name"), "must match [A-Za-z0-9_-]{1,64}"));
+            }
+            if !names.insert(conn.name.as_str()) {
+                return Err(invalid(format!("connections[{i}].name"), format!("`{}` is used twice", conn.name)));
+            }
+            if conn.tokens.is_empty() && conn.hmac_secrets.is_empty() {
+                return Err(invalid(
+                    format!("connections[{i}].tokens"),
+                    "a connection needs at least one token or hmac secret",
+                ));
+            }
+            for (j, token) in conn.tokens.iter().enumerate() {
+                // Tokens travel in URL paths: keep them to URL-safe characters.
+                let ok = token.expose().len() >= 8
+                    && token.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+                let is_placeholder = token.expose() == "change-me";
+                if !ok && !is_placeholder {
+                    return Err(invalid(
+                        format!("connections[{i}].tokens[{j}]"),
+                        "must be at least 8 URL-safe characters ([A-Za-z0-9-_.~])",
+                    ));
+                }
+            }
+            for (j, secret) in conn.hmac_secrets.iter().enumerate() {
+                if let Err(e) = crate::verify::decode_secret(secret.expose()) {
+                    return Err(invalid(format!("connections[{i}].hmac_secrets[{j}]"), e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        // validate() has checked it parses.
+        self.server.bind.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// Connections still using the shipped placeholder token.
+    pub fn placeholder_token_connections(&self) -> impl Iterator<Item = &str> {
+        self.connections
+            .iter()
+            .filter(|c| c.tokens.iter().any(|t| t.expose() == "change-me"))
+            .map(|c| c.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("RELAY_TEST_UNUSED_PREFIX__").split("__")
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn shipped_default_file_equals_builtin_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let from_file = Settings::load_from(Some(&path), no_env()).unwrap();
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn a_file_may_set_only_some_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "[storage]\ndedup_window = \"2h\"\n");
+        let s = Settings::load_from(Some(&path), no_env()).unwrap();
+        assert_eq!(s.storage.dedup_window, Duration::from_secs(7200));
+        assert_eq!(s.amqp.exchange, "whaticket");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "[amqp]\nexchange = \"from-file\"\n");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RELAY__AMQP__EXCHANGE", "from-env");
+            jail.set_env("RELAY__STORAGE__DEDUP_WINDOW", "30s");
+            let s = Settings::load(Some(&path)).unwrap();
+            assert_eq!(s.amqp.exchange, "from-env");
+            assert_eq!(s.storage.dedup_window, Duration::from_secs(30));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[server]\nbind = \"nope\"\n", "server.bind"),
+            ("[amqp]\nqueue_type = \"stream\"\n", "queue_type"),
+            ("[storage]\ndedup_window = \"soon\"\n", "dedup_window"),
+            ("[[connections]]\nname = \"bad name\"\ntokens = [\"abcdefgh\"]\n", "connections[0].name"),
+            ("[[connections]]\nname = \"a\"\ntokens = []\n", "connections[0].tokens"),
+            ("[[connections]]\nname = \"a\"\ntokens = [\"short\"]\n", "connections[0].tokens[0]"),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n",
+                "connections[1].name",
+            ),
+            ("[amqp]\nurl = \"http://x\"\n", "amqp.url"),
+            ("[server]\nunknown_key = 1\n", "unknown_key"),
+        ];
+        for (text, key) in cases {
+            let path = write(&dir, text);
+            let err = Settings::load_from(Some(&path), no_env()).unwrap_err().to_string();
+            assert!(err.contains(key), "error for {text:?} should name {key}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut s = Settings::default();
+        s.amqp.url = AmqpUrl::new("amqp://user:hunter2-pass@broker:5672/%2f");
+        s.connections[0].tokens = vec![Secret::new("tok-supersecret-1")];
+        s.connections[0].hmac_secrets = vec![Secret::new("hmac-supersecret-2")];
+        let debug = format!("{s:?}");
+        let toml = s.to_masked_toml().unwrap();
+        for text in [&debug, &toml] {
+            assert!(!text.contains("hunter2-pass"), "{text}");
+            assert!(!text.contains("tok-supersecret-1"), "{text}");
+            assert!(!text.contains("hmac-supersecret-2"), "{text}");
+        }
+        assert!(toml.contains("amqp://user:***@broker:5672/%2f"), "{toml}");
+    }
+}
