@@ -7,3 +7,12 @@ pub mod redact;
 pub mod store;
 pub mod topology;
 pub mod verify;
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod ingest;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

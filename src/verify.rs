@@ -1,8 +1,23 @@
 //! Sender authentication on the raw body: URL/bearer tokens, X-Signature-256, Standard Webhooks.
 
-use std::time::SystemTime;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::ConnectionSettings;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default).
+const TIMESTAMP_TOLERANCE_SECS: i128 = 5 * 60;
+
+/// The prefix Standard Webhooks uses for base64-encoded secrets.
+const WHSEC_PREFIX: &str = "whsec_";
 
 /// The credentials a request presented, as raw header values.
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,6 +49,21 @@ pub enum VerifyError {
     Expired,
 }
 
+impl VerifyError {
+    /// When several credentials fail, the one that got furthest tells the operator the most:
+    /// an expired but otherwise well-formed signature points at clocks or replays, a mismatch at
+    /// a wrong secret, and a malformed header merely at a client speaking another scheme.
+    fn rank(&self) -> u8 {
+        match self {
+            VerifyError::Missing => 0,
+            VerifyError::Malformed => 1,
+            VerifyError::BadToken => 2,
+            VerifyError::BadSignature => 3,
+            VerifyError::Expired => 4,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error("empty secret")]
@@ -44,23 +74,796 @@ pub enum SecretError {
 
 /// Turns a configured secret into key bytes: `whsec_<base64>` is decoded, anything else used as is.
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
-    let _ = secret;
-    todo!("verify::decode_secret")
+    let key = match secret.strip_prefix(WHSEC_PREFIX) {
+        Some(encoded) => BASE64.decode(encoded).map_err(|_| SecretError::BadBase64)?,
+        None => secret.as_bytes().to_vec(),
+    };
+    // An empty HMAC key is valid to the algorithm but guessable by anyone.
+    if key.is_empty() {
+        return Err(SecretError::Empty);
+    }
+    Ok(key)
+}
+
+/// `sha256=<lowercase hex>` of the body, as a sender puts it in `X-Signature-256`.
+pub fn sign_body(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = new_mac(secret);
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// One `v1,<base64>` entry of a Standard Webhooks `webhook-signature` header.
+pub fn sign_standard(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = standard_mac(secret, id.as_bytes(), timestamp.to_string().as_bytes(), body);
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+fn new_mac(key: &[u8]) -> HmacSha256 {
+    // HMAC hashes over-long keys and pads short ones, so no key length is rejected.
+    <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length")
+}
+
+/// The MAC state over Standard Webhooks' signed content `{id}.{timestamp}.{body}`, not yet finalized.
+fn standard_mac(key: &[u8], id: &[u8], timestamp: &[u8], body: &[u8]) -> HmacSha256 {
+    let mut mac = new_mac(key);
+    mac.update(id);
+    mac.update(b".");
+    mac.update(timestamp);
+    mac.update(b".");
+    mac.update(body);
+    mac
 }
 
 /// A connection's accepted credentials, prepared once at load.
 #[derive(Clone)]
-pub struct Verifier {}
+pub struct Verifier {
+    /// SHA-256 of each accepted token: comparing fixed-size digests keeps the comparison
+    /// constant-time even in the token's length, which a plain slice comparison would reveal.
+    token_digests: Vec<[u8; 32]>,
+    /// Decoded HMAC keys, in configuration order (several during a rotation).
+    hmac_keys: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Counts only: even token digests would let a reader test guesses offline.
+        f.debug_struct("Verifier")
+            .field("tokens", &self.token_digests.len())
+            .field("hmac_secrets", &self.hmac_keys.len())
+            .finish()
+    }
+}
+
+fn token_digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
 
 impl Verifier {
     pub fn new(conn: &ConnectionSettings) -> Result<Self, SecretError> {
-        let _ = conn;
-        todo!("Verifier::new")
+        let token_digests = conn
+            .tokens
+            .iter()
+            .map(|t| {
+                // An empty token would admit a request whose path token is empty.
+                if t.expose().is_empty() {
+                    Err(SecretError::Empty)
+                } else {
+                    Ok(token_digest(t.expose().as_bytes()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let hmac_keys = conn
+            .hmac_secrets
+            .iter()
+            .map(|s| decode_secret(s.expose()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            token_digests,
+            hmac_keys,
+        })
     }
 
     /// Ok when at least one presented credential is valid for this connection.
     pub fn verify(&self, presented: &Presented<'_>, body: &[u8], now: SystemTime) -> Result<(), VerifyError> {
-        let _ = (presented, body, now);
-        todo!("Verifier::verify")
+        let mut worst: Option<VerifyError> = None;
+        let mut record = |result: Result<(), VerifyError>| -> bool {
+            match result {
+                Ok(()) => true,
+                Err(e) => {
+                    if worst.as_ref().is_none_or(|w| e.rank() > w.rank()) {
+                        worst = Some(e);
+                    }
+                    false
+                }
+            }
+        };
+
+        // Cheapest first: a token costs one hash, a signature one HMAC over the body per secret.
+        if let Some(token) = presented.path_token {
+            if record(self.check_token(token.as_bytes())) {
+                return Ok(());
+            }
+        }
+        if let Some(header) = presented.authorization {
+            if record(self.check_bearer(header)) {
+                return Ok(());
+            }
+        }
+        if let Some(header) = presented.signature_256 {
+            if record(self.check_signature_256(header, body)) {
+                return Ok(());
+            }
+        }
+        let standard = [
+            presented.webhook_id,
+            presented.webhook_timestamp,
+            presented.webhook_signature,
+        ];
+        if standard.iter().any(Option::is_some) {
+            let result = match standard {
+                [Some(id), Some(timestamp), Some(signature)] => {
+                    self.check_standard(id, timestamp, signature, body, now)
+                }
+                // A partial set cannot be verified and signals a confused sender.
+                _ => Err(VerifyError::Malformed),
+            };
+            if record(result) {
+                return Ok(());
+            }
+        }
+        Err(worst.unwrap_or(VerifyError::Missing))
+    }
+
+    fn check_token(&self, presented: &[u8]) -> Result<(), VerifyError> {
+        let digest = token_digest(presented);
+        // No early exit: the time taken must not reveal which (or whether a) rotated token matched.
+        let matched = self
+            .token_digests
+            .iter()
+            .fold(Choice::from(0), |acc, valid| acc | digest.ct_eq(valid));
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadToken)
+        }
+    }
+
+    fn check_bearer(&self, header: &[u8]) -> Result<(), VerifyError> {
+        let header = header.trim_ascii();
+        let split = header.iter().position(|&b| b == b' ').ok_or(VerifyError::Malformed)?;
+        let (scheme, rest) = header.split_at(split);
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return Err(VerifyError::Malformed);
+        }
+        let token = rest.trim_ascii_start();
+        if token.is_empty() || token.contains(&b' ') {
+            return Err(VerifyError::Malformed);
+        }
+        self.check_token(token)
+    }
+
+    fn check_signature_256(&self, header: &[u8], body: &[u8]) -> Result<(), VerifyError> {
+        let header = header.trim_ascii();
+        let (prefix, digits) = header.split_at_checked(7).ok_or(VerifyError::Malformed)?;
+        if !prefix.eq_ignore_ascii_case(b"sha256=") {
+            return Err(VerifyError::Malformed);
+        }
+        let mut tag = [0u8; 32];
+        // `hex` takes either case; a wrong length or non-hex digit leaves nothing to compare.
+        hex::decode_to_slice(digits, &mut tag).map_err(|_| VerifyError::Malformed)?;
+        let mut matched = false;
+        for key in &self.hmac_keys {
+            let mut mac = new_mac(key);
+            mac.update(body);
+            matched |= mac.verify_slice(&tag).is_ok();
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
+    }
+
+    fn check_standard(
+        &self,
+        id: &[u8],
+        timestamp: &[u8],
+        signature: &[u8],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<(), VerifyError> {
+        let id = id.trim_ascii();
+        let timestamp = timestamp.trim_ascii();
+        if id.is_empty() {
+            return Err(VerifyError::Malformed);
+        }
+        let sent = parse_unix_seconds(timestamp).ok_or(VerifyError::Malformed)?;
+        // Before any MAC: a replayed or stale request must not cost an HMAC over its body.
+        if (unix_seconds(now) - i128::from(sent)).abs() > TIMESTAMP_TOLERANCE_SECS {
+            return Err(VerifyError::Expired);
+        }
+
+        let mut entries = 0usize;
+        let mut tags: Vec<Vec<u8>> = Vec::new();
+        for entry in signature.split(|&b| b == b' ').filter(|e| !e.is_empty()) {
+            let Some(comma) = entry.iter().position(|&b| b == b',') else {
+                continue;
+            };
+            entries += 1;
+            let (version, payload) = (&entry[..comma], &entry[comma + 1..]);
+            // Other versions (e.g. v1a, asymmetric) are for other verifiers; an undecodable v1
+            // entry simply cannot match.
+            if version == b"v1" {
+                if let Ok(tag) = BASE64.decode(payload) {
+                    tags.push(tag);
+                }
+            }
+        }
+        if entries == 0 {
+            return Err(VerifyError::Malformed);
+        }
+
+        let mut matched = false;
+        for key in &self.hmac_keys {
+            // Hash the body once per key; each entry then only costs a finalization.
+            let mac = standard_mac(key, id, timestamp, body);
+            for tag in &tags {
+                matched |= mac.clone().verify_slice(tag).is_ok();
+            }
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
+    }
+}
+
+/// A `webhook-timestamp`: plain decimal digits only, so that what we parse is exactly what was signed.
+fn parse_unix_seconds(text: &[u8]) -> Option<i64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// Signed seconds since the epoch: a clock set before 1970 must still compare, not panic.
+fn unix_seconds(now: SystemTime) -> i128 {
+    match now.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::from(after.as_secs()),
+        Err(before) => -i128::from(before.duration().as_secs()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Secret;
+
+    const TOKEN_A: &str = "tok-alpha-0123456789";
+    const TOKEN_B: &str = "tok-bravo-9876543210";
+    const SECRET_A: &str = "hmac-secret-alpha";
+    const SECRET_B: &str = "hmac-secret-bravo";
+    const BODY: &[u8] = br#"{"event":"message.create","id":42}"#;
+
+    // Standard Webhooks specification test vector.
+    const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SPEC_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SPEC_TS: i64 = 1614265330;
+    const SPEC_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SPEC_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn conn(tokens: &[&str], secrets: &[&str]) -> ConnectionSettings {
+        ConnectionSettings {
+            name: "test".to_owned(),
+            tokens: tokens.iter().map(|t| Secret::new(*t)).collect(),
+            hmac_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            company_id: None,
+        }
+    }
+
+    fn verifier(tokens: &[&str], secrets: &[&str]) -> Verifier {
+        Verifier::new(&conn(tokens, secrets)).expect("test secrets are valid")
+    }
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).expect("test times are after 1970"))
+    }
+
+    fn now() -> SystemTime {
+        at(1_700_000_000)
+    }
+
+    fn by_path(v: &Verifier, token: &str) -> Result<(), VerifyError> {
+        v.verify(
+            &Presented {
+                path_token: Some(token),
+                ..Default::default()
+            },
+            BODY,
+            now(),
+        )
+    }
+
+    fn by_header(v: &Verifier, authorization: &str) -> Result<(), VerifyError> {
+        v.verify(
+            &Presented {
+                authorization: Some(authorization.as_bytes()),
+                ..Default::default()
+            },
+            BODY,
+            now(),
+        )
+    }
+
+    fn by_sig256(v: &Verifier, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+        v.verify(
+            &Presented {
+                signature_256: Some(signature.as_bytes()),
+                ..Default::default()
+            },
+            body,
+            now(),
+        )
+    }
+
+    fn standard<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> Presented<'a> {
+        Presented {
+            webhook_id: Some(id.as_bytes()),
+            webhook_timestamp: Some(ts.as_bytes()),
+            webhook_signature: Some(sig.as_bytes()),
+            ..Default::default()
+        }
+    }
+
+    fn spec_verifier() -> Verifier {
+        verifier(&[], &[SPEC_SECRET])
+    }
+
+    fn spec_key() -> Vec<u8> {
+        decode_secret(SPEC_SECRET).expect("spec secret decodes")
+    }
+
+    /// A valid Standard Webhooks signature for BODY by SECRET_A, sent at `ts`.
+    fn signed_at(ts: i64) -> (String, String) {
+        (ts.to_string(), sign_standard(SECRET_A.as_bytes(), "msg_1", ts, BODY))
+    }
+
+    fn flip_last(s: &str) -> String {
+        let mut bytes = s.as_bytes().to_vec();
+        let last = bytes.last_mut().expect("non-empty");
+        *last ^= 1;
+        String::from_utf8(bytes).expect("ascii stays utf-8")
+    }
+
+    // --- decode_secret ---
+
+    #[test]
+    fn decode_secret_whsec_is_base64() {
+        assert_eq!(decode_secret("whsec_aGVsbG8="), Ok(b"hello".to_vec()));
+        assert_eq!(spec_key().len(), 24);
+    }
+
+    #[test]
+    fn decode_secret_plain_is_raw_bytes() {
+        assert_eq!(decode_secret("plain-secret"), Ok(b"plain-secret".to_vec()));
+        // Only the exact prefix triggers decoding.
+        assert_eq!(decode_secret("WHSEC_abc"), Ok(b"WHSEC_abc".to_vec()));
+    }
+
+    #[test]
+    fn decode_secret_errors() {
+        assert_eq!(decode_secret(""), Err(SecretError::Empty));
+        assert_eq!(decode_secret("whsec_"), Err(SecretError::Empty));
+        assert_eq!(decode_secret("whsec_not base64!"), Err(SecretError::BadBase64));
+        assert_eq!(decode_secret("whsec_aGVsbG8"), Err(SecretError::BadBase64));
+    }
+
+    #[test]
+    fn new_rejects_bad_secrets_and_empty_tokens() {
+        assert_eq!(
+            Verifier::new(&conn(&[], &["whsec_%%%"])).err(),
+            Some(SecretError::BadBase64)
+        );
+        assert_eq!(Verifier::new(&conn(&[], &[""])).err(), Some(SecretError::Empty));
+        assert_eq!(Verifier::new(&conn(&[""], &[])).err(), Some(SecretError::Empty));
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let v = verifier(&[TOKEN_A], &[SECRET_A]);
+        let text = format!("{v:?}");
+        assert!(!text.contains(TOKEN_A) && !text.contains(SECRET_A), "{text}");
+        assert!(text.contains("Verifier"), "{text}");
+    }
+
+    // --- nothing presented ---
+
+    #[test]
+    fn nothing_presented_is_missing() {
+        let v = verifier(&[TOKEN_A], &[SECRET_A]);
+        assert_eq!(v.verify(&Presented::default(), BODY, now()), Err(VerifyError::Missing));
+    }
+
+    // --- path token ---
+
+    #[test]
+    fn path_token_correct() {
+        assert_eq!(by_path(&verifier(&[TOKEN_A], &[]), TOKEN_A), Ok(()));
+    }
+
+    #[test]
+    fn path_token_wrong() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_path(&v, "something-else-entirely"), Err(VerifyError::BadToken));
+        assert_eq!(by_path(&v, ""), Err(VerifyError::BadToken));
+    }
+
+    #[test]
+    fn path_token_differing_in_last_byte() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_path(&v, &flip_last(TOKEN_A)), Err(VerifyError::BadToken));
+    }
+
+    #[test]
+    fn path_token_prefix_or_extension_of_valid() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_path(&v, &TOKEN_A[..TOKEN_A.len() - 1]), Err(VerifyError::BadToken));
+        assert_eq!(by_path(&v, &format!("{TOKEN_A}x")), Err(VerifyError::BadToken));
+    }
+
+    #[test]
+    fn token_rotation_second_token_valid() {
+        let v = verifier(&[TOKEN_A, TOKEN_B], &[]);
+        assert_eq!(by_path(&v, TOKEN_B), Ok(()));
+        assert_eq!(by_path(&v, TOKEN_A), Ok(()));
+        assert_eq!(by_header(&v, &format!("Bearer {TOKEN_B}")), Ok(()));
+    }
+
+    #[test]
+    fn connection_without_tokens_rejects_tokens() {
+        let v = verifier(&[], &[SECRET_A]);
+        assert_eq!(by_path(&v, TOKEN_A), Err(VerifyError::BadToken));
+        assert_eq!(by_header(&v, &format!("Bearer {TOKEN_A}")), Err(VerifyError::BadToken));
+    }
+
+    // --- Authorization: Bearer ---
+
+    #[test]
+    fn bearer_ok() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_header(&v, &format!("Bearer {TOKEN_A}")), Ok(()));
+        assert_eq!(by_header(&v, &format!("bearer {TOKEN_A}")), Ok(()));
+        assert_eq!(by_header(&v, &format!("BEARER   {TOKEN_A}")), Ok(()));
+    }
+
+    #[test]
+    fn bearer_wrong_token() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(
+            by_header(&v, &format!("Bearer {}", flip_last(TOKEN_A))),
+            Err(VerifyError::BadToken)
+        );
+    }
+
+    #[test]
+    fn bearer_bad_scheme_or_shape() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_header(&v, &format!("Basic {TOKEN_A}")), Err(VerifyError::Malformed));
+        assert_eq!(by_header(&v, TOKEN_A), Err(VerifyError::Malformed));
+        assert_eq!(by_header(&v, "Bearer"), Err(VerifyError::Malformed));
+        assert_eq!(by_header(&v, "Bearer   "), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_header(&v, &format!("Bearer {TOKEN_A} extra")),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    // --- X-Signature-256 ---
+
+    #[test]
+    fn sig256_valid() {
+        let v = verifier(&[], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64, "{sig}");
+        assert_eq!(by_sig256(&v, &sig, BODY), Ok(()));
+    }
+
+    #[test]
+    fn sig256_known_value() {
+        // The widely published HMAC-SHA256 example (key "key", the quick brown fox).
+        assert_eq!(
+            sign_body(b"key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn sig256_flipped_body_byte() {
+        let v = verifier(&[], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        let mut body = BODY.to_vec();
+        body[5] ^= 0x01;
+        assert_eq!(by_sig256(&v, &sig, &body), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn sig256_flipped_hex_digit() {
+        let v = verifier(&[], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        let mut bytes = sig.into_bytes();
+        bytes[10] = if bytes[10] == b'0' { b'1' } else { b'0' };
+        let tampered = String::from_utf8(bytes).expect("ascii");
+        assert_eq!(by_sig256(&v, &tampered, BODY), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn sig256_uppercase_hex_accepted() {
+        let v = verifier(&[], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        let upper = format!("sha256={}", sig["sha256=".len()..].to_ascii_uppercase());
+        assert_ne!(upper, sig);
+        assert_eq!(by_sig256(&v, &upper, BODY), Ok(()));
+    }
+
+    #[test]
+    fn sig256_missing_prefix_or_bad_hex() {
+        let v = verifier(&[], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        let bare = &sig["sha256=".len()..];
+        assert_eq!(by_sig256(&v, bare, BODY), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_sig256(&v, &format!("sha1={bare}"), BODY),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(by_sig256(&v, &sig[..sig.len() - 2], BODY), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_sig256(&v, &format!("sha256={}", "zz".repeat(32)), BODY),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(by_sig256(&v, "", BODY), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn sig256_secret_rotation_second_valid() {
+        let v = verifier(&[], &[SECRET_A, SECRET_B]);
+        assert_eq!(by_sig256(&v, &sign_body(SECRET_B.as_bytes(), BODY), BODY), Ok(()));
+        let other = sign_body(b"unrelated-secret", BODY);
+        assert_eq!(by_sig256(&v, &other, BODY), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn connection_without_secrets_rejects_signatures() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(
+            by_sig256(&v, &sign_body(SECRET_A.as_bytes(), BODY), BODY),
+            Err(VerifyError::BadSignature)
+        );
+        let (ts, sig) = signed_at(1_700_000_000);
+        assert_eq!(
+            v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    // --- Standard Webhooks ---
+
+    #[test]
+    fn standard_spec_vector() {
+        assert_eq!(sign_standard(&spec_key(), SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIG);
+        let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
+        assert_eq!(spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS)), Ok(()));
+    }
+
+    #[test]
+    fn standard_valid_with_plain_secret() {
+        let v = verifier(&[], &[SECRET_A]);
+        let (ts, sig) = signed_at(1_700_000_000);
+        assert_eq!(v.verify(&standard("msg_1", &ts, &sig), BODY, now()), Ok(()));
+    }
+
+    #[test]
+    fn standard_tolerance_is_five_minutes_either_way() {
+        let v = verifier(&[], &[SECRET_A]);
+        for offset in [-300, 300] {
+            let (ts, sig) = signed_at(1_700_000_000 + offset);
+            assert_eq!(
+                v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
+                Ok(()),
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn standard_expired_past_and_future() {
+        let v = verifier(&[], &[SECRET_A]);
+        for offset in [-360, 360, -301, 301] {
+            let (ts, sig) = signed_at(1_700_000_000 + offset);
+            assert_eq!(
+                v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
+                Err(VerifyError::Expired),
+                "{offset}"
+            );
+        }
+        // The spec vector itself, checked six minutes too late or too early.
+        let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
+        assert_eq!(
+            spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS + 360)),
+            Err(VerifyError::Expired)
+        );
+        assert_eq!(
+            spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS - 360)),
+            Err(VerifyError::Expired)
+        );
+    }
+
+    #[test]
+    fn standard_timestamp_checked_before_signature() {
+        // A garbage signature with a stale timestamp reports the timestamp.
+        let p = standard(SPEC_ID, "1614265330", "v1,AAAA");
+        assert_eq!(
+            spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS + 3600)),
+            Err(VerifyError::Expired)
+        );
+    }
+
+    #[test]
+    fn standard_tampered_id_timestamp_or_body() {
+        let v = spec_verifier();
+        let tampered_id = standard("msg_p5jXN8AQM9LWM0D4loKWxJeK", "1614265330", SPEC_SIG);
+        assert_eq!(
+            v.verify(&tampered_id, SPEC_BODY, at(SPEC_TS)),
+            Err(VerifyError::BadSignature)
+        );
+        let tampered_ts = standard(SPEC_ID, "1614265331", SPEC_SIG);
+        assert_eq!(
+            v.verify(&tampered_ts, SPEC_BODY, at(SPEC_TS)),
+            Err(VerifyError::BadSignature)
+        );
+        let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
+        assert_eq!(
+            v.verify(&p, br#"{"test": 2432232315}"#, at(SPEC_TS)),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn standard_several_signatures_second_valid() {
+        let v = spec_verifier();
+        let wrong = sign_standard(b"another-key", SPEC_ID, SPEC_TS, SPEC_BODY);
+        let header = format!("{wrong} {SPEC_SIG}");
+        assert_eq!(
+            v.verify(&standard(SPEC_ID, "1614265330", &header), SPEC_BODY, at(SPEC_TS)),
+            Ok(())
+        );
+        let only_wrong = format!("{wrong} v1,bm90LWEtbWFj");
+        assert_eq!(
+            v.verify(&standard(SPEC_ID, "1614265330", &only_wrong), SPEC_BODY, at(SPEC_TS)),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn standard_unknown_version_only_is_rejected() {
+        let v = spec_verifier();
+        let header = SPEC_SIG.replacen("v1,", "v2,", 1);
+        let result = v.verify(&standard(SPEC_ID, "1614265330", &header), SPEC_BODY, at(SPEC_TS));
+        assert_eq!(result, Err(VerifyError::BadSignature));
+        // Ignored entries do not spoil a valid one beside them.
+        let mixed = format!("v1a,xyz {header} {SPEC_SIG}");
+        assert_eq!(
+            v.verify(&standard(SPEC_ID, "1614265330", &mixed), SPEC_BODY, at(SPEC_TS)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn standard_secret_rotation_second_valid() {
+        let v = verifier(&[], &[SECRET_B, SPEC_SECRET]);
+        assert_eq!(
+            v.verify(&standard(SPEC_ID, "1614265330", SPEC_SIG), SPEC_BODY, at(SPEC_TS)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn standard_missing_one_header_is_malformed() {
+        let v = spec_verifier();
+        let full = standard(SPEC_ID, "1614265330", SPEC_SIG);
+        let cases = [
+            Presented {
+                webhook_id: None,
+                ..full
+            },
+            Presented {
+                webhook_timestamp: None,
+                ..full
+            },
+            Presented {
+                webhook_signature: None,
+                ..full
+            },
+        ];
+        for p in cases {
+            assert_eq!(
+                v.verify(&p, SPEC_BODY, at(SPEC_TS)),
+                Err(VerifyError::Malformed),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn standard_malformed_values() {
+        let v = spec_verifier();
+        for ts in [
+            "",
+            "abc",
+            "1614265330.5",
+            "-1614265330",
+            "+1614265330",
+            "99999999999999999999",
+        ] {
+            let p = standard(SPEC_ID, ts, SPEC_SIG);
+            assert_eq!(
+                v.verify(&p, SPEC_BODY, at(SPEC_TS)),
+                Err(VerifyError::Malformed),
+                "timestamp {ts:?}"
+            );
+        }
+        for sig in ["", "   ", "nocomma"] {
+            let p = standard(SPEC_ID, "1614265330", sig);
+            assert_eq!(
+                v.verify(&p, SPEC_BODY, at(SPEC_TS)),
+                Err(VerifyError::Malformed),
+                "signature {sig:?}"
+            );
+        }
+        let p = standard("", "1614265330", SPEC_SIG);
+        assert_eq!(v.verify(&p, SPEC_BODY, at(SPEC_TS)), Err(VerifyError::Malformed));
+    }
+
+    // --- several credentials at once ---
+
+    #[test]
+    fn any_valid_credential_suffices() {
+        let v = verifier(&[TOKEN_A], &[SECRET_A]);
+        let sig = sign_body(SECRET_A.as_bytes(), BODY);
+        let p = Presented {
+            path_token: Some("wrong-token-value"),
+            authorization: Some(b"Basic dXNlcjpwYXNz"),
+            signature_256: Some(sig.as_bytes()),
+            ..Default::default()
+        };
+        assert_eq!(v.verify(&p, BODY, now()), Ok(()));
+    }
+
+    #[test]
+    fn most_informative_error_wins() {
+        let v = verifier(&[TOKEN_A], &[SECRET_A]);
+        let (ts, sig) = signed_at(1_700_000_000 - 3600);
+        let p = Presented {
+            path_token: Some("wrong-token-value"),
+            authorization: Some(b"Basic dXNlcjpwYXNz"),
+            ..standard("msg_1", &ts, &sig)
+        };
+        assert_eq!(v.verify(&p, BODY, now()), Err(VerifyError::Expired));
+        let p = Presented {
+            path_token: Some("wrong-token-value"),
+            authorization: Some(b"Basic dXNlcjpwYXNz"),
+            ..Default::default()
+        };
+        assert_eq!(v.verify(&p, BODY, now()), Err(VerifyError::BadToken));
+    }
+
+    #[test]
+    fn clock_before_epoch_does_not_panic() {
+        let v = spec_verifier();
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
+        assert_eq!(v.verify(&p, SPEC_BODY, before), Err(VerifyError::Expired));
     }
 }

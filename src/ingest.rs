@@ -1,0 +1,237 @@
+//! The webhook endpoint: body limits, content type, authentication, parsing, durable append.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::IngestError;
+use crate::event::{self, EventId, Kind};
+use crate::redact::RedactKeys;
+use crate::store::{Appended, Store};
+use crate::verify::{Presented, SecretError, Verifier};
+
+/// One configured connection, prepared for the hot path.
+struct Connection {
+    verifier: Verifier,
+    company_id: Option<i64>,
+}
+
+/// Everything a webhook request needs, shared by all HTTP workers.
+pub struct Ingest {
+    connections: HashMap<String, Connection>,
+    redact: RedactKeys,
+    store: Store,
+    max_body_bytes: usize,
+}
+
+impl Ingest {
+    pub fn new(settings: &Settings, store: Store) -> Result<Self, SecretError> {
+        let connections = settings
+            .connections
+            .iter()
+            .map(|c| {
+                let conn = Connection {
+                    verifier: Verifier::new(c)?,
+                    company_id: c.company_id,
+                };
+                Ok((c.name.clone(), conn))
+            })
+            .collect::<Result<_, SecretError>>()?;
+        Ok(Self {
+            connections,
+            redact: RedactKeys::new(&settings.redact.keys),
+            store,
+            max_body_bytes: settings.server.max_body_bytes,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    status: &'static str,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
+
+/// `POST /hooks/{connection}/{token}`: the URL pasted into Whaticket's webhook field.
+pub async fn hook_with_token(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, IngestError> {
+    let (connection, token) = path.into_inner();
+    handle(&req, &connection, Some(&token), payload, &ingest).await
+}
+
+/// `POST /hooks/{connection}`: token in `Authorization: Bearer`, or a signed body.
+pub async fn hook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, IngestError> {
+    let connection = path.into_inner();
+    handle(&req, &connection, None, payload, &ingest).await
+}
+
+async fn handle(
+    req: &HttpRequest,
+    connection: &str,
+    path_token: Option<&str>,
+    payload: web::Payload,
+    ingest: &Ingest,
+) -> Result<HttpResponse, IngestError> {
+    let started = Instant::now();
+    let result = accept(req, connection, path_token, payload, ingest).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The connection name is only logged once known to be configured: an unknown one is
+    // attacker-chosen text (or a misplaced token).
+    let known = ingest.connections.contains_key(connection);
+    let conn_field = if known { connection } else { "<unknown>" };
+    match &result {
+        Ok((outcome, id, kind)) => tracing::info!(
+            connection = conn_field,
+            event_id = %id,
+            kind = kind.as_str(),
+            outcome = outcome.as_str(),
+            latency_ms,
+            "webhook"
+        ),
+        Err(err) => err.log(conn_field, latency_ms),
+    }
+    let (outcome, id, kind) = result?;
+    let response = match outcome {
+        Appended::Accepted => HttpResponse::Accepted().json(Accepted {
+            status: "accepted",
+            id: id.to_string(),
+            kind: Some(kind.as_str()),
+        }),
+        Appended::Duplicate => HttpResponse::Ok().json(Accepted {
+            status: "duplicate",
+            id: id.to_string(),
+            kind: None,
+        }),
+    };
+    Ok(response)
+}
+
+trait OutcomeName {
+    fn as_str(&self) -> &'static str;
+}
+
+impl OutcomeName for Appended {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Appended::Accepted => "accepted",
+            Appended::Duplicate => "duplicate",
+        }
+    }
+}
+
+async fn accept(
+    req: &HttpRequest,
+    connection: &str,
+    path_token: Option<&str>,
+    payload: web::Payload,
+    ingest: &Ingest,
+) -> Result<(Appended, EventId, Kind), IngestError> {
+    let received_at_ms = now_ms();
+    let conn = ingest
+        .connections
+        .get(connection)
+        .ok_or(IngestError::Unauthorized(None))?;
+    check_content_type(req.headers())?;
+    let body = read_body(req.headers(), payload, ingest.max_body_bytes).await?;
+
+    let headers = req.headers();
+    let presented = Presented {
+        path_token,
+        authorization: header_bytes(headers, header::AUTHORIZATION.as_str()),
+        signature_256: header_bytes(headers, "x-signature-256"),
+        webhook_id: header_bytes(headers, "webhook-id"),
+        webhook_timestamp: header_bytes(headers, "webhook-timestamp"),
+        webhook_signature: header_bytes(headers, "webhook-signature"),
+    };
+    conn.verifier
+        .verify(&presented, &body, SystemTime::now())
+        .map_err(|e| IngestError::Unauthorized(Some(e)))?;
+
+    let event = event::parse(connection, body, &ingest.redact, received_at_ms)?;
+    if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
+        if expected != got {
+            return Err(IngestError::CompanyMismatch);
+        }
+    }
+    let (id, kind) = (event.meta.id, event.meta.kind);
+    let outcome = ingest.store.append(event).await.map_err(IngestError::Store)?;
+    Ok((outcome, id, kind))
+}
+
+fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers.get(name).map(|v| v.as_bytes())
+}
+
+/// JSON, `application/*+json`, or no content type at all (taken as JSON); UTF-8 only.
+fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().map_err(|_| IngestError::UnsupportedMediaType)?;
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !is_json {
+        return Err(IngestError::UnsupportedMediaType);
+    }
+    for param in parts {
+        if let Some((name, value)) = param.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("charset") {
+                let charset = value.trim().trim_matches('"');
+                if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                    return Err(IngestError::UnsupportedMediaType);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the body up to `limit` bytes; refuses early on a declared length over it, and stops
+/// reading as soon as a chunked or lying body passes it.
+async fn read_body(headers: &HeaderMap, mut payload: web::Payload, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            return Err(IngestError::TooLarge { limit });
+        }
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(IngestError::Payload)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

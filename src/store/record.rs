@@ -1,0 +1,118 @@
+//! Byte layouts of what the store keeps: outbox and dead-letter records, dedup keys and expiries.
+//!
+//! Outbox record: `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
+//! what is relayed is byte-for-byte what was accepted.
+//! Dead record: `[u32 BE info_len][DeadInfo as JSON][outbox record]`: the outbox record is moved
+//! as is, never decoded and re-encoded.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::event::{Event, EventId, EventMeta};
+
+const LEN_PREFIX: usize = 4;
+
+/// Length of a `dedup_exp` key: expiry then id, so a range scan from the start visits the
+/// oldest expiries first.
+pub(super) const EXPIRY_KEY_LEN: usize = 8 + 16;
+
+/// What a dead record adds to the outbox record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct DeadInfo {
+    pub reason: String,
+    pub dead_at_ms: u64,
+}
+
+/// Builds a `Corrupt` error for layout problems that serde_json did not see itself, so callers
+/// get one error kind for any unreadable record.
+pub(super) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(<serde_json::Error as serde::de::Error>::custom(what))
+}
+
+fn prefixed(header: &[u8], capacity_extra: usize) -> Result<Vec<u8>, StoreError> {
+    let len = u32::try_from(header.len()).map_err(|_| corrupt("record header longer than 4 GiB"))?;
+    let mut out = Vec::with_capacity(LEN_PREFIX + header.len() + capacity_extra);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(header);
+    Ok(out)
+}
+
+/// Splits a length-prefixed record into its header and the rest.
+fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let (len, rest) = bytes
+        .split_first_chunk::<LEN_PREFIX>()
+        .ok_or_else(|| corrupt("record shorter than its length prefix"))?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt("record header length overflows"))?;
+    if rest.len() < len {
+        return Err(corrupt("record shorter than its header length"));
+    }
+    Ok(rest.split_at(len))
+}
+
+pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
+    let mut out = prefixed(&meta, event.body.len())?;
+    out.extend_from_slice(&event.body);
+    Ok(out)
+}
+
+pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+    let (meta, body) = split_prefixed(bytes)?;
+    let meta: EventMeta = serde_json::from_slice(meta).map_err(StoreError::Corrupt)?;
+    Ok(Event {
+        meta,
+        body: Bytes::copy_from_slice(body),
+    })
+}
+
+/// The part of a dead record in front of the moved outbox record.
+pub(super) fn dead_prefix(reason: &str, dead_at_ms: u64) -> Result<Vec<u8>, StoreError> {
+    let info = DeadInfo {
+        reason: reason.to_owned(),
+        dead_at_ms,
+    };
+    let info = serde_json::to_vec(&info).map_err(StoreError::Corrupt)?;
+    prefixed(&info, 0)
+}
+
+pub(super) fn decode_dead(bytes: &[u8]) -> Result<(DeadInfo, Event), StoreError> {
+    let (info, record) = split_prefixed(bytes)?;
+    let info: DeadInfo = serde_json::from_slice(info).map_err(StoreError::Corrupt)?;
+    Ok((info, decode_event(record)?))
+}
+
+pub(super) fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub(super) fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let key: [u8; 8] = key.try_into().map_err(|_| corrupt("sequence key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(key))
+}
+
+pub(super) fn expiry_value(expiry_ms: u64) -> [u8; 8] {
+    expiry_ms.to_be_bytes()
+}
+
+/// `None` for a value that is not 8 bytes.
+pub(super) fn decode_expiry(value: &[u8]) -> Option<u64> {
+    let value: [u8; 8] = value.try_into().ok()?;
+    Some(u64::from_be_bytes(value))
+}
+
+pub(super) fn expiry_key(expiry_ms: u64, id: &EventId) -> [u8; EXPIRY_KEY_LEN] {
+    let mut key = [0u8; EXPIRY_KEY_LEN];
+    key[..8].copy_from_slice(&expiry_ms.to_be_bytes());
+    key[8..].copy_from_slice(&id.0);
+    key
+}
+
+/// `None` for a key that is not [`EXPIRY_KEY_LEN`] bytes.
+pub(super) fn decode_expiry_key(key: &[u8]) -> Option<(u64, [u8; 16])> {
+    if key.len() != EXPIRY_KEY_LEN {
+        return None;
+    }
+    let (expiry, id) = key.split_at(8);
+    Some((decode_expiry(expiry)?, id.try_into().ok()?))
+}

@@ -1,0 +1,35 @@
+//! Logging setup: `tracing` to stdout, pretty or JSON, level from config or `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Directives always added unless the filter names these crates itself: at debug/trace, the AMQP
+/// client logs frames, and frames carry message bodies (personal data).
+const QUIET_DEPENDENCIES: &[&str] = &["lapin=warn", "amq_protocol=warn", "sled=warn"];
+
+/// The filter: `RUST_LOG` when set, else `log.level`, plus [`QUIET_DEPENDENCIES`].
+pub fn filter(settings: &LogSettings) -> EnvFilter {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.level.clone());
+    let mut directives = base.clone();
+    for quiet in QUIET_DEPENDENCIES {
+        let krate = quiet.split('=').next().unwrap_or_default();
+        if !base.contains(krate) {
+            directives.push(',');
+            directives.push_str(quiet);
+        }
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber. Call once, from `main`.
+pub fn init(settings: &LogSettings) {
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(settings)).with_target(true);
+    let result = match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    if let Err(err) = result {
+        eprintln!("logging was already initialised: {err}");
+    }
+}

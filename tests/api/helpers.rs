@@ -1,0 +1,312 @@
+//! `spawn_app()` and the typed helpers every integration test uses; a real RabbitMQ is required.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions, ExchangeDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use whaticket_relay::config::{AmqpUrl, ConnectionSettings, QueueType, Secret, Settings};
+use whaticket_relay::event::Kind;
+use whaticket_relay::store::{Store, StoreError};
+use whaticket_relay::Application;
+
+pub use super::proxy::TcpProxy;
+
+pub const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const TOKEN: &str = "test-token-0123456789";
+pub const OLD_TOKEN: &str = "old-token-0123456789";
+pub const HMAC_SECRET: &str = "hmac-secret-for-tests";
+pub const CONNECTION: &str = "suporte-x";
+
+/// A webhook body shipped in `tests/fixtures/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Names unique to one test, so tests never see each other's messages.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Connects to the local broker, failing the test with instructions when it is not running.
+pub async fn broker_connection() -> Connection {
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(BROKER_URL, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        other => panic!(
+            "RabbitMQ is not reachable at {BROKER_URL} ({other:?}). Start it with `rabbitmq-server -detached` \
+             (install: `apt-get install -y rabbitmq-server`), or run `.ci/run`, which does both."
+        ),
+    }
+}
+
+/// What a test may change before the relay starts.
+pub struct Options {
+    pub settings: Settings,
+    /// Reuse this data directory (restart tests).
+    pub data_dir: Option<Arc<TempDir>>,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    pub data_dir: Arc<TempDir>,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub channel: Channel,
+    _broker: Connection,
+    handle: ServerHandle,
+    join: Option<JoinHandle<Result<(), StoreError>>>,
+    /// Delete the broker objects on drop; off once stopped for a restart on the same names.
+    cleanup: bool,
+}
+
+/// Settings for one test: its own data dir, exchange and queue names, a known connection.
+pub fn test_settings(data_dir: &TempDir) -> Settings {
+    let mut s = Settings::default();
+    s.server.bind = "127.0.0.1:0".to_owned();
+    s.server.workers = 2;
+    s.server.shutdown_timeout = Duration::from_secs(5);
+    s.storage.path = data_dir.path().join("data");
+    s.storage.cache_capacity_bytes = 8 * 1024 * 1024;
+    s.amqp.url = AmqpUrl::new(BROKER_URL);
+    let name = unique("test");
+    s.amqp.exchange = name.clone();
+    s.amqp.queue_prefix = name;
+    s.amqp.queue_type = QueueType::Classic;
+    s.amqp.timeout = Duration::from_secs(3);
+    s.amqp.reconnect_min = Duration::from_millis(100);
+    s.amqp.reconnect_max = Duration::from_millis(500);
+    s.connections = vec![ConnectionSettings {
+        name: CONNECTION.to_owned(),
+        tokens: vec![Secret::new(TOKEN), Secret::new(OLD_TOKEN)],
+        hmac_secrets: vec![Secret::new(HMAC_SECRET)],
+        company_id: None,
+    }];
+    s
+}
+
+impl Options {
+    pub fn new() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self {
+            settings: test_settings(&dir),
+            data_dir: Some(dir),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::new()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    init_test_logging();
+    let broker = broker_connection().await;
+    let channel = broker.create_channel().await.expect("channel");
+    let data_dir = options.data_dir.expect("data dir");
+    let settings = options.settings;
+    let app = Application::build(settings.clone()).await.expect("relay failed to start");
+    let port = app.port();
+    let store = app.store().clone();
+    let handle = app.handle();
+    let join = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        settings,
+        data_dir,
+        http: reqwest::Client::new(),
+        store,
+        channel,
+        _broker: broker,
+        handle,
+        join: Some(join),
+        cleanup: true,
+    }
+}
+
+/// `TEST_LOG=1 cargo test` shows the relay's logs.
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_env_filter("info,lapin=warn").with_test_writer().try_init();
+        }
+    });
+}
+
+impl TestApp {
+    pub fn hook_url(&self, connection: &str, token: &str) -> String {
+        format!("{}/hooks/{connection}/{token}", self.address)
+    }
+
+    /// POSTs a body to `/hooks/{CONNECTION}/{TOKEN}` as Whaticket does.
+    pub async fn post_hook(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.hook_url(CONNECTION, TOKEN))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.address)).send().await.expect("request failed")
+    }
+
+    pub fn queue(&self, kind: Kind) -> String {
+        format!("{}.{}", self.settings.amqp.queue_prefix, kind)
+    }
+
+    /// Messages ready in a queue (passive declare).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue} missing: {e}"))
+            .message_count()
+    }
+
+    /// Waits until the relay has declared its topology and is connected.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.get("/readyz").await.status();
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "relay not ready after 20 s (last /readyz {status})");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes one message from `queue`, waiting up to 10 s for it.
+    pub async fn take(&self, queue: &str) -> lapin::message::BasicGetMessage {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
+            if let Some(message) = got {
+                return message;
+            }
+            assert!(Instant::now() < deadline, "no message arrived in {queue} within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Takes every message that arrives in `queue` until `count` are there or 15 s pass.
+    pub async fn take_n(&self, queue: &str, count: usize) -> Vec<lapin::message::BasicGetMessage> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut out = Vec::new();
+        while out.len() < count {
+            let got = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
+            match got {
+                Some(message) => out.push(message),
+                None => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {} of {count} messages arrived in {queue} within 15 s",
+                        out.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until the outbox is empty (everything confirmed by the broker).
+    pub async fn wait_outbox_empty(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.store.stats().outbox > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "outbox still holds {} events after 20 s",
+                self.store.stats().outbox
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful stop (what SIGTERM does); returns the data dir for a restart.
+    pub async fn stop(mut self) -> (Settings, Arc<TempDir>) {
+        self.handle.stop(true).await;
+        let join = self.join.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(20), join)
+            .await
+            .expect("relay did not stop within 20 s")
+            .expect("relay task panicked")
+            .expect("final flush failed");
+        self.cleanup = false;
+        (self.settings.clone(), self.data_dir.clone())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            join.abort();
+        }
+        if !self.cleanup {
+            return;
+        }
+        // Queues outlive the test otherwise; delete them from a thread of its own because Drop
+        // cannot await.
+        let amqp = self.settings.amqp.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(Ok(conn)) = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    Connection::connect(BROKER_URL, ConnectionProperties::default()),
+                )
+                .await
+                else {
+                    return;
+                };
+                let Ok(ch) = conn.create_channel().await else { return };
+                let mut queues: Vec<String> =
+                    Kind::ALL.iter().map(|k| format!("{}.{}", amqp.queue_prefix, k)).collect();
+                queues.push(format!("{}.dead", amqp.queue_prefix));
+                for q in queues {
+                    let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+                }
+                for x in [amqp.exchange.clone(), format!("{}.dlx", amqp.exchange)] {
+                    let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+                }
+                let _ = conn.close(200, "test done".into()).await;
+            });
+        })
+        .join();
+    }
+}

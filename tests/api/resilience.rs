@@ -1,0 +1,144 @@
+//! Broker outages and restarts: every event answered 202 is delivered, dedup survives restarts.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use whaticket_relay::config::AmqpUrl;
+use whaticket_relay::event::Kind;
+
+use crate::helpers::*;
+
+fn unique_event(i: usize) -> String {
+    format!(r#"{{"acao":"load-test","seq":{i},"chamadoId":{},"companyId":1}}"#, i % 7)
+}
+
+async fn wait_status(app: &TestApp, path: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = app.get(path).await.status().as_u16();
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} answered {status}, never {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn broker_proxy() -> TcpProxy {
+    TcpProxy::start("127.0.0.1:5672".parse::<SocketAddr>().unwrap()).await
+}
+
+#[tokio::test]
+async fn broker_outage_still_accepts_and_delivers_after() {
+    let proxy = broker_proxy().await;
+    let mut options = Options::new();
+    options.settings.amqp.url = AmqpUrl::new(proxy.url());
+    let app = spawn_app_with(options).await;
+    app.wait_ready().await;
+
+    proxy.cut();
+    wait_status(&app, "/readyz", 503).await;
+    let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert!(body["reason"].as_str().unwrap().contains("broker"), "{body}");
+
+    let total = 40;
+    for i in 0..total {
+        let response = app.post_hook(unique_event(i)).await;
+        assert_eq!(response.status(), 202, "event {i} during the outage");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.store.stats().outbox > 0, "events cannot have been confirmed through a cut proxy");
+
+    proxy.restore();
+    wait_status(&app, "/readyz", 200).await;
+    let messages = app.take_n(&app.queue(Kind::Other), total).await;
+    let seqs: HashSet<u64> = messages
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.delivery.data).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), total, "every accepted event is delivered");
+    app.wait_outbox_empty().await;
+}
+
+#[tokio::test]
+async fn events_of_one_ticket_keep_their_order() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let total = 60;
+    let mut posts = Vec::new();
+    for i in 0..total {
+        // Sequential posts: acceptance order is the order the ticket's events happened in.
+        let response = app.post_hook(unique_event(i)).await;
+        assert_eq!(response.status(), 202);
+        posts.push(i);
+    }
+    let messages = app.take_n(&app.queue(Kind::Other), total).await;
+    let mut last_per_ticket = std::collections::HashMap::new();
+    for m in messages {
+        let v: serde_json::Value = serde_json::from_slice(&m.delivery.data).unwrap();
+        let (seq, ticket) = (v["seq"].as_u64().unwrap(), v["chamadoId"].as_u64().unwrap());
+        if let Some(prev) = last_per_ticket.insert(ticket, seq) {
+            assert!(prev < seq, "ticket {ticket}: {seq} arrived after {prev}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn restart_keeps_dedup_and_outbox() {
+    let proxy = broker_proxy().await;
+    proxy.cut();
+    let mut options = Options::new();
+    options.settings.amqp.url = AmqpUrl::new(proxy.url());
+    let app = spawn_app_with(options).await;
+
+    for name in ["message-start.json", "status-open.json", "tag-sync.json"] {
+        assert_eq!(app.post_hook(fixture(name)).await.status(), 202, "{name}");
+    }
+    assert_eq!(app.store.stats().outbox, 3);
+    let (settings, data_dir) = app.stop().await;
+
+    proxy.restore();
+    let app = spawn_app_with(Options { settings, data_dir: Some(data_dir) }).await;
+    app.wait_ready().await;
+    // Dedup survived the restart.
+    assert_eq!(app.post_hook(fixture("status-open.json")).await.status(), 200);
+    // The outbox survived it and drains now.
+    app.take(&app.queue(Kind::Message)).await;
+    app.take(&app.queue(Kind::Status)).await;
+    app.take(&app.queue(Kind::Tags)).await;
+    app.wait_outbox_empty().await;
+}
+
+#[tokio::test]
+async fn graceful_stop_answers_requests_in_flight() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let client = app.http.clone();
+    let url = app.hook_url(CONNECTION, TOKEN);
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            client.post(url).body(unique_event(i)).send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (settings, data_dir) = app.stop().await;
+
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(202) => accepted += 1,
+            Ok(other) => panic!("a request in flight was answered {other}"),
+            // Requests that had not connected yet when the listener closed are refused.
+            Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
+        }
+    }
+    // Every 202 is durable: after a restart it is in the outbox or already delivered.
+    let app = spawn_app_with(Options { settings, data_dir: Some(data_dir) }).await;
+    app.wait_ready().await;
+    assert!(accepted > 0, "no request was answered before the stop");
+    let delivered = app.take_n(&app.queue(Kind::Other), accepted).await;
+    assert_eq!(delivered.len(), accepted);
+}
