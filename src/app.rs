@@ -1,6 +1,7 @@
 //! Wires store, publisher, sweeper and HTTP server into one `Application` with a graceful stop.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -9,10 +10,14 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin;
 use crate::config::Settings;
+use crate::metrics::{self, Metrics};
 use crate::error::json_error;
+use crate::handover::{self, Handover, InheritError};
 use crate::ingest::{self, Ingest};
 use crate::publisher::{self, PublisherHandle};
+use crate::reload::ReloadHandle;
 use crate::store::{Store, StoreError};
 use crate::verify::SecretError;
 
@@ -31,6 +36,8 @@ pub enum StartupError {
     },
     #[error("invalid connection secret")]
     Secret(#[from] SecretError),
+    #[error("cannot use the inherited listening socket")]
+    Inherit(#[from] InheritError),
 }
 
 /// What `/readyz` looks at.
@@ -46,28 +53,83 @@ pub struct Application {
     publisher: PublisherHandle,
     sweeper: JoinHandle<()>,
     background: CancellationToken,
+    reload: ReloadHandle,
+    /// `None` when the listener could not be duplicated or our program path is unknown.
+    handover: Option<Handover>,
+    /// The admin API server: its handle, port and task.
+    admin: Option<(ServerHandle, u16, JoinHandle<std::io::Result<()>>)>,
 }
 
 impl Application {
     /// Opens the store, starts the publisher (which connects in the background: the relay
     /// accepts webhooks while the broker is down) and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = Store::open(&settings.storage)?;
+        Self::build_with_source(settings, None).await
+    }
+
+    /// As [`Application::build`], remembering the config file SIGHUP reloads (`None`: the default
+    /// lookup, as `serve` without `--config`). Serves on an inherited listening socket (systemd
+    /// socket activation, SIGUSR2 hand-over) instead of binding when one was passed; the store
+    /// is then opened first, waiting for the previous relay to release it, so that no webhook is
+    /// answered before it can be stored.
+    pub async fn build_with_source(settings: Settings, source: Option<PathBuf>) -> Result<Self, StartupError> {
+        let inherited = handover::take_inherited_listener()?;
+        let store = if inherited.is_some() {
+            // A predecessor stops accepting once told: make sure this config is usable first.
+            ingest::Rules::new(&settings)?;
+            handover::notify_predecessor();
+            // The predecessor drains for at most shutdown_timeout, then flushes and closes
+            // the broker connection (bounded by amqp.timeout).
+            let wait = settings.server.shutdown_timeout + settings.amqp.timeout + Duration::from_secs(10);
+            handover::open_store_waiting(&settings.storage, wait).await?
+        } else {
+            Store::open(&settings.storage)?
+        };
         let background = CancellationToken::new();
-        let publisher = publisher::start(store.clone(), settings.amqp.clone(), background.child_token());
+        let metrics = Metrics::new();
+        let publisher =
+            publisher::start_with_metrics(store.clone(), settings.amqp.clone(), background.child_token(), metrics.clone());
         let sweeper = store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone())?);
+        let reload = ReloadHandle::new(ingest.clone(), source, settings.clone());
         let readiness = web::Data::new(Readiness {
             store: store.clone(),
             publisher_connected: publisher.connected_watch(),
         });
+        let exporter = web::Data::new(metrics::Exporter {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            publisher: publisher.stats(),
+        });
+        let metrics = web::Data::new(metrics);
+        let admin = if settings.admin.enabled() {
+            let (server, port) = admin::start(&settings.admin.bind, settings.admin.token.clone(), store.clone())
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.admin.bind.clone(),
+                    source,
+                })?;
+            tracing::info!(port, "admin API listening");
+            Some((server.handle(), port, tokio::spawn(server)))
+        } else {
+            None
+        };
 
         let addr = settings.server.bind.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+        let listener = match inherited {
+            Some(listener) => listener,
+            None => TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?,
+        };
+        let handover = match listener.try_clone().and_then(Handover::new) {
+            Ok(handover) => Some(handover),
+            Err(err) => {
+                tracing::warn!(error = %err, "SIGUSR2 hand-over unavailable");
+                None
+            }
+        };
         let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
 
         let workers = match settings.server.workers {
@@ -78,6 +140,9 @@ impl Application {
             App::new()
                 .app_data(ingest.clone())
                 .app_data(readiness.clone())
+                .app_data(metrics.clone())
+                .app_data(exporter.clone())
+                .route("/metrics", web::get().to(metrics::serve))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .service(
@@ -96,7 +161,9 @@ impl Application {
         // Signals are ours (see run_until_stopped): SIGTERM must also stop the publisher.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
-        .client_request_timeout(Duration::from_secs(10))
+        // actix's cap is per worker; the setting is for the whole listener.
+        .max_connections(settings.server.max_connections.div_ceil(workers).max(1))
+        .client_request_timeout(settings.server.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(2))
         .listen(listener)
         .map_err(|source| StartupError::Bind {
@@ -123,7 +190,20 @@ impl Application {
             publisher,
             sweeper,
             background,
+            reload,
+            handover,
+            admin,
         })
+    }
+
+    /// Port of the admin API, when `admin.bind` and `admin.token` are set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(_, port, _)| *port)
+    }
+
+    /// Reloads the config as SIGHUP does; also for tests.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -143,48 +223,26 @@ impl Application {
         &self.publisher
     }
 
-    /// Serves until SIGTERM/SIGINT or [`Application::handle`]'s stop; then stops accepting,
+    /// Serves until SIGTERM/SIGINT, a completed SIGUSR2 hand-over or [`Application::handle`]'s
+    /// stop (SIGHUP reloads the config); then stops accepting,
     /// answers the requests in flight, flushes, closes the broker connection and returns.
     pub async fn run_until_stopped(self) -> Result<(), StoreError> {
-        let handle = self.server.handle();
-        let signals = tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("stop signal received: draining");
-            handle.stop(true).await;
-        });
+        let signals = tokio::spawn(crate::signals::watch(self.server.handle(), self.reload, self.handover));
         if let Err(err) = self.server.await {
             tracing::error!(error = %err, "http server failed");
         }
         signals.abort();
+        // The admin API holds a store handle: it must be gone for the directory to be released.
+        if let Some((handle, _, task)) = self.admin {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let flushed = self.store.flush().await;
         self.background.cancel();
         self.publisher.stopped().await;
         let _ = self.sweeper.await;
         tracing::info!("relay stopped");
         flushed
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                tracing::error!("cannot install signal handlers; stop with SIGKILL only");
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

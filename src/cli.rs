@@ -1,4 +1,4 @@
-//! Command line: `serve` and `check-config`.
+//! Command line: `serve`, `check-config`, and the operators' `stats`, `dead` and `replay`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use crate::app::Application;
 use crate::config::Settings;
 use crate::error::chain;
+use crate::ops::{self, DeadReplayRequest, ReplayRequest};
+use crate::ops_cli::{self, DeadCommand, Request};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -30,11 +32,66 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Outbox depth, oldest pending event, dead letters, dedup keys, disk use (JSON).
+    Stats {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Inspect and replay events RabbitMQ refused.
+    Dead {
+        #[command(subcommand)]
+        action: DeadCommand,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Publish kept delivered events again, with their original message_id.
+    Replay {
+        /// Delivered at or after: RFC 3339 (2026-11-25T10:00:00Z) or an age (2h).
+        #[arg(long)]
+        since: String,
+        /// Delivered before (same forms); default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this kind: message, media, status, tags, other.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command; the process exit code is the result.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Stats { config } => ops_cli::run(config.as_deref(), Request::Stats).await,
+        Command::Dead { action, config } => {
+            let request = match action {
+                DeadCommand::List { limit } => Request::DeadList { limit },
+                DeadCommand::Show { id } => Request::DeadShow { id },
+                DeadCommand::Replay { ids, all } => Request::DeadReplay(DeadReplayRequest { ids, all }),
+            };
+            ops_cli::run(config.as_deref(), request).await
+        }
+        Command::Replay { since, until, kind, connection, config } => {
+            let now = crate::store::now_ms();
+            let parsed = ops::parse_time(&since, now).and_then(|since_ms| {
+                let until_ms = until.as_deref().map(|u| ops::parse_time(u, now)).transpose()?;
+                if let Some(kind) = &kind {
+                    ops::parse_kind(kind)?;
+                }
+                Ok(ReplayRequest { since_ms, until_ms, kind, connection })
+            });
+            match parsed {
+                Ok(request) => ops_cli::run(config.as_deref(), Request::Replay(request)).await,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::CheckConfig { config } => match Settings::load(config.as_deref()) {
             Ok(settings) => match settings.to_masked_toml() {
                 Ok(text) => {
@@ -60,7 +117,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             };
             telemetry::init(&settings.log);
-            let app = match Application::build(settings).await {
+            let app = match Application::build_with_source(settings, config).await {
                 Ok(app) => app,
                 Err(err) => {
                     tracing::error!(error = %chain(&err), "relay failed to start");

@@ -92,6 +92,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub redact: RedactSettings,
     pub log: LogSettings,
+    pub admin: AdminSettings,
     pub connections: Vec<ConnectionSettings>,
 }
 
@@ -103,6 +104,11 @@ pub struct ServerSettings {
     pub workers: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Open client connections the listener holds at once, across all workers.
+    pub max_connections: usize,
+    /// Time a client gets to send its request head, and again its whole body.
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -114,6 +120,32 @@ pub struct StorageSettings {
     pub cache_capacity_bytes: u64,
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// How long delivered events are kept for `replay`; zero keeps none.
+    #[serde(with = "humantime_serde")]
+    pub keep_delivered: Duration,
+    /// Cap on the kept delivered events; the oldest go first beyond it.
+    pub keep_delivered_max_bytes: u64,
+    /// Events waiting for the broker beyond which webhooks are answered 503.
+    pub max_outbox: usize,
+    /// Bytes waiting for the broker beyond which webhooks are answered 503.
+    pub max_outbox_bytes: u64,
+}
+
+/// The operators' API on its own listener, for the CLI against a running relay.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Empty: no admin listener.
+    pub bind: String,
+    /// Bearer token of the admin API; empty: no admin listener.
+    pub token: Secret,
+}
+
+impl AdminSettings {
+    /// The admin listener runs only with both an address and a token.
+    pub fn enabled(&self) -> bool {
+        !self.bind.is_empty() && !self.token.expose().is_empty()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -203,6 +235,47 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
+/// Keys whose values are secrets: a type error on one of them must not echo the value.
+const SECRET_KEYS: [&str; 3] = ["tokens", "hmac_secrets", "url"];
+
+/// figment's type errors quote the value found (`found string "…"`); on a secret key that would
+/// print a token or password to the terminal and the logs, so the value is replaced.
+fn hide_secret_values(err: figment::Error) -> figment::Error {
+    use figment::error::{Actual, Kind};
+    let hide = |actual: Actual| match actual {
+        Actual::Str(_) => Actual::Other("a string (value hidden)".to_owned()),
+        Actual::Bytes(_) | Actual::Char(_) | Actual::Signed(_) | Actual::Unsigned(_) | Actual::Float(_) => {
+            Actual::Other("a value (hidden)".to_owned())
+        }
+        other => other,
+    };
+    let masked = err.into_iter().map(|mut e| {
+        if e.path.iter().any(|segment| SECRET_KEYS.iter().any(|k| segment.eq_ignore_ascii_case(k))) {
+            e.kind = match e.kind {
+                Kind::InvalidType(actual, expected) => Kind::InvalidType(hide(actual), expected),
+                Kind::InvalidValue(actual, expected) => Kind::InvalidValue(hide(actual), expected),
+                Kind::Unsupported(actual) => Kind::Unsupported(hide(actual)),
+                Kind::Message(_) => Kind::Message("invalid value (hidden: secret key)".to_owned()),
+                other => other,
+            };
+        }
+        // A TOML syntax error quotes the offending line, which may hold a secret: keep only
+        // where it is and what is wrong.
+        if let Kind::Message(text) = &e.kind {
+            if text.contains("\n") && text.contains(" | ") {
+                let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+                let place = lines.next().unwrap_or_default().to_owned();
+                let reason = lines.filter(|l| !l.contains('|')).next_back().unwrap_or_default();
+                e.kind = Kind::Message(format!("{place}: {reason}"));
+            }
+        }
+        e
+    });
+    masked
+        .reduce(|chain, next| chain.chain(next))
+        .unwrap_or_else(|| figment::Error::from("invalid configuration".to_owned()))
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -238,7 +311,7 @@ impl Settings {
         }
         // `connections` is an array of tables: a file that names it replaces the default list
         // as a whole, which is what an operator means by it.
-        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
+        let settings: Settings = figment.merge(env).extract().map_err(|e| Box::new(hide_secret_values(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -252,6 +325,12 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be greater than 0"));
+        }
+        if self.server.client_timeout.is_zero() {
+            return Err(invalid("server.client_timeout", "must be greater than 0"));
+        }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
         }
@@ -264,6 +343,13 @@ impl Settings {
         if self.storage.cache_capacity_bytes < 1024 * 1024 {
             return Err(invalid("storage.cache_capacity_bytes", "must be at least 1048576"));
         }
+        if self.storage.max_outbox == 0 {
+            return Err(invalid("storage.max_outbox", "must be greater than 0"));
+        }
+        if self.storage.max_outbox_bytes == 0 {
+            return Err(invalid("storage.max_outbox_bytes", "must be greater than 0"));
+        }
+        self.validate_admin()?;
         let url = url::Url::parse(self.amqp.url.expose())
             .map_err(|e| invalid("amqp.url", format!("not a URL ({e})")))?;
         if !matches!(url.scheme(), "amqp" | "amqps") {
@@ -330,6 +416,31 @@ impl Settings {
                     return Err(invalid(format!("connections[{i}].hmac_secrets[{j}]"), e.to_string()));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        if !self.admin.bind.is_empty() {
+            self.admin
+                .bind
+                .parse::<SocketAddr>()
+                .map_err(|e| invalid("admin.bind", format!("not an address:port ({e})")))?;
+        }
+        let token = self.admin.token.expose();
+        if token.is_empty() {
+            return Ok(());
+        }
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("admin.token", "must be at least 16 printable ASCII characters"));
+        }
+        // Admin endpoints must never open with a webhook credential.
+        let reused = self
+            .connections
+            .iter()
+            .any(|c| c.tokens.iter().chain(&c.hmac_secrets).any(|t| t.expose() == token));
+        if reused {
+            return Err(invalid("admin.token", "must differ from every connection token and hmac secret"));
         }
         Ok(())
     }

@@ -26,10 +26,28 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("content type must be application/json (UTF-8)")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive within the client time-out")]
+    BodyTimeout,
     #[error("could not read the request body")]
     Payload(#[source] actix_web::error::PayloadError),
     #[error("the event could not be stored")]
     Store(#[source] StoreError),
+    /// The store took longer than `STORE_TIMEOUT`: sled can block for good on a full disk.
+    #[error("the store did not answer in time")]
+    StoreStuck,
+    /// Back-pressure: `storage.max_outbox` / `max_outbox_bytes` reached because the broker is
+    /// not taking events; refusing beats filling the disk.
+    #[error("the outbox is full: the broker is not keeping up")]
+    OutboxFull,
+}
+
+impl From<StoreError> for IngestError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::OutboxFull => IngestError::OutboxFull,
+            other => IngestError::Store(other),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -39,7 +57,8 @@ struct ErrorBody<'a> {
 }
 
 impl IngestError {
-    fn code(&self) -> &'static str {
+    /// Machine-readable reason: the `error` field of the answer and the `reason` metric label.
+    pub fn code(&self) -> &'static str {
         match self {
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::CompanyMismatch => "forbidden",
@@ -47,7 +66,9 @@ impl IngestError {
             IngestError::TooLarge { .. } => "payload_too_large",
             IngestError::UnsupportedMediaType => "unsupported_media_type",
             IngestError::Payload(_) => "bad_request",
-            IngestError::Store(_) => "unavailable",
+            IngestError::BodyTimeout => "request_timeout",
+            IngestError::Store(_) | IngestError::StoreStuck => "unavailable",
+            IngestError::OutboxFull => "outbox_full",
         }
     }
 
@@ -55,7 +76,8 @@ impl IngestError {
     fn detail(&self) -> String {
         match self {
             IngestError::BadBody(e) => e.to_string(),
-            IngestError::Store(_) => "the event was not stored; retry later".to_owned(),
+            IngestError::Store(_) | IngestError::StoreStuck => "the event was not stored; retry later".to_owned(),
+            IngestError::OutboxFull => "the relay is holding too many undelivered events; retry later".to_owned(),
             other => other.to_string(),
         }
     }
@@ -64,7 +86,7 @@ impl IngestError {
     pub fn log(&self, connection: &str, latency_ms: f64) {
         let status = self.status_code().as_u16();
         match self {
-            IngestError::Store(_) => {
+            IngestError::Store(_) | IngestError::StoreStuck => {
                 tracing::error!(connection, status, latency_ms, error = %chain(self), "webhook refused")
             }
             _ => tracing::warn!(connection, status, latency_ms, error = %chain(self), "webhook refused"),
@@ -80,13 +102,14 @@ impl ResponseError for IngestError {
             IngestError::BadBody(_) | IngestError::Payload(_) => StatusCode::BAD_REQUEST,
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, IngestError::Store(_)) {
+        if matches!(self, IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         response.json(ErrorBody {
@@ -129,7 +152,9 @@ mod tests {
             (IngestError::BadBody(ParseError::NotAnObject), 400),
             (IngestError::TooLarge { limit: 10 }, 413),
             (IngestError::UnsupportedMediaType, 415),
+            (IngestError::BodyTimeout, 408),
             (IngestError::Store(StoreError::Closed), 503),
+            (IngestError::from(StoreError::OutboxFull), 503),
         ];
         for (err, status) in cases {
             let response = err.error_response();
@@ -147,6 +172,16 @@ mod tests {
         );
         assert!(!err.detail().contains("writer"));
         assert!(chain(&err).contains("writer has stopped"));
+    }
+
+    #[test]
+    fn a_full_outbox_answers_503_with_retry_after() {
+        let err = IngestError::from(StoreError::OutboxFull);
+        assert!(matches!(err, IngestError::OutboxFull));
+        let response = err.error_response();
+        assert_eq!(response.status().as_u16(), 503);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(err.code(), "outbox_full");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The webhook endpoint: body limits, content type, authentication, parsing, durable append.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderMap};
@@ -12,9 +13,14 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::error::IngestError;
 use crate::event::{self, EventId, Kind};
+use crate::metrics::Metrics;
 use crate::redact::RedactKeys;
 use crate::store::{Appended, Store};
 use crate::verify::{Presented, SecretError, Verifier};
+
+/// Longest wait for the store's durable append before answering 503: well past a healthy group
+/// commit (milliseconds), well within a sender's patience.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One configured connection, prepared for the hot path.
 struct Connection {
@@ -22,16 +28,15 @@ struct Connection {
     company_id: Option<i64>,
 }
 
-/// Everything a webhook request needs, shared by all HTTP workers.
-pub struct Ingest {
+/// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
+/// redaction keys. A request works on one snapshot from start to end.
+pub struct Rules {
     connections: HashMap<String, Connection>,
     redact: RedactKeys,
-    store: Store,
-    max_body_bytes: usize,
 }
 
-impl Ingest {
-    pub fn new(settings: &Settings, store: Store) -> Result<Self, SecretError> {
+impl Rules {
+    pub fn new(settings: &Settings) -> Result<Self, SecretError> {
         let connections = settings
             .connections
             .iter()
@@ -46,9 +51,39 @@ impl Ingest {
         Ok(Self {
             connections,
             redact: RedactKeys::new(&settings.redact.keys),
+        })
+    }
+}
+
+/// Everything a webhook request needs, shared by all HTTP workers.
+pub struct Ingest {
+    /// Read once per request (an `Arc` clone), written only by a reload.
+    rules: RwLock<Arc<Rules>>,
+    store: Store,
+    max_body_bytes: usize,
+    /// Whole-body read deadline: actix's own time-out covers only the request head.
+    body_timeout: std::time::Duration,
+}
+
+impl Ingest {
+    pub fn new(settings: &Settings, store: Store) -> Result<Self, SecretError> {
+        Ok(Self {
+            rules: RwLock::new(Arc::new(Rules::new(settings)?)),
             store,
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: settings.server.client_timeout,
         })
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Arc<Rules> {
+        // A poisoned lock still holds a complete `Arc`: writers only swap it.
+        Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts new rules in force for every request that starts from now on.
+    pub fn replace_rules(&self, rules: Rules) {
+        *self.rules.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(rules);
     }
 }
 
@@ -90,22 +125,38 @@ async fn handle(
     ingest: &Ingest,
 ) -> Result<HttpResponse, IngestError> {
     let started = Instant::now();
-    let result = accept(req, connection, path_token, payload, ingest).await;
+    let rules = ingest.rules();
+    let result = accept(req, connection, path_token, payload, ingest, &rules).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The connection name is only logged once known to be configured: an unknown one is
     // attacker-chosen text (or a misplaced token).
-    let known = ingest.connections.contains_key(connection);
+    let known = rules.connections.contains_key(connection);
     let conn_field = if known { connection } else { "<unknown>" };
+    let metrics = req.app_data::<web::Data<Metrics>>();
     match &result {
-        Ok((outcome, id, kind)) => tracing::info!(
-            connection = conn_field,
-            event_id = %id,
-            kind = kind.as_str(),
-            outcome = outcome.as_str(),
-            latency_ms,
-            "webhook"
-        ),
-        Err(err) => err.log(conn_field, latency_ms),
+        Ok((outcome, id, kind)) => {
+            tracing::info!(
+                connection = conn_field,
+                event_id = %id,
+                kind = kind.as_str(),
+                outcome = outcome.as_str(),
+                status = if *outcome == Appended::Accepted { 202 } else { 200 },
+                latency_ms,
+                "webhook"
+            );
+            if let Some(metrics) = metrics {
+                match outcome {
+                    Appended::Accepted => metrics.accepted(conn_field, *kind, started.elapsed()),
+                    Appended::Duplicate => metrics.duplicate(conn_field, *kind),
+                }
+            }
+        }
+        Err(err) => {
+            err.log(conn_field, latency_ms);
+            if let Some(metrics) = metrics {
+                metrics.rejected(conn_field, err.code());
+            }
+        }
     }
     let (outcome, id, kind) = result?;
     let response = match outcome {
@@ -142,14 +193,17 @@ async fn accept(
     path_token: Option<&str>,
     payload: web::Payload,
     ingest: &Ingest,
+    rules: &Rules,
 ) -> Result<(Appended, EventId, Kind), IngestError> {
     let received_at_ms = now_ms();
-    let conn = ingest
+    let conn = rules
         .connections
         .get(connection)
         .ok_or(IngestError::Unauthorized(None))?;
     check_content_type(req.headers())?;
-    let body = read_body(req.headers(), payload, ingest.max_body_bytes).await?;
+    let body = tokio::time::timeout(ingest.body_timeout, read_body(req.headers(), payload, ingest.max_body_bytes))
+        .await
+        .map_err(|_| IngestError::BodyTimeout)??;
 
     let headers = req.headers();
     let presented = Presented {
@@ -164,14 +218,18 @@ async fn accept(
         .verify(&presented, &body, SystemTime::now())
         .map_err(|e| IngestError::Unauthorized(Some(e)))?;
 
-    let event = event::parse(connection, body, &ingest.redact, received_at_ms)?;
+    let event = event::parse(connection, body, &rules.redact, received_at_ms)?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);
         }
     }
     let (id, kind) = (event.meta.id, event.meta.kind);
-    let outcome = ingest.store.append(event).await.map_err(IngestError::Store)?;
+    // Bounded: on a full disk sled's flush can block for good, and a request must not hang with it.
+    let outcome = tokio::time::timeout(STORE_TIMEOUT, ingest.store.append(event))
+        .await
+        .map_err(|_| IngestError::StoreStuck)?
+        .map_err(IngestError::from)?;
     Ok((outcome, id, kind))
 }
 

@@ -8,10 +8,17 @@ pub mod store;
 pub mod topology;
 pub mod verify;
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod handover;
 pub mod ingest;
+pub mod metrics;
+pub mod ops;
+pub mod ops_cli;
+pub mod reload;
+mod signals;
 pub mod telemetry;
 
 pub use app::Application;

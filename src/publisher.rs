@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AmqpSettings;
 use crate::event::EventMeta;
+use crate::metrics::Metrics;
 use crate::store::{Pending, Store, StoreError};
 use crate::topology;
 
@@ -126,6 +127,16 @@ impl PublisherHandle {
 /// Never waits for the broker: the task connects in the background, so the HTTP side can
 /// accept (and durably store) events while RabbitMQ is down.
 pub fn start(store: Store, settings: AmqpSettings, shutdown: CancellationToken) -> PublisherHandle {
+    start_with_metrics(store, settings, shutdown, Metrics::new())
+}
+
+/// As [`start`], observing each confirm's receive → confirm latency into `metrics`.
+pub fn start_with_metrics(
+    store: Store,
+    settings: AmqpSettings,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+) -> PublisherHandle {
     let (connected_tx, connected) = watch::channel(false);
     let stats = Arc::new(PublisherStats::default());
     let publisher = Publisher {
@@ -134,6 +145,7 @@ pub fn start(store: Store, settings: AmqpSettings, shutdown: CancellationToken) 
         shutdown,
         connected: connected_tx,
         stats: Arc::clone(&stats),
+        metrics,
     };
     let task = tokio::spawn(publisher.run());
     PublisherHandle { connected, stats, task }
@@ -360,6 +372,7 @@ struct Publisher {
     shutdown: CancellationToken,
     connected: watch::Sender<bool>,
     stats: Arc<PublisherStats>,
+    metrics: Metrics,
 }
 
 impl Publisher {
@@ -577,7 +590,9 @@ impl Publisher {
             .map_err(amqp("publisher confirm"))?;
         match confirmation {
             Confirmation::Ack(None) => {
-                window.confirmed(seq);
+                if let Some(pending) = window.confirmed(seq) {
+                    self.metrics.delivered(pending.event.meta.received_at_ms);
+                }
                 PublisherStats::bump(&self.stats.acked);
                 Ok(Settled::Delivered)
             }
@@ -849,6 +864,10 @@ mod tests {
             dedup_window: Duration::from_secs(3600),
             cache_capacity_bytes: 8 * 1024 * 1024,
             sweep_interval: Duration::from_secs(60),
+            keep_delivered: Duration::from_secs(3600),
+            keep_delivered_max_bytes: 64 * 1024 * 1024,
+            max_outbox: 1_000_000,
+            max_outbox_bytes: 1 << 32,
         })
         .expect("open store")
     }

@@ -1,9 +1,10 @@
-//! Durable storage behind one API (sled inside): dedup keys + outbox written atomically, dead letters.
+//! Durable storage behind one API (sled inside): dedup keys + outbox written atomically, dead
+//! letters, delivered events kept for replay, and the counters back-pressure and metrics read.
 
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use writer::{Command, Writer};
+use writer::{Command, Requeue, Source, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +32,18 @@ pub enum StoreError {
     Corrupt(#[source] serde_json::Error),
     #[error("storage writer has stopped")]
     Closed,
+    /// `storage.max_outbox` or `storage.max_outbox_bytes` reached: the broker is not keeping up.
+    #[error("the outbox is full (storage.max_outbox / max_outbox_bytes reached)")]
+    OutboxFull,
+}
+
+impl StoreError {
+    /// The directory is locked by another process: another relay, or the predecessor of a
+    /// restart still draining.
+    pub fn is_lock_held(&self) -> bool {
+        // sled reports a held lock only as text (ErrorKind::Other).
+        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    }
 }
 
 /// Result of appending an event.
@@ -61,13 +74,56 @@ pub struct DeadLetter {
 }
 
 /// Counts for readiness, stats and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreStats {
     pub outbox: usize,
+    /// Bytes of the events in the outbox (what `max_outbox_bytes` limits).
+    pub outbox_bytes: u64,
+    /// Receive time of the oldest event waiting for the broker.
+    pub oldest_pending_ms: Option<u64>,
     pub dead: usize,
     pub dedup_keys: usize,
+    /// Delivered events kept for replay, and their bytes.
+    pub delivered_kept: usize,
+    pub delivered_bytes: u64,
     pub disk_bytes: u64,
 }
+
+/// Running totals kept beside the trees, so the hot path and metrics never count a tree.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) outbox_events: AtomicU64,
+    pub(crate) outbox_bytes: AtomicU64,
+    pub(crate) delivered_bytes: AtomicU64,
+}
+
+/// Back-pressure limits the writer enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_outbox: u64,
+    pub(crate) max_outbox_bytes: u64,
+}
+
+/// A kept delivered event (see `storage.keep_delivered`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub delivered_at_ms: u64,
+    pub event: Event,
+}
+
+/// Which kept delivered events `replay` re-publishes.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayFilter {
+    /// Delivered at or after (unix ms).
+    pub since_ms: u64,
+    /// Delivered before (unix ms); `None`: up to now.
+    pub until_ms: Option<u64>,
+    pub kind: Option<crate::event::Kind>,
+    pub connection: Option<String>,
+}
+
+/// Records handed to the writer per replay command: bounds one transaction.
+const REQUEUE_BATCH: usize = 1024;
 
 /// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
 const COMMAND_QUEUE: usize = 4096;
@@ -86,6 +142,8 @@ struct Trees {
     outbox: sled::Tree,
     /// seq (8 bytes BE) → dead record
     dead: sled::Tree,
+    /// delivered_at (8 bytes BE) ++ seq → outbox record, kept for replay
+    delivered: sled::Tree,
     /// write probes
     meta: sled::Tree,
 }
@@ -97,6 +155,7 @@ impl Trees {
             dedup_exp: db.open_tree("dedup_exp")?,
             outbox: db.open_tree("outbox")?,
             dead: db.open_tree("dead")?,
+            delivered: db.open_tree("delivered")?,
             meta: db.open_tree("meta")?,
         })
     }
@@ -118,6 +177,9 @@ struct Inner {
     appended: Arc<Notify>,
     dedup_keys: Arc<AtomicUsize>,
     window: Duration,
+    counters: Arc<Counters>,
+    keep_delivered: Duration,
+    keep_delivered_max_bytes: u64,
 }
 
 /// Joins the writer thread on drop: it finishes the queue, its last flush included, and
@@ -191,6 +253,18 @@ impl Store {
             .map_err(|e| open_error(path, e))?;
         let trees = Trees::open(&db)?;
         let dedup_keys = Arc::new(AtomicUsize::new(trees.dedup.len()));
+        // One pass over each tree at start; both are bounded (max_outbox_bytes,
+        // keep_delivered_max_bytes).
+        let counters = Arc::new(Counters::default());
+        for entry in trees.outbox.iter() {
+            let (_, value) = entry?;
+            counters.outbox_events.fetch_add(1, Ordering::Relaxed);
+            counters.outbox_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+        }
+        for entry in trees.delivered.iter() {
+            let (_, value) = entry?;
+            counters.delivered_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+        }
         let appended = Arc::new(Notify::new());
         let window_ms = u64::try_from(settings.dedup_window.as_millis()).unwrap_or(u64::MAX);
 
@@ -201,6 +275,11 @@ impl Store {
             appended: Arc::clone(&appended),
             dedup_keys: Arc::clone(&dedup_keys),
             window_ms,
+            counters: Arc::clone(&counters),
+            limits: Limits {
+                max_outbox: settings.max_outbox as u64,
+                max_outbox_bytes: settings.max_outbox_bytes,
+            },
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".to_owned())
@@ -221,6 +300,9 @@ impl Store {
                 appended,
                 dedup_keys,
                 window: settings.dedup_window,
+                counters,
+                keep_delivered: settings.keep_delivered,
+                keep_delivered_max_bytes: settings.keep_delivered_max_bytes,
             }),
         })
     }
@@ -261,15 +343,68 @@ impl Store {
         Ok(pending)
     }
 
-    /// Removes delivered entries from the outbox.
+    /// Removes delivered entries from the outbox, keeping them in `delivered` for replay when
+    /// `keep_delivered` is set.
     pub fn remove_delivered(&self, seqs: &[u64]) -> Result<(), StoreError> {
         // Not flushed: a removal lost in a crash only resends the event (at-least-once).
-        let mut batch = sled::Batch::default();
-        for &seq in seqs {
-            batch.remove(&record::seq_key(seq)[..]);
+        let keep = !self.inner.keep_delivered.is_zero();
+        let now = now_ms();
+        let trees = (&self.inner.trees.outbox, &self.inner.trees.delivered);
+        let result = trees.transaction(|(outbox, delivered)| {
+            let (mut removed, mut bytes) = (0u64, 0u64);
+            for &seq in seqs {
+                if let Some(value) = outbox.remove(&record::seq_key(seq)[..])? {
+                    removed += 1;
+                    bytes += value.len() as u64;
+                    if keep {
+                        delivered.insert(&record::delivered_key(now, seq)[..], value)?;
+                    }
+                }
+            }
+            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>((removed, bytes))
+        });
+        let (removed, bytes) = match result {
+            Ok(counts) => counts,
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(never)) => match never {},
+        };
+        self.outbox_removed(removed, bytes);
+        if keep {
+            self.inner.counters.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
-        self.inner.trees.outbox.apply_batch(batch)?;
         Ok(())
+    }
+
+    fn outbox_removed(&self, events: u64, bytes: u64) {
+        let counters = &self.inner.counters;
+        let _ = counters
+            .outbox_events
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(events)));
+        let _ = counters
+            .outbox_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes)));
+    }
+
+    /// Events and bytes in the outbox, from the running counters (O(1)).
+    pub fn outbox_usage(&self) -> (u64, u64) {
+        let counters = &self.inner.counters;
+        (
+            counters.outbox_events.load(Ordering::Relaxed),
+            counters.outbox_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Bytes of the delivered events kept for replay (O(1)).
+    pub fn delivered_bytes(&self) -> u64 {
+        self.inner.counters.delivered_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Receive time of the oldest outbox entry.
+    pub fn oldest_pending_ms(&self) -> Result<Option<u64>, StoreError> {
+        match self.inner.trees.outbox.first()? {
+            Some((_, value)) => Ok(Some(record::decode_meta(&value)?.received_at_ms)),
+            None => Ok(None),
+        }
     }
 
     /// Moves an outbox entry to the dead letters, with the broker's reason.
@@ -283,11 +418,17 @@ impl Store {
                 value.extend_from_slice(&prefix);
                 value.extend_from_slice(&stored);
                 dead.insert(&key[..], value)?;
+                return Ok(Some(stored.len() as u64));
             }
-            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
+            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(None)
         });
         match result {
-            Ok(()) => Ok(()),
+            Ok(moved) => {
+                if let Some(bytes) = moved {
+                    self.outbox_removed(1, bytes);
+                }
+                Ok(())
+            }
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
             Err(TransactionError::Abort(never)) => match never {},
         }
@@ -307,6 +448,156 @@ impl Store {
             });
         }
         Ok(letters)
+    }
+
+    /// The dead letter at outbox position `seq`.
+    pub fn dead_get(&self, seq: u64) -> Result<Option<DeadLetter>, StoreError> {
+        match self.inner.trees.dead.get(record::seq_key(seq))? {
+            Some(value) => Ok(Some(dead_letter_of(seq, &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The dead letters of one event id (normally one; more if it died, was replayed, died again).
+    pub fn dead_find(&self, id: &crate::event::EventId) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.inner.trees.dead.iter() {
+            let (key, value) = entry?;
+            let letter = dead_letter_of(record::decode_seq(&key)?, &value)?;
+            if letter.event.meta.id == *id {
+                found.push(letter);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Moves dead letters back into the outbox (all when `seqs` is `None`), to be published
+    /// again with their original ids; returns how many moved. Durable when it returns.
+    pub async fn requeue_dead(&self, seqs: Option<&[u64]>) -> Result<usize, StoreError> {
+        let mut items = Vec::new();
+        let mut add = |key: &[u8], value: &[u8]| -> Result<(), StoreError> {
+            let key: [u8; 8] = key.try_into().map_err(|_| record::corrupt("sequence key is not 8 bytes"))?;
+            items.push(Requeue {
+                record: sled::IVec::from(record::dead_record(value)?),
+                source: Source::Dead(key),
+            });
+            Ok(())
+        };
+        match seqs {
+            None => {
+                for entry in self.inner.trees.dead.iter() {
+                    let (key, value) = entry?;
+                    add(&key, &value)?;
+                }
+            }
+            Some(seqs) => {
+                for &seq in seqs {
+                    let key = record::seq_key(seq);
+                    if let Some(value) = self.inner.trees.dead.get(key)? {
+                        add(&key, &value)?;
+                    }
+                }
+            }
+        }
+        self.requeue(items).await
+    }
+
+    /// Kept delivered events matching `filter`, oldest delivery first, at most `limit`.
+    pub fn delivered_matching(&self, filter: &ReplayFilter, limit: usize) -> Result<Vec<Delivered>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.delivered_range(filter) {
+            let (key, value) = entry?;
+            let event = record::decode_event(&value)?;
+            if matches(filter, &event.meta) {
+                out.push(Delivered {
+                    delivered_at_ms: record::decode_delivered_key(&key)?.0,
+                    event,
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts kept delivered events matching `filter` back into the outbox: they are published
+    /// again with their original `message_id`. Returns how many.
+    pub async fn replay_delivered(&self, filter: &ReplayFilter) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let mut items = Vec::new();
+        for entry in self.delivered_range(filter) {
+            let (key, value) = entry?;
+            if !matches(filter, &record::decode_meta(&value)?) {
+                continue;
+            }
+            let key: [u8; 16] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| record::corrupt("delivered key is not 16 bytes"))?;
+            items.push(Requeue {
+                record: value,
+                source: Source::Delivered(key),
+            });
+            if items.len() >= REQUEUE_BATCH {
+                total += self.requeue(std::mem::take(&mut items)).await?;
+            }
+        }
+        total += self.requeue(items).await?;
+        Ok(total)
+    }
+
+    fn delivered_range(&self, filter: &ReplayFilter) -> sled::Iter {
+        let start = record::delivered_key(filter.since_ms, 0);
+        match filter.until_ms {
+            Some(until) => self.inner.trees.delivered.range(start..record::delivered_key(until, 0)),
+            None => self.inner.trees.delivered.range(start..),
+        }
+    }
+
+    async fn requeue(&self, items: Vec<Requeue>) -> Result<usize, StoreError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        self.request(|reply| Command::Requeue { items, reply }).await
+    }
+
+    /// Drops kept delivered events older than `keep_delivered`, then the oldest while they
+    /// take more than `keep_delivered_max_bytes`; returns how many were dropped.
+    pub fn sweep_delivered(&self) -> Result<usize, StoreError> {
+        let tree = &self.inner.trees.delivered;
+        let cutoff = now_ms().saturating_sub(u64::try_from(self.inner.keep_delivered.as_millis()).unwrap_or(u64::MAX));
+        let mut dropped = 0;
+        loop {
+            let over = self.delivered_bytes().saturating_sub(self.inner.keep_delivered_max_bytes);
+            let mut batch = sled::Batch::default();
+            let (mut count, mut bytes) = (0usize, 0u64);
+            // Oldest first: everything before the cutoff, then whatever the size cap needs.
+            for entry in tree.iter().take(SWEEP_BATCH) {
+                let (key, value) = entry?;
+                let (at, _) = record::decode_delivered_key(&key)?;
+                if at >= cutoff && bytes >= over {
+                    break;
+                }
+                bytes += value.len() as u64;
+                count += 1;
+                batch.remove(key);
+            }
+            if count == 0 {
+                break;
+            }
+            tree.apply_batch(batch)?;
+            let _ = self
+                .inner
+                .counters
+                .delivered_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes)));
+            dropped += count;
+            if count < SWEEP_BATCH {
+                break;
+            }
+        }
+        Ok(dropped)
     }
 
     /// Resolves once an append has happened since the last call (a permit is kept if none waits).
@@ -385,9 +676,10 @@ impl Store {
                     _ = ticker.tick() => {}
                 }
                 let sweeping = store.clone();
-                match tokio::task::spawn_blocking(move || sweeping.sweep_expired()).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(removed)) => tracing::debug!(removed, "expired dedup keys swept"),
+                let sweep = move || Ok::<_, StoreError>((sweeping.sweep_expired()?, sweeping.sweep_delivered()?));
+                match tokio::task::spawn_blocking(sweep).await {
+                    Ok(Ok((0, 0))) => {}
+                    Ok(Ok((removed, dropped))) => tracing::debug!(removed, dropped, "expired dedup keys and delivered events swept"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "dedup sweep failed; retrying next interval"),
                     Err(e) => tracing::warn!(error = %e, "dedup sweep task failed"),
                 }
@@ -399,8 +691,13 @@ impl Store {
         let trees = &self.inner.trees;
         StoreStats {
             outbox: trees.outbox.len(),
+            outbox_bytes: self.outbox_usage().1,
+            // Informational like disk_bytes: an unreadable head shows as none.
+            oldest_pending_ms: self.oldest_pending_ms().ok().flatten(),
             dead: trees.dead.len(),
             dedup_keys: self.inner.dedup_keys.load(Ordering::Relaxed),
+            delivered_kept: trees.delivered.len(),
+            delivered_bytes: self.delivered_bytes(),
             // Only informational: a failed size query should not fail readiness.
             disk_bytes: self.inner.db.size_on_disk().unwrap_or(0),
         }
@@ -416,7 +713,37 @@ impl Store {
         self.request(|reply| Command::Flush { reply }).await
     }
 
+    /// How many dead letters are kept (counts the tree: it is small unless something is wrong).
+    pub fn dead_count(&self) -> usize {
+        self.inner.trees.dead.len()
+    }
+
+    /// How many dedup keys are held (O(1)).
+    pub fn dedup_keys(&self) -> usize {
+        self.inner.dedup_keys.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
     pub fn dedup_window(&self) -> Duration {
         self.inner.window
     }
+}
+
+fn dead_letter_of(seq: u64, value: &[u8]) -> Result<DeadLetter, StoreError> {
+    let (info, event) = record::decode_dead(value)?;
+    Ok(DeadLetter {
+        seq,
+        event,
+        reason: info.reason,
+        dead_at_ms: info.dead_at_ms,
+    })
+}
+
+fn matches(filter: &ReplayFilter, meta: &crate::event::EventMeta) -> bool {
+    filter.kind.is_none_or(|kind| kind == meta.kind)
+        && filter.connection.as_deref().is_none_or(|c| c == meta.connection)
 }

@@ -1,4 +1,4 @@
-//! Byte layouts of what the store keeps: outbox and dead-letter records, dedup keys and expiries.
+//! Byte layouts of what the store keeps: outbox, dead-letter and delivered records, dedup keys and expiries.
 //!
 //! Outbox record: `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
 //! what is relayed is byte-for-byte what was accepted.
@@ -55,6 +55,32 @@ pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
     let mut out = prefixed(&meta, event.body.len())?;
     out.extend_from_slice(&event.body);
     Ok(out)
+}
+
+/// The metadata of an outbox record, without copying its body.
+pub(super) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
+    let (meta, _) = split_prefixed(bytes)?;
+    serde_json::from_slice(meta).map_err(StoreError::Corrupt)
+}
+
+/// The outbox record inside a dead record, as stored.
+pub(super) fn dead_record(bytes: &[u8]) -> Result<&[u8], StoreError> {
+    Ok(split_prefixed(bytes)?.1)
+}
+
+/// Key of a kept delivered event: delivery time first, so both the replay window and the
+/// sweeper are range scans; the seq keeps keys of one millisecond apart.
+pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&delivered_at_ms.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(super) fn decode_delivered_key(key: &[u8]) -> Result<(u64, u64), StoreError> {
+    let key: [u8; 16] = key.try_into().map_err(|_| corrupt("delivered key is not 16 bytes"))?;
+    let (at, seq) = key.split_at(8);
+    Ok((decode_seq(at)?, decode_seq(seq)?))
 }
 
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {

@@ -18,6 +18,10 @@ fn settings(path: &Path, window: Duration) -> StorageSettings {
         dedup_window: window,
         cache_capacity_bytes: 4 * 1024 * 1024,
         sweep_interval: Duration::from_secs(60),
+        keep_delivered: Duration::from_secs(3600),
+        keep_delivered_max_bytes: 64 * 1024 * 1024,
+        max_outbox: 1_000_000,
+        max_outbox_bytes: 1 << 32,
     }
 }
 
@@ -158,6 +162,11 @@ async fn repeat_within_one_group_is_a_duplicate() {
         appended: Arc::clone(&store.inner.appended),
         dedup_keys: Arc::clone(&store.inner.dedup_keys),
         window_ms: 3_600_000,
+        counters: Arc::clone(&store.inner.counters),
+        limits: Limits {
+            max_outbox: u64::MAX,
+            max_outbox_bytes: u64::MAX,
+        },
     };
     let now = now_ms();
     let mut replies = Vec::new();
@@ -391,4 +400,156 @@ fn one_error_can_answer_many_waiters() {
     assert!(matches!(writer::duplicate_error(&e), StoreError::Sled(_)));
     let corrupt = record::corrupt("bad");
     assert!(matches!(writer::duplicate_error(&corrupt), StoreError::Corrupt(_)));
+}
+
+fn open_with(dir: &tempfile::TempDir, change: impl FnOnce(&mut StorageSettings)) -> Store {
+    let mut s = settings(dir.path(), HOUR);
+    change(&mut s);
+    Store::open(&s).expect("open store")
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_new_events_but_still_sees_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&dir, |s| s.max_outbox = 2);
+    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Accepted);
+    assert_eq!(store.append(event(2, now_ms())).await.unwrap(), Appended::Accepted);
+    assert!(matches!(store.append(event(3, now_ms())).await, Err(StoreError::OutboxFull)));
+    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Duplicate);
+    assert_eq!(store.outbox_usage().0, 2);
+    let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+    store.remove_delivered(&seqs[..1]).unwrap();
+    assert_eq!(store.outbox_usage().0, 1);
+    // The refused event was not remembered: it is accepted once there is room.
+    assert_eq!(store.append(event(3, now_ms())).await.unwrap(), Appended::Accepted);
+}
+
+#[tokio::test]
+async fn the_byte_limit_counts_record_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Same receive time, so every record has the same size.
+    let now = now_ms();
+    let one = record::encode_event(&event(1, now)).unwrap().len() as u64;
+    let store = open_with(&dir, |s| s.max_outbox_bytes = one * 2);
+    store.append(event(1, now)).await.unwrap();
+    store.append(event(2, now)).await.unwrap();
+    assert!(matches!(store.append(event(3, now)).await, Err(StoreError::OutboxFull)));
+    assert_eq!(store.outbox_usage(), (2, one * 2));
+}
+
+#[tokio::test]
+async fn counters_are_rebuilt_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir, HOUR);
+        for id in 0..3 {
+            store.append(event(id, now_ms())).await.unwrap();
+        }
+        let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+        store.remove_delivered(&seqs[..1]).unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = open(&dir, HOUR);
+    assert_eq!(store.outbox_usage().0, 2);
+    assert!(store.delivered_bytes() > 0);
+    assert_eq!(store.stats().delivered_kept, 1);
+}
+
+#[tokio::test]
+async fn delivered_events_are_kept_and_replayed_under_a_new_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    store.append(event(1, now_ms())).await.unwrap();
+    store.append(event(2, now_ms())).await.unwrap();
+    let pending = store.pending_after(None, 10).unwrap();
+    let seqs: Vec<u64> = pending.iter().map(|p| p.seq).collect();
+    store.remove_delivered(&seqs).unwrap();
+    assert_eq!(store.stats().outbox, 0);
+
+    let all = ReplayFilter::default();
+    let kept = store.delivered_matching(&all, 10).unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].event, pending[0].event);
+
+    let nothing = ReplayFilter {
+        connection: Some("elsewhere".to_owned()),
+        ..ReplayFilter::default()
+    };
+    assert_eq!(store.replay_delivered(&nothing).await.unwrap(), 0);
+    let future = ReplayFilter {
+        since_ms: now_ms() + 60_000,
+        ..ReplayFilter::default()
+    };
+    assert_eq!(store.replay_delivered(&future).await.unwrap(), 0);
+
+    assert_eq!(store.replay_delivered(&all).await.unwrap(), 2);
+    let again = store.pending_after(Some(seqs[1]), 10).unwrap();
+    assert_eq!(again.len(), 2, "new seqs, past what the publisher has read");
+    assert_eq!(again[0].event, pending[0].event, "byte for byte, same id");
+    assert_eq!(store.stats().delivered_kept, 0, "moved, not copied");
+    assert_eq!(store.delivered_bytes(), 0);
+    assert_eq!(store.replay_delivered(&all).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn keep_delivered_zero_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&dir, |s| s.keep_delivered = Duration::ZERO);
+    store.append(event(1, now_ms())).await.unwrap();
+    let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+    store.remove_delivered(&seqs).unwrap();
+    assert_eq!(store.stats().delivered_kept, 0);
+    assert_eq!(store.stats().outbox, 0);
+}
+
+#[tokio::test]
+async fn the_sweeper_drops_old_and_over_cap_delivered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let one = record::encode_event(&event(1, now)).unwrap().len() as u64;
+    let store = open_with(&dir, |s| s.keep_delivered_max_bytes = one * 2);
+    for id in 0..3 {
+        store.append(event(id, now)).await.unwrap();
+    }
+    let pending = store.pending_after(None, 10).unwrap();
+    for p in &pending {
+        store.remove_delivered(&[p.seq]).unwrap();
+    }
+    assert_eq!(store.sweep_delivered().unwrap(), 1, "over the cap: the oldest goes");
+    let kept = store.delivered_matching(&ReplayFilter::default(), 10).unwrap();
+    assert_eq!(kept.iter().map(|d| d.event.meta.id).collect::<Vec<_>>(), vec![pending[1].event.meta.id, pending[2].event.meta.id]);
+    assert_eq!(store.sweep_delivered().unwrap(), 0);
+    drop(store);
+
+    // Older than keep_delivered: everything goes.
+    let store = open_with(&dir, |s| s.keep_delivered = Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(store.sweep_delivered().unwrap(), 2);
+    assert_eq!(store.delivered_bytes(), 0);
+}
+
+#[tokio::test]
+async fn dead_letters_are_found_and_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    store.append(event(1, now_ms())).await.unwrap();
+    store.append(event(2, now_ms())).await.unwrap();
+    let pending = store.pending_after(None, 10).unwrap();
+    store.dead_letter(pending[0].seq, "unroutable").unwrap();
+    store.dead_letter(pending[1].seq, "unroutable").unwrap();
+    assert_eq!(store.outbox_usage().0, 0);
+
+    let got = store.dead_get(pending[0].seq).unwrap().expect("dead letter");
+    assert_eq!(got.event, pending[0].event);
+    assert_eq!(store.dead_find(&pending[1].event.meta.id).unwrap()[0].seq, pending[1].seq);
+    assert!(store.dead_get(u64::MAX).unwrap().is_none());
+
+    assert_eq!(store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(), 1);
+    assert_eq!(store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(), 0, "already moved");
+    assert_eq!(store.dead_count(), 1);
+    assert_eq!(store.requeue_dead(None).await.unwrap(), 1);
+    assert_eq!(store.dead_count(), 0);
+    let back = store.pending_after(Some(pending[1].seq), 10).unwrap();
+    assert_eq!(back.iter().map(|p| &p.event).collect::<Vec<_>>(), vec![&pending[0].event, &pending[1].event]);
+    assert_eq!(store.outbox_usage().0, 2);
 }

@@ -69,6 +69,8 @@ pub struct TestApp {
     pub data_dir: Arc<TempDir>,
     pub http: reqwest::Client,
     pub store: Store,
+    /// The admin API's port, when the test set `admin.token`.
+    pub admin_port: Option<u16>,
     pub channel: Channel,
     _broker: Connection,
     handle: ServerHandle,
@@ -125,6 +127,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let app = Application::build(settings.clone()).await.expect("relay failed to start");
     let port = app.port();
     let store = app.store().clone();
+    let admin_port = app.admin_port();
     let handle = app.handle();
     let join = tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -133,6 +136,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         data_dir,
         http: reqwest::Client::new(),
         store,
+        admin_port,
         channel,
         _broker: broker,
         handle,

@@ -1,8 +1,18 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
 mod cli;
+mod contract;
 mod delivery;
+mod deploy;
+mod faults;
 mod helpers;
+mod hostile;
 mod ingest;
+mod load;
+mod properties;
+mod ops;
+mod privacy;
 mod proxy;
 mod resilience;
+mod soak;
+mod zero_downtime;

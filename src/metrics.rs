@@ -1,0 +1,238 @@
+//! Prometheus metrics of one `Application`, in a registry of its own, served by `GET /metrics`.
+//!
+//! A per-application registry (not the process-global one) keeps relays started side by side in
+//! one process — the integration tests do that — from counting into each other. Labels carry
+//! configured connection names and kinds only, never anything from a body.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::event::Kind;
+use crate::publisher::PublisherStats;
+use crate::store::Store;
+
+/// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
+const ACCEPT_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Receive → broker-confirm buckets (seconds): from a healthy broker to an hours-long outage.
+const DELIVERY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0,
+];
+
+/// Label used when a request named a connection that is not configured: the name itself is
+/// attacker-chosen text and must not grow the label set.
+pub const UNKNOWN_CONNECTION: &str = "<unknown>";
+
+/// Cheap to clone; clones share one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    accepted: IntCounterVec,
+    duplicate: IntCounterVec,
+    rejected: IntCounterVec,
+    accept_latency: Histogram,
+    delivery_latency: Histogram,
+    outbox_events: IntGauge,
+    outbox_bytes: IntGauge,
+    oldest_pending_age: Gauge,
+    dead: IntGauge,
+    dedup_keys: IntGauge,
+    delivered_bytes: IntGauge,
+    disk_bytes: IntGauge,
+    published: IntCounter,
+    confirms: IntCounter,
+    nacks: IntCounter,
+    returns: IntCounter,
+    reconnects: IntCounter,
+    /// Serialises scrapes: the publisher counters are caught up by difference.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let metric =
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric definition");
+    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    /// A fresh registry with every relay metric. The definitions are constants of this module
+    /// and a new registry holds no names yet, so registration cannot fail (a unit test checks).
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let oldest = Gauge::new(
+            "relay_outbox_oldest_pending_age_seconds",
+            "Age of the oldest event waiting for the broker (0 when none waits)",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(oldest.clone())).expect("metric registered once");
+        let inner = Inner {
+            accepted: counter_vec(&r, "relay_events_accepted_total", "Events stored and answered 202", &["connection", "kind"]),
+            duplicate: counter_vec(&r, "relay_events_duplicate_total", "Events answered 200 as duplicates", &["connection", "kind"]),
+            rejected: counter_vec(&r, "relay_events_rejected_total", "Webhook requests refused, by reason", &["connection", "reason"]),
+            accept_latency: histogram(&r, "relay_accept_latency_seconds", "Time to answer 202 (body read, verify, parse, fsync)", ACCEPT_BUCKETS),
+            delivery_latency: histogram(&r, "relay_delivery_latency_seconds", "Time from receipt to the broker's confirm", DELIVERY_BUCKETS),
+            outbox_events: gauge(&r, "relay_outbox_events", "Events waiting for the broker"),
+            outbox_bytes: gauge(&r, "relay_outbox_bytes", "Bytes of the events waiting for the broker"),
+            oldest_pending_age: oldest,
+            dead: gauge(&r, "relay_dead_letters", "Events the broker refused, kept for `dead replay`"),
+            dedup_keys: gauge(&r, "relay_dedup_keys", "Dedup keys held"),
+            delivered_bytes: gauge(&r, "relay_delivered_kept_bytes", "Bytes of delivered events kept for `replay`"),
+            disk_bytes: gauge(&r, "relay_store_disk_bytes", "Bytes the store uses on disk"),
+            published: counter(&r, "relay_publish_total", "Messages handed to the broker (resends count again)"),
+            confirms: counter(&r, "relay_publish_confirms_total", "Publishes the broker confirmed and routed"),
+            nacks: counter(&r, "relay_publish_nacks_total", "Publishes the broker refused (retried)"),
+            returns: counter(&r, "relay_publish_returns_total", "Publishes returned unroutable (dead-lettered)"),
+            reconnects: counter(&r, "relay_broker_reconnects_total", "Broker connection attempts after the first"),
+            scrape: Mutex::new(()),
+            registry: r,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn accepted(&self, connection: &str, kind: Kind, latency: Duration) {
+        self.inner.accepted.with_label_values(&[connection, kind.as_str()]).inc();
+        self.inner.accept_latency.observe(latency.as_secs_f64());
+    }
+
+    pub fn duplicate(&self, connection: &str, kind: Kind) {
+        self.inner.duplicate.with_label_values(&[connection, kind.as_str()]).inc();
+    }
+
+    /// `reason` is one of the fixed error codes of `IngestError`.
+    pub fn rejected(&self, connection: &str, reason: &str) {
+        self.inner.rejected.with_label_values(&[connection, reason]).inc();
+    }
+
+    /// The broker confirmed an event received at `received_at_ms`.
+    pub fn delivered(&self, received_at_ms: u64) {
+        let age_ms = crate::store::now_ms().saturating_sub(received_at_ms);
+        self.inner.delivery_latency.observe(age_ms as f64 / 1000.0);
+    }
+
+    /// Refreshes the gauges from the store and the publisher, then renders the text format.
+    pub fn render(&self, store: &Store, publisher: &PublisherStats) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = &self.inner;
+        // A poisoned lock only means an earlier scrape panicked; the data is still counters.
+        let _guard = inner.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        let (events, bytes) = store.outbox_usage();
+        inner.outbox_events.set(clamp(events));
+        inner.outbox_bytes.set(clamp(bytes));
+        let age = match store.oldest_pending_ms() {
+            Ok(Some(at)) => crate::store::now_ms().saturating_sub(at) as f64 / 1000.0,
+            Ok(None) => 0.0,
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chain(&e), "cannot read the oldest outbox entry");
+                0.0
+            }
+        };
+        inner.oldest_pending_age.set(age);
+        inner.dead.set(clamp(store.dead_count() as u64));
+        inner.dedup_keys.set(clamp(store.dedup_keys() as u64));
+        inner.delivered_bytes.set(clamp(store.delivered_bytes()));
+        inner.disk_bytes.set(clamp(store.disk_bytes()));
+        // The publisher keeps its own atomics; counters here catch up by the difference.
+        for (counter, source) in [
+            (&inner.published, &publisher.published),
+            (&inner.confirms, &publisher.acked),
+            (&inner.nacks, &publisher.nacked),
+            (&inner.returns, &publisher.returned),
+            (&inner.reconnects, &publisher.reconnects),
+        ] {
+            counter.inc_by(source.load(Relaxed).saturating_sub(counter.get()));
+        }
+        match TextEncoder::new().encode_to_string(&inner.registry.gather()) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode metrics");
+                String::new()
+            }
+        }
+    }
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// What `GET /metrics` reads.
+pub struct Exporter {
+    pub metrics: Metrics,
+    pub store: Store,
+    pub publisher: Arc<PublisherStats>,
+}
+
+/// `GET /metrics`: Prometheus text format. Counts and sizes only, no personal data.
+pub async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
+    let exporter = exporter.into_inner();
+    // Sizes and the oldest entry touch the disk: keep them off the async workers.
+    let text = tokio::task::spawn_blocking(move || exporter.metrics.render(&exporter.store, &exporter.publisher)).await;
+    match text {
+        Ok(text) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics task failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_registries_do_not_share_counts() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.accepted("loja", Kind::Message, Duration::from_millis(3));
+        a.rejected(UNKNOWN_CONNECTION, "unauthorized");
+        let text = TextEncoder::new().encode_to_string(&a.inner.registry.gather()).unwrap();
+        assert!(text.contains(r#"relay_events_accepted_total{connection="loja",kind="message"} 1"#), "{text}");
+        assert!(text.contains(r#"relay_events_rejected_total{connection="<unknown>",reason="unauthorized"} 1"#), "{text}");
+        assert!(text.contains("relay_accept_latency_seconds_count 1"), "{text}");
+        let other = TextEncoder::new().encode_to_string(&b.inner.registry.gather()).unwrap();
+        assert!(!other.contains("loja"), "{other}");
+    }
+}

@@ -1,0 +1,213 @@
+//! The operators' subcommands (`stats`, `dead …`, `replay`): on the data directory when no relay
+//! holds it, else through the running relay's admin API. Output is JSON, for people and `jq`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{AdminSettings, Settings};
+use crate::error::chain;
+use crate::ops::{self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats};
+use crate::store::{Store, StoreError};
+
+/// Time-out of one admin API call; a replay of many events is one call.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead letters (events RabbitMQ refused), oldest first, without bodies.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one dead letter with its body; ID is its number (seq) or its 32-hex event id.
+    Show { id: String },
+    /// Put dead letters back into the outbox, to be published again with their original ids.
+    Replay {
+        /// Numbers (seq) or event ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// What a command is asked to do, independent of where it runs.
+#[derive(Debug)]
+pub enum Request {
+    Stats,
+    DeadList { limit: usize },
+    DeadShow { id: String },
+    DeadReplay(DeadReplayRequest),
+    Replay(ReplayRequest),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Ops(#[from] OpsError),
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    #[error("no data directory at {0}")]
+    NoData(String),
+    #[error(
+        "the store is in use by a running relay, and its admin API is off: set admin.token \
+         (and admin.bind) in the relay's config to use this command while it runs"
+    )]
+    NoAdmin,
+    #[error("admin API at {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: ureq::Error,
+    },
+    #[error("admin API answered {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("admin API sent an unreadable answer")]
+    Decode(#[source] serde_json::Error),
+    #[error("cannot encode the request")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// `stats`, `dead …` and `replay`: prints the answer as JSON; exit 1 on failure.
+pub async fn run(config: Option<&Path>, request: Request) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    match execute(&settings, request).await {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {}", chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pretty<T: Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(CliError::Encode)
+}
+
+async fn execute(settings: &Settings, request: Request) -> Result<String, CliError> {
+    let path = &settings.storage.path;
+    if !path.exists() {
+        return Err(CliError::NoData(path.display().to_string()));
+    }
+    match Store::open(&settings.storage) {
+        Ok(store) => {
+            let text = local(&store, request).await;
+            // Release the directory (writer joined, last flush done) before exiting.
+            drop(store);
+            text
+        }
+        Err(err) if err.is_lock_held() => {
+            let admin = settings.admin.clone();
+            tokio::task::spawn_blocking(move || remote(&admin, request))
+                .await
+                .unwrap_or_else(|e| Err(CliError::Refused { status: 0, body: e.to_string() }))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn local(store: &Store, request: Request) -> Result<String, CliError> {
+    match request {
+        Request::Stats => pretty(&ops::stats(store)),
+        Request::DeadList { limit } => pretty(&ops::dead_list(store, limit)?),
+        Request::DeadShow { id } => pretty(&ops::dead_show(store, &id)?),
+        Request::DeadReplay(req) => {
+            let replayed = ops::dead_replay(store, &req).await?;
+            store.flush().await?;
+            pretty(&replayed)
+        }
+        Request::Replay(req) => {
+            let replayed = ops::replay(store, &req).await?;
+            store.flush().await?;
+            pretty(&replayed)
+        }
+    }
+}
+
+/// The same request through `http://{admin.bind}/admin/…`.
+fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
+    if !admin.enabled() {
+        return Err(CliError::NoAdmin);
+    }
+    // A wildcard bind is reached on loopback.
+    let host = admin.bind.replacen("0.0.0.0:", "127.0.0.1:", 1).replacen("[::]:", "[::1]:", 1);
+    let client = Client {
+        base: format!("http://{host}"),
+        auth: format!("Bearer {}", admin.token.expose()),
+        agent: ureq::Agent::config_builder()
+            .timeout_global(Some(ADMIN_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into(),
+    };
+    match request {
+        Request::Stats => pretty(&client.get::<Stats>("/admin/stats")?),
+        Request::DeadList { limit } => pretty(&client.get::<Vec<DeadSummary>>(&format!("/admin/dead?limit={limit}"))?),
+        Request::DeadShow { id } => {
+            if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(OpsError::BadId(id).into());
+            }
+            pretty(&client.get::<DeadDetail>(&format!("/admin/dead/{id}"))?)
+        }
+        Request::DeadReplay(req) => pretty(&client.post::<_, Replayed>("/admin/dead/replay", &req)?),
+        Request::Replay(req) => pretty(&client.post::<_, Replayed>("/admin/replay", &req)?),
+    }
+}
+
+struct Client {
+    base: String,
+    auth: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .get(&url)
+            .header("authorization", &self.auth)
+            .call()
+            .map_err(|source| CliError::Http { url: url.clone(), source })?;
+        decode(url, response)
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let body = serde_json::to_vec(body).map_err(CliError::Encode)?;
+        let response = self
+            .agent
+            .post(&url)
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .map_err(|source| CliError::Http { url: url.clone(), source })?;
+        decode(url, response)
+    }
+}
+
+fn decode<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> Result<T, CliError> {
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|source| CliError::Http { url, source })?;
+    if status != 200 {
+        return Err(CliError::Refused { status, body: text });
+    }
+    serde_json::from_str(&text).map_err(CliError::Decode)
+}

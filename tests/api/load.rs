@@ -1,0 +1,318 @@
+//! Load and counting tools for the fault tests: concurrent posters, queue drains, relay child processes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::Channel;
+use whaticket_relay::event::Kind;
+
+use crate::helpers::*;
+
+/// A unique `other` event; `seq` identifies it in the queue.
+pub fn load_event(run: &str, seq: u64) -> String {
+    format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"chamadoId":{},"companyId":1}}"#, seq % 13)
+}
+
+/// What the posters saw: every seq attempted, and the id of each answered 202.
+#[derive(Default)]
+pub struct Tally {
+    pub attempted: HashSet<u64>,
+    pub accepted: HashMap<u64, String>,
+    /// Status → count, for answers other than 202.
+    pub other: HashMap<u16, usize>,
+    pub transport_errors: usize,
+}
+
+/// Posters running until [`Load::stop`].
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` concurrent clients posting unique events to `url` back to back.
+    pub fn start(url: String, run: String, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let next = Arc::new(AtomicU64::new(0));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("http client");
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, tally, next, http, url, run) =
+                    (stop.clone(), tally.clone(), next.clone(), http.clone(), url.clone(), run.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let seq = next.fetch_add(1, Ordering::SeqCst);
+                        tally.lock().unwrap().attempted.insert(seq);
+                        let sent = http
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(load_event(&run, seq))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(response) if response.status() == 202 => {
+                                let body: serde_json::Value = response.json().await.expect("202 body is JSON");
+                                let id = body["id"].as_str().expect("202 carries an id").to_owned();
+                                tally.lock().unwrap().accepted.insert(seq, id);
+                            }
+                            Ok(response) => {
+                                *tally.lock().unwrap().other.entry(response.status().as_u16()).or_default() += 1;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            Err(_) => {
+                                tally.lock().unwrap().transport_errors += 1;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, tally, tasks }
+    }
+
+    pub fn accepted_count(&self) -> usize {
+        self.tally.lock().unwrap().accepted.len()
+    }
+
+    pub async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await.expect("poster panicked");
+        }
+        Arc::try_unwrap(self.tally).ok().expect("posters finished").into_inner().unwrap()
+    }
+}
+
+/// Takes messages from `queue` until every seq in `want` has arrived (or 30 s pass); returns
+/// seq → message ids seen (several when an event was resent).
+pub async fn drain_until(channel: &Channel, queue: &str, want: &HashSet<u64>) -> HashMap<u64, Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen: HashMap<u64, Vec<String>> = HashMap::new();
+    loop {
+        let got = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
+        match got {
+            Some(message) => {
+                let body: serde_json::Value = serde_json::from_slice(&message.delivery.data).expect("JSON body");
+                let seq = body["seq"].as_u64().expect("seq");
+                let id = message.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                seen.entry(seq).or_default().push(id);
+            }
+            None => {
+                if want.iter().all(|s| seen.contains_key(s)) {
+                    // One more short wait catches late duplicates and strays.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if channel
+                        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                        .await
+                        .expect("basic_get")
+                        .is_none()
+                    {
+                        return seen;
+                    }
+                    continue;
+                }
+                if Instant::now() > deadline {
+                    let missing: Vec<_> = want.iter().filter(|s| !seen.contains_key(s)).collect();
+                    let sample: Vec<_> = missing.iter().take(20).collect();
+                    panic!("{} accepted events never arrived in {queue}, e.g. {sample:?}", missing.len());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The promise: every 202 is in the queue with the id it was answered with, and nothing that was
+/// never posted got in.
+pub fn assert_delivered(tally: &Tally, seen: &HashMap<u64, Vec<String>>) {
+    for (seq, id) in &tally.accepted {
+        let ids = seen.get(seq).unwrap_or_else(|| panic!("accepted event {seq} was not delivered"));
+        assert!(ids.iter().all(|got| got == id), "event {seq}: message ids {ids:?}, answered {id}");
+    }
+    for seq in seen.keys() {
+        assert!(tally.attempted.contains(seq), "event {seq} was delivered but never posted");
+    }
+}
+
+/// A relay running as a child process of its real binary.
+pub struct RelayProcess {
+    pub child: Child,
+    pub port: u16,
+    pub log_path: PathBuf,
+}
+
+/// Settings the child process gets, written as TOML (the typed `Settings` masks secrets when
+/// serialized, so it cannot be written back as is).
+pub struct ChildConfig {
+    pub dir: tempfile::TempDir,
+    pub exchange: String,
+    /// Lines added to `[storage]`.
+    pub extra: String,
+    /// `storage.path`; `<dir>/data` when unset.
+    pub data_path: Option<PathBuf>,
+}
+
+impl ChildConfig {
+    pub fn new() -> ChildConfig {
+        ChildConfig {
+            dir: tempfile::tempdir().expect("temp dir"),
+            exchange: unique("child"),
+            extra: String::new(),
+            data_path: None,
+        }
+    }
+
+    pub fn queue(&self, kind: Kind) -> String {
+        format!("{}.{kind}", self.exchange)
+    }
+
+    fn write(&self, port: u16) -> PathBuf {
+        let path = self.dir.path().join("relay.toml");
+        let text = format!(
+            r#"[server]
+bind = "127.0.0.1:{port}"
+workers = 2
+shutdown_timeout = "10s"
+
+[storage]
+path = "{data}"
+cache_capacity_bytes = 8388608
+{extra}
+[amqp]
+url = "{BROKER_URL}"
+exchange = "{x}"
+queue_prefix = "{x}"
+queue_type = "classic"
+timeout = "3s"
+reconnect_min = "100ms"
+reconnect_max = "500ms"
+
+[[connections]]
+name = "{CONNECTION}"
+tokens = ["{TOKEN}"]
+hmac_secrets = ["{HMAC_SECRET}"]
+"#,
+            data = self.data_path.clone().unwrap_or_else(|| self.dir.path().join("data")).display(),
+            extra = self.extra,
+            x = self.exchange,
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Starts the binary on a free port, logs (trace for our crate) into a file, and waits until ready.
+    pub async fn spawn(&self) -> RelayProcess {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr").port()
+        };
+        let config = self.write(port);
+        let log_path = self.dir.path().join(format!("relay-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "whaticket_relay=trace,info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn relay binary");
+        let relay = RelayProcess { child, port, log_path };
+        relay.wait_ready().await;
+        relay
+    }
+}
+
+impl RelayProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn hook_url(&self) -> String {
+        self.url(&format!("/hooks/{CONNECTION}/{TOKEN}"))
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "relay child not ready; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the exit; panics after `limit`.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "relay child still running after {limit:?}; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deletes a child relay's queues and exchanges.
+pub async fn delete_topology(channel: &Channel, exchange: &str) {
+    for kind in Kind::ALL {
+        let _ = channel.queue_delete(format!("{exchange}.{kind}").as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    let _ = channel.queue_delete(format!("{exchange}.dead").as_str().into(), QueueDeleteOptions::default()).await;
+    for x in [exchange.to_owned(), format!("{exchange}.dlx")] {
+        let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+    }
+}
+
+pub fn data_dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => data_dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,157 @@
+//! Endurance (not in CI): a million unique events through the real binary with a short dedup window,
+//! so the sweeper works throughout. Prints disk and memory figures and checks every event arrived.
+//!
+//! `SOAK_EVENTS=1000000 cargo test --release --test api soak -- --ignored --nocapture`
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use whaticket_relay::event::Kind;
+
+use crate::helpers::*;
+use crate::load::*;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "endurance run: minutes of CPU; see README, Reliability"]
+async fn soak_a_million_events() {
+    let total: u64 = std::env::var("SOAK_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let mut config = ChildConfig::new();
+    config.extra = "dedup_window = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
+    let relay = config.spawn().await;
+    let pid = relay.child.id();
+    let data = config.dir.path().join("data");
+
+    // Consumer: a bitmap of delivered seqs (duplicates from resends counted once).
+    let broker = broker_connection().await;
+    let channel = broker.create_channel().await.expect("channel");
+    channel.basic_qos(1000, BasicQosOptions::default()).await.expect("qos");
+    let mut consumer = channel
+        .basic_consume(
+            config.queue(Kind::Other).as_str().into(),
+            "soak".into(),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let seen: Arc<Vec<std::sync::atomic::AtomicU8>> =
+        Arc::new((0..total).map(|_| std::sync::atomic::AtomicU8::new(0)).collect());
+    let unique_delivered = Arc::new(AtomicUsize::new(0));
+    let consumer_task = {
+        let (seen, unique_delivered) = (seen.clone(), unique_delivered.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("JSON");
+                let seq = body["seq"].as_u64().expect("seq") as usize;
+                if seen[seq].swap(1, Ordering::Relaxed) == 0 {
+                    unique_delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    let run = unique("soak");
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let started = Instant::now();
+    let posters: Vec<_> = (0..32)
+        .map(|_| {
+            let (next, accepted, http, url, run) =
+                (next.clone(), accepted.clone(), http.clone(), relay.hook_url(), run.clone());
+            tokio::spawn(async move {
+                loop {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= total {
+                        return;
+                    }
+                    // Retried until accepted: the count below is then exact.
+                    loop {
+                        match http.post(&url).body(load_event(&run, seq)).send().await {
+                            Ok(r) if r.status() == 202 => break,
+                            Ok(r) => panic!("event {seq}: {}", r.status()),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    }
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let (mut disk_peak, mut rss_peak, mut rss_at_10pct, mut disk_at_half) = (0u64, 0u64, 0u64, 0u64);
+    let mut last_print = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let disk = data_dir_bytes(&data);
+        let rss = rss_kib(pid);
+        disk_peak = disk_peak.max(disk);
+        rss_peak = rss_peak.max(rss);
+        let done = accepted.load(Ordering::Relaxed);
+        if rss_at_10pct == 0 && done >= total / 10 {
+            rss_at_10pct = rss;
+        }
+        if disk_at_half == 0 && done >= total / 2 {
+            disk_at_half = disk;
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            last_print = Instant::now();
+            println!(
+                "soak: {done}/{total} accepted, {} delivered, disk {:.1} MiB, rss {:.1} MiB, {:.0} ev/s",
+                unique_delivered.load(Ordering::Relaxed),
+                disk as f64 / 1048576.0,
+                rss as f64 / 1024.0,
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+        if unique_delivered.load(Ordering::Relaxed) as u64 >= total {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(4 * 3600), "soak did not finish in 4 h");
+    }
+    for p in posters {
+        p.await.expect("poster");
+    }
+    let elapsed = started.elapsed();
+    // Let the sweeper catch up past the window, then measure the end state.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let (disk_end, rss_end) = (data_dir_bytes(&data), rss_kib(pid));
+    println!(
+        "soak done: {total} events in {:.0} s ({:.0} ev/s); disk half {:.1} MiB peak {:.1} MiB end {:.1} MiB; rss at 10% {:.1} MiB peak {:.1} MiB end {:.1} MiB",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        disk_at_half as f64 / 1048576.0,
+        disk_peak as f64 / 1048576.0,
+        disk_end as f64 / 1048576.0,
+        rss_at_10pct as f64 / 1024.0,
+        rss_peak as f64 / 1024.0,
+        rss_end as f64 / 1024.0
+    );
+    assert_eq!(unique_delivered.load(Ordering::Relaxed) as u64, total, "every event delivered");
+    // Bounded: the second half of the run adds less than the first half took (it levels off
+    // once the sweeper expires as many keys as arrive).
+    assert!(
+        disk_end.saturating_sub(disk_at_half) <= disk_at_half,
+        "disk kept growing: {disk_at_half} B at half, {disk_end} B at the end"
+    );
+    assert!(disk_peak < 2 * 1024 * 1024 * 1024, "data dir passed 2 GiB");
+    assert!(rss_end < rss_at_10pct.max(1) * 2 + 64 * 1024, "memory grew: {rss_at_10pct} KiB → {rss_end} KiB");
+    drop(relay);
+    consumer_task.abort();
+    delete_topology(&channel, &config.exchange).await;
+}
