@@ -250,12 +250,27 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+/// `?scope=ingest` narrows readiness to what accepting webhooks needs: the store. A load balancer
+/// or Kubernetes should use it, because the relay keeps accepting (and storing) events while the
+/// broker is down, and an unready relay would have them refused — Whaticket never retries.
+#[derive(serde::Deserialize)]
+struct ReadyQuery {
+    scope: Option<String>,
+}
+
+async fn readyz(readiness: web::Data<Readiness>, query: web::Query<ReadyQuery>) -> HttpResponse {
+    let ingest_only = match query.scope.as_deref() {
+        None | Some("all") => false,
+        Some("ingest") => true,
+        Some(_) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad_request", "scope must be `all` or `ingest`");
+        }
+    };
     let store_ok = matches!(
         tokio::time::timeout(READY_PROBE_TIMEOUT, readiness.store.check_writable()).await,
         Ok(Ok(()))
     );
-    let broker_ok = *readiness.publisher_connected.borrow();
+    let broker_ok = ingest_only || *readiness.publisher_connected.borrow();
     if store_ok && broker_ok {
         return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }));
     }

@@ -254,7 +254,8 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
     assert_eq!(mount_of(claim), toml_str(&config, "storage", "path"));
     assert_eq!(str_at(&claims[0], "/spec/accessModes/0"), "ReadWriteOnce");
 
-    // Probes: /healthz for liveness, /readyz for readiness, on the port the relay binds.
+    // Probes: /healthz for liveness, store-only /readyz for readiness (a broker outage must not
+    // take an accepting relay out of the Service), on the port the relay binds.
     let bind_port = port_of(toml_str(&config, "server", "bind"));
     let container_port = |port: &Value| -> u64 {
         match port {
@@ -269,7 +270,7 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
             other => panic!("port {other}"),
         }
     };
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz?scope=ingest")] {
         let get = &container[probe]["httpGet"];
         assert_eq!(str_at(get, "/path"), path, "{probe}");
         assert_eq!(container_port(&get["port"]), u64::from(bind_port), "{probe} port");

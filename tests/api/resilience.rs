@@ -142,3 +142,15 @@ async fn graceful_stop_answers_requests_in_flight() {
     let delivered = app.take_n(&app.queue(Kind::Other), accepted).await;
     assert_eq!(delivered.len(), accepted);
 }
+
+#[tokio::test]
+async fn ingest_readiness_ignores_the_broker() {
+    let proxy = broker_proxy().await;
+    proxy.cut();
+    let mut options = Options::new();
+    options.settings.amqp.url = AmqpUrl::new(proxy.url());
+    let app = spawn_app_with(options).await;
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/readyz?scope=ingest").await.status(), 200);
+    assert_eq!(app.get("/readyz?scope=everything").await.status(), 400);
+}
