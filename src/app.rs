@@ -21,6 +21,14 @@ use crate::reload::ReloadHandle;
 use crate::store::{Store, StoreError};
 use crate::verify::SecretError;
 
+/// Store watchdog: probe period, probe time-out, failed probes in a row before the relay exits.
+const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+const STORE_FAILURES_BEFORE_EXIT: u32 = 3;
+
+/// How long an idle keep-alive connection is kept open.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 /// How long `/readyz` waits for the store's write probe.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -165,6 +173,10 @@ impl Application {
         .max_connections(settings.server.max_connections.div_ceil(workers).max(1))
         .client_request_timeout(settings.server.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(2))
+        // Longer than any sender's idle-connection timeout (Node's agent: 5 s), so it is the
+        // client that closes an idle connection; a server closing first races the client's next
+        // request on it, which fails, and Whaticket never retries.
+        .keep_alive(KEEP_ALIVE)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             addr: settings.server.bind.clone(),
@@ -228,21 +240,57 @@ impl Application {
     /// answers the requests in flight, flushes, closes the broker connection and returns.
     pub async fn run_until_stopped(self) -> Result<(), StoreError> {
         let signals = tokio::spawn(crate::signals::watch(self.server.handle(), self.reload, self.handover));
+        let watchdog = tokio::spawn(store_watchdog(self.store.clone(), self.server.handle()));
         if let Err(err) = self.server.await {
             tracing::error!(error = %err, "http server failed");
         }
         signals.abort();
+        let unwritable = watchdog.is_finished() && matches!(watchdog.await, Ok(true));
         // The admin API holds a store handle: it must be gone for the directory to be released.
         if let Some((handle, _, task)) = self.admin {
             handle.stop(true).await;
             let _ = task.await;
         }
-        let flushed = self.store.flush().await;
+        let flushed = match tokio::time::timeout(STORE_PROBE_TIMEOUT, self.store.flush()).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unwritable),
+        };
         self.background.cancel();
         self.publisher.stopped().await;
         let _ = self.sweeper.await;
         tracing::info!("relay stopped");
+        if unwritable {
+            return Err(StoreError::Unwritable);
+        }
         flushed
+    }
+}
+
+/// Crash-only recovery: sled stays failed after an I/O error and can block in its flush on a full
+/// disk, and only reopening it (a new process) recovers. When the store has failed every probe for
+/// [`STORE_FAILURES_BEFORE_EXIT`] probes in a row, the relay stops with an error so its supervisor
+/// (systemd `Restart=`, Kubernetes) starts it again; requests meanwhile get 503 + Retry-After.
+/// Returns true when it stopped the server.
+async fn store_watchdog(store: Store, server: ServerHandle) -> bool {
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(STORE_PROBE_INTERVAL).await;
+        match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.check_writable()).await {
+            Ok(Ok(())) => failures = 0,
+            Ok(Err(e)) => {
+                failures += 1;
+                tracing::error!(error = %crate::error::chain(&e), failures, "store write probe failed");
+            }
+            Err(_) => {
+                failures += 1;
+                tracing::error!(failures, "store write probe hung");
+            }
+        }
+        if failures >= STORE_FAILURES_BEFORE_EXIT {
+            tracing::error!("the store stopped taking writes; stopping so the supervisor restarts the relay");
+            server.stop(true).await;
+            return true;
+        }
     }
 }
 

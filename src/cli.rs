@@ -127,7 +127,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             match app.run_until_stopped().await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    tracing::error!(error = %chain(&err), "final flush failed");
+                    tracing::error!(error = %chain(&err), "relay stopped on a storage failure");
                     ExitCode::FAILURE
                 }
             }

@@ -32,6 +32,10 @@ pub enum StoreError {
     Corrupt(#[source] serde_json::Error),
     #[error("storage writer has stopped")]
     Closed,
+    /// Writes have failed or hung for a while: sled stays failed after an I/O error (or blocks in
+    /// its flush on a full disk) until the process reopens it.
+    #[error("storage has stopped taking writes")]
+    Unwritable,
     /// `storage.max_outbox` or `storage.max_outbox_bytes` reached: the broker is not keeping up.
     #[error("the outbox is full (storage.max_outbox / max_outbox_bytes reached)")]
     OutboxFull,
@@ -186,9 +190,22 @@ struct Inner {
 /// releases its database handle, so the directory can be reopened right after.
 struct WriterThread(Option<JoinHandle<()>>);
 
+/// How long dropping the last store handle waits for the writer to finish its queue.
+const WRITER_JOIN_LIMIT: Duration = Duration::from_secs(10);
+
 impl Drop for WriterThread {
     fn drop(&mut self) {
         if let Some(handle) = self.0.take() {
+            // A writer stuck inside sled (a full disk can block its flush for good) must not
+            // keep the process from exiting; what it had not flushed was never acknowledged.
+            let deadline = std::time::Instant::now() + WRITER_JOIN_LIMIT;
+            while !handle.is_finished() {
+                if std::time::Instant::now() >= deadline {
+                    tracing::error!("store writer did not stop within {WRITER_JOIN_LIMIT:?}; leaving it");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             if handle.join().is_err() {
                 tracing::error!("store writer thread panicked");
             }

@@ -322,5 +322,6 @@ pub(super) fn duplicate_error(e: &StoreError) -> StoreError {
         StoreError::Corrupt(e) => record::corrupt(&e.to_string()),
         StoreError::Closed => StoreError::Closed,
         StoreError::OutboxFull => StoreError::OutboxFull,
+        StoreError::Unwritable => StoreError::Unwritable,
     }
 }

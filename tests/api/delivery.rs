@@ -145,16 +145,7 @@ async fn unknown_actions_are_relayed_as_other() {
 async fn unroutable_event_goes_to_the_dead_store() {
     let app = spawn_app().await;
     app.wait_ready().await;
-    // Remove the only binding that routes `other.#`, so the broker returns the message.
-    app.channel
-        .queue_unbind(
-            app.queue(Kind::Other).as_str().into(),
-            app.settings.amqp.exchange.as_str().into(),
-            "other.#".into(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("unbind");
+    app.unbind(Kind::Other).await;
     let response = app.post_hook(r#"{"acao":"nobody-listens"}"#).await;
     assert_eq!(response.status(), 202);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -231,7 +231,7 @@ impl Drop for Tmpfs {
 }
 
 #[tokio::test]
-async fn full_disk_answers_503_stores_nothing_and_recovers_on_restart() {
+async fn full_disk_answers_503_stores_nothing_exits_and_recovers_on_restart() {
     let Some(tmpfs) = Tmpfs::mount("6m") else {
         panic!("cannot mount a tmpfs here: this test needs root with mount rights (CI has them)");
     };
@@ -273,10 +273,11 @@ async fn full_disk_answers_503_stores_nothing_and_recovers_on_restart() {
     tally.attempted.insert(seq);
     refused.push(seq);
 
-    // Space comes back; a supervisor restarts the relay that /readyz reports unavailable.
+    // The relay notices its store stopped taking writes and exits with an error, so that its
+    // supervisor restarts it; space comes back and the restarted relay recovers.
+    let status = relay.wait_exit(Duration::from_secs(90)).await;
+    assert!(!status.success(), "a relay whose store failed must exit with an error: {status}");
     tmpfs.resize("256m");
-    relay.signal("KILL");
-    relay.wait_exit(Duration::from_secs(5)).await;
     drop(relay);
     let relay = config.spawn().await;
     // Nothing half-stored: a refused event is not remembered, so it is taken now.

@@ -179,6 +179,19 @@ impl TestApp {
         format!("{}.{}", self.settings.amqp.queue_prefix, kind)
     }
 
+    /// Removes the only binding that routes `{kind}.#`, so the broker returns that kind's events.
+    pub async fn unbind(&self, kind: Kind) {
+        self.channel
+            .queue_unbind(
+                self.queue(kind).as_str().into(),
+                self.settings.amqp.exchange.as_str().into(),
+                format!("{kind}.#").as_str().into(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("unbind");
+    }
+
     /// Messages ready in a queue (passive declare).
     pub async fn queue_len(&self, queue: &str) -> u32 {
         self.channel

@@ -90,17 +90,6 @@ async fn wait_dead(app: &TestApp, count: usize) {
     }
 }
 
-async fn unbind_other(app: &TestApp) {
-    app.channel
-        .queue_unbind(
-            app.queue(Kind::Other).as_str().into(),
-            app.settings.amqp.exchange.as_str().into(),
-            "other.#".into(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("unbind");
-}
 
 async fn rebind_other(app: &TestApp) {
     app.channel
@@ -199,7 +188,7 @@ async fn admin_api_refuses_a_missing_or_connection_token() {
 async fn dead_letters_list_show_and_replay_through_the_cli() {
     let app = spawn_app_with(with_admin(Options::new())).await;
     app.wait_ready().await;
-    unbind_other(&app).await;
+    app.unbind(Kind::Other).await;
     let answer: Value = app.post_hook(r#"{"acao":"nobody-listens","chamadoId":5}"#).await.json().await.unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     wait_dead(&app, 1).await;

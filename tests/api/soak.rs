@@ -31,7 +31,9 @@ fn rss_kib(pid: u32) -> u64 {
 async fn soak_a_million_events() {
     let total: u64 = std::env::var("SOAK_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let mut config = ChildConfig::new();
-    config.extra = "dedup_window = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
+    // Delivered events are kept as briefly as keys are remembered, so the sweeper works on both
+    // and the data dir must level off.
+    config.extra = "dedup_window = \"20s\"\nkeep_delivered = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
     let relay = config.spawn().await;
     let pid = relay.child.id();
     let data = config.dir.path().join("data");
