@@ -245,23 +245,32 @@ impl Application {
             tracing::error!(error = %err, "http server failed");
         }
         signals.abort();
-        let unwritable = watchdog.is_finished() && matches!(watchdog.await, Ok(true));
+        // The watchdog holds a store handle: it must be gone for the directory to be released.
+        let unwritable = if watchdog.is_finished() {
+            matches!(watchdog.await, Ok(true))
+        } else {
+            watchdog.abort();
+            let _ = watchdog.await;
+            false
+        };
         // The admin API holds a store handle: it must be gone for the directory to be released.
         if let Some((handle, _, task)) = self.admin {
             handle.stop(true).await;
             let _ = task.await;
         }
-        let flushed = match tokio::time::timeout(STORE_PROBE_TIMEOUT, self.store.flush()).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unwritable),
+        // A store the watchdog gave up on would only hang the flush.
+        let flushed = if unwritable {
+            Err(StoreError::Unwritable)
+        } else {
+            match tokio::time::timeout(STORE_PROBE_TIMEOUT, self.store.flush()).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Unwritable),
+            }
         };
         self.background.cancel();
         self.publisher.stopped().await;
         let _ = self.sweeper.await;
         tracing::info!("relay stopped");
-        if unwritable {
-            return Err(StoreError::Unwritable);
-        }
         flushed
     }
 }

@@ -275,7 +275,8 @@ async fn full_disk_answers_503_stores_nothing_exits_and_recovers_on_restart() {
 
     // The relay notices its store stopped taking writes and exits with an error, so that its
     // supervisor restarts it; space comes back and the restarted relay recovers.
-    let status = relay.wait_exit(Duration::from_secs(90)).await;
+    // Worst case: three probes that hang (3 × 15 s), requests in flight (10 s), the writer (10 s).
+    let status = relay.wait_exit(Duration::from_secs(150)).await;
     assert!(!status.success(), "a relay whose store failed must exit with an error: {status}");
     tmpfs.resize("256m");
     drop(relay);

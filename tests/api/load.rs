@@ -13,9 +13,13 @@ use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
 
+/// Tickets the generated events spread over: enough for the publisher's pipeline (one event in
+/// flight per ticket), few enough that every ticket sees many events.
+pub const TICKETS: u64 = 997;
+
 /// A unique `other` event; `seq` identifies it in the queue.
 pub fn load_event(run: &str, seq: u64) -> String {
-    format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"chamadoId":{},"companyId":1}}"#, seq % 13)
+    format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"chamadoId":{},"companyId":1}}"#, seq % TICKETS)
 }
 
 /// What the posters saw: every seq attempted, and the id of each answered 202.
