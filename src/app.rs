@@ -268,8 +268,14 @@ impl Application {
             }
         };
         self.background.cancel();
-        self.publisher.stopped().await;
-        let _ = self.sweeper.await;
+        // Both may sit in a sled call that a failed disk never returns from.
+        let limit = STORE_PROBE_TIMEOUT;
+        if tokio::time::timeout(limit, self.publisher.stopped()).await.is_err() {
+            tracing::error!("publisher did not stop within {limit:?}");
+        }
+        if tokio::time::timeout(limit, self.sweeper).await.is_err() {
+            tracing::error!("sweeper did not stop within {limit:?}");
+        }
         tracing::info!("relay stopped");
         flushed
     }

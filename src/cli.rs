@@ -128,7 +128,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %chain(&err), "relay stopped on a storage failure");
-                    ExitCode::FAILURE
+                    // Exit now: threads stuck inside a failed store would hold up the runtime's
+                    // shutdown, and the supervisor must get its chance to restart us.
+                    std::process::exit(1)
                 }
             }
         }
