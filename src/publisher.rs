@@ -670,7 +670,6 @@ mod tests {
     use lapin::options::BasicGetOptions;
 
     use super::*;
-    use crate::config::StorageSettings;
     use crate::event::{Event, EventId, Kind};
     use crate::topology::tests::{connect, unique_settings, with_cleanup};
 
@@ -859,17 +858,8 @@ mod tests {
     }
 
     fn open_store(dir: &tempfile::TempDir) -> Store {
-        Store::open(&StorageSettings {
-            path: dir.path().join("db"),
-            dedup_window: Duration::from_secs(3600),
-            cache_capacity_bytes: 8 * 1024 * 1024,
-            sweep_interval: Duration::from_secs(60),
-            keep_delivered: Duration::from_secs(3600),
-            keep_delivered_max_bytes: 64 * 1024 * 1024,
-            max_outbox: 1_000_000,
-            max_outbox_bytes: 1 << 32,
-        })
-        .expect("open store")
+        Store::open(&crate::store::tests::settings(&dir.path().join("db"), Duration::from_secs(3600)))
+            .expect("open store")
     }
 
     async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

@@ -20,7 +20,7 @@ mod record;
 mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use writer::{Command, Requeue, Source, Writer};
 

@@ -12,7 +12,8 @@ use super::writer::{Command, Writer};
 use super::*;
 use crate::event::{EventId, EventMeta, Kind};
 
-fn settings(path: &Path, window: Duration) -> StorageSettings {
+/// Storage settings for tests: a small cache, generous limits. Also used by the publisher's tests.
+pub(crate) fn settings(path: &Path, window: Duration) -> StorageSettings {
     StorageSettings {
         path: path.to_path_buf(),
         dedup_window: window,
