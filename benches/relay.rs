@@ -27,11 +27,14 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use whaticket_relay::config::{AmqpSettings, Settings};
@@ -54,17 +57,50 @@ const SEQ_MARK: &str = "@@SEQ@@";
 const TICKET_MARK: &str = "@@TICKET@@";
 
 const FIXTURES: [(&str, &[u8]); 11] = [
-    ("media-fila-data", include_bytes!("../tests/fixtures/media-fila-data.json")),
-    ("message-from-internal", include_bytes!("../tests/fixtures/message-from-internal.json")),
-    ("message-from-me", include_bytes!("../tests/fixtures/message-from-me.json")),
-    ("message-group", include_bytes!("../tests/fixtures/message-group.json")),
-    ("message-no-caption", include_bytes!("../tests/fixtures/message-no-caption.json")),
-    ("message-no-queue", include_bytes!("../tests/fixtures/message-no-queue.json")),
-    ("message-queue-webhook", include_bytes!("../tests/fixtures/message-queue-webhook.json")),
-    ("message-start", include_bytes!("../tests/fixtures/message-start.json")),
-    ("status-closed", include_bytes!("../tests/fixtures/status-closed.json")),
-    ("status-open", include_bytes!("../tests/fixtures/status-open.json")),
-    ("tag-sync", include_bytes!("../tests/fixtures/tag-sync.json")),
+    (
+        "media-fila-data",
+        include_bytes!("../tests/fixtures/media-fila-data.json"),
+    ),
+    (
+        "message-from-internal",
+        include_bytes!("../tests/fixtures/message-from-internal.json"),
+    ),
+    (
+        "message-from-me",
+        include_bytes!("../tests/fixtures/message-from-me.json"),
+    ),
+    (
+        "message-group",
+        include_bytes!("../tests/fixtures/message-group.json"),
+    ),
+    (
+        "message-no-caption",
+        include_bytes!("../tests/fixtures/message-no-caption.json"),
+    ),
+    (
+        "message-no-queue",
+        include_bytes!("../tests/fixtures/message-no-queue.json"),
+    ),
+    (
+        "message-queue-webhook",
+        include_bytes!("../tests/fixtures/message-queue-webhook.json"),
+    ),
+    (
+        "message-start",
+        include_bytes!("../tests/fixtures/message-start.json"),
+    ),
+    (
+        "status-closed",
+        include_bytes!("../tests/fixtures/status-closed.json"),
+    ),
+    (
+        "status-open",
+        include_bytes!("../tests/fixtures/status-open.json"),
+    ),
+    (
+        "tag-sync",
+        include_bytes!("../tests/fixtures/tag-sync.json"),
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -83,7 +119,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("benchmark: cannot start tokio: {e}");
@@ -105,7 +144,10 @@ fn main() -> ExitCode {
 /// What `whaticket-relay serve` does, plus: the bound port is written to a file, and the relay
 /// stops gracefully (as on SIGTERM) when its stdin closes.
 fn relay_child() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("relay child: cannot start tokio: {e}");
@@ -126,7 +168,9 @@ async fn relay_child_main() -> Result<()> {
     let settings = Settings::load(Some(&config)).context("relay config")?;
     whaticket_relay::telemetry::init(&settings.log);
     let port_file = PathBuf::from(std::env::var_os(PORT_FILE_ENV).context("port file not given")?);
-    let app = Application::build(settings).await.context("relay failed to start")?;
+    let app = Application::build(settings)
+        .await
+        .context("relay failed to start")?;
     let tmp = port_file.with_extension("tmp");
     std::fs::write(&tmp, app.port().to_string())?;
     std::fs::rename(&tmp, &port_file)?;
@@ -137,7 +181,9 @@ async fn relay_child_main() -> Result<()> {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         runtime.block_on(handle.stop(true));
     });
-    app.run_until_stopped().await.context("relay stopped with an error")?;
+    app.run_until_stopped()
+        .await
+        .context("relay stopped with an error")?;
     Ok(())
 }
 
@@ -172,11 +218,16 @@ impl RelayProcess {
             .env("RELAY__AMQP__URL", broker)
             .env("RELAY__AMQP__EXCHANGE", &amqp.exchange)
             .env("RELAY__AMQP__QUEUE_PREFIX", &amqp.queue_prefix)
-            .env("RELAY__CONNECTIONS", format!(r#"[{{name="{CONNECTION}",tokens=["{TOKEN}"]}}]"#))
+            .env(
+                "RELAY__CONNECTIONS",
+                format!(r#"[{{name="{CONNECTION}",tokens=["{TOKEN}"]}}]"#),
+            )
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(Stdio::inherit());
-        let mut child = command.spawn().context("cannot start the relay child process")?;
+        let mut child = command
+            .spawn()
+            .context("cannot start the relay child process")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         let port = loop {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
@@ -191,7 +242,12 @@ impl RelayProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        Ok(RelayProcess { child, port, dir, amqp })
+        Ok(RelayProcess {
+            child,
+            port,
+            dir,
+            amqp,
+        })
     }
 
     fn url(&self) -> String {
@@ -207,7 +263,10 @@ impl RelayProcess {
                     return Ok(());
                 }
             }
-            ensure!(Instant::now() < deadline, "the relay was not ready (store + broker) within 30 s");
+            ensure!(
+                Instant::now() < deadline,
+                "the relay was not ready (store + broker) within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -252,12 +311,23 @@ struct Memory {
 
 impl Memory {
     fn of(pid: u32) -> Result<Memory> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("/proc/<pid>/status (Linux only)")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .context("/proc/<pid>/status (Linux only)")?;
         let field = |name: &str| -> Result<u64> {
-            let line = status.lines().find(|l| l.starts_with(name)).ok_or_else(|| anyhow!("{name} missing"))?;
-            line.split_whitespace().nth(1).ok_or_else(|| anyhow!("{name} empty"))?.parse().context(name.to_owned())
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .ok_or_else(|| anyhow!("{name} missing"))?;
+            line.split_whitespace()
+                .nth(1)
+                .ok_or_else(|| anyhow!("{name} empty"))?
+                .parse()
+                .context(name.to_owned())
         };
-        Ok(Memory { rss_kb: field("VmRSS:")?, hwm_kb: field("VmHWM:")? })
+        Ok(Memory {
+            rss_kb: field("VmRSS:")?,
+            hwm_kb: field("VmHWM:")?,
+        })
     }
 }
 
@@ -289,14 +359,22 @@ impl Bodies {
     fn new(target: usize) -> Result<Bodies> {
         let mut templates = Vec::new();
         for (name, raw) in FIXTURES {
-            let value: Value = serde_json::from_slice(raw).with_context(|| format!("fixture {name}"))?;
-            let Value::Object(mut root) = value else { bail!("fixture {name} is not an object") };
+            let value: Value =
+                serde_json::from_slice(raw).with_context(|| format!("fixture {name}"))?;
+            let Value::Object(mut root) = value else {
+                bail!("fixture {name} is not an object")
+            };
             mark_unique(&mut root);
             pad(&mut root, target).with_context(|| format!("fixture {name}"))?;
             let text = serde_json::to_string_pretty(&root)?;
-            templates.push(Template { parts: split_marks(&text) });
+            templates.push(Template {
+                parts: split_marks(&text),
+            });
         }
-        let mut bodies = Bodies { templates, mean_len: 0 };
+        let mut bodies = Bodies {
+            templates,
+            mean_len: 0,
+        };
         let n = bodies.templates.len() as u64 * 10;
         bodies.mean_len = ((0..n).map(|s| bodies.body(s).len()).sum::<usize>() as u64 / n) as usize;
         Ok(bodies)
@@ -325,7 +403,10 @@ impl Bodies {
         for seq in 0..count {
             let ev = event::parse(CONNECTION, bytes::Bytes::from(self.body(seq)), &keys, 0)
                 .map_err(|e| anyhow!("generated body {seq} does not parse: {e}"))?;
-            ensure!(seen.insert(ev.meta.id), "generated body {seq} repeats an event id: the load would be deduplicated");
+            ensure!(
+                seen.insert(ev.meta.id),
+                "generated body {seq} repeats an event id: the load would be deduplicated"
+            );
         }
         Ok(())
     }
@@ -367,8 +448,10 @@ fn mark_unique(root: &mut Map<String, Value>) {
                 let Value::Object(item) = item else { continue };
                 let text = with_seq(item.get("text"));
                 set_if_present(item, "text", text);
-                if let Some(Value::Object(key)) =
-                    item.get_mut("originalData").and_then(Value::as_object_mut).and_then(|o| o.get_mut("key"))
+                if let Some(Value::Object(key)) = item
+                    .get_mut("originalData")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|o| o.get_mut("key"))
                 {
                     set_if_present(key, "id", Value::String(format!("BENCH{SEQ_MARK}-{i}")));
                 }
@@ -461,7 +544,11 @@ const SIZES: [(&str, usize); 2] = [("1.5KB", 1536), ("18KB", 18 * 1024)];
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
     match std::env::var(name) {
-        Ok(v) => Ok(Some(v.trim().parse().with_context(|| format!("{name}={v} is not a number"))?)),
+        Ok(v) => Ok(Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("{name}={v} is not a number"))?,
+        )),
         Err(_) => Ok(None),
     }
 }
@@ -537,7 +624,10 @@ async fn connect(url: &str) -> Result<Connection> {
 }
 
 fn unique_name(what: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("relay-bench-{what}-{}-{nanos}", std::process::id())
 }
 
@@ -583,10 +673,14 @@ async fn run_size(
     http: &reqwest::Client,
     cleanup: &mut Cleanup,
 ) -> Result<Value> {
-    let ceiling = ceiling(broker, bodies, n, cleanup).await.context("ceiling")?;
+    let ceiling = ceiling(broker, bodies, n, cleanup)
+        .await
+        .context("ceiling")?;
     println!("ceiling: {:.0} msgs/s", ceiling);
 
-    let store_only = store_only(bodies, n.min(5000)).await.context("store-only appends")?;
+    let store_only = store_only(bodies, n.min(5000))
+        .await
+        .context("store-only appends")?;
     println!(
         "store only: {:.0} appends/s, {:.0} bytes on disk per outbox event",
         store_only.appends_per_sec, store_only.bytes_per_event
@@ -602,7 +696,9 @@ async fn run_size(
     let idle = relay.memory()?;
     let channel = broker.create_channel().await?;
 
-    let sat = saturation(&relay, http, bodies, n, plan.clients, &channel).await.context("saturation")?;
+    let sat = saturation(&relay, http, bodies, n, plan.clients, &channel)
+        .await
+        .context("saturation")?;
     let after_saturation = relay.memory()?;
     println!(
         "saturation: {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s)",
@@ -610,10 +706,21 @@ async fn run_size(
     );
     purge(&channel, &relay.amqp).await?;
 
-    let steady = steady(&relay, http, bodies, plan, n, broker).await.context("steady")?;
+    let steady = steady(&relay, http, bodies, plan, n, broker)
+        .await
+        .context("steady")?;
     let after_steady = relay.memory()?;
-    let brief = |v: &Value| format!("p50 {} / p99 {} / max {} ms", v["p50_ms"], v["p99_ms"], v["max_ms"]);
-    println!("steady: 202 {}; send→delivered {}", brief(&steady.accepted), brief(&steady.delivered));
+    let brief = |v: &Value| {
+        format!(
+            "p50 {} / p99 {} / max {} ms",
+            v["p50_ms"], v["p99_ms"], v["max_ms"]
+        )
+    };
+    println!(
+        "steady: 202 {}; send→delivered {}",
+        brief(&steady.accepted),
+        brief(&steady.delivered)
+    );
 
     relay.stop()?;
     let stats = {
@@ -621,7 +728,11 @@ async fn run_size(
         storage.path = relay.dir.path().join("data");
         tokio::task::spawn_blocking(move || Store::open(&storage).map(|s| s.stats())).await??
     };
-    ensure!(stats.outbox == 0, "{} events still in the outbox after a graceful stop", stats.outbox);
+    ensure!(
+        stats.outbox == 0,
+        "{} events still in the outbox after a graceful stop",
+        stats.outbox
+    );
     let rss_samples: Vec<f64> = steady.rss_kb.iter().map(|kb| mb(*kb)).collect();
     let per_key = stats.disk_bytes as f64 / stats.dedup_keys.max(1) as f64;
 
@@ -671,7 +782,8 @@ struct Cleanup {
 
 impl Cleanup {
     fn relay(&mut self, amqp: &AmqpSettings) {
-        self.queues.extend(Kind::ALL.iter().map(|k| topology::queue_name(amqp, *k)));
+        self.queues
+            .extend(Kind::ALL.iter().map(|k| topology::queue_name(amqp, *k)));
         self.queues.push(topology::dead_queue_name(amqp));
         self.exchanges.push(amqp.exchange.clone());
         self.exchanges.push(topology::dead_exchange_name(amqp));
@@ -697,19 +809,34 @@ impl Cleanup {
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
     args
 }
 
 /// What the relay sends with each event (src/publisher.rs `properties`), rebuilt here.
 fn relay_like_properties(seq: u64) -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert("connection".into(), AMQPValue::LongString(LongString::from(CONNECTION)));
-    headers.insert("action".into(), AMQPValue::LongString(LongString::from("start")));
+    headers.insert(
+        "connection".into(),
+        AMQPValue::LongString(LongString::from(CONNECTION)),
+    );
+    headers.insert(
+        "action".into(),
+        AMQPValue::LongString(LongString::from("start")),
+    );
     headers.insert("company_id".into(), AMQPValue::LongLongInt(1));
-    headers.insert("ticket_id".into(), AMQPValue::LongLongInt((1000 + seq % TICKETS) as i64));
+    headers.insert(
+        "ticket_id".into(),
+        AMQPValue::LongLongInt((1000 + seq % TICKETS) as i64),
+    );
     headers.insert("from_me".into(), AMQPValue::Boolean(false));
-    headers.insert("received_at".into(), AMQPValue::LongString(LongString::from("2026-01-01T00:00:00.000Z")));
+    headers.insert(
+        "received_at".into(),
+        AMQPValue::LongString(LongString::from("2026-01-01T00:00:00.000Z")),
+    );
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
@@ -722,22 +849,53 @@ fn relay_like_properties(seq: u64) -> BasicProperties {
 
 /// Bare lapin: persistent, mandatory, to a topic exchange bound to one quorum queue, 256 confirms
 /// in flight. Messages per second from the first publish to the last confirm.
-async fn ceiling(broker: &Connection, bodies: &Bodies, n: u64, cleanup: &mut Cleanup) -> Result<f64> {
+async fn ceiling(
+    broker: &Connection,
+    bodies: &Bodies,
+    n: u64,
+    cleanup: &mut Cleanup,
+) -> Result<f64> {
     let exchange = unique_name("ceiling-x");
     let queue = unique_name("ceiling-q");
     cleanup.queues.push(queue.clone());
     cleanup.exchanges.push(exchange.clone());
     let channel = broker.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    channel.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-    let qopts = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(queue.as_str().into(), qopts, quorum_args()).await?;
     channel
-        .queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let qopts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), qopts, quorum_args())
+        .await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
 
-    let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
     let mut in_flight = FuturesUnordered::new();
     let (mut next, mut acked) = (0u64, 0u64);
     let started = Instant::now();
@@ -745,7 +903,13 @@ async fn ceiling(broker: &Connection, bodies: &Bodies, n: u64, cleanup: &mut Cle
         while in_flight.len() < CEILING_IN_FLIGHT && next < n {
             let body = bodies.body(next);
             let confirm = channel
-                .basic_publish(exchange.as_str().into(), "message.1.bench".into(), options, &body, relay_like_properties(next))
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "message.1.bench".into(),
+                    options,
+                    &body,
+                    relay_like_properties(next),
+                )
                 .await?;
             in_flight.push(confirm);
             next += 1;
@@ -757,9 +921,18 @@ async fn ceiling(broker: &Connection, bodies: &Bodies, n: u64, cleanup: &mut Cle
         }
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let count = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await?.message_count();
-    ensure!(u64::from(count) == n, "ceiling queue holds {count} messages, {n} were confirmed");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let count = channel
+        .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+        .await?
+        .message_count();
+    ensure!(
+        u64::from(count) == n,
+        "ceiling queue holds {count} messages, {n} were confirmed"
+    );
     let _ = channel.close(200, "done".into()).await;
     Ok(rate)
 }
@@ -772,7 +945,9 @@ struct StoreOnly {
 /// The store alone (no HTTP, no broker): appends from 32 tasks, then disk bytes per outbox event
 /// (its dedup key included) over an empty store's size.
 async fn store_only(bodies: &Arc<Bodies>, n: u64) -> Result<StoreOnly> {
-    let dir = tempfile::Builder::new().prefix("relay-bench-store-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("relay-bench-store-")
+        .tempdir()?;
     let mut storage = Settings::default().storage;
     storage.path = dir.path().join("data");
     let store = tokio::task::spawn_blocking(move || Store::open(&storage)).await??;
@@ -783,16 +958,25 @@ async fn store_only(bodies: &Arc<Bodies>, n: u64) -> Result<StoreOnly> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (store, keys, next, bodies) = (store.clone(), keys.clone(), next.clone(), bodies.clone());
+        let (store, keys, next, bodies) =
+            (store.clone(), keys.clone(), next.clone(), bodies.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
                 if seq >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let ev = event::parse(CONNECTION, bytes::Bytes::from(bodies.body(seq)), &keys, now_ms())
-                    .map_err(|e| anyhow!("{e}"))?;
-                ensure!(store.append(ev).await? == Appended::Accepted, "store-only append {seq} was a duplicate");
+                let ev = event::parse(
+                    CONNECTION,
+                    bytes::Bytes::from(bodies.body(seq)),
+                    &keys,
+                    now_ms(),
+                )
+                .map_err(|e| anyhow!("{e}"))?;
+                ensure!(
+                    store.append(ev).await? == Appended::Accepted,
+                    "store-only append {seq} was a duplicate"
+                );
             }
         }));
     }
@@ -802,22 +986,38 @@ async fn store_only(bodies: &Arc<Bodies>, n: u64) -> Result<StoreOnly> {
     let appends_per_sec = n as f64 / started.elapsed().as_secs_f64();
     store.flush().await?;
     let stats = store.stats();
-    ensure!(stats.outbox as u64 == n, "store-only: outbox holds {}, {n} appended", stats.outbox);
+    ensure!(
+        stats.outbox as u64 == n,
+        "store-only: outbox holds {}, {n} appended",
+        stats.outbox
+    );
     let bytes_per_event = stats.disk_bytes.saturating_sub(empty) as f64 / n as f64;
     tokio::task::spawn_blocking(move || drop(store)).await?;
-    Ok(StoreOnly { appends_per_sec, bytes_per_event })
+    Ok(StoreOnly {
+        appends_per_sec,
+        bytes_per_event,
+    })
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn kind_queues(amqp: &AmqpSettings) -> Vec<String> {
-    Kind::ALL.iter().map(|k| topology::queue_name(amqp, *k)).collect()
+    Kind::ALL
+        .iter()
+        .map(|k| topology::queue_name(amqp, *k))
+        .collect()
 }
 
 async fn queue_count(channel: &Channel, queue: &str) -> Result<u64> {
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
     let q = channel
         .queue_declare(queue.into(), passive, FieldTable::default())
         .await
@@ -827,7 +1027,9 @@ async fn queue_count(channel: &Channel, queue: &str) -> Result<u64> {
 
 async fn purge(channel: &Channel, amqp: &AmqpSettings) -> Result<()> {
     for queue in kind_queues(amqp) {
-        channel.queue_purge(queue.as_str().into(), QueuePurgeOptions::default()).await?;
+        channel
+            .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+            .await?;
     }
     Ok(())
 }
@@ -899,7 +1101,10 @@ async fn saturation(
     }
     let load_secs = started.elapsed().as_secs_f64();
     let load_end = Instant::now();
-    ensure!(refused.is_empty(), "not every request was answered 202: {refused:?}");
+    ensure!(
+        refused.is_empty(),
+        "not every request was answered 202: {refused:?}"
+    );
     let accepted = hist.len();
     ensure!(accepted == n, "{accepted} answers for {n} requests");
 
@@ -957,16 +1162,29 @@ async fn steady(
     let delivered_count = Arc::new(AtomicUsize::new(0));
     let mut consumers = Vec::new();
     for queue in kind_queues(&relay.amqp) {
-        let options = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let options = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
         let mut consumer = consumer_channel
-            .basic_consume(queue.as_str().into(), "".into(), options, FieldTable::default())
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                options,
+                FieldTable::default(),
+            )
             .await?;
         let (deliveries, count) = (deliveries.clone(), delivered_count.clone());
         consumers.push(tokio::spawn(async move {
             while let Some(delivery) = consumer.next().await {
                 let at = Instant::now();
                 let Ok(delivery) = delivery else { break };
-                let id = delivery.properties.message_id().as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default();
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default();
                 if let Ok(mut list) = deliveries.lock() {
                     list.push((id, at));
                 }
@@ -1024,8 +1242,15 @@ async fn steady(
         sent_at.insert(id.context("202 without an event id")?, sent);
     }
     sampling.store(false, Ordering::Relaxed);
-    ensure!(refused.is_empty(), "steady: not every request was answered 202: {refused:?}");
-    ensure!(sent_at.len() as u64 == total, "steady: {} distinct ids for {total} requests", sent_at.len());
+    ensure!(
+        refused.is_empty(),
+        "steady: not every request was answered 202: {refused:?}"
+    );
+    ensure!(
+        sent_at.len() as u64 == total,
+        "steady: {} distinct ids for {total} requests",
+        sent_at.len()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while (delivered_count.load(Ordering::Relaxed) as u64) < total {
@@ -1045,16 +1270,26 @@ async fn steady(
     let mut delivered = histogram();
     let mut seen = std::collections::HashSet::new();
     let mut duplicates = 0;
-    let list = std::mem::take(&mut *deliveries.lock().map_err(|_| anyhow!("consumer panicked"))?);
+    let list = std::mem::take(
+        &mut *deliveries
+            .lock()
+            .map_err(|_| anyhow!("consumer panicked"))?,
+    );
     for (id, at) in list {
-        let sent = *sent_at.get(&id).with_context(|| format!("delivered event {id} was never sent"))?;
+        let sent = *sent_at
+            .get(&id)
+            .with_context(|| format!("delivered event {id} was never sent"))?;
         if !seen.insert(id) {
             duplicates += 1;
             continue;
         }
         record(&mut delivered, at.saturating_duration_since(sent));
     }
-    ensure!(seen.len() as u64 == total, "steady: {} of {total} events delivered", seen.len());
+    ensure!(
+        seen.len() as u64 == total,
+        "steady: {} of {total} events delivered",
+        seen.len()
+    );
     Ok(Steady {
         accepted: latency(&accepted),
         service: latency(&service),
@@ -1079,38 +1314,109 @@ fn write_json(figures: &Value) -> Result<PathBuf> {
 }
 
 fn print_table(figures: &Value) {
-    let sizes: Vec<(&String, &Value)> = figures["sizes"].as_object().map(|m| m.iter().collect()).unwrap_or_default();
+    let sizes: Vec<(&String, &Value)> = figures["sizes"]
+        .as_object()
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
     let num = |v: &Value| match v.as_f64() {
         Some(f) if f.fract() == 0.0 => format!("{f:.0}"),
         Some(f) => format!("{f:.2}"),
         None => "-".to_owned(),
     };
     let min_max = |v: &Value| {
-        let samples: Vec<f64> = v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let samples: Vec<f64> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
         let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let max = samples.iter().copied().fold(0.0, f64::max);
-        if samples.is_empty() { "-".to_owned() } else { format!("{min:.1} - {max:.1}") }
+        if samples.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{min:.1} - {max:.1}")
+        }
     };
-    let lat = |v: &Value| format!("{} / {} / {}", num(&v["p50_ms"]), num(&v["p99_ms"]), num(&v["max_ms"]));
+    let lat = |v: &Value| {
+        format!(
+            "{} / {} / {}",
+            num(&v["p50_ms"]),
+            num(&v["p99_ms"]),
+            num(&v["max_ms"])
+        )
+    };
     let rows: Vec<(&str, Box<dyn Fn(&Value) -> String>)> = vec![
-        ("mean body (bytes)", Box::new(|s: &Value| num(&s["mean_body_bytes"]))),
-        ("ceiling: bare lapin (msgs/s)", Box::new(|s: &Value| num(&s["ceiling_msgs_per_sec"]))),
-        ("saturation: accepted/s", Box::new(|s: &Value| num(&s["saturation"]["accepted_per_sec"]))),
-        ("  % of ceiling", Box::new(|s: &Value| num(&s["saturation"]["accepted_pct_of_ceiling"]))),
-        ("  202 p50/p99/max (ms)", Box::new(move |s: &Value| lat(&s["saturation"]["latency_202"]))),
-        ("  all confirmed after load (s)", Box::new(|s: &Value| num(&s["saturation"]["all_confirmed_after_load_secs"]))),
-        ("  end-to-end confirmed/s", Box::new(|s: &Value| num(&s["saturation"]["confirmed_per_sec_end_to_end"]))),
-        ("  end-to-end % of ceiling", Box::new(|s: &Value| num(&s["saturation"]["confirmed_pct_of_ceiling"]))),
-        ("steady: 202 p50/p99/max (ms)", Box::new(move |s: &Value| lat(&s["steady"]["latency_202_from_schedule"]))),
-        ("  send→delivered p50/p99/max (ms)", Box::new(move |s: &Value| lat(&s["steady"]["send_to_delivered"]))),
-        ("relay RSS idle (MB)", Box::new(|s: &Value| num(&s["memory_mb"]["idle"]))),
-        ("relay RSS after saturation (MB)", Box::new(|s: &Value| num(&s["memory_mb"]["after_saturation"]))),
-        ("relay RSS during steady, min-max (MB)", Box::new(|s: &Value| min_max(&s["memory_mb"]["during_steady"]))),
-        ("relay RSS after steady (MB)", Box::new(|s: &Value| num(&s["memory_mb"]["after_steady"]))),
-        ("relay peak RSS, VmHWM (MB)", Box::new(|s: &Value| num(&s["memory_mb"]["peak_vmhwm"]))),
-        ("store only: appends/s", Box::new(|s: &Value| num(&s["disk"]["store_only_appends_per_sec"]))),
-        ("disk bytes per outbox event", Box::new(|s: &Value| num(&s["disk"]["bytes_per_outbox_event"]))),
-        ("disk bytes per dedup key after run", Box::new(|s: &Value| num(&s["disk"]["bytes_per_dedup_key_after_run"]))),
+        (
+            "mean body (bytes)",
+            Box::new(|s: &Value| num(&s["mean_body_bytes"])),
+        ),
+        (
+            "ceiling: bare lapin (msgs/s)",
+            Box::new(|s: &Value| num(&s["ceiling_msgs_per_sec"])),
+        ),
+        (
+            "saturation: accepted/s",
+            Box::new(|s: &Value| num(&s["saturation"]["accepted_per_sec"])),
+        ),
+        (
+            "  % of ceiling",
+            Box::new(|s: &Value| num(&s["saturation"]["accepted_pct_of_ceiling"])),
+        ),
+        (
+            "  202 p50/p99/max (ms)",
+            Box::new(move |s: &Value| lat(&s["saturation"]["latency_202"])),
+        ),
+        (
+            "  all confirmed after load (s)",
+            Box::new(|s: &Value| num(&s["saturation"]["all_confirmed_after_load_secs"])),
+        ),
+        (
+            "  end-to-end confirmed/s",
+            Box::new(|s: &Value| num(&s["saturation"]["confirmed_per_sec_end_to_end"])),
+        ),
+        (
+            "  end-to-end % of ceiling",
+            Box::new(|s: &Value| num(&s["saturation"]["confirmed_pct_of_ceiling"])),
+        ),
+        (
+            "steady: 202 p50/p99/max (ms)",
+            Box::new(move |s: &Value| lat(&s["steady"]["latency_202_from_schedule"])),
+        ),
+        (
+            "  send→delivered p50/p99/max (ms)",
+            Box::new(move |s: &Value| lat(&s["steady"]["send_to_delivered"])),
+        ),
+        (
+            "relay RSS idle (MB)",
+            Box::new(|s: &Value| num(&s["memory_mb"]["idle"])),
+        ),
+        (
+            "relay RSS after saturation (MB)",
+            Box::new(|s: &Value| num(&s["memory_mb"]["after_saturation"])),
+        ),
+        (
+            "relay RSS during steady, min-max (MB)",
+            Box::new(|s: &Value| min_max(&s["memory_mb"]["during_steady"])),
+        ),
+        (
+            "relay RSS after steady (MB)",
+            Box::new(|s: &Value| num(&s["memory_mb"]["after_steady"])),
+        ),
+        (
+            "relay peak RSS, VmHWM (MB)",
+            Box::new(|s: &Value| num(&s["memory_mb"]["peak_vmhwm"])),
+        ),
+        (
+            "store only: appends/s",
+            Box::new(|s: &Value| num(&s["disk"]["store_only_appends_per_sec"])),
+        ),
+        (
+            "disk bytes per outbox event",
+            Box::new(|s: &Value| num(&s["disk"]["bytes_per_outbox_event"])),
+        ),
+        (
+            "disk bytes per dedup key after run",
+            Box::new(|s: &Value| num(&s["disk"]["bytes_per_dedup_key_after_run"])),
+        ),
     ];
     println!();
     print!("{:<36}", "");

@@ -31,7 +31,11 @@ struct RecentIds {
 
 impl RecentIds {
     fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), set: HashSet::new(), order: VecDeque::new() }
+        Self {
+            capacity: capacity.max(1),
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
     }
 
     fn contains(&self, id: &str) -> bool {
@@ -64,8 +68,16 @@ enum Outcome {
 fn process(delivery: &Delivery) -> Outcome {
     match serde_json::from_slice::<serde_json::Value>(&delivery.data) {
         Ok(serde_json::Value::Object(body)) => {
-            let kind = delivery.properties.kind().as_ref().map(|k| k.as_str()).unwrap_or("?");
-            let action = body.get("acao").or_else(|| body.get("action")).and_then(|a| a.as_str());
+            let kind = delivery
+                .properties
+                .kind()
+                .as_ref()
+                .map(|k| k.as_str())
+                .unwrap_or("?");
+            let action = body
+                .get("acao")
+                .or_else(|| body.get("action"))
+                .and_then(|a| a.as_str());
             println!(
                 "{kind} event on {} (action {})",
                 delivery.routing_key.as_str(),
@@ -79,12 +91,16 @@ fn process(delivery: &Delivery) -> Outcome {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let queue = std::env::var("QUEUE").unwrap_or_else(|_| "whaticket.message".to_owned());
     // Prefetch: how many unacked deliveries the broker sends ahead. Bounds memory and the number
     // of messages redelivered if this consumer dies.
@@ -93,14 +109,19 @@ async fn main() -> anyhow::Result<()> {
 
     let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
     // The queue is declared by the relay (quorum, with its dead-letter exchange): consume only,
     // as a declaration with other arguments would fail.
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
             "example-consumer".into(),
-            BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() },
+            BasicConsumeOptions {
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -116,7 +137,11 @@ async fn main() -> anyhow::Result<()> {
                 None => break,
             },
         };
-        let id = delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned());
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str().to_owned());
         let outcome = match &id {
             Some(id) if seen.contains(id) => Outcome::Duplicate,
             _ => process(&delivery),
@@ -135,7 +160,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Outcome::Poison(why) => {
                 eprintln!("rejecting {}: {why}", id.as_deref().unwrap_or("-"));
-                delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?;
             }
         }
     }
@@ -153,4 +181,3 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
-

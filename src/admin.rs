@@ -57,10 +57,19 @@ fn authorized(req: &HttpRequest, state: &AdminState) -> Result<(), HttpResponse>
         .map(str::trim);
     let expected = state.token.expose().as_bytes();
     match presented {
-        Some(token) if !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected)) => Ok(()),
+        Some(token) if !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected)) => {
+            Ok(())
+        }
         _ => {
-            tracing::warn!(path = req.path(), "admin request refused: missing or wrong admin token");
-            Err(json_error(StatusCode::UNAUTHORIZED, "unauthorized", "admin token required"))
+            tracing::warn!(
+                path = req.path(),
+                "admin request refused: missing or wrong admin token"
+            );
+            Err(json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin token required",
+            ))
         }
     }
 }
@@ -69,7 +78,11 @@ fn ops_error(err: &OpsError) -> HttpResponse {
     match err {
         OpsError::Store(_) => {
             tracing::error!(error = %chain(err), "admin request failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", "the store failed; see the relay's log")
+            json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_error",
+                "the store failed; see the relay's log",
+            )
         }
         OpsError::NotFound(_) => json_error(StatusCode::NOT_FOUND, "not_found", err.to_string()),
         OpsError::BadId(_) | OpsError::BadTime(_) | OpsError::BadKind(_) => {
@@ -87,7 +100,11 @@ async fn blocking<T: Send + 'static>(
         Ok(Err(err)) => Err(ops_error(&err)),
         Err(err) => {
             tracing::error!(error = %err, "admin task failed");
-            Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "admin task failed"))
+            Err(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "admin task failed",
+            ))
         }
     }
 }
@@ -108,7 +125,11 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn dead_list(req: HttpRequest, state: web::Data<AdminState>, query: web::Query<ListQuery>) -> HttpResponse {
+async fn dead_list(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    query: web::Query<ListQuery>,
+) -> HttpResponse {
     if let Err(refused) = authorized(&req, &state) {
         return refused;
     }
@@ -120,7 +141,11 @@ async fn dead_list(req: HttpRequest, state: web::Data<AdminState>, query: web::Q
     }
 }
 
-async fn dead_show(req: HttpRequest, state: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
+async fn dead_show(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+) -> HttpResponse {
     if let Err(refused) = authorized(&req, &state) {
         return refused;
     }
@@ -146,7 +171,10 @@ async fn dead_replay(
     };
     match ops::dead_replay(&state.store, &body).await {
         Ok(replayed) => {
-            tracing::info!(replayed = replayed.replayed, "dead letters put back into the outbox");
+            tracing::info!(
+                replayed = replayed.replayed,
+                "dead letters put back into the outbox"
+            );
             HttpResponse::Ok().json(replayed)
         }
         Err(err) => ops_error(&err),
@@ -163,7 +191,10 @@ async fn replay(req: HttpRequest, state: web::Data<AdminState>, body: web::Bytes
     };
     match ops::replay(&state.store, &body).await {
         Ok(replayed) => {
-            tracing::info!(replayed = replayed.replayed, "delivered events put back into the outbox");
+            tracing::info!(
+                replayed = replayed.replayed,
+                "delivered events put back into the outbox"
+            );
             HttpResponse::Ok().json(replayed)
         }
         Err(err) => ops_error(&err),
@@ -172,7 +203,8 @@ async fn replay(req: HttpRequest, state: web::Data<AdminState>, body: web::Bytes
 
 /// Bodies are parsed after the token check, so an unauthenticated caller learns nothing.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
-    serde_json::from_slice(body).map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    serde_json::from_slice(body)
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }
 
 async fn not_found() -> HttpResponse {

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin;
 use crate::config::Settings;
-use crate::metrics::{self, Metrics};
 use crate::error::json_error;
 use crate::handover::{self, Handover, InheritError};
 use crate::ingest::{self, Ingest};
+use crate::metrics::{self, Metrics};
 use crate::publisher::{self, PublisherHandle};
 use crate::reload::ReloadHandle;
 use crate::store::{Store, StoreError};
@@ -80,7 +80,10 @@ impl Application {
     /// socket activation, SIGUSR2 hand-over) instead of binding when one was passed; the store
     /// is then opened first, waiting for the previous relay to release it, so that no webhook is
     /// answered before it can be stored.
-    pub async fn build_with_source(settings: Settings, source: Option<PathBuf>) -> Result<Self, StartupError> {
+    pub async fn build_with_source(
+        settings: Settings,
+        source: Option<PathBuf>,
+    ) -> Result<Self, StartupError> {
         let inherited = handover::take_inherited_listener()?;
         let store = if inherited.is_some() {
             // A predecessor stops accepting once told: make sure this config is usable first.
@@ -88,16 +91,22 @@ impl Application {
             handover::notify_predecessor();
             // The predecessor drains for at most shutdown_timeout, then flushes and closes
             // the broker connection (bounded by amqp.timeout).
-            let wait = settings.server.shutdown_timeout + settings.amqp.timeout + Duration::from_secs(10);
+            let wait =
+                settings.server.shutdown_timeout + settings.amqp.timeout + Duration::from_secs(10);
             handover::open_store_waiting(&settings.storage, wait).await?
         } else {
             Store::open(&settings.storage)?
         };
         let background = CancellationToken::new();
         let metrics = Metrics::new();
-        let publisher =
-            publisher::start_with_metrics(store.clone(), settings.amqp.clone(), background.child_token(), metrics.clone());
-        let sweeper = store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
+        let publisher = publisher::start_with_metrics(
+            store.clone(),
+            settings.amqp.clone(),
+            background.child_token(),
+            metrics.clone(),
+        );
+        let sweeper =
+            store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone())?);
         let reload = ReloadHandle::new(ingest.clone(), source, settings.clone());
@@ -112,11 +121,15 @@ impl Application {
         });
         let metrics = web::Data::new(metrics);
         let admin = if settings.admin.enabled() {
-            let (server, port) = admin::start(&settings.admin.bind, settings.admin.token.clone(), store.clone())
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.admin.bind.clone(),
-                    source,
-                })?;
+            let (server, port) = admin::start(
+                &settings.admin.bind,
+                settings.admin.token.clone(),
+                store.clone(),
+            )
+            .map_err(|source| StartupError::Bind {
+                addr: settings.admin.bind.clone(),
+                source,
+            })?;
             tracing::info!(port, "admin API listening");
             Some((server.handle(), port, tokio::spawn(server)))
         } else {
@@ -138,7 +151,10 @@ impl Application {
                 None
             }
         };
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?.port();
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .port();
 
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -192,7 +208,10 @@ impl Application {
             "relay started"
         );
         for name in settings.placeholder_token_connections() {
-            tracing::warn!(connection = name, "connection still uses the placeholder token `change-me`");
+            tracing::warn!(
+                connection = name,
+                "connection still uses the placeholder token `change-me`"
+            );
         }
 
         Ok(Self {
@@ -239,7 +258,11 @@ impl Application {
     /// stop (SIGHUP reloads the config); then stops accepting,
     /// answers the requests in flight, flushes, closes the broker connection and returns.
     pub async fn run_until_stopped(self) -> Result<(), StoreError> {
-        let signals = tokio::spawn(crate::signals::watch(self.server.handle(), self.reload, self.handover));
+        let signals = tokio::spawn(crate::signals::watch(
+            self.server.handle(),
+            self.reload,
+            self.handover,
+        ));
         let watchdog = tokio::spawn(store_watchdog(self.store.clone(), self.server.handle()));
         if let Err(err) = self.server.await {
             tracing::error!(error = %err, "http server failed");
@@ -270,7 +293,10 @@ impl Application {
         self.background.cancel();
         // Both may sit in a sled call that a failed disk never returns from.
         let limit = STORE_PROBE_TIMEOUT;
-        if tokio::time::timeout(limit, self.publisher.stopped()).await.is_err() {
+        if tokio::time::timeout(limit, self.publisher.stopped())
+            .await
+            .is_err()
+        {
             tracing::error!("publisher did not stop within {limit:?}");
         }
         if tokio::time::timeout(limit, self.sweeper).await.is_err() {
@@ -302,7 +328,9 @@ async fn store_watchdog(store: Store, server: ServerHandle) -> bool {
             }
         }
         if failures >= STORE_FAILURES_BEFORE_EXIT {
-            tracing::error!("the store stopped taking writes; stopping so the supervisor restarts the relay");
+            tracing::error!(
+                "the store stopped taking writes; stopping so the supervisor restarts the relay"
+            );
             server.stop(true).await;
             return true;
         }
@@ -326,7 +354,11 @@ async fn readyz(readiness: web::Data<Readiness>, query: web::Query<ReadyQuery>) 
         None | Some("all") => false,
         Some("ingest") => true,
         Some(_) => {
-            return json_error(StatusCode::BAD_REQUEST, "bad_request", "scope must be `all` or `ingest`");
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "scope must be `all` or `ingest`",
+            );
         }
     };
     let store_ok = matches!(
@@ -355,5 +387,9 @@ async fn not_found() -> HttpResponse {
 }
 
 async fn method_not_allowed() -> HttpResponse {
-    json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "use POST",
+    )
 }

@@ -13,7 +13,11 @@ use crate::ops_cli::{self, DeadCommand, Request};
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "whaticket-relay", version, about = "Relays Whaticket webhooks to RabbitMQ, verified, deduplicated and durably")]
+#[command(
+    name = "whaticket-relay",
+    version,
+    about = "Relays Whaticket webhooks to RabbitMQ, verified, deduplicated and durably"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,18 +75,34 @@ pub async fn run(cli: Cli) -> ExitCode {
             let request = match action {
                 DeadCommand::List { limit } => Request::DeadList { limit },
                 DeadCommand::Show { id } => Request::DeadShow { id },
-                DeadCommand::Replay { ids, all } => Request::DeadReplay(DeadReplayRequest { ids, all }),
+                DeadCommand::Replay { ids, all } => {
+                    Request::DeadReplay(DeadReplayRequest { ids, all })
+                }
             };
             ops_cli::run(config.as_deref(), request).await
         }
-        Command::Replay { since, until, kind, connection, config } => {
+        Command::Replay {
+            since,
+            until,
+            kind,
+            connection,
+            config,
+        } => {
             let now = crate::store::now_ms();
             let parsed = ops::parse_time(&since, now).and_then(|since_ms| {
-                let until_ms = until.as_deref().map(|u| ops::parse_time(u, now)).transpose()?;
+                let until_ms = until
+                    .as_deref()
+                    .map(|u| ops::parse_time(u, now))
+                    .transpose()?;
                 if let Some(kind) = &kind {
                     ops::parse_kind(kind)?;
                 }
-                Ok(ReplayRequest { since_ms, until_ms, kind, connection })
+                Ok(ReplayRequest {
+                    since_ms,
+                    until_ms,
+                    kind,
+                    connection,
+                })
             });
             match parsed {
                 Ok(request) => ops_cli::run(config.as_deref(), Request::Replay(request)).await,

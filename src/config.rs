@@ -244,13 +244,18 @@ fn hide_secret_values(err: figment::Error) -> figment::Error {
     use figment::error::{Actual, Kind};
     let hide = |actual: Actual| match actual {
         Actual::Str(_) => Actual::Other("a string (value hidden)".to_owned()),
-        Actual::Bytes(_) | Actual::Char(_) | Actual::Signed(_) | Actual::Unsigned(_) | Actual::Float(_) => {
-            Actual::Other("a value (hidden)".to_owned())
-        }
+        Actual::Bytes(_)
+        | Actual::Char(_)
+        | Actual::Signed(_)
+        | Actual::Unsigned(_)
+        | Actual::Float(_) => Actual::Other("a value (hidden)".to_owned()),
         other => other,
     };
     let masked = err.into_iter().map(|mut e| {
-        if e.path.iter().any(|segment| SECRET_KEYS.iter().any(|k| segment.eq_ignore_ascii_case(k))) {
+        if e.path
+            .iter()
+            .any(|segment| SECRET_KEYS.iter().any(|k| segment.eq_ignore_ascii_case(k)))
+        {
             e.kind = match e.kind {
                 Kind::InvalidType(actual, expected) => Kind::InvalidType(hide(actual), expected),
                 Kind::InvalidValue(actual, expected) => Kind::InvalidValue(hide(actual), expected),
@@ -265,7 +270,10 @@ fn hide_secret_values(err: figment::Error) -> figment::Error {
             if text.contains("\n") && text.contains(" | ") {
                 let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
                 let place = lines.next().unwrap_or_default().to_owned();
-                let reason = lines.filter(|l| !l.contains('|')).next_back().unwrap_or_default();
+                let reason = lines
+                    .filter(|l| !l.contains('|'))
+                    .next_back()
+                    .unwrap_or_default();
                 e.kind = Kind::Message(format!("{place}: {reason}"));
             }
         }
@@ -311,7 +319,10 @@ impl Settings {
         }
         // `connections` is an array of tables: a file that names it replaces the default list
         // as a whole, which is what an operator means by it.
-        let settings: Settings = figment.merge(env).extract().map_err(|e| Box::new(hide_secret_values(e)))?;
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| Box::new(hide_secret_values(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -341,13 +352,19 @@ impl Settings {
             return Err(invalid("storage.sweep_interval", "must be greater than 0"));
         }
         if self.storage.cache_capacity_bytes < 1024 * 1024 {
-            return Err(invalid("storage.cache_capacity_bytes", "must be at least 1048576"));
+            return Err(invalid(
+                "storage.cache_capacity_bytes",
+                "must be at least 1048576",
+            ));
         }
         if self.storage.max_outbox == 0 {
             return Err(invalid("storage.max_outbox", "must be greater than 0"));
         }
         if self.storage.max_outbox_bytes == 0 {
-            return Err(invalid("storage.max_outbox_bytes", "must be greater than 0"));
+            return Err(invalid(
+                "storage.max_outbox_bytes",
+                "must be greater than 0",
+            ));
         }
         self.validate_admin()?;
         let url = url::Url::parse(self.amqp.url.expose())
@@ -356,11 +373,20 @@ impl Settings {
             return Err(invalid("amqp.url", "scheme must be amqp or amqps"));
         }
         if url.scheme() == "amqps" && !cfg!(feature = "tls") {
-            return Err(invalid("amqp.url", "amqps:// needs the relay built with the `tls` feature"));
+            return Err(invalid(
+                "amqp.url",
+                "amqps:// needs the relay built with the `tls` feature",
+            ));
         }
-        for (key, value) in [("amqp.exchange", &self.amqp.exchange), ("amqp.queue_prefix", &self.amqp.queue_prefix)] {
+        for (key, value) in [
+            ("amqp.exchange", &self.amqp.exchange),
+            ("amqp.queue_prefix", &self.amqp.queue_prefix),
+        ] {
             if value.is_empty() || value.len() > 200 || value.starts_with("amq.") {
-                return Err(invalid(key, "must be 1-200 characters and not start with `amq.`"));
+                return Err(invalid(
+                    key,
+                    "must be 1-200 characters and not start with `amq.`",
+                ));
             }
         }
         if self.amqp.max_in_flight == 0 {
@@ -370,7 +396,10 @@ impl Settings {
             return Err(invalid("amqp.timeout", "must be greater than 0"));
         }
         if self.amqp.reconnect_min.is_zero() || self.amqp.reconnect_max < self.amqp.reconnect_min {
-            return Err(invalid("amqp.reconnect_min", "must be > 0 and not above amqp.reconnect_max"));
+            return Err(invalid(
+                "amqp.reconnect_min",
+                "must be > 0 and not above amqp.reconnect_max",
+            ));
         }
         for (i, key) in self.redact.keys.iter().enumerate() {
             if key.is_empty() {
@@ -380,18 +409,30 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         if self.connections.is_empty() {
-            return Err(invalid("connections", "at least one [[connections]] is needed"));
+            return Err(invalid(
+                "connections",
+                "at least one [[connections]] is needed",
+            ));
         }
         let mut names = HashSet::new();
         for (i, conn) in self.connections.iter().enumerate() {
             let valid_name = !conn.name.is_empty()
                 && conn.name.len() <= 64
-                && conn.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && conn
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid_name {
-                return Err(invalid(format!("connections[{i}].name"), "must match [A-Za-z0-9_-]{1,64}"));
+                return Err(invalid(
+                    format!("connections[{i}].name"),
+                    "must match [A-Za-z0-9_-]{1,64}",
+                ));
             }
             if !names.insert(conn.name.as_str()) {
-                return Err(invalid(format!("connections[{i}].name"), format!("`{}` is used twice", conn.name)));
+                return Err(invalid(
+                    format!("connections[{i}].name"),
+                    format!("`{}` is used twice", conn.name),
+                ));
             }
             if conn.tokens.is_empty() && conn.hmac_secrets.is_empty() {
                 return Err(invalid(
@@ -402,7 +443,10 @@ impl Settings {
             for (j, token) in conn.tokens.iter().enumerate() {
                 // Tokens travel in URL paths: keep them to URL-safe characters.
                 let ok = token.expose().len() >= 8
-                    && token.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+                    && token
+                        .expose()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
                 let is_placeholder = token.expose() == "change-me";
                 if !ok && !is_placeholder {
                     return Err(invalid(
@@ -413,7 +457,10 @@ impl Settings {
             }
             for (j, secret) in conn.hmac_secrets.iter().enumerate() {
                 if let Err(e) = crate::verify::decode_secret(secret.expose()) {
-                    return Err(invalid(format!("connections[{i}].hmac_secrets[{j}]"), e.to_string()));
+                    return Err(invalid(
+                        format!("connections[{i}].hmac_secrets[{j}]"),
+                        e.to_string(),
+                    ));
                 }
             }
         }
@@ -432,22 +479,33 @@ impl Settings {
             return Ok(());
         }
         if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("admin.token", "must be at least 16 printable ASCII characters"));
+            return Err(invalid(
+                "admin.token",
+                "must be at least 16 printable ASCII characters",
+            ));
         }
         // Admin endpoints must never open with a webhook credential.
-        let reused = self
-            .connections
-            .iter()
-            .any(|c| c.tokens.iter().chain(&c.hmac_secrets).any(|t| t.expose() == token));
+        let reused = self.connections.iter().any(|c| {
+            c.tokens
+                .iter()
+                .chain(&c.hmac_secrets)
+                .any(|t| t.expose() == token)
+        });
         if reused {
-            return Err(invalid("admin.token", "must differ from every connection token and hmac secret"));
+            return Err(invalid(
+                "admin.token",
+                "must differ from every connection token and hmac secret",
+            ));
         }
         Ok(())
     }
 
     pub fn bind_addr(&self) -> SocketAddr {
         // validate() has checked it parses.
-        self.server.bind.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+        self.server
+            .bind
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -529,8 +587,13 @@ mod tests {
         ];
         for (text, key) in cases {
             let path = write(&dir, text);
-            let err = Settings::load_from(Some(&path), no_env()).unwrap_err().to_string();
-            assert!(err.contains(key), "error for {text:?} should name {key}: {err}");
+            let err = Settings::load_from(Some(&path), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key),
+                "error for {text:?} should name {key}: {err}"
+            );
         }
     }
 

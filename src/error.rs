@@ -76,8 +76,12 @@ impl IngestError {
     fn detail(&self) -> String {
         match self {
             IngestError::BadBody(e) => e.to_string(),
-            IngestError::Store(_) | IngestError::StoreStuck => "the event was not stored; retry later".to_owned(),
-            IngestError::OutboxFull => "the relay is holding too many undelivered events; retry later".to_owned(),
+            IngestError::Store(_) | IngestError::StoreStuck => {
+                "the event was not stored; retry later".to_owned()
+            }
+            IngestError::OutboxFull => {
+                "the relay is holding too many undelivered events; retry later".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -89,7 +93,9 @@ impl IngestError {
             IngestError::Store(_) | IngestError::StoreStuck => {
                 tracing::error!(connection, status, latency_ms, error = %chain(self), "webhook refused")
             }
-            _ => tracing::warn!(connection, status, latency_ms, error = %chain(self), "webhook refused"),
+            _ => {
+                tracing::warn!(connection, status, latency_ms, error = %chain(self), "webhook refused")
+            }
         }
     }
 }
@@ -103,13 +109,18 @@ impl ResponseError for IngestError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull) {
+        if matches!(
+            self,
+            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull
+        ) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         response.json(ErrorBody {

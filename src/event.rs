@@ -23,7 +23,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Message, Kind::Media, Kind::Status, Kind::Tags, Kind::Other];
+    pub const ALL: [Kind; 5] = [
+        Kind::Message,
+        Kind::Media,
+        Kind::Status,
+        Kind::Tags,
+        Kind::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,7 +102,12 @@ pub struct EventMeta {
 impl EventMeta {
     /// `{kind}.{companyId or 0}.{connection}`
     pub fn routing_key(&self) -> String {
-        format!("{}.{}.{}", self.kind, self.company_id.unwrap_or(0), self.connection)
+        format!(
+            "{}.{}.{}",
+            self.kind,
+            self.company_id.unwrap_or(0),
+            self.connection
+        )
     }
 }
 
@@ -110,13 +121,22 @@ pub struct Event {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("body is not valid JSON: {message} at line {line} column {column}")]
-    Syntax { message: String, line: usize, column: usize },
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
     #[error("body is JSON but not an object")]
     NotAnObject,
 }
 
 /// `acao` values that carry one WhatsApp message.
-const MESSAGE_ACTIONS: [&str; 4] = ["start", "from_internal", "queue_webhook", "queue_webhook_from_internal"];
+const MESSAGE_ACTIONS: [&str; 4] = [
+    "start",
+    "from_internal",
+    "queue_webhook",
+    "queue_webhook_from_internal",
+];
 
 /// Ticket statuses Whaticket sends as `acao` when a ticket changes state.
 const STATUS_ACTIONS: [&str; 6] = ["open", "closed", "pending", "group", "lgpd", "nps"];
@@ -125,7 +145,12 @@ const STATUS_ACTIONS: [&str; 6] = ["open", "closed", "pending", "group", "lgpd",
 ///
 /// Never rejects a well-formed JSON object: anything unrecognised becomes [`Kind::Other`].
 /// Errors describe only where the body broke, never what it contained.
-pub fn parse(connection: &str, raw: Bytes, redact: &RedactKeys, received_at_ms: u64) -> Result<Event, ParseError> {
+pub fn parse(
+    connection: &str,
+    raw: Bytes,
+    redact: &RedactKeys,
+    received_at_ms: u64,
+) -> Result<Event, ParseError> {
     // Checked up front so the error can say "invalid UTF-8" instead of a misleading token error.
     let text = std::str::from_utf8(&raw).map_err(|err| utf8_error(&raw, err))?;
     // serde_json's default recursion limit (128) stays on: it is what keeps a deeply nested body
@@ -143,7 +168,11 @@ pub fn parse(connection: &str, raw: Bytes, redact: &RedactKeys, received_at_ms: 
     let ticket_id = ticket_id(&root, mensagem);
     let from_me = from_me(&root, mensagem);
 
-    let ids = Ids { connection, company: company_id.map(|c| c.to_string()).unwrap_or_default(), body: &body };
+    let ids = Ids {
+        connection,
+        company: company_id.map(|c| c.to_string()).unwrap_or_default(),
+        body: &body,
+    };
     let key = match kind {
         Kind::Message => message_key(&ids, &root, mensagem, ticket_id, from_me),
         Kind::Status => status_key(&ids, &root, ticket_id, word),
@@ -163,7 +192,10 @@ pub fn parse(connection: &str, raw: Bytes, redact: &RedactKeys, received_at_ms: 
         from_me,
         received_at_ms,
     };
-    Ok(Event { meta, body: redact::redact(&body, redact) })
+    Ok(Event {
+        meta,
+        body: redact::redact(&body, redact),
+    })
 }
 
 /// The parts every dedup key shares, so two connections or two companies never collide.
@@ -225,7 +257,12 @@ fn message_key(
     Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
 }
 
-fn status_key(ids: &Ids<'_>, root: &Map<String, Value>, ticket_id: Option<i64>, word: Option<&str>) -> Option<EventId> {
+fn status_key(
+    ids: &Ids<'_>,
+    root: &Map<String, Value>,
+    ticket_id: Option<i64>,
+    word: Option<&str>,
+) -> Option<EventId> {
     let ticket = ticket_id?.to_string();
     let updated = ticket_updated_at(root)?;
     Some(ids.key("status", &[&ticket, word.unwrap_or_default(), &updated]))
@@ -257,7 +294,11 @@ fn tags_key(ids: &Ids<'_>, root: &Map<String, Value>, ticket_id: Option<i64>) ->
     }
     tag_ids.sort_unstable();
     tag_ids.dedup();
-    let tag_ids = tag_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let tag_ids = tag_ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     Some(ids.key("tags", &[&ticket, &tag_ids, &latest.unwrap_or_default()]))
 }
 
@@ -275,16 +316,18 @@ fn canonical_digest(value: &Value) -> Option<String> {
 fn message_wid(mensagem: Option<&Value>) -> Option<String> {
     match mensagem? {
         Value::Object(_) => get(mensagem?, "wid").and_then(scalar_text),
-        Value::Array(items) => {
-            items.iter().find_map(|item| path(Some(item), &["originalData", "key", "id"]).and_then(scalar_text))
-        }
+        Value::Array(items) => items.iter().find_map(|item| {
+            path(Some(item), &["originalData", "key", "id"]).and_then(scalar_text)
+        }),
         _ => None,
     }
 }
 
 fn classify(root: &Map<String, Value>, word: Option<&str>) -> Kind {
     let is = |name: &str| word.is_some_and(|w| w.eq_ignore_ascii_case(name));
-    if is("tag-sync") || text_field(root, "action").is_some_and(|a| a.eq_ignore_ascii_case("tag-sync")) {
+    if is("tag-sync")
+        || text_field(root, "action").is_some_and(|a| a.eq_ignore_ascii_case("tag-sync"))
+    {
         return Kind::Tags;
     }
     if MESSAGE_ACTIONS.iter().any(|a| is(a)) {
@@ -322,10 +365,13 @@ fn ticket_id(root: &Map<String, Value>, mensagem: Option<&Value>) -> Option<i64>
 }
 
 fn from_me(root: &Map<String, Value>, mensagem: Option<&Value>) -> Option<bool> {
-    field(root, "fromMe").and_then(as_flag).or_else(|| path(mensagem, &["fromMe"]).and_then(as_flag)).or_else(|| {
-        let first = mensagem?.as_array()?.first();
-        path(first, &["originalData", "key", "fromMe"]).and_then(as_flag)
-    })
+    field(root, "fromMe")
+        .and_then(as_flag)
+        .or_else(|| path(mensagem, &["fromMe"]).and_then(as_flag))
+        .or_else(|| {
+            let first = mensagem?.as_array()?.first();
+            path(first, &["originalData", "key", "fromMe"]).and_then(as_flag)
+        })
 }
 
 fn ticket_updated_at(root: &Map<String, Value>) -> Option<String> {
@@ -336,7 +382,11 @@ fn ticket_updated_at(root: &Map<String, Value>) -> Option<String> {
 /// between versions, so an ASCII-case-insensitive match is the fallback.
 fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
         .filter(|v| !v.is_null())
 }
 
@@ -345,7 +395,9 @@ fn get<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 fn path<'a>(start: Option<&'a Value>, names: &[&str]) -> Option<&'a Value> {
-    names.iter().try_fold(start?, |value, name| get(value, name))
+    names
+        .iter()
+        .try_fold(start?, |value, name| get(value, name))
 }
 
 fn text_field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -385,7 +437,11 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 /// n8n's "respond to webhook" wrapper: `{headers, params, query, body, webhookUrl, executionMode}`.
 /// The relayed bytes become the inner object exactly as received.
-fn unwrap_n8n(raw: &Bytes, text: &str, mut root: Map<String, Value>) -> (Map<String, Value>, Bytes) {
+fn unwrap_n8n(
+    raw: &Bytes,
+    text: &str,
+    mut root: Map<String, Value>,
+) -> (Map<String, Value>, Bytes) {
     let wrapped = root.get("body").is_some_and(Value::is_object)
         && root.contains_key("headers")
         && (root.contains_key("webhookUrl") || root.contains_key("executionMode"));
@@ -500,9 +556,17 @@ fn syntax_error(err: serde_json::Error) -> ParseError {
         fallback
     } else {
         let text = err.to_string();
-        KNOWN_MESSAGES.iter().copied().find(|m| text.starts_with(m)).unwrap_or(fallback)
+        KNOWN_MESSAGES
+            .iter()
+            .copied()
+            .find(|m| text.starts_with(m))
+            .unwrap_or(fallback)
     };
-    ParseError::Syntax { message: message.to_owned(), line: err.line(), column: err.column() }
+    ParseError::Syntax {
+        message: message.to_owned(),
+        line: err.line(),
+        column: err.column(),
+    }
 }
 
 /// Line and column (1-based, in bytes, like serde_json's) of the first invalid byte.
@@ -510,7 +574,11 @@ fn utf8_error(raw: &[u8], err: std::str::Utf8Error) -> ParseError {
     let before = raw.get(..err.valid_up_to()).unwrap_or(raw);
     let line = 1 + memchr::memchr_iter(b'\n', before).count();
     let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
-    ParseError::Syntax { message: "invalid UTF-8".to_owned(), line, column: before.len() - line_start + 1 }
+    ParseError::Syntax {
+        message: "invalid UTF-8".to_owned(),
+        line,
+        column: before.len() - line_start + 1,
+    }
 }
 
 #[cfg(test)]
@@ -529,8 +597,19 @@ mod tests {
     const OPEN: &[u8] = include_bytes!("../tests/fixtures/status-open.json");
     const TAG_SYNC: &[u8] = include_bytes!("../tests/fixtures/tag-sync.json");
 
-    const ALL: [&[u8]; 11] =
-        [MEDIA, FROM_INTERNAL, FROM_ME, GROUP, NO_CAPTION, NO_QUEUE, QUEUE_WEBHOOK, START, CLOSED, OPEN, TAG_SYNC];
+    const ALL: [&[u8]; 11] = [
+        MEDIA,
+        FROM_INTERNAL,
+        FROM_ME,
+        GROUP,
+        NO_CAPTION,
+        NO_QUEUE,
+        QUEUE_WEBHOOK,
+        START,
+        CLOSED,
+        OPEN,
+        TAG_SYNC,
+    ];
 
     fn no_keys() -> RedactKeys {
         RedactKeys::default()
@@ -565,19 +644,82 @@ mod tests {
     }
 
     /// Body, kind, action, company id, ticket id, from_me.
-    type Expected = (&'static [u8], Kind, &'static str, Option<i64>, Option<i64>, Option<bool>);
+    type Expected = (
+        &'static [u8],
+        Kind,
+        &'static str,
+        Option<i64>,
+        Option<i64>,
+        Option<bool>,
+    );
 
     #[test]
     fn fixtures_are_classified_and_their_ids_extracted() {
         let cases: [Expected; 11] = [
-            (MEDIA, Kind::Media, "fila-data", Some(1), Some(357), Some(false)),
-            (FROM_INTERNAL, Kind::Message, "from_internal", Some(1), Some(357), Some(false)),
-            (FROM_ME, Kind::Message, "start", Some(1), Some(357), Some(true)),
-            (GROUP, Kind::Message, "start", Some(1), Some(402), Some(false)),
-            (NO_CAPTION, Kind::Message, "start", Some(1), Some(357), Some(false)),
-            (NO_QUEUE, Kind::Message, "start", Some(1), Some(357), Some(false)),
-            (QUEUE_WEBHOOK, Kind::Message, "queue_webhook", Some(1), Some(357), Some(false)),
-            (START, Kind::Message, "start", Some(1), Some(357), Some(false)),
+            (
+                MEDIA,
+                Kind::Media,
+                "fila-data",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
+            (
+                FROM_INTERNAL,
+                Kind::Message,
+                "from_internal",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
+            (
+                FROM_ME,
+                Kind::Message,
+                "start",
+                Some(1),
+                Some(357),
+                Some(true),
+            ),
+            (
+                GROUP,
+                Kind::Message,
+                "start",
+                Some(1),
+                Some(402),
+                Some(false),
+            ),
+            (
+                NO_CAPTION,
+                Kind::Message,
+                "start",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
+            (
+                NO_QUEUE,
+                Kind::Message,
+                "start",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
+            (
+                QUEUE_WEBHOOK,
+                Kind::Message,
+                "queue_webhook",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
+            (
+                START,
+                Kind::Message,
+                "start",
+                Some(1),
+                Some(357),
+                Some(false),
+            ),
             (CLOSED, Kind::Status, "closed", Some(1), Some(357), None),
             (OPEN, Kind::Status, "open", Some(1), Some(357), None),
             (TAG_SYNC, Kind::Tags, "tag-sync", Some(1), Some(383), None),
@@ -597,7 +739,11 @@ mod tests {
     #[test]
     fn unknown_actions_are_other_and_kept_raw() {
         for action in ["queue_webhook_update", "end", "brand-new"] {
-            let body = replace(START, r#""acao": "start""#, &format!(r#""acao": "{action}""#));
+            let body = replace(
+                START,
+                r#""acao": "start""#,
+                &format!(r#""acao": "{action}""#),
+            );
             let meta = ev(&body).meta;
             assert_eq!(meta.kind, Kind::Other, "{action}");
             assert_eq!(meta.action.as_deref(), Some(action));
@@ -609,16 +755,34 @@ mod tests {
 
     #[test]
     fn action_words_are_matched_case_insensitively() {
-        assert_eq!(ev(&replace(START, r#""start""#, r#""Start""#)).meta.kind, Kind::Message);
-        assert_eq!(ev(&replace(CLOSED, r#""acao": "closed""#, r#""acao": "CLOSED""#)).meta.kind, Kind::Status);
-        assert_eq!(ev(&replace(MEDIA, r#""fila-data""#, r#""Fila-Data""#)).meta.kind, Kind::Media);
+        assert_eq!(
+            ev(&replace(START, r#""start""#, r#""Start""#)).meta.kind,
+            Kind::Message
+        );
+        assert_eq!(
+            ev(&replace(
+                CLOSED,
+                r#""acao": "closed""#,
+                r#""acao": "CLOSED""#
+            ))
+            .meta
+            .kind,
+            Kind::Status
+        );
+        assert_eq!(
+            ev(&replace(MEDIA, r#""fila-data""#, r#""Fila-Data""#))
+                .meta
+                .kind,
+            Kind::Media
+        );
     }
 
     #[test]
     fn ticket_status_word_is_a_status_even_when_unlisted() {
         let body = br#"{"acao":"arquivado","chamadoId":1,"ticketData":{"status":"arquivado","updatedAt":"t"}}"#;
         assert_eq!(ev(body).meta.kind, Kind::Status);
-        let body = br#"{"acao":"arquivado","chamadoId":1,"ticketData":{"status":"open","updatedAt":"t"}}"#;
+        let body =
+            br#"{"acao":"arquivado","chamadoId":1,"ticketData":{"status":"open","updatedAt":"t"}}"#;
         assert_eq!(ev(body).meta.kind, Kind::Other);
     }
 
@@ -628,14 +792,20 @@ mod tests {
         let b = ev(QUEUE_WEBHOOK).meta;
         assert_ne!(a.action, b.action);
         assert_eq!(a.id, b.id);
-        let other_wid = replace(QUEUE_WEBHOOK, "3EB0C431C26A1916E4A5", "3EB0C431C26A1916E4A6");
+        let other_wid = replace(
+            QUEUE_WEBHOOK,
+            "3EB0C431C26A1916E4A5",
+            "3EB0C431C26A1916E4A6",
+        );
         assert_ne!(ev(&other_wid).meta.id, a.id);
     }
 
     #[test]
     fn distinct_messages_have_distinct_ids() {
-        let ids: Vec<EventId> =
-            [START, FROM_ME, GROUP, NO_CAPTION, NO_QUEUE, FROM_INTERNAL].iter().map(|b| ev(b).meta.id).collect();
+        let ids: Vec<EventId> = [START, FROM_ME, GROUP, NO_CAPTION, NO_QUEUE, FROM_INTERNAL]
+            .iter()
+            .map(|b| ev(b).meta.id)
+            .collect();
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
                 assert_ne!(a, b);
@@ -660,9 +830,18 @@ mod tests {
     #[test]
     fn ids_are_pinned() {
         // Changing any key definition changes these; that would re-deliver every stored event.
-        assert_eq!(ev(START).meta.id.to_string(), "e7a3b328ac6393d2257dab7bb579e0dd");
-        assert_eq!(ev(FROM_INTERNAL).meta.id.to_string(), "e0bcecc12b520e69cb775cd402c1444f");
-        assert_eq!(ev(OPEN).meta.id.to_string(), "ac9b43781a5c86c93a465919c4e9292b");
+        assert_eq!(
+            ev(START).meta.id.to_string(),
+            "e7a3b328ac6393d2257dab7bb579e0dd"
+        );
+        assert_eq!(
+            ev(FROM_INTERNAL).meta.id.to_string(),
+            "e0bcecc12b520e69cb775cd402c1444f"
+        );
+        assert_eq!(
+            ev(OPEN).meta.id.to_string(),
+            "ac9b43781a5c86c93a465919c4e9292b"
+        );
     }
 
     #[test]
@@ -679,10 +858,12 @@ mod tests {
 
     #[test]
     fn numeric_strings_are_ids() {
-        let body = br#"{"acao":"open","chamadoId":"357","companyId":" 1","ticketData":{"updatedAt":"t"}}"#;
+        let body =
+            br#"{"acao":"open","chamadoId":"357","companyId":" 1","ticketData":{"updatedAt":"t"}}"#;
         let meta = ev(body).meta;
         assert_eq!((meta.company_id, meta.ticket_id), (Some(1), Some(357)));
-        let numbers = br#"{"acao":"open","chamadoId":357,"companyId":1,"ticketData":{"updatedAt":"t"}}"#;
+        let numbers =
+            br#"{"acao":"open","chamadoId":357,"companyId":1,"ticketData":{"updatedAt":"t"}}"#;
         assert_eq!(ev(numbers).meta.id, meta.id);
         assert_eq!(ev(br#"{"chamadoId":"abc"}"#).meta.ticket_id, None);
     }
@@ -691,10 +872,16 @@ mod tests {
     fn fallbacks_find_company_ticket_and_sender() {
         let body = br#"{"acao":"from_internal","mensagem":{"wid":"W","companyId":"4","ticketId":9,"fromMe":true}}"#;
         let meta = ev(body).meta;
-        assert_eq!((meta.company_id, meta.ticket_id, meta.from_me), (Some(4), Some(9), Some(true)));
+        assert_eq!(
+            (meta.company_id, meta.ticket_id, meta.from_me),
+            (Some(4), Some(9), Some(true))
+        );
         let body = br#"{"acao":"queue_webhook","ticketData":{"id":8,"companyId":3},"mensagem":[{"originalData":{"key":{"fromMe":true,"id":"K"}}}]}"#;
         let meta = ev(body).meta;
-        assert_eq!((meta.company_id, meta.ticket_id, meta.from_me), (Some(3), Some(8), Some(true)));
+        assert_eq!(
+            (meta.company_id, meta.ticket_id, meta.from_me),
+            (Some(3), Some(8), Some(true))
+        );
         let body = br#"{"acao":"start","fromMe":false,"mensagem":{"fromMe":true}}"#;
         assert_eq!(ev(body).meta.from_me, Some(false));
     }
@@ -722,17 +909,35 @@ mod tests {
     #[test]
     fn null_mensagem_counts_as_absent() {
         let base = r#"{"acao":"start","chamadoId":1,"ticketData":{"updatedAt":"t"}"#;
-        assert_eq!(id(&format!("{base}}}")), id(&format!(r#"{base},"mensagem":null}}"#)));
-        assert_ne!(id(&format!("{base}}}")), id(&format!(r#"{base},"mensagem":""}}"#)));
+        assert_eq!(
+            id(&format!("{base}}}")),
+            id(&format!(r#"{base},"mensagem":null}}"#))
+        );
+        assert_ne!(
+            id(&format!("{base}}}")),
+            id(&format!(r#"{base},"mensagem":""}}"#))
+        );
     }
 
     #[test]
     fn missing_identity_falls_back_to_the_body_digest() {
         let pairs = [
-            (r#"{"acao":"open","chamadoId":1,"x":1}"#, r#"{"acao":"open","chamadoId":1,"x":2}"#),
-            (r#"{"acao":"start","mensagem":"oi","x":1}"#, r#"{"acao":"start","mensagem":"oi","x":2}"#),
-            (r#"{"acao":"fila-data","chamadoId":1,"x":1}"#, r#"{"acao":"fila-data","chamadoId":1,"x":2}"#),
-            (r#"{"action":"tag-sync","tags":{"tags":[]},"x":1}"#, r#"{"action":"tag-sync","tags":{"tags":[]},"x":2}"#),
+            (
+                r#"{"acao":"open","chamadoId":1,"x":1}"#,
+                r#"{"acao":"open","chamadoId":1,"x":2}"#,
+            ),
+            (
+                r#"{"acao":"start","mensagem":"oi","x":1}"#,
+                r#"{"acao":"start","mensagem":"oi","x":2}"#,
+            ),
+            (
+                r#"{"acao":"fila-data","chamadoId":1,"x":1}"#,
+                r#"{"acao":"fila-data","chamadoId":1,"x":2}"#,
+            ),
+            (
+                r#"{"action":"tag-sync","tags":{"tags":[]},"x":1}"#,
+                r#"{"action":"tag-sync","tags":{"tags":[]},"x":2}"#,
+            ),
             (
                 r#"{"action":"tag-sync","tags":{"ticketId":1,"tags":[{"name":"a"}]},"x":1}"#,
                 r#"{"action":"tag-sync","tags":{"ticketId":1,"tags":[{"name":"a"}]},"x":2}"#,
@@ -740,7 +945,11 @@ mod tests {
         ];
         for (a, b) in pairs {
             assert_ne!(id(a), id(b), "{a}");
-            let ids = Ids { connection: "suporte-x", company: String::new(), body: &Bytes::from(a) };
+            let ids = Ids {
+                connection: "suporte-x",
+                company: String::new(),
+                body: &Bytes::from(a),
+            };
             assert_eq!(id(a), ids.body_key(), "{a}");
         }
     }
@@ -767,15 +976,19 @@ mod tests {
     #[test]
     fn tags_are_keyed_by_ticket_tag_set_and_latest_update() {
         let tags = |list: &str| {
-            id(&format!(r#"{{"action":"tag-sync","tags":{{"ticketId":5,"tags":[{list}]}},"contact":{{"name":"x"}}}}"#))
+            id(&format!(
+                r#"{{"action":"tag-sync","tags":{{"ticketId":5,"tags":[{list}]}},"contact":{{"name":"x"}}}}"#
+            ))
         };
         let ab = tags(
             r#"{"id":1,"updatedAt":"2023-01-01T00:00:00.000Z"},{"id":"2","updatedAt":"2023-02-01T00:00:00.000Z"}"#,
         );
-        let ba =
-            tags(r#"{"id":2,"updatedAt":"2023-02-01T00:00:00.000Z"},{"id":1,"updatedAt":"2023-01-01T00:00:00.000Z"}"#);
-        let newer =
-            tags(r#"{"id":1,"updatedAt":"2023-03-01T00:00:00.000Z"},{"id":2,"updatedAt":"2023-02-01T00:00:00.000Z"}"#);
+        let ba = tags(
+            r#"{"id":2,"updatedAt":"2023-02-01T00:00:00.000Z"},{"id":1,"updatedAt":"2023-01-01T00:00:00.000Z"}"#,
+        );
+        let newer = tags(
+            r#"{"id":1,"updatedAt":"2023-03-01T00:00:00.000Z"},{"id":2,"updatedAt":"2023-02-01T00:00:00.000Z"}"#,
+        );
         let only_a = tags(r#"{"id":1,"updatedAt":"2023-02-01T00:00:00.000Z"}"#);
         assert_eq!(ab, ba);
         assert_ne!(ab, newer);
@@ -795,7 +1008,9 @@ mod tests {
         let mut out =
             br#"{"headers":{"host":"n8n","content-type":"application/json"},"params":{},"query":{},"body": "#.to_vec();
         out.extend_from_slice(inner);
-        out.extend_from_slice(br#" ,"webhookUrl":"https://n8n.example.com/webhook/x","executionMode":"production"}"#);
+        out.extend_from_slice(
+            br#" ,"webhookUrl":"https://n8n.example.com/webhook/x","executionMode":"production"}"#,
+        );
         out
     }
 
@@ -834,7 +1049,10 @@ mod tests {
             br#"{"body":{"acao":"open"},"headers":{},"webhookUrl":"u","body":{"acao":"fila-data","mediaName":"m"}}"#;
         let event = ev(body);
         assert_eq!(event.meta.kind, Kind::Media);
-        assert_eq!(event.body.as_ref(), br#"{"acao":"fila-data","mediaName":"m"}"#);
+        assert_eq!(
+            event.body.as_ref(),
+            br#"{"acao":"fila-data","mediaName":"m"}"#
+        );
     }
 
     #[test]
@@ -870,14 +1088,22 @@ mod tests {
     fn truncated_json_reports_position_without_content() {
         let body = &START[..START.len() / 2];
         match err(body) {
-            ParseError::Syntax { message, line, column } => {
+            ParseError::Syntax {
+                message,
+                line,
+                column,
+            } => {
                 assert!(message.starts_with("EOF while parsing"), "{message}");
                 assert!(line > 10 && column > 0, "{line}:{column}");
             }
             other => panic!("{other:?}"),
         }
         match err(br#"{"segredo": tru}"#) {
-            ParseError::Syntax { message, line, column } => {
+            ParseError::Syntax {
+                message,
+                line,
+                column,
+            } => {
                 assert_eq!((message.as_str(), line, column), ("expected ident", 1, 16));
                 assert!(!message.contains("segredo"));
             }
@@ -895,7 +1121,14 @@ mod tests {
     #[test]
     fn invalid_utf8_is_a_syntax_error() {
         let err = err(b"{\"a\":\n \"\xff\"}");
-        assert_eq!(err, ParseError::Syntax { message: "invalid UTF-8".into(), line: 2, column: 3 });
+        assert_eq!(
+            err,
+            ParseError::Syntax {
+                message: "invalid UTF-8".into(),
+                line: 2,
+                column: 3
+            }
+        );
     }
 
     #[test]
@@ -916,7 +1149,9 @@ mod tests {
                 matches!(err(body), ParseError::Syntax { ref message, .. } if message == "EOF while parsing a value")
             );
         }
-        assert!(matches!(err(b"{} x"), ParseError::Syntax { ref message, .. } if message == "trailing characters"));
+        assert!(
+            matches!(err(b"{} x"), ParseError::Syntax { ref message, .. } if message == "trailing characters")
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ pub enum InheritError {
 /// The variables are removed so that no child takes the socket by mistake, and the socket is
 /// re-opened close-on-exec so that only a deliberate hand-over passes it on.
 pub fn take_inherited_listener() -> Result<Option<TcpListener>, InheritError> {
-    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.trim().parse::<u32>().ok())
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
         == Some(std::process::id());
     let Some(count) = std::env::var("LISTEN_FDS").ok().filter(|_| for_us) else {
         return Ok(None);
@@ -56,7 +58,10 @@ pub fn take_inherited_listener() -> Result<Option<TcpListener>, InheritError> {
         return Ok(None);
     }
     if count > 1 {
-        tracing::warn!(count, "several sockets were passed; only the first (fd 3) is served");
+        tracing::warn!(
+            count,
+            "several sockets were passed; only the first (fd 3) is served"
+        );
     }
     if !is_listening_socket(LISTEN_FD) {
         return Err(InheritError::NotAListener(io::Error::new(
@@ -78,7 +83,13 @@ fn is_listening_socket(fd: RawFd) -> bool {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: plain getsockopt into a local int; fails harmlessly on a non-socket.
     let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&mut value as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     rc == 0 && value != 0
 }
@@ -86,7 +97,10 @@ fn is_listening_socket(fd: RawFd) -> bool {
 /// Tells the relay handing over to us that we hold the socket and a valid config, so it may stop
 /// accepting. A no-op unless we were started by a hand-over.
 pub fn notify_predecessor() {
-    let Some(fd) = std::env::var(HANDOVER_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) else {
+    let Some(fd) = std::env::var(HANDOVER_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+    else {
         return;
     };
     std::env::remove_var(HANDOVER_FD_ENV);
@@ -102,7 +116,10 @@ pub fn notify_predecessor() {
 }
 
 /// Opens the store, waiting up to `wait` for a predecessor (still draining) to release its lock.
-pub async fn open_store_waiting(settings: &StorageSettings, wait: Duration) -> Result<Store, StoreError> {
+pub async fn open_store_waiting(
+    settings: &StorageSettings,
+    wait: Duration,
+) -> Result<Store, StoreError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(20);
     let mut logged = false;
@@ -110,13 +127,18 @@ pub async fn open_store_waiting(settings: &StorageSettings, wait: Duration) -> R
         match Store::open(settings) {
             Ok(store) => {
                 if logged {
-                    tracing::info!(waited_ms = started.elapsed().as_millis() as u64, "storage directory acquired");
+                    tracing::info!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "storage directory acquired"
+                    );
                 }
                 return Ok(store);
             }
             Err(err) if err.is_lock_held() && started.elapsed() < wait => {
                 if !logged {
-                    tracing::info!("storage directory still held by the previous relay; waiting for it");
+                    tracing::info!(
+                        "storage directory still held by the previous relay; waiting for it"
+                    );
                     logged = true;
                 }
                 tokio::time::sleep(delay).await;
@@ -162,8 +184,13 @@ impl Handover {
     /// its pid. Until then, and when it fails, this process keeps serving.
     pub async fn start_successor(&self) -> Result<u32, HandoverError> {
         let (read_end, write_end) = pipe().map_err(HandoverError::Prepare)?;
-        let mut exec = Exec::prepare(&self.program, &self.args, self.listener.as_raw_fd(), write_end.as_raw_fd())
-            .map_err(HandoverError::Prepare)?;
+        let mut exec = Exec::prepare(
+            &self.program,
+            &self.args,
+            self.listener.as_raw_fd(),
+            write_end.as_raw_fd(),
+        )
+        .map_err(HandoverError::Prepare)?;
         let mut command = Command::new(&self.program);
         // SAFETY: `Exec::run` only calls async-signal-safe functions (getpid, fcntl, dup2, execve)
         // on memory prepared before the fork.
@@ -226,8 +253,15 @@ unsafe impl Send for Exec {}
 unsafe impl Sync for Exec {}
 
 impl Exec {
-    fn prepare(program: &Path, args: &[OsString], listen_fd: RawFd, ready_fd: RawFd) -> io::Result<Exec> {
-        let c = |bytes: &[u8]| CString::new(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+    fn prepare(
+        program: &Path,
+        args: &[OsString],
+        listen_fd: RawFd,
+        ready_fd: RawFd,
+    ) -> io::Result<Exec> {
+        let c = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
         let program = c(program.as_os_str().as_bytes())?;
         let mut argv = vec![program.clone()];
         for arg in args {
@@ -236,7 +270,14 @@ impl Exec {
         let mut env = Vec::new();
         for (key, value) in std::env::vars_os() {
             let key = key.as_bytes();
-            if [&b"LISTEN_PID"[..], b"LISTEN_FDS", b"LISTEN_FDNAMES", HANDOVER_FD_ENV.as_bytes()].contains(&key) {
+            if [
+                &b"LISTEN_PID"[..],
+                b"LISTEN_FDS",
+                b"LISTEN_FDNAMES",
+                HANDOVER_FD_ENV.as_bytes(),
+            ]
+            .contains(&key)
+            {
                 continue;
             }
             let mut entry = key.to_vec();
@@ -305,7 +346,13 @@ impl Exec {
             }
         }
         // SAFETY: NUL-terminated strings and NULL-terminated arrays built by `prepare`.
-        unsafe { libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.env_ptrs.as_ptr()) };
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.env_ptrs.as_ptr(),
+            )
+        };
         Err(io::Error::last_os_error())
     }
 }

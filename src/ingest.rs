@@ -201,9 +201,12 @@ async fn accept(
         .get(connection)
         .ok_or(IngestError::Unauthorized(None))?;
     check_content_type(req.headers())?;
-    let body = tokio::time::timeout(ingest.body_timeout, read_body(req.headers(), payload, ingest.max_body_bytes))
-        .await
-        .map_err(|_| IngestError::BodyTimeout)??;
+    let body = tokio::time::timeout(
+        ingest.body_timeout,
+        read_body(req.headers(), payload, ingest.max_body_bytes),
+    )
+    .await
+    .map_err(|_| IngestError::BodyTimeout)??;
 
     let headers = req.headers();
     let presented = Presented {
@@ -242,7 +245,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
-    let text = value.to_str().map_err(|_| IngestError::UnsupportedMediaType)?;
+    let text = value
+        .to_str()
+        .map_err(|_| IngestError::UnsupportedMediaType)?;
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let is_json = essence == "application/json"
@@ -266,7 +271,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
 
 /// Reads the body up to `limit` bytes; refuses early on a declared length over it, and stops
 /// reading as soon as a chunked or lying body passes it.
-async fn read_body(headers: &HeaderMap, mut payload: web::Payload, limit: usize) -> Result<Bytes, IngestError> {
+async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, IngestError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

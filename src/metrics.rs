@@ -10,7 +10,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::event::Kind;
@@ -18,10 +19,13 @@ use crate::publisher::PublisherStats;
 use crate::store::Store;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
-const ACCEPT_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const ACCEPT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 /// Receive → broker-confirm buckets (seconds): from a healthy broker to an hours-long outage.
 const DELIVERY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+    3600.0, 21600.0,
 ];
 
 /// Label used when a request named a connection that is not configured: the name itself is
@@ -70,27 +74,36 @@ impl Default for Metrics {
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
     metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("valid metric definition");
-    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
     metric
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric definition");
-    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
     metric
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let metric =
-        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric definition");
-    registry.register(Box::new(metric.clone())).expect("metric registered once");
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
     metric
 }
 
@@ -104,43 +117,112 @@ impl Metrics {
             "Age of the oldest event waiting for the broker (0 when none waits)",
         )
         .expect("valid metric definition");
-        r.register(Box::new(oldest.clone())).expect("metric registered once");
+        r.register(Box::new(oldest.clone()))
+            .expect("metric registered once");
         let inner = Inner {
-            accepted: counter_vec(&r, "relay_events_accepted_total", "Events stored and answered 202", &["connection", "kind"]),
-            duplicate: counter_vec(&r, "relay_events_duplicate_total", "Events answered 200 as duplicates", &["connection", "kind"]),
-            rejected: counter_vec(&r, "relay_events_rejected_total", "Webhook requests refused, by reason", &["connection", "reason"]),
-            accept_latency: histogram(&r, "relay_accept_latency_seconds", "Time to answer 202 (body read, verify, parse, fsync)", ACCEPT_BUCKETS),
-            delivery_latency: histogram(&r, "relay_delivery_latency_seconds", "Time from receipt to the broker's confirm", DELIVERY_BUCKETS),
+            accepted: counter_vec(
+                &r,
+                "relay_events_accepted_total",
+                "Events stored and answered 202",
+                &["connection", "kind"],
+            ),
+            duplicate: counter_vec(
+                &r,
+                "relay_events_duplicate_total",
+                "Events answered 200 as duplicates",
+                &["connection", "kind"],
+            ),
+            rejected: counter_vec(
+                &r,
+                "relay_events_rejected_total",
+                "Webhook requests refused, by reason",
+                &["connection", "reason"],
+            ),
+            accept_latency: histogram(
+                &r,
+                "relay_accept_latency_seconds",
+                "Time to answer 202 (body read, verify, parse, fsync)",
+                ACCEPT_BUCKETS,
+            ),
+            delivery_latency: histogram(
+                &r,
+                "relay_delivery_latency_seconds",
+                "Time from receipt to the broker's confirm",
+                DELIVERY_BUCKETS,
+            ),
             outbox_events: gauge(&r, "relay_outbox_events", "Events waiting for the broker"),
-            outbox_bytes: gauge(&r, "relay_outbox_bytes", "Bytes of the events waiting for the broker"),
+            outbox_bytes: gauge(
+                &r,
+                "relay_outbox_bytes",
+                "Bytes of the events waiting for the broker",
+            ),
             oldest_pending_age: oldest,
-            dead: gauge(&r, "relay_dead_letters", "Events the broker refused, kept for `dead replay`"),
+            dead: gauge(
+                &r,
+                "relay_dead_letters",
+                "Events the broker refused, kept for `dead replay`",
+            ),
             dedup_keys: gauge(&r, "relay_dedup_keys", "Dedup keys held"),
-            delivered_bytes: gauge(&r, "relay_delivered_kept_bytes", "Bytes of delivered events kept for `replay`"),
+            delivered_bytes: gauge(
+                &r,
+                "relay_delivered_kept_bytes",
+                "Bytes of delivered events kept for `replay`",
+            ),
             disk_bytes: gauge(&r, "relay_store_disk_bytes", "Bytes the store uses on disk"),
-            published: counter(&r, "relay_publish_total", "Messages handed to the broker (resends count again)"),
-            confirms: counter(&r, "relay_publish_confirms_total", "Publishes the broker confirmed and routed"),
-            nacks: counter(&r, "relay_publish_nacks_total", "Publishes the broker refused (retried)"),
-            returns: counter(&r, "relay_publish_returns_total", "Publishes returned unroutable (dead-lettered)"),
-            reconnects: counter(&r, "relay_broker_reconnects_total", "Broker connection attempts after the first"),
+            published: counter(
+                &r,
+                "relay_publish_total",
+                "Messages handed to the broker (resends count again)",
+            ),
+            confirms: counter(
+                &r,
+                "relay_publish_confirms_total",
+                "Publishes the broker confirmed and routed",
+            ),
+            nacks: counter(
+                &r,
+                "relay_publish_nacks_total",
+                "Publishes the broker refused (retried)",
+            ),
+            returns: counter(
+                &r,
+                "relay_publish_returns_total",
+                "Publishes returned unroutable (dead-lettered)",
+            ),
+            reconnects: counter(
+                &r,
+                "relay_broker_reconnects_total",
+                "Broker connection attempts after the first",
+            ),
             scrape: Mutex::new(()),
             registry: r,
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     pub fn accepted(&self, connection: &str, kind: Kind, latency: Duration) {
-        self.inner.accepted.with_label_values(&[connection, kind.as_str()]).inc();
+        self.inner
+            .accepted
+            .with_label_values(&[connection, kind.as_str()])
+            .inc();
         self.inner.accept_latency.observe(latency.as_secs_f64());
     }
 
     pub fn duplicate(&self, connection: &str, kind: Kind) {
-        self.inner.duplicate.with_label_values(&[connection, kind.as_str()]).inc();
+        self.inner
+            .duplicate
+            .with_label_values(&[connection, kind.as_str()])
+            .inc();
     }
 
     /// `reason` is one of the fixed error codes of `IngestError`.
     pub fn rejected(&self, connection: &str, reason: &str) {
-        self.inner.rejected.with_label_values(&[connection, reason]).inc();
+        self.inner
+            .rejected
+            .with_label_values(&[connection, reason])
+            .inc();
     }
 
     /// The broker confirmed an event received at `received_at_ms`.
@@ -206,10 +288,18 @@ pub struct Exporter {
 pub async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
     let exporter = exporter.into_inner();
     // Sizes and the oldest entry touch the disk: keep them off the async workers.
-    let text = tokio::task::spawn_blocking(move || exporter.metrics.render(&exporter.store, &exporter.publisher)).await;
+    let text = tokio::task::spawn_blocking(move || {
+        exporter
+            .metrics
+            .render(&exporter.store, &exporter.publisher)
+    })
+    .await;
     match text {
         Ok(text) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+            .insert_header((
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
             .body(text),
         Err(e) => {
             tracing::error!(error = %e, "metrics task failed");
@@ -228,11 +318,26 @@ mod tests {
         let b = Metrics::new();
         a.accepted("loja", Kind::Message, Duration::from_millis(3));
         a.rejected(UNKNOWN_CONNECTION, "unauthorized");
-        let text = TextEncoder::new().encode_to_string(&a.inner.registry.gather()).unwrap();
-        assert!(text.contains(r#"relay_events_accepted_total{connection="loja",kind="message"} 1"#), "{text}");
-        assert!(text.contains(r#"relay_events_rejected_total{connection="<unknown>",reason="unauthorized"} 1"#), "{text}");
-        assert!(text.contains("relay_accept_latency_seconds_count 1"), "{text}");
-        let other = TextEncoder::new().encode_to_string(&b.inner.registry.gather()).unwrap();
+        let text = TextEncoder::new()
+            .encode_to_string(&a.inner.registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(r#"relay_events_accepted_total{connection="loja",kind="message"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"relay_events_rejected_total{connection="<unknown>",reason="unauthorized"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_accept_latency_seconds_count 1"),
+            "{text}"
+        );
+        let other = TextEncoder::new()
+            .encode_to_string(&b.inner.registry.gather())
+            .unwrap();
         assert!(!other.contains("loja"), "{other}");
     }
 }

@@ -133,14 +133,22 @@ fn summary(letter: &DeadLetter) -> DeadSummary {
 }
 
 pub fn dead_list(store: &Store, limit: usize) -> Result<Vec<DeadSummary>, OpsError> {
-    Ok(store.dead_list(limit.min(DEAD_LIST_MAX))?.iter().map(summary).collect())
+    Ok(store
+        .dead_list(limit.min(DEAD_LIST_MAX))?
+        .iter()
+        .map(summary)
+        .collect())
 }
 
 /// A dead letter by number (`seq`) or by event id (the newest of that id).
 fn find(store: &Store, id: &str) -> Result<DeadLetter, OpsError> {
     if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        let seq = id.parse::<u64>().map_err(|_| OpsError::BadId(id.to_owned()))?;
-        return store.dead_get(seq)?.ok_or_else(|| OpsError::NotFound(id.to_owned()));
+        let seq = id
+            .parse::<u64>()
+            .map_err(|_| OpsError::BadId(id.to_owned()))?;
+        return store
+            .dead_get(seq)?
+            .ok_or_else(|| OpsError::NotFound(id.to_owned()));
     }
     let mut raw = [0u8; 16];
     if id.len() != 32 || hex::decode_to_slice(id, &mut raw).is_err() {
@@ -156,7 +164,9 @@ pub fn dead_show(store: &Store, id: &str) -> Result<DeadDetail, OpsError> {
     let letter = find(store, id)?;
     let body = serde_json::from_slice(&letter.event.body)
         // Accepted bodies are JSON objects; show anything else as text rather than fail.
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&letter.event.body).into_owned()));
+        .unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&letter.event.body).into_owned())
+        });
     Ok(DeadDetail {
         summary: summary(&letter),
         body,
@@ -202,8 +212,12 @@ pub async fn replay(store: &Store, request: &ReplayRequest) -> Result<Replayed, 
 /// `2026-11-25T10:00:00Z` (RFC 3339, `T` or space) or an age such as `2h` / `30m` (before now).
 pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, OpsError> {
     let text = text.trim();
-    if let Ok(time) = humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text)) {
-        let since = time.duration_since(UNIX_EPOCH).map_err(|_| OpsError::BadTime(text.to_owned()))?;
+    if let Ok(time) =
+        humantime::parse_rfc3339_weak(text).or_else(|_| humantime::parse_rfc3339(text))
+    {
+        let since = time
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| OpsError::BadTime(text.to_owned()))?;
         return Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     }
     let age = humantime::parse_duration(text).map_err(|_| OpsError::BadTime(text.to_owned()))?;
@@ -218,8 +232,14 @@ mod tests {
     fn times_are_rfc3339_or_ages() {
         assert_eq!(parse_time("1970-01-01T00:00:01Z", 0).unwrap(), 1000);
         assert_eq!(parse_time("1970-01-01 00:00:02", 0).unwrap(), 2000);
-        assert_eq!(parse_time("2h", 10_000_000).unwrap(), 10_000_000 - 7_200_000);
-        assert!(matches!(parse_time("yesterday-ish", 0), Err(OpsError::BadTime(_))));
+        assert_eq!(
+            parse_time("2h", 10_000_000).unwrap(),
+            10_000_000 - 7_200_000
+        );
+        assert!(matches!(
+            parse_time("yesterday-ish", 0),
+            Err(OpsError::BadTime(_))
+        ));
     }
 
     #[test]

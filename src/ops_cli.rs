@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::config::{AdminSettings, Settings};
 use crate::error::chain;
-use crate::ops::{self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats};
+use crate::ops::{
+    self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats,
+};
 use crate::store::{Store, StoreError};
 
 /// Time-out of one admin API call; a replay of many events is one call.
@@ -114,7 +116,12 @@ async fn execute(settings: &Settings, request: Request) -> Result<String, CliErr
             let admin = settings.admin.clone();
             tokio::task::spawn_blocking(move || remote(&admin, request))
                 .await
-                .unwrap_or_else(|e| Err(CliError::Refused { status: 0, body: e.to_string() }))
+                .unwrap_or_else(|e| {
+                    Err(CliError::Refused {
+                        status: 0,
+                        body: e.to_string(),
+                    })
+                })
         }
         Err(err) => Err(err.into()),
     }
@@ -144,7 +151,10 @@ fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
         return Err(CliError::NoAdmin);
     }
     // A wildcard bind is reached on loopback.
-    let host = admin.bind.replacen("0.0.0.0:", "127.0.0.1:", 1).replacen("[::]:", "[::1]:", 1);
+    let host = admin
+        .bind
+        .replacen("0.0.0.0:", "127.0.0.1:", 1)
+        .replacen("[::]:", "[::1]:", 1);
     let client = Client {
         base: format!("http://{host}"),
         auth: format!("Bearer {}", admin.token.expose()),
@@ -156,14 +166,18 @@ fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
     };
     match request {
         Request::Stats => pretty(&client.get::<Stats>("/admin/stats")?),
-        Request::DeadList { limit } => pretty(&client.get::<Vec<DeadSummary>>(&format!("/admin/dead?limit={limit}"))?),
+        Request::DeadList { limit } => {
+            pretty(&client.get::<Vec<DeadSummary>>(&format!("/admin/dead?limit={limit}"))?)
+        }
         Request::DeadShow { id } => {
             if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(OpsError::BadId(id).into());
             }
             pretty(&client.get::<DeadDetail>(&format!("/admin/dead/{id}"))?)
         }
-        Request::DeadReplay(req) => pretty(&client.post::<_, Replayed>("/admin/dead/replay", &req)?),
+        Request::DeadReplay(req) => {
+            pretty(&client.post::<_, Replayed>("/admin/dead/replay", &req)?)
+        }
         Request::Replay(req) => pretty(&client.post::<_, Replayed>("/admin/replay", &req)?),
     }
 }
@@ -182,7 +196,10 @@ impl Client {
             .get(&url)
             .header("authorization", &self.auth)
             .call()
-            .map_err(|source| CliError::Http { url: url.clone(), source })?;
+            .map_err(|source| CliError::Http {
+                url: url.clone(),
+                source,
+            })?;
         decode(url, response)
     }
 
@@ -195,12 +212,18 @@ impl Client {
             .header("authorization", &self.auth)
             .header("content-type", "application/json")
             .send(&body[..])
-            .map_err(|source| CliError::Http { url: url.clone(), source })?;
+            .map_err(|source| CliError::Http {
+                url: url.clone(),
+                source,
+            })?;
         decode(url, response)
     }
 }
 
-fn decode<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> Result<T, CliError> {
+fn decode<T: DeserializeOwned>(
+    url: String,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<T, CliError> {
     let status = response.status().as_u16();
     let text = response
         .body_mut()

@@ -15,7 +15,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
@@ -148,7 +150,11 @@ pub fn start_with_metrics(
         metrics,
     };
     let task = tokio::spawn(publisher.run());
-    PublisherHandle { connected, stats, task }
+    PublisherHandle {
+        connected,
+        stats,
+        task,
+    }
 }
 
 /// Exponential delay: `min`, doubling, capped at `max`.
@@ -164,7 +170,11 @@ impl Backoff {
         // A zero delay would turn a dead broker into a busy loop.
         let max = max.max(Duration::from_millis(1));
         let min = min.clamp(Duration::from_millis(1), max);
-        Self { min, max, next: min }
+        Self {
+            min,
+            max,
+            next: min,
+        }
     }
 
     pub(crate) fn next_delay(&mut self) -> Duration {
@@ -205,7 +215,10 @@ pub(crate) fn properties(meta: &EventMeta) -> BasicProperties {
     if received_at.as_secs() < MAX_RFC3339_SECS {
         if let Some(time) = UNIX_EPOCH.checked_add(received_at) {
             let text = humantime::format_rfc3339_millis(time).to_string();
-            headers.insert("received_at".into(), AMQPValue::LongString(LongString::from(text)));
+            headers.insert(
+                "received_at".into(),
+                AMQPValue::LongString(LongString::from(text)),
+            );
         }
     }
     BasicProperties::default()
@@ -325,7 +338,10 @@ impl Window {
         if self.in_flight.len() >= self.max_in_flight {
             return None;
         }
-        let index = self.waiting.iter().position(|p| !self.is_busy(&p.event.meta))?;
+        let index = self
+            .waiting
+            .iter()
+            .position(|p| !self.is_busy(&p.event.meta))?;
         let pending = self.waiting.remove(index)?;
         self.hold(&pending.event.meta);
         self.in_flight.insert(pending.seq, pending.clone());
@@ -443,7 +459,8 @@ impl Publisher {
 
     async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
         let limit = self.settings.timeout;
-        let properties = ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
+        let properties =
+            ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
         let conn = bounded(
             limit,
             "connect",
@@ -457,16 +474,33 @@ impl Publisher {
             channel.confirm_select(ConfirmSelectOptions::default()),
         )
         .await?;
-        bounded(limit, "topology declare", topology::declare(&channel, &self.settings)).await?;
+        bounded(
+            limit,
+            "topology declare",
+            topology::declare(&channel, &self.settings),
+        )
+        .await?;
         Ok((conn, channel))
     }
 
     async fn close(&self, conn: Connection, channel: Channel) {
         let limit = self.settings.timeout;
-        if let Err(e) = bounded(limit, "channel.close", channel.close(200, "shutdown".into())).await {
+        if let Err(e) = bounded(
+            limit,
+            "channel.close",
+            channel.close(200, "shutdown".into()),
+        )
+        .await
+        {
             tracing::debug!(error = %e, "closing the channel");
         }
-        if let Err(e) = bounded(limit, "connection.close", conn.close(200, "shutdown".into())).await {
+        if let Err(e) = bounded(
+            limit,
+            "connection.close",
+            conn.close(200, "shutdown".into()),
+        )
+        .await
+        {
             tracing::debug!(error = %e, "closing the connection");
         }
     }
@@ -474,14 +508,16 @@ impl Publisher {
     /// Publishes until shutdown (Ok, after draining) or a broker/outbox failure (Err).
     async fn session(&self, conn: &Connection, channel: &Channel) -> Result<(), PublishError> {
         let limit = self.settings.timeout;
-        let exchange = topology::short(self.settings.exchange.as_str()).map_err(amqp("basic.publish"))?;
+        let exchange =
+            topology::short(self.settings.exchange.as_str()).map_err(amqp("basic.publish"))?;
         let mut window = Window::new(self.settings.max_in_flight);
         let mut in_flight = FuturesUnordered::new();
         // True once a read came back short: no point reading again until something is appended.
         let mut drained = false;
         // Set after a nack: publishing pauses so a struggling broker is not hammered.
         let mut hold_until: Option<Instant> = None;
-        let mut nack_backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        let mut nack_backoff =
+            Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
         // `interval` panics on zero; validated settings never have it, hand-built ones might.
         let mut tick = tokio::time::interval(IDLE_TICK.min(limit).max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -584,7 +620,12 @@ impl Publisher {
     }
 
     /// Applies one confirm to the window, the stats and (for returns) the dead letters.
-    fn settle(&self, window: &mut Window, seq: u64, outcome: ConfirmResult) -> Result<Settled, PublishError> {
+    fn settle(
+        &self,
+        window: &mut Window,
+        seq: u64,
+        outcome: ConfirmResult,
+    ) -> Result<Settled, PublishError> {
         let confirmation = outcome
             .map_err(|_| PublishError::Timeout("publisher confirm"))?
             .map_err(amqp("publisher confirm"))?;
@@ -599,7 +640,10 @@ impl Publisher {
             Confirmation::Ack(Some(returned)) => {
                 // With `mandatory`, the broker acks a message no queue took after returning it:
                 // it is stored nowhere, so it must not count as delivered.
-                let reason = format!("unroutable: {} {}", returned.reply_code, returned.reply_text);
+                let reason = format!(
+                    "unroutable: {} {}",
+                    returned.reply_code, returned.reply_text
+                );
                 if let Some(pending) = window.confirmed(seq) {
                     let meta = &pending.event.meta;
                     tracing::error!(
@@ -627,7 +671,11 @@ impl Publisher {
     }
 
     /// Shutdown: nothing new goes out; confirms already under way get up to one timeout.
-    async fn drain<F>(&self, window: &mut Window, in_flight: &mut FuturesUnordered<F>) -> Result<(), PublishError>
+    async fn drain<F>(
+        &self,
+        window: &mut Window,
+        in_flight: &mut FuturesUnordered<F>,
+    ) -> Result<(), PublishError>
     where
         F: Future<Output = ConfirmOutcome>,
     {
@@ -728,7 +776,10 @@ mod tests {
         );
         assert_eq!(props.kind().as_ref().map(|s| s.as_str()), Some("status"));
         assert_eq!(*props.timestamp(), Some(1_700_000_000));
-        assert_eq!(props.app_id().as_ref().map(|s| s.as_str()), Some("whaticket-relay"));
+        assert_eq!(
+            props.app_id().as_ref().map(|s| s.as_str()),
+            Some("whaticket-relay")
+        );
 
         let headers = props.headers().as_ref().expect("headers").inner();
         assert_eq!(headers.len(), 6);
@@ -737,7 +788,10 @@ mod tests {
         assert_eq!(headers["company_id"], AMQPValue::LongLongInt(7));
         assert_eq!(headers["ticket_id"], AMQPValue::LongLongInt(42));
         assert_eq!(headers["from_me"], AMQPValue::Boolean(true));
-        assert_eq!(long_string(&headers["received_at"]), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            long_string(&headers["received_at"]),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 
     #[test]
@@ -780,7 +834,10 @@ mod tests {
 
         assert_eq!(window.confirmed(1).map(|p| p.seq), Some(1));
         assert_eq!(window.next_publishable().map(|p| p.seq), Some(2));
-        assert!(window.next_publishable().is_none(), "seq 5 waits behind seq 2");
+        assert!(
+            window.next_publishable().is_none(),
+            "seq 5 waits behind seq 2"
+        );
         window.confirmed(2);
         assert_eq!(window.next_publishable().map(|p| p.seq), Some(5));
         assert_eq!(window.waiting(), 0);
@@ -839,7 +896,10 @@ mod tests {
             Some(1),
             "the refused event goes again first"
         );
-        assert!(window.next_publishable().is_none(), "seq 3 still waits behind it");
+        assert!(
+            window.next_publishable().is_none(),
+            "seq 3 still waits behind it"
+        );
     }
 
     #[test]
@@ -858,8 +918,11 @@ mod tests {
     }
 
     fn open_store(dir: &tempfile::TempDir) -> Store {
-        Store::open(&crate::store::tests::settings(&dir.path().join("db"), Duration::from_secs(3600)))
-            .expect("open store")
+        Store::open(&crate::store::tests::settings(
+            &dir.path().join("db"),
+            Duration::from_secs(3600),
+        ))
+        .expect("open store")
     }
 
     async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -881,7 +944,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         let handle = start(store, settings, shutdown.clone());
         let stats = handle.stats();
-        eventually("reconnect attempts", || stats.reconnects.load(Ordering::Relaxed) >= 2).await;
+        eventually("reconnect attempts", || {
+            stats.reconnects.load(Ordering::Relaxed) >= 2
+        })
+        .await;
         assert!(!handle.is_connected());
         shutdown.cancel();
         timeout(Duration::from_secs(5), handle.stopped())
@@ -890,10 +956,13 @@ mod tests {
     }
 
     async fn wait_connected(handle: &PublisherHandle) {
-        timeout(Duration::from_secs(15), handle.connected_watch().wait_for(|c| *c))
-            .await
-            .expect("publisher connects")
-            .expect("publisher alive");
+        timeout(
+            Duration::from_secs(15),
+            handle.connected_watch().wait_for(|c| *c),
+        )
+        .await
+        .expect("publisher connects")
+        .expect("publisher alive");
     }
 
     async fn append(store: &Store, meta: &EventMeta, n: usize) {
@@ -904,7 +973,11 @@ mod tests {
         store.append(event).await.expect("append");
     }
 
-    async fn get(channel: &Channel, settings: &AmqpSettings, kind: Kind) -> Option<lapin::message::Delivery> {
+    async fn get(
+        channel: &Channel,
+        settings: &AmqpSettings,
+        kind: Kind,
+    ) -> Option<lapin::message::Delivery> {
         let queue = topology::queue_name(settings, kind);
         let mut delivery = channel
             .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
@@ -1017,10 +1090,16 @@ mod tests {
             append(&store, &event, 0).await;
 
             let stats = handle.stats();
-            eventually("a reconnect", || stats.reconnects.load(Ordering::Relaxed) >= 1).await;
+            eventually("a reconnect", || {
+                stats.reconnects.load(Ordering::Relaxed) >= 1
+            })
+            .await;
             eventually("an empty outbox", || store.stats().outbox == 0).await;
             wait_connected(&handle).await;
-            assert!(stats.published.load(Ordering::Relaxed) >= 2, "the event was sent again");
+            assert!(
+                stats.published.load(Ordering::Relaxed) >= 2,
+                "the event was sent again"
+            );
             assert_eq!(store.stats().dead, 0);
 
             let delivery = get(&channel, &settings, Kind::Media)

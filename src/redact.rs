@@ -32,8 +32,11 @@ impl RedactKeys {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut keys: Vec<String> =
-            keys.into_iter().map(|k| k.as_ref().to_ascii_lowercase()).filter(|k| !k.is_empty()).collect();
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| k.as_ref().to_ascii_lowercase())
+            .filter(|k| !k.is_empty())
+            .collect();
         keys.sort();
         keys.dedup();
         Self { keys }
@@ -45,7 +48,9 @@ impl RedactKeys {
 
     /// Whether `name` (an unescaped object key) is one of the configured keys.
     pub fn matches(&self, name: &str) -> bool {
-        self.keys.iter().any(|k| k.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        self.keys
+            .iter()
+            .any(|k| k.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// Whether a redaction could possibly be needed: some key appears literally (any ASCII case)
@@ -55,7 +60,10 @@ impl RedactKeys {
             return false;
         }
         memchr::memchr(b'\\', body).is_some()
-            || self.keys.iter().any(|k| contains_ignore_ascii_case(body, k.as_bytes()))
+            || self
+                .keys
+                .iter()
+                .any(|k| contains_ignore_ascii_case(body, k.as_bytes()))
     }
 }
 
@@ -64,8 +72,11 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
     let Some(&first) = needle.first() else {
         return true;
     };
-    memchr::memchr2_iter(first, first.to_ascii_uppercase(), haystack)
-        .any(|at| haystack.get(at..at + needle.len()).is_some_and(|candidate| candidate.eq_ignore_ascii_case(needle)))
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), haystack).any(|at| {
+        haystack
+            .get(at..at + needle.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Returns `body` with the values under redacted keys replaced; the same buffer when none is present.
@@ -106,7 +117,8 @@ pub(crate) fn subslice_range(outer: &[u8], inner: &[u8]) -> Option<Range<usize>>
 /// into; `None` would mean that invariant broke, and the caller then refuses to emit the body.
 fn splice(body: &[u8], ranges: &[Range<usize>]) -> Option<Bytes> {
     let removed: usize = ranges.iter().map(|r| r.len()).sum();
-    let mut out = Vec::with_capacity(body.len().saturating_sub(removed) + ranges.len() * REDACTED.len());
+    let mut out =
+        Vec::with_capacity(body.len().saturating_sub(removed) + ranges.len() * REDACTED.len());
     let mut at = 0;
     for range in ranges {
         out.extend_from_slice(body.get(at..range.start)?);
@@ -119,10 +131,18 @@ fn splice(body: &[u8], ranges: &[Range<usize>]) -> Option<Bytes> {
 
 /// One pass over the body with a single deserializer, so serde_json's recursion limit applies to
 /// the whole walk; each matched value is taken as a `&RawValue` borrowed from `body`.
-fn find_values<'de>(body: &'de [u8], keys: &RedactKeys) -> Result<Vec<&'de RawValue>, serde_json::Error> {
+fn find_values<'de>(
+    body: &'de [u8],
+    keys: &RedactKeys,
+) -> Result<Vec<&'de RawValue>, serde_json::Error> {
     let mut hits = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
-    Walker { keys, hits: &mut hits, depth: 0 }.deserialize(&mut de)?;
+    Walker {
+        keys,
+        hits: &mut hits,
+        depth: 0,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(hits)
 }
@@ -135,7 +155,11 @@ struct Walker<'s, 'de> {
 
 impl<'de> Walker<'_, 'de> {
     fn child(&mut self) -> Walker<'_, 'de> {
-        Walker { keys: self.keys, hits: self.hits, depth: self.depth + 1 }
+        Walker {
+            keys: self.keys,
+            hits: self.hits,
+            depth: self.depth + 1,
+        }
     }
 
     fn descend<E: de::Error>(&self) -> Result<(), E> {
@@ -254,17 +278,50 @@ mod tests {
     }
 
     const FIXTURES: [(&str, &[u8]); 11] = [
-        ("media-fila-data", include_bytes!("../tests/fixtures/media-fila-data.json")),
-        ("message-from-internal", include_bytes!("../tests/fixtures/message-from-internal.json")),
-        ("message-from-me", include_bytes!("../tests/fixtures/message-from-me.json")),
-        ("message-group", include_bytes!("../tests/fixtures/message-group.json")),
-        ("message-no-caption", include_bytes!("../tests/fixtures/message-no-caption.json")),
-        ("message-no-queue", include_bytes!("../tests/fixtures/message-no-queue.json")),
-        ("message-queue-webhook", include_bytes!("../tests/fixtures/message-queue-webhook.json")),
-        ("message-start", include_bytes!("../tests/fixtures/message-start.json")),
-        ("status-closed", include_bytes!("../tests/fixtures/status-closed.json")),
-        ("status-open", include_bytes!("../tests/fixtures/status-open.json")),
-        ("tag-sync", include_bytes!("../tests/fixtures/tag-sync.json")),
+        (
+            "media-fila-data",
+            include_bytes!("../tests/fixtures/media-fila-data.json"),
+        ),
+        (
+            "message-from-internal",
+            include_bytes!("../tests/fixtures/message-from-internal.json"),
+        ),
+        (
+            "message-from-me",
+            include_bytes!("../tests/fixtures/message-from-me.json"),
+        ),
+        (
+            "message-group",
+            include_bytes!("../tests/fixtures/message-group.json"),
+        ),
+        (
+            "message-no-caption",
+            include_bytes!("../tests/fixtures/message-no-caption.json"),
+        ),
+        (
+            "message-no-queue",
+            include_bytes!("../tests/fixtures/message-no-queue.json"),
+        ),
+        (
+            "message-queue-webhook",
+            include_bytes!("../tests/fixtures/message-queue-webhook.json"),
+        ),
+        (
+            "message-start",
+            include_bytes!("../tests/fixtures/message-start.json"),
+        ),
+        (
+            "status-closed",
+            include_bytes!("../tests/fixtures/status-closed.json"),
+        ),
+        (
+            "status-open",
+            include_bytes!("../tests/fixtures/status-open.json"),
+        ),
+        (
+            "tag-sync",
+            include_bytes!("../tests/fixtures/tag-sync.json"),
+        ),
     ];
 
     #[test]
@@ -284,7 +341,10 @@ mod tests {
 
     #[test]
     fn key_match_ignores_ascii_case_on_both_sides() {
-        assert_eq!(run(r#"{"Token":"a","TOKEN":"b"}"#, &["tOkEn"]), r#"{"Token":"[redacted]","TOKEN":"[redacted]"}"#);
+        assert_eq!(
+            run(r#"{"Token":"a","TOKEN":"b"}"#, &["tOkEn"]),
+            r#"{"Token":"[redacted]","TOKEN":"[redacted]"}"#
+        );
     }
 
     #[test]
@@ -315,7 +375,10 @@ mod tests {
     #[test]
     fn unicode_escaped_key_is_redacted() {
         let input = r#"{"tok\u0065n":"abc","other":"\u00e9"}"#;
-        assert_eq!(run(input, &["token"]), r#"{"tok\u0065n":"[redacted]","other":"\u00e9"}"#);
+        assert_eq!(
+            run(input, &["token"]),
+            r#"{"tok\u0065n":"[redacted]","other":"\u00e9"}"#
+        );
     }
 
     #[test]
@@ -351,7 +414,11 @@ mod tests {
             let out = redact(&body, &ks);
             if name == "message-from-internal" || name == "message-queue-webhook" {
                 assert_ne!(out, body, "{name}");
-                assert_eq!(out.len(), body.len() - "c0nn3ct10n-t0k3n".len() + "[redacted]".len(), "{name}");
+                assert_eq!(
+                    out.len(),
+                    body.len() - "c0nn3ct10n-t0k3n".len() + "[redacted]".len(),
+                    "{name}"
+                );
             } else {
                 assert_eq!(out, body, "{name}");
             }
@@ -360,20 +427,31 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_all_redacted() {
-        assert_eq!(run(r#"{"token":"a","token":"b"}"#, &["token"]), r#"{"token":"[redacted]","token":"[redacted]"}"#);
+        assert_eq!(
+            run(r#"{"token":"a","token":"b"}"#, &["token"]),
+            r#"{"token":"[redacted]","token":"[redacted]"}"#
+        );
     }
 
     #[test]
     fn unparseable_body_never_leaks() {
         let out = run(r#"{"token":"secret""#, &["token"]);
         assert_eq!(out.as_bytes(), UNPARSEABLE);
-        let deep = format!("{}{}{}", "[".repeat(10_000), r#"{"token":1}"#, "]".repeat(10_000));
+        let deep = format!(
+            "{}{}{}",
+            "[".repeat(10_000),
+            r#"{"token":1}"#,
+            "]".repeat(10_000)
+        );
         assert_eq!(run(&deep, &["token"]).as_bytes(), UNPARSEABLE);
     }
 
     #[test]
     fn redacted_output_is_valid_json() {
-        let out = run(include_str!("../tests/fixtures/message-queue-webhook.json"), &["token_origin"]);
+        let out = run(
+            include_str!("../tests/fixtures/message-queue-webhook.json"),
+            &["token_origin"],
+        );
         let value: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         assert_eq!(value["token_origin"], "[redacted]");
         assert_eq!(value["chamadoId"], 357);

@@ -43,7 +43,11 @@ struct Inner {
 }
 
 impl ReloadHandle {
-    pub(crate) fn new(ingest: web::Data<Ingest>, source: Option<PathBuf>, current: Settings) -> Self {
+    pub(crate) fn new(
+        ingest: web::Data<Ingest>,
+        source: Option<PathBuf>,
+        current: Settings,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ingest,
@@ -63,7 +67,11 @@ impl ReloadHandle {
     pub fn apply(&self, settings: Settings) -> Result<Reloaded, ReloadError> {
         settings.validate()?;
         let rules = Rules::new(&settings)?;
-        let mut current = self.inner.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let needs_restart = needs_restart(&current, &settings);
         self.inner.ingest.replace_rules(rules);
         current.connections = settings.connections;
@@ -115,7 +123,11 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<String> {
                             keys.push(format!("{section}.{key}"));
                         }
                     }
-                    keys.extend(y.keys().filter(|k| !x.contains_key(*k)).map(|k| format!("{section}.{k}")));
+                    keys.extend(
+                        y.keys()
+                            .filter(|k| !x.contains_key(*k))
+                            .map(|k| format!("{section}.{k}")),
+                    );
                 }
                 (v, other) if other != Some(v) => keys.push(section.clone()),
                 _ => {}
@@ -148,7 +160,10 @@ mod tests {
 
         new.server.bind = "127.0.0.1:9999".to_owned();
         new.storage.path = PathBuf::from("elsewhere");
-        assert_eq!(needs_restart(&old, &new), vec!["server.bind", "storage.path"]);
+        assert_eq!(
+            needs_restart(&old, &new),
+            vec!["server.bind", "storage.path"]
+        );
 
         let mut password = old.clone();
         password.amqp.url = crate::config::AmqpUrl::new("amqp://guest:other@127.0.0.1:5672/%2f");

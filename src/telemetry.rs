@@ -24,7 +24,9 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
 
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(settings: &LogSettings) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(settings)).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(settings))
+        .with_target(true);
     let result = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),

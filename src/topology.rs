@@ -42,7 +42,10 @@ pub(crate) fn short(value: impl Into<String>) -> Result<ShortString, lapin::Erro
 /// Declaring with the same arguments is a no-op on the broker; different arguments for an
 /// existing queue (e.g. a classic queue where quorum is configured) fail with
 /// PRECONDITION_FAILED and close the channel, which the caller treats like any broker error.
-pub async fn declare(channel: &lapin::Channel, settings: &AmqpSettings) -> Result<(), lapin::Error> {
+pub async fn declare(
+    channel: &lapin::Channel,
+    settings: &AmqpSettings,
+) -> Result<(), lapin::Error> {
     let exchange_options = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -101,7 +104,9 @@ pub async fn declare(channel: &lapin::Channel, settings: &AmqpSettings) -> Resul
             AMQPValue::LongString(LongString::from(dlx_name.as_str())),
         );
         let queue = short(queue_name(settings, kind))?;
-        channel.queue_declare(queue.clone(), queue_options, args).await?;
+        channel
+            .queue_declare(queue.clone(), queue_options, args)
+            .await?;
         channel
             .queue_bind(
                 queue,
@@ -205,13 +210,18 @@ pub(crate) mod tests {
         with_cleanup(&conn, &settings, async {
             let channel = conn.create_channel().await.expect("channel");
             declare(&channel, &settings).await.expect("first declare");
-            declare(&channel, &settings).await.expect("second declare is a no-op");
+            declare(&channel, &settings)
+                .await
+                .expect("second declare is a no-op");
 
             let passive = QueueDeclareOptions {
                 passive: true,
                 ..QueueDeclareOptions::default()
             };
-            let mut queues: Vec<String> = Kind::ALL.iter().map(|k| queue_name(&settings, *k)).collect();
+            let mut queues: Vec<String> = Kind::ALL
+                .iter()
+                .map(|k| queue_name(&settings, *k))
+                .collect();
             queues.push(dead_queue_name(&settings));
             for queue in queues {
                 channel

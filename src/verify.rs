@@ -94,7 +94,12 @@ pub fn sign_body(secret: &[u8], body: &[u8]) -> String {
 
 /// One `v1,<base64>` entry of a Standard Webhooks `webhook-signature` header.
 pub fn sign_standard(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mac = standard_mac(secret, id.as_bytes(), timestamp.to_string().as_bytes(), body);
+    let mac = standard_mac(
+        secret,
+        id.as_bytes(),
+        timestamp.to_string().as_bytes(),
+        body,
+    );
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
@@ -164,7 +169,12 @@ impl Verifier {
     }
 
     /// Ok when at least one presented credential is valid for this connection.
-    pub fn verify(&self, presented: &Presented<'_>, body: &[u8], now: SystemTime) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        presented: &Presented<'_>,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<(), VerifyError> {
         let mut worst: Option<VerifyError> = None;
         let mut record = |result: Result<(), VerifyError>| -> bool {
             match result {
@@ -230,7 +240,10 @@ impl Verifier {
 
     fn check_bearer(&self, header: &[u8]) -> Result<(), VerifyError> {
         let header = header.trim_ascii();
-        let split = header.iter().position(|&b| b == b' ').ok_or(VerifyError::Malformed)?;
+        let split = header
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(VerifyError::Malformed)?;
         let (scheme, rest) = header.split_at(split);
         if !scheme.eq_ignore_ascii_case(b"bearer") {
             return Err(VerifyError::Malformed);
@@ -428,7 +441,10 @@ mod tests {
 
     /// A valid Standard Webhooks signature for BODY by SECRET_A, sent at `ts`.
     fn signed_at(ts: i64) -> (String, String) {
-        (ts.to_string(), sign_standard(SECRET_A.as_bytes(), "msg_1", ts, BODY))
+        (
+            ts.to_string(),
+            sign_standard(SECRET_A.as_bytes(), "msg_1", ts, BODY),
+        )
     }
 
     fn flip_last(s: &str) -> String {
@@ -457,7 +473,10 @@ mod tests {
     fn decode_secret_errors() {
         assert_eq!(decode_secret(""), Err(SecretError::Empty));
         assert_eq!(decode_secret("whsec_"), Err(SecretError::Empty));
-        assert_eq!(decode_secret("whsec_not base64!"), Err(SecretError::BadBase64));
+        assert_eq!(
+            decode_secret("whsec_not base64!"),
+            Err(SecretError::BadBase64)
+        );
         assert_eq!(decode_secret("whsec_aGVsbG8"), Err(SecretError::BadBase64));
     }
 
@@ -467,15 +486,24 @@ mod tests {
             Verifier::new(&conn(&[], &["whsec_%%%"])).err(),
             Some(SecretError::BadBase64)
         );
-        assert_eq!(Verifier::new(&conn(&[], &[""])).err(), Some(SecretError::Empty));
-        assert_eq!(Verifier::new(&conn(&[""], &[])).err(), Some(SecretError::Empty));
+        assert_eq!(
+            Verifier::new(&conn(&[], &[""])).err(),
+            Some(SecretError::Empty)
+        );
+        assert_eq!(
+            Verifier::new(&conn(&[""], &[])).err(),
+            Some(SecretError::Empty)
+        );
     }
 
     #[test]
     fn debug_does_not_print_secrets() {
         let v = verifier(&[TOKEN_A], &[SECRET_A]);
         let text = format!("{v:?}");
-        assert!(!text.contains(TOKEN_A) && !text.contains(SECRET_A), "{text}");
+        assert!(
+            !text.contains(TOKEN_A) && !text.contains(SECRET_A),
+            "{text}"
+        );
         assert!(text.contains("Verifier"), "{text}");
     }
 
@@ -484,7 +512,10 @@ mod tests {
     #[test]
     fn nothing_presented_is_missing() {
         let v = verifier(&[TOKEN_A], &[SECRET_A]);
-        assert_eq!(v.verify(&Presented::default(), BODY, now()), Err(VerifyError::Missing));
+        assert_eq!(
+            v.verify(&Presented::default(), BODY, now()),
+            Err(VerifyError::Missing)
+        );
     }
 
     // --- path token ---
@@ -497,7 +528,10 @@ mod tests {
     #[test]
     fn path_token_wrong() {
         let v = verifier(&[TOKEN_A], &[]);
-        assert_eq!(by_path(&v, "something-else-entirely"), Err(VerifyError::BadToken));
+        assert_eq!(
+            by_path(&v, "something-else-entirely"),
+            Err(VerifyError::BadToken)
+        );
         assert_eq!(by_path(&v, ""), Err(VerifyError::BadToken));
     }
 
@@ -510,8 +544,14 @@ mod tests {
     #[test]
     fn path_token_prefix_or_extension_of_valid() {
         let v = verifier(&[TOKEN_A], &[]);
-        assert_eq!(by_path(&v, &TOKEN_A[..TOKEN_A.len() - 1]), Err(VerifyError::BadToken));
-        assert_eq!(by_path(&v, &format!("{TOKEN_A}x")), Err(VerifyError::BadToken));
+        assert_eq!(
+            by_path(&v, &TOKEN_A[..TOKEN_A.len() - 1]),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(
+            by_path(&v, &format!("{TOKEN_A}x")),
+            Err(VerifyError::BadToken)
+        );
     }
 
     #[test]
@@ -526,7 +566,10 @@ mod tests {
     fn connection_without_tokens_rejects_tokens() {
         let v = verifier(&[], &[SECRET_A]);
         assert_eq!(by_path(&v, TOKEN_A), Err(VerifyError::BadToken));
-        assert_eq!(by_header(&v, &format!("Bearer {TOKEN_A}")), Err(VerifyError::BadToken));
+        assert_eq!(
+            by_header(&v, &format!("Bearer {TOKEN_A}")),
+            Err(VerifyError::BadToken)
+        );
     }
 
     // --- Authorization: Bearer ---
@@ -551,7 +594,10 @@ mod tests {
     #[test]
     fn bearer_bad_scheme_or_shape() {
         let v = verifier(&[TOKEN_A], &[]);
-        assert_eq!(by_header(&v, &format!("Basic {TOKEN_A}")), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_header(&v, &format!("Basic {TOKEN_A}")),
+            Err(VerifyError::Malformed)
+        );
         assert_eq!(by_header(&v, TOKEN_A), Err(VerifyError::Malformed));
         assert_eq!(by_header(&v, "Bearer"), Err(VerifyError::Malformed));
         assert_eq!(by_header(&v, "Bearer   "), Err(VerifyError::Malformed));
@@ -596,7 +642,10 @@ mod tests {
         let mut bytes = sig.into_bytes();
         bytes[10] = if bytes[10] == b'0' { b'1' } else { b'0' };
         let tampered = String::from_utf8(bytes).expect("ascii");
-        assert_eq!(by_sig256(&v, &tampered, BODY), Err(VerifyError::BadSignature));
+        assert_eq!(
+            by_sig256(&v, &tampered, BODY),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]
@@ -618,7 +667,10 @@ mod tests {
             by_sig256(&v, &format!("sha1={bare}"), BODY),
             Err(VerifyError::Malformed)
         );
-        assert_eq!(by_sig256(&v, &sig[..sig.len() - 2], BODY), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_sig256(&v, &sig[..sig.len() - 2], BODY),
+            Err(VerifyError::Malformed)
+        );
         assert_eq!(
             by_sig256(&v, &format!("sha256={}", "zz".repeat(32)), BODY),
             Err(VerifyError::Malformed)
@@ -629,7 +681,10 @@ mod tests {
     #[test]
     fn sig256_secret_rotation_second_valid() {
         let v = verifier(&[], &[SECRET_A, SECRET_B]);
-        assert_eq!(by_sig256(&v, &sign_body(SECRET_B.as_bytes(), BODY), BODY), Ok(()));
+        assert_eq!(
+            by_sig256(&v, &sign_body(SECRET_B.as_bytes(), BODY), BODY),
+            Ok(())
+        );
         let other = sign_body(b"unrelated-secret", BODY);
         assert_eq!(by_sig256(&v, &other, BODY), Err(VerifyError::BadSignature));
     }
@@ -652,7 +707,10 @@ mod tests {
 
     #[test]
     fn standard_spec_vector() {
-        assert_eq!(sign_standard(&spec_key(), SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIG);
+        assert_eq!(
+            sign_standard(&spec_key(), SPEC_ID, SPEC_TS, SPEC_BODY),
+            SPEC_SIG
+        );
         let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
         assert_eq!(spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS)), Ok(()));
     }
@@ -736,12 +794,20 @@ mod tests {
         let wrong = sign_standard(b"another-key", SPEC_ID, SPEC_TS, SPEC_BODY);
         let header = format!("{wrong} {SPEC_SIG}");
         assert_eq!(
-            v.verify(&standard(SPEC_ID, "1614265330", &header), SPEC_BODY, at(SPEC_TS)),
+            v.verify(
+                &standard(SPEC_ID, "1614265330", &header),
+                SPEC_BODY,
+                at(SPEC_TS)
+            ),
             Ok(())
         );
         let only_wrong = format!("{wrong} v1,bm90LWEtbWFj");
         assert_eq!(
-            v.verify(&standard(SPEC_ID, "1614265330", &only_wrong), SPEC_BODY, at(SPEC_TS)),
+            v.verify(
+                &standard(SPEC_ID, "1614265330", &only_wrong),
+                SPEC_BODY,
+                at(SPEC_TS)
+            ),
             Err(VerifyError::BadSignature)
         );
     }
@@ -750,12 +816,20 @@ mod tests {
     fn standard_unknown_version_only_is_rejected() {
         let v = spec_verifier();
         let header = SPEC_SIG.replacen("v1,", "v2,", 1);
-        let result = v.verify(&standard(SPEC_ID, "1614265330", &header), SPEC_BODY, at(SPEC_TS));
+        let result = v.verify(
+            &standard(SPEC_ID, "1614265330", &header),
+            SPEC_BODY,
+            at(SPEC_TS),
+        );
         assert_eq!(result, Err(VerifyError::BadSignature));
         // Ignored entries do not spoil a valid one beside them.
         let mixed = format!("v1a,xyz {header} {SPEC_SIG}");
         assert_eq!(
-            v.verify(&standard(SPEC_ID, "1614265330", &mixed), SPEC_BODY, at(SPEC_TS)),
+            v.verify(
+                &standard(SPEC_ID, "1614265330", &mixed),
+                SPEC_BODY,
+                at(SPEC_TS)
+            ),
             Ok(())
         );
     }
@@ -764,7 +838,11 @@ mod tests {
     fn standard_secret_rotation_second_valid() {
         let v = verifier(&[], &[SECRET_B, SPEC_SECRET]);
         assert_eq!(
-            v.verify(&standard(SPEC_ID, "1614265330", SPEC_SIG), SPEC_BODY, at(SPEC_TS)),
+            v.verify(
+                &standard(SPEC_ID, "1614265330", SPEC_SIG),
+                SPEC_BODY,
+                at(SPEC_TS)
+            ),
             Ok(())
         );
     }
@@ -823,7 +901,10 @@ mod tests {
             );
         }
         let p = standard("", "1614265330", SPEC_SIG);
-        assert_eq!(v.verify(&p, SPEC_BODY, at(SPEC_TS)), Err(VerifyError::Malformed));
+        assert_eq!(
+            v.verify(&p, SPEC_BODY, at(SPEC_TS)),
+            Err(VerifyError::Malformed)
+        );
     }
 
     // --- several credentials at once ---

@@ -1,10 +1,10 @@
-//! Durable storage behind one API (sled inside): dedup keys + outbox written atomically, dead
-//! letters, delivered events kept for replay, and the counters back-pressure and metrics read.
+//! Durable storage behind one API (sled inside): outbox and dedup keys, dead letters, delivered
+//! events kept for replay, and the counters back-pressure and metrics read.
 
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::StorageSettings;
 use crate::event::Event;
 
+mod generations;
 mod record;
 mod writer;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+use generations::Generations;
 use writer::{Command, Requeue, Source, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,6 @@ pub struct StoreStats {
 pub(crate) struct Counters {
     pub(crate) outbox_events: AtomicU64,
     pub(crate) outbox_bytes: AtomicU64,
-    pub(crate) delivered_bytes: AtomicU64,
 }
 
 /// Back-pressure limits the writer enforces.
@@ -132,37 +133,51 @@ const REQUEUE_BATCH: usize = 1024;
 /// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
 const COMMAND_QUEUE: usize = 4096;
 
-/// Index entries handled per sweep transaction: keeps the global sled write lock short.
+/// Kept delivered events removed per batch when trimming to the byte cap.
 const SWEEP_BATCH: usize = 512;
+
+/// Time slices per dedup window (and per `keep_delivered`): a slice is dropped once all of it
+/// has expired, so up to a quarter more than the window is kept, in exchange for expiring a
+/// slice with one `drop_tree` instead of a delete per key.
+const SLICES_PER_WINDOW: u64 = 4;
 
 /// The trees; cheap to clone (handles to one database).
 #[derive(Clone)]
 struct Trees {
-    /// event id (16 bytes) → expiry, unix ms (8 bytes BE)
-    dedup: sled::Tree,
-    /// expiry (8 bytes BE) ++ event id → empty: lets the sweeper range-scan by expiry
-    dedup_exp: sled::Tree,
+    /// event id (16 bytes) → expiry, unix ms (8 bytes BE); sliced by expiry
+    dedup: Arc<Generations>,
     /// seq (8 bytes BE) → outbox record
     outbox: sled::Tree,
     /// seq (8 bytes BE) → dead record
     dead: sled::Tree,
-    /// delivered_at (8 bytes BE) ++ seq → outbox record, kept for replay
-    delivered: sled::Tree,
+    /// delivered_at (8 bytes BE) ++ seq → outbox record, kept for replay; sliced by delivery time
+    delivered: Arc<Generations>,
     /// write probes
     meta: sled::Tree,
 }
 
 impl Trees {
-    fn open(db: &sled::Db) -> Result<Trees, StoreError> {
+    fn open(db: &sled::Db, window_ms: u64, keep_delivered_ms: u64) -> Result<Trees, StoreError> {
         Ok(Trees {
-            dedup: db.open_tree("dedup")?,
-            dedup_exp: db.open_tree("dedup_exp")?,
+            dedup: Arc::new(Generations::open(
+                db,
+                "dedup@",
+                window_ms / SLICES_PER_WINDOW,
+            )?),
             outbox: db.open_tree("outbox")?,
             dead: db.open_tree("dead")?,
-            delivered: db.open_tree("delivered")?,
+            delivered: Arc::new(Generations::open(
+                db,
+                "delivered@",
+                keep_delivered_ms / SLICES_PER_WINDOW,
+            )?),
             meta: db.open_tree("meta")?,
         })
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Cheap to clone; all clones share one database and one writer thread.
@@ -179,7 +194,6 @@ struct Inner {
     trees: Trees,
     db: sled::Db,
     appended: Arc<Notify>,
-    dedup_keys: Arc<AtomicUsize>,
     window: Duration,
     counters: Arc<Counters>,
     keep_delivered: Duration,
@@ -201,7 +215,9 @@ impl Drop for WriterThread {
             let deadline = std::time::Instant::now() + WRITER_JOIN_LIMIT;
             while !handle.is_finished() {
                 if std::time::Instant::now() >= deadline {
-                    tracing::error!("store writer did not stop within {WRITER_JOIN_LIMIT:?}; leaving it");
+                    tracing::error!(
+                        "store writer did not stop within {WRITER_JOIN_LIMIT:?}; leaving it"
+                    );
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -242,7 +258,10 @@ fn open_error(path: &Path, err: sled::Error) -> StoreError {
             };
             StoreError::Sled(sled::Error::Io(io::Error::new(
                 e.kind(),
-                format!("cannot open storage directory {}{hint}: {text}", path.display()),
+                format!(
+                    "cannot open storage directory {}{hint}: {text}",
+                    path.display()
+                ),
             )))
         }
         other => StoreError::Sled(other),
@@ -268,29 +287,25 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| open_error(path, e))?;
-        let trees = Trees::open(&db)?;
-        let dedup_keys = Arc::new(AtomicUsize::new(trees.dedup.len()));
-        // One pass over each tree at start; both are bounded (max_outbox_bytes,
-        // keep_delivered_max_bytes).
+        let window_ms = millis(settings.dedup_window);
+        let trees = Trees::open(&db, window_ms, millis(settings.keep_delivered))?;
+        // One pass over the outbox at start; it is bounded (max_outbox_bytes). The slices count
+        // themselves when opened.
         let counters = Arc::new(Counters::default());
         for entry in trees.outbox.iter() {
             let (_, value) = entry?;
             counters.outbox_events.fetch_add(1, Ordering::Relaxed);
-            counters.outbox_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
-        }
-        for entry in trees.delivered.iter() {
-            let (_, value) = entry?;
-            counters.delivered_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+            counters
+                .outbox_bytes
+                .fetch_add(value.len() as u64, Ordering::Relaxed);
         }
         let appended = Arc::new(Notify::new());
-        let window_ms = u64::try_from(settings.dedup_window.as_millis()).unwrap_or(u64::MAX);
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let writer = Writer {
             db: db.clone(),
             trees: trees.clone(),
             appended: Arc::clone(&appended),
-            dedup_keys: Arc::clone(&dedup_keys),
             window_ms,
             counters: Arc::clone(&counters),
             limits: Limits {
@@ -315,7 +330,6 @@ impl Store {
                 trees,
                 db,
                 appended,
-                dedup_keys,
                 window: settings.dedup_window,
                 counters,
                 keep_delivered: settings.keep_delivered,
@@ -325,7 +339,10 @@ impl Store {
     }
 
     /// Sends a command to the writer and waits for its answer.
-    async fn request<T>(&self, command: impl FnOnce(writer::Reply<T>) -> Command) -> Result<T, StoreError> {
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(writer::Reply<T>) -> Command,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .commands
@@ -335,13 +352,17 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Dedup check + outbox insert, atomic, and fsynced before it returns (group commit).
+    /// Dedup check, outbox insert and dedup key, fsynced before it returns (group commit).
     pub async fn append(&self, event: Event) -> Result<Appended, StoreError> {
         self.request(|reply| Command::Append { event, reply }).await
     }
 
     /// Up to `limit` outbox entries with `seq > after` (all when `after` is None), in seq order.
-    pub fn pending_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Pending>, StoreError> {
+    pub fn pending_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
         let start = match after {
             None => 0,
             Some(seq) => match seq.checked_add(1) {
@@ -350,7 +371,13 @@ impl Store {
             },
         };
         let mut pending = Vec::new();
-        for entry in self.inner.trees.outbox.range(record::seq_key(start)..).take(limit) {
+        for entry in self
+            .inner
+            .trees
+            .outbox
+            .range(record::seq_key(start)..)
+            .take(limit)
+        {
             let (key, value) = entry?;
             pending.push(Pending {
                 seq: record::decode_seq(&key)?,
@@ -360,35 +387,40 @@ impl Store {
         Ok(pending)
     }
 
-    /// Removes delivered entries from the outbox, keeping them in `delivered` for replay when
-    /// `keep_delivered` is set.
+    /// Removes delivered entries from the outbox, keeping them for replay when `keep_delivered`
+    /// is set.
     pub fn remove_delivered(&self, seqs: &[u64]) -> Result<(), StoreError> {
         // Not flushed: a removal lost in a crash only resends the event (at-least-once).
-        let keep = !self.inner.keep_delivered.is_zero();
-        let now = now_ms();
-        let trees = (&self.inner.trees.outbox, &self.inner.trees.delivered);
-        let result = trees.transaction(|(outbox, delivered)| {
-            let (mut removed, mut bytes) = (0u64, 0u64);
-            for &seq in seqs {
-                if let Some(value) = outbox.remove(&record::seq_key(seq)[..])? {
-                    removed += 1;
-                    bytes += value.len() as u64;
-                    if keep {
-                        delivered.insert(&record::delivered_key(now, seq)[..], value)?;
+        let outbox = &self.inner.trees.outbox;
+        if !self.inner.keep_delivered.is_zero() {
+            let now = now_ms();
+            let delivered = &self.inner.trees.delivered;
+            let end = delivered.ensure(now)?;
+            let slices = delivered.read();
+            if let Some(slice) = slices.get(&end) {
+                let mut batch = sled::Batch::default();
+                let (mut kept, mut bytes) = (0u64, 0u64);
+                for &seq in seqs {
+                    if let Some(value) = outbox.get(record::seq_key(seq))? {
+                        kept += 1;
+                        bytes += value.len() as u64;
+                        batch.insert(&record::delivered_key(now, seq)[..], value);
                     }
                 }
+                // Kept before it leaves the outbox: sled recovers a prefix of its log, so a crash
+                // in between can resend an event but never lose it from replay.
+                slice.tree.apply_batch(batch)?;
+                slice.added(kept, bytes);
             }
-            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>((removed, bytes))
-        });
-        let (removed, bytes) = match result {
-            Ok(counts) => counts,
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(never)) => match never {},
-        };
-        self.outbox_removed(removed, bytes);
-        if keep {
-            self.inner.counters.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
+        let (mut removed, mut bytes) = (0u64, 0u64);
+        for &seq in seqs {
+            if let Some(value) = outbox.remove(record::seq_key(seq))? {
+                removed += 1;
+                bytes += value.len() as u64;
+            }
+        }
+        self.outbox_removed(removed, bytes);
         Ok(())
     }
 
@@ -396,10 +428,14 @@ impl Store {
         let counters = &self.inner.counters;
         let _ = counters
             .outbox_events
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(events)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(events))
+            });
         let _ = counters
             .outbox_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(bytes))
+            });
     }
 
     /// Events and bytes in the outbox, from the running counters (O(1)).
@@ -413,7 +449,7 @@ impl Store {
 
     /// Bytes of the delivered events kept for replay (O(1)).
     pub fn delivered_bytes(&self) -> u64 {
-        self.inner.counters.delivered_bytes.load(Ordering::Relaxed)
+        self.inner.trees.delivered.totals().1
     }
 
     /// Receive time of the oldest outbox entry.
@@ -493,7 +529,9 @@ impl Store {
     pub async fn requeue_dead(&self, seqs: Option<&[u64]>) -> Result<usize, StoreError> {
         let mut items = Vec::new();
         let mut add = |key: &[u8], value: &[u8]| -> Result<(), StoreError> {
-            let key: [u8; 8] = key.try_into().map_err(|_| record::corrupt("sequence key is not 8 bytes"))?;
+            let key: [u8; 8] = key
+                .try_into()
+                .map_err(|_| record::corrupt("sequence key is not 8 bytes"))?;
             items.push(Requeue {
                 record: sled::IVec::from(record::dead_record(value)?),
                 source: Source::Dead(key),
@@ -520,21 +558,22 @@ impl Store {
     }
 
     /// Kept delivered events matching `filter`, oldest delivery first, at most `limit`.
-    pub fn delivered_matching(&self, filter: &ReplayFilter, limit: usize) -> Result<Vec<Delivered>, StoreError> {
+    pub fn delivered_matching(
+        &self,
+        filter: &ReplayFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivered>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.delivered_range(filter) {
-            let (key, value) = entry?;
-            let event = record::decode_event(&value)?;
+        self.scan_delivered(filter, None, |key, value| {
+            let event = record::decode_event(value)?;
             if matches(filter, &event.meta) {
                 out.push(Delivered {
-                    delivered_at_ms: record::decode_delivered_key(&key)?.0,
+                    delivered_at_ms: record::decode_delivered_key(key)?.0,
                     event,
                 });
-                if out.len() >= limit {
-                    break;
-                }
             }
-        }
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
     }
 
@@ -542,58 +581,121 @@ impl Store {
     /// again with their original `message_id`. Returns how many.
     pub async fn replay_delivered(&self, filter: &ReplayFilter) -> Result<usize, StoreError> {
         let mut total = 0;
-        let mut items = Vec::new();
-        for entry in self.delivered_range(filter) {
-            let (key, value) = entry?;
-            if !matches(filter, &record::decode_meta(&value)?) {
-                continue;
+        let mut after = None;
+        loop {
+            let mut items = Vec::new();
+            self.scan_delivered(filter, after, |key, value| {
+                let key: [u8; 16] = key
+                    .try_into()
+                    .map_err(|_| record::corrupt("delivered key is not 16 bytes"))?;
+                after = Some(key);
+                if matches(filter, &record::decode_meta(value)?) {
+                    items.push(Requeue {
+                        record: sled::IVec::from(value),
+                        source: Source::Delivered(key),
+                    });
+                }
+                Ok(items.len() < REQUEUE_BATCH)
+            })?;
+            if items.is_empty() {
+                return Ok(total);
             }
-            let key: [u8; 16] = key
-                .as_ref()
-                .try_into()
-                .map_err(|_| record::corrupt("delivered key is not 16 bytes"))?;
-            items.push(Requeue {
-                record: value,
-                source: Source::Delivered(key),
-            });
-            if items.len() >= REQUEUE_BATCH {
-                total += self.requeue(std::mem::take(&mut items)).await?;
-            }
+            total += self.requeue(items).await?;
         }
-        total += self.requeue(items).await?;
-        Ok(total)
     }
 
-    fn delivered_range(&self, filter: &ReplayFilter) -> sled::Iter {
-        let start = record::delivered_key(filter.since_ms, 0);
-        match filter.until_ms {
-            Some(until) => self.inner.trees.delivered.range(start..record::delivered_key(until, 0)),
-            None => self.inner.trees.delivered.range(start..),
+    /// Visits kept delivered events in the filter's time range (after the key `after`), oldest
+    /// first, while `visit` returns true. Synchronous: the slices stay locked meanwhile.
+    fn scan_delivered(
+        &self,
+        filter: &ReplayFilter,
+        after: Option<[u8; 16]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut start = record::delivered_key(filter.since_ms, 0).to_vec();
+        if let Some(after) = after {
+            // Just past `after`: the smallest longer key.
+            let mut next = after.to_vec();
+            next.push(0);
+            start = start.max(next);
         }
+        let end = filter.until_ms.map(|until| record::delivered_key(until, 0));
+        let slices = self.inner.trees.delivered.read();
+        for slice in slices.values() {
+            let range = match &end {
+                Some(end) if start.as_slice() >= &end[..] => return Ok(()),
+                Some(end) => slice.tree.range(start.as_slice()..&end[..]),
+                None => slice.tree.range(start.as_slice()..),
+            };
+            for entry in range {
+                let (key, value) = entry?;
+                if !visit(&key, &value)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn requeue(&self, items: Vec<Requeue>) -> Result<usize, StoreError> {
         if items.is_empty() {
             return Ok(0);
         }
-        self.request(|reply| Command::Requeue { items, reply }).await
+        self.request(|reply| Command::Requeue { items, reply })
+            .await
     }
 
-    /// Drops kept delivered events older than `keep_delivered`, then the oldest while they
-    /// take more than `keep_delivered_max_bytes`; returns how many were dropped.
+    /// Drops kept delivered events older than `keep_delivered` (whole slices, so up to a quarter
+    /// of it later), then the oldest while they take more than `keep_delivered_max_bytes`;
+    /// returns how many were dropped.
     pub fn sweep_delivered(&self) -> Result<usize, StoreError> {
-        let tree = &self.inner.trees.delivered;
-        let cutoff = now_ms().saturating_sub(u64::try_from(self.inner.keep_delivered.as_millis()).unwrap_or(u64::MAX));
-        let mut dropped = 0;
+        let delivered = &self.inner.trees.delivered;
+        let expired =
+            delivered.take_expired(now_ms().saturating_sub(millis(self.inner.keep_delivered)));
+        delivered.drop_expired(&expired)?;
+        let mut dropped = usize::try_from(expired.entries).unwrap_or(usize::MAX);
         loop {
-            let over = self.delivered_bytes().saturating_sub(self.inner.keep_delivered_max_bytes);
+            let over = self
+                .delivered_bytes()
+                .saturating_sub(self.inner.keep_delivered_max_bytes);
+            if over == 0 {
+                break;
+            }
+            let oldest_fits = delivered
+                .read()
+                .values()
+                .next()
+                .map(|slice| slice.bytes.load(Ordering::Relaxed) <= over);
+            match oldest_fits {
+                None => break,
+                Some(true) => {
+                    if let Some(oldest) = delivered.take_oldest() {
+                        delivered.drop_expired(&oldest)?;
+                        dropped += usize::try_from(oldest.entries).unwrap_or(usize::MAX);
+                    }
+                }
+                Some(false) => {
+                    dropped += self.trim_oldest_delivered(over)?;
+                    break;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Removes the oldest kept events of the oldest slice until `over` bytes are freed.
+    fn trim_oldest_delivered(&self, over: u64) -> Result<usize, StoreError> {
+        let slices = self.inner.trees.delivered.read();
+        let Some(slice) = slices.values().next() else {
+            return Ok(0);
+        };
+        let (mut dropped, mut freed) = (0usize, 0u64);
+        while freed < over {
             let mut batch = sled::Batch::default();
-            let (mut count, mut bytes) = (0usize, 0u64);
-            // Oldest first: everything before the cutoff, then whatever the size cap needs.
-            for entry in tree.iter().take(SWEEP_BATCH) {
+            let (mut count, mut bytes) = (0u64, 0u64);
+            for entry in slice.tree.iter().take(SWEEP_BATCH) {
                 let (key, value) = entry?;
-                let (at, _) = record::decode_delivered_key(&key)?;
-                if at >= cutoff && bytes >= over {
+                if freed + bytes >= over {
                     break;
                 }
                 bytes += value.len() as u64;
@@ -603,16 +705,10 @@ impl Store {
             if count == 0 {
                 break;
             }
-            tree.apply_batch(batch)?;
-            let _ = self
-                .inner
-                .counters
-                .delivered_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes)));
-            dropped += count;
-            if count < SWEEP_BATCH {
-                break;
-            }
+            slice.tree.apply_batch(batch)?;
+            slice.removed(count, bytes);
+            freed += bytes;
+            dropped += usize::try_from(count).unwrap_or(usize::MAX);
         }
         Ok(dropped)
     }
@@ -622,65 +718,22 @@ impl Store {
         self.inner.appended.notified().await;
     }
 
-    /// Expires dedup keys older than the window; returns how many were removed.
+    /// Expires dedup keys older than the window (whole slices); returns how many were removed.
     pub fn sweep_expired(&self) -> Result<usize, StoreError> {
-        let trees = &self.inner.trees;
-        // Keys sort by expiry first: everything below (now + 1, id 0) has expiry <= now, which is
-        // exactly what the append path treats as expired.
-        let end = record::expiry_key(now_ms().saturating_add(1), &crate::event::EventId([0; 16]));
-        let mut removed_total = 0;
-        loop {
-            let mut batch = Vec::with_capacity(SWEEP_BATCH);
-            for entry in trees.dedup_exp.range(..end).keys().take(SWEEP_BATCH) {
-                batch.push(entry?);
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let removed = self.sweep_batch(&batch)?;
-            removed_total += removed;
-            let _ = self
-                .inner
-                .dedup_keys
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    Some(n.saturating_sub(removed))
-                });
-            if batch.len() < SWEEP_BATCH {
-                break;
-            }
-        }
-        Ok(removed_total)
-    }
-
-    /// Removes the given index entries, and each dedup entry whose expiry they still match: a key
-    /// re-accepted after expiring has a newer expiry and stays.
-    fn sweep_batch(&self, index_keys: &[sled::IVec]) -> Result<usize, StoreError> {
-        let trees = (&self.inner.trees.dedup, &self.inner.trees.dedup_exp);
-        let result = trees.transaction(|(dedup, dedup_exp)| {
-            let mut removed = 0usize;
-            for key in index_keys {
-                dedup_exp.remove(key.as_ref())?;
-                let Some((expiry, id)) = record::decode_expiry_key(key) else {
-                    tracing::warn!("malformed dedup index key removed");
-                    continue;
-                };
-                let current = dedup.get(id)?;
-                if current.as_deref().and_then(record::decode_expiry) == Some(expiry) {
-                    dedup.remove(&id[..])?;
-                    removed += 1;
-                }
-            }
-            Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(removed)
-        });
-        match result {
-            Ok(removed) => Ok(removed),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(never)) => match never {},
-        }
+        // A slice holds expiries below its end: one ending at or before now holds only keys
+        // the append path already treats as expired.
+        let dedup = &self.inner.trees.dedup;
+        let expired = dedup.take_expired(now_ms());
+        dedup.drop_expired(&expired)?;
+        Ok(usize::try_from(expired.entries).unwrap_or(usize::MAX))
     }
 
     /// Runs [`Store::sweep_expired`] every `interval` (first run right away) until `shutdown`.
-    pub fn spawn_sweeper(&self, interval: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_sweeper(
+        &self,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         // tokio's interval panics on zero.
         let interval = interval.max(Duration::from_millis(1));
@@ -693,11 +746,19 @@ impl Store {
                     _ = ticker.tick() => {}
                 }
                 let sweeping = store.clone();
-                let sweep = move || Ok::<_, StoreError>((sweeping.sweep_expired()?, sweeping.sweep_delivered()?));
+                let sweep = move || {
+                    Ok::<_, StoreError>((sweeping.sweep_expired()?, sweeping.sweep_delivered()?))
+                };
                 match tokio::task::spawn_blocking(sweep).await {
                     Ok(Ok((0, 0))) => {}
-                    Ok(Ok((removed, dropped))) => tracing::debug!(removed, dropped, "expired dedup keys and delivered events swept"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "dedup sweep failed; retrying next interval"),
+                    Ok(Ok((removed, dropped))) => tracing::debug!(
+                        removed,
+                        dropped,
+                        "expired dedup keys and delivered events swept"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "dedup sweep failed; retrying next interval")
+                    }
                     Err(e) => tracing::warn!(error = %e, "dedup sweep task failed"),
                 }
             }
@@ -712,8 +773,8 @@ impl Store {
             // Informational like disk_bytes: an unreadable head shows as none.
             oldest_pending_ms: self.oldest_pending_ms().ok().flatten(),
             dead: trees.dead.len(),
-            dedup_keys: self.inner.dedup_keys.load(Ordering::Relaxed),
-            delivered_kept: trees.delivered.len(),
+            dedup_keys: self.dedup_keys(),
+            delivered_kept: usize::try_from(trees.delivered.totals().0).unwrap_or(usize::MAX),
             delivered_bytes: self.delivered_bytes(),
             // Only informational: a failed size query should not fail readiness.
             disk_bytes: self.inner.db.size_on_disk().unwrap_or(0),
@@ -737,7 +798,7 @@ impl Store {
 
     /// How many dedup keys are held (O(1)).
     pub fn dedup_keys(&self) -> usize {
-        self.inner.dedup_keys.load(Ordering::Relaxed)
+        usize::try_from(self.inner.trees.dedup.totals().0).unwrap_or(usize::MAX)
     }
 
     /// Bytes sled uses on disk.
@@ -762,5 +823,8 @@ fn dead_letter_of(seq: u64, value: &[u8]) -> Result<DeadLetter, StoreError> {
 
 fn matches(filter: &ReplayFilter, meta: &crate::event::EventMeta) -> bool {
     filter.kind.is_none_or(|kind| kind == meta.kind)
-        && filter.connection.as_deref().is_none_or(|c| c == meta.connection)
+        && filter
+            .connection
+            .as_deref()
+            .is_none_or(|c| c == meta.connection)
 }

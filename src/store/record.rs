@@ -9,13 +9,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::event::{Event, EventId, EventMeta};
+use crate::event::{Event, EventMeta};
 
 const LEN_PREFIX: usize = 4;
-
-/// Length of a `dedup_exp` key: expiry then id, so a range scan from the start visits the
-/// oldest expiries first.
-pub(super) const EXPIRY_KEY_LEN: usize = 8 + 16;
 
 /// What a dead record adds to the outbox record.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,7 +27,8 @@ pub(super) fn corrupt(what: &str) -> StoreError {
 }
 
 fn prefixed(header: &[u8], capacity_extra: usize) -> Result<Vec<u8>, StoreError> {
-    let len = u32::try_from(header.len()).map_err(|_| corrupt("record header longer than 4 GiB"))?;
+    let len =
+        u32::try_from(header.len()).map_err(|_| corrupt("record header longer than 4 GiB"))?;
     let mut out = Vec::with_capacity(LEN_PREFIX + header.len() + capacity_extra);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(header);
@@ -43,7 +40,8 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     let (len, rest) = bytes
         .split_first_chunk::<LEN_PREFIX>()
         .ok_or_else(|| corrupt("record shorter than its length prefix"))?;
-    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt("record header length overflows"))?;
+    let len = usize::try_from(u32::from_be_bytes(*len))
+        .map_err(|_| corrupt("record header length overflows"))?;
     if rest.len() < len {
         return Err(corrupt("record shorter than its header length"));
     }
@@ -78,7 +76,9 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
 }
 
 pub(super) fn decode_delivered_key(key: &[u8]) -> Result<(u64, u64), StoreError> {
-    let key: [u8; 16] = key.try_into().map_err(|_| corrupt("delivered key is not 16 bytes"))?;
+    let key: [u8; 16] = key
+        .try_into()
+        .map_err(|_| corrupt("delivered key is not 16 bytes"))?;
     let (at, seq) = key.split_at(8);
     Ok((decode_seq(at)?, decode_seq(seq)?))
 }
@@ -113,7 +113,9 @@ pub(super) fn seq_key(seq: u64) -> [u8; 8] {
 }
 
 pub(super) fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
-    let key: [u8; 8] = key.try_into().map_err(|_| corrupt("sequence key is not 8 bytes"))?;
+    let key: [u8; 8] = key
+        .try_into()
+        .map_err(|_| corrupt("sequence key is not 8 bytes"))?;
     Ok(u64::from_be_bytes(key))
 }
 
@@ -125,20 +127,4 @@ pub(super) fn expiry_value(expiry_ms: u64) -> [u8; 8] {
 pub(super) fn decode_expiry(value: &[u8]) -> Option<u64> {
     let value: [u8; 8] = value.try_into().ok()?;
     Some(u64::from_be_bytes(value))
-}
-
-pub(super) fn expiry_key(expiry_ms: u64, id: &EventId) -> [u8; EXPIRY_KEY_LEN] {
-    let mut key = [0u8; EXPIRY_KEY_LEN];
-    key[..8].copy_from_slice(&expiry_ms.to_be_bytes());
-    key[8..].copy_from_slice(&id.0);
-    key
-}
-
-/// `None` for a key that is not [`EXPIRY_KEY_LEN`] bytes.
-pub(super) fn decode_expiry_key(key: &[u8]) -> Option<(u64, [u8; 16])> {
-    if key.len() != EXPIRY_KEY_LEN {
-        return None;
-    }
-    let (expiry, id) = key.split_at(8);
-    Some((decode_expiry(expiry)?, id.try_into().ok()?))
 }

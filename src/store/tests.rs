@@ -74,7 +74,11 @@ async fn append_dedups_and_outbox_round_trips() {
     let after_first = store.pending_after(Some(pending[0].seq), 10).unwrap();
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].event, b);
-    assert_eq!(store.pending_after(None, 1).unwrap().len(), 1, "limit is honoured");
+    assert_eq!(
+        store.pending_after(None, 1).unwrap().len(),
+        1,
+        "limit is honoured"
+    );
     assert!(store.pending_after(Some(u64::MAX), 10).unwrap().is_empty());
 
     store.remove_delivered(&[pending[0].seq]).unwrap();
@@ -82,7 +86,9 @@ async fn append_dedups_and_outbox_round_trips() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].seq, pending[1].seq);
 
-    store.dead_letter(pending[1].seq, "rejected by broker").unwrap();
+    store
+        .dead_letter(pending[1].seq, "rejected by broker")
+        .unwrap();
     assert!(store.pending_after(None, 10).unwrap().is_empty());
     let dead = store.dead_list(10).unwrap();
     assert_eq!(dead.len(), 1);
@@ -101,7 +107,10 @@ async fn seqs_increase_in_append_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
     for id in 0..20 {
-        assert_eq!(store.append(event(id, now_ms())).await.unwrap(), Appended::Accepted);
+        assert_eq!(
+            store.append(event(id, now_ms())).await.unwrap(),
+            Appended::Accepted
+        );
     }
     let pending = store.pending_after(None, 100).unwrap();
     let ids: Vec<u8> = pending.iter().map(|p| p.event.meta.id.0[0]).collect();
@@ -152,7 +161,7 @@ async fn concurrent_appends_of_one_id_accept_exactly_one() {
     assert_eq!(store.pending_after(None, 100).unwrap().len(), 3);
 }
 
-/// Drives one group straight through the writer so the repeat is certainly in the same transaction.
+/// Drives one group straight through the writer so the repeat is certainly in the same group.
 #[tokio::test]
 async fn repeat_within_one_group_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
@@ -161,7 +170,6 @@ async fn repeat_within_one_group_is_a_duplicate() {
         db: store.inner.db.clone(),
         trees: store.inner.trees.clone(),
         appended: Arc::clone(&store.inner.appended),
-        dedup_keys: Arc::clone(&store.inner.dedup_keys),
         window_ms: 3_600_000,
         counters: Arc::clone(&store.inner.counters),
         limits: Limits {
@@ -186,7 +194,10 @@ async fn repeat_within_one_group_is_a_duplicate() {
         outcomes.push(answer.await.unwrap().unwrap());
     }
     use Appended::{Accepted, Duplicate};
-    assert_eq!(outcomes, [Accepted, Duplicate, Accepted, Duplicate, Duplicate]);
+    assert_eq!(
+        outcomes,
+        [Accepted, Duplicate, Accepted, Duplicate, Duplicate]
+    );
     assert_eq!(store.pending_after(None, 10).unwrap().len(), 2);
     assert_eq!(store.stats().dedup_keys, 2);
 }
@@ -205,8 +216,15 @@ async fn restart_keeps_dedup_keys_and_outbox() {
     let pending = store.pending_after(None, 10).unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].event, a);
-    assert_eq!(store.stats().dedup_keys, 1, "the counter is rebuilt on open");
-    assert_eq!(store.append(event(10, now_ms())).await.unwrap(), Appended::Accepted);
+    assert_eq!(
+        store.stats().dedup_keys,
+        1,
+        "the counter is rebuilt on open"
+    );
+    assert_eq!(
+        store.append(event(10, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
     assert!(
         store.pending_after(None, 10).unwrap()[1].seq > pending[0].seq,
         "seqs keep increasing"
@@ -214,24 +232,39 @@ async fn restart_keeps_dedup_keys_and_outbox() {
 }
 
 #[tokio::test]
-async fn expired_key_is_accepted_again_and_survives_its_stale_index_entry() {
+async fn expired_key_is_accepted_again_and_the_sweep_keeps_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let window = Duration::from_millis(200);
     let store = open(&dir, window);
-    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Accepted);
-    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Duplicate);
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
 
     tokio::time::sleep(window + Duration::from_millis(100)).await;
     // The sweeper has not run: the expired entry is overwritten. A late received_at keeps the new
     // entry unexpired for the rest of the test.
     let later = now_ms() + 60_000;
-    assert_eq!(store.append(event(1, later)).await.unwrap(), Appended::Accepted);
-    assert_eq!(store.inner.trees.dedup_exp.len(), 2, "old and new index entries");
+    assert_eq!(
+        store.append(event(1, later)).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.stats().dedup_keys,
+        2,
+        "the expired key and the new one, in two slices"
+    );
 
-    assert_eq!(store.sweep_expired().unwrap(), 0, "the re-inserted key must stay");
-    assert_eq!(store.inner.trees.dedup_exp.len(), 1, "the stale index entry is gone");
+    assert_eq!(store.sweep_expired().unwrap(), 1, "the expired slice goes");
     assert_eq!(store.stats().dedup_keys, 1);
-    assert_eq!(store.append(event(1, later)).await.unwrap(), Appended::Duplicate);
+    assert_eq!(
+        store.append(event(1, later)).await.unwrap(),
+        Appended::Duplicate
+    );
 }
 
 #[tokio::test]
@@ -242,21 +275,34 @@ async fn sweep_removes_expired_and_keeps_live_keys() {
     for id in 0..3 {
         store.append(event(id, two_hours_ago)).await.unwrap();
     }
-    assert_eq!(store.append(event(50, now_ms())).await.unwrap(), Appended::Accepted);
+    assert_eq!(
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
     assert_eq!(store.stats().dedup_keys, 4);
 
     assert_eq!(store.sweep_expired().unwrap(), 3);
     assert_eq!(store.stats().dedup_keys, 1);
-    assert_eq!(store.inner.trees.dedup.len(), 1);
-    assert_eq!(store.inner.trees.dedup_exp.len(), 1);
-    assert_eq!(store.append(event(50, now_ms())).await.unwrap(), Appended::Duplicate);
+    let trees = store.inner.db.tree_names();
+    assert_eq!(
+        trees
+            .iter()
+            .filter(|name| name.starts_with(b"dedup@"))
+            .count(),
+        1,
+        "the expired slice is dropped"
+    );
+    assert_eq!(
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
     assert_eq!(store.sweep_expired().unwrap(), 0, "nothing left to sweep");
     // Sweeping touches only dedup keys, never the outbox.
     assert_eq!(store.stats().outbox, 4);
 }
 
 #[tokio::test]
-async fn sweep_handles_more_than_one_batch() {
+async fn sweep_drops_many_keys_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
     let old = now_ms() - 2 * 3_600_000;
@@ -274,14 +320,16 @@ async fn sweep_handles_more_than_one_batch() {
     }
     assert_eq!(store.sweep_expired().unwrap(), total);
     assert_eq!(store.stats().dedup_keys, 0);
-    assert_eq!(store.inner.trees.dedup_exp.len(), 0);
 }
 
 #[tokio::test]
 async fn sweeper_task_sweeps_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
-    store.append(event(1, now_ms() - 2 * 3_600_000)).await.unwrap();
+    store
+        .append(event(1, now_ms() - 2 * 3_600_000))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let task = store.spawn_sweeper(Duration::from_millis(10), shutdown.clone());
     let swept = tokio::time::timeout(Duration::from_secs(5), async {
@@ -306,7 +354,12 @@ async fn stats_count_each_tree() {
     for id in 0..4 {
         store.append(event(id, now_ms())).await.unwrap();
     }
-    let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+    let seqs: Vec<u64> = store
+        .pending_after(None, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
     store.remove_delivered(&seqs[..1]).unwrap();
     store.dead_letter(seqs[1], "nack").unwrap();
     let stats = store.stats();
@@ -329,9 +382,15 @@ async fn appended_resolves_only_after_an_accept() {
         .await
         .expect("notified after an accept");
 
-    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Duplicate);
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
     let after_duplicate = tokio::time::timeout(Duration::from_millis(50), store.appended()).await;
-    assert!(after_duplicate.is_err(), "a duplicate stores nothing to publish");
+    assert!(
+        after_duplicate.is_err(),
+        "a duplicate stores nothing to publish"
+    );
 }
 
 #[tokio::test]
@@ -385,13 +444,13 @@ fn records_round_trip_and_damage_is_reported() {
     assert_eq!(back, e);
 
     for damaged in [&encoded[..2], &encoded[..10], &b"\0\0\0\x02{x"[..]] {
-        assert!(matches!(record::decode_event(damaged), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            record::decode_event(damaged),
+            Err(StoreError::Corrupt(_))
+        ));
     }
     assert!(record::decode_seq(b"short").is_err());
-    assert_eq!(
-        record::decode_expiry_key(&record::expiry_key(5, &e.meta.id)),
-        Some((5, e.meta.id.0))
-    );
+    assert_eq!(record::decode_expiry(&record::expiry_value(5)), Some(5));
     assert_eq!(record::decode_expiry(b"bad"), None);
 }
 
@@ -400,7 +459,10 @@ fn one_error_can_answer_many_waiters() {
     let e = StoreError::Sled(sled::Error::Unsupported("x".to_owned()));
     assert!(matches!(writer::duplicate_error(&e), StoreError::Sled(_)));
     let corrupt = record::corrupt("bad");
-    assert!(matches!(writer::duplicate_error(&corrupt), StoreError::Corrupt(_)));
+    assert!(matches!(
+        writer::duplicate_error(&corrupt),
+        StoreError::Corrupt(_)
+    ));
 }
 
 fn open_with(dir: &tempfile::TempDir, change: impl FnOnce(&mut StorageSettings)) -> Store {
@@ -413,16 +475,36 @@ fn open_with(dir: &tempfile::TempDir, change: impl FnOnce(&mut StorageSettings))
 async fn a_full_outbox_refuses_new_events_but_still_sees_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with(&dir, |s| s.max_outbox = 2);
-    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Accepted);
-    assert_eq!(store.append(event(2, now_ms())).await.unwrap(), Appended::Accepted);
-    assert!(matches!(store.append(event(3, now_ms())).await, Err(StoreError::OutboxFull)));
-    assert_eq!(store.append(event(1, now_ms())).await.unwrap(), Appended::Duplicate);
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(2, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert!(matches!(
+        store.append(event(3, now_ms())).await,
+        Err(StoreError::OutboxFull)
+    ));
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
     assert_eq!(store.outbox_usage().0, 2);
-    let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+    let seqs: Vec<u64> = store
+        .pending_after(None, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
     store.remove_delivered(&seqs[..1]).unwrap();
     assert_eq!(store.outbox_usage().0, 1);
     // The refused event was not remembered: it is accepted once there is room.
-    assert_eq!(store.append(event(3, now_ms())).await.unwrap(), Appended::Accepted);
+    assert_eq!(
+        store.append(event(3, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
 }
 
 #[tokio::test]
@@ -434,7 +516,10 @@ async fn the_byte_limit_counts_record_sizes() {
     let store = open_with(&dir, |s| s.max_outbox_bytes = one * 2);
     store.append(event(1, now)).await.unwrap();
     store.append(event(2, now)).await.unwrap();
-    assert!(matches!(store.append(event(3, now)).await, Err(StoreError::OutboxFull)));
+    assert!(matches!(
+        store.append(event(3, now)).await,
+        Err(StoreError::OutboxFull)
+    ));
     assert_eq!(store.outbox_usage(), (2, one * 2));
 }
 
@@ -446,7 +531,12 @@ async fn counters_are_rebuilt_on_reopen() {
         for id in 0..3 {
             store.append(event(id, now_ms())).await.unwrap();
         }
-        let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+        let seqs: Vec<u64> = store
+            .pending_after(None, 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect();
         store.remove_delivered(&seqs[..1]).unwrap();
         store.flush().await.unwrap();
     }
@@ -497,7 +587,12 @@ async fn keep_delivered_zero_keeps_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with(&dir, |s| s.keep_delivered = Duration::ZERO);
     store.append(event(1, now_ms())).await.unwrap();
-    let seqs: Vec<u64> = store.pending_after(None, 10).unwrap().iter().map(|p| p.seq).collect();
+    let seqs: Vec<u64> = store
+        .pending_after(None, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
     store.remove_delivered(&seqs).unwrap();
     assert_eq!(store.stats().delivered_kept, 0);
     assert_eq!(store.stats().outbox, 0);
@@ -516,17 +611,48 @@ async fn the_sweeper_drops_old_and_over_cap_delivered_events() {
     for p in &pending {
         store.remove_delivered(&[p.seq]).unwrap();
     }
-    assert_eq!(store.sweep_delivered().unwrap(), 1, "over the cap: the oldest goes");
-    let kept = store.delivered_matching(&ReplayFilter::default(), 10).unwrap();
-    assert_eq!(kept.iter().map(|d| d.event.meta.id).collect::<Vec<_>>(), vec![pending[1].event.meta.id, pending[2].event.meta.id]);
+    assert_eq!(
+        store.sweep_delivered().unwrap(),
+        1,
+        "over the cap: the oldest goes"
+    );
+    let kept = store
+        .delivered_matching(&ReplayFilter::default(), 10)
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|d| d.event.meta.id).collect::<Vec<_>>(),
+        vec![pending[1].event.meta.id, pending[2].event.meta.id]
+    );
     assert_eq!(store.sweep_delivered().unwrap(), 0);
     drop(store);
 
-    // Older than keep_delivered: everything goes.
-    let store = open_with(&dir, |s| s.keep_delivered = Duration::from_millis(1));
-    std::thread::sleep(Duration::from_millis(5));
+    // Older than keep_delivered (whole slices of a quarter of it): everything goes.
+    let dir = tempfile::tempdir().unwrap();
+    let keep = Duration::from_millis(40);
+    let store = open_with(&dir, |s| s.keep_delivered = keep);
+    for id in 0..2 {
+        store.append(event(id, now_ms())).await.unwrap();
+    }
+    let seqs: Vec<u64> = store
+        .pending_after(None, 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    store.remove_delivered(&seqs).unwrap();
+    assert_eq!(store.sweep_delivered().unwrap(), 0, "not old enough yet");
+    tokio::time::sleep(keep + keep / 4 + Duration::from_millis(20)).await;
     assert_eq!(store.sweep_delivered().unwrap(), 2);
     assert_eq!(store.delivered_bytes(), 0);
+    assert!(
+        !store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|name| name.starts_with(b"delivered@")),
+        "slice dropped"
+    );
 }
 
 #[tokio::test]
@@ -540,17 +666,144 @@ async fn dead_letters_are_found_and_requeued() {
     store.dead_letter(pending[1].seq, "unroutable").unwrap();
     assert_eq!(store.outbox_usage().0, 0);
 
-    let got = store.dead_get(pending[0].seq).unwrap().expect("dead letter");
+    let got = store
+        .dead_get(pending[0].seq)
+        .unwrap()
+        .expect("dead letter");
     assert_eq!(got.event, pending[0].event);
-    assert_eq!(store.dead_find(&pending[1].event.meta.id).unwrap()[0].seq, pending[1].seq);
+    assert_eq!(
+        store.dead_find(&pending[1].event.meta.id).unwrap()[0].seq,
+        pending[1].seq
+    );
     assert!(store.dead_get(u64::MAX).unwrap().is_none());
 
-    assert_eq!(store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(), 1);
-    assert_eq!(store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(), 0, "already moved");
+    assert_eq!(
+        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
+        0,
+        "already moved"
+    );
     assert_eq!(store.dead_count(), 1);
     assert_eq!(store.requeue_dead(None).await.unwrap(), 1);
     assert_eq!(store.dead_count(), 0);
     let back = store.pending_after(Some(pending[1].seq), 10).unwrap();
-    assert_eq!(back.iter().map(|p| &p.event).collect::<Vec<_>>(), vec![&pending[0].event, &pending[1].event]);
+    assert_eq!(
+        back.iter().map(|p| &p.event).collect::<Vec<_>>(),
+        vec![&pending[0].event, &pending[1].event]
+    );
     assert_eq!(store.outbox_usage().0, 2);
+}
+
+#[tokio::test]
+async fn keys_in_older_slices_still_count_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slices of 100 ms: the first key lands in an older slice than the later appends.
+    let window = Duration::from_millis(400);
+    let store = open(&dir, window);
+    let first = now_ms();
+    assert_eq!(
+        store.append(event(1, first)).await.unwrap(),
+        Appended::Accepted
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        store.append(event(2, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate,
+        "held in the older slice"
+    );
+    assert!(
+        store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter(|name| name.starts_with(b"dedup@"))
+            .count()
+            >= 2
+    );
+    assert_eq!(store.sweep_expired().unwrap(), 0, "nothing has expired yet");
+
+    // Once the first key's expiry has passed it is accepted again, before or after the sweep.
+    tokio::time::sleep(Duration::from_millis(
+        (first + 400).saturating_sub(now_ms()) + 10,
+    ))
+    .await;
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn replay_walks_every_slice_in_delivery_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slices of 100 ms; the delivered events are spread over at least three of them.
+    let store = open_with(&dir, |s| s.keep_delivered = Duration::from_millis(400));
+    let mut delivered = Vec::new();
+    for round in 0..3u8 {
+        for n in 0..3u8 {
+            store.append(event(round * 10 + n, now_ms())).await.unwrap();
+        }
+        let pending = store
+            .pending_after(delivered.last().map(|p: &Pending| p.seq), 10)
+            .unwrap();
+        store
+            .remove_delivered(&pending.iter().map(|p| p.seq).collect::<Vec<_>>())
+            .unwrap();
+        delivered.extend(pending);
+        tokio::time::sleep(Duration::from_millis(110)).await;
+    }
+    assert!(
+        store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter(|name| name.starts_with(b"delivered@"))
+            .count()
+            >= 3
+    );
+    let kept = store
+        .delivered_matching(&ReplayFilter::default(), 100)
+        .unwrap();
+    let ids =
+        |events: &mut dyn Iterator<Item = &Event>| events.map(|e| e.meta.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&mut kept.iter().map(|d| &d.event)),
+        ids(&mut delivered.iter().map(|p| &p.event))
+    );
+    assert_eq!(
+        store
+            .delivered_matching(&ReplayFilter::default(), 4)
+            .unwrap()
+            .len(),
+        4,
+        "limit is honoured"
+    );
+
+    let last_seq = delivered.last().map(|p| p.seq);
+    assert_eq!(
+        store
+            .replay_delivered(&ReplayFilter::default())
+            .await
+            .unwrap(),
+        9
+    );
+    let again = store.pending_after(last_seq, 100).unwrap();
+    assert_eq!(
+        ids(&mut again.iter().map(|p| &p.event)),
+        ids(&mut delivered.iter().map(|p| &p.event))
+    );
+    assert_eq!(store.stats().delivered_kept, 0);
 }

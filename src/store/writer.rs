@@ -2,21 +2,26 @@
 //!
 //! sled 0.34.7's `flush_async` deadlocks when several tasks await it at once (spacejam/sled#1308),
 //! so every write that must be durable goes through this one thread, which batches whatever is
-//! queued into one transaction and one blocking `flush`.
+//! queued into one batch per tree and one blocking `flush`.
+//!
+//! No sled transaction: this thread is the only one adding outbox entries and dedup keys, so the
+//! dedup check cannot race, and order gives crash safety instead (sled recovers a prefix of its
+//! log): a group's events are written before their dedup keys, a replayed record enters the
+//! outbox before it leaves its source.
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::IVec;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::generations::Slice;
 use super::record;
 use super::{now_ms, Appended, Counters, Limits, StoreError, Trees};
 use crate::event::{Event, EventId};
 
-/// Most commands taken into one group: bounds the transaction size and the wait of the first.
+/// Most commands taken into one group: bounds the batch size and the wait of the first.
 pub(super) const MAX_GROUP: usize = 1024;
 
 /// Key in the `meta` tree that write probes overwrite.
@@ -30,13 +35,9 @@ pub(super) enum Command {
         reply: Reply<Appended>,
     },
     /// Durability barrier: answered after the next flush.
-    Flush {
-        reply: Reply<()>,
-    },
+    Flush { reply: Reply<()> },
     /// Readiness: a real write plus a flush.
-    Probe {
-        reply: Reply<()>,
-    },
+    Probe { reply: Reply<()> },
     /// Operator replay: records put back into the outbox under new seqs, drawn here so seqs
     /// keep increasing in commit order (the publisher reads the outbox past its last seq).
     /// Answers how many were moved.
@@ -46,8 +47,8 @@ pub(super) enum Command {
     },
 }
 
-/// Where a replayed record comes from; it is removed there in the same transaction, so two
-/// replays of one entry cannot both enqueue it.
+/// Where a replayed record comes from; removing it there is what claims it, so two replays of
+/// one entry (or a replay and the sweeper) cannot both have it.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Source {
     /// Key in the `dead` tree.
@@ -66,7 +67,6 @@ pub(super) struct Writer {
     pub(super) db: sled::Db,
     pub(super) trees: Trees,
     pub(super) appended: Arc<Notify>,
-    pub(super) dedup_keys: Arc<AtomicUsize>,
     pub(super) window_ms: u64,
     pub(super) counters: Arc<Counters>,
     pub(super) limits: Limits,
@@ -143,7 +143,10 @@ impl Writer {
                 self.appended.notify_one();
             }
         }
-        if requeued.iter().any(|(moved, _)| matches!(moved, Ok(n) if *n > 0)) {
+        if requeued
+            .iter()
+            .any(|(moved, _)| matches!(moved, Ok(n) if *n > 0))
+        {
             self.appended.notify_one();
         }
         if let Err(e) = committed.as_ref().map(drop).and(flushed.as_ref().map(drop)) {
@@ -180,9 +183,8 @@ impl Writer {
         }
     }
 
-    /// Encodes records and draws sequence numbers outside the transaction: its closure may run
-    /// more than once and must not draw new ids each time. Ids are drawn here, in queue order, on
-    /// this one thread, so sequence numbers increase in commit order.
+    /// Encodes records and draws sequence numbers, in queue order on this one thread, so
+    /// sequence numbers increase in commit order.
     fn stage(&self, appends: Vec<(Event, Reply<Appended>)>) -> Vec<Staged> {
         let mut staged = Vec::with_capacity(appends.len());
         for (event, reply) in appends {
@@ -211,107 +213,161 @@ impl Writer {
         staged
     }
 
-    /// One transaction for the whole group; outcomes in group order, `None` for an event
-    /// refused because the outbox is at `max_outbox` / `max_outbox_bytes`.
+    /// Writes the group; outcomes in group order, `None` for an event refused because the
+    /// outbox is at `max_outbox` / `max_outbox_bytes`.
     fn commit(&self, staged: &[Staged]) -> Result<Vec<Option<Appended>>, StoreError> {
         let now = now_ms();
+        let dedup = &self.trees.dedup;
+        // Slices for the new keys are made first: that needs the write lock, checks the read one.
+        let mut last_end = None;
+        for item in staged {
+            if last_end != Some(dedup.end_of(item.expiry_ms)) {
+                last_end = Some(dedup.ensure(item.expiry_ms)?);
+            }
+        }
+        let slices = dedup.read();
+        // Newest first: a repeat is most likely recent. Slices ending by now hold only expired keys.
+        let live: Vec<(u64, &Slice)> = slices
+            .range(now.saturating_add(1)..)
+            .rev()
+            .map(|(end, s)| (*end, s))
+            .collect();
         // Only this thread adds to the outbox, so the limits hold exactly; removals running
         // meanwhile only make them conservative.
-        let base_events = self.counters.outbox_events.load(Ordering::Relaxed);
-        let base_bytes = self.counters.outbox_bytes.load(Ordering::Relaxed);
-        let trees = (&self.trees.dedup, &self.trees.dedup_exp, &self.trees.outbox);
-        let result = trees.transaction(|(dedup, dedup_exp, outbox)| {
-            let mut outcomes = Vec::with_capacity(staged.len());
-            let mut new_keys = 0usize;
-            let (mut events, mut bytes) = (base_events, base_bytes);
-            for item in staged {
-                // The transactional view sees this group's own writes, so a repeat within the
-                // group is caught here too.
-                let prior = dedup.get(item.id.0)?;
-                if let Some(value) = &prior {
-                    match record::decode_expiry(value) {
-                        Some(expiry) if expiry > now => {
-                            outcomes.push(Some(Appended::Duplicate));
-                            continue;
-                        }
-                        Some(_) => {}
-                        None => tracing::warn!(id = %item.id, "unreadable dedup entry overwritten"),
-                    }
-                }
-                let size = item.record.len() as u64;
-                if events >= self.limits.max_outbox || bytes.saturating_add(size) > self.limits.max_outbox_bytes {
-                    outcomes.push(None);
+        let (mut events, mut bytes) = (
+            self.counters.outbox_events.load(Ordering::Relaxed),
+            self.counters.outbox_bytes.load(Ordering::Relaxed),
+        );
+        let (base_events, base_bytes) = (events, bytes);
+        let mut outcomes = Vec::with_capacity(staged.len());
+        let mut in_group = HashSet::with_capacity(staged.len());
+        let mut outbox = sled::Batch::default();
+        // (slice end, id, expiry, whether it adds a key rather than overwriting an expired one)
+        let mut keys = Vec::with_capacity(staged.len());
+        for item in staged {
+            if in_group.contains(&item.id) {
+                outcomes.push(Some(Appended::Duplicate));
+                continue;
+            }
+            let end = dedup.end_of(item.expiry_ms);
+            let (mut duplicate, mut overwrites) = (false, false);
+            for (slice_end, slice) in &live {
+                let Some(value) = slice.tree.get(item.id.0)? else {
                     continue;
+                };
+                match record::decode_expiry(&value) {
+                    Some(expiry) if expiry > now => {
+                        duplicate = true;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(id = %item.id, "unreadable dedup entry ignored"),
                 }
-                events += 1;
-                bytes += size;
-                // An expired entry the sweeper has not reached yet is overwritten; its stale
-                // index entry no longer matches and the sweeper leaves this one alone.
-                dedup.insert(&item.id.0[..], &record::expiry_value(item.expiry_ms)[..])?;
-                dedup_exp.insert(&record::expiry_key(item.expiry_ms, &item.id)[..], &[][..])?;
-                outbox.insert(&record::seq_key(item.seq)[..], item.record.clone())?;
-                if prior.is_none() {
-                    new_keys += 1;
-                }
-                outcomes.push(Some(Appended::Accepted));
+                overwrites |= *slice_end == end;
             }
-            Ok::<_, ConflictableTransactionError<Infallible>>((outcomes, new_keys, events - base_events, bytes - base_bytes))
-        });
-        match result {
-            Ok((outcomes, new_keys, added_events, added_bytes)) => {
-                self.dedup_keys.fetch_add(new_keys, Ordering::Relaxed);
-                self.counters.outbox_events.fetch_add(added_events, Ordering::Relaxed);
-                self.counters.outbox_bytes.fetch_add(added_bytes, Ordering::Relaxed);
-                Ok(outcomes)
+            if duplicate {
+                outcomes.push(Some(Appended::Duplicate));
+                continue;
             }
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(never)) => match never {},
+            let size = item.record.len() as u64;
+            if events >= self.limits.max_outbox
+                || bytes.saturating_add(size) > self.limits.max_outbox_bytes
+            {
+                outcomes.push(None);
+                continue;
+            }
+            events += 1;
+            bytes += size;
+            in_group.insert(item.id);
+            outbox.insert(&record::seq_key(item.seq)[..], item.record.clone());
+            keys.push((end, item.id, item.expiry_ms, !overwrites));
+            outcomes.push(Some(Appended::Accepted));
         }
+        // The events first, then their keys: a crash between the two can only lose keys of
+        // events that were never acknowledged, never leave a key whose event is missing.
+        self.trees.outbox.apply_batch(outbox)?;
+        self.counters
+            .outbox_events
+            .fetch_add(events - base_events, Ordering::Relaxed);
+        self.counters
+            .outbox_bytes
+            .fetch_add(bytes - base_bytes, Ordering::Relaxed);
+        let mut keys = keys.as_slice();
+        while let Some(&(end, ..)) = keys.first() {
+            let same = keys.iter().take_while(|key| key.0 == end).count();
+            let (group, rest) = keys.split_at(same);
+            keys = rest;
+            // Gone only if its whole slice expired meanwhile: nothing left to remember then.
+            let Some(slice) = slices.get(&end) else {
+                continue;
+            };
+            let mut batch = sled::Batch::default();
+            let mut added = 0u64;
+            for (_, id, expiry, new) in group {
+                batch.insert(&id.0[..], &record::expiry_value(*expiry)[..]);
+                added += u64::from(*new);
+            }
+            slice.tree.apply_batch(batch)?;
+            slice.added(added, 0);
+        }
+        Ok(outcomes)
     }
 }
 
 impl Writer {
     /// Moves records back into the outbox under new seqs; entries already gone from their
-    /// source (replayed meanwhile) are skipped.
+    /// source (replayed or swept meanwhile) are skipped.
     fn requeue(&self, items: &[Requeue]) -> Result<usize, StoreError> {
-        let mut seqs = Vec::with_capacity(items.len());
-        for _ in items {
-            seqs.push(self.db.generate_id()?);
-        }
-        let trees = (&self.trees.outbox, &self.trees.dead, &self.trees.delivered);
-        let result = trees.transaction(|(outbox, dead, delivered)| {
-            let (mut moved, mut bytes, mut from_delivered) = (0u64, 0u64, 0u64);
-            for (item, seq) in items.iter().zip(&seqs) {
-                match item.source {
-                    Source::Dead(key) => {
-                        if dead.remove(&key[..])?.is_none() {
-                            continue;
+        let delivered = self.trees.delivered.read();
+        let (mut moved, mut bytes) = (0u64, 0u64);
+        for item in items {
+            // Only this thread takes entries out of `dead`; in `delivered` the sweeper's size cap
+            // may also remove one, which at worst replays an event it was about to drop.
+            let source = match item.source {
+                Source::Dead(key) => self
+                    .trees
+                    .dead
+                    .get(key)?
+                    .map(|_| (&self.trees.dead, None, key.to_vec())),
+                Source::Delivered(key) => {
+                    let at = record::decode_delivered_key(&key)?.0;
+                    // The slice whose range holds `at`; a changed slice width can make two
+                    // candidates, so look in each later one until the key is found.
+                    let mut found = None;
+                    for slice in delivered
+                        .range(at.saturating_add(1)..)
+                        .map(|(_, slice)| slice)
+                    {
+                        if slice.tree.get(key)?.is_some() {
+                            found = Some((&slice.tree, Some(slice), key.to_vec()));
+                            break;
                         }
                     }
-                    Source::Delivered(key) => match delivered.remove(&key[..])? {
-                        Some(old) => from_delivered += old.len() as u64,
-                        None => continue,
-                    },
+                    found
                 }
-                outbox.insert(&record::seq_key(*seq)[..], item.record.clone())?;
-                moved += 1;
-                bytes += item.record.len() as u64;
+            };
+            let Some((tree, slice, key)) = source else {
+                continue;
+            };
+            self.trees.outbox.insert(
+                &record::seq_key(self.db.generate_id()?)[..],
+                item.record.clone(),
+            )?;
+            if let Some(old) = tree.remove(&key[..])? {
+                if let Some(slice) = slice {
+                    slice.removed(1, old.len() as u64);
+                }
             }
-            Ok::<_, ConflictableTransactionError<Infallible>>((moved, bytes, from_delivered))
-        });
-        match result {
-            Ok((moved, bytes, from_delivered)) => {
-                self.counters.outbox_events.fetch_add(moved, Ordering::Relaxed);
-                self.counters.outbox_bytes.fetch_add(bytes, Ordering::Relaxed);
-                let _ = self
-                    .counters
-                    .delivered_bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(from_delivered)));
-                Ok(usize::try_from(moved).unwrap_or(usize::MAX))
-            }
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(never)) => match never {},
+            moved += 1;
+            bytes += item.record.len() as u64;
         }
+        self.counters
+            .outbox_events
+            .fetch_add(moved, Ordering::Relaxed);
+        self.counters
+            .outbox_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
     }
 }
 

@@ -15,13 +15,16 @@ use whaticket_relay::topology;
 use crate::helpers::{fixture, spawn_app, CONNECTION};
 
 fn docs(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(path)
 }
 
 fn asyncapi() -> Value {
     let path = docs("asyncapi.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("docs/asyncapi.yaml is not valid YAML: {e}"))
+    serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("docs/asyncapi.yaml is not valid YAML: {e}"))
 }
 
 fn json_file(path: &Path) -> Value {
@@ -37,27 +40,42 @@ struct Validators {
 
 impl Validators {
     fn new() -> Self {
-        Self { schemas: boon::Schemas::new(), index: BTreeMap::new() }
+        Self {
+            schemas: boon::Schemas::new(),
+            index: BTreeMap::new(),
+        }
     }
 
     fn add(&mut self, name: &str, schema: Value) {
         let mut compiler = boon::Compiler::new();
         let loc = format!("urn:whaticket-relay-test:{name}");
-        compiler.add_resource(&loc, schema).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let index = compiler.compile(&loc, &mut self.schemas).unwrap_or_else(|e| panic!("{name} is not a valid JSON Schema: {e:#}"));
+        compiler
+            .add_resource(&loc, schema)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let index = compiler
+            .compile(&loc, &mut self.schemas)
+            .unwrap_or_else(|e| panic!("{name} is not a valid JSON Schema: {e:#}"));
         self.index.insert(name.to_owned(), index);
     }
 
     fn check(&self, name: &str, value: &Value) -> Result<(), String> {
-        let index = *self.index.get(name).unwrap_or_else(|| panic!("no schema {name}"));
-        self.schemas.validate(value, index).map_err(|e| format!("{e:#}"))
+        let index = *self
+            .index
+            .get(name)
+            .unwrap_or_else(|| panic!("no schema {name}"));
+        self.schemas
+            .validate(value, index)
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// The JSON Schema of every kind, from docs/schemas/{kind}.json.
     fn kinds() -> Self {
         let mut validators = Self::new();
         for kind in Kind::ALL {
-            validators.add(kind.as_str(), json_file(&docs(&format!("schemas/{kind}.json"))));
+            validators.add(
+                kind.as_str(),
+                json_file(&docs(&format!("schemas/{kind}.json"))),
+            );
         }
         validators
     }
@@ -66,18 +84,29 @@ impl Validators {
 /// The kind the relay itself gives a body.
 fn kind_of(body: &[u8]) -> Kind {
     let redact = RedactKeys::new(Settings::default().redact.keys);
-    event::parse("contract", Bytes::copy_from_slice(body), &redact, 0).expect("fixture parses").meta.kind
+    event::parse("contract", Bytes::copy_from_slice(body), &redact, 0)
+        .expect("fixture parses")
+        .meta
+        .kind
 }
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("tests/fixtures")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
-    names.into_iter().map(|n| (n.clone(), fixture(&n))).collect()
+    names
+        .into_iter()
+        .map(|n| (n.clone(), fixture(&n)))
+        .collect()
 }
 
 #[test]
@@ -92,20 +121,47 @@ fn every_fixture_matches_the_schema_of_its_kind() {
             panic!("{name} ({kind}) does not match docs/schemas/{kind}.json: {e}");
         }
     }
-    assert_eq!(covered, BTreeSet::from(["media", "message", "status", "tags"]), "fixtures of every kind but other");
+    assert_eq!(
+        covered,
+        BTreeSet::from(["media", "message", "status", "tags"]),
+        "fixtures of every kind but other"
+    );
 
     // The schemas are lenient, not empty: wrong types are caught.
     let start: Value = serde_json::from_slice(&fixture("message-start.json")).expect("JSON");
-    for (pointer, wrong) in [("/chamadoId", json!("abc")), ("/mensagem", json!(5)), ("/ticketData/id", json!(true))] {
+    for (pointer, wrong) in [
+        ("/chamadoId", json!("abc")),
+        ("/mensagem", json!(5)),
+        ("/ticketData/id", json!(true)),
+    ] {
         let mut body = start.clone();
         *body.pointer_mut(pointer).expect("field exists") = wrong;
-        assert!(validators.check("message", &body).is_err(), "message schema accepts {pointer} = {}", body.pointer(pointer).expect("set"));
+        assert!(
+            validators.check("message", &body).is_err(),
+            "message schema accepts {pointer} = {}",
+            body.pointer(pointer).expect("set")
+        );
     }
-    assert!(validators.check("media", &json!({"acao": "start"})).is_err(), "media needs acao fila-data");
-    assert!(validators.check("tags", &json!({"action": "tag-sync", "tags": {"ticketId": []}})).is_err());
-    assert!(validators.check("other", &json!([])).is_err(), "a body is always an object");
+    assert!(
+        validators
+            .check("media", &json!({"acao": "start"}))
+            .is_err(),
+        "media needs acao fila-data"
+    );
+    assert!(validators
+        .check(
+            "tags",
+            &json!({"action": "tag-sync", "tags": {"ticketId": []}})
+        )
+        .is_err());
+    assert!(
+        validators.check("other", &json!([])).is_err(),
+        "a body is always an object"
+    );
     // Missing keys are fine: Whaticket leaves out what it does not know.
-    assert!(validators.check("message", &json!({"acao": "start"})).is_ok());
+    assert!(validators
+        .check("message", &json!({"acao": "start"}))
+        .is_ok());
 }
 
 /// Every `$ref` in `value`, with where it was found.
@@ -137,13 +193,19 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
 
     // The official AsyncAPI 3.0.0 JSON Schema (vendored, self-contained).
     let mut official = Validators::new();
-    official.add("asyncapi-3.0.0", json_file(&docs("vendor/asyncapi/asyncapi-3.0.0.schema.json")));
+    official.add(
+        "asyncapi-3.0.0",
+        json_file(&docs("vendor/asyncapi/asyncapi-3.0.0.schema.json")),
+    );
     if let Err(e) = official.check("asyncapi-3.0.0", &doc) {
         panic!("docs/asyncapi.yaml is not valid AsyncAPI 3.0.0: {e}");
     }
     let mut broken = doc.clone();
     broken["operations"]["publishMessage"]["action"] = json!("publish");
-    assert!(official.check("asyncapi-3.0.0", &broken).is_err(), "the official schema catches a 2.x-style action");
+    assert!(
+        official.check("asyncapi-3.0.0", &broken).is_err(),
+        "the official schema catches a 2.x-style action"
+    );
     assert_eq!(doc["asyncapi"], "3.0.0");
 
     // Every reference resolves: inside the document, or to a schema file that exists.
@@ -152,14 +214,24 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
     let mut files = BTreeSet::new();
     for (at, target) in &found {
         if let Some(pointer) = target.strip_prefix('#') {
-            assert!(doc.pointer(pointer).is_some(), "{at}: $ref {target} resolves to nothing");
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{at}: $ref {target} resolves to nothing"
+            );
         } else {
             let path = docs(target);
-            assert!(path.is_file(), "{at}: $ref {target}: no file {}", path.display());
+            assert!(
+                path.is_file(),
+                "{at}: $ref {target}: no file {}",
+                path.display()
+            );
             files.insert(target.trim_start_matches("./").to_owned());
         }
     }
-    let expected: BTreeSet<String> = Kind::ALL.iter().map(|k| format!("schemas/{k}.json")).collect();
+    let expected: BTreeSet<String> = Kind::ALL
+        .iter()
+        .map(|k| format!("schemas/{k}.json"))
+        .collect();
     assert_eq!(files, expected, "a payload schema per kind");
 
     // Names are the relay's defaults, computed as the relay computes them.
@@ -168,10 +240,16 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
     let operations = doc["operations"].as_object().expect("operations");
     for kind in Kind::ALL {
         let events = &channels[&format!("{kind}Events")];
-        assert_eq!(events["address"], format!("{kind}.{{companyId}}.{{connection}}"));
+        assert_eq!(
+            events["address"],
+            format!("{kind}.{{companyId}}.{{connection}}")
+        );
         assert!(topology::binding_key(kind).starts_with(&format!("{kind}.")));
         assert_eq!(events["bindings"]["amqp"]["is"], "routingKey");
-        assert_eq!(events["bindings"]["amqp"]["exchange"]["name"], amqp.exchange.as_str());
+        assert_eq!(
+            events["bindings"]["amqp"]["exchange"]["name"],
+            amqp.exchange.as_str()
+        );
         assert_eq!(events["bindings"]["amqp"]["exchange"]["type"], "topic");
 
         let queue = &channels[&format!("{kind}Queue")];
@@ -180,7 +258,10 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
         assert_eq!(queue["bindings"]["amqp"]["queue"]["name"], name.as_str());
 
         let message = &doc["components"]["messages"][kind.as_str()];
-        assert_eq!(message["payload"]["schema"]["$ref"], format!("./schemas/{kind}.json"));
+        assert_eq!(
+            message["payload"]["schema"]["$ref"],
+            format!("./schemas/{kind}.json")
+        );
         assert_eq!(message["bindings"]["amqp"]["messageType"], kind.as_str());
 
         let publish = operations
@@ -192,7 +273,10 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
     }
     let dead = &channels["deadQueue"];
     assert_eq!(dead["address"], topology::dead_queue_name(&amqp).as_str());
-    assert_eq!(dead["messages"].as_object().map(|m| m.len()), Some(Kind::ALL.len()));
+    assert_eq!(
+        dead["messages"].as_object().map(|m| m.len()),
+        Some(Kind::ALL.len())
+    );
     assert_eq!(channels.len(), 2 * Kind::ALL.len() + 1);
 }
 
@@ -212,16 +296,31 @@ async fn what_the_relay_publishes_matches_the_contract() {
     let mut headers = Validators::new();
     headers.add("headers", doc["components"]["schemas"]["headers"].clone());
     let trait_ = &doc["components"]["messageTraits"]["relayed"];
-    let documented: BTreeSet<&str> = trait_["x-amqp-properties"].as_object().expect("x-amqp-properties").keys().map(String::as_str).collect();
+    let documented: BTreeSet<&str> = trait_["x-amqp-properties"]
+        .as_object()
+        .expect("x-amqp-properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         documented,
-        BTreeSet::from(["app_id", "content_type", "delivery_mode", "message_id", "timestamp", "type"])
+        BTreeSet::from([
+            "app_id",
+            "content_type",
+            "delivery_mode",
+            "message_id",
+            "timestamp",
+            "type"
+        ])
     );
 
     let app = spawn_app().await;
     app.wait_ready().await;
     let mut bodies = fixtures();
-    bodies.push(("other".to_owned(), br#"{"acao":"inventory-sync","companyId":3,"items":[1,2]}"#.to_vec()));
+    bodies.push((
+        "other".to_owned(),
+        br#"{"acao":"inventory-sync","companyId":3,"items":[1,2]}"#.to_vec(),
+    ));
     // Accepted ids per kind; some fixtures are the same message in two formats (a duplicate).
     let mut accepted: BTreeMap<&str, (Kind, BTreeSet<String>)> = BTreeMap::new();
     for (name, body) in bodies {
@@ -230,20 +329,44 @@ async fn what_the_relay_publishes_matches_the_contract() {
         let answer: Value = response.json().await.expect("JSON answer");
         assert!(status == 202 || status == 200, "{name}: {status} {answer}");
         if status == 202 {
-            let kind = Kind::ALL.into_iter().find(|k| answer["kind"] == k.as_str()).expect("known kind");
-            accepted.entry(kind.as_str()).or_insert_with(|| (kind, BTreeSet::new())).1.insert(answer["id"].as_str().expect("id").to_owned());
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| answer["kind"] == k.as_str())
+                .expect("known kind");
+            accepted
+                .entry(kind.as_str())
+                .or_insert_with(|| (kind, BTreeSet::new()))
+                .1
+                .insert(answer["id"].as_str().expect("id").to_owned());
         }
     }
-    assert_eq!(accepted.len(), Kind::ALL.len(), "every kind was published: {accepted:?}");
+    assert_eq!(
+        accepted.len(),
+        Kind::ALL.len(),
+        "every kind was published: {accepted:?}"
+    );
 
     for (kind, ids) in accepted.into_values() {
         for delivery in app.take_n(&app.queue(kind), ids.len()).await {
             let props = &delivery.properties;
-            let id = props.message_id().as_ref().map(|s| s.as_str().to_owned()).expect("message_id");
+            let id = props
+                .message_id()
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .expect("message_id");
             assert!(ids.contains(&id), "{kind}: unexpected message_id {id}");
-            assert_eq!(props.kind().as_ref().map(|s| s.as_str()), Some(kind.as_str()));
-            assert_eq!(props.content_type().as_ref().map(|s| s.as_str()), trait_["contentType"].as_str());
-            assert_eq!(props.app_id().as_ref().map(|s| s.as_str()), Some("whaticket-relay"));
+            assert_eq!(
+                props.kind().as_ref().map(|s| s.as_str()),
+                Some(kind.as_str())
+            );
+            assert_eq!(
+                props.content_type().as_ref().map(|s| s.as_str()),
+                trait_["contentType"].as_str()
+            );
+            assert_eq!(
+                props.app_id().as_ref().map(|s| s.as_str()),
+                Some("whaticket-relay")
+            );
             assert_eq!(*props.delivery_mode(), Some(2));
             assert!(props.timestamp().is_some());
 
@@ -253,8 +376,10 @@ async fn what_the_relay_publishes_matches_the_contract() {
             }
 
             let table = props.headers().as_ref().expect("headers").inner();
-            let header_value: serde_json::Map<String, Value> =
-                table.iter().map(|(k, v)| (k.as_str().to_owned(), header_json(v))).collect();
+            let header_value: serde_json::Map<String, Value> = table
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), header_json(v)))
+                .collect();
             let header_value = Value::Object(header_value);
             if let Err(e) = headers.check("headers", &header_value) {
                 panic!("{kind} headers {header_value} break the documented headers: {e}");
@@ -262,8 +387,12 @@ async fn what_the_relay_publishes_matches_the_contract() {
 
             // The routing key fills the kind's channel address.
             let company = header_value["company_id"].as_i64().unwrap_or(0);
-            let address = doc["channels"][format!("{kind}Events")]["address"].as_str().expect("address");
-            let expected = address.replace("{companyId}", &company.to_string()).replace("{connection}", CONNECTION);
+            let address = doc["channels"][format!("{kind}Events")]["address"]
+                .as_str()
+                .expect("address");
+            let expected = address
+                .replace("{companyId}", &company.to_string())
+                .replace("{connection}", CONNECTION);
             assert_eq!(delivery.routing_key.as_str(), expected);
         }
     }

@@ -43,7 +43,10 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
     app.wait_ready().await;
 
     for (name, kind, action) in FIXTURES {
-        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let response = app.post_hook(fixture(name)).await;
         assert_eq!(response.status(), 202, "{name}");
         let answer: Value = response.json().await.unwrap();
@@ -58,11 +61,29 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
             .as_i64()
             .or(input["tags"]["tags"][0]["companyId"].as_i64())
             .unwrap_or(0);
-        assert_eq!(delivery.routing_key.as_str(), format!("{kind}.{company}.{CONNECTION}"), "{name}");
-        assert_eq!(props.message_id().as_ref().map(|s| s.as_str()), Some(id.as_str()), "{name}");
-        assert_eq!(props.kind().as_ref().map(|s| s.as_str()), Some(kind.as_str()), "{name}");
-        assert_eq!(props.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
-        assert_eq!(props.app_id().as_ref().map(|s| s.as_str()), Some("whaticket-relay"));
+        assert_eq!(
+            delivery.routing_key.as_str(),
+            format!("{kind}.{company}.{CONNECTION}"),
+            "{name}"
+        );
+        assert_eq!(
+            props.message_id().as_ref().map(|s| s.as_str()),
+            Some(id.as_str()),
+            "{name}"
+        );
+        assert_eq!(
+            props.kind().as_ref().map(|s| s.as_str()),
+            Some(kind.as_str()),
+            "{name}"
+        );
+        assert_eq!(
+            props.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            props.app_id().as_ref().map(|s| s.as_str()),
+            Some("whaticket-relay")
+        );
         assert_eq!(*props.delivery_mode(), Some(2), "persistent");
         let ts = props.timestamp().expect("timestamp");
         assert!(ts >= before && ts <= before + 5, "{name}: timestamp {ts}");
@@ -71,7 +92,10 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
         assert_eq!(header_str(headers, "connection"), CONNECTION);
         assert_eq!(header_str(headers, "action"), *action);
         let received_at = header_str(headers, "received_at");
-        assert!(received_at.ends_with('Z') && received_at.contains('.'), "{received_at}");
+        assert!(
+            received_at.ends_with('Z') && received_at.contains('.'),
+            "{received_at}"
+        );
         if let Some(ticket) = input["chamadoId"].as_i64() {
             assert!(
                 matches!(header(headers, "ticket_id"), Some(AMQPValue::LongLongInt(t)) if *t == ticket)
@@ -84,12 +108,19 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
         // The relayed body is the received one, byte for byte, but for redacted values.
         let relayed = String::from_utf8(delivery.data.clone()).unwrap();
         let original = String::from_utf8(fixture(name)).unwrap();
-        let expected = original.replace(r#""token_origin": "c0nn3ct10n-t0k3n""#, r#""token_origin": "[redacted]""#);
+        let expected = original.replace(
+            r#""token_origin": "c0nn3ct10n-t0k3n""#,
+            r#""token_origin": "[redacted]""#,
+        );
         assert_eq!(relayed, expected, "{name}");
     }
     app.wait_outbox_empty().await;
     for kind in Kind::ALL {
-        assert_eq!(app.queue_len(&app.queue(kind)).await, 0, "{kind}: an event was relayed twice");
+        assert_eq!(
+            app.queue_len(&app.queue(kind)).await,
+            0,
+            "{kind}: an event was relayed twice"
+        );
     }
 }
 
@@ -122,7 +153,10 @@ async fn n8n_wrapped_body_is_unwrapped() {
     let response = app.post_hook(wrapped).await;
     assert_eq!(response.status(), 202);
     let message = app.take(&app.queue(Kind::Status)).await;
-    assert_eq!(String::from_utf8(message.delivery.data.clone()).unwrap(), inner);
+    assert_eq!(
+        String::from_utf8(message.delivery.data.clone()).unwrap(),
+        inner
+    );
     // The same event unwrapped is a duplicate of the wrapped one.
     assert_eq!(app.post_hook(inner).await.status(), 200);
 }
@@ -137,7 +171,10 @@ async fn unknown_actions_are_relayed_as_other() {
         assert_eq!(response.status(), 202, "{action}");
         let message = app.take(&app.queue(Kind::Other)).await;
         assert_eq!(message.delivery.data, body.as_bytes());
-        assert_eq!(message.delivery.routing_key.as_str(), format!("other.3.{CONNECTION}"));
+        assert_eq!(
+            message.delivery.routing_key.as_str(),
+            format!("other.3.{CONNECTION}")
+        );
     }
 }
 
@@ -152,15 +189,25 @@ async fn unroutable_event_goes_to_the_dead_store() {
     loop {
         let dead = app.store.dead_list(10).expect("dead list");
         if let Some(entry) = dead.first() {
-            assert!(entry.reason.contains("312") || entry.reason.to_lowercase().contains("no_route"), "{}", entry.reason);
+            assert!(
+                entry.reason.contains("312") || entry.reason.to_lowercase().contains("no_route"),
+                "{}",
+                entry.reason
+            );
             assert_eq!(entry.event.meta.kind, Kind::Other);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "returned event never reached the dead store");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "returned event never reached the dead store"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.wait_outbox_empty().await;
     // Other kinds still flow.
-    assert_eq!(app.post_hook(fixture("status-open.json")).await.status(), 202);
+    assert_eq!(
+        app.post_hook(fixture("status-open.json")).await.status(),
+        202
+    );
     app.take(&app.queue(Kind::Status)).await;
 }

@@ -19,7 +19,8 @@ fn read(path: &Path) -> String {
 
 /// A YAML file as JSON values, so the assertions below index it like JSON.
 fn yaml(path: &Path) -> Value {
-    serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+    serde_norway::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -30,7 +31,9 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
 }
 
 fn port_of(bind: &str) -> u16 {
-    bind.parse::<SocketAddr>().unwrap_or_else(|e| panic!("bind {bind}: {e}")).port()
+    bind.parse::<SocketAddr>()
+        .unwrap_or_else(|e| panic!("bind {bind}: {e}"))
+        .port()
 }
 
 /// What `whaticket-relay check-config` makes of a config file and an environment: the effective
@@ -38,7 +41,10 @@ fn port_of(bind: &str) -> u16 {
 /// nothing of the test process leaks in.
 fn check_config(file: &Path, vars: &BTreeMap<String, String>) -> Result<toml::Table, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
-    command.env_clear().args(["check-config", "--config"]).arg(file);
+    command
+        .env_clear()
+        .args(["check-config", "--config"])
+        .arg(file);
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
@@ -48,20 +54,29 @@ fn check_config(file: &Path, vars: &BTreeMap<String, String>) -> Result<toml::Ta
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let text = String::from_utf8(out.stdout).expect("check-config prints UTF-8");
-    Ok(text.parse::<toml::Table>().unwrap_or_else(|e| panic!("check-config output is not TOML: {e}\n{text}")))
+    Ok(text
+        .parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("check-config output is not TOML: {e}\n{text}")))
 }
 
 /// Asserts that `vars` are accepted as they are, and that the check would catch a misspelt key
 /// (so a pass means the names were checked, not ignored).
 fn effective_config(file: &Path, vars: &BTreeMap<String, String>, origin: &str) -> toml::Table {
     for name in vars.keys() {
-        assert!(name.starts_with("RELAY__"), "{origin}: {name} is not a RELAY__ variable");
+        assert!(
+            name.starts_with("RELAY__"),
+            "{origin}: {name} is not a RELAY__ variable"
+        );
     }
-    let config = check_config(file, vars).unwrap_or_else(|e| panic!("{origin}: the relay refuses its RELAY__ variables: {e}"));
+    let config = check_config(file, vars)
+        .unwrap_or_else(|e| panic!("{origin}: the relay refuses its RELAY__ variables: {e}"));
     let mut misspelt = vars.clone();
     misspelt.insert("RELAY__STORAGE__PAHT".to_owned(), "/x".to_owned());
     let err = check_config(file, &misspelt).expect_err("an unknown key must be refused");
-    assert!(err.contains("paht"), "the error names the unknown key: {err}");
+    assert!(
+        err.contains("paht"),
+        "the error names the unknown key: {err}"
+    );
     config
 }
 
@@ -74,7 +89,8 @@ fn toml_str<'a>(table: &'a toml::Table, section: &str, key: &str) -> &'a str {
 }
 
 fn shutdown_timeout(config: &toml::Table) -> Duration {
-    humantime::parse_duration(toml_str(config, "server", "shutdown_timeout")).expect("shutdown_timeout")
+    humantime::parse_duration(toml_str(config, "server", "shutdown_timeout"))
+        .expect("shutdown_timeout")
 }
 
 /// Compose's `${NAME:-default}` / `${NAME:?message}` interpolation, with a stand-in value for the
@@ -84,12 +100,18 @@ fn interpolate(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map(|i| start + i).expect("unclosed ${");
+        let end = rest[start..]
+            .find('}')
+            .map(|i| start + i)
+            .expect("unclosed ${");
         let expr = &rest[start + 2..end];
         if let Some((_, default)) = expr.split_once(":-") {
             out.push_str(default);
         } else {
-            assert!(expr.contains(":?"), "{expr}: a compose variable needs a default or a :? error");
+            assert!(
+                expr.contains(":?"),
+                "{expr}: a compose variable needs a default or a :? error"
+            );
             out.push_str("operator-supplied-secret-42");
         }
         rest = &rest[end + 1..];
@@ -104,9 +126,16 @@ fn dockerfile_env(dockerfile: &str) -> BTreeMap<String, String> {
     joined
         .lines()
         .filter_map(|line| line.trim().strip_prefix("ENV "))
-        .flat_map(|pairs| pairs.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|pairs| {
+            pairs
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or_else(|| panic!("ENV {pair}: use NAME=value"));
+            let (name, value) = pair
+                .split_once('=')
+                .unwrap_or_else(|| panic!("ENV {pair}: use NAME=value"));
             (name.to_owned(), value.to_owned())
         })
         .collect()
@@ -121,42 +150,87 @@ fn compose_runs_the_relay_and_rabbitmq_with_a_persistent_data_volume() {
     let relay = &services["relay"];
     let rabbitmq = &services["rabbitmq"];
     assert!(str_at(rabbitmq, "/image").starts_with("rabbitmq:3.13-management"));
-    assert!(rabbitmq["healthcheck"]["test"].is_array(), "rabbitmq has a healthcheck");
-    assert_eq!(str_at(relay, "/depends_on/rabbitmq/condition"), "service_healthy");
+    assert!(
+        rabbitmq["healthcheck"]["test"].is_array(),
+        "rabbitmq has a healthcheck"
+    );
+    assert_eq!(
+        str_at(relay, "/depends_on/rabbitmq/condition"),
+        "service_healthy"
+    );
 
     // The image the relay service builds.
-    let dockerfile_path = repo("deploy").join(str_at(relay, "/build/context")).join(str_at(relay, "/build/dockerfile"));
+    let dockerfile_path = repo("deploy")
+        .join(str_at(relay, "/build/context"))
+        .join(str_at(relay, "/build/dockerfile"));
     let dockerfile = read(&dockerfile_path);
-    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/healthz"), "image healthcheck on /healthz");
-    let user = dockerfile.lines().find_map(|l| l.strip_prefix("USER ")).expect("the image sets USER");
-    assert!(!user.starts_with("0") && !user.starts_with("root"), "runs as non-root, not {user}");
+    assert!(
+        dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/healthz"),
+        "image healthcheck on /healthz"
+    );
+    let user = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the image sets USER");
+    assert!(
+        !user.starts_with("0") && !user.starts_with("root"),
+        "runs as non-root, not {user}"
+    );
     assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/whaticket-relay\"]"));
     assert!(dockerfile.contains("\"serve\", \"--config\", \"/etc/whaticket-relay/relay.toml\""));
     assert!(dockerfile.contains("COPY config/default.toml /etc/whaticket-relay/relay.toml"));
 
     // The environment the relay gets: the image's ENV, overridden by compose's.
     let mut vars = dockerfile_env(&dockerfile);
-    for (name, value) in relay["environment"].as_object().expect("relay environment as a map") {
-        let value = value.as_str().unwrap_or_else(|| panic!("{name}: quote the value"));
+    for (name, value) in relay["environment"]
+        .as_object()
+        .expect("relay environment as a map")
+    {
+        let value = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: quote the value"));
         vars.insert(name.clone(), interpolate(value));
     }
     let config = effective_config(&repo("config/default.toml"), &vars, "docker-compose.yml");
 
     // The data directory the relay uses is the named volume, and it is declared.
     let data_path = toml_str(&config, "storage", "path");
-    let mounts: Vec<&str> = relay["volumes"].as_array().expect("relay volumes").iter().filter_map(Value::as_str).collect();
+    let mounts: Vec<&str> = relay["volumes"]
+        .as_array()
+        .expect("relay volumes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let data_mount = mounts
         .iter()
         .find_map(|m| m.split_once(':').filter(|(_, target)| *target == data_path))
         .unwrap_or_else(|| panic!("no volume mounted at storage.path {data_path}: {mounts:?}"));
-    assert!(compose["volumes"].get(data_mount.0).is_some(), "named volume {} is declared", data_mount.0);
-    let volume_line = dockerfile.lines().find(|l| l.starts_with("VOLUME")).expect("the image declares its VOLUME");
-    assert!(volume_line.contains(data_path), "{volume_line} vs {data_path}");
+    assert!(
+        compose["volumes"].get(data_mount.0).is_some(),
+        "named volume {} is declared",
+        data_mount.0
+    );
+    let volume_line = dockerfile
+        .lines()
+        .find(|l| l.starts_with("VOLUME"))
+        .expect("the image declares its VOLUME");
+    assert!(
+        volume_line.contains(data_path),
+        "{volume_line} vs {data_path}"
+    );
 
     // The published port is the one the relay binds, and the image's healthcheck probes it.
     let port = port_of(toml_str(&config, "server", "bind"));
-    let ports: Vec<&str> = relay["ports"].as_array().expect("ports").iter().filter_map(Value::as_str).collect();
-    assert!(ports.iter().any(|p| p.ends_with(&format!(":{port}"))), "{ports:?} publish {port}");
+    let ports: Vec<&str> = relay["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
+        "{ports:?} publish {port}"
+    );
     assert!(dockerfile.contains(&format!("/dev/tcp/127.0.0.1/{port}")));
 
     let connections = config["connections"].as_array().expect("connections");
@@ -165,8 +239,12 @@ fn compose_runs_the_relay_and_rabbitmq_with_a_persistent_data_volume() {
     assert_eq!(toml_str(&config, "log", "format"), "json");
 
     // docker stop waits longer than the relay's own drain.
-    let grace = humantime::parse_duration(str_at(relay, "/stop_grace_period")).expect("stop_grace_period");
-    assert!(grace > shutdown_timeout(&config), "stop_grace_period {grace:?} must exceed server.shutdown_timeout");
+    let grace =
+        humantime::parse_duration(str_at(relay, "/stop_grace_period")).expect("stop_grace_period");
+    assert!(
+        grace > shutdown_timeout(&config),
+        "stop_grace_period {grace:?} must exceed server.shutdown_timeout"
+    );
 }
 
 /// Every manifest of deploy/k8s, by kind (then name).
@@ -180,7 +258,11 @@ fn k8s_manifests() -> BTreeMap<(String, String), Value> {
             continue;
         }
         let doc = yaml(&path);
-        let file = path.file_name().and_then(|n| n.to_str()).expect("file name").to_owned();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name")
+            .to_owned();
         let kind = str_at(&doc, "/kind").to_owned();
         assert!(doc["apiVersion"].is_string(), "{file}: apiVersion");
         if kind != "Kustomization" {
@@ -192,8 +274,12 @@ fn k8s_manifests() -> BTreeMap<(String, String), Value> {
         }
     }
     let kustomization = &manifests[&("Kustomization".to_owned(), "kustomization.yaml".to_owned())];
-    let listed: BTreeSet<String> =
-        kustomization["resources"].as_array().expect("resources").iter().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+    let listed: BTreeSet<String> = kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
     assert_eq!(listed, files, "kustomization.yaml lists every manifest");
     manifests
 }
@@ -213,7 +299,12 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
     let container = &containers[0];
 
     // The config file the container reads is the ConfigMap's relay.toml.
-    let args: Vec<&str> = container["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(args[..2], ["serve", "--config"]);
     let config_file = Path::new(args[2]);
     let mounts = container["volumeMounts"].as_array().expect("volumeMounts");
@@ -225,10 +316,19 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
             .unwrap_or_else(|| panic!("volume {volume} not mounted"))
     };
     let volumes = pod["volumes"].as_array().expect("volumes");
-    let config_volume = volumes.iter().find(|v| v["configMap"].is_object()).expect("a configMap volume");
-    assert_eq!(Path::new(mount_of(str_at(config_volume, "/name"))), config_file.parent().expect("dir"));
+    let config_volume = volumes
+        .iter()
+        .find(|v| v["configMap"].is_object())
+        .expect("a configMap volume");
+    assert_eq!(
+        Path::new(mount_of(str_at(config_volume, "/name"))),
+        config_file.parent().expect("dir")
+    );
     let configmap = get("ConfigMap", str_at(config_volume, "/configMap/name"));
-    let file_name = config_file.file_name().and_then(|n| n.to_str()).expect("file name");
+    let file_name = config_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("file name");
     let relay_toml = str_at(&configmap["data"], &format!("/{file_name}"));
 
     // The Secret's values reach the relay as environment variables.
@@ -236,10 +336,16 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
     let secret = get("Secret", secret_name);
     let mut vars = BTreeMap::new();
     for (name, value) in secret["stringData"].as_object().expect("stringData") {
-        vars.insert(name.clone(), value.as_str().expect("string value").to_owned());
+        vars.insert(
+            name.clone(),
+            value.as_str().expect("string value").to_owned(),
+        );
     }
     for env in container["env"].as_array().into_iter().flatten() {
-        vars.insert(str_at(env, "/name").to_owned(), str_at(env, "/value").to_owned());
+        vars.insert(
+            str_at(env, "/name").to_owned(),
+            str_at(env, "/value").to_owned(),
+        );
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(file_name);
@@ -247,10 +353,15 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
     let config = effective_config(&path, &vars, "deploy/k8s");
 
     // storage.path is the volumeClaimTemplate's mount.
-    let claims = sts["spec"]["volumeClaimTemplates"].as_array().expect("volumeClaimTemplates");
+    let claims = sts["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
     assert_eq!(claims.len(), 1);
     let claim = str_at(&claims[0], "/metadata/name");
-    assert!(!volumes.iter().any(|v| v["name"] == claim), "{claim} comes from the claim template, not a pod volume");
+    assert!(
+        !volumes.iter().any(|v| v["name"] == claim),
+        "{claim} comes from the claim template, not a pod volume"
+    );
     assert_eq!(mount_of(claim), toml_str(&config, "storage", "path"));
     assert_eq!(str_at(&claims[0], "/spec/accessModes/0"), "ReadWriteOnce");
 
@@ -270,10 +381,17 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
             other => panic!("port {other}"),
         }
     };
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz?scope=ingest")] {
+    for (probe, path) in [
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz?scope=ingest"),
+    ] {
         let get = &container[probe]["httpGet"];
         assert_eq!(str_at(get, "/path"), path, "{probe}");
-        assert_eq!(container_port(&get["port"]), u64::from(bind_port), "{probe} port");
+        assert_eq!(
+            container_port(&get["port"]),
+            u64::from(bind_port),
+            "{probe} port"
+        );
     }
 
     // Services select the pods and reach the container port; the StatefulSet names its headless one.
@@ -289,7 +407,9 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
 
     // Non-root, and the kubelet waits for the relay's drain before SIGKILL.
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
     assert!(Duration::from_secs(grace) > shutdown_timeout(&config));
 }
 
@@ -307,9 +427,18 @@ fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
             sections.entry(name.to_owned()).or_default();
             continue;
         }
-        let section = current.clone().unwrap_or_else(|| panic!("line {}: key outside a section", n + 1));
-        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
-        sections.entry(section).or_default().entry(key.trim().to_owned()).or_default().push(value.trim().to_owned());
+        let section = current
+            .clone()
+            .unwrap_or_else(|| panic!("line {}: key outside a section", n + 1));
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("line {}: not key=value: {line}", n + 1));
+        sections
+            .entry(section)
+            .or_default()
+            .entry(key.trim().to_owned())
+            .or_default()
+            .push(value.trim().to_owned());
     }
     sections
 }
@@ -327,7 +456,10 @@ fn systemd_unit_is_hardened_and_runs_serve_with_the_config() {
             other => panic!("[Service] {key}: expected one value, got {other:?}"),
         }
     };
-    assert_eq!(one("ExecStart"), "/usr/local/bin/whaticket-relay serve --config /etc/whaticket-relay/relay.toml");
+    assert_eq!(
+        one("ExecStart"),
+        "/usr/local/bin/whaticket-relay serve --config /etc/whaticket-relay/relay.toml"
+    );
     for (key, value) in [
         ("Restart", "always"),
         ("KillSignal", "SIGTERM"),
@@ -342,8 +474,16 @@ fn systemd_unit_is_hardened_and_runs_serve_with_the_config() {
     }
     let families: BTreeSet<&str> = one("RestrictAddressFamilies").split_whitespace().collect();
     assert_eq!(families, BTreeSet::from(["AF_INET", "AF_INET6", "AF_UNIX"]));
-    assert!(one("MemoryMax").ends_with(['K', 'M', 'G']), "MemoryMax is a size");
-    assert!(service.get("CapabilityBoundingSet").is_some_and(|v| v.iter().all(String::is_empty)), "no capabilities");
+    assert!(
+        one("MemoryMax").ends_with(['K', 'M', 'G']),
+        "MemoryMax is a size"
+    );
+    assert!(
+        service
+            .get("CapabilityBoundingSet")
+            .is_some_and(|v| v.iter().all(String::is_empty)),
+        "no capabilities"
+    );
 
     // The relay's data directory is the state directory, and it outlasts the relay's drain.
     let environment: BTreeMap<String, String> = service
@@ -355,25 +495,58 @@ fn systemd_unit_is_hardened_and_runs_serve_with_the_config() {
             (name.to_owned(), value.to_owned())
         })
         .collect();
-    let config = effective_config(&repo("config/default.toml"), &environment, "whaticket-relay.service");
-    assert_eq!(toml_str(&config, "storage", "path"), format!("/var/lib/{}", one("StateDirectory")));
+    let config = effective_config(
+        &repo("config/default.toml"),
+        &environment,
+        "whaticket-relay.service",
+    );
+    assert_eq!(
+        toml_str(&config, "storage", "path"),
+        format!("/var/lib/{}", one("StateDirectory"))
+    );
     let stop = humantime::parse_duration(one("TimeoutStopSec")).expect("TimeoutStopSec");
-    assert!(stop > shutdown_timeout(&config), "TimeoutStopSec {stop:?} must exceed server.shutdown_timeout");
+    assert!(
+        stop > shutdown_timeout(&config),
+        "TimeoutStopSec {stop:?} must exceed server.shutdown_timeout"
+    );
 
     // systemd's own check, where systemd is installed. The unit is copied with ExecStart pointed
     // at the binary just built, since verify insists that the executable exists.
-    let available = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
+    let available = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !available {
         eprintln!("systemd-analyze unavailable: the unit was checked by the structural assertions above only");
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let copy = dir.path().join("whaticket-relay.service");
-    std::fs::write(&copy, text.replace("/usr/local/bin/whaticket-relay", env!("CARGO_BIN_EXE_whaticket-relay")))
-        .expect("write unit copy");
-    let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().expect("run systemd-analyze");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &copy,
+        text.replace(
+            "/usr/local/bin/whaticket-relay",
+            env!("CARGO_BIN_EXE_whaticket-relay"),
+        ),
+    )
+    .expect("write unit copy");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // verify exits 0 on unknown keys and only warns: any line about the unit is a defect.
-    let about_unit: Vec<&str> = report.lines().filter(|l| l.contains("whaticket-relay.service")).collect();
-    assert!(out.status.success() && about_unit.is_empty(), "systemd-analyze verify: {report}");
+    let about_unit: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("whaticket-relay.service"))
+        .collect();
+    assert!(
+        out.status.success() && about_unit.is_empty(),
+        "systemd-analyze verify: {report}"
+    );
 }

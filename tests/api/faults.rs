@@ -19,11 +19,19 @@ async fn wait_status(url: &str, want: u16, within: Duration) {
     let deadline = Instant::now() + within;
     let http = reqwest::Client::new();
     loop {
-        let status = http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        let status = http
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
         if status == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{url} answered {status}, never {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{url} answered {status}, never {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -32,8 +40,14 @@ fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("rabbitmqctl {args:?}: {e} (install rabbitmq-server; `.ci/run` does)"));
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!("rabbitmqctl {args:?}: {e} (install rabbitmq-server; `.ci/run` does)")
+        });
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -60,19 +74,36 @@ async fn broker_outage_under_concurrent_load_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     proxy.cut();
-    wait_status(&format!("{}/readyz", app.address), 503, Duration::from_secs(10)).await;
+    wait_status(
+        &format!("{}/readyz", app.address),
+        503,
+        Duration::from_secs(10),
+    )
+    .await;
     let before = load.accepted_count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = load.accepted_count() - before;
-    assert!(app.store.stats().outbox > 0, "nothing can be confirmed through a cut proxy");
+    assert!(
+        app.store.stats().outbox > 0,
+        "nothing can be confirmed through a cut proxy"
+    );
     proxy.restore();
     // Recovers by itself: no test action besides restoring the network.
-    wait_status(&format!("{}/readyz", app.address), 200, Duration::from_secs(15)).await;
+    wait_status(
+        &format!("{}/readyz", app.address),
+        200,
+        Duration::from_secs(15),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = load.stop().await;
 
     assert!(during > 0, "the relay kept accepting during the outage");
-    assert!(tally.other.is_empty(), "only 202s expected, got {:?}", tally.other);
+    assert!(
+        tally.other.is_empty(),
+        "only 202s expected, got {:?}",
+        tally.other
+    );
     finish(&app, &tally).await;
 }
 
@@ -93,23 +124,41 @@ async fn server_side_close_and_deleted_exchange_are_survived() {
             ports.contains(&port.trim().parse().ok()?).then_some(pid)
         })
         .collect();
-    assert!(!ours.is_empty(), "relay connection not listed (ports {ports:?}):\n{listing}");
+    assert!(
+        !ours.is_empty(),
+        "relay connection not listed (ports {ports:?}):\n{listing}"
+    );
     for pid in ours {
         rabbitmqctl(&["close_connection", pid, "fault test"]);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    wait_status(&format!("{}/readyz", app.address), 200, Duration::from_secs(15)).await;
+    wait_status(
+        &format!("{}/readyz", app.address),
+        200,
+        Duration::from_secs(15),
+    )
+    .await;
     let reconnected = proxy.upstream_ports().len();
-    assert!(reconnected > ports.len(), "the relay reconnected on its own");
+    assert!(
+        reconnected > ports.len(),
+        "the relay reconnected on its own"
+    );
 
     // A channel error: the exchange vanishes under the relay; it must redeclare and resend.
     app.channel
-        .exchange_delete(app.settings.amqp.exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .exchange_delete(
+            app.settings.amqp.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
         .await
         .expect("delete exchange");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.stop().await;
-    assert!(tally.other.is_empty(), "only 202s expected, got {:?}", tally.other);
+    assert!(
+        tally.other.is_empty(),
+        "only 202s expected, got {:?}",
+        tally.other
+    );
     finish(&app, &tally).await;
 }
 
@@ -120,9 +169,14 @@ async fn nacked_publishes_are_resent() {
     let policy = unique("nack");
     let pattern = format!("^{}$", app.queue(Kind::Other).replace('.', "\\."));
     rabbitmqctl(&[
-        "set_policy", &policy, &pattern,
+        "set_policy",
+        &policy,
+        &pattern,
         r#"{"max-length":0,"overflow":"reject-publish"}"#,
-        "--apply-to", "queues", "--priority", "100",
+        "--apply-to",
+        "queues",
+        "--priority",
+        "100",
     ]);
     let load = Load::start(app.hook_url(CONNECTION, TOKEN), unique("nack"), 4);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -132,11 +186,18 @@ async fn nacked_publishes_are_resent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(app.store.stats().outbox > 0, "nacked events stay in the outbox");
+    assert!(
+        app.store.stats().outbox > 0,
+        "nacked events stay in the outbox"
+    );
     rabbitmqctl(&["clear_policy", &policy]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tally = load.stop().await;
-    assert!(tally.other.is_empty(), "only 202s expected, got {:?}", tally.other);
+    assert!(
+        tally.other.is_empty(),
+        "only 202s expected, got {:?}",
+        tally.other
+    );
     finish(&app, &tally).await;
     assert_eq!(app.store.stats().dead, 0, "a nack is not a dead letter");
 }
@@ -154,14 +215,27 @@ async fn sigkill_mid_load_then_restart_delivers_every_202() {
     relay.signal("KILL");
     relay.wait_exit(Duration::from_secs(5)).await;
     let tally = load.stop().await;
-    assert!(tally.accepted.len() > 10, "too few events before the kill: {}", tally.accepted.len());
+    assert!(
+        tally.accepted.len() > 10,
+        "too few events before the kill: {}",
+        tally.accepted.len()
+    );
 
     let relay = config.spawn().await;
     // Dedup holds across the kill for events answered 202 before it, with the same id.
     let http = reqwest::Client::new();
     for (seq, id) in tally.accepted.iter().take(20) {
-        let response = http.post(relay.hook_url()).body(load_event(&run, *seq)).send().await.expect("post");
-        assert_eq!(response.status(), 200, "event {seq} re-posted after the kill");
+        let response = http
+            .post(relay.hook_url())
+            .body(load_event(&run, *seq))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            response.status(),
+            200,
+            "event {seq} re-posted after the kill"
+        );
         let body: serde_json::Value = response.json().await.expect("json");
         assert_eq!(body["id"].as_str(), Some(id.as_str()));
     }
@@ -185,7 +259,11 @@ async fn sigterm_under_load_drains_and_exits_zero() {
     let tally = load.stop().await;
     assert!(status.success(), "exit {status:?}; log:\n{}", relay.log());
     // A request the relay took was answered; refused ones never connected.
-    assert!(tally.other.is_empty(), "in-flight requests answered {:?}", tally.other);
+    assert!(
+        tally.other.is_empty(),
+        "in-flight requests answered {:?}",
+        tally.other
+    );
     assert!(relay.log().contains("relay stopped"), "clean stop logged");
 
     // Whatever was not yet confirmed is still in the outbox: a restart delivers it.
@@ -226,7 +304,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -241,34 +322,57 @@ async fn full_disk_answers_503_stores_nothing_exits_and_recovers_on_restart() {
     let broker = broker_connection().await;
     let channel = broker.create_channel().await.expect("channel");
     let mut relay = config.spawn().await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let run = unique("full");
     let pad = "x".repeat(16 * 1024);
-    let body = |seq: u64| format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"pad":"{pad}"}}"#);
+    let body =
+        |seq: u64| format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"pad":"{pad}"}}"#);
     let mut tally = Tally::default();
     let mut refused = Vec::new();
     let mut seq = 0u64;
     while refused.is_empty() {
         assert!(seq < 5_000, "a 6 MB disk never filled");
         tally.attempted.insert(seq);
-        let response = http.post(relay.hook_url()).body(body(seq)).send().await.expect("answered, not hung");
+        let response = http
+            .post(relay.hook_url())
+            .body(body(seq))
+            .send()
+            .await
+            .expect("answered, not hung");
         match response.status().as_u16() {
             202 => {
-                let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+                let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
                 tally.accepted.insert(seq, id);
             }
             503 => {
-                assert!(response.headers().contains_key("retry-after"), "503 carries Retry-After");
+                assert!(
+                    response.headers().contains_key("retry-after"),
+                    "503 carries Retry-After"
+                );
                 refused.push(seq);
             }
             other => panic!("event {seq}: {other}"),
         }
         seq += 1;
     }
-    assert!(tally.accepted.len() > 10, "the disk filled too early to mean anything");
+    assert!(
+        tally.accepted.len() > 10,
+        "the disk filled too early to mean anything"
+    );
     wait_status(&relay.url("/readyz"), 503, Duration::from_secs(10)).await;
     // Still answers (503), does not hang, while the disk stays full.
-    let response = http.post(relay.hook_url()).body(body(seq)).send().await.expect("answered, not hung");
+    let response = http
+        .post(relay.hook_url())
+        .body(body(seq))
+        .send()
+        .await
+        .expect("answered, not hung");
     assert_eq!(response.status(), 503);
     tally.attempted.insert(seq);
     refused.push(seq);
@@ -277,15 +381,26 @@ async fn full_disk_answers_503_stores_nothing_exits_and_recovers_on_restart() {
     // supervisor restarts it; space comes back and the restarted relay recovers.
     // Worst case: three probes that hang (3 × 15 s), requests in flight (10 s), the writer (10 s).
     let status = relay.wait_exit(Duration::from_secs(150)).await;
-    assert!(!status.success(), "a relay whose store failed must exit with an error: {status}");
+    assert!(
+        !status.success(),
+        "a relay whose store failed must exit with an error: {status}"
+    );
     tmpfs.resize("256m");
     drop(relay);
     let relay = config.spawn().await;
     // Nothing half-stored: a refused event is not remembered, so it is taken now.
     for seq in &refused {
-        let response = http.post(relay.hook_url()).body(body(*seq)).send().await.unwrap();
+        let response = http
+            .post(relay.hook_url())
+            .body(body(*seq))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202, "refused event {seq} after recovery");
-        let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         tally.accepted.insert(*seq, id);
     }
     let want: HashSet<u64> = tally.accepted.keys().copied().collect();

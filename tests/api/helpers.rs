@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions, ExchangeDeleteOptions};
+use lapin::options::{
+    BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tempfile::TempDir;
@@ -26,7 +28,9 @@ pub const CONNECTION: &str = "suporte-x";
 
 /// A webhook body shipped in `tests/fixtures/`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
@@ -37,7 +41,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{prefix}-{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Connects to the local broker, failing the test with instructions when it is not running.
@@ -124,7 +132,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let channel = broker.create_channel().await.expect("channel");
     let data_dir = options.data_dir.expect("data dir");
     let settings = options.settings;
-    let app = Application::build(settings.clone()).await.expect("relay failed to start");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("relay failed to start");
     let port = app.port();
     let store = app.store().clone();
     let admin_port = app.admin_port();
@@ -150,7 +160,10 @@ fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_env_filter("info,lapin=warn").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info,lapin=warn")
+                .with_test_writer()
+                .try_init();
         }
     });
 }
@@ -172,7 +185,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.address)).send().await.expect("request failed")
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request failed")
     }
 
     pub fn queue(&self, kind: Kind) -> String {
@@ -197,7 +214,10 @@ impl TestApp {
         self.channel
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -213,7 +233,10 @@ impl TestApp {
             if status == 200 {
                 return;
             }
-            assert!(Instant::now() < deadline, "relay not ready after 20 s (last /readyz {status})");
+            assert!(
+                Instant::now() < deadline,
+                "relay not ready after 20 s (last /readyz {status})"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -230,7 +253,10 @@ impl TestApp {
             if let Some(message) = got {
                 return message;
             }
-            assert!(Instant::now() < deadline, "no message arrived in {queue} within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "no message arrived in {queue} within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -299,7 +325,10 @@ impl Drop for TestApp {
         // cannot await.
         let amqp = self.settings.amqp.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -311,15 +340,23 @@ impl Drop for TestApp {
                 else {
                     return;
                 };
-                let Ok(ch) = conn.create_channel().await else { return };
-                let mut queues: Vec<String> =
-                    Kind::ALL.iter().map(|k| format!("{}.{}", amqp.queue_prefix, k)).collect();
+                let Ok(ch) = conn.create_channel().await else {
+                    return;
+                };
+                let mut queues: Vec<String> = Kind::ALL
+                    .iter()
+                    .map(|k| format!("{}.{}", amqp.queue_prefix, k))
+                    .collect();
                 queues.push(format!("{}.dead", amqp.queue_prefix));
                 for q in queues {
-                    let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+                    let _ = ch
+                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                        .await;
                 }
                 for x in [amqp.exchange.clone(), format!("{}.dlx", amqp.exchange)] {
-                    let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+                    let _ = ch
+                        .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                        .await;
                 }
                 let _ = conn.close(200, "test done".into()).await;
             });

@@ -11,11 +11,17 @@ use crate::helpers::*;
 
 fn assert_nothing_stored(app: &TestApp) {
     let stats = app.store.stats();
-    assert_eq!((stats.outbox, stats.dedup_keys), (0, 0), "a refused request stored something");
+    assert_eq!(
+        (stats.outbox, stats.dedup_keys),
+        (0, 0),
+        "a refused request stored something"
+    );
 }
 
 async fn connect(app: &TestApp) -> TcpStream {
-    TcpStream::connect(app.address.trim_start_matches("http://")).await.expect("connect")
+    TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .expect("connect")
 }
 
 /// Reads until the server answers or closes; returns the status line's code (0 = closed, no answer).
@@ -36,9 +42,15 @@ async fn read_status(stream: &mut TcpStream, within: Duration) -> u16 {
         }
     })
     .await;
-    assert!(read.is_ok(), "the server neither answered nor closed within {within:?}");
+    assert!(
+        read.is_ok(),
+        "the server neither answered nor closed within {within:?}"
+    );
     let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn head(content_length: usize) -> String {
@@ -61,8 +73,19 @@ async fn malformed_bodies_are_400_and_store_nothing() {
         b"{\"a\":\"\\ud800\"}",
     ];
     for body in cases {
-        let response = app.http.post(&url).body(body.to_vec()).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
+        let response = app
+            .http
+            .post(&url)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         let json: serde_json::Value = response.json().await.unwrap();
         assert_eq!(json["error"], "bad_request");
     }
@@ -90,7 +113,10 @@ async fn lying_content_length_is_refused_or_timed_out() {
     stream.write_all(br#"{"acao":"start","x":"#).await.unwrap();
     let started = Instant::now();
     assert_eq!(read_status(&mut stream, Duration::from_secs(5)).await, 408);
-    assert!(started.elapsed() >= Duration::from_millis(900), "timed out before client_timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "timed out before client_timeout"
+    );
 
     // Declares 10 bytes and sends a whole event: only the declared bytes are the body.
     let body = fixture("message-start.json");
@@ -106,7 +132,13 @@ async fn absurd_headers_are_refused() {
     let app = spawn_app().await;
     let url = app.hook_url(CONNECTION, TOKEN);
     let huge = "a".repeat(256 * 1024);
-    let response = app.http.post(&url).header("x-junk", huge).body(fixture("message-start.json")).send().await;
+    let response = app
+        .http
+        .post(&url)
+        .header("x-junk", huge)
+        .body(fixture("message-start.json"))
+        .send()
+        .await;
     match response {
         Ok(r) => assert!(r.status() == 431 || r.status() == 400, "got {}", r.status()),
         // The server may also just drop the connection: refused either way.
@@ -117,7 +149,10 @@ async fn absurd_headers_are_refused() {
     let request = format!("POST /hooks/{CONNECTION}/{TOKEN} HTTP/1.1\r\nHost: relay\r\n{many}Content-Length: 2\r\n\r\n{{}}");
     stream.write_all(request.as_bytes()).await.unwrap();
     let status = read_status(&mut stream, Duration::from_secs(5)).await;
-    assert!(status == 431 || status == 400 || status == 0, "500 headers answered {status}");
+    assert!(
+        status == 431 || status == 400 || status == 0,
+        "500 headers answered {status}"
+    );
     assert_nothing_stored(&app);
 }
 
@@ -126,9 +161,13 @@ async fn every_bad_credential_is_401() {
     let app = spawn_app().await;
     let body = fixture("status-open.json");
     let url = format!("{}/hooks/{CONNECTION}", app.address);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let wrong_key = whaticket_relay::verify::sign_body(b"not-the-secret", &body);
-    let future = whaticket_relay::verify::sign_standard(HMAC_SECRET.as_bytes(), "m1", now + 3600, &body);
+    let future =
+        whaticket_relay::verify::sign_standard(HMAC_SECRET.as_bytes(), "m1", now + 3600, &body);
     let cases: Vec<Vec<(&str, String)>> = vec![
         vec![("authorization", "Bearer wrong".into())],
         vec![("authorization", format!("Basic {TOKEN}"))],
@@ -156,9 +195,16 @@ async fn every_bad_credential_is_401() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
     }
     // A token for one connection does not open another one's URL, nor does an empty one.
-    for url in [app.hook_url("other", TOKEN), format!("{}/hooks/{CONNECTION}/%20", app.address)] {
+    for url in [
+        app.hook_url("other", TOKEN),
+        format!("{}/hooks/{CONNECTION}/%20", app.address),
+    ] {
         let response = app.http.post(&url).body(body.clone()).send().await.unwrap();
-        assert!(matches!(response.status().as_u16(), 401 | 404), "{url}: {}", response.status());
+        assert!(
+            matches!(response.status().as_u16(), 401 | 404),
+            "{url}: {}",
+            response.status()
+        );
     }
     assert_nothing_stored(&app);
 }
@@ -175,18 +221,36 @@ async fn slow_clients_are_cut_off_and_cannot_starve_others() {
     let mut slow = Vec::new();
     for _ in 0..8 {
         let mut stream = connect(&app).await;
-        stream.write_all(b"POST /hooks/x/y HTTP/1.1\r\nHost: relay\r\n").await.unwrap();
+        stream
+            .write_all(b"POST /hooks/x/y HTTP/1.1\r\nHost: relay\r\n")
+            .await
+            .unwrap();
         slow.push(stream);
     }
     // A well-behaved client still gets through, within a few client time-outs.
     let started = Instant::now();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let response = http.post(app.hook_url(CONNECTION, TOKEN)).body(fixture("message-start.json")).send().await.unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let response = http
+        .post(app.hook_url(CONNECTION, TOKEN))
+        .body(fixture("message-start.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert!(started.elapsed() < Duration::from_secs(6), "starved for {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "starved for {:?}",
+        started.elapsed()
+    );
     // And every slow one was answered 408 or dropped, not held open.
     for stream in &mut slow {
         let status = read_status(stream, Duration::from_secs(5)).await;
-        assert!(status == 408 || status == 0, "slow client answered {status}");
+        assert!(
+            status == 408 || status == 0,
+            "slow client answered {status}"
+        );
     }
 }

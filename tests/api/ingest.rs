@@ -73,16 +73,33 @@ async fn signed_bodies_are_accepted_and_tampered_ones_refused() {
     let body = fixture("tag-sync.json");
 
     let good = sign_body(HMAC_SECRET.as_bytes(), &body);
-    let response = app.http.post(&url).header("x-signature-256", &good).body(body.clone()).send().await.unwrap();
+    let response = app
+        .http
+        .post(&url)
+        .header("x-signature-256", &good)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     let mut tampered = body.clone();
     let last = tampered.len() - 3;
     tampered[last] ^= 1;
-    let response = app.http.post(&url).header("x-signature-256", &good).body(tampered).send().await.unwrap();
+    let response = app
+        .http
+        .post(&url)
+        .header("x-signature-256", &good)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let other = fixture("status-closed.json");
     let sig = sign_standard(HMAC_SECRET.as_bytes(), "msg_1", now, &other);
     let response = app
@@ -116,13 +133,35 @@ async fn signed_bodies_are_accepted_and_tampered_ones_refused() {
 async fn unknown_connection_and_bad_token_get_the_same_401() {
     let app = spawn_app().await;
     let body = fixture("message-start.json");
-    let bad_token = app.http.post(app.hook_url(CONNECTION, "wrong-token-123")).body(body.clone()).send().await.unwrap();
-    let unknown = app.http.post(app.hook_url("nope", TOKEN)).body(body.clone()).send().await.unwrap();
-    let no_credentials = app.http.post(format!("{}/hooks/{CONNECTION}", app.address)).body(body).send().await.unwrap();
+    let bad_token = app
+        .http
+        .post(app.hook_url(CONNECTION, "wrong-token-123"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let unknown = app
+        .http
+        .post(app.hook_url("nope", TOKEN))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let no_credentials = app
+        .http
+        .post(format!("{}/hooks/{CONNECTION}", app.address))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(no_credentials.status(), StatusCode::UNAUTHORIZED);
-    let (a, b, c) = (json(bad_token).await, json(unknown).await, json(no_credentials).await);
+    let (a, b, c) = (
+        json(bad_token).await,
+        json(unknown).await,
+        json(no_credentials).await,
+    );
     assert_eq!(a, b);
     assert_eq!(a, c);
     assert_eq!(a["error"], "unauthorized");
@@ -136,15 +175,30 @@ async fn bad_requests_get_their_status_and_store_nothing() {
     let limit = app.settings.server.max_body_bytes;
 
     let truncated = &fixture("message-start.json")[..200];
-    let response = app.http.post(&url).body(truncated.to_vec()).send().await.unwrap();
+    let response = app
+        .http
+        .post(&url)
+        .body(truncated.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = json(response).await;
     assert_eq!(body["error"], "bad_request");
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("line") && detail.contains("column"), "{detail}");
+    assert!(
+        detail.contains("line") && detail.contains("column"),
+        "{detail}"
+    );
 
     for not_object in [&b"[1,2]"[..], b"\"text\"", b"42", b"", b"\xff\xfe{}"] {
-        let response = app.http.post(&url).body(not_object.to_vec()).send().await.unwrap();
+        let response = app
+            .http
+            .post(&url)
+            .body(not_object.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{not_object:?}");
     }
 
@@ -158,13 +212,18 @@ async fn bad_requests_get_their_status_and_store_nothing() {
     assert_eq!(json(response).await["error"], "payload_too_large");
 
     // Chunked: no Content-Length to refuse early, so the limit applies while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..(limit / 65536 + 2)).map(|_| Ok(vec![b' '; 65536])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..(limit / 65536 + 2))
+        .map(|_| Ok(vec![b' '; 65536]))
+        .collect();
     let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let response = app.http.post(&url).body(stream).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1"] {
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin1",
+    ] {
         let response = app
             .http
             .post(&url)
@@ -173,14 +232,32 @@ async fn bad_requests_get_their_status_and_store_nothing() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
     }
 
-    assert_eq!(app.store.stats().dedup_keys, 0, "a refused request stored something");
-    assert_eq!(app.store.stats().outbox, 0, "a refused request stored something");
+    assert_eq!(
+        app.store.stats().dedup_keys,
+        0,
+        "a refused request stored something"
+    );
+    assert_eq!(
+        app.store.stats().outbox,
+        0,
+        "a refused request stored something"
+    );
 
     // No content type at all is taken as JSON.
-    let response = app.http.post(&url).body(fixture("message-start.json")).send().await.unwrap();
+    let response = app
+        .http
+        .post(&url)
+        .body(fixture("message-start.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     assert_eq!(app.store.stats().dedup_keys, 1);

@@ -19,7 +19,10 @@ pub const TICKETS: u64 = 997;
 
 /// A unique `other` event; `seq` identifies it in the queue.
 pub fn load_event(run: &str, seq: u64) -> String {
-    format!(r#"{{"acao":"load-test","run":"{run}","seq":{seq},"chamadoId":{},"companyId":1}}"#, seq % TICKETS)
+    format!(
+        r#"{{"acao":"load-test","run":"{run}","seq":{seq},"chamadoId":{},"companyId":1}}"#,
+        seq % TICKETS
+    )
 }
 
 /// What the posters saw: every seq attempted, and the id of each answered 202.
@@ -51,8 +54,14 @@ impl Load {
             .expect("http client");
         let tasks = (0..workers)
             .map(|_| {
-                let (stop, tally, next, http, url, run) =
-                    (stop.clone(), tally.clone(), next.clone(), http.clone(), url.clone(), run.clone());
+                let (stop, tally, next, http, url, run) = (
+                    stop.clone(),
+                    tally.clone(),
+                    next.clone(),
+                    http.clone(),
+                    url.clone(),
+                    run.clone(),
+                );
                 tokio::spawn(async move {
                     while !stop.load(Ordering::SeqCst) {
                         let seq = next.fetch_add(1, Ordering::SeqCst);
@@ -65,12 +74,18 @@ impl Load {
                             .await;
                         match sent {
                             Ok(response) if response.status() == 202 => {
-                                let body: serde_json::Value = response.json().await.expect("202 body is JSON");
+                                let body: serde_json::Value =
+                                    response.json().await.expect("202 body is JSON");
                                 let id = body["id"].as_str().expect("202 carries an id").to_owned();
                                 tally.lock().unwrap().accepted.insert(seq, id);
                             }
                             Ok(response) => {
-                                *tally.lock().unwrap().other.entry(response.status().as_u16()).or_default() += 1;
+                                *tally
+                                    .lock()
+                                    .unwrap()
+                                    .other
+                                    .entry(response.status().as_u16())
+                                    .or_default() += 1;
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                             Err(_) => {
@@ -94,13 +109,21 @@ impl Load {
         for task in self.tasks {
             task.await.expect("poster panicked");
         }
-        Arc::try_unwrap(self.tally).ok().expect("posters finished").into_inner().unwrap()
+        Arc::try_unwrap(self.tally)
+            .ok()
+            .expect("posters finished")
+            .into_inner()
+            .unwrap()
     }
 }
 
 /// Takes messages from `queue` until every seq in `want` has arrived (or 30 s pass); returns
 /// seq → message ids seen (several when an event was resent).
-pub async fn drain_until(channel: &Channel, queue: &str, want: &HashSet<u64>) -> HashMap<u64, Vec<String>> {
+pub async fn drain_until(
+    channel: &Channel,
+    queue: &str,
+    want: &HashSet<u64>,
+) -> HashMap<u64, Vec<String>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen: HashMap<u64, Vec<String>> = HashMap::new();
     loop {
@@ -110,9 +133,15 @@ pub async fn drain_until(channel: &Channel, queue: &str, want: &HashSet<u64>) ->
             .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
         match got {
             Some(message) => {
-                let body: serde_json::Value = serde_json::from_slice(&message.delivery.data).expect("JSON body");
+                let body: serde_json::Value =
+                    serde_json::from_slice(&message.delivery.data).expect("JSON body");
                 let seq = body["seq"].as_u64().expect("seq");
-                let id = message.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let id = message
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 seen.entry(seq).or_default().push(id);
             }
             None => {
@@ -132,7 +161,10 @@ pub async fn drain_until(channel: &Channel, queue: &str, want: &HashSet<u64>) ->
                 if Instant::now() > deadline {
                     let missing: Vec<_> = want.iter().filter(|s| !seen.contains_key(s)).collect();
                     let sample: Vec<_> = missing.iter().take(20).collect();
-                    panic!("{} accepted events never arrived in {queue}, e.g. {sample:?}", missing.len());
+                    panic!(
+                        "{} accepted events never arrived in {queue}, e.g. {sample:?}",
+                        missing.len()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -144,11 +176,19 @@ pub async fn drain_until(channel: &Channel, queue: &str, want: &HashSet<u64>) ->
 /// never posted got in.
 pub fn assert_delivered(tally: &Tally, seen: &HashMap<u64, Vec<String>>) {
     for (seq, id) in &tally.accepted {
-        let ids = seen.get(seq).unwrap_or_else(|| panic!("accepted event {seq} was not delivered"));
-        assert!(ids.iter().all(|got| got == id), "event {seq}: message ids {ids:?}, answered {id}");
+        let ids = seen
+            .get(seq)
+            .unwrap_or_else(|| panic!("accepted event {seq} was not delivered"));
+        assert!(
+            ids.iter().all(|got| got == id),
+            "event {seq}: message ids {ids:?}, answered {id}"
+        );
     }
     for seq in seen.keys() {
-        assert!(tally.attempted.contains(seq), "event {seq} was delivered but never posted");
+        assert!(
+            tally.attempted.contains(seq),
+            "event {seq} was delivered but never posted"
+        );
     }
 }
 
@@ -210,7 +250,11 @@ name = "{CONNECTION}"
 tokens = ["{TOKEN}"]
 hmac_secrets = ["{HMAC_SECRET}"]
 "#,
-            data = self.data_path.clone().unwrap_or_else(|| self.dir.path().join("data")).display(),
+            data = self
+                .data_path
+                .clone()
+                .unwrap_or_else(|| self.dir.path().join("data"))
+                .display(),
             extra = self.extra,
             x = self.exchange,
         );
@@ -236,7 +280,11 @@ hmac_secrets = ["{HMAC_SECRET}"]
             .stderr(log)
             .spawn()
             .expect("spawn relay binary");
-        let relay = RelayProcess { child, port, log_path };
+        let relay = RelayProcess {
+            child,
+            port,
+            log_path,
+        };
         relay.wait_ready().await;
         relay
     }
@@ -260,7 +308,11 @@ impl RelayProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "relay child not ready; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "relay child not ready; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -285,7 +337,11 @@ impl RelayProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "relay child still running after {limit:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "relay child still running after {limit:?}; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -301,16 +357,30 @@ impl Drop for RelayProcess {
 /// Deletes a child relay's queues and exchanges.
 pub async fn delete_topology(channel: &Channel, exchange: &str) {
     for kind in Kind::ALL {
-        let _ = channel.queue_delete(format!("{exchange}.{kind}").as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(
+                format!("{exchange}.{kind}").as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
     }
-    let _ = channel.queue_delete(format!("{exchange}.dead").as_str().into(), QueueDeleteOptions::default()).await;
+    let _ = channel
+        .queue_delete(
+            format!("{exchange}.dead").as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await;
     for x in [exchange.to_owned(), format!("{exchange}.dlx")] {
-        let _ = channel.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        let _ = channel
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
     }
 }
 
 pub fn data_dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {

@@ -24,13 +24,22 @@ fn with_admin(mut options: Options) -> Options {
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
 }
 
 async fn metrics(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     response.text().await.unwrap()
 }
@@ -42,13 +51,19 @@ async fn eventually_metric(app: &TestApp, series: &str, want: f64) -> String {
         if sample(&text, series) == Some(want) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{series} never reached {want}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {want}:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn admin_url(app: &TestApp, path: &str) -> String {
-    format!("http://127.0.0.1:{}{path}", app.admin_port.expect("admin API enabled"))
+    format!(
+        "http://127.0.0.1:{}{path}",
+        app.admin_port.expect("admin API enabled")
+    )
 }
 
 /// A config file for the binary pointing at the test relay's data dir and admin API.
@@ -78,18 +93,25 @@ async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 async fn wait_dead(app: &TestApp, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.store.stats().dead != count {
-        assert!(Instant::now() < deadline, "dead letters: {} (want {count})", app.store.stats().dead);
+        assert!(
+            Instant::now() < deadline,
+            "dead letters: {} (want {count})",
+            app.store.stats().dead
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
 
 async fn rebind_other(app: &TestApp) {
     app.channel
@@ -105,7 +127,13 @@ async fn rebind_other(app: &TestApp) {
 }
 
 fn message_id(message: &lapin::message::BasicGetMessage) -> String {
-    message.delivery.properties.message_id().as_ref().expect("message_id").to_string()
+    message
+        .delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .expect("message_id")
+        .to_string()
 }
 
 #[tokio::test]
@@ -114,9 +142,18 @@ async fn metrics_count_requests_and_confirms() {
     app.wait_ready().await;
     let conn = format!("connection=\"{CONNECTION}\"");
 
-    assert_eq!(app.post_hook(fixture("status-open.json")).await.status(), 202);
-    assert_eq!(app.post_hook(fixture("status-open.json")).await.status(), 200);
-    assert_eq!(app.post_hook(fixture("message-start.json")).await.status(), 202);
+    assert_eq!(
+        app.post_hook(fixture("status-open.json")).await.status(),
+        202
+    );
+    assert_eq!(
+        app.post_hook(fixture("status-open.json")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.post_hook(fixture("message-start.json")).await.status(),
+        202
+    );
     let refused = app
         .http
         .post(app.hook_url(CONNECTION, "wrong-token-123456"))
@@ -125,35 +162,97 @@ async fn metrics_count_requests_and_confirms() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    let unknown = app.http.post(app.hook_url("nobody", TOKEN)).body("{}").send().await.unwrap();
+    let unknown = app
+        .http
+        .post(app.hook_url("nobody", TOKEN))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 401);
 
     app.wait_outbox_empty().await;
     let text = eventually_metric(&app, "relay_publish_confirms_total", 2.0).await;
-    assert_eq!(sample(&text, &format!("relay_events_accepted_total{{{conn},kind=\"status\"}}")), Some(1.0), "{text}");
-    assert_eq!(sample(&text, &format!("relay_events_accepted_total{{{conn},kind=\"message\"}}")), Some(1.0), "{text}");
-    assert_eq!(sample(&text, &format!("relay_events_duplicate_total{{{conn},kind=\"status\"}}")), Some(1.0), "{text}");
-    assert_eq!(sample(&text, &format!("relay_events_rejected_total{{{conn},reason=\"unauthorized\"}}")), Some(1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("relay_events_accepted_total{{{conn},kind=\"status\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("relay_events_accepted_total{{{conn},kind=\"message\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("relay_events_duplicate_total{{{conn},kind=\"status\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("relay_events_rejected_total{{{conn},reason=\"unauthorized\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
     // An unknown connection name never becomes a label.
     assert_eq!(
-        sample(&text, "relay_events_rejected_total{connection=\"<unknown>\",reason=\"unauthorized\"}"),
+        sample(
+            &text,
+            "relay_events_rejected_total{connection=\"<unknown>\",reason=\"unauthorized\"}"
+        ),
         Some(1.0),
         "{text}"
     );
     assert!(!text.contains("nobody"), "{text}");
-    assert_eq!(sample(&text, "relay_accept_latency_seconds_count"), Some(2.0), "{text}");
-    assert_eq!(sample(&text, "relay_delivery_latency_seconds_count"), Some(2.0), "{text}");
+    assert_eq!(
+        sample(&text, "relay_accept_latency_seconds_count"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "relay_delivery_latency_seconds_count"),
+        Some(2.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "relay_publish_total"), Some(2.0), "{text}");
     assert_eq!(sample(&text, "relay_outbox_events"), Some(0.0), "{text}");
-    assert_eq!(sample(&text, "relay_outbox_oldest_pending_age_seconds"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "relay_outbox_oldest_pending_age_seconds"),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "relay_dedup_keys"), Some(2.0), "{text}");
-    assert!(sample(&text, "relay_store_disk_bytes").unwrap() > 0.0, "{text}");
-    assert!(sample(&text, "relay_delivered_kept_bytes").unwrap() > 0.0, "{text}");
+    assert!(
+        sample(&text, "relay_store_disk_bytes").unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "relay_delivered_kept_bytes").unwrap() > 0.0,
+        "{text}"
+    );
 
     // A second relay in the same process counts on its own.
     let other = spawn_app().await;
     let fresh = metrics(&other).await;
-    assert_eq!(sample(&fresh, &format!("relay_events_accepted_total{{{conn},kind=\"status\"}}")), None, "{fresh}");
+    assert_eq!(
+        sample(
+            &fresh,
+            &format!("relay_events_accepted_total{{{conn},kind=\"status\"}}")
+        ),
+        None,
+        "{fresh}"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +277,13 @@ async fn admin_api_refuses_a_missing_or_connection_token() {
     // The admin paths do not exist on the webhook listener at all.
     assert_eq!(app.get("/admin/stats").await.status(), 404);
 
-    let ok = app.http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let ok = app
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let stats: Value = ok.json().await.unwrap();
     assert_eq!(stats["outbox"], 0, "{stats}");
@@ -189,7 +294,12 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
     let app = spawn_app_with(with_admin(Options::new())).await;
     app.wait_ready().await;
     app.unbind(Kind::Other).await;
-    let answer: Value = app.post_hook(r#"{"acao":"nobody-listens","chamadoId":5}"#).await.json().await.unwrap();
+    let answer: Value = app
+        .post_hook(r#"{"acao":"nobody-listens","chamadoId":5}"#)
+        .await
+        .json()
+        .await
+        .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     wait_dead(&app, 1).await;
     let config = config_file(&app);
@@ -200,8 +310,14 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
     assert_eq!(entries.len(), 1, "{list}");
     assert_eq!(entries[0]["id"], id.as_str());
     assert_eq!(entries[0]["kind"], "other");
-    assert!(entries[0]["reason"].as_str().unwrap().contains("312"), "{list}");
-    assert!(entries[0].get("body").is_none(), "list shows no bodies: {list}");
+    assert!(
+        entries[0]["reason"].as_str().unwrap().contains("312"),
+        "{list}"
+    );
+    assert!(
+        entries[0].get("body").is_none(),
+        "list shows no bodies: {list}"
+    );
     let seq = entries[0]["seq"].as_u64().unwrap().to_string();
 
     let shown = relay_cli(config.clone(), &["dead", "show", &id]).await;
@@ -225,14 +341,23 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
 async fn replay_since_republishes_delivered_events_with_their_message_id() {
     let app = spawn_app_with(with_admin(Options::new())).await;
     app.wait_ready().await;
-    let answer: Value = app.post_hook(fixture("status-closed.json")).await.json().await.unwrap();
+    let answer: Value = app
+        .post_hook(fixture("status-closed.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
     let first = app.take(&app.queue(Kind::Status)).await;
     assert_eq!(message_id(&first), id);
@@ -251,7 +376,19 @@ async fn replay_since_republishes_delivered_events_with_their_message_id() {
     assert_eq!(none.json::<Value>().await.unwrap()["replayed"], 0);
 
     let config = config_file(&app);
-    let replayed = relay_cli(config, &["replay", "--since", "10m", "--kind", "status", "--connection", CONNECTION]).await;
+    let replayed = relay_cli(
+        config,
+        &[
+            "replay",
+            "--since",
+            "10m",
+            "--kind",
+            "status",
+            "--connection",
+            CONNECTION,
+        ],
+    )
+    .await;
     assert_eq!(replayed["replayed"], 1, "{replayed}");
     let again = app.take(&app.queue(Kind::Status)).await;
     assert_eq!(message_id(&again), id, "same message_id");
@@ -272,7 +409,9 @@ async fn a_full_outbox_answers_503_until_the_broker_drains_it() {
     proxy.cut();
 
     for i in 0..3 {
-        let response = app.post_hook(format!(r#"{{"acao":"burst","n":{i}}}"#)).await;
+        let response = app
+            .post_hook(format!(r#"{{"acao":"burst","n":{i}}}"#))
+            .await;
         assert_eq!(response.status(), 202, "event {i}");
     }
     let full = app.post_hook(r#"{"acao":"burst","n":99}"#).await;
@@ -281,17 +420,33 @@ async fn a_full_outbox_answers_503_until_the_broker_drains_it() {
     let body: Value = full.json().await.unwrap();
     assert_eq!(body["error"], "outbox_full", "{body}");
     // A duplicate of a stored event is still recognised.
-    assert_eq!(app.post_hook(r#"{"acao":"burst","n":0}"#).await.status(), 200);
+    assert_eq!(
+        app.post_hook(r#"{"acao":"burst","n":0}"#).await.status(),
+        200
+    );
 
     let text = metrics(&app).await;
     let conn = format!("connection=\"{CONNECTION}\"");
-    assert_eq!(sample(&text, &format!("relay_events_rejected_total{{{conn},reason=\"outbox_full\"}}")), Some(1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!("relay_events_rejected_total{{{conn},reason=\"outbox_full\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(sample(&text, "relay_outbox_events"), Some(3.0), "{text}");
-    assert!(sample(&text, "relay_outbox_oldest_pending_age_seconds").is_some(), "{text}");
+    assert!(
+        sample(&text, "relay_outbox_oldest_pending_age_seconds").is_some(),
+        "{text}"
+    );
 
     proxy.restore();
     app.wait_outbox_empty().await;
-    assert_eq!(app.post_hook(r#"{"acao":"burst","n":99}"#).await.status(), 202);
+    assert_eq!(
+        app.post_hook(r#"{"acao":"burst","n":99}"#).await.status(),
+        202
+    );
     assert_eq!(app.take_n(&app.queue(Kind::Other), 4).await.len(), 4);
 }
 

@@ -11,8 +11,19 @@ use crate::load::*;
 
 /// Keys whose string values are personal data or credentials in Whaticket bodies.
 const PERSONAL: [&str; 13] = [
-    "body", "lastMessage", "mensagem", "name", "number", "sender", "remoteJid", "text", "conversao",
-    "profilePicUrl", "token_origin", "webhook", "caption",
+    "body",
+    "lastMessage",
+    "mensagem",
+    "name",
+    "number",
+    "sender",
+    "remoteJid",
+    "text",
+    "conversao",
+    "profilePicUrl",
+    "token_origin",
+    "webhook",
+    "caption",
 ];
 
 fn collect(value: &Value, out: &mut BTreeSet<String>) {
@@ -42,28 +53,73 @@ async fn logs_carry_no_personal_data_or_secrets() {
 
     let mut sensitive = BTreeSet::new();
     let mut accepted = 0;
-    let mut names: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
     names.sort();
     for name in &names {
         let body = fixture(name);
         collect(&serde_json::from_slice(&body).unwrap(), &mut sensitive);
-        let response = http.post(relay.hook_url()).body(body.clone()).send().await.unwrap();
+        let response = http
+            .post(relay.hook_url())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         // 200: some fixtures are the other format of an earlier one's message (deduplicated).
-        assert!(matches!(response.status().as_u16(), 200 | 202), "{name}: {}", response.status());
+        assert!(
+            matches!(response.status().as_u16(), 200 | 202),
+            "{name}: {}",
+            response.status()
+        );
         accepted += usize::from(response.status() == 202);
         // Duplicates, bad credentials and broken bodies are logged too.
-        assert_eq!(http.post(relay.hook_url()).body(body.clone()).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.post(relay.hook_url())
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         let wrong = relay.url(&format!("/hooks/{CONNECTION}/{TOKEN}-wrong"));
-        assert_eq!(http.post(wrong).body(body.clone()).send().await.unwrap().status(), 401);
+        assert_eq!(
+            http.post(wrong)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
         let unknown = relay.url(&format!("/hooks/{TOKEN}/{HMAC_SECRET}"));
-        assert_eq!(http.post(unknown).body(body.clone()).send().await.unwrap().status(), 401);
+        assert_eq!(
+            http.post(unknown)
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
         let truncated = body[..body.len() / 2].to_vec();
-        assert_eq!(http.post(relay.hook_url()).body(truncated).send().await.unwrap().status(), 400);
+        assert_eq!(
+            http.post(relay.hook_url())
+                .body(truncated)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
     }
-    assert!(sensitive.len() > 20, "fixtures yielded too few values to look for: {sensitive:?}");
+    assert!(
+        sensitive.len() > 20,
+        "fixtures yielded too few values to look for: {sensitive:?}"
+    );
     // The events reach the broker, so publisher logging is exercised as well.
     let total = accepted;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -73,7 +129,10 @@ async fn logs_carry_no_personal_data_or_secrets() {
             delivered += channel
                 .queue_declare(
                     config.queue(kind).as_str().into(),
-                    lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
                     lapin::types::FieldTable::default(),
                 )
                 .await
@@ -90,12 +149,18 @@ async fn logs_carry_no_personal_data_or_secrets() {
 
     let log = relay.log();
     assert!(log.contains("webhook"), "trace logs were captured: {log}");
-    assert!(log.lines().count() > names.len() * 4, "too few log lines to mean anything");
+    assert!(
+        log.lines().count() > names.len() * 4,
+        "too few log lines to mean anything"
+    );
     for secret in [TOKEN, OLD_TOKEN, HMAC_SECRET, "guest:guest"] {
         assert!(!log.contains(secret), "secret {secret:?} in the logs");
     }
     for value in &sensitive {
-        assert!(!log.contains(value.as_str()), "personal value {value:?} in the logs");
+        assert!(
+            !log.contains(value.as_str()),
+            "personal value {value:?} in the logs"
+        );
     }
     assert_eq!(delivered, total, "every fixture reached its queue");
     delete_topology(&channel, &config.exchange).await;
@@ -106,13 +171,32 @@ fn config_errors_never_echo_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         // Wrong type on a secret key: figment quotes the value it found.
-        ("[[connections]]\nname = \"a\"\ntokens = \"tok-secret-1\"\n", "tok-secret-1", vec![]),
-        ("[[connections]]\nname = \"a\"\ntokens = [98765432]\n", "98765432", vec![]),
+        (
+            "[[connections]]\nname = \"a\"\ntokens = \"tok-secret-1\"\n",
+            "tok-secret-1",
+            vec![],
+        ),
+        (
+            "[[connections]]\nname = \"a\"\ntokens = [98765432]\n",
+            "98765432",
+            vec![],
+        ),
         ("[amqp]\nurl = 1234567\n", "1234567", vec![]),
         // A syntax error quotes the line it is on.
-        ("[[connections]]\nname = \"a\"\ntokens = [\"tok-secret-2\n", "tok-secret-2", vec![]),
+        (
+            "[[connections]]\nname = \"a\"\ntokens = [\"tok-secret-2\n",
+            "tok-secret-2",
+            vec![],
+        ),
         // The environment layer too.
-        ("", "tok-env-secret-3", vec![("RELAY__CONNECTIONS", "[{name=\"a\",tokens=\"tok-env-secret-3\"}]")]),
+        (
+            "",
+            "tok-env-secret-3",
+            vec![(
+                "RELAY__CONNECTIONS",
+                "[{name=\"a\",tokens=\"tok-env-secret-3\"}]",
+            )],
+        ),
     ];
     for (i, (text, secret, env)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("c{i}.toml"));
@@ -124,7 +208,11 @@ fn config_errors_never_echo_a_secret() {
             .output()
             .unwrap();
         assert!(!out.status.success(), "case {i} is invalid");
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(all.contains("invalid configuration"), "case {i}: {all}");
         assert!(!all.contains(secret), "case {i} printed the secret: {all}");
     }

@@ -7,7 +7,14 @@ use serde_json::{Map, Value};
 use whaticket_relay::event;
 use whaticket_relay::redact::RedactKeys;
 
-const LISTED: [&str; 6] = ["passwordHash", "password", "token", "metaAccessToken", "accessToken", "token_origin"];
+const LISTED: [&str; 6] = [
+    "passwordHash",
+    "password",
+    "token",
+    "metaAccessToken",
+    "accessToken",
+    "token_origin",
+];
 
 fn keys() -> RedactKeys {
     RedactKeys::new(LISTED)
@@ -41,7 +48,8 @@ fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(5, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec((key(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
@@ -56,7 +64,11 @@ fn expected(value: &Value, keys: &RedactKeys) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let v = if keys.matches(k) { Value::String("[redacted]".into()) } else { expected(v, keys) };
+                    let v = if keys.matches(k) {
+                        Value::String("[redacted]".into())
+                    } else {
+                        expected(v, keys)
+                    };
                     (k.clone(), v)
                 })
                 .collect(),
@@ -68,7 +80,9 @@ fn expected(value: &Value, keys: &RedactKeys) -> Value {
 
 fn has_listed_key(value: &Value, keys: &RedactKeys) -> bool {
     match value {
-        Value::Object(map) => map.iter().any(|(k, v)| keys.matches(k) || has_listed_key(v, keys)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| keys.matches(k) || has_listed_key(v, keys)),
         Value::Array(items) => items.iter().any(|v| has_listed_key(v, keys)),
         _ => false,
     }

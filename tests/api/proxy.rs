@@ -31,7 +31,9 @@ impl TcpProxy {
             let upstream_ports = upstream_ports.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((client, _)) = listener.accept().await else { continue };
+                    let Ok((client, _)) = listener.accept().await else {
+                        continue;
+                    };
                     if cut.load(Ordering::SeqCst) {
                         drop(client);
                         continue;
@@ -39,9 +41,14 @@ impl TcpProxy {
                     let mut killed = kill.subscribe();
                     let upstream_ports = upstream_ports.clone();
                     tokio::spawn(async move {
-                        let Ok(server) = TcpStream::connect(upstream).await else { return };
+                        let Ok(server) = TcpStream::connect(upstream).await else {
+                            return;
+                        };
                         if let Ok(local) = server.local_addr() {
-                            upstream_ports.lock().unwrap_or_else(|e| e.into_inner()).push(local.port());
+                            upstream_ports
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(local.port());
                         }
                         let (mut client, mut server) = (client, server);
                         tokio::select! {
@@ -52,7 +59,13 @@ impl TcpProxy {
                 }
             })
         };
-        TcpProxy { port, cut, kill, task, upstream_ports }
+        TcpProxy {
+            port,
+            cut,
+            kill,
+            task,
+            upstream_ports,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -67,7 +80,10 @@ impl TcpProxy {
 
     /// Local ports of every broker connection made so far, oldest first.
     pub fn upstream_ports(&self) -> Vec<u16> {
-        self.upstream_ports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.upstream_ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn restore(&self) {

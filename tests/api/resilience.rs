@@ -10,7 +10,10 @@ use whaticket_relay::event::Kind;
 use crate::helpers::*;
 
 fn unique_event(i: usize) -> String {
-    format!(r#"{{"acao":"load-test","seq":{i},"chamadoId":{},"companyId":1}}"#, i % 7)
+    format!(
+        r#"{{"acao":"load-test","seq":{i},"chamadoId":{},"companyId":1}}"#,
+        i % 7
+    )
 }
 
 async fn wait_status(app: &TestApp, path: &str, want: u16) {
@@ -20,7 +23,10 @@ async fn wait_status(app: &TestApp, path: &str, want: u16) {
         if status == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{path} answered {status}, never {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} answered {status}, never {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -40,7 +46,10 @@ async fn broker_outage_still_accepts_and_delivers_after() {
     proxy.cut();
     wait_status(&app, "/readyz", 503).await;
     let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
-    assert!(body["reason"].as_str().unwrap().contains("broker"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("broker"),
+        "{body}"
+    );
 
     let total = 40;
     for i in 0..total {
@@ -48,14 +57,21 @@ async fn broker_outage_still_accepts_and_delivers_after() {
         assert_eq!(response.status(), 202, "event {i} during the outage");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(app.store.stats().outbox > 0, "events cannot have been confirmed through a cut proxy");
+    assert!(
+        app.store.stats().outbox > 0,
+        "events cannot have been confirmed through a cut proxy"
+    );
 
     proxy.restore();
     wait_status(&app, "/readyz", 200).await;
     let messages = app.take_n(&app.queue(Kind::Other), total).await;
     let seqs: HashSet<u64> = messages
         .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.delivery.data).unwrap()["seq"].as_u64().unwrap())
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.delivery.data).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs.len(), total, "every accepted event is delivered");
     app.wait_outbox_empty().await;
@@ -99,10 +115,17 @@ async fn restart_keeps_dedup_and_outbox() {
     let (settings, data_dir) = app.stop().await;
 
     proxy.restore();
-    let app = spawn_app_with(Options { settings, data_dir: Some(data_dir) }).await;
+    let app = spawn_app_with(Options {
+        settings,
+        data_dir: Some(data_dir),
+    })
+    .await;
     app.wait_ready().await;
     // Dedup survived the restart.
-    assert_eq!(app.post_hook(fixture("status-open.json")).await.status(), 200);
+    assert_eq!(
+        app.post_hook(fixture("status-open.json")).await.status(),
+        200
+    );
     // The outbox survived it and drains now.
     app.take(&app.queue(Kind::Message)).await;
     app.take(&app.queue(Kind::Status)).await;
@@ -120,7 +143,12 @@ async fn graceful_stop_answers_requests_in_flight() {
     for i in 0..50 {
         let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
-            client.post(url).body(unique_event(i)).send().await.map(|r| r.status().as_u16())
+            client
+                .post(url)
+                .body(unique_event(i))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         }));
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -136,7 +164,11 @@ async fn graceful_stop_answers_requests_in_flight() {
         }
     }
     // Every 202 is durable: after a restart it is in the outbox or already delivered.
-    let app = spawn_app_with(Options { settings, data_dir: Some(data_dir) }).await;
+    let app = spawn_app_with(Options {
+        settings,
+        data_dir: Some(data_dir),
+    })
+    .await;
     app.wait_ready().await;
     assert!(accepted > 0, "no request was answered before the stop");
     let delivered = app.take_n(&app.queue(Kind::Other), accepted).await;

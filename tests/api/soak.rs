@@ -29,11 +29,15 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "endurance run: minutes of CPU; see README, Reliability"]
 async fn soak_a_million_events() {
-    let total: u64 = std::env::var("SOAK_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let total: u64 = std::env::var("SOAK_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let mut config = ChildConfig::new();
     // Delivered events are kept as briefly as keys are remembered, so the sweeper works on both
     // and the data dir must level off.
-    config.extra = "dedup_window = \"20s\"\nkeep_delivered = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
+    config.extra =
+        "dedup_window = \"20s\"\nkeep_delivered = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
     let relay = config.spawn().await;
     let pid = relay.child.id();
     let data = config.dir.path().join("data");
@@ -41,18 +45,27 @@ async fn soak_a_million_events() {
     // Consumer: a bitmap of delivered seqs (duplicates from resends counted once).
     let broker = broker_connection().await;
     let channel = broker.create_channel().await.expect("channel");
-    channel.basic_qos(1000, BasicQosOptions::default()).await.expect("qos");
+    channel
+        .basic_qos(1000, BasicQosOptions::default())
+        .await
+        .expect("qos");
     let mut consumer = channel
         .basic_consume(
             config.queue(Kind::Other).as_str().into(),
             "soak".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await
         .expect("consume");
-    let seen: Arc<Vec<std::sync::atomic::AtomicU8>> =
-        Arc::new((0..total).map(|_| std::sync::atomic::AtomicU8::new(0)).collect());
+    let seen: Arc<Vec<std::sync::atomic::AtomicU8>> = Arc::new(
+        (0..total)
+            .map(|_| std::sync::atomic::AtomicU8::new(0))
+            .collect(),
+    );
     let unique_delivered = Arc::new(AtomicUsize::new(0));
     let consumer_task = {
         let (seen, unique_delivered) = (seen.clone(), unique_delivered.clone());
@@ -70,12 +83,20 @@ async fn soak_a_million_events() {
     let run = unique("soak");
     let next = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let posters: Vec<_> = (0..32)
         .map(|_| {
-            let (next, accepted, http, url, run) =
-                (next.clone(), accepted.clone(), http.clone(), relay.hook_url(), run.clone());
+            let (next, accepted, http, url, run) = (
+                next.clone(),
+                accepted.clone(),
+                http.clone(),
+                relay.hook_url(),
+                run.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
@@ -96,7 +117,8 @@ async fn soak_a_million_events() {
         })
         .collect();
 
-    let (mut disk_peak, mut rss_peak, mut rss_at_10pct, mut disk_at_half) = (0u64, 0u64, 0u64, 0u64);
+    let (mut disk_peak, mut rss_peak, mut rss_at_10pct, mut disk_at_half) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut last_print = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -124,7 +146,10 @@ async fn soak_a_million_events() {
         if unique_delivered.load(Ordering::Relaxed) as u64 >= total {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(4 * 3600), "soak did not finish in 4 h");
+        assert!(
+            started.elapsed() < Duration::from_secs(4 * 3600),
+            "soak did not finish in 4 h"
+        );
     }
     for p in posters {
         p.await.expect("poster");
@@ -144,7 +169,11 @@ async fn soak_a_million_events() {
         rss_peak as f64 / 1024.0,
         rss_end as f64 / 1024.0
     );
-    assert_eq!(unique_delivered.load(Ordering::Relaxed) as u64, total, "every event delivered");
+    assert_eq!(
+        unique_delivered.load(Ordering::Relaxed) as u64,
+        total,
+        "every event delivered"
+    );
     // Bounded: the second half of the run adds less than the first half took (it levels off
     // once the sweeper expires as many keys as arrive).
     assert!(
@@ -152,7 +181,10 @@ async fn soak_a_million_events() {
         "disk kept growing: {disk_at_half} B at half, {disk_end} B at the end"
     );
     assert!(disk_peak < 2 * 1024 * 1024 * 1024, "data dir passed 2 GiB");
-    assert!(rss_end < rss_at_10pct.max(1) * 2 + 64 * 1024, "memory grew: {rss_at_10pct} KiB → {rss_end} KiB");
+    assert!(
+        rss_end < rss_at_10pct.max(1) * 2 + 64 * 1024,
+        "memory grew: {rss_at_10pct} KiB → {rss_end} KiB"
+    );
     drop(relay);
     consumer_task.abort();
     delete_topology(&channel, &config.exchange).await;

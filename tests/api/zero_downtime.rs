@@ -49,7 +49,11 @@ impl Setup {
     /// `bind` is not used (the socket is inherited) but is part of the file, for the
     /// "needs restart" check.
     fn write_config(&self, tokens: &[&str], bind: &str) {
-        let tokens = tokens.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+        let tokens = tokens
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let text = format!(
             r#"[server]
 bind = "{bind}"
@@ -121,7 +125,11 @@ impl Logs {
     async fn wait_for(&self, needle: &str, at_least: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.count(needle) < at_least {
-            assert!(Instant::now() < deadline, "no log line with {needle:?}; logs: {:#?}", self.lines());
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}; logs: {:#?}",
+                self.lines()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -203,16 +211,23 @@ fn spawn_relay(setup: &Setup, listener: &TcpListener, logs: &Logs, started: &Sta
 
 fn signal(pid: i32, signal: libc::c_int) {
     // SAFETY: kill(2) on a process this test started (or its announced successor).
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    assert_eq!(
+        unsafe { libc::kill(pid, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
 }
 
 async fn wait_exit(mut child: Child, started: &Started) -> std::process::ExitStatus {
     let pid = child.id() as i32;
-    let status = tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(move || child.wait()))
-        .await
-        .expect("relay did not exit within 20 s")
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("relay did not exit within 20 s")
+    .unwrap()
+    .unwrap();
     started.reaped(pid);
     status
 }
@@ -249,11 +264,16 @@ struct Outcome {
 
 /// Unique webhooks from `LOAD_TASKS` senders, each on a fresh connection as Whaticket posts them,
 /// until `stop` is set.
-fn start_load(base: String, stop: Arc<AtomicBool>, tokens: Arc<TokenPhase>) -> Vec<JoinHandle<Vec<Outcome>>> {
+fn start_load(
+    base: String,
+    stop: Arc<AtomicBool>,
+    tokens: Arc<TokenPhase>,
+) -> Vec<JoinHandle<Vec<Outcome>>> {
     let run = unique("load");
     (0..LOAD_TASKS)
         .map(|task| {
-            let (base, stop, tokens, run) = (base.clone(), stop.clone(), tokens.clone(), run.clone());
+            let (base, stop, tokens, run) =
+                (base.clone(), stop.clone(), tokens.clone(), run.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::builder()
                     .pool_max_idle_per_host(0)
@@ -274,7 +294,9 @@ fn start_load(base: String, stop: Arc<AtomicBool>, tokens: Arc<TokenPhase>) -> V
                     if token != OLD_TOKEN {
                         tokens.old_in_flight.fetch_sub(1, Ordering::SeqCst);
                     }
-                    let body = format!(r#"{{"acao":"zero-downtime-test","run":"{run}","task":{task},"n":{n}}}"#);
+                    let body = format!(
+                        r#"{{"acao":"zero-downtime-test","run":"{run}","task":{task},"n":{n}}}"#
+                    );
                     let started = Instant::now();
                     let sent = http
                         .post(format!("{base}/hooks/{CONNECTION}/{token}"))
@@ -290,7 +312,12 @@ fn start_load(base: String, stop: Arc<AtomicBool>, tokens: Arc<TokenPhase>) -> V
                                 .await
                                 .ok()
                                 .and_then(|v| v["id"].as_str().map(str::to_owned));
-                            Outcome { token, status: Ok(status), id, latency: started.elapsed() }
+                            Outcome {
+                                token,
+                                status: Ok(status),
+                                id,
+                                latency: started.elapsed(),
+                            }
                         }
                         Err(err) => Outcome {
                             token,
@@ -329,7 +356,13 @@ fn all_accepted(outcomes: &[Outcome], what: &str) -> HashSet<String> {
         failed.len(),
         slowest.as_millis()
     );
-    assert!(failed.is_empty(), "{what}: {} of {} requests failed: {:?}", failed.len(), outcomes.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{what}: {} of {} requests failed: {:?}",
+        failed.len(),
+        outcomes.len(),
+        &failed[..failed.len().min(5)]
+    );
     let ids: HashSet<String> = outcomes.iter().filter_map(|o| o.id.clone()).collect();
     assert_eq!(ids.len(), outcomes.len(), "every 202 carries its own id");
     ids
@@ -350,12 +383,22 @@ async fn assert_all_queued(setup: &Setup, ids: &HashSet<String>, restarts: usize
             .unwrap()
         {
             Some(message) => {
-                let id = message.delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let id = message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 *seen.entry(id).or_default() += 1;
             }
             None => {
                 let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
-                assert!(Instant::now() < deadline, "{missing} of {} accepted events never reached {queue}", ids.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "{missing} of {} accepted events never reached {queue}",
+                    ids.len()
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -363,7 +406,10 @@ async fn assert_all_queued(setup: &Setup, ids: &HashSet<String>, restarts: usize
     let strangers: Vec<_> = seen.keys().filter(|id| !ids.contains(*id)).collect();
     assert!(strangers.is_empty(), "unexpected messages: {strangers:?}");
     let resent: usize = seen.values().map(|n| n - 1).sum();
-    println!("{} events queued, {resent} resent (at least once)", ids.len());
+    println!(
+        "{} events queued, {resent} resent (at least once)",
+        ids.len()
+    );
     assert!(
         resent <= MAX_IN_FLIGHT * restarts,
         "{resent} duplicates: more than the {MAX_IN_FLIGHT} publishes that can be unconfirmed per stop"
@@ -373,13 +419,20 @@ async fn assert_all_queued(setup: &Setup, ids: &HashSet<String>, restarts: usize
 async fn delete_broker_objects(setup: &Setup) {
     let broker = broker_connection().await;
     let channel = broker.create_channel().await.unwrap();
-    let mut queues: Vec<String> = Kind::ALL.iter().map(|k| format!("{}.{k}", setup.name)).collect();
+    let mut queues: Vec<String> = Kind::ALL
+        .iter()
+        .map(|k| format!("{}.{k}", setup.name))
+        .collect();
     queues.push(format!("{}.dead", setup.name));
     for queue in queues {
-        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     for exchange in [setup.name.clone(), format!("{}.dlx", setup.name)] {
-        let _ = channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
     }
 }
 
@@ -410,7 +463,11 @@ async fn a_socket_activated_restart_refuses_nothing_and_loses_nothing() {
     let outcomes = finish_load(&stop, load).await;
 
     let ids = all_accepted(&outcomes, "socket-activated restart");
-    assert!(ids.len() > 20, "too little load to prove anything: {}", ids.len());
+    assert!(
+        ids.len() > 20,
+        "too little load to prove anything: {}",
+        ids.len()
+    );
     assert_all_queued(&setup, &ids, 1).await;
     signal(second.id() as i32, libc::SIGTERM);
     let status = wait_exit(second, &started).await;
@@ -423,7 +480,10 @@ async fn a_sigusr2_hand_over_refuses_nothing_and_loses_nothing() {
     // The successor is the first relay's child; once that exits, it is re-parented to us, so
     // that we can reap it.
     // SAFETY: prctl on this process only.
-    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, 0);
+    assert_eq!(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        0
+    );
     let setup = Setup::new(&[OLD_TOKEN]);
     let logs = Logs::default();
     let started = Started::default();
@@ -439,16 +499,26 @@ async fn a_sigusr2_hand_over_refuses_nothing_and_loses_nothing() {
     signal(first.id() as i32, libc::SIGUSR2);
     let status = wait_exit(first, &started).await;
     assert!(status.success(), "first relay: {status}");
-    let successor = logs.successor_pid().expect("the first relay logs its successor's pid");
+    let successor = logs
+        .successor_pid()
+        .expect("the first relay logs its successor's pid");
     started.add(successor);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let outcomes = finish_load(&stop, load).await;
 
     let ids = all_accepted(&outcomes, "SIGUSR2 hand-over");
-    assert!(ids.len() > 20, "too little load to prove anything: {}", ids.len());
+    assert!(
+        ids.len() > 20,
+        "too little load to prove anything: {}",
+        ids.len()
+    );
     assert_all_queued(&setup, &ids, 1).await;
     wait_ready(&base).await;
-    assert!(logs.count("storage directory") > 0 || logs.count("relay started") >= 2, "{:#?}", logs.lines());
+    assert!(
+        logs.count("storage directory") > 0 || logs.count("relay started") >= 2,
+        "{:#?}",
+        logs.lines()
+    );
 
     signal(successor, libc::SIGTERM);
     let status = tokio::task::spawn_blocking(move || {
@@ -457,10 +527,16 @@ async fn a_sigusr2_hand_over_refuses_nothing_and_loses_nothing() {
         let reaped = unsafe { libc::waitpid(successor, &mut status, 0) };
         (reaped, status)
     });
-    let (reaped, status) = tokio::time::timeout(Duration::from_secs(20), status).await.unwrap().unwrap();
+    let (reaped, status) = tokio::time::timeout(Duration::from_secs(20), status)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reaped, successor, "successor not reaped");
     started.reaped(successor);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "successor exit status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "successor exit status {status}"
+    );
     delete_broker_objects(&setup).await;
 }
 
@@ -505,7 +581,11 @@ async fn sighup_rotates_a_token_under_load_without_failing_a_valid_request() {
     logs.wait_for("configuration reloaded", 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outcomes = finish_load(&stop, load).await;
-    assert_eq!(post(OLD_TOKEN).await.unwrap().status(), 401, "the old token is refused once removed");
+    assert_eq!(
+        post(OLD_TOKEN).await.unwrap().status(),
+        401,
+        "the old token is refused once removed"
+    );
     assert_eq!(post(NEW_TOKEN).await.unwrap().status(), 202);
 
     all_accepted(&outcomes, "token rotation");
@@ -524,10 +604,16 @@ async fn sighup_rotates_a_token_under_load_without_failing_a_valid_request() {
     setup.write_config(&[NEW_TOKEN, OLD_TOKEN], "127.0.0.1:1");
     signal(pid, libc::SIGHUP);
     logs.wait_for("needs restart", 1).await;
-    assert!(logs.lines().iter().any(|l| l.contains("needs restart") && l.contains("server.bind")));
+    assert!(logs
+        .lines()
+        .iter()
+        .any(|l| l.contains("needs restart") && l.contains("server.bind")));
     assert_eq!(post(OLD_TOKEN).await.unwrap().status(), 202);
     for token in [OLD_TOKEN, NEW_TOKEN, "short"] {
-        assert!(!logs.lines().iter().any(|l| l.contains(token)), "a token was logged");
+        assert!(
+            !logs.lines().iter().any(|l| l.contains(token)),
+            "a token was logged"
+        );
     }
 
     signal(pid, libc::SIGTERM);
@@ -539,7 +625,9 @@ async fn sighup_rotates_a_token_under_load_without_failing_a_valid_request() {
 async fn reload_handle_swaps_credentials_atomically_and_keeps_them_on_an_invalid_config() {
     let options = Options::new();
     let settings = options.settings.clone();
-    let app = Application::build(settings.clone()).await.expect("relay failed to start");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("relay failed to start");
     let base = format!("http://127.0.0.1:{}", app.port());
     let reload = app.reload_handle();
     let handle = app.handle();
@@ -568,15 +656,26 @@ async fn reload_handle_swaps_credentials_atomically_and_keeps_them_on_an_invalid
     let mut invalid = rotated.clone();
     invalid.connections[0].tokens = vec![Secret::new("bad token")];
     assert!(reload.apply(invalid).is_err());
-    assert_eq!(status(NEW_TOKEN).await.unwrap().status(), 202, "the old rules stay in force");
+    assert_eq!(
+        status(NEW_TOKEN).await.unwrap().status(),
+        202,
+        "the old rules stay in force"
+    );
 
     let mut moved = rotated.clone();
     moved.server.bind = "127.0.0.1:1".to_owned();
     moved.storage.path = Path::new("/elsewhere").to_owned();
     moved.amqp.url = AmqpUrl::new("amqp://guest:other-password@127.0.0.1:5672/%2f");
     let done = reload.apply(moved).expect("valid config applies");
-    assert_eq!(done.needs_restart, vec!["server.bind", "storage.path", "amqp.url"]);
-    assert_eq!(status(NEW_TOKEN).await.unwrap().status(), 202, "still served on the old listener");
+    assert_eq!(
+        done.needs_restart,
+        vec!["server.bind", "storage.path", "amqp.url"]
+    );
+    assert_eq!(
+        status(NEW_TOKEN).await.unwrap().status(),
+        202,
+        "still served on the old listener"
+    );
 
     handle.stop(true).await;
     run.await.unwrap().unwrap();

@@ -1,0 +1,191 @@
+//! Storage-layer benchmark: durable appends/s through the group commit, and the data dir's size over a long run while the sweeper works.
+//!
+//! `cargo bench --bench store`. No HTTP, no broker: 32 tasks append unique ~1.5 KB events (each
+//! answered only once fsynced, as in the relay), a stand-in for the publisher takes them out of
+//! the outbox as the real one does after a confirm, and the sweeper expires dedup keys and kept
+//! delivered events. It prints the rate and the data dir's allocated size as the run goes, so a
+//! store layout's disk plateau (or creep) shows in minutes instead of a full soak.
+//!
+//! Environment: `STORE_BENCH_EVENTS` (default 300 000), `STORE_BENCH_WRITERS` (32),
+//! `STORE_BENCH_WINDOW_SECS` (dedup window and keep_delivered, 20), `STORE_BENCH_BODY` (bytes, 1500).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use whaticket_relay::config::Settings;
+use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
+use whaticket_relay::store::{Appended, Store};
+
+fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Allocated bytes under `dir` (what `du` shows: holes sled punches do not count).
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn event(n: u64, body_len: usize) -> Event {
+    let id: [u8; 32] = Sha256::digest(n.to_be_bytes()).into();
+    let mut body = format!("{{\"acao\":\"bench\",\"seq\":{n},\"pad\":\"");
+    while body.len() + 2 < body_len {
+        body.push('x');
+    }
+    body.push_str("\"}");
+    Event {
+        meta: EventMeta {
+            id: EventId(id[..16].try_into().unwrap_or_default()),
+            kind: Kind::Message,
+            connection: "bench".to_owned(),
+            action: Some("start".to_owned()),
+            company_id: Some(1),
+            ticket_id: Some((n % 997) as i64),
+            from_me: Some(false),
+            received_at_ms: now_ms(),
+        },
+        body: Bytes::from(body),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let total = env_or("STORE_BENCH_EVENTS", 300_000)?;
+    let writers = env_or("STORE_BENCH_WRITERS", 32)?;
+    let window = Duration::from_secs(env_or("STORE_BENCH_WINDOW_SECS", 20)?);
+    let body_len = usize::try_from(env_or("STORE_BENCH_BODY", 1500)?)?;
+
+    let dir = tempfile::tempdir()?;
+    // The relay's own defaults, with the bench's window: what a deployment runs.
+    let mut storage = Settings::load(None)?.storage;
+    storage.path = dir.path().join("data");
+    storage.dedup_window = window;
+    storage.keep_delivered = window;
+    storage.sweep_interval = Duration::from_secs(1);
+    let store = Store::open(&storage)?;
+    let shutdown = CancellationToken::new();
+    let sweeper = store.spawn_sweeper(storage.sweep_interval, shutdown.clone());
+
+    // Stand-in for the publisher: confirmed events leave the outbox in batches.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let deliverer = {
+        let (store, delivered, shutdown) =
+            (store.clone(), Arc::clone(&delivered), shutdown.clone());
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let batch = store.pending_after(last, 1024)?;
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),
+                        _ = store.appended() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                    continue;
+                }
+                let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
+                last = seqs.last().copied();
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || s.remove_delivered(&seqs)).await??;
+                delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (store, next) = (store.clone(), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let outcome = store.append(event(n, body_len)).await?;
+                ensure!(
+                    outcome == Appended::Accepted,
+                    "event {n} was not accepted: {outcome:?}"
+                );
+            }
+        }));
+    }
+
+    println!("store bench: {total} events of {body_len} B, {writers} writers, window {window:?}");
+    let (mut peak, mut at_half) = (0u64, None);
+    let mut last_print = Instant::now();
+    let (mut prev_done, mut prev_at) = (0u64, Instant::now());
+    while tasks.iter().any(|t| !t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let disk = allocated(dir.path());
+        peak = peak.max(disk);
+        let done = next.load(Ordering::Relaxed).min(total);
+        if at_half.is_none() && done >= total / 2 {
+            at_half = Some(disk);
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            let rate = (done - prev_done) as f64 / prev_at.elapsed().as_secs_f64();
+            println!(
+                "  {done:>9} appended  {:>9} delivered  {rate:>7.0}/s  disk {:>7.1} MiB  dedup keys {:>8}  outbox {:>7}",
+                delivered.load(Ordering::Relaxed),
+                disk as f64 / 1048576.0,
+                store.dedup_keys(),
+                store.outbox_usage().0,
+            );
+            (prev_done, prev_at, last_print) = (done, Instant::now(), Instant::now());
+        }
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    while delivered.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.flush().await?;
+    let end = allocated(dir.path());
+    println!(
+        "store bench done: {total} durable appends in {secs:.1} s = {:.0}/s; disk at half {:.1} MiB, peak {:.1} MiB, end {:.1} MiB",
+        total as f64 / secs,
+        at_half.unwrap_or(0) as f64 / 1048576.0,
+        peak.max(end) as f64 / 1048576.0,
+        end as f64 / 1048576.0,
+    );
+    shutdown.cancel();
+    sweeper.await?;
+    deliverer.await??;
+    Ok(())
+}

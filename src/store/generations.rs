@@ -1,0 +1,200 @@
+//! Time-sliced trees: entries that expire together live in one sled tree, dropped whole once its slice has expired.
+//!
+//! Deleting expired keys one by one left sled's log creeping (segments are reclaimed lazily and
+//! half-empty leaves stay), and every deletion cost a write. A slice is one tree named
+//! `{prefix}{end_ms}`, holding entries whose time (expiry, delivery) falls in
+//! `[end_ms - width, end_ms)`; expiring it is one `drop_tree`.
+//!
+//! sled must not be used through a handle of a dropped tree, so every access holds the read lock
+//! for its whole (synchronous) duration and never keeps a handle past it; expiry removes slices
+//! under the write lock and drops them after releasing it, when no one can reach them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+
+use super::StoreError;
+
+/// One slice: its tree and running counts of its entries (kept beside it, so no one counts a tree).
+pub(super) struct Slice {
+    pub(super) tree: sled::Tree,
+    pub(super) entries: AtomicU64,
+    pub(super) bytes: AtomicU64,
+}
+
+impl Slice {
+    pub(super) fn added(&self, entries: u64, bytes: u64) {
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn removed(&self, entries: u64, bytes: u64) {
+        let _ = self
+            .entries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(entries))
+            });
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+    }
+}
+
+/// Slices by their end time (exclusive), oldest first.
+pub(super) type Slices = BTreeMap<u64, Slice>;
+
+pub(super) struct Generations {
+    db: sled::Db,
+    prefix: &'static str,
+    width_ms: u64,
+    slices: RwLock<Slices>,
+}
+
+/// What expiry took out: already unreachable, dropped by [`Generations::drop_expired`].
+pub(super) struct Expired {
+    names: Vec<String>,
+    pub(super) entries: u64,
+    pub(super) bytes: u64,
+}
+
+impl Generations {
+    /// Opens the slices found in `db`, counting each once. `width_ms` only shapes new slices:
+    /// old ones keep their bounds when the setting changes.
+    pub(super) fn open(
+        db: &sled::Db,
+        prefix: &'static str,
+        width_ms: u64,
+    ) -> Result<Generations, StoreError> {
+        let mut slices = Slices::new();
+        for name in db.tree_names() {
+            let Some(end) = std::str::from_utf8(&name)
+                .ok()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|end| end.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let tree = db.open_tree(&name)?;
+            let (mut entries, mut bytes) = (0u64, 0u64);
+            for entry in tree.iter() {
+                let (_, value) = entry?;
+                entries += 1;
+                bytes += value.len() as u64;
+            }
+            slices.insert(
+                end,
+                Slice {
+                    tree,
+                    entries: AtomicU64::new(entries),
+                    bytes: AtomicU64::new(bytes),
+                },
+            );
+        }
+        Ok(Generations {
+            db: db.clone(),
+            prefix,
+            width_ms: width_ms.max(1),
+            slices: RwLock::new(slices),
+        })
+    }
+
+    fn name(&self, end: u64) -> String {
+        // Zero-padded so names also sort by time in listings.
+        format!("{}{end:020}", self.prefix)
+    }
+
+    /// Read access to every slice; hold it only for synchronous work.
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, Slices> {
+        // A panic while holding the lock cannot leave the map half-changed (single inserts/removes).
+        self.slices
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// End (the map key) of the slice holding time `at`.
+    pub(super) fn end_of(&self, at: u64) -> u64 {
+        (at / self.width_ms)
+            .saturating_add(1)
+            .saturating_mul(self.width_ms)
+    }
+
+    /// Makes sure the slice holding time `at` exists and returns its end. Look it up under
+    /// [`Generations::read`] right after: it may have expired in between, and is then absent.
+    pub(super) fn ensure(&self, at: u64) -> Result<u64, StoreError> {
+        let end = self.end_of(at);
+        if self.read().contains_key(&end) {
+            return Ok(end);
+        }
+        let mut slices = self
+            .slices
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !slices.contains_key(&end) {
+            let slice = Slice {
+                tree: self.db.open_tree(self.name(end))?,
+                entries: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+            };
+            slices.insert(end, slice);
+        }
+        Ok(end)
+    }
+
+    /// Takes out every slice ending at or before `cutoff`; after this no one can reach them.
+    pub(super) fn take_expired(&self, cutoff: u64) -> Expired {
+        let mut slices = self
+            .slices
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keep = slices.split_off(&cutoff.saturating_add(1));
+        let gone = std::mem::replace(&mut *slices, keep);
+        drop(slices);
+        let mut expired = Expired {
+            names: Vec::with_capacity(gone.len()),
+            entries: 0,
+            bytes: 0,
+        };
+        for (end, slice) in gone {
+            expired.entries += slice.entries.load(Ordering::Relaxed);
+            expired.bytes += slice.bytes.load(Ordering::Relaxed);
+            expired.names.push(self.name(end));
+        }
+        expired
+    }
+
+    /// Takes out the oldest slice, whatever its time (size caps).
+    pub(super) fn take_oldest(&self) -> Option<Expired> {
+        let mut slices = self
+            .slices
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (end, slice) = slices.pop_first()?;
+        Some(Expired {
+            names: vec![self.name(end)],
+            entries: slice.entries.load(Ordering::Relaxed),
+            bytes: slice.bytes.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Frees what [`Generations::take_expired`] took out.
+    pub(super) fn drop_expired(&self, expired: &Expired) -> Result<(), StoreError> {
+        for name in &expired.names {
+            self.db.drop_tree(name)?;
+        }
+        Ok(())
+    }
+
+    /// Entries and bytes over all slices.
+    pub(super) fn totals(&self) -> (u64, u64) {
+        self.read()
+            .values()
+            .fold((0, 0), |(entries, bytes), slice| {
+                (
+                    entries + slice.entries.load(Ordering::Relaxed),
+                    bytes + slice.bytes.load(Ordering::Relaxed),
+                )
+            })
+    }
+}
