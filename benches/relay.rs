@@ -8,9 +8,10 @@
 //!    cannot hide its stalls by slowing the load), 202 latency and send → delivered to a consumer;
 //! 4. the relay's memory (its own process) and the store's bytes on disk per event and per dedup key.
 //!
-//! The relay runs in a child process: this bench binary re-executed with `WHATICKET_RELAY_BENCH_CHILD`
-//! set, running what `whaticket-relay serve` runs (config/default.toml + `RELAY__…` overrides,
-//! logging on at the configured level), so its memory is measured apart from the load generator's.
+//! The relay runs as its own process: the real `whaticket-relay serve` binary (its default config
+//! plus `RELAY__…` overrides for the port, data dir and names, logging on at the configured level),
+//! so its memory and CPU are measured apart from the load generator's. The CPU time each process
+//! (relay, RabbitMQ, load generator) spends per event is read from /proc, to show what limits a run.
 //!
 //! Environment: `BENCH_QUICK=1` (smoke run: small counts, 3 s steady), `BENCH_REQUESTS`,
 //! `BENCH_CLIENTS`, `BENCH_RATE`, `BENCH_STEADY_SECS`, `BENCH_AMQP_URL`, `BENCH_RELAY_LOG=<file>`
@@ -41,10 +42,8 @@ use whaticket_relay::config::{AmqpSettings, Settings};
 use whaticket_relay::event::Kind;
 use whaticket_relay::redact::RedactKeys;
 use whaticket_relay::store::{Appended, Store};
-use whaticket_relay::{event, topology, Application};
+use whaticket_relay::{event, topology};
 
-const CHILD_ENV: &str = "WHATICKET_RELAY_BENCH_CHILD";
-const PORT_FILE_ENV: &str = "WHATICKET_RELAY_BENCH_PORT_FILE";
 const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const CONNECTION: &str = "bench";
 const TOKEN: &str = "bench-token-0123456789";
@@ -104,9 +103,6 @@ const FIXTURES: [(&str, &[u8]); 11] = [
 ];
 
 fn main() -> ExitCode {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return relay_child();
-    }
     // `cargo test --benches` runs this binary without `--bench`: nothing to test here.
     if !std::env::args().any(|a| a == "--bench") {
         println!("relay benchmark skipped: run it with `cargo bench --bench relay`");
@@ -139,53 +135,7 @@ fn main() -> ExitCode {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The relay child process
-
-/// What `whaticket-relay serve` does, plus: the bound port is written to a file, and the relay
-/// stops gracefully (as on SIGTERM) when its stdin closes.
-fn relay_child() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("relay child: cannot start tokio: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(relay_child_main()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("relay child: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn relay_child_main() -> Result<()> {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
-    let settings = Settings::load(Some(&config)).context("relay config")?;
-    whaticket_relay::telemetry::init(&settings.log);
-    let port_file = PathBuf::from(std::env::var_os(PORT_FILE_ENV).context("port file not given")?);
-    let app = Application::build(settings)
-        .await
-        .context("relay failed to start")?;
-    let tmp = port_file.with_extension("tmp");
-    std::fs::write(&tmp, app.port().to_string())?;
-    std::fs::rename(&tmp, &port_file)?;
-
-    let handle = app.handle();
-    let runtime = tokio::runtime::Handle::current();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-        runtime.block_on(handle.stop(true));
-    });
-    app.run_until_stopped()
-        .await
-        .context("relay stopped with an error")?;
-    Ok(())
-}
+// The relay process
 
 struct RelayProcess {
     child: Child,
@@ -197,9 +147,11 @@ struct RelayProcess {
 impl RelayProcess {
     fn spawn(broker: &str, amqp: AmqpSettings) -> Result<RelayProcess> {
         let dir = tempfile::Builder::new().prefix("relay-bench-").tempdir()?;
-        let port_file = dir.path().join("port");
-        let exe = std::env::current_exe()?;
-        let mut command = Command::new(exe);
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.port()
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
         // The relay's config must be the shipped one plus these overrides only.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RELAY__") || key == "RUST_LOG" {
@@ -211,9 +163,8 @@ impl RelayProcess {
             None => Stdio::null(),
         };
         command
-            .env(CHILD_ENV, "1")
-            .env(PORT_FILE_ENV, &port_file)
-            .env("RELAY__SERVER__BIND", "127.0.0.1:0")
+            .arg("serve")
+            .env("RELAY__SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("RELAY__STORAGE__PATH", dir.path().join("data"))
             .env("RELAY__AMQP__URL", broker)
             .env("RELAY__AMQP__EXCHANGE", &amqp.exchange)
@@ -222,26 +173,10 @@ impl RelayProcess {
                 "RELAY__CONNECTIONS",
                 format!(r#"[{{name="{CONNECTION}",tokens=["{TOKEN}"]}}]"#),
             )
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
             .stdout(log)
             .stderr(Stdio::inherit());
-        let mut child = command
-            .spawn()
-            .context("cannot start the relay child process")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                break text.trim().parse::<u16>().context("port file")?;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("the relay exited during start-up ({status})");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("the relay did not start within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let child = command.spawn().context("cannot start the relay process")?;
         Ok(RelayProcess {
             child,
             port,
@@ -254,10 +189,13 @@ impl RelayProcess {
         format!("http://127.0.0.1:{}/hooks/{CONNECTION}/{TOKEN}", self.port)
     }
 
-    async fn wait_ready(&self, http: &reqwest::Client) -> Result<()> {
+    async fn wait_ready(&mut self, http: &reqwest::Client) -> Result<()> {
         let url = format!("http://127.0.0.1:{}/readyz", self.port);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the relay exited during start-up ({status})");
+            }
             if let Ok(resp) = http.get(&url).send().await {
                 if resp.status() == reqwest::StatusCode::OK {
                     return Ok(());
@@ -275,9 +213,14 @@ impl RelayProcess {
         Memory::of(self.child.id())
     }
 
-    /// Graceful stop (stdin closed = SIGTERM path); the exit status must be success.
+    /// Graceful stop (SIGTERM); the exit status must be success.
     fn stop(&mut self) -> Result<()> {
-        drop(self.child.stdin.take());
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) on our own child's pid, which we have not waited for yet.
+        ensure!(
+            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
+            "cannot signal the relay"
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -327,6 +270,81 @@ impl Memory {
         Ok(Memory {
             rss_kb: field("VmRSS:")?,
             hwm_kb: field("VmHWM:")?,
+        })
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/<pid>/stat (Linux).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("/proc/<pid>/stat (Linux only)")?;
+    // The command name sits in parentheses and may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, the 12th and 13th after the name.
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .context("short /proc/<pid>/stat")?
+            .parse()
+            .context("stat field")
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    Ok(Duration::from_secs_f64(
+        (field(11)? + field(12)?) as f64 / hz as f64,
+    ))
+}
+
+/// The local RabbitMQ's Erlang VM, when it runs on this machine.
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == "beam.smp").then_some(pid)
+        })
+}
+
+/// CPU used so far by the relay (when running), the broker (when local) and this process.
+#[derive(Clone, Copy, Default)]
+struct CpuMark {
+    relay: Option<Duration>,
+    broker: Option<Duration>,
+    load: Duration,
+}
+
+impl CpuMark {
+    fn now(relay: Option<u32>, broker: Option<u32>) -> Result<CpuMark> {
+        Ok(CpuMark {
+            relay: relay.map(cpu_time).transpose()?,
+            broker: broker.and_then(|pid| cpu_time(pid).ok()),
+            load: cpu_time(std::process::id())?,
+        })
+    }
+
+    /// Microseconds of CPU per event since `earlier`, for each process measured.
+    fn per_event(&self, earlier: &CpuMark, events: u64) -> Value {
+        let us = |now: Option<Duration>, then: Option<Duration>| match (now, then) {
+            (Some(now), Some(then)) => json!(
+                ((now.saturating_sub(then).as_secs_f64() * 1e6 / events.max(1) as f64) * 10.0)
+                    .round()
+                    / 10.0
+            ),
+            _ => Value::Null,
+        };
+        json!({
+            "relay": us(self.relay, earlier.relay),
+            "broker": us(self.broker, earlier.broker),
+            "load_generator": us(Some(self.load), Some(earlier.load)),
         })
     }
 }
@@ -673,10 +691,16 @@ async fn run_size(
     http: &reqwest::Client,
     cleanup: &mut Cleanup,
 ) -> Result<Value> {
+    let broker_pid = broker_pid();
+    let before = CpuMark::now(None, broker_pid)?;
     let ceiling = ceiling(broker, bodies, n, cleanup)
         .await
         .context("ceiling")?;
-    println!("ceiling: {:.0} msgs/s", ceiling);
+    let ceiling_cpu = CpuMark::now(None, broker_pid)?.per_event(&before, n);
+    println!(
+        "ceiling: {:.0} msgs/s; CPU per message: broker {} µs, publisher {} µs",
+        ceiling, ceiling_cpu["broker"], ceiling_cpu["load_generator"]
+    );
 
     let store_only = store_only(bodies, n.min(5000))
         .await
@@ -696,13 +720,22 @@ async fn run_size(
     let idle = relay.memory()?;
     let channel = broker.create_channel().await?;
 
+    let relay_pid = Some(relay.child.id());
+    let before = CpuMark::now(relay_pid, broker_pid)?;
     let sat = saturation(&relay, http, bodies, n, plan.clients, &channel)
         .await
         .context("saturation")?;
+    let saturation_cpu = CpuMark::now(relay_pid, broker_pid)?.per_event(&before, n);
     let after_saturation = relay.memory()?;
     println!(
-        "saturation: {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s)",
-        sat.accepted_per_sec, sat.drain_secs, sat.confirmed_per_sec
+        "saturation: {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s); \
+         CPU per event: relay {} µs, broker {} µs, load generator {} µs",
+        sat.accepted_per_sec,
+        sat.drain_secs,
+        sat.confirmed_per_sec,
+        saturation_cpu["relay"],
+        saturation_cpu["broker"],
+        saturation_cpu["load_generator"]
     );
     purge(&channel, &relay.amqp).await?;
 
@@ -740,6 +773,7 @@ async fn run_size(
         "mean_body_bytes": bodies.mean_len,
         "requests": n,
         "ceiling_msgs_per_sec": ceiling.round(),
+        "ceiling_cpu_us_per_msg": ceiling_cpu,
         "saturation": {
             "accepted_per_sec": sat.accepted_per_sec.round(),
             "accepted_pct_of_ceiling": (sat.accepted_per_sec / ceiling * 1000.0).round() / 10.0,
@@ -747,6 +781,7 @@ async fn run_size(
             "all_confirmed_after_load_secs": (sat.drain_secs * 1000.0).round() / 1000.0,
             "confirmed_per_sec_end_to_end": sat.confirmed_per_sec.round(),
             "confirmed_pct_of_ceiling": (sat.confirmed_per_sec / ceiling * 1000.0).round() / 10.0,
+            "cpu_us_per_event": saturation_cpu,
         },
         "steady": {
             "rate": plan.rate,
@@ -1354,6 +1389,16 @@ fn print_table(figures: &Value) {
             Box::new(|s: &Value| num(&s["ceiling_msgs_per_sec"])),
         ),
         (
+            "  CPU µs/msg: broker, publisher",
+            Box::new(|s: &Value| {
+                format!(
+                    "{} / {}",
+                    num(&s["ceiling_cpu_us_per_msg"]["broker"]),
+                    num(&s["ceiling_cpu_us_per_msg"]["load_generator"])
+                )
+            }),
+        ),
+        (
             "saturation: accepted/s",
             Box::new(|s: &Value| num(&s["saturation"]["accepted_per_sec"])),
         ),
@@ -1376,6 +1421,18 @@ fn print_table(figures: &Value) {
         (
             "  end-to-end % of ceiling",
             Box::new(|s: &Value| num(&s["saturation"]["confirmed_pct_of_ceiling"])),
+        ),
+        (
+            "  CPU µs/event: relay, broker, load",
+            Box::new(|s: &Value| {
+                let cpu = &s["saturation"]["cpu_us_per_event"];
+                format!(
+                    "{} / {} / {}",
+                    num(&cpu["relay"]),
+                    num(&cpu["broker"]),
+                    num(&cpu["load_generator"])
+                )
+            }),
         ),
         (
             "steady: 202 p50/p99/max (ms)",

@@ -82,6 +82,11 @@ fn event(n: u64, body_len: usize) -> Event {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `cargo test --benches` runs this binary without `--bench`: nothing to test here.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("store benchmark skipped: run it with `cargo bench --bench store`");
+        return Ok(());
+    }
     let total = env_or("STORE_BENCH_EVENTS", 300_000)?;
     let writers = env_or("STORE_BENCH_WRITERS", 32)?;
     let window = Duration::from_secs(env_or("STORE_BENCH_WINDOW_SECS", 20)?);

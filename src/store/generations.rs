@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use super::StoreError;
+use super::{subtract, StoreError};
 
 /// One slice: its tree and running counts of its entries (kept beside it, so no one counts a tree).
 pub(super) struct Slice {
@@ -29,16 +29,8 @@ impl Slice {
     }
 
     pub(super) fn removed(&self, entries: u64, bytes: u64) {
-        let _ = self
-            .entries
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(entries))
-            });
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(bytes))
-            });
+        subtract(&self.entries, entries);
+        subtract(&self.bytes, bytes);
     }
 }
 

@@ -127,7 +127,7 @@ pub struct ReplayFilter {
     pub connection: Option<String>,
 }
 
-/// Records handed to the writer per replay command: bounds one transaction.
+/// Records handed to the writer per replay command: bounds one group.
 const REQUEUE_BATCH: usize = 1024;
 
 /// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
@@ -174,6 +174,13 @@ impl Trees {
             meta: db.open_tree("meta")?,
         })
     }
+}
+
+/// Takes `n` off a running count, stopping at zero (counts are informational; a race must not wrap them).
+pub(super) fn subtract(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+        Some(c.saturating_sub(n))
+    });
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -426,16 +433,8 @@ impl Store {
 
     fn outbox_removed(&self, events: u64, bytes: u64) {
         let counters = &self.inner.counters;
-        let _ = counters
-            .outbox_events
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(events))
-            });
-        let _ = counters
-            .outbox_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(bytes))
-            });
+        subtract(&counters.outbox_events, events);
+        subtract(&counters.outbox_bytes, bytes);
     }
 
     /// Events and bytes in the outbox, from the running counters (O(1)).
@@ -447,7 +446,7 @@ impl Store {
         )
     }
 
-    /// Bytes of the delivered events kept for replay (O(1)).
+    /// Bytes of the delivered events kept for replay (running counts per slice).
     pub fn delivered_bytes(&self) -> u64 {
         self.inner.trees.delivered.totals().1
     }
@@ -796,7 +795,7 @@ impl Store {
         self.inner.trees.dead.len()
     }
 
-    /// How many dedup keys are held (O(1)).
+    /// How many dedup keys are held (running counts per slice).
     pub fn dedup_keys(&self) -> usize {
         usize::try_from(self.inner.trees.dedup.totals().0).unwrap_or(usize::MAX)
     }

@@ -72,7 +72,7 @@ pub(super) struct Writer {
     pub(super) limits: Limits,
 }
 
-/// An append that made it into the transaction.
+/// An append that made it into the group.
 struct Staged {
     id: EventId,
     expiry_ms: u64,
