@@ -123,13 +123,12 @@ impl Generations {
             .slices
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !slices.contains_key(&end) {
-            let slice = Slice {
+        if let std::collections::btree_map::Entry::Vacant(slot) = slices.entry(end) {
+            slot.insert(Slice {
                 tree: self.db.open_tree(self.name(end))?,
                 entries: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
-            };
-            slices.insert(end, slice);
+            });
         }
         Ok(end)
     }
