@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{subtract, StoreError};
 
@@ -105,6 +105,13 @@ impl Generations {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Write access, for adding and taking out slices only (no sled work under it).
+    fn write(&self) -> RwLockWriteGuard<'_, Slices> {
+        self.slices
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// End (the map key) of the slice holding time `at`.
     pub(super) fn end_of(&self, at: u64) -> u64 {
         (at / self.width_ms)
@@ -119,10 +126,7 @@ impl Generations {
         if self.read().contains_key(&end) {
             return Ok(end);
         }
-        let mut slices = self
-            .slices
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slices = self.write();
         if let std::collections::btree_map::Entry::Vacant(slot) = slices.entry(end) {
             slot.insert(Slice {
                 tree: self.db.open_tree(self.name(end))?,
@@ -135,10 +139,7 @@ impl Generations {
 
     /// Takes out every slice ending at or before `cutoff`; after this no one can reach them.
     pub(super) fn take_expired(&self, cutoff: u64) -> Expired {
-        let mut slices = self
-            .slices
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slices = self.write();
         let keep = slices.split_off(&cutoff.saturating_add(1));
         let gone = std::mem::replace(&mut *slices, keep);
         drop(slices);
@@ -157,10 +158,7 @@ impl Generations {
 
     /// Takes out the oldest slice, whatever its time (size caps).
     pub(super) fn take_oldest(&self) -> Option<Expired> {
-        let mut slices = self
-            .slices
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slices = self.write();
         let (end, slice) = slices.pop_first()?;
         Some(Expired {
             names: vec![self.name(end)],

@@ -183,6 +183,11 @@ pub(super) fn subtract(counter: &AtomicU64, n: u64) {
     });
 }
 
+/// A running count as a `usize` for the API (saturating on 32-bit targets).
+pub(super) fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -652,7 +657,7 @@ impl Store {
         let expired =
             delivered.take_expired(now_ms().saturating_sub(millis(self.inner.keep_delivered)));
         delivered.drop_expired(&expired)?;
-        let mut dropped = usize::try_from(expired.entries).unwrap_or(usize::MAX);
+        let mut dropped = expired.entries;
         loop {
             let over = self
                 .delivered_bytes()
@@ -670,7 +675,7 @@ impl Store {
                 Some(true) => {
                     if let Some(oldest) = delivered.take_oldest() {
                         delivered.drop_expired(&oldest)?;
-                        dropped += usize::try_from(oldest.entries).unwrap_or(usize::MAX);
+                        dropped += oldest.entries;
                     }
                 }
                 Some(false) => {
@@ -679,35 +684,35 @@ impl Store {
                 }
             }
         }
-        Ok(dropped)
+        Ok(count(dropped))
     }
 
     /// Removes the oldest kept events of the oldest slice until `over` bytes are freed.
-    fn trim_oldest_delivered(&self, over: u64) -> Result<usize, StoreError> {
+    fn trim_oldest_delivered(&self, over: u64) -> Result<u64, StoreError> {
         let slices = self.inner.trees.delivered.read();
         let Some(slice) = slices.values().next() else {
             return Ok(0);
         };
-        let (mut dropped, mut freed) = (0usize, 0u64);
+        let (mut dropped, mut freed) = (0u64, 0u64);
         while freed < over {
             let mut batch = sled::Batch::default();
-            let (mut count, mut bytes) = (0u64, 0u64);
+            let (mut taken, mut bytes) = (0u64, 0u64);
             for entry in slice.tree.iter().take(SWEEP_BATCH) {
                 let (key, value) = entry?;
                 if freed + bytes >= over {
                     break;
                 }
                 bytes += value.len() as u64;
-                count += 1;
+                taken += 1;
                 batch.remove(key);
             }
-            if count == 0 {
+            if taken == 0 {
                 break;
             }
             slice.tree.apply_batch(batch)?;
-            slice.removed(count, bytes);
+            slice.removed(taken, bytes);
             freed += bytes;
-            dropped += usize::try_from(count).unwrap_or(usize::MAX);
+            dropped += taken;
         }
         Ok(dropped)
     }
@@ -724,7 +729,7 @@ impl Store {
         let dedup = &self.inner.trees.dedup;
         let expired = dedup.take_expired(now_ms());
         dedup.drop_expired(&expired)?;
-        Ok(usize::try_from(expired.entries).unwrap_or(usize::MAX))
+        Ok(count(expired.entries))
     }
 
     /// Runs [`Store::sweep_expired`] every `interval` (first run right away) until `shutdown`.
@@ -773,7 +778,7 @@ impl Store {
             oldest_pending_ms: self.oldest_pending_ms().ok().flatten(),
             dead: trees.dead.len(),
             dedup_keys: self.dedup_keys(),
-            delivered_kept: usize::try_from(trees.delivered.totals().0).unwrap_or(usize::MAX),
+            delivered_kept: count(trees.delivered.totals().0),
             delivered_bytes: self.delivered_bytes(),
             // Only informational: a failed size query should not fail readiness.
             disk_bytes: self.inner.db.size_on_disk().unwrap_or(0),
@@ -797,7 +802,7 @@ impl Store {
 
     /// How many dedup keys are held (running counts per slice).
     pub fn dedup_keys(&self) -> usize {
-        usize::try_from(self.inner.trees.dedup.totals().0).unwrap_or(usize::MAX)
+        count(self.inner.trees.dedup.totals().0)
     }
 
     /// Bytes sled uses on disk.

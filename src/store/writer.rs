@@ -47,8 +47,8 @@ pub(super) enum Command {
     },
 }
 
-/// Where a replayed record comes from; removing it there is what claims it, so two replays of
-/// one entry (or a replay and the sweeper) cannot both have it.
+/// Where a replayed record comes from; it is taken out there once it is in the outbox. Replays
+/// all run on the writer thread, so two replays of one entry cannot both move it.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Source {
     /// Key in the `dead` tree.
@@ -323,14 +323,14 @@ impl Writer {
         for item in items {
             // Only this thread takes entries out of `dead`; in `delivered` the sweeper's size cap
             // may also remove one, which at worst replays an event it was about to drop.
-            let source = match item.source {
-                Source::Dead(key) => self
-                    .trees
-                    .dead
-                    .get(key)?
-                    .map(|_| (&self.trees.dead, None, key.to_vec())),
-                Source::Delivered(key) => {
-                    let at = record::decode_delivered_key(&key)?.0;
+            let key: &[u8] = match &item.source {
+                Source::Dead(key) => key,
+                Source::Delivered(key) => key,
+            };
+            let holder = match item.source {
+                Source::Dead(_) => self.trees.dead.get(key)?.map(|_| (&self.trees.dead, None)),
+                Source::Delivered(_) => {
+                    let at = record::decode_delivered_key(key)?.0;
                     // The slice whose range holds `at`; a changed slice width can make two
                     // candidates, so look in each later one until the key is found.
                     let mut found = None;
@@ -339,21 +339,21 @@ impl Writer {
                         .map(|(_, slice)| slice)
                     {
                         if slice.tree.get(key)?.is_some() {
-                            found = Some((&slice.tree, Some(slice), key.to_vec()));
+                            found = Some((&slice.tree, Some(slice)));
                             break;
                         }
                     }
                     found
                 }
             };
-            let Some((tree, slice, key)) = source else {
+            let Some((tree, slice)) = holder else {
                 continue;
             };
             self.trees.outbox.insert(
                 &record::seq_key(self.db.generate_id()?)[..],
                 item.record.clone(),
             )?;
-            if let Some(old) = tree.remove(&key[..])? {
+            if let Some(old) = tree.remove(key)? {
                 if let Some(slice) = slice {
                     slice.removed(1, old.len() as u64);
                 }
@@ -367,7 +367,7 @@ impl Writer {
         self.counters
             .outbox_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+        Ok(super::count(moved))
     }
 }
 
