@@ -5,21 +5,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin;
+use crate::config::SecretError;
 use crate::config::Settings;
-use crate::error::json_error;
-use crate::handover::{self, Handover, InheritError};
-use crate::ingest::{self, Ingest};
-use crate::metrics::{self, Metrics};
+use crate::http;
+use crate::http::ingest::{self, Ingest};
+use crate::metrics::Metrics;
+use crate::ops::admin;
+use crate::process::handover::{self, Handover, InheritError};
+use crate::process::reload::ReloadHandle;
 use crate::publisher::{self, PublisherHandle};
-use crate::reload::ReloadHandle;
 use crate::store::{Store, StoreError};
-use crate::verify::SecretError;
 
 /// Store watchdog: probe period, probe time-out, failed probes in a row before the relay exits.
 const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -29,16 +28,13 @@ const STORE_FAILURES_BEFORE_EXIT: u32 = 3;
 /// How long an idle keep-alive connection is kept open.
 const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
-/// How long `/readyz` waits for the store's write probe.
-const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the store")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}")]
     Bind {
-        addr: String,
+        addr: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
@@ -46,12 +42,6 @@ pub enum StartupError {
     Secret(#[from] SecretError),
     #[error("cannot use the inherited listening socket")]
     Inherit(#[from] InheritError),
-}
-
-/// What `/readyz` looks at.
-struct Readiness {
-    store: Store,
-    publisher_connected: tokio::sync::watch::Receiver<bool>,
 }
 
 pub struct Application {
@@ -108,41 +98,32 @@ impl Application {
         let sweeper =
             store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
-        let ingest = web::Data::new(Ingest::new(&settings, store.clone())?);
+        let ingest = web::Data::new(Ingest::new(&settings, store.clone(), metrics.clone())?);
         let reload = ReloadHandle::new(ingest.clone(), source, settings.clone());
-        let readiness = web::Data::new(Readiness {
-            store: store.clone(),
-            publisher_connected: publisher.connected_watch(),
-        });
-        let exporter = web::Data::new(metrics::Exporter {
-            metrics: metrics.clone(),
-            store: store.clone(),
-            publisher: publisher.stats(),
-        });
-        let metrics = web::Data::new(metrics);
-        let admin = if settings.admin.enabled() {
-            let (server, port) = admin::start(
-                &settings.admin.bind,
-                settings.admin.token.clone(),
-                store.clone(),
-            )
-            .map_err(|source| StartupError::Bind {
-                addr: settings.admin.bind.clone(),
-                source,
-            })?;
-            tracing::info!(port, "admin API listening");
-            Some((server.handle(), port, tokio::spawn(server)))
-        } else {
-            None
-        };
+        let routes = http::Routes::new(
+            ingest,
+            http::Readiness::new(store.clone(), publisher.connected_watch()),
+            http::Exporter::new(metrics, store.clone(), publisher.stats()),
+        );
+        let admin =
+            if let Some(token) = settings.admin.token.clone() {
+                let (server, port) = admin::start(settings.admin.bind, token, store.clone())
+                    .map_err(|source| StartupError::Bind {
+                        addr: settings.admin.bind,
+                        source,
+                    })?;
+                tracing::info!(port, "admin API listening");
+                Some((server.handle(), port, tokio::spawn(server)))
+            } else {
+                None
+            };
 
-        let addr = settings.server.bind.clone();
+        let addr = settings.server.bind;
         let listener = match inherited {
             Some(listener) => listener,
-            None => TcpListener::bind(&addr).map_err(|source| StartupError::Bind {
-                addr: addr.clone(),
-                source,
-            })?,
+            None => {
+                TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?
+            }
         };
         let handover = match listener.try_clone().and_then(Handover::new) {
             Ok(handover) => Some(handover),
@@ -160,45 +141,22 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(ingest.clone())
-                .app_data(readiness.clone())
-                .app_data(metrics.clone())
-                .app_data(exporter.clone())
-                .route("/metrics", web::get().to(metrics::serve))
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(readyz))
-                .service(
-                    web::resource("/hooks/{connection}/{token}")
-                        .route(web::post().to(ingest::hook_with_token))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(
-                    web::resource("/hooks/{connection}")
-                        .route(web::post().to(ingest::hook))
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .default_service(web::to(not_found))
-        })
-        .workers(workers)
-        // Signals are ours (see run_until_stopped): SIGTERM must also stop the publisher.
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
-        // actix's cap is per worker; the setting is for the whole listener.
-        .max_connections(settings.server.max_connections.div_ceil(workers).max(1))
-        .client_request_timeout(settings.server.client_timeout)
-        .client_disconnect_timeout(Duration::from_secs(2))
-        // Longer than any sender's idle-connection timeout (Node's agent: 5 s), so it is the
-        // client that closes an idle connection; a server closing first races the client's next
-        // request on it, which fails, and Whaticket never retries.
-        .keep_alive(KEEP_ALIVE)
-        .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            addr: settings.server.bind.clone(),
-            source,
-        })?
-        .run();
+        let server = HttpServer::new(move || App::new().configure(|cfg| routes.configure(cfg)))
+            .workers(workers)
+            // Signals are ours (see run_until_stopped): SIGTERM must also stop the publisher.
+            .disable_signals()
+            .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+            // actix's cap is per worker; the setting is for the whole listener.
+            .max_connections(settings.server.max_connections.div_ceil(workers).max(1))
+            .client_request_timeout(settings.server.client_timeout)
+            .client_disconnect_timeout(Duration::from_secs(2))
+            // Longer than any sender's idle-connection timeout (Node's agent: 5 s), so it is the
+            // client that closes an idle connection; a server closing first races the client's next
+            // request on it, which fails, and Whaticket never retries.
+            .keep_alive(KEEP_ALIVE)
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .run();
 
         tracing::info!(
             port,
@@ -258,7 +216,7 @@ impl Application {
     /// stop (SIGHUP reloads the config); then stops accepting,
     /// answers the requests in flight, flushes, closes the broker connection and returns.
     pub async fn run_until_stopped(self) -> Result<(), StoreError> {
-        let signals = tokio::spawn(crate::signals::watch(
+        let signals = tokio::spawn(crate::process::signals::watch(
             self.server.handle(),
             self.reload,
             self.handover,
@@ -320,7 +278,7 @@ async fn store_watchdog(store: Store, server: ServerHandle) -> bool {
             Ok(Ok(())) => failures = 0,
             Ok(Err(e)) => {
                 failures += 1;
-                tracing::error!(error = %crate::error::chain(&e), failures, "store write probe failed");
+                tracing::error!(error = %crate::report::chain(&e), failures, "store write probe failed");
             }
             Err(_) => {
                 failures += 1;
@@ -335,61 +293,4 @@ async fn store_watchdog(store: Store, server: ServerHandle) -> bool {
             return true;
         }
     }
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
-/// `?scope=ingest` narrows readiness to what accepting webhooks needs: the store. A load balancer
-/// or Kubernetes should use it, because the relay keeps accepting (and storing) events while the
-/// broker is down, and an unready relay would have them refused — Whaticket never retries.
-#[derive(serde::Deserialize)]
-struct ReadyQuery {
-    scope: Option<String>,
-}
-
-async fn readyz(readiness: web::Data<Readiness>, query: web::Query<ReadyQuery>) -> HttpResponse {
-    let ingest_only = match query.scope.as_deref() {
-        None | Some("all") => false,
-        Some("ingest") => true,
-        Some(_) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "scope must be `all` or `ingest`",
-            );
-        }
-    };
-    let store_ok = matches!(
-        tokio::time::timeout(READY_PROBE_TIMEOUT, readiness.store.check_writable()).await,
-        Ok(Ok(()))
-    );
-    let broker_ok = ingest_only || *readiness.publisher_connected.borrow();
-    if store_ok && broker_ok {
-        return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }));
-    }
-    let mut reasons = Vec::new();
-    if !store_ok {
-        reasons.push("store is not writable");
-    }
-    if !broker_ok {
-        reasons.push("broker is not connected");
-    }
-    HttpResponse::ServiceUnavailable().json(serde_json::json!({
-        "status": "unavailable",
-        "reason": reasons.join("; "),
-    }))
-}
-
-async fn not_found() -> HttpResponse {
-    json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
-async fn method_not_allowed() -> HttpResponse {
-    json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "use POST",
-    )
 }

@@ -7,10 +7,10 @@ use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::Settings;
-use crate::error::chain;
+use crate::ops::client::{self, DeadCommand, Request};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
-use crate::ops_cli::{self, DeadCommand, Request};
-use crate::telemetry;
+use crate::process::telemetry;
+use crate::report::chain;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,7 +70,7 @@ pub enum Command {
 /// Runs the parsed command; the process exit code is the result.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Stats { config } => ops_cli::run(config.as_deref(), Request::Stats).await,
+        Command::Stats { config } => client::run(config.as_deref(), Request::Stats).await,
         Command::Dead { action, config } => {
             let request = match action {
                 DeadCommand::List { limit } => Request::DeadList { limit },
@@ -79,7 +79,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Request::DeadReplay(DeadReplayRequest { ids, all })
                 }
             };
-            ops_cli::run(config.as_deref(), request).await
+            client::run(config.as_deref(), request).await
         }
         Command::Replay {
             since,
@@ -105,7 +105,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 })
             });
             match parsed {
-                Ok(request) => ops_cli::run(config.as_deref(), Request::Replay(request)).await,
+                Ok(request) => client::run(config.as_deref(), Request::Replay(request)).await,
                 Err(err) => {
                     eprintln!("error: {err}");
                     ExitCode::from(2)

@@ -1,4 +1,21 @@
 //! whaticket-relay: Whaticket webhooks in, verified, deduplicated, durable, out to RabbitMQ.
+//!
+//! The path of one webhook, and the module that owns each step:
+//!
+//! ```text
+//! http      POST /hooks/{connection}[/{token}]: routes, credentials (verify), body limits,
+//!   │       the one mapping of errors to statuses; health, readiness, /metrics
+//!   ▼
+//! event     pure: the raw bytes parsed once → kind, ids, dedup key, redacted body
+//!   ▼
+//! store     group-committed to disk (fsync before the 202), dedup keys, dead letters, replay
+//!   ▼
+//! publisher confirmed publishes to RabbitMQ, per-ticket order, reconnects (topology: queues)
+//! ```
+//!
+//! Beside the path: `ops` (admin API, offline commands, their HTTP client), `process` (signals,
+//! hand-over, config reload, logging), `config` (typed, layered settings), `metrics` (a leaf the
+//! others count into), `app` (wires it all into one [`Application`]) and `cli` (the command line).
 
 pub mod config;
 pub mod event;
@@ -6,20 +23,15 @@ pub mod publisher;
 pub mod redact;
 pub mod store;
 pub mod topology;
-pub mod verify;
 
-pub mod admin;
 pub mod app;
 pub mod cli;
-pub mod error;
-pub mod handover;
-pub mod ingest;
+pub mod clock;
+pub mod http;
 pub mod metrics;
 pub mod ops;
-pub mod ops_cli;
-pub mod reload;
-mod signals;
-pub mod telemetry;
+pub mod process;
+pub mod report;
 
 pub use app::Application;
 pub use config::Settings;

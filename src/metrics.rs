@@ -7,16 +7,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
 use crate::event::Kind;
-use crate::publisher::PublisherStats;
-use crate::store::Store;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
 const ACCEPT_BUCKETS: &[f64] = &[
@@ -227,41 +223,35 @@ impl Metrics {
 
     /// The broker confirmed an event received at `received_at_ms`.
     pub fn delivered(&self, received_at_ms: u64) {
-        let age_ms = crate::store::now_ms().saturating_sub(received_at_ms);
+        let age_ms = crate::clock::now_ms().saturating_sub(received_at_ms);
         self.inner.delivery_latency.observe(age_ms as f64 / 1000.0);
     }
 
-    /// Refreshes the gauges from the store and the publisher, then renders the text format.
-    pub fn render(&self, store: &Store, publisher: &PublisherStats) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// Sets the gauges and catches the publisher's counters up from `snapshot`, then renders
+    /// the text format.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
         let inner = &self.inner;
         // A poisoned lock only means an earlier scrape panicked; the data is still counters.
         let _guard = inner.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        let (events, bytes) = store.outbox_usage();
-        inner.outbox_events.set(clamp(events));
-        inner.outbox_bytes.set(clamp(bytes));
-        let age = match store.oldest_pending_ms() {
-            Ok(Some(at)) => crate::store::now_ms().saturating_sub(at) as f64 / 1000.0,
-            Ok(None) => 0.0,
-            Err(e) => {
-                tracing::warn!(error = %crate::error::chain(&e), "cannot read the oldest outbox entry");
-                0.0
-            }
-        };
-        inner.oldest_pending_age.set(age);
-        inner.dead.set(clamp(store.dead_count() as u64));
-        inner.dedup_keys.set(clamp(store.dedup_keys() as u64));
-        inner.delivered_bytes.set(clamp(store.delivered_bytes()));
-        inner.disk_bytes.set(clamp(store.disk_bytes()));
+        inner.outbox_events.set(clamp(snapshot.outbox_events));
+        inner.outbox_bytes.set(clamp(snapshot.outbox_bytes));
+        inner
+            .oldest_pending_age
+            .set(snapshot.oldest_pending_age.as_secs_f64());
+        inner.dead.set(clamp(snapshot.dead_letters));
+        inner.dedup_keys.set(clamp(snapshot.dedup_keys));
+        inner.delivered_bytes.set(clamp(snapshot.delivered_bytes));
+        inner.disk_bytes.set(clamp(snapshot.disk_bytes));
         // The publisher keeps its own atomics; counters here catch up by the difference.
-        for (counter, source) in [
-            (&inner.published, &publisher.published),
-            (&inner.confirms, &publisher.acked),
-            (&inner.nacks, &publisher.nacked),
-            (&inner.returns, &publisher.returned),
-            (&inner.reconnects, &publisher.reconnects),
+        let publisher = &snapshot.publisher;
+        for (counter, total) in [
+            (&inner.published, publisher.published),
+            (&inner.confirms, publisher.confirms),
+            (&inner.nacks, publisher.nacks),
+            (&inner.returns, publisher.returns),
+            (&inner.reconnects, publisher.reconnects),
         ] {
-            counter.inc_by(source.load(Relaxed).saturating_sub(counter.get()));
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         match TextEncoder::new().encode_to_string(&inner.registry.gather()) {
             Ok(text) => text,
@@ -273,39 +263,33 @@ impl Metrics {
     }
 }
 
+/// The store's and the publisher's state at a scrape, read by whoever serves `/metrics`; this
+/// module knows neither of them.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub outbox_events: u64,
+    pub outbox_bytes: u64,
+    /// Zero when nothing waits.
+    pub oldest_pending_age: Duration,
+    pub dead_letters: u64,
+    pub dedup_keys: u64,
+    pub delivered_bytes: u64,
+    pub disk_bytes: u64,
+    pub publisher: PublisherTotals,
+}
+
+/// The publisher's running totals since start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublisherTotals {
+    pub published: u64,
+    pub confirms: u64,
+    pub nacks: u64,
+    pub returns: u64,
+    pub reconnects: u64,
+}
+
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// What `GET /metrics` reads.
-pub struct Exporter {
-    pub metrics: Metrics,
-    pub store: Store,
-    pub publisher: Arc<PublisherStats>,
-}
-
-/// `GET /metrics`: Prometheus text format. Counts and sizes only, no personal data.
-pub async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
-    let exporter = exporter.into_inner();
-    // Sizes and the oldest entry touch the disk: keep them off the async workers.
-    let text = tokio::task::spawn_blocking(move || {
-        exporter
-            .metrics
-            .render(&exporter.store, &exporter.publisher)
-    })
-    .await;
-    match text {
-        Ok(text) => HttpResponse::Ok()
-            .insert_header((
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            ))
-            .body(text),
-        Err(e) => {
-            tracing::error!(error = %e, "metrics task failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
 }
 
 #[cfg(test)]

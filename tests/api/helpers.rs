@@ -90,7 +90,7 @@ pub struct TestApp {
 /// Settings for one test: its own data dir, exchange and queue names, a known connection.
 pub fn test_settings(data_dir: &TempDir) -> Settings {
     let mut s = Settings::default();
-    s.server.bind = "127.0.0.1:0".to_owned();
+    s.server.bind = ([127, 0, 0, 1], 0).into();
     s.server.workers = 2;
     s.server.shutdown_timeout = Duration::from_secs(5);
     s.storage.path = data_dir.path().join("data");

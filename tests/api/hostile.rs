@@ -165,9 +165,13 @@ async fn every_bad_credential_is_401() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let wrong_key = whaticket_relay::verify::sign_body(b"not-the-secret", &body);
-    let future =
-        whaticket_relay::verify::sign_standard(HMAC_SECRET.as_bytes(), "m1", now + 3600, &body);
+    let wrong_key = whaticket_relay::http::verify::sign_body(b"not-the-secret", &body);
+    let future = whaticket_relay::http::verify::sign_standard(
+        HMAC_SECRET.as_bytes(),
+        "m1",
+        now + 3600,
+        &body,
+    );
     let cases: Vec<Vec<(&str, String)>> = vec![
         vec![("authorization", "Bearer wrong".into())],
         vec![("authorization", format!("Basic {TOKEN}"))],

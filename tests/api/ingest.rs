@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use whaticket_relay::verify::{sign_body, sign_standard};
+use whaticket_relay::http::verify::{sign_body, sign_standard};
 
 use crate::helpers::*;
 

@@ -15,8 +15,8 @@ use crate::helpers::*;
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
 
 fn with_admin(mut options: Options) -> Options {
-    options.settings.admin.bind = "127.0.0.1:0".to_owned();
-    options.settings.admin.token = Secret::new(ADMIN_TOKEN);
+    options.settings.admin.bind = ([127, 0, 0, 1], 0).into();
+    options.settings.admin.token = Some(Secret::new(ADMIN_TOKEN));
     options
 }
 
@@ -475,9 +475,9 @@ async fn stats_work_through_the_admin_api_and_offline() {
 fn the_admin_token_may_not_be_a_connection_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(&dir);
-    settings.admin.token = Secret::new(TOKEN);
+    settings.admin.token = Some(Secret::new(TOKEN));
     let err = settings.validate().unwrap_err().to_string();
     assert!(err.contains("admin.token"), "{err}");
-    settings.admin.token = Secret::new(ADMIN_TOKEN);
+    settings.admin.token = Some(Secret::new(ADMIN_TOKEN));
     settings.validate().unwrap();
 }

@@ -663,7 +663,7 @@ async fn reload_handle_swaps_credentials_atomically_and_keeps_them_on_an_invalid
     );
 
     let mut moved = rotated.clone();
-    moved.server.bind = "127.0.0.1:1".to_owned();
+    moved.server.bind = ([127, 0, 0, 1], 1).into();
     moved.storage.path = Path::new("/elsewhere").to_owned();
     moved.amqp.url = AmqpUrl::new("amqp://guest:other-password@127.0.0.1:5672/%2f");
     let done = reload.apply(moved).expect("valid config applies");

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 
-use crate::error::chain;
-use crate::handover::Handover;
-use crate::reload::ReloadHandle;
+use crate::process::handover::Handover;
+use crate::process::reload::ReloadHandle;
+use crate::report::chain;
 
 /// Between pausing the accept loop and stopping the workers: lets connections already accepted
 /// reach their worker. actix's stop pauses accepting and stops the workers at once, and a

@@ -9,11 +9,13 @@ use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use crate::config::{AdminSettings, Settings};
-use crate::error::chain;
 use crate::ops::{
     self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats,
 };
+use crate::report::chain;
 use crate::store::{Store, StoreError};
 
 /// Time-out of one admin API call; a replay of many events is one call.
@@ -147,17 +149,20 @@ async fn local(store: &Store, request: Request) -> Result<String, CliError> {
 
 /// The same request through `http://{admin.bind}/admin/…`.
 fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
-    if !admin.enabled() {
+    let Some(token) = &admin.token else {
         return Err(CliError::NoAdmin);
-    }
+    };
     // A wildcard bind is reached on loopback.
-    let host = admin
-        .bind
-        .replacen("0.0.0.0:", "127.0.0.1:", 1)
-        .replacen("[::]:", "[::1]:", 1);
+    let mut host = admin.bind;
+    if host.ip().is_unspecified() {
+        host.set_ip(match host {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let client = Client {
         base: format!("http://{host}"),
-        auth: format!("Bearer {}", admin.token.expose()),
+        auth: format!("Bearer {}", token.expose()),
         agent: ureq::Agent::config_builder()
             .timeout_global(Some(ADMIN_TIMEOUT))
             .http_status_as_error(false)

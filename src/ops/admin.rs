@@ -1,7 +1,7 @@
 //! The admin API on its own listener (loopback by default), for operators' CLI commands against
 //! a running relay: only `admin.token` opens it, never a connection's credentials.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
@@ -10,8 +10,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::error::{chain, json_error};
+use crate::http::error::json_error;
 use crate::ops::{self, DeadReplayRequest, OpsError, ReplayRequest};
+use crate::report::chain;
 use crate::store::Store;
 
 struct AdminState {
@@ -20,7 +21,7 @@ struct AdminState {
 }
 
 /// Binds `addr` and starts the admin server (the caller polls and stops it); returns its port.
-pub fn start(addr: &str, token: Secret, store: Store) -> std::io::Result<(Server, u16)> {
+pub fn start(addr: SocketAddr, token: Secret, store: Store) -> std::io::Result<(Server, u16)> {
     let listener = TcpListener::bind(addr)?;
     let port = listener.local_addr()?.port();
     let ip = listener.local_addr()?.ip();

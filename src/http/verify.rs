@@ -9,15 +9,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::ConnectionSettings;
+pub use crate::config::SecretError;
+use crate::config::{decode_secret, ConnectionSettings};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default).
 const TIMESTAMP_TOLERANCE_SECS: i128 = 5 * 60;
-
-/// The prefix Standard Webhooks uses for base64-encoded secrets.
-const WHSEC_PREFIX: &str = "whsec_";
 
 /// The credentials a request presented, as raw header values.
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,27 +60,6 @@ impl VerifyError {
             VerifyError::Expired => 4,
         }
     }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SecretError {
-    #[error("empty secret")]
-    Empty,
-    #[error("whsec_ secret is not valid base64")]
-    BadBase64,
-}
-
-/// Turns a configured secret into key bytes: `whsec_<base64>` is decoded, anything else used as is.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
-    let key = match secret.strip_prefix(WHSEC_PREFIX) {
-        Some(encoded) => BASE64.decode(encoded).map_err(|_| SecretError::BadBase64)?,
-        None => secret.as_bytes().to_vec(),
-    };
-    // An empty HMAC key is valid to the algorithm but guessable by anyone.
-    if key.is_empty() {
-        return Err(SecretError::Empty);
-    }
-    Ok(key)
 }
 
 /// `sha256=<lowercase hex>` of the body, as a sender puts it in `X-Signature-256`.

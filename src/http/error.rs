@@ -5,8 +5,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::event::ParseError;
+use crate::http::verify::VerifyError;
+use crate::report::chain;
 use crate::store::StoreError;
-use crate::verify::VerifyError;
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -136,18 +137,6 @@ pub fn json_error(status: StatusCode, error: &str, detail: impl Into<String>) ->
         error,
         detail: detail.into(),
     })
-}
-
-/// `error: cause: cause…` for logs.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::error::IngestError;
 use crate::event::{self, EventId, Kind};
+use crate::http::error::IngestError;
+use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::Metrics;
 use crate::redact::RedactKeys;
 use crate::store::{Appended, Store};
-use crate::verify::{Presented, SecretError, Verifier};
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
 /// commit (milliseconds), well within a sender's patience.
@@ -60,16 +60,18 @@ pub struct Ingest {
     /// Read once per request (an `Arc` clone), written only by a reload.
     rules: RwLock<Arc<Rules>>,
     store: Store,
+    metrics: Metrics,
     max_body_bytes: usize,
     /// Whole-body read deadline: actix's own time-out covers only the request head.
     body_timeout: std::time::Duration,
 }
 
 impl Ingest {
-    pub fn new(settings: &Settings, store: Store) -> Result<Self, SecretError> {
+    pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, SecretError> {
         Ok(Self {
             rules: RwLock::new(Arc::new(Rules::new(settings)?)),
             store,
+            metrics,
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.client_timeout,
         })
@@ -132,7 +134,7 @@ async fn handle(
     // attacker-chosen text (or a misplaced token).
     let known = rules.connections.contains_key(connection);
     let conn_field = if known { connection } else { "<unknown>" };
-    let metrics = req.app_data::<web::Data<Metrics>>();
+    let metrics = &ingest.metrics;
     match &result {
         Ok((outcome, id, kind)) => {
             tracing::info!(
@@ -144,18 +146,14 @@ async fn handle(
                 latency_ms,
                 "webhook"
             );
-            if let Some(metrics) = metrics {
-                match outcome {
-                    Appended::Accepted => metrics.accepted(conn_field, *kind, started.elapsed()),
-                    Appended::Duplicate => metrics.duplicate(conn_field, *kind),
-                }
+            match outcome {
+                Appended::Accepted => metrics.accepted(conn_field, *kind, started.elapsed()),
+                Appended::Duplicate => metrics.duplicate(conn_field, *kind),
             }
         }
         Err(err) => {
             err.log(conn_field, latency_ms);
-            if let Some(metrics) = metrics {
-                metrics.rejected(conn_field, err.code());
-            }
+            metrics.rejected(conn_field, err.code());
         }
     }
     let (outcome, id, kind) = result?;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::web;
 
 use crate::config::{ConfigError, Settings};
-use crate::error::chain;
-use crate::ingest::{Ingest, Rules};
-use crate::verify::SecretError;
+use crate::http::ingest::{Ingest, Rules};
+use crate::http::verify::SecretError;
+use crate::report::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -158,7 +158,7 @@ mod tests {
         new.redact.keys.push("cpf".to_owned());
         assert!(needs_restart(&old, &new).is_empty());
 
-        new.server.bind = "127.0.0.1:9999".to_owned();
+        new.server.bind = ([127, 0, 0, 1], 9999).into();
         new.storage.path = PathBuf::from("elsewhere");
         assert_eq!(
             needs_restart(&old, &new),

@@ -1,88 +1,19 @@
 //! Typed, layered settings: built-in defaults → TOML file → `RELAY__…` environment, validated once.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+mod secret;
+pub use secret::{decode_secret, AmqpUrl, Secret, SecretError};
 
 /// The file used when no `--config` is given (relative to the working directory).
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
-
-/// A secret string: never printed by `Debug`, masked when serialized (e.g. by `check-config`).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used (comparison, connection).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("***")
-    }
-}
-
-/// The broker URL: a secret because it carries the password; shown with the password masked.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct AmqpUrl(Secret);
-
-impl AmqpUrl {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(Secret::new(url))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose()
-    }
-
-    /// The URL with its password replaced by `***`, fit for logs.
-    pub fn masked(&self) -> String {
-        match url::Url::parse(self.expose()) {
-            Ok(mut url) => {
-                if url.password().is_some() {
-                    // set_password only fails for URLs that cannot have one; then hide it all.
-                    if url.set_password(Some("***")).is_err() {
-                        return "***".to_owned();
-                    }
-                }
-                url.to_string()
-            }
-            Err(_) => "***".to_owned(),
-        }
-    }
-}
-
-impl fmt::Debug for AmqpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AmqpUrl({})", self.masked())
-    }
-}
-
-impl Serialize for AmqpUrl {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.masked())
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -99,7 +30,7 @@ pub struct Settings {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    pub bind: String,
+    pub bind: SocketAddr,
     pub max_body_bytes: usize,
     pub workers: usize,
     #[serde(with = "humantime_serde")]
@@ -135,17 +66,10 @@ pub struct StorageSettings {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Empty: no admin listener.
-    pub bind: String,
-    /// Bearer token of the admin API; empty: no admin listener.
-    pub token: Secret,
-}
-
-impl AdminSettings {
-    /// The admin listener runs only with both an address and a token.
-    pub fn enabled(&self) -> bool {
-        !self.bind.is_empty() && !self.token.expose().is_empty()
-    }
+    pub bind: SocketAddr,
+    /// Bearer token of the admin API; `None` (unset): no admin listener.
+    #[serde(default)]
+    pub token: Option<Secret>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -214,7 +138,7 @@ pub struct ConnectionSettings {
 
 /// `config/default.toml`, built in: the bottom layer, so every key has a default even when the
 /// relay runs away from its checkout.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 impl Default for Settings {
     fn default() -> Self {
@@ -229,14 +153,39 @@ impl Default for Settings {
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
-    #[error("invalid configuration: {0}")]
-    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {}", describe(.0))]
+    Parse(Box<figment::Error>),
     #[error("invalid configuration: `{key}`: {reason}")]
     Invalid { key: String, reason: String },
 }
 
 /// Keys whose values are secrets: a type error on one of them must not echo the value.
 const SECRET_KEYS: [&str; 3] = ["tokens", "hmac_secrets", "url"];
+
+/// Each error as `` `section.key`: what is wrong (where it came from) ``, keys in lower case as
+/// the file spells them, whichever layer (file or `RELAY__…` variable) set them.
+fn describe(err: &figment::Error) -> String {
+    err.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (in {} {source})", m.name),
+                    None => format!(" (in {})", m.name),
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("`{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// figment's type errors quote the value found (`found string "…"`); on a secret key that would
 /// print a token or password to the terminal and the logs, so the value is replaced.
@@ -322,17 +271,13 @@ impl Settings {
         let settings: Settings = figment
             .merge(env)
             .extract()
-            .map_err(|e| Box::new(hide_secret_values(e)))?;
+            .map_err(|e| ConfigError::Parse(Box::new(hide_secret_values(e))))?;
         settings.validate()?;
         Ok(settings)
     }
 
     /// Checks what types cannot express; errors name the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("server.bind", format!("not an address:port ({e})")))?;
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be greater than 0"));
         }
@@ -456,7 +401,7 @@ impl Settings {
                 }
             }
             for (j, secret) in conn.hmac_secrets.iter().enumerate() {
-                if let Err(e) = crate::verify::decode_secret(secret.expose()) {
+                if let Err(e) = decode_secret(secret.expose()) {
                     return Err(invalid(
                         format!("connections[{i}].hmac_secrets[{j}]"),
                         e.to_string(),
@@ -468,16 +413,10 @@ impl Settings {
     }
 
     fn validate_admin(&self) -> Result<(), ConfigError> {
-        if !self.admin.bind.is_empty() {
-            self.admin
-                .bind
-                .parse::<SocketAddr>()
-                .map_err(|e| invalid("admin.bind", format!("not an address:port ({e})")))?;
-        }
-        let token = self.admin.token.expose();
-        if token.is_empty() {
+        let Some(token) = &self.admin.token else {
             return Ok(());
-        }
+        };
+        let token = token.expose();
         if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
                 "admin.token",
@@ -498,14 +437,6 @@ impl Settings {
             ));
         }
         Ok(())
-    }
-
-    pub fn bind_addr(&self) -> SocketAddr {
-        // validate() has checked it parses.
-        self.server
-            .bind
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
     }
 
     /// The effective configuration as TOML, secrets masked.

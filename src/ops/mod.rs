@@ -5,6 +5,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
+pub mod client;
+
 use crate::event::{EventId, Kind};
 use crate::store::{DeadLetter, ReplayFilter, Store, StoreError, StoreStats};
 

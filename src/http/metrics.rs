@@ -1,0 +1,80 @@
+//! `GET /metrics`: reads the store and the publisher into a snapshot and renders it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use crate::metrics::{Metrics, PublisherTotals, Snapshot};
+use crate::publisher::PublisherStats;
+use crate::report::chain;
+use crate::store::Store;
+
+/// What `GET /metrics` reads.
+pub struct Exporter {
+    metrics: Metrics,
+    store: Store,
+    publisher: Arc<PublisherStats>,
+}
+
+impl Exporter {
+    pub fn new(metrics: Metrics, store: Store, publisher: Arc<PublisherStats>) -> Self {
+        Self {
+            metrics,
+            store,
+            publisher,
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let store = &self.store;
+        let (outbox_events, outbox_bytes) = store.outbox_usage();
+        let oldest_pending_age = match store.oldest_pending_ms() {
+            Ok(Some(at)) => Duration::from_millis(crate::clock::now_ms().saturating_sub(at)),
+            Ok(None) => Duration::ZERO,
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cannot read the oldest outbox entry");
+                Duration::ZERO
+            }
+        };
+        let p = &self.publisher;
+        Snapshot {
+            outbox_events,
+            outbox_bytes,
+            oldest_pending_age,
+            dead_letters: store.dead_count() as u64,
+            dedup_keys: store.dedup_keys() as u64,
+            delivered_bytes: store.delivered_bytes(),
+            disk_bytes: store.disk_bytes(),
+            publisher: PublisherTotals {
+                published: p.published.load(Relaxed),
+                confirms: p.acked.load(Relaxed),
+                nacks: p.nacked.load(Relaxed),
+                returns: p.returned.load(Relaxed),
+                reconnects: p.reconnects.load(Relaxed),
+            },
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format. Counts and sizes only, no personal data.
+pub(super) async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
+    let exporter = exporter.into_inner();
+    // Sizes and the oldest entry touch the disk: keep them off the async workers.
+    let text =
+        tokio::task::spawn_blocking(move || exporter.metrics.render(&exporter.snapshot())).await;
+    match text {
+        Ok(text) => HttpResponse::Ok()
+            .insert_header((
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics task failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
