@@ -210,7 +210,9 @@ async fn accept(
     let presented = Presented {
         path_token,
         authorization: header_bytes(headers, header::AUTHORIZATION.as_str()),
+        api_key: header_bytes(headers, "x-n8n-api-key"),
         signature_256: header_bytes(headers, "x-signature-256"),
+        signature_hex: header_bytes(headers, "x-webhook-signature"),
         webhook_id: header_bytes(headers, "webhook-id"),
         webhook_timestamp: header_bytes(headers, "webhook-timestamp"),
         webhook_signature: header_bytes(headers, "webhook-signature"),

@@ -22,10 +22,14 @@ const TIMESTAMP_TOLERANCE_SECS: i128 = 5 * 60;
 pub struct Presented<'a> {
     /// The `{token}` segment of `/hooks/{connection}/{token}`.
     pub path_token: Option<&'a str>,
-    /// `Authorization` header (expects `Bearer <token>`).
+    /// `Authorization` header: `Bearer <token>`, or the bare token (Izing sends it so).
     pub authorization: Option<&'a [u8]>,
+    /// `X-N8N-API-KEY` header: the bare token (Whazing's webhook integrations).
+    pub api_key: Option<&'a [u8]>,
     /// `X-Signature-256` header (`sha256=<hex>`).
     pub signature_256: Option<&'a [u8]>,
+    /// `X-Webhook-Signature` header: the hex HMAC-SHA256 of the body with no prefix.
+    pub signature_hex: Option<&'a [u8]>,
     /// Standard Webhooks headers.
     pub webhook_id: Option<&'a [u8]>,
     pub webhook_timestamp: Option<&'a [u8]>,
@@ -172,12 +176,22 @@ impl Verifier {
             }
         }
         if let Some(header) = presented.authorization {
-            if record(self.check_bearer(header)) {
+            if record(self.check_authorization(header)) {
+                return Ok(());
+            }
+        }
+        if let Some(header) = presented.api_key {
+            if record(self.check_bare_token(header)) {
                 return Ok(());
             }
         }
         if let Some(header) = presented.signature_256 {
             if record(self.check_signature_256(header, body)) {
+                return Ok(());
+            }
+        }
+        if let Some(header) = presented.signature_hex {
+            if record(self.check_hex_mac(header.trim_ascii(), body)) {
                 return Ok(());
             }
         }
@@ -215,17 +229,22 @@ impl Verifier {
         }
     }
 
-    fn check_bearer(&self, header: &[u8]) -> Result<(), VerifyError> {
+    /// `Bearer <token>`, or one word taken as the token itself; any other scheme is not ours.
+    fn check_authorization(&self, header: &[u8]) -> Result<(), VerifyError> {
         let header = header.trim_ascii();
-        let split = header
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or(VerifyError::Malformed)?;
+        let Some(split) = header.iter().position(|&b| b == b' ') else {
+            return self.check_bare_token(header);
+        };
         let (scheme, rest) = header.split_at(split);
         if !scheme.eq_ignore_ascii_case(b"bearer") {
             return Err(VerifyError::Malformed);
         }
-        let token = rest.trim_ascii_start();
+        self.check_bare_token(rest)
+    }
+
+    /// A header whose whole value is the token: one word, nothing else.
+    fn check_bare_token(&self, value: &[u8]) -> Result<(), VerifyError> {
+        let token = value.trim_ascii();
         if token.is_empty() || token.contains(&b' ') {
             return Err(VerifyError::Malformed);
         }
@@ -238,6 +257,11 @@ impl Verifier {
         if !prefix.eq_ignore_ascii_case(b"sha256=") {
             return Err(VerifyError::Malformed);
         }
+        self.check_hex_mac(digits, body)
+    }
+
+    /// 64 hex digits (either case) of HMAC-SHA256 over the raw body, by any configured secret.
+    fn check_hex_mac(&self, digits: &[u8], body: &[u8]) -> Result<(), VerifyError> {
         let mut tag = [0u8; 32];
         // `hex` takes either case; a wrong length or non-hex digit leaves nothing to compare.
         hex::decode_to_slice(digits, &mut tag).map_err(|_| VerifyError::Malformed)?;
@@ -575,12 +599,134 @@ mod tests {
             by_header(&v, &format!("Basic {TOKEN_A}")),
             Err(VerifyError::Malformed)
         );
-        assert_eq!(by_header(&v, TOKEN_A), Err(VerifyError::Malformed));
-        assert_eq!(by_header(&v, "Bearer"), Err(VerifyError::Malformed));
-        assert_eq!(by_header(&v, "Bearer   "), Err(VerifyError::Malformed));
+        // One word is taken as a bare token, and the word "Bearer" is none of ours.
+        assert_eq!(by_header(&v, "Bearer"), Err(VerifyError::BadToken));
+        assert_eq!(by_header(&v, "Bearer   "), Err(VerifyError::BadToken));
+        assert_eq!(by_header(&v, "Bearer \t "), Err(VerifyError::BadToken));
         assert_eq!(
             by_header(&v, &format!("Bearer {TOKEN_A} extra")),
             Err(VerifyError::Malformed)
+        );
+    }
+
+    // --- bare tokens: `Authorization: <token>` (Izing), `X-N8N-API-KEY: <token>` (Whazing) ---
+
+    fn by_api_key(v: &Verifier, key: &str) -> Result<(), VerifyError> {
+        v.verify(
+            &Presented {
+                api_key: Some(key.as_bytes()),
+                ..Default::default()
+            },
+            BODY,
+            now(),
+        )
+    }
+
+    #[test]
+    fn bare_authorization_token() {
+        let v = verifier(&[TOKEN_A, TOKEN_B], &[]);
+        assert_eq!(by_header(&v, TOKEN_A), Ok(()));
+        assert_eq!(by_header(&v, &format!("  {TOKEN_B}\t")), Ok(()));
+        assert_eq!(
+            by_header(&v, &flip_last(TOKEN_A)),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(
+            by_header(&v, &TOKEN_A[..TOKEN_A.len() - 1]),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(
+            by_header(&v, &format!("{TOKEN_A}x")),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(by_header(&v, ""), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn api_key_header_token() {
+        let v = verifier(&[TOKEN_A], &[]);
+        assert_eq!(by_api_key(&v, TOKEN_A), Ok(()));
+        assert_eq!(by_api_key(&v, &format!(" {TOKEN_A} ")), Ok(()));
+        assert_eq!(
+            by_api_key(&v, &flip_last(TOKEN_A)),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(
+            by_api_key(&v, &format!("Bearer {TOKEN_A}")),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(by_api_key(&v, ""), Err(VerifyError::Malformed));
+        // A connection with secrets only takes no token, however it is presented.
+        let signed_only = verifier(&[], &[SECRET_A]);
+        assert_eq!(
+            by_api_key(&signed_only, TOKEN_A),
+            Err(VerifyError::BadToken)
+        );
+    }
+
+    // --- X-Webhook-Signature: bare hex HMAC ---
+
+    fn by_hex(v: &Verifier, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
+        v.verify(
+            &Presented {
+                signature_hex: Some(signature.as_bytes()),
+                ..Default::default()
+            },
+            body,
+            now(),
+        )
+    }
+
+    fn hex_of(secret: &str, body: &[u8]) -> String {
+        sign_body(secret.as_bytes(), body)["sha256=".len()..].to_owned()
+    }
+
+    #[test]
+    fn hex_signature_valid_either_case_and_rotated() {
+        let v = verifier(&[], &[SECRET_A, SECRET_B]);
+        assert_eq!(by_hex(&v, &hex_of(SECRET_A, BODY), BODY), Ok(()));
+        assert_eq!(
+            by_hex(&v, &hex_of(SECRET_B, BODY).to_uppercase(), BODY),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn hex_signature_tampered_body_digit_or_secret() {
+        let v = verifier(&[], &[SECRET_A]);
+        let good = hex_of(SECRET_A, BODY);
+        let mut body = BODY.to_vec();
+        body[5] ^= 1;
+        assert_eq!(by_hex(&v, &good, &body), Err(VerifyError::BadSignature));
+        let mut digits = good.clone().into_bytes();
+        digits[10] = if digits[10] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(digits).expect("hex is ASCII");
+        assert_eq!(by_hex(&v, &flipped, BODY), Err(VerifyError::BadSignature));
+        assert_eq!(
+            by_hex(&v, &hex_of(SECRET_B, BODY), BODY),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn hex_signature_malformed() {
+        let v = verifier(&[], &[SECRET_A]);
+        let good = hex_of(SECRET_A, BODY);
+        assert_eq!(by_hex(&v, &good[..62], BODY), Err(VerifyError::Malformed));
+        assert_eq!(
+            by_hex(&v, &format!("{good}00"), BODY),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(
+            by_hex(&v, &"zz".repeat(32), BODY),
+            Err(VerifyError::Malformed)
+        );
+        assert_eq!(by_hex(&v, "", BODY), Err(VerifyError::Malformed));
+        // A token is no signature.
+        let tokens_only = verifier(&[TOKEN_A], &[]);
+        assert_eq!(
+            by_hex(&tokens_only, &good, BODY),
+            Err(VerifyError::BadSignature)
         );
     }
 

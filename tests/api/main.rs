@@ -14,5 +14,6 @@ mod privacy;
 mod properties;
 mod proxy;
 mod resilience;
+mod senders;
 mod soak;
 mod zero_downtime;
