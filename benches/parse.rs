@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use whaticket_relay::config::Settings;
-use whaticket_relay::event;
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{self, RedactKeys};
 
 struct Counting;
 

@@ -12,9 +12,8 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::error::IngestError;
-use crate::event::{self, EventId, Kind};
+use crate::event::{self, EventId, Kind, RedactKeys};
 use crate::metrics::Metrics;
-use crate::redact::RedactKeys;
 use crate::store::{Appended, Store};
 use crate::verify::{Presented, SecretError, Verifier};
 

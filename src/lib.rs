@@ -3,7 +3,6 @@
 pub mod config;
 pub mod event;
 pub mod publisher;
-pub mod redact;
 pub mod store;
 pub mod topology;
 pub mod verify;

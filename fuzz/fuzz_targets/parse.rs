@@ -4,8 +4,7 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use whaticket_relay::event;
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{self, RedactKeys};
 
 const KEYS: [&str; 6] = ["passwordHash", "password", "token", "metaAccessToken", "accessToken", "token_origin"];
 

@@ -1,0 +1,399 @@
+//! The one pass over a body: a serde walker that validates every byte as serde_json's `Value`
+//! parser would, hands the values at known paths to the field records, and notes the byte spans
+//! of values to redact, without building a tree.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::mem;
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Number;
+
+use super::error::syntax_error;
+use super::redact::RedactKeys;
+use super::ParseError;
+
+/// Nesting level at which serde_json's parser stops (its recursion limit of 128). The walker
+/// enforces it itself too: values it takes apart are walked by a second deserializer whose own
+/// count starts again at zero, and a body must not pass for being split that way.
+const MAX_LEVEL: usize = 128;
+
+/// One JSON value as a record sees it: scalars in full (strings borrowed from the body unless
+/// they had escapes), containers by shape only, since their content arrives member by member.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum Scalar<'de> {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'de, str>),
+    Array,
+    Object,
+}
+
+/// An object key after escapes are resolved, and where its closing quote is when the body spells
+/// it without escapes (then it is borrowed, and the value's position follows from it).
+pub(crate) struct Key<'de> {
+    pub text: Cow<'de, str>,
+    end: Option<usize>,
+}
+
+/// What the walker does with a member's or item's value.
+pub(crate) enum Visit<'n, 'de> {
+    /// Validated and searched for values to redact; nothing recorded.
+    Skip,
+    /// Walked into this record.
+    Into(&'n mut dyn Node<'de>),
+    /// Its exact bytes are taken first, then walked into this record with a span list of its
+    /// own, and the parent hears of both through [`Node::apart`] (the n8n inner body).
+    Apart(&'n mut dyn Node<'de>),
+}
+
+/// A record of the fields under one path. Every method has a do-nothing default, so a record
+/// only states what it keeps.
+pub(crate) trait Node<'de> {
+    /// The value itself: a scalar, or the shape of a container before its content.
+    fn value(&mut self, value: Scalar<'de>);
+
+    fn member(&mut self, _key: &Key<'de>) -> Visit<'_, 'de> {
+        Visit::Skip
+    }
+
+    fn item(&mut self, _index: usize) -> Visit<'_, 'de> {
+        Visit::Skip
+    }
+
+    /// Item `index` has been walked.
+    fn item_done(&mut self, _index: usize) {}
+
+    /// Whether [`Node::start`] should be called with the value's offset in the body.
+    fn wants_start(&self) -> bool {
+        false
+    }
+
+    fn start(&mut self, _at: usize) {}
+
+    /// A member taken apart: its byte range and the spans to redact inside it (which the
+    /// enclosing body's spans include too, unless the member's own key is redacted whole).
+    fn apart(&mut self, _range: Range<usize>, _spans: Vec<Range<usize>>) {}
+}
+
+/// The walk's shared state.
+pub(crate) struct Scan<'de, 'k> {
+    /// The whole received body; every offset is into it.
+    text: &'de str,
+    keys: &'k RedactKeys,
+    /// Byte ranges to replace, in document order, never overlapping (a redacted value is not
+    /// searched further).
+    pub spans: Vec<Range<usize>>,
+}
+
+impl<'de, 'k> Scan<'de, 'k> {
+    pub fn new(text: &'de str, keys: &'k RedactKeys) -> Self {
+        Self {
+            text,
+            keys,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Walks the whole body into `root`, which sees the top-level value.
+    pub fn run(&mut self, root: &mut dyn Node<'de>) -> Result<(), ParseError> {
+        let text = self.text;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let walk = Walk {
+            scan: self,
+            node: Some(root),
+            depth: 0,
+            redact: true,
+        };
+        match walk.deserialize(&mut de).and_then(|()| de.end()) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(syntax_error(self.recheck(text).err().unwrap_or(err))),
+        }
+    }
+
+    /// The error a full parse reports, found again by walking `text` without taking any value
+    /// apart: skimming a value first (to take its bytes) reports some errors a column off, and a
+    /// value walked apart reports them in its own coordinates. Only runs for refused bodies.
+    fn recheck(&mut self, text: &'de str) -> Result<(), serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let walk = Walk {
+            scan: self,
+            node: None,
+            depth: 0,
+            redact: false,
+        };
+        walk.deserialize(&mut de).and_then(|()| de.end())
+    }
+
+    /// Unfailing while serde_json borrows raw values from the input, which it does for `&str`.
+    fn range_of<E: de::Error>(&self, raw: &RawValue) -> Result<Range<usize>, E> {
+        subslice_range(self.text.as_bytes(), raw.get().as_bytes())
+            .ok_or_else(|| E::custom("raw value not borrowed from the body"))
+    }
+
+    /// Walks a value already captured as `raw` with a deserializer of its own; an error in it
+    /// aborts the caller's walk (and [`Scan::recheck`] then says where the body broke).
+    fn walk_apart<'n, E: de::Error>(
+        &mut self,
+        raw: &'de RawValue,
+        node: Option<&'n mut (dyn Node<'de> + 'n)>,
+        depth: usize,
+        redact: bool,
+    ) -> Result<(), E> {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let walk = Walk {
+            scan: self,
+            node,
+            depth,
+            redact,
+        };
+        walk.deserialize(&mut de)
+            .map_err(|_| E::custom("a value taken apart does not parse"))
+    }
+}
+
+/// Where `inner` lies inside `outer`, if it is a sub-slice of it (pointer arithmetic, no search).
+pub(crate) fn subslice_range(outer: &[u8], inner: &[u8]) -> Option<Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some(start..end)
+}
+
+/// The offset of the value after the key whose closing quote is at `quote`: past `"`, blanks,
+/// `:`, blanks. The parser has accepted these bytes already, so only JSON whitespace can occur.
+fn value_start(text: &[u8], quote: usize) -> Option<usize> {
+    let blank = |at: &usize| text.get(*at).is_some_and(|b| b.is_ascii_whitespace());
+    let mut at = quote + 1;
+    while blank(&at) {
+        at += 1;
+    }
+    (text.get(at) == Some(&b':')).then_some(())?;
+    at += 1;
+    while blank(&at) {
+        at += 1;
+    }
+    Some(at)
+}
+
+struct Walk<'s, 'n, 'de, 'k> {
+    scan: &'s mut Scan<'de, 'k>,
+    node: Option<&'n mut (dyn Node<'de> + 'n)>,
+    /// Nesting level of the enclosing container (0 for the top-level value).
+    depth: usize,
+    /// Whether keys are matched against the redaction list (not inside a redacted value).
+    redact: bool,
+}
+
+impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
+    fn scalar<E>(mut self, value: impl FnOnce() -> Scalar<'de>) -> Result<(), E> {
+        if let Some(node) = self.node.as_deref_mut() {
+            node.value(value());
+        }
+        Ok(())
+    }
+
+    fn enter<E: de::Error>(&mut self, shape: Scalar<'de>) -> Result<(), E> {
+        if self.depth + 1 >= MAX_LEVEL {
+            return Err(E::custom("recursion limit exceeded"));
+        }
+        if let Some(node) = self.node.as_deref_mut() {
+            node.value(shape);
+        }
+        Ok(())
+    }
+
+    /// One object member: matched against the redaction list, then walked as its record says.
+    fn member<A: MapAccess<'de>>(&mut self, map: &mut A, key: Key<'de>) -> Result<(), A::Error> {
+        let depth = self.depth + 1;
+        let redacted = self.redact && self.scan.keys.matches(&key.text);
+        let mut parent = self.node.as_deref_mut();
+        let visit = parent
+            .as_deref_mut()
+            .map_or(Visit::Skip, |n| n.member(&key));
+        let scan = &mut *self.scan;
+        let child = match visit {
+            Visit::Apart(child) => {
+                let raw: &'de RawValue = map.next_value()?;
+                let range = scan.range_of(raw)?;
+                if redacted {
+                    scan.spans.push(range.clone());
+                }
+                let outer = mem::take(&mut scan.spans);
+                let walked = scan.walk_apart(raw, Some(child), depth, self.redact);
+                let inner = mem::replace(&mut scan.spans, outer);
+                walked?;
+                if !redacted {
+                    scan.spans.extend_from_slice(&inner);
+                }
+                if let Some(parent) = parent {
+                    parent.apart(range, inner);
+                }
+                return Ok(());
+            }
+            Visit::Into(child) => Some(child),
+            Visit::Skip => None,
+        };
+        if redacted {
+            // Replaced whole; still walked, without redaction, so the body is refused or accepted
+            // exactly as a full parse would, and recorded if its record asks.
+            let raw: &'de RawValue = map.next_value()?;
+            let range = scan.range_of(raw)?;
+            let mut child = child;
+            if let Some(child) = child.as_deref_mut() {
+                child.start(range.start);
+            }
+            scan.spans.push(range);
+            return scan.walk_apart(raw, child, depth, false);
+        }
+        match child {
+            Some(child) if child.wants_start() => {
+                match key.end.and_then(|q| value_start(scan.text.as_bytes(), q)) {
+                    Some(at) => {
+                        child.start(at);
+                        map.next_value_seed(Walk::child(scan, Some(child), depth, self.redact))
+                    }
+                    // An escaped key gives no position: the value's own bytes say where it is.
+                    None => {
+                        let raw: &'de RawValue = map.next_value()?;
+                        child.start(scan.range_of(raw)?.start);
+                        scan.walk_apart(raw, Some(child), depth, self.redact)
+                    }
+                }
+            }
+            child => map.next_value_seed(Walk::child(scan, child, depth, self.redact)),
+        }
+    }
+
+    fn child<'c, 'm>(
+        scan: &'c mut Scan<'de, 'k>,
+        node: Option<&'m mut (dyn Node<'de> + 'm)>,
+        depth: usize,
+        redact: bool,
+    ) -> Walk<'c, 'm, 'de, 'k> {
+        Walk {
+            scan,
+            node,
+            depth,
+            redact,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(|| Scalar::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(|| Scalar::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(|| Scalar::Number(v.into()))
+    }
+
+    // As `serde_json::Value` does: a float that is not finite would be `null`.
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(|| Number::from_f64(v).map_or(Scalar::Null, Scalar::Number))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.scalar(|| Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(|| Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.scalar(|| Scalar::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.enter(Scalar::Array)?;
+        let depth = self.depth + 1;
+        for index in 0.. {
+            let visit = self
+                .node
+                .as_deref_mut()
+                .map_or(Visit::Skip, |n| n.item(index));
+            let child = match visit {
+                Visit::Into(child) | Visit::Apart(child) => Some(child),
+                Visit::Skip => None,
+            };
+            let seed = Walk::child(self.scan, child, depth, self.redact);
+            if seq.next_element_seed(seed)?.is_none() {
+                break;
+            }
+            if let Some(node) = self.node.as_deref_mut() {
+                node.item_done(index);
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.enter(Scalar::Object)?;
+        let base = self.scan.text.as_ptr() as usize;
+        while let Some(key) = map.next_key_seed(KeySeed { base })? {
+            self.member(&mut map, key)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads an object key; `base` is the body's address, to place a borrowed key in it.
+struct KeySeed {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+        let end = (v.as_ptr() as usize)
+            .checked_sub(self.base)
+            .map(|start| start + v.len());
+        Ok(Key {
+            text: Cow::Borrowed(v),
+            end,
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key {
+            text: Cow::Owned(v.to_owned()),
+            end: None,
+        })
+    }
+}
