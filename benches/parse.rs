@@ -5,7 +5,10 @@
 //! one ~300 KB message carrying a base64 blob (forks that send media inline) and one n8n envelope.
 //! Allocations are counted by a wrapper around the system allocator installed in this binary only.
 //!
-//! Environment: `PARSE_BENCH_MILLIS` (time per case, default 300).
+//! Environment: `PARSE_BENCH_MILLIS` (time per case, default 300); `PARSE_BENCH_ITERS` (a fixed
+//! count of parses per case instead, for instruction counts under
+//! `valgrind --tool=callgrind --toggle-collect='*measure*'`); `PARSE_BENCH_CASE` (only the cases
+//! whose name contains it).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -46,52 +49,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const FIXTURES: [(&str, &[u8]); 11] = [
-    (
-        "media-fila-data",
-        include_bytes!("../tests/fixtures/media-fila-data.json"),
-    ),
-    (
-        "message-from-internal",
-        include_bytes!("../tests/fixtures/message-from-internal.json"),
-    ),
-    (
-        "message-from-me",
-        include_bytes!("../tests/fixtures/message-from-me.json"),
-    ),
-    (
-        "message-group",
-        include_bytes!("../tests/fixtures/message-group.json"),
-    ),
-    (
-        "message-no-caption",
-        include_bytes!("../tests/fixtures/message-no-caption.json"),
-    ),
-    (
-        "message-no-queue",
-        include_bytes!("../tests/fixtures/message-no-queue.json"),
-    ),
-    (
-        "message-queue-webhook",
-        include_bytes!("../tests/fixtures/message-queue-webhook.json"),
-    ),
-    (
-        "message-start",
-        include_bytes!("../tests/fixtures/message-start.json"),
-    ),
-    (
-        "status-closed",
-        include_bytes!("../tests/fixtures/status-closed.json"),
-    ),
-    (
-        "status-open",
-        include_bytes!("../tests/fixtures/status-open.json"),
-    ),
-    (
-        "tag-sync",
-        include_bytes!("../tests/fixtures/tag-sync.json"),
-    ),
-];
+/// Every `tests/fixtures/*.json`, by file stem, in name order.
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("tests/fixtures is readable")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_stem()?.to_str()?.to_owned();
+            (path.extension()? == "json").then_some(())?;
+            Some((name, std::fs::read(&path).ok()?))
+        })
+        .collect();
+    found.sort();
+    found
+}
 
 /// `body` with a trailing `"contactHistory"` member of Whaticket-like rows until it reaches `size`
 /// bytes: the shape (many small objects and strings) is what costs a parser, not one long string.
@@ -145,7 +117,15 @@ struct Figures {
     bytes: f64,
 }
 
-fn measure(body: &[u8], keys: &RedactKeys, budget: Duration) -> Figures {
+/// How long each case runs.
+#[derive(Clone, Copy)]
+enum Budget {
+    Time(Duration),
+    Parses(u64),
+}
+
+#[inline(never)]
+fn measure(body: &[u8], keys: &RedactKeys, budget: Budget) -> Figures {
     let raw = Bytes::from(body.to_vec());
     // Once outside the counters: the first clone of a `Bytes` made from a Vec shares it (one
     // allocation the relay pays per request anyway, not per parse).
@@ -154,7 +134,11 @@ fn measure(body: &[u8], keys: &RedactKeys, budget: Duration) -> Figures {
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let allocated = ALLOCATED.load(Ordering::Relaxed);
     let start = Instant::now();
-    while start.elapsed() < budget {
+    let more = |rounds: u64| match budget {
+        Budget::Time(budget) => start.elapsed() < budget,
+        Budget::Parses(parses) => rounds < parses,
+    };
+    while more(rounds) {
         for _ in 0..16 {
             let event = event::parse("bench", black_box(raw.clone()), keys, 0);
             black_box(&event);
@@ -171,41 +155,52 @@ fn measure(body: &[u8], keys: &RedactKeys, budget: Duration) -> Figures {
 }
 
 fn main() {
-    let millis = std::env::var("PARSE_BENCH_MILLIS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let budget = Duration::from_millis(millis);
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let budget = match number("PARSE_BENCH_ITERS") {
+        Some(parses) => Budget::Parses(parses),
+        None => Budget::Time(Duration::from_millis(
+            number("PARSE_BENCH_MILLIS").unwrap_or(300),
+        )),
+    };
+    let only = std::env::var("PARSE_BENCH_CASE").unwrap_or_default();
     let keys = RedactKeys::new(&Settings::default().redact.keys);
 
+    let fixtures = fixtures();
+    let fixture = |name: &str| {
+        fixtures
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&b"{}"[..], |(_, body)| body)
+    };
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, body) in FIXTURES {
+    for (name, body) in &fixtures {
         cases.push((format!("{name} ~1.5KB"), padded(body, 1_500)));
     }
-    for (name, body) in FIXTURES {
+    for (name, body) in &fixtures {
         cases.push((format!("{name} ~18KB"), padded(body, 18_000)));
     }
     cases.push((
         "message-from-internal n8n ~18KB".to_owned(),
-        n8n(&padded(FIXTURES[1].1, 18_000)),
+        n8n(&padded(fixture("message-from-internal"), 18_000)),
     ));
     cases.push((
         "message-from-me base64 ~300KB".to_owned(),
-        with_blob(FIXTURES[2].1, 300_000),
+        with_blob(fixture("message-from-me"), 300_000),
     ));
 
     println!(
         "{:<36} {:>8} {:>10} {:>9} {:>10} {:>9}",
         "case", "bytes", "ns/parse", "MB/s", "allocs", "B alloc"
     );
-    let (mut total_ns, mut total_bytes) = (0.0, 0.0);
-    for (name, body) in &cases {
+    let (mut total_ns, mut total_bytes, mut measured) = (0.0, 0.0, 0);
+    for (name, body) in cases.iter().filter(|(name, _)| name.contains(&only)) {
         if event::parse("bench", Bytes::from(body.clone()), &keys, 0).is_err() {
             println!("{name}: does not parse, skipped");
             continue;
         }
         let f = measure(body, &keys, budget);
         total_ns += f.ns;
+        measured += 1;
         total_bytes += body.len() as f64;
         println!(
             "{:<36} {:>8} {:>10.0} {:>9.1} {:>10.1} {:>9.0}",
@@ -220,6 +215,6 @@ fn main() {
     println!(
         "all cases: {:.1} MB/s over {} cases",
         total_bytes / total_ns * 1e3,
-        cases.len()
+        measured
     );
 }

@@ -10,9 +10,10 @@ use super::scan::{Key, Node, Scalar, Visit};
 /// One member name's value in an object. The exact spelling wins (its last duplicate, as a map
 /// insert keeps the last); without it, the ASCII-case-insensitive spelling that sorts first, since
 /// `serde_json::Map` is a `BTreeMap` in this build (no `preserve_order`). `null` counts as absent.
+/// The other spelling is boxed: it is rare, and inline it would double every record's size.
 pub(crate) struct Slot<'de, T> {
     exact: Option<T>,
-    folded: Option<(Cow<'de, str>, T)>,
+    folded: Option<Box<(Cow<'de, str>, T)>>,
 }
 
 impl<T> Default for Slot<'_, T> {
@@ -38,17 +39,19 @@ impl<'de, T: Default + Nullable> Slot<'de, T> {
         if !key.text.eq_ignore_ascii_case(name) {
             return None;
         }
-        if self.folded.as_ref().is_some_and(|(k, _)| key.text > *k) {
+        if self.folded.as_ref().is_some_and(|f| key.text > f.0) {
             return None;
         }
-        let (_, record) = self.folded.insert((key.text.clone(), T::default()));
-        Some(record)
+        let folded = self
+            .folded
+            .insert(Box::new((key.text.clone(), T::default())));
+        Some(&mut folded.1)
     }
 
     pub fn get(&self) -> Option<&T> {
         self.exact
             .as_ref()
-            .or(self.folded.as_ref().map(|(_, t)| t))
+            .or(self.folded.as_ref().map(|f| &f.1))
             .filter(|t| !t.is_null())
     }
 }

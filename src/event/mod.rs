@@ -160,7 +160,7 @@ pub fn parse(
     let (root, body, spans, origin) = match envelope.inner() {
         Some(inner) => {
             let body = raw.slice(inner.range.clone());
-            (&inner.root, body, &inner.spans, inner.range.start)
+            (&*inner.root, body, &inner.spans, inner.range.start)
         }
         None => (&envelope.outer, raw.clone(), &scan.spans, 0),
     };

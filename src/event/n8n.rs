@@ -14,14 +14,15 @@ pub(crate) struct Envelope<'de> {
     pub outer: Root<'de>,
     headers: bool,
     marker: bool,
-    /// The record the current `body` member is walked into.
-    next: Root<'de>,
+    /// The record the current `body` member is walked into (boxed, as is the inner body's: most
+    /// bodies have neither, and a record is large).
+    next: Option<Box<Root<'de>>>,
     /// The last `body` member: the one a map keeps, so bytes and fields always agree.
     inner: Option<Inner<'de>>,
 }
 
 pub(crate) struct Inner<'de> {
-    pub root: Root<'de>,
+    pub root: Box<Root<'de>>,
     pub range: Range<usize>,
     /// Spans to redact inside `range`, in the body's offsets.
     pub spans: Vec<Range<usize>>,
@@ -48,8 +49,7 @@ impl<'de> Node<'de> for Envelope<'de> {
     fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
         match &*key.text {
             "body" => {
-                self.next = Root::default();
-                return Visit::Apart(&mut self.next);
+                return Visit::Apart(&mut **self.next.insert(Box::default()));
             }
             "headers" => self.headers = true,
             "webhookUrl" | "executionMode" => self.marker = true,
@@ -59,10 +59,8 @@ impl<'de> Node<'de> for Envelope<'de> {
     }
 
     fn apart(&mut self, range: Range<usize>, spans: Vec<Range<usize>>) {
-        self.inner = Some(Inner {
-            root: std::mem::take(&mut self.next),
-            range,
-            spans,
-        });
+        if let Some(root) = self.next.take() {
+            self.inner = Some(Inner { root, range, spans });
+        }
     }
 }

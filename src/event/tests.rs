@@ -21,6 +21,21 @@ const CLOSED: &[u8] = include_bytes!("../../tests/fixtures/status-closed.json");
 const OPEN: &[u8] = include_bytes!("../../tests/fixtures/status-open.json");
 const TAG_SYNC: &[u8] = include_bytes!("../../tests/fixtures/tag-sync.json");
 
+/// Every fixture by file name, for the tests that go through them all.
+const FIXTURES: [(&str, &[u8]); 11] = [
+    ("media-fila-data", MEDIA),
+    ("message-from-internal", FROM_INTERNAL),
+    ("message-from-me", FROM_ME),
+    ("message-group", GROUP),
+    ("message-no-caption", NO_CAPTION),
+    ("message-no-queue", NO_QUEUE),
+    ("message-queue-webhook", QUEUE_WEBHOOK),
+    ("message-start", START),
+    ("status-closed", CLOSED),
+    ("status-open", OPEN),
+    ("tag-sync", TAG_SYNC),
+];
+
 const ALL: [&[u8]; 11] = [
     MEDIA,
     FROM_INTERNAL,

@@ -5,54 +5,8 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::FIXTURES;
 use crate::event::{parse, Event, RedactKeys};
-
-const FIXTURES: [(&str, &[u8]); 11] = [
-    (
-        "media-fila-data",
-        include_bytes!("../../../tests/fixtures/media-fila-data.json"),
-    ),
-    (
-        "message-from-internal",
-        include_bytes!("../../../tests/fixtures/message-from-internal.json"),
-    ),
-    (
-        "message-from-me",
-        include_bytes!("../../../tests/fixtures/message-from-me.json"),
-    ),
-    (
-        "message-group",
-        include_bytes!("../../../tests/fixtures/message-group.json"),
-    ),
-    (
-        "message-no-caption",
-        include_bytes!("../../../tests/fixtures/message-no-caption.json"),
-    ),
-    (
-        "message-no-queue",
-        include_bytes!("../../../tests/fixtures/message-no-queue.json"),
-    ),
-    (
-        "message-queue-webhook",
-        include_bytes!("../../../tests/fixtures/message-queue-webhook.json"),
-    ),
-    (
-        "message-start",
-        include_bytes!("../../../tests/fixtures/message-start.json"),
-    ),
-    (
-        "status-closed",
-        include_bytes!("../../../tests/fixtures/status-closed.json"),
-    ),
-    (
-        "status-open",
-        include_bytes!("../../../tests/fixtures/status-open.json"),
-    ),
-    (
-        "tag-sync",
-        include_bytes!("../../../tests/fixtures/tag-sync.json"),
-    ),
-];
 
 /// Hand-made bodies: casing, string and float ids, duplicates, nulls, redaction at depth,
 /// n8n envelopes, mensagem of every shape, and bodies the parser must refuse.

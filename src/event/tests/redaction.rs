@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::FIXTURES;
 use crate::event::redact::{splice, RedactKeys, UNPARSEABLE};
 use crate::event::scan::{subslice_range, Node, Scalar, Scan};
 
@@ -33,53 +34,6 @@ fn run(body: &str, list: &[&str]) -> String {
     let out = redact(&Bytes::copy_from_slice(body.as_bytes()), &keys(list));
     String::from_utf8(out.to_vec()).unwrap_or_default()
 }
-
-const FIXTURES: [(&str, &[u8]); 11] = [
-    (
-        "media-fila-data",
-        include_bytes!("../../../tests/fixtures/media-fila-data.json"),
-    ),
-    (
-        "message-from-internal",
-        include_bytes!("../../../tests/fixtures/message-from-internal.json"),
-    ),
-    (
-        "message-from-me",
-        include_bytes!("../../../tests/fixtures/message-from-me.json"),
-    ),
-    (
-        "message-group",
-        include_bytes!("../../../tests/fixtures/message-group.json"),
-    ),
-    (
-        "message-no-caption",
-        include_bytes!("../../../tests/fixtures/message-no-caption.json"),
-    ),
-    (
-        "message-no-queue",
-        include_bytes!("../../../tests/fixtures/message-no-queue.json"),
-    ),
-    (
-        "message-queue-webhook",
-        include_bytes!("../../../tests/fixtures/message-queue-webhook.json"),
-    ),
-    (
-        "message-start",
-        include_bytes!("../../../tests/fixtures/message-start.json"),
-    ),
-    (
-        "status-closed",
-        include_bytes!("../../../tests/fixtures/status-closed.json"),
-    ),
-    (
-        "status-open",
-        include_bytes!("../../../tests/fixtures/status-open.json"),
-    ),
-    (
-        "tag-sync",
-        include_bytes!("../../../tests/fixtures/tag-sync.json"),
-    ),
-];
 
 #[test]
 fn token_origin_is_replaced_and_every_other_byte_kept() {
