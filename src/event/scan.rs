@@ -12,6 +12,9 @@ use serde_json::value::RawValue;
 use serde_json::Number;
 
 use super::error::syntax_error;
+use super::offsets::{
+    end_before_close, end_before_key, end_by_skimming, subslice_range, Key, KeySeed,
+};
 use super::redact::RedactKeys;
 use super::ParseError;
 
@@ -31,13 +34,6 @@ pub(crate) enum Scalar<'de> {
     Str(Cow<'de, str>),
     Array,
     Object,
-}
-
-/// An object key after escapes are resolved, and where its closing quote is when the body spells
-/// it without escapes (then it is borrowed, and the value's position follows from it).
-pub(crate) struct Key<'de> {
-    pub text: Cow<'de, str>,
-    end: Option<usize>,
 }
 
 /// What the walker does with a member's or item's value.
@@ -156,27 +152,12 @@ impl<'de, 'k> Scan<'de, 'k> {
     }
 }
 
-/// Where `inner` lies inside `outer`, if it is a sub-slice of it (pointer arithmetic, no search).
-pub(crate) fn subslice_range(outer: &[u8], inner: &[u8]) -> Option<Range<usize>> {
-    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    let end = start.checked_add(inner.len())?;
-    (end <= outer.len()).then_some(start..end)
-}
-
-/// The offset of the value after the key whose closing quote is at `quote`: past `"`, blanks,
-/// `:`, blanks. The parser has accepted these bytes already, so only JSON whitespace can occur.
-fn value_start(text: &[u8], quote: usize) -> Option<usize> {
-    let blank = |at: &usize| text.get(*at).is_some_and(|b| b.is_ascii_whitespace());
-    let mut at = quote + 1;
-    while blank(&at) {
-        at += 1;
-    }
-    (text.get(at) == Some(&b':')).then_some(())?;
-    at += 1;
-    while blank(&at) {
-        at += 1;
-    }
-    Some(at)
+/// A member taken apart but walked where it stands, whose end the next key (or the object's end)
+/// tells: the n8n body, which is most of an envelope, is then read once.
+struct Open {
+    start: usize,
+    spans: Vec<Range<usize>>,
+    redacted: bool,
 }
 
 struct Walk<'s, 'n, 'de, 'k> {
@@ -207,7 +188,11 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
     }
 
     /// One object member: matched against the redaction list, then walked as its record says.
-    fn member<A: MapAccess<'de>>(&mut self, map: &mut A, key: Key<'de>) -> Result<(), A::Error> {
+    fn member<A: MapAccess<'de>>(
+        &mut self,
+        map: &mut A,
+        key: Key<'de>,
+    ) -> Result<Option<Open>, A::Error> {
         let depth = self.depth + 1;
         let redacted = self.redact && self.scan.keys.matches(&key.text);
         let mut parent = self.node.as_deref_mut();
@@ -215,8 +200,28 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
             .as_deref_mut()
             .map_or(Visit::Skip, |n| n.member(&key));
         let scan = &mut *self.scan;
-        let child = match visit {
-            Visit::Apart(child) => {
+        let start = match visit {
+            Visit::Apart(_) => key.value_start(scan.text),
+            _ => None,
+        };
+        let child = match (visit, start) {
+            (Visit::Apart(child), Some(start)) => {
+                let outer = mem::take(&mut scan.spans);
+                let walked =
+                    map.next_value_seed(Walk::child(scan, Some(child), depth, self.redact));
+                let inner = mem::replace(&mut scan.spans, outer);
+                walked?;
+                if !redacted {
+                    scan.spans.extend_from_slice(&inner);
+                }
+                return Ok(Some(Open {
+                    start,
+                    spans: inner,
+                    redacted,
+                }));
+            }
+            // An escaped key gives no position: the value is skimmed for its bytes first.
+            (Visit::Apart(child), None) => {
                 let raw: &'de RawValue = map.next_value()?;
                 let range = scan.range_of(raw)?;
                 if redacted {
@@ -232,10 +237,10 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 if let Some(parent) = parent {
                     parent.apart(range, inner);
                 }
-                return Ok(());
+                return Ok(None);
             }
-            Visit::Into(child) => Some(child),
-            Visit::Skip => None,
+            (Visit::Into(child), _) => Some(child),
+            (Visit::Skip, _) => None,
         };
         if redacted {
             // Replaced whole; still walked, without redaction, so the body is refused or accepted
@@ -247,11 +252,11 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 child.start(range.start);
             }
             scan.spans.push(range);
-            return scan.walk_apart(raw, child, depth, false);
+            return scan.walk_apart(raw, child, depth, false).map(|()| None);
         }
-        match child {
+        let walked = match child {
             Some(child) if child.wants_start() => {
-                match key.end.and_then(|q| value_start(scan.text.as_bytes(), q)) {
+                match key.value_start(scan.text) {
                     Some(at) => {
                         child.start(at);
                         map.next_value_seed(Walk::child(scan, Some(child), depth, self.redact))
@@ -265,7 +270,30 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 }
             }
             child => map.next_value_seed(Walk::child(scan, child, depth, self.redact)),
+        };
+        walked.map(|()| None)
+    }
+
+    /// Ends a member walked in place, now that what follows it is known: the key whose opening
+    /// quote is at `next`, or (`next` is `None`) the end of this object.
+    fn close<E: de::Error>(&mut self, open: Open, next: Option<Option<usize>>) -> Result<(), E> {
+        let text = self.scan.text;
+        let end = match next {
+            Some(Some(quote)) => end_before_key(text, quote),
+            // Only the top-level object's end is known without skimming: it ends the body.
+            None if self.depth == 0 => end_before_close(text),
+            _ => None,
         }
+        .or_else(|| end_by_skimming(text, open.start))
+        .ok_or_else(|| E::custom("end of a member not found"))?;
+        let range = open.start..end;
+        if open.redacted {
+            self.scan.spans.push(range.clone());
+        }
+        if let Some(node) = self.node.as_deref_mut() {
+            node.apart(range, open.spans);
+        }
+        Ok(())
     }
 
     fn child<'c, 'm>(
@@ -353,47 +381,16 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         self.enter(Scalar::Object)?;
         let base = self.scan.text.as_ptr() as usize;
+        let mut open = None;
         while let Some(key) = map.next_key_seed(KeySeed { base })? {
-            self.member(&mut map, key)?;
+            if let Some(open) = open.take() {
+                self.close(open, Some(key.quote()))?;
+            }
+            open = self.member(&mut map, key)?;
         }
-        Ok(())
-    }
-}
-
-/// Reads an object key; `base` is the body's address, to place a borrowed key in it.
-struct KeySeed {
-    base: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-        let end = (v.as_ptr() as usize)
-            .checked_sub(self.base)
-            .map(|start| start + v.len());
-        Ok(Key {
-            text: Cow::Borrowed(v),
-            end,
-        })
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-        Ok(Key {
-            text: Cow::Owned(v.to_owned()),
-            end: None,
-        })
+        match open {
+            Some(open) => self.close(open, None),
+            None => Ok(()),
+        }
     }
 }

@@ -3,8 +3,9 @@
 use bytes::Bytes;
 
 use super::FIXTURES;
+use crate::event::offsets::subslice_range;
 use crate::event::redact::{splice, RedactKeys, UNPARSEABLE};
-use crate::event::scan::{subslice_range, Node, Scalar, Scan};
+use crate::event::scan::{Node, Scalar, Scan};
 
 /// Records nothing: the walk only finds what to redact.
 struct Nothing;
