@@ -665,3 +665,36 @@ fn nesting_beyond_the_limit_is_refused_inside_values_walked_apart() {
         }
     }
 }
+
+#[test]
+fn n8n_inner_body_ends_where_its_bytes_end_whatever_the_spacing() {
+    let inner = br#"{"acao":"open", "x" : [1, {"y":"}"}] }"#;
+    let layouts: [(&[u8], &[u8]); 4] = [
+        (
+            br#"{"headers":{},"body" :  "#,
+            br#"  ,  "webhookUrl":"u"  }"#,
+        ),
+        (
+            b"{\"headers\":{},\"executionMode\":\"x\",\"body\":\n\t",
+            b"\r\n }\n\n",
+        ),
+        (
+            br#"{"headers":{},"webhookUrl":"u","body":"#,
+            br#","b\u006fdy2":1}"#,
+        ),
+        (br#"{"h\u0065aders":{},"webhookUrl":"u","body":"#, b"}"),
+    ];
+    for (before, after) in layouts {
+        let mut raw = before.to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(after);
+        let event = ev(&raw);
+        assert_eq!(
+            event.body.as_ref(),
+            inner,
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+        assert_eq!(event.meta.kind, Kind::Status);
+    }
+}
