@@ -1,7 +1,7 @@
 //! Which kind an event is, and the ids it carries, read from the recorded fields.
 
 use super::fields::Root;
-use super::scan::Scalar;
+use super::node::Scalar;
 use super::Kind;
 
 /// `acao` values that carry one WhatsApp message.

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
+use super::node::{Node, Scalar, Visit};
 use super::offsets::Key;
-use super::scan::{Node, Scalar, Visit};
 
 /// One member name's value in an object. The exact spelling wins (its last duplicate, as a map
 /// insert keeps the last); without it, the ASCII-case-insensitive spelling that sorts first, since

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::fields::Root;
-use super::scan::Scalar;
+use super::node::Scalar;
 use super::EventId;
 
 /// The parts every dedup key shares, so two connections or two companies never collide.

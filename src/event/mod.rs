@@ -11,6 +11,7 @@ mod error;
 mod fields;
 mod key;
 mod n8n;
+mod node;
 mod offsets;
 mod redact;
 mod scan;

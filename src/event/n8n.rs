@@ -4,8 +4,8 @@
 use std::ops::Range;
 
 use super::fields::Root;
+use super::node::{Node, Scalar, Visit};
 use super::offsets::Key;
-use super::scan::{Node, Scalar, Visit};
 
 /// The top-level value: the fields of the body as it is, and those of its `body` member in case
 /// the whole turns out to be an envelope (which only its other members, before or after, tell).

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::Number;
 
 use super::error::syntax_error;
+use super::node::{Node, Scalar, Visit};
 use super::offsets::{
     end_before_close, end_before_key, end_by_skimming, subslice_range, Key, KeySeed,
 };
@@ -22,59 +23,6 @@ use super::ParseError;
 /// enforces it itself too: values it takes apart are walked by a second deserializer whose own
 /// count starts again at zero, and a body must not pass for being split that way.
 const MAX_LEVEL: usize = 128;
-
-/// One JSON value as a record sees it: scalars in full (strings borrowed from the body unless
-/// they had escapes), containers by shape only, since their content arrives member by member.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) enum Scalar<'de> {
-    #[default]
-    Null,
-    Bool(bool),
-    Number(Number),
-    Str(Cow<'de, str>),
-    Array,
-    Object,
-}
-
-/// What the walker does with a member's or item's value.
-pub(crate) enum Visit<'n, 'de> {
-    /// Validated and searched for values to redact; nothing recorded.
-    Skip,
-    /// Walked into this record.
-    Into(&'n mut dyn Node<'de>),
-    /// Its exact bytes are taken first, then walked into this record with a span list of its
-    /// own, and the parent hears of both through [`Node::apart`] (the n8n inner body).
-    Apart(&'n mut dyn Node<'de>),
-}
-
-/// A record of the fields under one path. Every method has a do-nothing default, so a record
-/// only states what it keeps.
-pub(crate) trait Node<'de> {
-    /// The value itself: a scalar, or the shape of a container before its content.
-    fn value(&mut self, value: Scalar<'de>);
-
-    fn member(&mut self, _key: &Key<'de>) -> Visit<'_, 'de> {
-        Visit::Skip
-    }
-
-    fn item(&mut self, _index: usize) -> Visit<'_, 'de> {
-        Visit::Skip
-    }
-
-    /// Item `index` has been walked.
-    fn item_done(&mut self, _index: usize) {}
-
-    /// Whether [`Node::start`] should be called with the value's offset in the body.
-    fn wants_start(&self) -> bool {
-        false
-    }
-
-    fn start(&mut self, _at: usize) {}
-
-    /// A member taken apart: its byte range and the spans to redact inside it (which the
-    /// enclosing body's spans include too, unless the member's own key is redacted whole).
-    fn apart(&mut self, _range: Range<usize>, _spans: Vec<Range<usize>>) {}
-}
 
 /// The walk's shared state.
 pub(crate) struct Scan<'de, 'k> {
@@ -152,6 +100,25 @@ impl<'de, 'k> Scan<'de, 'k> {
     }
 }
 
+impl<'de> Scan<'de, '_> {
+    /// Runs `walk` with a span list of its own and returns it; the enclosing list gets the spans
+    /// too, unless the value is `redacted` whole (then it is one span of that list).
+    fn own_spans<E>(
+        &mut self,
+        redacted: bool,
+        walk: impl FnOnce(&mut Self) -> Result<(), E>,
+    ) -> Result<Vec<Range<usize>>, E> {
+        let outer = mem::take(&mut self.spans);
+        let walked = walk(self);
+        let inner = mem::replace(&mut self.spans, outer);
+        walked?;
+        if !redacted {
+            self.spans.extend_from_slice(&inner);
+        }
+        Ok(inner)
+    }
+}
+
 /// A member taken apart but walked where it stands, whose end the next key (or the object's end)
 /// tells: the n8n body, which is most of an envelope, is then read once.
 struct Open {
@@ -193,8 +160,8 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         map: &mut A,
         key: Key<'de>,
     ) -> Result<Option<Open>, A::Error> {
-        let depth = self.depth + 1;
-        let redacted = self.redact && self.scan.keys.matches(&key.text);
+        let (depth, redact) = (self.depth + 1, self.redact);
+        let redacted = redact && self.scan.keys.matches(&key.text);
         let mut parent = self.node.as_deref_mut();
         let visit = parent
             .as_deref_mut()
@@ -206,14 +173,9 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         };
         let child = match (visit, start) {
             (Visit::Apart(child), Some(start)) => {
-                let outer = mem::take(&mut scan.spans);
-                let walked =
-                    map.next_value_seed(Walk::child(scan, Some(child), depth, self.redact));
-                let inner = mem::replace(&mut scan.spans, outer);
-                walked?;
-                if !redacted {
-                    scan.spans.extend_from_slice(&inner);
-                }
+                let inner = scan.own_spans(redacted, |scan| {
+                    map.next_value_seed(Walk::child(scan, Some(child), depth, redact))
+                })?;
                 return Ok(Some(Open {
                     start,
                     spans: inner,
@@ -227,13 +189,9 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 if redacted {
                     scan.spans.push(range.clone());
                 }
-                let outer = mem::take(&mut scan.spans);
-                let walked = scan.walk_apart(raw, Some(child), depth, self.redact);
-                let inner = mem::replace(&mut scan.spans, outer);
-                walked?;
-                if !redacted {
-                    scan.spans.extend_from_slice(&inner);
-                }
+                let inner = scan.own_spans(redacted, |scan| {
+                    scan.walk_apart(raw, Some(child), depth, redact)
+                })?;
                 if let Some(parent) = parent {
                     parent.apart(range, inner);
                 }
@@ -259,17 +217,17 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 match key.value_start(scan.text) {
                     Some(at) => {
                         child.start(at);
-                        map.next_value_seed(Walk::child(scan, Some(child), depth, self.redact))
+                        map.next_value_seed(Walk::child(scan, Some(child), depth, redact))
                     }
                     // An escaped key gives no position: the value's own bytes say where it is.
                     None => {
                         let raw: &'de RawValue = map.next_value()?;
                         child.start(scan.range_of(raw)?.start);
-                        scan.walk_apart(raw, Some(child), depth, self.redact)
+                        scan.walk_apart(raw, Some(child), depth, redact)
                     }
                 }
             }
-            child => map.next_value_seed(Walk::child(scan, child, depth, self.redact)),
+            child => map.next_value_seed(Walk::child(scan, child, depth, redact)),
         };
         walked.map(|()| None)
     }

@@ -3,9 +3,10 @@
 use bytes::Bytes;
 
 use super::FIXTURES;
+use crate::event::node::{Node, Scalar};
 use crate::event::offsets::subslice_range;
 use crate::event::redact::{splice, RedactKeys, UNPARSEABLE};
-use crate::event::scan::{Node, Scalar, Scan};
+use crate::event::scan::Scan;
 
 /// Records nothing: the walk only finds what to redact.
 struct Nothing;
