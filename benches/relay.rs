@@ -39,8 +39,7 @@ use lapin::{
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use whaticket_relay::config::{AmqpSettings, Settings};
-use whaticket_relay::event::Kind;
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{Kind, RedactKeys};
 use whaticket_relay::store::{Appended, Store};
 use whaticket_relay::{event, topology};
 

@@ -20,7 +20,6 @@
 pub mod config;
 pub mod event;
 pub mod publisher;
-pub mod redact;
 pub mod store;
 pub mod topology;
 

@@ -1,11 +1,14 @@
-//! Fuzzes the hot path: parse → classify → dedup key → redaction, on arbitrary bytes.
+//! Fuzzes the hot path: parse → classify → dedup key → redaction, on arbitrary bytes, and holds
+//! the one-pass parser to the `Value`-tree parser it replaced (same event, bytes and error).
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use whaticket_relay::event;
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{self, RedactKeys};
+
+#[path = "../../tests/api/oracle.rs"]
+mod oracle;
 
 const KEYS: [&str; 6] = ["passwordHash", "password", "token", "metaAccessToken", "accessToken", "token_origin"];
 
@@ -28,7 +31,10 @@ fn assert_redacted(value: &Value, keys: &RedactKeys) {
 
 fuzz_target!(|data: &[u8]| {
     let keys = RedactKeys::new(KEYS);
-    let Ok(first) = event::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1) else {
+    let parsed = event::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1);
+    let reference = oracle::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1);
+    assert_eq!(parsed, reference, "one pass and Value tree disagree");
+    let Ok(first) = parsed else {
         return;
     };
     let relayed: Value = serde_json::from_slice(&first.body).expect("a relayed body is valid JSON");

@@ -11,11 +11,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::event::{self, EventId, Kind};
+use crate::event::{self, EventId, Kind, RedactKeys};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::Metrics;
-use crate::redact::RedactKeys;
 use crate::store::{Appended, Store};
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group

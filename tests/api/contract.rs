@@ -8,8 +8,7 @@ use bytes::Bytes;
 use lapin::types::AMQPValue;
 use serde_json::{json, Value};
 use whaticket_relay::config::Settings;
-use whaticket_relay::event::{self, Kind};
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{self, Kind, RedactKeys};
 use whaticket_relay::topology;
 
 use crate::helpers::{fixture, spawn_app, CONNECTION};

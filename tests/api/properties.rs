@@ -1,11 +1,14 @@
 //! Property tests over parse → classify → dedup key → redaction: no panic on any input, no listed
-//! key's value ever relayed, and every other byte relayed as received.
+//! key's value ever relayed, every other byte relayed as received, and the one-pass parser giving
+//! exactly what the `Value`-tree parser it replaced gives (same ids, bytes and errors).
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use whaticket_relay::event;
-use whaticket_relay::redact::RedactKeys;
+use whaticket_relay::event::{self, RedactKeys};
+
+#[path = "oracle.rs"]
+mod oracle;
 
 const LISTED: [&str; 6] = [
     "passwordHash",
@@ -141,4 +144,153 @@ proptest! {
         let relayed = String::from_utf8_lossy(&event.body);
         prop_assert!(!relayed.contains(&marker), "leaked: {}", relayed);
     }
+
+    #[test]
+    fn one_pass_equals_the_value_tree_parser(body in json_body(), wrap in 0u8..4) {
+        let raw = match wrap {
+            0 => n8n(&body),
+            _ => body,
+        };
+        let keys = keys();
+        let one_pass = event::parse("conn", Bytes::from(raw.clone()), &keys, 1);
+        let reference = oracle::parse("conn", Bytes::from(raw.clone()), &keys, 1);
+        prop_assert_eq!(one_pass, reference, "{}", String::from_utf8_lossy(&raw));
+    }
+
+    #[test]
+    fn one_pass_equals_the_value_tree_parser_on_broken_bodies(body in json_body(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+        let mut raw = body;
+        let at = cut.index(raw.len());
+        raw[at] ^= flip;
+        let keys = keys();
+        let one_pass = event::parse("conn", Bytes::from(raw.clone()), &keys, 1);
+        let reference = oracle::parse("conn", Bytes::from(raw.clone()), &keys, 1);
+        prop_assert_eq!(one_pass, reference, "{}", String::from_utf8_lossy(&raw));
+    }
+}
+
+/// Member names the parser reads, in odd casings, escaped, and listed for redaction, so that
+/// duplicates and case-insensitive fallbacks come up often.
+fn raw_key() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "acao",
+        "Acao",
+        "ACAO",
+        "action",
+        "Action",
+        "chamadoId",
+        "CHAMADOID",
+        "companyId",
+        "companyid",
+        "mensagem",
+        "Mensagem",
+        "m\\u0065nsagem",
+        "ticketData",
+        "TicketData",
+        "status",
+        "updatedAt",
+        "UpdatedAt",
+        "id",
+        "ID",
+        "wid",
+        "fromMe",
+        "FROMME",
+        "ticketId",
+        "tags",
+        "Tags",
+        "mediaName",
+        "originalData",
+        "key",
+        "KEY",
+        "body",
+        "headers",
+        "webhookUrl",
+        "executionMode",
+        "token",
+        "Token",
+        "tok\\u0065n",
+        "password",
+        "x",
+        "",
+    ])
+}
+
+/// JSON text (not a `Value`, so keys repeat and escapes and spacing vary as senders write them).
+fn raw_value() -> impl Strategy<Value = String> {
+    let leaf = prop::sample::select(vec![
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "7",
+        "357",
+        "-4",
+        "3.0",
+        "1e2",
+        "1.5",
+        "12.50",
+        "-2.5e-3",
+        "18446744073709551615",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "\"357\"",
+        "\" 42\"",
+        "\"\"",
+        "\"true\"",
+        "\"FALSE\"",
+        "\"start\"",
+        "\"Start\"",
+        "\"from_internal\"",
+        "\"queue_webhook\"",
+        "\"open\"",
+        "\"closed\"",
+        "\"fila-data\"",
+        "\"tag-sync\"",
+        "\"TAG-SYNC\"",
+        "\"pending\"",
+        "\"arquivado\"",
+        "\"2023-10-12T14:07:44.618Z\"",
+        "\"2023-11-01T00:00:00.000Z\"",
+        "\"st\\u0061rt\"",
+        "\"a\\nb \\u00e9\"",
+        "\"3EB0C431C26A\"",
+        "\"SECRET\"",
+    ])
+    .prop_map(str::to_owned);
+    leaf.prop_recursive(5, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            (
+                prop::collection::vec((raw_key(), inner), 0..6),
+                any::<bool>()
+            )
+                .prop_map(|(members, spaced)| {
+                    let sep = if spaced { " : " } else { ":" };
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(k, v)| format!("\"{k}\"{sep}{v}"))
+                        .collect();
+                    format!("{{{}}}", members.join(if spaced { ",\n " } else { "," }))
+                }),
+        ]
+    })
+}
+
+fn json_body() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec((raw_key(), raw_value()), 0..10).prop_map(|members| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}", members.join(",")).into_bytes()
+    })
+}
+
+fn n8n(inner: &[u8]) -> Vec<u8> {
+    let mut out = br#"{"headers":{"host":"n8n"},"body": "#.to_vec();
+    out.extend_from_slice(inner);
+    out.extend_from_slice(br#" ,"token":"outer","executionMode":"production"}"#);
+    out
 }

@@ -1,0 +1,207 @@
+//! The Whaticket event model: one pass over the body unwraps, classifies, extracts ids, finds
+//! the values to redact; then the dedup key is computed and the redactions spliced in.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+mod classify;
+mod error;
+mod fields;
+mod key;
+mod n8n;
+mod node;
+mod offsets;
+mod redact;
+mod scan;
+
+pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
+
+use key::Ids;
+use n8n::Envelope;
+use scan::Scan;
+
+/// Which queue an event goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Message,
+    Media,
+    Status,
+    Tags,
+    Other,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Message,
+        Kind::Media,
+        Kind::Status,
+        Kind::Tags,
+        Kind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Media => "media",
+            Kind::Status => "status",
+            Kind::Tags => "tags",
+            Kind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stable event id: the first 16 bytes of SHA-256 over the dedup key, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub [u8; 16]);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(text.as_bytes(), &mut id).map_err(serde::de::Error::custom)?;
+        Ok(EventId(id))
+    }
+}
+
+/// What the relay knows about an event besides its body: stored in the outbox, sent as AMQP
+/// properties and headers. Holds no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    pub id: EventId,
+    pub kind: Kind,
+    pub connection: String,
+    /// The raw `acao` or `action` value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_me: Option<bool>,
+    /// Unix time in milliseconds when the relay received the request.
+    pub received_at_ms: u64,
+}
+
+impl EventMeta {
+    /// `{kind}.{companyId or 0}.{connection}`
+    pub fn routing_key(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.kind,
+            self.company_id.unwrap_or(0),
+            self.connection
+        )
+    }
+}
+
+/// An accepted event: its metadata and the body to relay (n8n-unwrapped, redacted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub meta: EventMeta,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("body is not valid JSON: {message} at line {line} column {column}")]
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("body is JSON but not an object")]
+    NotAnObject,
+}
+
+/// Parses a raw webhook body received on `connection` into an [`Event`].
+///
+/// Never rejects a well-formed JSON object: anything unrecognised becomes [`Kind::Other`].
+/// Errors describe only where the body broke, never what it contained.
+pub fn parse(
+    connection: &str,
+    raw: Bytes,
+    redact: &RedactKeys,
+    received_at_ms: u64,
+) -> Result<Event, ParseError> {
+    // Checked up front so the error can say "invalid UTF-8" instead of a misleading token error.
+    let text = std::str::from_utf8(&raw).map_err(|err| error::utf8_error(&raw, err))?;
+    let mut envelope = Envelope::default();
+    let mut scan = Scan::new(text, redact);
+    scan.run(&mut envelope)?;
+    if !envelope.is_object() {
+        return Err(ParseError::NotAnObject);
+    }
+    let (root, body, spans, origin) = match envelope.inner() {
+        Some(inner) => {
+            let body = raw.slice(inner.range.clone());
+            (&*inner.root, body, &inner.spans, inner.range.start)
+        }
+        None => (&envelope.outer, raw.clone(), &scan.spans, 0),
+    };
+
+    let word = classify::word(root);
+    let kind = classify::classify(root, word);
+    let company_id = classify::company_id(root);
+    let ticket_id = classify::ticket_id(root);
+    let from_me = classify::from_me(root);
+
+    let ids = Ids {
+        connection,
+        company: company_id.map(|c| c.to_string()).unwrap_or_default(),
+        body: &body,
+    };
+    let key = match kind {
+        Kind::Message => key::message_key(&ids, root, text, ticket_id, from_me),
+        Kind::Status => key::status_key(&ids, root, ticket_id, word),
+        Kind::Media => key::media_key(&ids, root, ticket_id),
+        Kind::Tags => key::tags_key(&ids, root, ticket_id),
+        Kind::Other => None,
+    };
+    let id = key.unwrap_or_else(|| ids.body_key());
+
+    let meta = EventMeta {
+        id,
+        kind,
+        connection: connection.to_owned(),
+        action: word.map(str::to_owned),
+        company_id,
+        ticket_id,
+        from_me,
+        received_at_ms,
+    };
+    Ok(Event {
+        meta,
+        body: redact::splice(&body, spans, origin),
+    })
+}
+
+#[cfg(test)]
+mod tests;
