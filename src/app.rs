@@ -16,7 +16,7 @@ use crate::error::json_error;
 use crate::handover::{self, Handover, InheritError};
 use crate::ingest::{self, Ingest};
 use crate::metrics::{self, Metrics};
-use crate::publisher::{self, PublisherHandle};
+use crate::publish::{self as publisher, PublisherHandle};
 use crate::reload::ReloadHandle;
 use crate::store::{Store, StoreError};
 use crate::verify::SecretError;

@@ -2,10 +2,9 @@
 
 pub mod config;
 pub mod event;
-pub mod publisher;
+pub mod publish;
 pub mod redact;
 pub mod store;
-pub mod topology;
 pub mod verify;
 
 pub mod admin;
@@ -23,3 +22,4 @@ pub mod telemetry;
 
 pub use app::Application;
 pub use config::Settings;
+pub use publish::topology;

@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 use crate::event::Kind;
-use crate::publisher::PublisherStats;
+use crate::publish::PublisherStats;
 use crate::store::Store;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.

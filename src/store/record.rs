@@ -1,6 +1,6 @@
-//! Byte layouts of what the store keeps: outbox, dead-letter and delivered records, dedup keys and expiries.
+//! Byte layouts of what the store keeps: outbox, dead-letter and (pre-segment) delivered records, dedup keys and expiries.
 //!
-//! Outbox record: `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
+//! Outbox record (inside a segment frame, and in the old sled `outbox` tree): `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
 //! what is relayed is byte-for-byte what was accepted.
 //! Dead record: `[u32 BE info_len][DeadInfo as JSON][outbox record]`: the outbox record is moved
 //! as is, never decoded and re-encoded.
@@ -48,11 +48,23 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok(rest.split_at(len))
 }
 
+#[cfg(test)]
 pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
-    let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
-    let mut out = prefixed(&meta, event.body.len())?;
-    out.extend_from_slice(&event.body);
+    let mut out = Vec::with_capacity(LEN_PREFIX + 256 + event.body.len());
+    encode_event_into(&mut out, event)?;
     Ok(out)
+}
+
+/// Appends the outbox record of `event` to `out`: the meta is serialized straight into it.
+pub(super) fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<(), StoreError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; LEN_PREFIX]);
+    serde_json::to_writer(&mut *out, &event.meta).map_err(StoreError::Corrupt)?;
+    let len = u32::try_from(out.len() - start - LEN_PREFIX)
+        .map_err(|_| corrupt("record header longer than 4 GiB"))?;
+    out[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&event.body);
+    Ok(())
 }
 
 /// The metadata of an outbox record, without copying its body.
@@ -61,26 +73,13 @@ pub(super) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
     serde_json::from_slice(meta).map_err(StoreError::Corrupt)
 }
 
-/// The outbox record inside a dead record, as stored.
-pub(super) fn dead_record(bytes: &[u8]) -> Result<&[u8], StoreError> {
-    Ok(split_prefixed(bytes)?.1)
-}
-
-/// Key of a kept delivered event: delivery time first, so both the replay window and the
-/// sweeper are range scans; the seq keeps keys of one millisecond apart.
+/// Key of a kept delivered event in the sled-only version (`delivered@` slices): delivery time, seq.
+#[cfg(test)]
 pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&delivered_at_ms.to_be_bytes());
     key[8..].copy_from_slice(&seq.to_be_bytes());
     key
-}
-
-pub(super) fn decode_delivered_key(key: &[u8]) -> Result<(u64, u64), StoreError> {
-    let key: [u8; 16] = key
-        .try_into()
-        .map_err(|_| corrupt("delivered key is not 16 bytes"))?;
-    let (at, seq) = key.split_at(8);
-    Ok((decode_seq(at)?, decode_seq(seq)?))
 }
 
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {

@@ -1,0 +1,69 @@
+//! The one thread that flushes sled, about once a second and on request, with a checkpoint.
+//!
+//! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
+//! delivery marks, dead letters) is flushed here, off the hot path. Before each flush the
+//! checkpoint (`meta["checkpoint"]`: the highest seq whose dedup keys the writer has inserted)
+//! is written, so once the flush returns every key up to it is on disk; opening the store
+//! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
+//! several awaiters, hence one thread calling the blocking `flush`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::writer::{duplicate_error, Reply};
+use super::StoreError;
+
+pub(super) const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+
+pub(super) fn decode_checkpoint(value: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(value.try_into().ok()?))
+}
+
+pub(super) struct Flusher {
+    pub(super) db: sled::Db,
+    pub(super) meta: sled::Tree,
+    /// Highest seq whose keys are inserted (set by the writer after inserting them).
+    pub(super) applied: Arc<AtomicU64>,
+    /// Highest seq whose keys are flushed (retention reads it before deleting a segment).
+    pub(super) flushed: Arc<AtomicU64>,
+    pub(super) interval: Duration,
+}
+
+impl Flusher {
+    /// Flushes every `interval` and for each request, until every sender is gone (one last flush).
+    pub(super) fn run(self, requests: Receiver<Reply<()>>) {
+        loop {
+            let mut waiters = Vec::new();
+            let last = match requests.recv_timeout(self.interval) {
+                Ok(reply) => {
+                    waiters.push(reply);
+                    waiters.extend(requests.try_iter());
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let result = self.flush();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "store flush failed");
+            }
+            for reply in waiters {
+                let _ = reply.send(result.as_ref().map(drop).map_err(duplicate_error));
+            }
+            if last {
+                return;
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let applied = self.applied.load(Ordering::Acquire);
+        self.meta
+            .insert(CHECKPOINT_KEY, &applied.to_be_bytes()[..])?;
+        self.db.flush()?;
+        self.flushed.fetch_max(applied, Ordering::AcqRel);
+        Ok(())
+    }
+}
