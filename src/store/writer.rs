@@ -7,18 +7,17 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::feed::Feed;
 use super::generations::Generations;
-use super::table::{mark_value, Changed, Entry, State, Table};
-use super::{dedup, record, retention, segment};
-use super::{now_ms, Appended, Limits, Pending, Settlement, StoreError};
+use super::table::Table;
+use super::{dedup, record, retention};
+use super::{now_ms, Appended, Limits, Settlement, StoreError};
 use crate::event::Event;
 
 /// Most commands taken into one group: bounds the batch size and the wait of the first.
@@ -97,16 +96,16 @@ pub(super) struct Writer {
 }
 
 /// An event that made it into the group, with where it goes.
-struct Staged {
-    event: Event,
-    seq: u64,
-    offset: u64,
-    len: u32,
-    key: Option<dedup::Key>,
-    done: Done,
+pub(super) struct Staged {
+    pub(super) event: Event,
+    pub(super) seq: u64,
+    pub(super) offset: u64,
+    pub(super) len: u32,
+    pub(super) key: Option<dedup::Key>,
+    pub(super) done: Done,
 }
 
-enum Done {
+pub(super) enum Done {
     Append(Reply<Appended>),
     /// Index into the group's requeue replies.
     Requeue(usize, Source),
@@ -208,315 +207,6 @@ impl Writer {
                 let _ = reply.send(Err(StoreError::Closed));
             }
         }
-    }
-
-    /// Dedup check and limits, in queue order; accepted events get their seq and slot.
-    fn stage(&mut self, appends: Vec<(Event, Reply<Appended>)>) -> Vec<Staged> {
-        let mut staged = Vec::with_capacity(appends.len());
-        if appends.is_empty() {
-            return staged;
-        }
-        let now = now_ms();
-        let mut last_end = None;
-        let live = dedup::live(&self.dedup, now);
-        let (mut events, mut bytes) = {
-            let table = lock(&self.table);
-            (table.outbox, table.outbox_bytes)
-        };
-        let mut in_group = HashSet::with_capacity(appends.len());
-        for (event, reply) in appends {
-            if self.broken {
-                let _ = reply.send(Err(StoreError::Unwritable));
-                continue;
-            }
-            let id = event.meta.id;
-            if in_group.contains(&id) {
-                let _ = reply.send(Ok(Appended::Duplicate));
-                continue;
-            }
-            let expiry = event.meta.received_at_ms.saturating_add(self.window_ms);
-            let end = self.dedup.end_of(expiry);
-            // New slices are made up front: that takes the slices' write lock.
-            if last_end != Some(end) {
-                if let Err(e) = self.dedup.ensure(expiry) {
-                    let _ = reply.send(Err(e));
-                    continue;
-                }
-                last_end = Some(end);
-            }
-            let (duplicate, overwrites) = match dedup::lookup(&self.dedup, &live, &id, end, now) {
-                Ok(found) => found,
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    continue;
-                }
-            };
-            if duplicate {
-                let _ = reply.send(Ok(Appended::Duplicate));
-                continue;
-            }
-            let before = staged.len();
-            self.push_staged(
-                &mut staged,
-                event,
-                Some((end, id, expiry, !overwrites)),
-                Done::Append(reply),
-            );
-            let Some(len) = staged.get(before).map(|item| u64::from(item.len)) else {
-                continue;
-            };
-            if events >= self.limits.max_outbox
-                || bytes.saturating_add(len) > self.limits.max_outbox_bytes
-            {
-                self.unstage(&mut staged, Err(StoreError::OutboxFull));
-                continue;
-            }
-            events += 1;
-            bytes += len;
-            in_group.insert(id);
-        }
-        staged
-    }
-
-    /// Frames `event` into the group buffer under the next seq.
-    fn push_staged(
-        &mut self,
-        staged: &mut Vec<Staged>,
-        event: Event,
-        key: Option<dedup::Key>,
-        done: Done,
-    ) {
-        let offset = self.active.len + self.buf.len() as u64;
-        let mark = self.buf.len();
-        match segment::frame(&mut self.buf, self.next_seq, &event) {
-            Ok(len) => {
-                staged.push(Staged {
-                    event,
-                    seq: self.next_seq,
-                    offset,
-                    len,
-                    key,
-                    done,
-                });
-                self.next_seq += 1;
-            }
-            Err(e) => {
-                self.buf.truncate(mark);
-                if let Done::Append(reply) = done {
-                    let _ = reply.send(Err(e));
-                }
-            }
-        }
-    }
-
-    /// Takes the last staged event out again (its frame is the buffer's tail) and answers it.
-    fn unstage(&mut self, staged: &mut Vec<Staged>, answer: Result<Appended, StoreError>) {
-        if let Some(item) = staged.pop() {
-            self.buf.truncate(self.buf.len() - item.len as usize);
-            self.next_seq -= 1;
-            if let Done::Append(reply) = item.done {
-                let _ = reply.send(answer);
-            }
-        }
-    }
-
-    /// One write and one fdatasync for the whole group, then its dedup keys (unflushed).
-    fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
-        let written = self
-            .active
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| self.active.file.sync_data());
-        let size = self.buf.len() as u64;
-        self.buf.clear();
-        if let Err(e) = written {
-            self.broken = true;
-            // Best effort: a shorter file is what the next open would cut to anyway.
-            if let Err(cut) = self.active.file.set_len(self.active.len) {
-                tracing::error!(error = %cut, "cannot cut a failed write off the segment");
-            }
-            tracing::error!(error = %e, events = staged.len(), "segment write failed; the store takes no more writes until restarted");
-            return Err(StoreError::Io(e));
-        }
-        self.active.len += size;
-        let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
-        keys.sort_by_key(|k| k.0);
-        dedup::insert(&self.dedup, &keys)?;
-        if let Some(last) = staged.last() {
-            self.applied.store(last.seq, Ordering::Release);
-        }
-        Ok(())
-    }
-
-    /// Index, hand-off and replies once the group is durable (or failed).
-    fn finish(
-        &mut self,
-        staged: Vec<Staged>,
-        committed: Result<(), StoreError>,
-        requeue_replies: &mut [(Result<usize, StoreError>, Reply<usize>)],
-    ) {
-        if let Err(e) = &committed {
-            for item in staged {
-                match item.done {
-                    Done::Append(reply) => {
-                        let _ = reply.send(Err(duplicate_error(e)));
-                    }
-                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(duplicate_error(e)),
-                }
-            }
-            return;
-        }
-        let now = now_ms();
-        let high = self.next_seq.saturating_sub(1);
-        let mut handed = Vec::with_capacity(staged.len());
-        let mut accepted = Vec::with_capacity(staged.len());
-        let mut changed = Vec::new();
-        {
-            let mut table = lock(&self.table);
-            for item in staged {
-                let found = segment::Found {
-                    seq: item.seq,
-                    offset: item.offset,
-                    len: item.len,
-                };
-                if let Some(segment) = table.segments.get_mut(&self.active.first_seq) {
-                    segment.len = self.active.len;
-                    segment.push(Entry::pending(found, item.event.meta.received_at_ms));
-                }
-                table.added_pending(item.len);
-                match item.done {
-                    Done::Append(reply) => accepted.push(reply),
-                    Done::Requeue(slot, source) => {
-                        if let Ok(n) = &mut requeue_replies[slot].0 {
-                            *n += 1;
-                        }
-                        if let Source::Delivered(seq) = source {
-                            changed.extend(table.transition(
-                                seq,
-                                State::Delivered,
-                                State::Replayed,
-                                now,
-                            ));
-                        }
-                        if let Source::Dead(seq) = source {
-                            if let Err(e) = self.dead.remove(record::seq_key(seq)) {
-                                requeue_replies[slot].0 = Err(StoreError::Sled(e));
-                            }
-                        }
-                    }
-                }
-                handed.push((
-                    Pending {
-                        seq: item.seq,
-                        event: Arc::new(item.event),
-                    },
-                    item.len,
-                ));
-            }
-        }
-        // Handed over before the replies: whoever saw a 202 finds the event with the publisher.
-        self.feed.push(handed, high);
-        for reply in accepted {
-            // A dropped receiver means the caller gave up; the event is stored regardless.
-            let _ = reply.send(Ok(Appended::Accepted));
-        }
-        if let Err(e) = self.write_marks(&changed) {
-            tracing::error!(error = %e, "recording replayed marks failed");
-        }
-        self.roll_if_full();
-    }
-
-    /// Whether a replay's source is still there: a second replay of one entry finds it gone.
-    fn source_holds(&self, source: Source) -> bool {
-        match source {
-            Source::Dead(seq) => matches!(self.dead.contains_key(record::seq_key(seq)), Ok(true)),
-            Source::Delivered(seq) => lock(&self.table).state_of(seq) == Some(State::Delivered),
-        }
-    }
-
-    /// Applies confirms and dead letters: marks (unflushed), dead copies, counts.
-    fn settle(&mut self, settlement: Settlement) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut changed = Vec::with_capacity(settlement.delivered.len() + settlement.dead.len());
-        {
-            let mut table = lock(&self.table);
-            for seq in &settlement.delivered {
-                changed.extend(table.transition(*seq, State::Pending, State::Delivered, now));
-            }
-            for (pending, _) in &settlement.dead {
-                changed.extend(table.transition(pending.seq, State::Pending, State::Dead, now));
-            }
-        }
-        let dead_now: HashSet<u64> = changed
-            .iter()
-            .filter(|c| c.entry.state == State::Dead)
-            .map(|c| c.entry.seq)
-            .collect();
-        for (pending, reason) in settlement
-            .dead
-            .iter()
-            .filter(|(p, _)| dead_now.contains(&p.seq))
-        {
-            // Rare, and it must outlive its segment: the dead letter keeps its own copy.
-            let mut value = record::dead_prefix(reason, now)?;
-            record::encode_event_into(&mut value, &pending.event)?;
-            self.dead.insert(record::seq_key(pending.seq), value)?;
-        }
-        self.write_marks(&changed)
-    }
-
-    fn write_marks(&self, changed: &[Changed]) -> Result<(), StoreError> {
-        let mut changed = changed;
-        while let Some(first) = changed.first() {
-            let same = changed
-                .iter()
-                .take_while(|c| c.segment == first.segment)
-                .count();
-            let (group, rest) = changed.split_at(same);
-            changed = rest;
-            let marks = {
-                let table = lock(&self.table);
-                match table.segments.get(&first.segment) {
-                    Some(segment) => segment.marks.clone(),
-                    None => continue,
-                }
-            };
-            let mut batch = sled::Batch::default();
-            for c in group {
-                batch.insert(
-                    &record::seq_key(c.entry.seq)[..],
-                    &mark_value(c.entry.state, c.entry.at_ms)[..],
-                );
-            }
-            marks.apply_batch(batch)?;
-        }
-        Ok(())
-    }
-
-    /// Starts a new segment once the active one reached `segment_bytes`.
-    fn roll_if_full(&mut self) {
-        if self.active.len < self.segment_bytes {
-            return;
-        }
-        match retention::open_segment(&self.db, &self.segments_dir, self.next_seq) {
-            Ok((active, segment)) => {
-                lock(&self.table).segments.insert(active.first_seq, segment);
-                self.active = active;
-            }
-            // The full segment keeps taking writes; the next group tries again.
-            Err(e) => tracing::error!(error = %e, "cannot start a new segment"),
-        }
-    }
-
-    fn sweep(&mut self) -> Result<usize, StoreError> {
-        let flushed = self.flushed.load(Ordering::Acquire);
-        retention::sweep(
-            &self.db,
-            &self.table,
-            &self.retention,
-            self.active.first_seq,
-            flushed,
-        )
     }
 }
 
