@@ -322,21 +322,9 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
+    use super::window::tests::meta;
     use super::*;
-    use crate::event::{EventId, Kind};
-
-    fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
-        EventMeta {
-            id: EventId([id; 16]),
-            kind,
-            connection: "main".to_owned(),
-            action: Some("update".to_owned()),
-            company_id: Some(7),
-            ticket_id: ticket,
-            from_me: Some(false),
-            received_at_ms: 1_700_000_000_123,
-        }
-    }
+    use crate::event::Kind;
 
     fn long_string(value: &AMQPValue) -> String {
         match value {

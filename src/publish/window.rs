@@ -151,7 +151,7 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -159,6 +159,7 @@ mod tests {
     use super::*;
     use crate::event::{Event, EventId, Kind};
 
+    /// Meta of a test event (also used by the publisher's other unit tests).
     pub(crate) fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
         EventMeta {
             id: EventId([id; 16]),

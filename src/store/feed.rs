@@ -112,25 +112,10 @@ impl Feed {
 mod tests {
     use std::sync::Arc;
 
-    use bytes::Bytes;
-
     use super::*;
-    use crate::event::{Event, EventId, EventMeta, Kind};
 
     fn pending(seq: u64) -> (Pending, u32) {
-        let event = Event {
-            meta: EventMeta {
-                id: EventId([seq as u8; 16]),
-                kind: Kind::Other,
-                connection: "c".to_owned(),
-                action: None,
-                company_id: None,
-                ticket_id: None,
-                from_me: None,
-                received_at_ms: 0,
-            },
-            body: Bytes::new(),
-        };
+        let event = crate::store::tests::event(seq as u8, 0);
         (
             Pending {
                 seq,

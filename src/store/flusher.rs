@@ -21,13 +21,38 @@ pub(super) fn decode_checkpoint(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))
 }
 
+/// What the writer has put into sled and what of it a flush has made durable; retention
+/// deletes a segment only once both its keys and its last settlement are.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// Highest seq whose dedup keys are inserted (set by the writer after inserting them).
+    pub(super) applied_seq: AtomicU64,
+    pub(super) flushed_seq: AtomicU64,
+    /// Counts the writer's settlements (marks, dead letters); a segment records the count of
+    /// its last one.
+    pub(super) settled: AtomicU64,
+    pub(super) flushed_settled: AtomicU64,
+}
+
+impl Progress {
+    pub(super) fn new(seq: u64, flushed_seq: u64) -> Progress {
+        let progress = Progress::default();
+        progress.applied_seq.store(seq, Ordering::Relaxed);
+        progress.flushed_seq.store(flushed_seq, Ordering::Relaxed);
+        progress
+    }
+
+    /// Whether everything up to `seq` and settlement `settled` is flushed.
+    pub(super) fn is_flushed(&self, seq: u64, settled: u64) -> bool {
+        seq <= self.flushed_seq.load(Ordering::Acquire)
+            && settled <= self.flushed_settled.load(Ordering::Acquire)
+    }
+}
+
 pub(super) struct Flusher {
     pub(super) db: sled::Db,
     pub(super) meta: sled::Tree,
-    /// Highest seq whose keys are inserted (set by the writer after inserting them).
-    pub(super) applied: Arc<AtomicU64>,
-    /// Highest seq whose keys are flushed (retention reads it before deleting a segment).
-    pub(super) flushed: Arc<AtomicU64>,
+    pub(super) progress: Arc<Progress>,
     pub(super) interval: Duration,
 }
 
@@ -59,11 +84,17 @@ impl Flusher {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let applied = self.applied.load(Ordering::Acquire);
+        // Read before the flush: only what was in sled when it started is durable after it.
+        let applied = self.progress.applied_seq.load(Ordering::Acquire);
+        let settled = self.progress.settled.load(Ordering::Acquire);
         self.meta
             .insert(CHECKPOINT_KEY, &applied.to_be_bytes()[..])?;
         self.db.flush()?;
-        self.flushed.fetch_max(applied, Ordering::AcqRel);
+        let progress = &self.progress;
+        progress.flushed_seq.fetch_max(applied, Ordering::AcqRel);
+        progress
+            .flushed_settled
+            .fetch_max(settled, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -145,7 +145,7 @@ impl Writer {
         keys.sort_by_key(|k| k.0);
         dedup::insert(&self.dedup, &keys)?;
         if let Some(last) = staged.last() {
-            self.applied.store(last.seq, Ordering::Release);
+            self.progress.applied_seq.store(last.seq, Ordering::Release);
         }
         Ok(())
     }

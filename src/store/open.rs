@@ -3,7 +3,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -133,8 +132,10 @@ impl Store {
         };
         let floor = dead_last.max(migrated.last_seq).saturating_add(1);
         let recovered = recovery::open(&db, &segments_dir, &dedup, window_ms, checkpoint, floor)?;
-        let applied = Arc::new(AtomicU64::new(recovered.high));
-        let flushed = Arc::new(AtomicU64::new(checkpoint.min(recovered.high)));
+        let progress = Arc::new(flusher::Progress::new(
+            recovered.high,
+            checkpoint.min(recovered.high),
+        ));
         let pending_at_open = recovered.table.outbox > 0;
         let table = Arc::new(Mutex::new(recovered.table));
         let feed_bytes = FEED_BYTES.min(settings.max_outbox_bytes.max(1));
@@ -144,8 +145,7 @@ impl Store {
         let flusher = flusher::Flusher {
             db: db.clone(),
             meta: meta.clone(),
-            applied: Arc::clone(&applied),
-            flushed: Arc::clone(&flushed),
+            progress: Arc::clone(&progress),
             interval: flush_interval,
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
@@ -167,8 +167,7 @@ impl Store {
             segment_bytes: settings.segment_bytes,
             active: recovered.active,
             next_seq: recovered.next_seq,
-            applied,
-            flushed,
+            progress,
             flush_requests,
             retention: retention::Policy {
                 keep_ms: millis(settings.keep_delivered),

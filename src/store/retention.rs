@@ -2,13 +2,15 @@
 //! record in them is settled and either old enough or over the byte cap.
 //!
 //! A segment goes only when its dedup keys are flushed (its last seq is at or below the
-//! flusher's checkpoint): opening the store rebuilds keys from the segments after the
-//! checkpoint, so a deleted segment must not hold a key that is not yet on disk.
+//! flusher's checkpoint: opening the store rebuilds keys from the segments after the
+//! checkpoint, so a deleted segment must not hold a key not yet on disk), and so is its last
+//! settlement (a dead letter's copy must be on disk before its segment goes).
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use super::flusher::Progress;
 use super::table::{marks_tree_name, Segment, Table};
 use super::writer::{lock, Active};
 use super::{segment, StoreError};
@@ -54,7 +56,7 @@ pub(super) fn sweep(
     table: &Mutex<Table>,
     policy: &Policy,
     active_first: u64,
-    flushed: u64,
+    progress: &Progress,
 ) -> Result<usize, StoreError> {
     let cutoff = super::now_ms().saturating_sub(policy.keep_ms);
     let doomed: Vec<u64> = {
@@ -65,7 +67,7 @@ pub(super) fn sweep(
             .filter(|(first, s)| {
                 **first != active_first
                     && s.fully_settled()
-                    && s.last_seq().is_none_or(|last| last <= flushed)
+                    && progress.is_flushed(s.last_seq().unwrap_or(0), s.settled)
             })
             .map(|(first, s)| (*first, s))
             .collect();

@@ -153,22 +153,11 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::event::{EventId, EventMeta, Kind};
 
     fn event(n: u8) -> Event {
-        Event {
-            meta: EventMeta {
-                id: EventId([n; 16]),
-                kind: Kind::Other,
-                connection: "c".to_owned(),
-                action: None,
-                company_id: None,
-                ticket_id: None,
-                from_me: None,
-                received_at_ms: 1,
-            },
-            body: Bytes::from(vec![n; 100]),
-        }
+        let mut e = crate::store::tests::event(n, 1);
+        e.body = Bytes::from(vec![n; 100]);
+        e
     }
 
     /// A file holding three framed records; returns it and the frames' offsets.

@@ -46,7 +46,16 @@ impl Writer {
             record::encode_event_into(&mut value, &pending.event)?;
             self.dead.insert(record::seq_key(pending.seq), value)?;
         }
-        self.write_marks(&changed)
+        self.write_marks(&changed)?;
+        // Counted once its writes are in sled: a flush that reads this count covers them.
+        let settled = self.progress.settled.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut table = lock(&self.table);
+        for c in &changed {
+            if let Some(segment) = table.segments.get_mut(&c.segment) {
+                segment.settled = settled;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn write_marks(&self, changed: &[Changed]) -> Result<(), StoreError> {
@@ -78,13 +87,12 @@ impl Writer {
     }
 
     pub(super) fn sweep(&mut self) -> Result<usize, StoreError> {
-        let flushed = self.flushed.load(Ordering::Acquire);
         retention::sweep(
             &self.db,
             &self.table,
             &self.retention,
             self.active.first_seq,
-            flushed,
+            &self.progress,
         )
     }
 }

@@ -109,6 +109,8 @@ pub(super) struct Segment {
     pub(super) delivered_bytes: u64,
     /// Latest settle time: retention counts a fully settled segment's age from it.
     pub(super) last_settled_ms: u64,
+    /// The writer's settlement count at this segment's latest change (see `flusher::Progress`).
+    pub(super) settled: u64,
     /// No pending entry before this index (states only ever leave `Pending`).
     first_pending: usize,
 }
@@ -125,6 +127,7 @@ impl Segment {
             delivered: 0,
             delivered_bytes: 0,
             last_settled_ms: 0,
+            settled: 0,
             first_pending: 0,
         }
     }

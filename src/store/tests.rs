@@ -37,7 +37,8 @@ fn open_with(dir: &Path, change: impl FnOnce(&mut StorageSettings)) -> Store {
     Store::open(&s).expect("open store")
 }
 
-fn event(id: u8, received_at_ms: u64) -> Event {
+/// A test event (also used by the segment and feed unit tests).
+pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
     let mut raw = [0u8; 16];
     raw[0] = id;
     raw[15] = 0xAB;
@@ -760,4 +761,36 @@ async fn a_data_dir_of_the_sled_only_version_is_migrated_without_loss() {
     // A second start migrates nothing again.
     let store = open(&dir, HOUR);
     assert_eq!(store.stats().outbox, 3);
+}
+
+#[tokio::test]
+async fn a_segment_outlives_its_dead_letters_until_they_are_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), |s| {
+        s.segment_bytes = 4096;
+        s.keep_delivered = Duration::ZERO;
+    });
+    for id in 0..6 {
+        store.append(big_event(id, 1500)).await.unwrap();
+    }
+    let pending = take_all(&store);
+    // The keys are on disk; the settlements that follow are not yet.
+    store.flush().await.unwrap();
+    for p in &pending {
+        kill(&store, p.clone(), "unroutable").await;
+    }
+    let before = writer::lock(&store.inner.table).segments.len();
+    assert!(before >= 2);
+    assert_eq!(store.sweep_delivered().await.unwrap(), 0);
+    assert_eq!(
+        writer::lock(&store.inner.table).segments.len(),
+        before,
+        "no segment goes while its dead letters could still be lost"
+    );
+    store.flush().await.unwrap();
+    store.sweep_delivered().await.unwrap();
+    assert_eq!(writer::lock(&store.inner.table).segments.len(), 1, "only the active one");
+    let dead = store.dead_list(100).unwrap();
+    assert_eq!(dead.len(), 6, "dead letters outlive their segments");
+    assert_eq!(dead[0].event, *pending[0].event);
 }

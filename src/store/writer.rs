@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::feed::Feed;
 use super::generations::Generations;
 use super::table::Table;
-use super::{dedup, record, retention};
+use super::{dedup, flusher, record, retention};
 use super::{now_ms, Appended, Limits, Settlement, StoreError};
 use crate::event::Event;
 
@@ -85,8 +84,7 @@ pub(super) struct Writer {
     pub(super) segment_bytes: u64,
     pub(super) active: Active,
     pub(super) next_seq: u64,
-    pub(super) applied: Arc<AtomicU64>,
-    pub(super) flushed: Arc<AtomicU64>,
+    pub(super) progress: Arc<flusher::Progress>,
     pub(super) flush_requests: std::sync::mpsc::Sender<Reply<()>>,
     pub(super) retention: retention::Policy,
     /// Set by a failed segment write: the file's state is unknown after a failed fdatasync,
