@@ -201,6 +201,7 @@ async fn main() -> Result<()> {
     }
     store.flush().await?;
     let end = allocated(dir.path());
+    let segments = allocated(&storage.path.join("segments"));
     let cpu = cpu_seconds();
     let kept = store.stats().delivered_kept;
     println!(
@@ -212,9 +213,12 @@ async fn main() -> Result<()> {
     );
     println!(
         "store bench cpu: {cpu:.2} s = {:.1} us per append (whole process, load included); \
-         {kept} delivered events kept, {:.0} B on disk per kept event of {body_len} B",
+         {kept} delivered events kept, {:.0} B on disk per kept event of {body_len} B \
+         ({:.0} B in segments, {:.0} B in sled)",
         cpu * 1e6 / total as f64,
         end as f64 / kept.max(1) as f64,
+        segments as f64 / kept.max(1) as f64,
+        end.saturating_sub(segments) as f64 / kept.max(1) as f64,
     );
     shutdown.cancel();
     sweeper.await?;

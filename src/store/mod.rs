@@ -20,6 +20,7 @@ mod feed;
 mod flusher;
 mod generations;
 mod group;
+mod meta;
 mod migrate;
 mod open;
 mod record;

@@ -1,14 +1,15 @@
-//! Byte layouts of what the store keeps: outbox, dead-letter and (pre-segment) delivered records, dedup keys and expiries.
+//! Byte layouts of what the store keeps: event and dead-letter records, dedup keys and expiries.
 //!
-//! Outbox record (inside a segment frame, and in the old sled `outbox` tree): `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
-//! what is relayed is byte-for-byte what was accepted.
-//! Dead record: `[u32 BE info_len][DeadInfo as JSON][outbox record]`: the outbox record is moved
-//! as is, never decoded and re-encoded.
+//! Event record: the compact binary metadata (see `meta`) then the body bytes, kept raw so what
+//! is relayed is byte-for-byte what was accepted. Earlier versions wrote
+//! `[u32 BE header_len][EventMeta as JSON][body bytes]` (the old sled `outbox` tree, migrated
+//! segments, old dead letters); readers take both.
+//! Dead record: `[u32 BE info_len][DeadInfo as JSON][event record]`.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{meta, StoreError};
 use crate::event::{Event, EventMeta};
 
 const LEN_PREFIX: usize = 4;
@@ -50,27 +51,42 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
 
 #[cfg(test)]
 pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(LEN_PREFIX + 256 + event.body.len());
+    let mut out = Vec::with_capacity(128 + event.body.len());
     encode_event_into(&mut out, event)?;
     Ok(out)
 }
 
-/// Appends the outbox record of `event` to `out`: the meta is serialized straight into it.
+/// An event record in the layout of the sled-only version (migration tests write old data dirs).
+#[cfg(test)]
+pub(super) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
+    let mut out = prefixed(&meta, event.body.len())?;
+    out.extend_from_slice(&event.body);
+    Ok(out)
+}
+
+/// Appends the event record of `event` to `out`.
 pub(super) fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<(), StoreError> {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; LEN_PREFIX]);
-    serde_json::to_writer(&mut *out, &event.meta).map_err(StoreError::Corrupt)?;
-    let len = u32::try_from(out.len() - start - LEN_PREFIX)
-        .map_err(|_| corrupt("record header longer than 4 GiB"))?;
-    out[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    meta::encode_into(out, &event.meta)?;
     out.extend_from_slice(&event.body);
     Ok(())
 }
 
-/// The metadata of an outbox record, without copying its body.
+/// The metadata of an event record (either layout) and its body.
+fn split_event(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
+    if bytes.first() == Some(&meta::TAG) {
+        return meta::decode(bytes);
+    }
+    let (meta, body) = split_prefixed(bytes)?;
+    Ok((
+        serde_json::from_slice(meta).map_err(StoreError::Corrupt)?,
+        body,
+    ))
+}
+
+/// The metadata of an event record, without copying its body.
 pub(super) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
-    let (meta, _) = split_prefixed(bytes)?;
-    serde_json::from_slice(meta).map_err(StoreError::Corrupt)
+    Ok(split_event(bytes)?.0)
 }
 
 /// Key of a kept delivered event in the sled-only version (`delivered@` slices): delivery time, seq.
@@ -83,8 +99,7 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
 }
 
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
-    let (meta, body) = split_prefixed(bytes)?;
-    let meta: EventMeta = serde_json::from_slice(meta).map_err(StoreError::Corrupt)?;
+    let (meta, body) = split_event(bytes)?;
     Ok(Event {
         meta,
         body: Bytes::copy_from_slice(body),

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::generations::Generations;
-use super::table::{decode_mark, marks_tree_name, parse_marks_tree_name, Entry, Segment, Table};
+use super::table::{
+    decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, Entry, Segment, State,
+    Table,
+};
 use super::writer::Active;
 use super::{dedup, record, retention, segment, StoreError};
 
@@ -56,14 +59,20 @@ pub(super) fn open(
     for &first in &firsts {
         let path = dir.join(segment::file_name(first));
         let marks = db.open_tree(marks_tree_name(first))?;
-        let mut states = HashMap::new();
+        let mut states: HashMap<u64, (State, u64)> = HashMap::new();
         for item in marks.iter() {
             let (key, value) = item?;
-            match (record::decode_seq(&key), decode_mark(&value)) {
-                (Ok(seq), Some(mark)) => {
-                    states.insert(seq, mark);
+            let (Some((first, count)), Some((state, at))) =
+                (decode_mark_key(&key), decode_mark(&value))
+            else {
+                tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored");
+                continue;
+            };
+            for seq in (first..).take(count as usize) {
+                let mark = states.entry(seq).or_insert((state, at));
+                if state.code() > mark.0.code() {
+                    *mark = (state, at);
                 }
-                _ => tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored"),
             }
         }
         let file = File::open(&path)?;
@@ -153,7 +162,7 @@ pub(super) fn open(
     })
 }
 
-fn settled_entry(found: segment::Found, mark: Option<(super::table::State, u64)>) -> Entry {
+fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {
     let mut entry = Entry::pending(found, 0);
     if let Some((state, at)) = mark {
         entry.state = state;

@@ -2,10 +2,10 @@
 //! as marks (unflushed: a lost mark is a resend), and retention run on the writer thread so no
 //! segment goes while a mark is written for it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use super::table::{mark_value, Changed, State};
+use super::table::{mark_key, mark_value, runs, Changed, State};
 use super::writer::{lock, Source, Writer};
 use super::{now_ms, record, retention, Settlement, StoreError};
 
@@ -58,28 +58,25 @@ impl Writer {
         Ok(())
     }
 
+    /// Persists state changes as runs, one sled batch per segment.
     pub(super) fn write_marks(&self, changed: &[Changed]) -> Result<(), StoreError> {
-        let mut changed = changed;
-        while let Some(first) = changed.first() {
-            let same = changed
-                .iter()
-                .take_while(|c| c.segment == first.segment)
-                .count();
-            let (group, rest) = changed.split_at(same);
-            changed = rest;
-            let marks = {
-                let table = lock(&self.table);
-                match table.segments.get(&first.segment) {
-                    Some(segment) => segment.marks.clone(),
-                    None => continue,
-                }
+        let mut by_segment: BTreeMap<u64, Vec<(u64, State, u64)>> = BTreeMap::new();
+        for c in changed {
+            by_segment.entry(c.segment).or_default().push((
+                c.entry.seq,
+                c.entry.state,
+                c.entry.at_ms,
+            ));
+        }
+        for (segment, mut changes) in by_segment {
+            let marks = match lock(&self.table).segments.get(&segment) {
+                Some(segment) => segment.marks.clone(),
+                None => continue,
             };
+            changes.sort_unstable_by_key(|c| c.0);
             let mut batch = sled::Batch::default();
-            for c in group {
-                batch.insert(
-                    &record::seq_key(c.entry.seq)[..],
-                    &mark_value(c.entry.state, c.entry.at_ms)[..],
-                );
+            for (first, count, state, at) in runs(&changes) {
+                batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
             }
             marks.apply_batch(batch)?;
         }

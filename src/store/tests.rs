@@ -682,7 +682,18 @@ fn records_round_trip_and_damage_is_reported() {
     let (info, back) = record::decode_dead(&dead).unwrap();
     assert_eq!((info.reason.as_str(), info.dead_at_ms), ("why", 42));
     assert_eq!(back, e);
-    for damaged in [&encoded[..2], &encoded[..10], &b"\0\0\0\x02{x"[..]] {
+    let old = record::encode_event_json(&e).unwrap();
+    assert_eq!(
+        record::decode_event(&old).unwrap(),
+        e,
+        "the JSON layout still reads"
+    );
+    for damaged in [
+        &encoded[..2],
+        &encoded[..10],
+        &b"\0\0\0\x02{x"[..],
+        &old[..9],
+    ] {
         assert!(matches!(
             record::decode_event(damaged),
             Err(StoreError::Corrupt(_))
@@ -707,7 +718,7 @@ fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
         Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
     for (seq, e) in events {
         outbox
-            .insert(record::seq_key(*seq), record::encode_event(e).unwrap())
+            .insert(record::seq_key(*seq), record::encode_event_json(e).unwrap())
             .unwrap();
         let expiry = e.meta.received_at_ms + HOUR.as_millis() as u64;
         let end = dedup.ensure(expiry).unwrap();
@@ -720,7 +731,7 @@ fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
     delivered
         .insert(
             record::delivered_key(now_ms(), 3),
-            record::encode_event(&event(9, now_ms())).unwrap(),
+            record::encode_event_json(&event(9, now_ms())).unwrap(),
         )
         .unwrap();
     db.flush().unwrap();
@@ -789,8 +800,58 @@ async fn a_segment_outlives_its_dead_letters_until_they_are_flushed() {
     );
     store.flush().await.unwrap();
     store.sweep_delivered().await.unwrap();
-    assert_eq!(writer::lock(&store.inner.table).segments.len(), 1, "only the active one");
+    assert_eq!(
+        writer::lock(&store.inner.table).segments.len(),
+        1,
+        "only the active one"
+    );
     let dead = store.dead_list(100).unwrap();
     assert_eq!(dead.len(), 6, "dead letters outlive their segments");
     assert_eq!(dead[0].event, *pending[0].event);
+}
+
+#[tokio::test]
+async fn marks_of_overlapping_runs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pending;
+    {
+        let store = open(&dir, HOUR);
+        for id in 1..=4 {
+            store.append(event(id, now_ms())).await.unwrap();
+        }
+        pending = take_all(&store);
+        // One run of four delivered, then the second one replayed on its own.
+        deliver(&store, &seqs(&pending)).await;
+        let kept = store
+            .delivered_matching(&ReplayFilter::default(), 10)
+            .unwrap();
+        assert_eq!(kept.len(), 4);
+        store
+            .request(|reply| Command::Requeue {
+                items: vec![writer::Requeue {
+                    event: (*pending[1].event).clone(),
+                    source: writer::Source::Delivered(pending[1].seq),
+                }],
+                reply,
+            })
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = open(&dir, HOUR);
+    let again = take_all(&store);
+    assert_eq!(again.len(), 1, "only the replayed copy is pending");
+    assert_eq!(again[0].event, pending[1].event);
+    assert_eq!(
+        store.stats().delivered_kept,
+        3,
+        "the replayed original no longer counts"
+    );
+    assert_eq!(
+        store
+            .replay_delivered(&ReplayFilter::default())
+            .await
+            .unwrap(),
+        3
+    );
 }
