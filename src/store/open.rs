@@ -18,6 +18,13 @@ use super::{COMMAND_QUEUE, FEED_BYTES, FLUSH_INTERVAL, SLICES_PER_WINDOW, THREAD
 use crate::config::StorageSettings;
 
 /// Joins a store thread on drop, for at most `THREAD_JOIN_LIMIT`.
+/// Internals tests vary; `Store::open` uses the constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    pub(crate) flush_interval: Duration,
+    pub(crate) feed_bytes: u64,
+}
+
 pub(super) struct Joined(&'static str, Option<JoinHandle<()>>);
 
 impl Drop for Joined {
@@ -87,13 +94,21 @@ fn spawn(name: &'static str, run: impl FnOnce() + Send + 'static) -> Result<Join
 
 impl Store {
     pub fn open(settings: &StorageSettings) -> Result<Store, StoreError> {
-        Store::open_flushing_every(settings, FLUSH_INTERVAL)
+        Store::open_tuned(
+            settings,
+            Tuning {
+                flush_interval: FLUSH_INTERVAL,
+                feed_bytes: FEED_BYTES,
+            },
+        )
     }
 
     /// Tests stretch the flush interval to see what a crash before a flush leaves.
-    pub(crate) fn open_flushing_every(
+    /// Tests stretch the flush interval (to see what a crash before a flush leaves) and shrink
+    /// the hand-off (to see the publisher sent to the disk).
+    pub(crate) fn open_tuned(
         settings: &StorageSettings,
-        flush_interval: Duration,
+        tuning: Tuning,
     ) -> Result<Store, StoreError> {
         let path = settings.path.as_path();
         let segments_dir: PathBuf = segment::dir(path);
@@ -138,7 +153,7 @@ impl Store {
         ));
         let pending_at_open = recovered.table.outbox > 0;
         let table = Arc::new(Mutex::new(recovered.table));
-        let feed_bytes = FEED_BYTES.min(settings.max_outbox_bytes.max(1));
+        let feed_bytes = tuning.feed_bytes.min(settings.max_outbox_bytes.max(1));
         let feed = Arc::new(Feed::new(feed_bytes, recovered.high, pending_at_open));
 
         let (flush_requests, flush_receiver) = std::sync::mpsc::channel();
@@ -146,7 +161,7 @@ impl Store {
             db: db.clone(),
             meta: meta.clone(),
             progress: Arc::clone(&progress),
-            interval: flush_interval,
+            interval: tuning.flush_interval,
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 

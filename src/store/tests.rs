@@ -248,7 +248,11 @@ async fn a_crash_before_sled_is_flushed_loses_no_key_and_no_pending_event() {
     let live = dir.path().join("live");
     let crashed = dir.path().join("crashed");
     let (early, late) = (event(1, now_ms()), event(2, now_ms()));
-    let store = Store::open_flushing_every(&settings(&live, HOUR), HOUR).unwrap();
+    let tuning = open::Tuning {
+        flush_interval: HOUR,
+        feed_bytes: FEED_BYTES,
+    };
+    let store = Store::open_tuned(&settings(&live, HOUR), tuning).unwrap();
     assert_eq!(
         store.append(early.clone()).await.unwrap(),
         Appended::Accepted
@@ -854,4 +858,170 @@ async fn marks_of_overlapping_runs_survive_a_restart() {
             .unwrap(),
         3
     );
+}
+
+#[tokio::test]
+async fn past_the_hand_off_cap_the_publisher_is_sent_to_the_disk_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = {
+        let mut buf = Vec::new();
+        u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
+    };
+    let tuning = open::Tuning {
+        flush_interval: FLUSH_INTERVAL,
+        feed_bytes: frame * 2,
+    };
+    let store = Store::open_tuned(&settings(dir.path(), HOUR), tuning).unwrap();
+    for id in 1..=5 {
+        store.append(event(id, now_ms())).await.unwrap();
+    }
+    let from_memory = match store.take_new(100) {
+        Next::Events(events) => events,
+        other => panic!("expected events, got {other:?}"),
+    };
+    assert_eq!(from_memory.len(), 2, "two fit in the hand-off");
+    let Next::FromDisk { until } = store.take_new(100) else {
+        panic!("the rest is on disk only");
+    };
+    let from_disk = store
+        .read_pending(from_memory.last().map(|p| p.seq), until, 100)
+        .await
+        .unwrap();
+    assert_eq!(from_disk.len(), 3);
+    assert_eq!(from_disk[2].event.meta.id, event(5, 0).meta.id);
+    // Caught up: new events come through memory again.
+    store.append(event(6, now_ms())).await.unwrap();
+    match store.take_new(100) {
+        Next::Events(events) => assert_eq!(events[0].seq, until + 1),
+        other => panic!("expected the new event in memory, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_old_outbox_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    old_data_dir(dir.path(), &[(7, event(1, now_ms()))]);
+    {
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.open_tree("outbox")
+            .unwrap()
+            .insert(record::seq_key(8), &b"\0\0\0\x05{bad}"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), HOUR)).expect_err("refused");
+    assert!(matches!(err, StoreError::Migration(_)), "{err}");
+    assert!(err.to_string().contains("record 8"), "{err}");
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    assert_eq!(
+        db.open_tree("outbox").unwrap().len(),
+        2,
+        "the old outbox is left as it was"
+    );
+}
+
+#[tokio::test]
+async fn appended_resolves_only_after_an_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    let idle = tokio::time::timeout(Duration::from_millis(50), store.appended()).await;
+    assert!(idle.is_err(), "no append yet");
+
+    store.append(event(1, now_ms())).await.unwrap();
+    // The permit is kept although nobody was waiting during the append.
+    tokio::time::timeout(Duration::from_secs(1), store.appended())
+        .await
+        .expect("notified after an accept");
+
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
+    let after_duplicate = tokio::time::timeout(Duration::from_millis(50), store.appended()).await;
+    assert!(
+        after_duplicate.is_err(),
+        "a duplicate stores nothing to publish"
+    );
+}
+
+#[tokio::test]
+async fn keys_in_older_slices_still_count_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slices of 100 ms: the first key lands in an older slice than the later appends.
+    let window = Duration::from_millis(400);
+    let store = open(&dir, window);
+    let first = now_ms();
+    assert_eq!(
+        store.append(event(1, first)).await.unwrap(),
+        Appended::Accepted
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        store.append(event(2, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate,
+        "held in the older slice"
+    );
+    assert!(
+        store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter(|name| name.starts_with(b"dedup@"))
+            .count()
+            >= 2
+    );
+    assert_eq!(store.sweep_expired().unwrap(), 0, "nothing has expired yet");
+
+    // Once the first key's expiry has passed it is accepted again, before or after the sweep.
+    tokio::time::sleep(Duration::from_millis(
+        (first + 400).saturating_sub(now_ms()) + 10,
+    ))
+    .await;
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
+}
+
+#[tokio::test]
+async fn sweep_removes_expired_and_keeps_live_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    let two_hours_ago = now_ms() - 2 * 3_600_000;
+    for id in 0..3 {
+        store.append(event(id, two_hours_ago)).await.unwrap();
+    }
+    assert_eq!(
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(store.stats().dedup_keys, 4);
+
+    assert_eq!(store.sweep_expired().unwrap(), 3);
+    assert_eq!(store.stats().dedup_keys, 1);
+    let trees = store.inner.db.tree_names();
+    assert_eq!(
+        trees
+            .iter()
+            .filter(|name| name.starts_with(b"dedup@"))
+            .count(),
+        1,
+        "the expired slice is dropped"
+    );
+    assert_eq!(
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
+    assert_eq!(store.sweep_expired().unwrap(), 0, "nothing left to sweep");
+    // Sweeping touches only dedup keys, never the outbox.
+    assert_eq!(store.stats().outbox, 4);
 }
