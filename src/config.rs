@@ -586,6 +586,7 @@ mod tests {
             ("[server]\nbind = \"nope\"\n", "server.bind"),
             ("[amqp]\nqueue_type = \"stream\"\n", "queue_type"),
             ("[storage]\ndedup_window = \"soon\"\n", "dedup_window"),
+            ("[storage]\nsegment_bytes = 4096\n", "storage.segment_bytes"),
             ("[[connections]]\nname = \"bad name\"\ntokens = [\"abcdefgh\"]\n", "connections[0].name"),
             ("[[connections]]\nname = \"a\"\ntokens = []\n", "connections[0].tokens"),
             ("[[connections]]\nname = \"a\"\ntokens = [\"short\"]\n", "connections[0].tokens[0]"),

@@ -64,6 +64,41 @@ fn big_event(id: u8, body_len: usize) -> Event {
     e
 }
 
+/// A store with 4 KiB segments holding `events` events of 1.5 KB (a few per segment).
+async fn small_segments(
+    dir: &Path,
+    events: u8,
+    change: impl FnOnce(&mut StorageSettings),
+) -> Store {
+    let store = open_with(dir, |s| {
+        s.segment_bytes = 4096;
+        change(s);
+    });
+    for id in 0..events {
+        store.append(big_event(id, 1500)).await.unwrap();
+    }
+    store
+}
+
+/// A store with events of these ids appended, and them as the publisher is handed them.
+async fn with_events(
+    dir: &tempfile::TempDir,
+    ids: std::ops::RangeInclusive<u8>,
+) -> (Store, Vec<Pending>) {
+    let store = open(dir, HOUR);
+    for id in ids {
+        store.append(event(id, now_ms())).await.unwrap();
+    }
+    let pending = take_all(&store);
+    (store, pending)
+}
+
+/// Bytes one test event takes in a segment (what the outbox byte counts add up).
+fn frame_len() -> u64 {
+    let mut buf = Vec::new();
+    u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
+}
+
 fn seqs(pending: &[Pending]) -> Vec<u64> {
     pending.iter().map(|p| p.seq).collect()
 }
@@ -329,13 +364,7 @@ async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
 #[tokio::test]
 async fn segments_roll_and_settled_ones_go_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(dir.path(), |s| {
-        s.segment_bytes = 4096;
-        s.keep_delivered = Duration::ZERO;
-    });
-    for id in 0..12 {
-        store.append(big_event(id, 1500)).await.unwrap();
-    }
+    let store = small_segments(dir.path(), 12, |s| s.keep_delivered = Duration::ZERO).await;
     let segments = || {
         std::fs::read_dir(dir.path().join("segments"))
             .unwrap()
@@ -383,13 +412,7 @@ async fn segments_roll_and_settled_ones_go_whole() {
 #[tokio::test]
 async fn retention_keeps_young_segments_and_drops_the_oldest_over_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(dir.path(), |s| {
-        s.segment_bytes = 4096;
-        s.keep_delivered_max_bytes = 8 * 1024;
-    });
-    for id in 0..12 {
-        store.append(big_event(id, 1500)).await.unwrap();
-    }
+    let store = small_segments(dir.path(), 12, |s| s.keep_delivered_max_bytes = 8 * 1024).await;
     let pending = take_all(&store);
     deliver(&store, &seqs(&pending)).await;
     store.flush().await.unwrap();
@@ -450,10 +473,7 @@ async fn a_full_outbox_refuses_new_events_but_still_sees_duplicates() {
 #[tokio::test]
 async fn the_byte_limit_counts_record_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let one = {
-        let mut buf = Vec::new();
-        u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
-    };
+    let one = frame_len();
     let store = open_with(dir.path(), |s| s.max_outbox_bytes = one * 2 + one / 2);
     store.append(event(1, now_ms())).await.unwrap();
     store.append(event(2, now_ms())).await.unwrap();
@@ -467,10 +487,7 @@ async fn the_byte_limit_counts_record_sizes() {
 #[tokio::test]
 async fn delivered_events_are_replayed_once_under_new_seqs() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    store.append(event(1, now_ms())).await.unwrap();
-    store.append(event(2, now_ms())).await.unwrap();
-    let pending = take_all(&store);
+    let (store, pending) = with_events(&dir, 1..=2).await;
     deliver(&store, &seqs(&pending)).await;
     assert_eq!(store.stats().outbox, 0);
 
@@ -540,10 +557,7 @@ async fn keep_delivered_zero_keeps_nothing() {
 #[tokio::test]
 async fn dead_letters_are_found_and_requeued_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    store.append(event(1, now_ms())).await.unwrap();
-    store.append(event(2, now_ms())).await.unwrap();
-    let pending = take_all(&store);
+    let (store, pending) = with_events(&dir, 1..=2).await;
     kill(&store, pending[0].clone(), "unroutable").await;
     kill(&store, pending[1].clone(), "unroutable").await;
     assert_eq!(store.outbox_usage().0, 0);
@@ -781,13 +795,7 @@ async fn a_data_dir_of_the_sled_only_version_is_migrated_without_loss() {
 #[tokio::test]
 async fn a_segment_outlives_its_dead_letters_until_they_are_flushed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with(dir.path(), |s| {
-        s.segment_bytes = 4096;
-        s.keep_delivered = Duration::ZERO;
-    });
-    for id in 0..6 {
-        store.append(big_event(id, 1500)).await.unwrap();
-    }
+    let store = small_segments(dir.path(), 6, |s| s.keep_delivered = Duration::ZERO).await;
     let pending = take_all(&store);
     // The keys are on disk; the settlements that follow are not yet.
     store.flush().await.unwrap();
@@ -819,11 +827,8 @@ async fn marks_of_overlapping_runs_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let pending;
     {
-        let store = open(&dir, HOUR);
-        for id in 1..=4 {
-            store.append(event(id, now_ms())).await.unwrap();
-        }
-        pending = take_all(&store);
+        let store;
+        (store, pending) = with_events(&dir, 1..=4).await;
         // One run of four delivered, then the second one replayed on its own.
         deliver(&store, &seqs(&pending)).await;
         let kept = store
@@ -863,10 +868,7 @@ async fn marks_of_overlapping_runs_survive_a_restart() {
 #[tokio::test]
 async fn past_the_hand_off_cap_the_publisher_is_sent_to_the_disk_and_back() {
     let dir = tempfile::tempdir().unwrap();
-    let frame = {
-        let mut buf = Vec::new();
-        u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
-    };
+    let frame = frame_len();
     let tuning = open::Tuning {
         flush_interval: FLUSH_INTERVAL,
         feed_bytes: frame * 2,
