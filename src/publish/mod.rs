@@ -34,7 +34,7 @@ use window::Window;
 /// Shown in the RabbitMQ management UI.
 pub(crate) const CONNECTION_NAME: &str = "whaticket-relay";
 const APP_ID: &str = "whaticket-relay";
-/// Upper bound between looks at the outbox and at the connection status when idle.
+/// Upper bound between looks at the store and at the connection status when idle.
 pub(crate) const IDLE_TICK: Duration = Duration::from_secs(1);
 /// `Rfc3339Timestamp`'s Display fails (and `to_string` would panic) from the year 10000 on.
 const MAX_RFC3339_SECS: u64 = 253_402_300_800;
@@ -79,7 +79,7 @@ async fn bounded<T>(
 pub struct PublisherStats {
     /// Messages handed to the broker (resends after a reconnect count again).
     pub published: AtomicU64,
-    /// Confirmed and routed: removed from the outbox.
+    /// Confirmed and routed: handed back to the store as delivered.
     pub acked: AtomicU64,
     /// Negatively confirmed: kept and retried.
     pub nacked: AtomicU64,

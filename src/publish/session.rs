@@ -176,7 +176,7 @@ impl Publisher {
                 _ = self.shutdown.cancelled() => continue,
                 Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
                     outcomes.push(outcome);
-                    // Settle whatever else is ready too, so the outbox removal is batched.
+                    // Settle whatever else is ready too, so what goes back to the store is batched.
                     while let Some(Some(outcome)) = in_flight.next().now_or_never() {
                         outcomes.push(outcome);
                     }
