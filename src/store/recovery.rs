@@ -111,18 +111,30 @@ pub(super) fn open(
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some(reason) = scan.torn {
-            let size = info.file.metadata()?.len();
-            tracing::warn!(
+        let last = Some(&first) == firsts.last();
+        match scan.torn {
+            // Only the active segment is written to: a bad frame there is a write a crash cut.
+            Some(reason) if last => {
+                let size = info.file.metadata()?.len();
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = scan.valid_end,
+                    cut_bytes = size - scan.valid_end,
+                    reason,
+                    "cutting a torn segment tail (writes that were never acknowledged)"
+                );
+                let writable = OpenOptions::new().write(true).open(&path)?;
+                writable.set_len(scan.valid_end)?;
+                writable.sync_all()?;
+            }
+            // In an older one it is damage to acknowledged data: left in place for inspection.
+            Some(reason) => tracing::error!(
                 segment = %path.display(),
                 offset = scan.valid_end,
-                cut_bytes = size - scan.valid_end,
                 reason,
-                "cutting a torn segment tail (writes that were never acknowledged)"
-            );
-            let writable = OpenOptions::new().write(true).open(&path)?;
-            writable.set_len(scan.valid_end)?;
-            writable.sync_all()?;
+                "a closed segment is damaged; the records after this offset cannot be read and are skipped"
+            ),
+            None => {}
         }
         info.len = scan.valid_end;
         high = high.max(info.last_seq().unwrap_or(0));

@@ -1027,3 +1027,36 @@ async fn sweep_removes_expired_and_keeps_live_keys() {
     // Sweeping touches only dedup keys, never the outbox.
     assert_eq!(store.stats().outbox, 4);
 }
+
+#[tokio::test]
+async fn damage_in_a_closed_segment_is_reported_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_path, first_len, total) = {
+        let store = small_segments(dir.path(), 6, |_| {}).await;
+        let table = writer::lock(&store.inner.table);
+        assert!(table.segments.len() >= 2);
+        let first = table.segments.values().next().unwrap();
+        (first.path.clone(), first.len, table.outbox)
+    };
+    let mut bytes = std::fs::read(&first_path).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    std::fs::write(&first_path, &bytes).unwrap();
+
+    let store = open(&dir, HOUR);
+    assert_eq!(
+        std::fs::metadata(&first_path).unwrap().len(),
+        first_len,
+        "acknowledged data is never cut"
+    );
+    let readable = store.pending_after(None, 100).unwrap();
+    assert_eq!(
+        readable.len() as u64,
+        total - 1,
+        "only the damaged record is lost"
+    );
+    assert_eq!(
+        store.append(big_event(100, 1500)).await.unwrap(),
+        Appended::Accepted
+    );
+}
