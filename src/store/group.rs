@@ -122,7 +122,8 @@ impl Writer {
         }
     }
 
-    /// One write and one fdatasync for the whole group, then its dedup keys (unflushed).
+    /// One write and one fdatasync for the whole group, then its dedup keys (unflushed). An
+    /// error means nothing of the group is durable.
     pub(super) fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
         let written = self
             .active
@@ -143,9 +144,18 @@ impl Writer {
         self.active.len += size;
         let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
         keys.sort_by_key(|k| k.0);
-        dedup::insert(&self.dedup, &keys)?;
-        if let Some(last) = staged.last() {
-            self.progress.applied_seq.store(last.seq, Ordering::Release);
+        match dedup::insert(&self.dedup, &keys) {
+            Ok(()) => {
+                if let Some(last) = staged.last() {
+                    self.progress.applied_seq.store(last.seq, Ordering::Release);
+                }
+            }
+            // The events are durable, so they stand; their keys are written again at the next
+            // open (the checkpoint stays before them), which a failed sled needs anyway.
+            Err(e) => {
+                self.broken = true;
+                tracing::error!(error = %e, "dedup keys not written; the store takes no more writes until restarted");
+            }
         }
         Ok(())
     }
