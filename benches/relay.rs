@@ -41,7 +41,7 @@ use tempfile::TempDir;
 use whaticket_relay::config::{AmqpSettings, Settings};
 use whaticket_relay::event::{Kind, RedactKeys};
 use whaticket_relay::store::{Appended, Store};
-use whaticket_relay::{event, topology};
+use whaticket_relay::{event, publish::topology};
 
 const DEFAULT_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const CONNECTION: &str = "bench";

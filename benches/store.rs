@@ -1,10 +1,12 @@
 //! Storage-layer benchmark: durable appends/s through the group commit, and the data dir's size over a long run while the sweeper works.
 //!
 //! `cargo bench --bench store`. No HTTP, no broker: 32 tasks append unique ~1.5 KB events (each
-//! answered only once fsynced, as in the relay), a stand-in for the publisher takes them out of
-//! the outbox as the real one does after a confirm, and the sweeper expires dedup keys and kept
-//! delivered events. It prints the rate and the data dir's allocated size as the run goes, so a
-//! store layout's disk plateau (or creep) shows in minutes instead of a full soak.
+//! answered only once fsynced, as in the relay), a stand-in for the publisher takes them from the
+//! store's hand-off and confirms them in batches as the real one does, and the sweeper expires
+//! dedup keys and drops settled segments. It prints the rate and the data dir's allocated size as
+//! the run goes, so a store layout's disk plateau (or creep) shows in minutes instead of a full
+//! soak; at the end the CPU time per append, the bytes on disk per kept delivered event, and how
+//! long reopening the store takes.
 //!
 //! Environment: `STORE_BENCH_EVENTS` (default 300 000), `STORE_BENCH_WRITERS` (32),
 //! `STORE_BENCH_WINDOW_SECS` (dedup window and keep_delivered, 20), `STORE_BENCH_BODY` (bytes, 1500).
@@ -20,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
 use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
-use whaticket_relay::store::{Appended, Store};
+use whaticket_relay::store::{Appended, Next, Settlement, Store};
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
@@ -56,6 +58,17 @@ fn allocated(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// User plus system CPU time of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn event(n: u64, body_len: usize) -> Event {
@@ -103,7 +116,7 @@ async fn main() -> Result<()> {
     let shutdown = CancellationToken::new();
     let sweeper = store.spawn_sweeper(storage.sweep_interval, shutdown.clone());
 
-    // Stand-in for the publisher: confirmed events leave the outbox in batches.
+    // Stand-in for the publisher: what it is handed is confirmed in batches.
     let delivered = Arc::new(AtomicU64::new(0));
     let deliverer = {
         let (store, delivered, shutdown) =
@@ -111,20 +124,27 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let batch = store.pending_after(last, 1024)?;
-                if batch.is_empty() {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),
-                        _ = store.appended() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                let batch = match store.take_new(1024) {
+                    Next::Events(batch) => batch,
+                    Next::FromDisk { until } => store.read_pending(last, until, usize::MAX).await?,
+                    Next::Idle => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),
+                            _ = store.appended() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                };
                 let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
-                last = seqs.last().copied();
-                let s = store.clone();
-                tokio::task::spawn_blocking(move || s.remove_delivered(&seqs)).await??;
-                delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                last = seqs.last().copied().or(last);
+                delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                store
+                    .settle_later(Settlement {
+                        delivered: seqs,
+                        dead: Vec::new(),
+                    })
+                    .await?;
             }
         })
     };
@@ -182,6 +202,9 @@ async fn main() -> Result<()> {
     }
     store.flush().await?;
     let end = allocated(dir.path());
+    let segments = allocated(&storage.path.join("segments"));
+    let cpu = cpu_seconds();
+    let kept = store.stats().delivered_kept;
     println!(
         "store bench done: {total} durable appends in {secs:.1} s = {:.0}/s; disk at half {:.1} MiB, peak {:.1} MiB, end {:.1} MiB",
         total as f64 / secs,
@@ -189,8 +212,27 @@ async fn main() -> Result<()> {
         peak.max(end) as f64 / 1048576.0,
         end as f64 / 1048576.0,
     );
+    println!(
+        "store bench cpu: {cpu:.2} s = {:.1} us per append (whole process, load included); \
+         {kept} delivered events kept, {:.0} B on disk per kept event of {body_len} B \
+         ({:.0} B in segments, {:.0} B in sled)",
+        cpu * 1e6 / total as f64,
+        end as f64 / kept.max(1) as f64,
+        segments as f64 / kept.max(1) as f64,
+        end.saturating_sub(segments) as f64 / kept.max(1) as f64,
+    );
     shutdown.cancel();
     sweeper.await?;
     deliverer.await??;
+    // What a restart costs with this much kept: the segments are scanned and indexed again.
+    drop(store);
+    let reopening = Instant::now();
+    let store = Store::open(&storage)?;
+    println!(
+        "store bench reopen: {:.2} s for {} kept events ({:.1} MiB of segments)",
+        reopening.elapsed().as_secs_f64(),
+        store.stats().delivered_kept,
+        segments as f64 / 1048576.0,
+    );
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::ops::admin;
 use crate::process::handover::{self, Handover, InheritError};
 use crate::process::reload::ReloadHandle;
-use crate::publisher::{self, PublisherHandle};
+use crate::publish::{self as publisher, PublisherHandle};
 use crate::store::{Store, StoreError};
 
 /// Store watchdog: probe period, probe time-out, failed probes in a row before the relay exits.

@@ -10,7 +10,7 @@
 //!   ▼
 //! store     group-committed to disk (fsync before the 202), dedup keys, dead letters, replay
 //!   ▼
-//! publisher confirmed publishes to RabbitMQ, per-ticket order, reconnects (topology: queues)
+//! publish   confirmed publishes to RabbitMQ, per-ticket order, reconnects (topology: queues)
 //! ```
 //!
 //! Beside the path: `ops` (admin API, offline commands, their HTTP client), `process` (signals,
@@ -19,9 +19,8 @@
 
 pub mod config;
 pub mod event;
-pub mod publisher;
+pub mod publish;
 pub mod store;
-pub mod topology;
 
 pub mod app;
 pub mod cli;

@@ -60,6 +60,8 @@ pub struct StorageSettings {
     pub max_outbox: usize,
     /// Bytes waiting for the broker beyond which webhooks are answered 503.
     pub max_outbox_bytes: u64,
+    /// Size at which the active segment file is closed and a new one started.
+    pub segment_bytes: u64,
 }
 
 /// The operators' API on its own listener, for the CLI against a running relay.
@@ -138,6 +140,9 @@ pub struct ConnectionSettings {
 
 /// `config/default.toml`, built in: the bottom layer, so every key has a default even when the
 /// relay runs away from its checkout.
+/// Smallest `storage.segment_bytes`: below it, per-file overhead dominates.
+const MIN_SEGMENT_BYTES: u64 = 1024 * 1024;
+
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 impl Default for Settings {
@@ -304,6 +309,12 @@ impl Settings {
         }
         if self.storage.max_outbox == 0 {
             return Err(invalid("storage.max_outbox", "must be greater than 0"));
+        }
+        if self.storage.segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(invalid(
+                "storage.segment_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if self.storage.max_outbox_bytes == 0 {
             return Err(invalid(
@@ -506,6 +517,7 @@ mod tests {
             ("[server]\nbind = \"nope\"\n", "server.bind"),
             ("[amqp]\nqueue_type = \"stream\"\n", "queue_type"),
             ("[storage]\ndedup_window = \"soon\"\n", "dedup_window"),
+            ("[storage]\nsegment_bytes = 4096\n", "storage.segment_bytes"),
             ("[[connections]]\nname = \"bad name\"\ntokens = [\"abcdefgh\"]\n", "connections[0].name"),
             ("[[connections]]\nname = \"a\"\ntokens = []\n", "connections[0].tokens"),
             ("[[connections]]\nname = \"a\"\ntokens = [\"short\"]\n", "connections[0].tokens[0]"),

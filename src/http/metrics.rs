@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use crate::metrics::{Metrics, PublisherTotals, Snapshot};
-use crate::publisher::PublisherStats;
+use crate::publish::PublisherStats;
 use crate::report::chain;
 use crate::store::Store;
 

@@ -1,4 +1,4 @@
-//! Time-sliced trees: entries that expire together live in one sled tree, dropped whole once its slice has expired.
+//! Time-sliced trees (the dedup keys): entries that expire together live in one sled tree, dropped whole once its slice has expired.
 //!
 //! Deleting expired keys one by one left sled's log creeping (segments are reclaimed lazily and
 //! half-empty leaves stay), and every deletion cost a write. A slice is one tree named
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{subtract, StoreError};
+use super::StoreError;
 
 /// One slice: its tree and running counts of its entries (kept beside it, so no one counts a tree).
 pub(super) struct Slice {
@@ -26,11 +26,6 @@ impl Slice {
     pub(super) fn added(&self, entries: u64, bytes: u64) {
         self.entries.fetch_add(entries, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub(super) fn removed(&self, entries: u64, bytes: u64) {
-        subtract(&self.entries, entries);
-        subtract(&self.bytes, bytes);
     }
 }
 
@@ -154,17 +149,6 @@ impl Generations {
             expired.names.push(self.name(end));
         }
         expired
-    }
-
-    /// Takes out the oldest slice, whatever its time (size caps).
-    pub(super) fn take_oldest(&self) -> Option<Expired> {
-        let mut slices = self.write();
-        let (end, slice) = slices.pop_first()?;
-        Some(Expired {
-            names: vec![self.name(end)],
-            entries: slice.entries.load(Ordering::Relaxed),
-            bytes: slice.bytes.load(Ordering::Relaxed),
-        })
     }
 
     /// Frees what [`Generations::take_expired`] took out.

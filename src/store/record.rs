@@ -1,14 +1,15 @@
-//! Byte layouts of what the store keeps: outbox, dead-letter and delivered records, dedup keys and expiries.
+//! Byte layouts of what the store keeps: event and dead-letter records, dedup keys and expiries.
 //!
-//! Outbox record: `[u32 BE header_len][EventMeta as JSON][body bytes]`. The body is kept raw so
-//! what is relayed is byte-for-byte what was accepted.
-//! Dead record: `[u32 BE info_len][DeadInfo as JSON][outbox record]`: the outbox record is moved
-//! as is, never decoded and re-encoded.
+//! Event record: the compact binary metadata (see `meta`) then the body bytes, kept raw so what
+//! is relayed is byte-for-byte what was accepted. Earlier versions wrote
+//! `[u32 BE header_len][EventMeta as JSON][body bytes]` (the old sled `outbox` tree, migrated
+//! segments, old dead letters); readers take both.
+//! Dead record: `[u32 BE info_len][DeadInfo as JSON][event record]`.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{meta, StoreError};
 use crate::event::{Event, EventMeta};
 
 const LEN_PREFIX: usize = 4;
@@ -48,26 +49,48 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok(rest.split_at(len))
 }
 
+#[cfg(test)]
 pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(128 + event.body.len());
+    encode_event_into(&mut out, event)?;
+    Ok(out)
+}
+
+/// An event record in the layout of the sled-only version (migration tests write old data dirs).
+#[cfg(test)]
+pub(super) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
     let mut out = prefixed(&meta, event.body.len())?;
     out.extend_from_slice(&event.body);
     Ok(out)
 }
 
-/// The metadata of an outbox record, without copying its body.
+/// Appends the event record of `event` to `out`.
+pub(super) fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<(), StoreError> {
+    meta::encode_into(out, &event.meta)?;
+    out.extend_from_slice(&event.body);
+    Ok(())
+}
+
+/// The metadata of an event record (either layout) and its body.
+fn split_event(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
+    if bytes.first() == Some(&meta::TAG) {
+        return meta::decode(bytes);
+    }
+    let (meta, body) = split_prefixed(bytes)?;
+    Ok((
+        serde_json::from_slice(meta).map_err(StoreError::Corrupt)?,
+        body,
+    ))
+}
+
+/// The metadata of an event record, without copying its body.
 pub(super) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
-    let (meta, _) = split_prefixed(bytes)?;
-    serde_json::from_slice(meta).map_err(StoreError::Corrupt)
+    Ok(split_event(bytes)?.0)
 }
 
-/// The outbox record inside a dead record, as stored.
-pub(super) fn dead_record(bytes: &[u8]) -> Result<&[u8], StoreError> {
-    Ok(split_prefixed(bytes)?.1)
-}
-
-/// Key of a kept delivered event: delivery time first, so both the replay window and the
-/// sweeper are range scans; the seq keeps keys of one millisecond apart.
+/// Key of a kept delivered event in the sled-only version (`delivered@` slices): delivery time, seq.
+#[cfg(test)]
 pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&delivered_at_ms.to_be_bytes());
@@ -75,17 +98,8 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
     key
 }
 
-pub(super) fn decode_delivered_key(key: &[u8]) -> Result<(u64, u64), StoreError> {
-    let key: [u8; 16] = key
-        .try_into()
-        .map_err(|_| corrupt("delivered key is not 16 bytes"))?;
-    let (at, seq) = key.split_at(8);
-    Ok((decode_seq(at)?, decode_seq(seq)?))
-}
-
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
-    let (meta, body) = split_prefixed(bytes)?;
-    let meta: EventMeta = serde_json::from_slice(meta).map_err(StoreError::Corrupt)?;
+    let (meta, body) = split_event(bytes)?;
     Ok(Event {
         meta,
         body: Bytes::copy_from_slice(body),

@@ -1,18 +1,11 @@
-//! Store behaviour against a real sled database in a temporary directory.
+//! Store behaviour against real segment files and a real sled database in a temporary directory.
 
-use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::oneshot;
+use crate::config::StorageSettings;
 
-use super::writer::{Command, Writer};
-use super::*;
-use crate::event::{EventId, EventMeta, Kind};
-
-/// Storage settings for tests: a small cache, generous limits. Also used by the publisher's tests.
+/// Storage settings for tests: a small cache, generous limits.
 pub(crate) fn settings(path: &Path, window: Duration) -> StorageSettings {
     StorageSettings {
         path: path.to_path_buf(),
@@ -23,14 +16,29 @@ pub(crate) fn settings(path: &Path, window: Duration) -> StorageSettings {
         keep_delivered_max_bytes: 64 * 1024 * 1024,
         max_outbox: 1_000_000,
         max_outbox_bytes: 1 << 32,
+        segment_bytes: 64 * 1024 * 1024,
     }
 }
+
+use bytes::Bytes;
+
+use super::*;
+use crate::event::{EventId, EventMeta, Kind};
+
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn open(dir: &tempfile::TempDir, window: Duration) -> Store {
     Store::open(&settings(dir.path(), window)).expect("open store")
 }
 
-fn event(id: u8, received_at_ms: u64) -> Event {
+fn open_with(dir: &Path, change: impl FnOnce(&mut StorageSettings)) -> Store {
+    let mut s = settings(dir, HOUR);
+    change(&mut s);
+    Store::open(&s).expect("open store")
+}
+
+/// A test event (also used by the segment and feed unit tests).
+pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
     let mut raw = [0u8; 16];
     raw[0] = id;
     raw[15] = 0xAB;
@@ -50,185 +58,538 @@ fn event(id: u8, received_at_ms: u64) -> Event {
     }
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
+fn big_event(id: u8, body_len: usize) -> Event {
+    let mut e = event(id, now_ms());
+    e.body = Bytes::from(vec![id; body_len]);
+    e
+}
+
+/// A store with 4 KiB segments holding `events` events of 1.5 KB (a few per segment).
+async fn small_segments(
+    dir: &Path,
+    events: u8,
+    change: impl FnOnce(&mut StorageSettings),
+) -> Store {
+    let store = open_with(dir, |s| {
+        s.segment_bytes = 4096;
+        change(s);
+    });
+    for id in 0..events {
+        store.append(big_event(id, 1500)).await.unwrap();
+    }
+    store
+}
+
+/// A store with events of these ids appended, and them as the publisher is handed them.
+async fn with_events(
+    dir: &tempfile::TempDir,
+    ids: std::ops::RangeInclusive<u8>,
+) -> (Store, Vec<Pending>) {
+    let store = open(dir, HOUR);
+    for id in ids {
+        store.append(event(id, now_ms())).await.unwrap();
+    }
+    let pending = take_all(&store);
+    (store, pending)
+}
+
+/// Bytes one test event takes in a segment (what the outbox byte counts add up).
+fn frame_len() -> u64 {
+    let mut buf = Vec::new();
+    u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
+}
+
+fn seqs(pending: &[Pending]) -> Vec<u64> {
+    pending.iter().map(|p| p.seq).collect()
+}
+
+async fn deliver(store: &Store, seqs: &[u64]) {
+    store
+        .settle(Settlement {
+            delivered: seqs.to_vec(),
+            dead: Vec::new(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn kill(store: &Store, pending: Pending, reason: &str) {
+    store
+        .settle(Settlement {
+            delivered: Vec::new(),
+            dead: vec![(pending, reason.to_owned())],
+        })
+        .await
+        .unwrap();
+}
+
+/// What the publisher sees: the feed, following it to the disk when it says so.
+fn take_all(store: &Store) -> Vec<Pending> {
+    let mut out: Vec<Pending> = Vec::new();
+    loop {
+        match store.take_new(1000) {
+            Next::Events(events) => out.extend(events),
+            Next::FromDisk { until } => {
+                let after = out.last().map(|p| p.seq);
+                out.extend(store.pending_between(after, until, 1000).unwrap());
+            }
+            Next::Idle => return out,
+        }
+    }
+}
+
+/// A copy of the data dir as a crash would leave it: what reached the disk, nothing more.
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            crash_copy(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
 
 #[tokio::test]
-async fn append_dedups_and_outbox_round_trips() {
+async fn append_dedups_and_hands_events_over_in_memory_and_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
     let a = event(1, now_ms());
     let b = event(2, now_ms());
-
     assert_eq!(store.append(a.clone()).await.unwrap(), Appended::Accepted);
     let mut a_again = a.clone();
-    a_again.body = Bytes::from_static(b"different body, same id");
+    a_again.body = Bytes::from_static(b"{\"other\":true}");
     assert_eq!(store.append(a_again).await.unwrap(), Appended::Duplicate);
     assert_eq!(store.append(b.clone()).await.unwrap(), Appended::Accepted);
 
-    let pending = store.pending_after(None, 10).unwrap();
-    assert_eq!(pending.len(), 2, "the duplicate must not be stored");
-    assert!(pending[0].seq < pending[1].seq);
-    assert_eq!(pending[0].event, a);
-    assert_eq!(pending[1].event, b);
+    // A store with nothing pending at open hands everything over in memory.
+    let handed = match store.take_new(10) {
+        Next::Events(events) => events,
+        other => panic!("expected the appended events, got {other:?}"),
+    };
+    assert_eq!(handed.len(), 2);
+    assert_eq!(*handed[0].event, a);
+    assert_eq!(*handed[1].event, b);
+    assert!(matches!(store.take_new(10), Next::Idle));
 
-    let after_first = store.pending_after(Some(pending[0].seq), 10).unwrap();
-    assert_eq!(after_first.len(), 1);
-    assert_eq!(after_first[0].event, b);
+    let on_disk = store.pending_after(None, 10).unwrap();
     assert_eq!(
-        store.pending_after(None, 1).unwrap().len(),
-        1,
-        "limit is honoured"
+        on_disk, handed,
+        "the segment holds what was handed over, byte for byte"
     );
+    assert_eq!(
+        seqs(&store.pending_after(Some(handed[0].seq), 10).unwrap()),
+        [handed[1].seq]
+    );
+    assert_eq!(store.pending_after(None, 1).unwrap().len(), 1);
     assert!(store.pending_after(Some(u64::MAX), 10).unwrap().is_empty());
+    assert!(
+        store
+            .pending_between(None, handed[0].seq, 10)
+            .unwrap()
+            .len()
+            == 1
+    );
 
-    store.remove_delivered(&[pending[0].seq]).unwrap();
-    let left = store.pending_after(None, 10).unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].seq, pending[1].seq);
-
-    store
-        .dead_letter(pending[1].seq, "rejected by broker")
-        .unwrap();
+    deliver(&store, &[handed[0].seq]).await;
+    assert_eq!(
+        seqs(&store.pending_after(None, 10).unwrap()),
+        [handed[1].seq]
+    );
+    kill(&store, handed[1].clone(), "unroutable").await;
     assert!(store.pending_after(None, 10).unwrap().is_empty());
     let dead = store.dead_list(10).unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].seq, pending[1].seq);
-    assert_eq!(dead[0].event, b);
-    assert_eq!(dead[0].reason, "rejected by broker");
-    assert!(dead[0].dead_at_ms >= b.meta.received_at_ms);
-
-    // Moving an entry that is gone is a no-op, not an error.
-    store.dead_letter(pending[0].seq, "late").unwrap();
+    assert_eq!(
+        (dead[0].seq, &dead[0].event, dead[0].reason.as_str()),
+        (handed[1].seq, &b, "unroutable")
+    );
+    // Settling again changes nothing: the first outcome stands.
+    kill(&store, handed[0].clone(), "late").await;
     assert_eq!(store.dead_list(10).unwrap().len(), 1);
+    let stats = store.stats();
+    assert_eq!(
+        (
+            stats.outbox,
+            stats.outbox_bytes,
+            stats.dead,
+            stats.delivered_kept
+        ),
+        (0, 0, 1, 1)
+    );
 }
 
 #[tokio::test]
-async fn seqs_increase_in_append_order() {
+async fn concurrent_appends_keep_seq_order_and_one_id_is_accepted_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
-    for id in 0..20 {
-        assert_eq!(
-            store.append(event(id, now_ms())).await.unwrap(),
-            Appended::Accepted
-        );
-    }
-    let pending = store.pending_after(None, 100).unwrap();
-    let ids: Vec<u8> = pending.iter().map(|p| p.event.meta.id.0[0]).collect();
-    assert_eq!(ids, (0..20).collect::<Vec<u8>>());
-    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_unique_appends_are_all_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    let tasks: Vec<_> = (0..32)
-        .map(|id| {
+    let tasks: Vec<_> = (0..64u8)
+        .map(|n| {
             let store = store.clone();
-            tokio::spawn(async move { store.append(event(id, now_ms())).await })
+            // Ids 0..32 twice each: exactly one of each pair goes in.
+            tokio::spawn(async move { store.append(event(n % 32, now_ms())).await })
         })
         .collect();
+    let mut accepted = 0;
     for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), Appended::Accepted);
+        if task.await.unwrap().unwrap() == Appended::Accepted {
+            accepted += 1;
+        }
     }
-    let pending = store.pending_after(None, 100).unwrap();
+    assert_eq!(accepted, 32);
+    let pending = take_all(&store);
     assert_eq!(pending.len(), 32);
-    let seqs: HashSet<u64> = pending.iter().map(|p| p.seq).collect();
-    assert_eq!(seqs.len(), 32, "seqs are never reused");
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(store.stats().dedup_keys, 32);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_of_one_id_accept_exactly_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    let received = now_ms();
-    for round in 0..3u8 {
-        let tasks: Vec<_> = (0..32)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.append(event(100 + round, received)).await })
-            })
-            .collect();
-        let mut accepted = 0;
-        for task in tasks {
-            if task.await.unwrap().unwrap() == Appended::Accepted {
-                accepted += 1;
-            }
-        }
-        assert_eq!(accepted, 1, "round {round}");
-    }
-    assert_eq!(store.pending_after(None, 100).unwrap().len(), 3);
-}
-
-/// Drives one group straight through the writer so the repeat is certainly in the same group.
 #[tokio::test]
-async fn repeat_within_one_group_is_a_duplicate() {
+async fn restart_keeps_dedup_keys_outbox_and_marks() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    let writer = Writer {
-        db: store.inner.db.clone(),
-        trees: store.inner.trees.clone(),
-        appended: Arc::clone(&store.inner.appended),
-        window_ms: 3_600_000,
-        counters: Arc::clone(&store.inner.counters),
-        limits: Limits {
-            max_outbox: u64::MAX,
-            max_outbox_bytes: u64::MAX,
-        },
-    };
-    let now = now_ms();
-    let mut replies = Vec::new();
-    let mut group = Vec::new();
-    for id in [5u8, 5, 6, 5, 6] {
-        let (reply, answer) = oneshot::channel();
-        group.push(Command::Append {
-            event: event(id, now),
-            reply,
-        });
-        replies.push(answer);
-    }
-    writer.process_group(group);
-    let mut outcomes = Vec::new();
-    for answer in replies {
-        outcomes.push(answer.await.unwrap().unwrap());
-    }
-    use Appended::{Accepted, Duplicate};
-    assert_eq!(
-        outcomes,
-        [Accepted, Duplicate, Accepted, Duplicate, Duplicate]
-    );
-    assert_eq!(store.pending_after(None, 10).unwrap().len(), 2);
-    assert_eq!(store.stats().dedup_keys, 2);
-}
-
-#[tokio::test]
-async fn restart_keeps_dedup_keys_and_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = event(9, now_ms());
+    let (a, b) = (event(1, now_ms()), event(2, now_ms()));
+    let first_seq;
     {
         let store = open(&dir, HOUR);
-        assert_eq!(store.append(a.clone()).await.unwrap(), Appended::Accepted);
-        // Dropping the last handle joins the writer and releases the directory lock.
+        store.append(a.clone()).await.unwrap();
+        store.append(b.clone()).await.unwrap();
+        let pending = take_all(&store);
+        first_seq = pending[0].seq;
+        deliver(&store, &[first_seq]).await;
+        store.flush().await.unwrap();
     }
     let store = open(&dir, HOUR);
     assert_eq!(store.append(a.clone()).await.unwrap(), Appended::Duplicate);
-    let pending = store.pending_after(None, 10).unwrap();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].event, a);
+    let pending = take_all(&store);
+    assert_eq!(pending.len(), 1, "the delivered one stays delivered");
+    assert_eq!(*pending[0].event, b);
+    assert_eq!(store.stats().delivered_kept, 1);
+    assert_eq!(store.stats().dedup_keys, 2);
     assert_eq!(
-        store.stats().dedup_keys,
-        1,
-        "the counter is rebuilt on open"
-    );
-    assert_eq!(
-        store.append(event(10, now_ms())).await.unwrap(),
+        store.append(event(3, now_ms())).await.unwrap(),
         Appended::Accepted
     );
+    let newer = take_all(&store);
     assert!(
-        store.pending_after(None, 10).unwrap()[1].seq > pending[0].seq,
-        "seqs keep increasing"
+        newer[0].seq > pending[0].seq,
+        "seqs keep increasing across a restart"
     );
+}
+
+#[tokio::test]
+async fn a_crash_before_sled_is_flushed_loses_no_key_and_no_pending_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let crashed = dir.path().join("crashed");
+    let (early, late) = (event(1, now_ms()), event(2, now_ms()));
+    let tuning = open::Tuning {
+        flush_interval: HOUR,
+        feed_bytes: FEED_BYTES,
+    };
+    let store = Store::open_tuned(&settings(&live, HOUR), tuning).unwrap();
+    assert_eq!(
+        store.append(early.clone()).await.unwrap(),
+        Appended::Accepted
+    );
+    // A checkpoint past the first event, then one more accepted and confirmed, never flushed.
+    store.flush().await.unwrap();
+    assert_eq!(
+        store.append(late.clone()).await.unwrap(),
+        Appended::Accepted
+    );
+    let pending = take_all(&store);
+    deliver(&store, &[pending[1].seq]).await;
+    crash_copy(&live, &crashed);
+
+    let reopened = Store::open(&settings(&crashed, HOUR)).unwrap();
+    assert_eq!(reopened.append(early).await.unwrap(), Appended::Duplicate);
+    assert_eq!(
+        reopened.append(late.clone()).await.unwrap(),
+        Appended::Duplicate,
+        "a key that never reached sled is rebuilt from the segment"
+    );
+    let again = take_all(&reopened);
+    assert_eq!(
+        seqs(&again),
+        seqs(&pending),
+        "both pending: the lost confirm means a resend"
+    );
+    assert_eq!(*again[1].event, late);
+    assert_eq!(reopened.stats().dedup_keys, 2);
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_path;
+    let valid;
+    {
+        let store = open(&dir, HOUR);
+        for id in 1..=3 {
+            store.append(event(id, now_ms())).await.unwrap();
+        }
+        segment_path = writer::lock(&store.inner.table)
+            .segments
+            .values()
+            .next()
+            .unwrap()
+            .path
+            .clone();
+        valid = std::fs::metadata(&segment_path).unwrap().len();
+    }
+    // Half a frame: what a crash in the middle of a group's write leaves.
+    let mut bytes = std::fs::read(&segment_path).unwrap();
+    let whole = bytes.clone();
+    bytes.extend_from_slice(&whole[..whole.len() / 3 / 2]);
+    std::fs::write(&segment_path, &bytes).unwrap();
+
+    let store = open(&dir, HOUR);
+    assert_eq!(
+        std::fs::metadata(&segment_path).unwrap().len(),
+        valid,
+        "cut back to the last whole record"
+    );
+    assert_eq!(take_all(&store).len(), 3);
+    assert_eq!(
+        store.append(event(4, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    let all = store.pending_after(None, 10).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].event.meta.id, event(4, 0).meta.id);
+}
+
+#[tokio::test]
+async fn segments_roll_and_settled_ones_go_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 12, |s| s.keep_delivered = Duration::ZERO).await;
+    let segments = || {
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count()
+    };
+    let before = segments();
+    assert!(
+        before >= 4,
+        "12 events of 1.5 KB in 4 KiB segments: {before} files"
+    );
+    let pending = take_all(&store);
+    // One stays pending: its segment stays, the others go once their keys are flushed.
+    let (last, delivered) = pending.split_last().unwrap();
+    deliver(&store, &seqs(delivered)).await;
+    assert_eq!(
+        store.sweep_delivered().await.unwrap(),
+        0,
+        "keys not flushed yet: nothing goes"
+    );
+    store.flush().await.unwrap();
+    store.sweep_delivered().await.unwrap();
+    {
+        let table = writer::lock(&store.inner.table);
+        let left: Vec<(u64, u64)> = table
+            .segments
+            .iter()
+            .map(|(first, s)| (*first, s.pending))
+            .collect();
+        // The pending event's segment, and the active one if a roll came after it.
+        assert!(left.len() <= 2, "{left:?}");
+        assert_eq!(left[0].1, 1, "{left:?}");
+        assert_eq!(segments(), left.len());
+    }
+    assert_eq!(seqs(&store.pending_after(None, 10).unwrap()), [last.seq]);
+    for p in delivered {
+        assert_eq!(
+            store.append((*p.event).clone()).await.unwrap(),
+            Appended::Duplicate
+        );
+    }
+    assert_eq!(store.stats().delivered_kept, 0);
+    assert!(store.disk_bytes() > 0);
+}
+
+#[tokio::test]
+async fn retention_keeps_young_segments_and_drops_the_oldest_over_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 12, |s| s.keep_delivered_max_bytes = 8 * 1024).await;
+    let pending = take_all(&store);
+    deliver(&store, &seqs(&pending)).await;
+    store.flush().await.unwrap();
+    let kept_before = store.stats().delivered_kept;
+    assert_eq!(kept_before, 12);
+    let dropped = store.sweep_delivered().await.unwrap();
+    assert!(dropped > 0, "over the byte cap: the oldest go");
+    let stats = store.stats();
+    assert_eq!(stats.delivered_kept, 12 - dropped);
+    // Whole segments go, so the cap may be undershot by up to one segment.
+    assert!(stats.delivered_bytes <= 8 * 1024, "{stats:?}");
+    // What is left is the newest.
+    let kept = store
+        .delivered_matching(&ReplayFilter::default(), 100)
+        .unwrap();
+    assert_eq!(
+        kept.last().map(|d| d.event.meta.id),
+        Some(pending[11].event.meta.id)
+    );
+    assert_eq!(
+        store.sweep_delivered().await.unwrap(),
+        0,
+        "young and under the cap"
+    );
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_new_events_but_still_sees_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), |s| s.max_outbox = 2);
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert_eq!(
+        store.append(event(2, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    assert!(matches!(
+        store.append(event(3, now_ms())).await,
+        Err(StoreError::OutboxFull)
+    ));
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate
+    );
+    assert_eq!(store.outbox_usage().0, 2);
+    let pending = take_all(&store);
+    deliver(&store, &[pending[0].seq]).await;
+    assert_eq!(store.outbox_usage().0, 1);
+    assert_eq!(
+        store.append(event(3, now_ms())).await.unwrap(),
+        Appended::Accepted,
+        "a refused event was not remembered"
+    );
+}
+
+#[tokio::test]
+async fn the_byte_limit_counts_record_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = frame_len();
+    let store = open_with(dir.path(), |s| s.max_outbox_bytes = one * 2 + one / 2);
+    store.append(event(1, now_ms())).await.unwrap();
+    store.append(event(2, now_ms())).await.unwrap();
+    assert!(matches!(
+        store.append(event(3, now_ms())).await,
+        Err(StoreError::OutboxFull)
+    ));
+    assert_eq!(store.outbox_usage(), (2, one * 2));
+}
+
+#[tokio::test]
+async fn delivered_events_are_replayed_once_under_new_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = with_events(&dir, 1..=2).await;
+    deliver(&store, &seqs(&pending)).await;
+    assert_eq!(store.stats().outbox, 0);
+
+    let all = ReplayFilter::default();
+    let kept = store.delivered_matching(&all, 10).unwrap();
+    assert_eq!(
+        kept.iter().map(|d| d.event.clone()).collect::<Vec<_>>(),
+        vec![(*pending[0].event).clone(), (*pending[1].event).clone()]
+    );
+    let nothing = ReplayFilter {
+        kind: Some(Kind::Message),
+        ..ReplayFilter::default()
+    };
+    assert_eq!(store.replay_delivered(&nothing).await.unwrap(), 0);
+    let future = ReplayFilter {
+        since_ms: now_ms() + 60_000,
+        ..ReplayFilter::default()
+    };
+    assert_eq!(store.replay_delivered(&future).await.unwrap(), 0);
+    let other_connection = ReplayFilter {
+        connection: Some("nope".to_owned()),
+        ..ReplayFilter::default()
+    };
+    assert_eq!(store.replay_delivered(&other_connection).await.unwrap(), 0);
+
+    assert_eq!(store.replay_delivered(&all).await.unwrap(), 2);
+    let again = take_all(&store);
+    assert_eq!(again.len(), 2);
+    assert!(again[0].seq > pending[1].seq);
+    assert_eq!(again[0].event, pending[0].event);
+    assert_eq!(
+        store.stats().delivered_kept,
+        0,
+        "replayed ones do not count as kept"
+    );
+    assert_eq!(
+        store.replay_delivered(&all).await.unwrap(),
+        0,
+        "nothing to replay twice"
+    );
+    deliver(&store, &seqs(&again)).await;
+    assert_eq!(
+        store.stats().delivered_kept,
+        2,
+        "re-delivered, kept again once"
+    );
+}
+
+#[tokio::test]
+async fn keep_delivered_zero_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), |s| s.keep_delivered = Duration::ZERO);
+    store.append(event(1, now_ms())).await.unwrap();
+    let pending = take_all(&store);
+    deliver(&store, &seqs(&pending)).await;
+    let stats = store.stats();
+    assert_eq!((stats.delivered_kept, stats.outbox), (0, 0));
+    assert_eq!(
+        store
+            .replay_delivered(&ReplayFilter::default())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_found_and_requeued_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = with_events(&dir, 1..=2).await;
+    kill(&store, pending[0].clone(), "unroutable").await;
+    kill(&store, pending[1].clone(), "unroutable").await;
+    assert_eq!(store.outbox_usage().0, 0);
+    assert_eq!(
+        store.dead_get(pending[0].seq).unwrap().unwrap().event,
+        *pending[0].event
+    );
+    assert_eq!(
+        store.dead_find(&pending[1].event.meta.id).unwrap()[0].seq,
+        pending[1].seq
+    );
+    assert!(store.dead_get(u64::MAX).unwrap().is_none());
+
+    assert_eq!(
+        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
+        0,
+        "already moved"
+    );
+    assert_eq!(store.dead_count(), 1);
+    assert_eq!(store.requeue_dead(None).await.unwrap(), 1);
+    assert_eq!(store.dead_count(), 0);
+    let back = take_all(&store);
+    assert_eq!(
+        back.iter().map(|p| p.event.meta.id).collect::<Vec<_>>(),
+        [pending[0].event.meta.id, pending[1].event.meta.id]
+    );
+    assert!(back[0].seq > pending[1].seq);
+    assert_eq!(store.outbox_usage().0, 2);
 }
 
 #[tokio::test]
@@ -244,10 +605,8 @@ async fn expired_key_is_accepted_again_and_the_sweep_keeps_the_new_one() {
         store.append(event(1, now_ms())).await.unwrap(),
         Appended::Duplicate
     );
-
     tokio::time::sleep(window + Duration::from_millis(100)).await;
-    // The sweeper has not run: the expired entry is overwritten. A late received_at keeps the new
-    // entry unexpired for the rest of the test.
+    // A late received_at keeps the new entry unexpired for the rest of the test.
     let later = now_ms() + 60_000;
     assert_eq!(
         store.append(event(1, later)).await.unwrap(),
@@ -258,68 +617,12 @@ async fn expired_key_is_accepted_again_and_the_sweep_keeps_the_new_one() {
         2,
         "the expired key and the new one, in two slices"
     );
-
     assert_eq!(store.sweep_expired().unwrap(), 1, "the expired slice goes");
     assert_eq!(store.stats().dedup_keys, 1);
     assert_eq!(
         store.append(event(1, later)).await.unwrap(),
         Appended::Duplicate
     );
-}
-
-#[tokio::test]
-async fn sweep_removes_expired_and_keeps_live_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    let two_hours_ago = now_ms() - 2 * 3_600_000;
-    for id in 0..3 {
-        store.append(event(id, two_hours_ago)).await.unwrap();
-    }
-    assert_eq!(
-        store.append(event(50, now_ms())).await.unwrap(),
-        Appended::Accepted
-    );
-    assert_eq!(store.stats().dedup_keys, 4);
-
-    assert_eq!(store.sweep_expired().unwrap(), 3);
-    assert_eq!(store.stats().dedup_keys, 1);
-    let trees = store.inner.db.tree_names();
-    assert_eq!(
-        trees
-            .iter()
-            .filter(|name| name.starts_with(b"dedup@"))
-            .count(),
-        1,
-        "the expired slice is dropped"
-    );
-    assert_eq!(
-        store.append(event(50, now_ms())).await.unwrap(),
-        Appended::Duplicate
-    );
-    assert_eq!(store.sweep_expired().unwrap(), 0, "nothing left to sweep");
-    // Sweeping touches only dedup keys, never the outbox.
-    assert_eq!(store.stats().outbox, 4);
-}
-
-#[tokio::test]
-async fn sweep_drops_many_keys_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    let old = now_ms() - 2 * 3_600_000;
-    let total = SWEEP_BATCH + 10;
-    let tasks: Vec<_> = (0..total)
-        .map(|n| {
-            let store = store.clone();
-            let mut e = event(0, old);
-            e.meta.id.0[1..3].copy_from_slice(&(n as u16).to_be_bytes());
-            tokio::spawn(async move { store.append(e).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), Appended::Accepted);
-    }
-    assert_eq!(store.sweep_expired().unwrap(), total);
-    assert_eq!(store.stats().dedup_keys, 0);
 }
 
 #[tokio::test]
@@ -330,43 +633,293 @@ async fn sweeper_task_sweeps_and_stops_on_shutdown() {
         .append(event(1, now_ms() - 2 * 3_600_000))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
+    assert_eq!(store.stats().dedup_keys, 1);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let task = store.spawn_sweeper(Duration::from_millis(10), shutdown.clone());
-    let swept = tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(Duration::from_secs(5), async {
         while store.stats().dedup_keys != 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
-    .await;
-    assert!(swept.is_ok(), "sweeper did not remove the expired key");
+    .await
+    .expect("the sweeper expired the key");
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
-        .expect("sweeper stops on shutdown")
+        .expect("stops")
         .unwrap();
 }
 
 #[tokio::test]
-async fn stats_count_each_tree() {
+async fn flush_and_probe_succeed_on_a_healthy_store() {
     let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, Duration::from_secs(90));
+    store.check_writable().await.unwrap();
+    store.flush().await.unwrap();
+    assert!(
+        store.inner.meta.get(writer::PROBE_KEY).unwrap().is_some(),
+        "the probe really wrote"
+    );
+    assert_eq!(store.dedup_window(), Duration::from_secs(90));
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(&dir, HOUR);
+    let err = Store::open(&settings(dir.path(), HOUR)).expect_err("directory is locked");
+    assert!(err.is_lock_held());
+    let text = err.to_string();
+    assert!(text.contains("another process"), "{text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+}
+
+#[test]
+fn an_uncreatable_directory_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let path = file.join("store");
+    let err = Store::open(&settings(&path, HOUR)).expect_err("parent is a file");
+    let text = err.to_string();
+    assert!(text.contains("cannot create storage directory"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}
+
+#[test]
+fn records_round_trip_and_damage_is_reported() {
+    let e = event(3, 1_700_000_000_000);
+    let encoded = record::encode_event(&e).unwrap();
+    assert_eq!(record::decode_event(&encoded).unwrap(), e);
+    assert!(
+        encoded.ends_with(&e.body),
+        "the body sits raw at the end of the record"
+    );
+    let mut dead = record::dead_prefix("why", 42).unwrap();
+    dead.extend_from_slice(&encoded);
+    let (info, back) = record::decode_dead(&dead).unwrap();
+    assert_eq!((info.reason.as_str(), info.dead_at_ms), ("why", 42));
+    assert_eq!(back, e);
+    let old = record::encode_event_json(&e).unwrap();
+    assert_eq!(
+        record::decode_event(&old).unwrap(),
+        e,
+        "the JSON layout still reads"
+    );
+    for damaged in [
+        &encoded[..2],
+        &encoded[..10],
+        &b"\0\0\0\x02{x"[..],
+        &old[..9],
+    ] {
+        assert!(matches!(
+            record::decode_event(damaged),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
+
+#[test]
+fn one_error_can_answer_many_waiters() {
+    let e = StoreError::Sled(sled::Error::Unsupported("x".to_owned()));
+    assert!(matches!(writer::duplicate_error(&e), StoreError::Sled(_)));
+    let io = StoreError::Io(std::io::Error::other("disk"));
+    assert!(matches!(writer::duplicate_error(&io), StoreError::Io(_)));
+}
+
+/// Writes a data dir the way the sled-only version did: pending records in the `outbox` tree,
+/// their dedup keys in a slice, a kept delivered event in a `delivered@` slice.
+fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
+    let db = sled::Config::new().path(path).open().unwrap();
+    let outbox = db.open_tree("outbox").unwrap();
+    let dedup =
+        Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
+    for (seq, e) in events {
+        outbox
+            .insert(record::seq_key(*seq), record::encode_event_json(e).unwrap())
+            .unwrap();
+        let expiry = e.meta.received_at_ms + HOUR.as_millis() as u64;
+        let end = dedup.ensure(expiry).unwrap();
+        dedup.read()[&end]
+            .tree
+            .insert(e.meta.id.0, &record::expiry_value(expiry)[..])
+            .unwrap();
+    }
+    let delivered = db.open_tree(format!("delivered@{:020}", now_ms())).unwrap();
+    delivered
+        .insert(
+            record::delivered_key(now_ms(), 3),
+            record::encode_event_json(&event(9, now_ms())).unwrap(),
+        )
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_data_dir_of_the_sled_only_version_is_migrated_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = [(40, event(1, now_ms())), (41, event(2, now_ms()))];
+    old_data_dir(dir.path(), &old);
+    {
+        let store = open(&dir, HOUR);
+        let pending = take_all(&store);
+        assert_eq!(seqs(&pending), [40, 41], "old seqs are kept");
+        assert_eq!(*pending[0].event, old[0].1);
+        assert_eq!(*pending[1].event, old[1].1);
+        assert_eq!(
+            store.append(old[0].1.clone()).await.unwrap(),
+            Appended::Duplicate,
+            "old dedup keys still count"
+        );
+        assert_eq!(
+            store.append(event(3, now_ms())).await.unwrap(),
+            Appended::Accepted
+        );
+        assert!(take_all(&store)[0].seq > 41);
+        let names = store.inner.db.tree_names();
+        assert!(
+            !names.iter().any(|n| &n[..] == b"outbox"),
+            "the old outbox is gone"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with(b"delivered@")),
+            "old kept events are dropped"
+        );
+        assert_eq!(store.stats().delivered_kept, 0);
+    }
+    // A second start migrates nothing again.
     let store = open(&dir, HOUR);
-    assert_eq!(store.stats().outbox, 0);
-    for id in 0..4 {
+    assert_eq!(store.stats().outbox, 3);
+}
+
+#[tokio::test]
+async fn a_segment_outlives_its_dead_letters_until_they_are_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 6, |s| s.keep_delivered = Duration::ZERO).await;
+    let pending = take_all(&store);
+    // The keys are on disk; the settlements that follow are not yet.
+    store.flush().await.unwrap();
+    for p in &pending {
+        kill(&store, p.clone(), "unroutable").await;
+    }
+    let before = writer::lock(&store.inner.table).segments.len();
+    assert!(before >= 2);
+    assert_eq!(store.sweep_delivered().await.unwrap(), 0);
+    assert_eq!(
+        writer::lock(&store.inner.table).segments.len(),
+        before,
+        "no segment goes while its dead letters could still be lost"
+    );
+    store.flush().await.unwrap();
+    store.sweep_delivered().await.unwrap();
+    assert_eq!(
+        writer::lock(&store.inner.table).segments.len(),
+        1,
+        "only the active one"
+    );
+    let dead = store.dead_list(100).unwrap();
+    assert_eq!(dead.len(), 6, "dead letters outlive their segments");
+    assert_eq!(dead[0].event, *pending[0].event);
+}
+
+#[tokio::test]
+async fn marks_of_overlapping_runs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pending;
+    {
+        let store;
+        (store, pending) = with_events(&dir, 1..=4).await;
+        // One run of four delivered, then the second one replayed on its own.
+        deliver(&store, &seqs(&pending)).await;
+        let kept = store
+            .delivered_matching(&ReplayFilter::default(), 10)
+            .unwrap();
+        assert_eq!(kept.len(), 4);
+        store
+            .request(|reply| Command::Requeue {
+                items: vec![writer::Requeue {
+                    event: (*pending[1].event).clone(),
+                    source: writer::Source::Delivered(pending[1].seq),
+                }],
+                reply,
+            })
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = open(&dir, HOUR);
+    let again = take_all(&store);
+    assert_eq!(again.len(), 1, "only the replayed copy is pending");
+    assert_eq!(again[0].event, pending[1].event);
+    assert_eq!(
+        store.stats().delivered_kept,
+        3,
+        "the replayed original no longer counts"
+    );
+    assert_eq!(
+        store
+            .replay_delivered(&ReplayFilter::default())
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn past_the_hand_off_cap_the_publisher_is_sent_to_the_disk_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = frame_len();
+    let tuning = open::Tuning {
+        flush_interval: FLUSH_INTERVAL,
+        feed_bytes: frame * 2,
+    };
+    let store = Store::open_tuned(&settings(dir.path(), HOUR), tuning).unwrap();
+    for id in 1..=5 {
         store.append(event(id, now_ms())).await.unwrap();
     }
-    let seqs: Vec<u64> = store
-        .pending_after(None, 10)
-        .unwrap()
-        .iter()
-        .map(|p| p.seq)
-        .collect();
-    store.remove_delivered(&seqs[..1]).unwrap();
-    store.dead_letter(seqs[1], "nack").unwrap();
-    let stats = store.stats();
-    assert_eq!(stats.outbox, 2);
-    assert_eq!(stats.dead, 1);
-    assert_eq!(stats.dedup_keys, 4, "delivery does not release dedup keys");
-    assert!(stats.disk_bytes > 0);
+    let from_memory = match store.take_new(100) {
+        Next::Events(events) => events,
+        other => panic!("expected events, got {other:?}"),
+    };
+    assert_eq!(from_memory.len(), 2, "two fit in the hand-off");
+    let Next::FromDisk { until } = store.take_new(100) else {
+        panic!("the rest is on disk only");
+    };
+    let from_disk = store
+        .read_pending(from_memory.last().map(|p| p.seq), until, 100)
+        .await
+        .unwrap();
+    assert_eq!(from_disk.len(), 3);
+    assert_eq!(from_disk[2].event.meta.id, event(5, 0).meta.id);
+    // Caught up: new events come through memory again.
+    store.append(event(6, now_ms())).await.unwrap();
+    match store.take_new(100) {
+        Next::Events(events) => assert_eq!(events[0].seq, until + 1),
+        other => panic!("expected the new event in memory, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_old_outbox_is_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    old_data_dir(dir.path(), &[(7, event(1, now_ms()))]);
+    {
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.open_tree("outbox")
+            .unwrap()
+            .insert(record::seq_key(8), &b"\0\0\0\x05{bad}"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), HOUR)).expect_err("refused");
+    assert!(matches!(err, StoreError::Migration(_)), "{err}");
+    assert!(err.to_string().contains("record 8"), "{err}");
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    assert_eq!(
+        db.open_tree("outbox").unwrap().len(),
+        2,
+        "the old outbox is left as it was"
+    );
 }
 
 #[tokio::test]
@@ -391,310 +944,6 @@ async fn appended_resolves_only_after_an_accept() {
         after_duplicate.is_err(),
         "a duplicate stores nothing to publish"
     );
-}
-
-#[tokio::test]
-async fn flush_and_probe_succeed_on_a_healthy_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, Duration::from_secs(90));
-    store.check_writable().await.unwrap();
-    store.flush().await.unwrap();
-    assert!(
-        store.inner.trees.meta.get(b"probe").unwrap().is_some(),
-        "the probe really wrote"
-    );
-    assert_eq!(store.dedup_window(), Duration::from_secs(90));
-}
-
-#[tokio::test]
-async fn a_second_open_of_the_same_directory_fails_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = open(&dir, HOUR);
-    let err = Store::open(&settings(dir.path(), HOUR)).expect_err("directory is locked");
-    assert!(matches!(err, StoreError::Sled(_)));
-    let text = err.to_string();
-    assert!(text.contains("another process"), "{text}");
-    assert!(text.contains(&dir.path().display().to_string()), "{text}");
-}
-
-#[test]
-fn an_uncreatable_directory_fails_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("not-a-dir");
-    std::fs::write(&file, b"x").unwrap();
-    let path = file.join("store");
-    let err = Store::open(&settings(&path, HOUR)).expect_err("parent is a file");
-    let text = err.to_string();
-    assert!(text.contains("cannot create storage directory"), "{text}");
-    assert!(text.contains(&path.display().to_string()), "{text}");
-}
-
-#[test]
-fn records_round_trip_and_damage_is_reported() {
-    let e = event(3, 1_700_000_000_000);
-    let encoded = record::encode_event(&e).unwrap();
-    assert_eq!(record::decode_event(&encoded).unwrap(), e);
-    // The body sits raw at the end of the record.
-    assert!(encoded.ends_with(&e.body));
-
-    let mut dead = record::dead_prefix("why", 42).unwrap();
-    dead.extend_from_slice(&encoded);
-    let (info, back) = record::decode_dead(&dead).unwrap();
-    assert_eq!((info.reason.as_str(), info.dead_at_ms), ("why", 42));
-    assert_eq!(back, e);
-
-    for damaged in [&encoded[..2], &encoded[..10], &b"\0\0\0\x02{x"[..]] {
-        assert!(matches!(
-            record::decode_event(damaged),
-            Err(StoreError::Corrupt(_))
-        ));
-    }
-    assert!(record::decode_seq(b"short").is_err());
-    assert_eq!(record::decode_expiry(&record::expiry_value(5)), Some(5));
-    assert_eq!(record::decode_expiry(b"bad"), None);
-}
-
-#[test]
-fn one_error_can_answer_many_waiters() {
-    let e = StoreError::Sled(sled::Error::Unsupported("x".to_owned()));
-    assert!(matches!(writer::duplicate_error(&e), StoreError::Sled(_)));
-    let corrupt = record::corrupt("bad");
-    assert!(matches!(
-        writer::duplicate_error(&corrupt),
-        StoreError::Corrupt(_)
-    ));
-}
-
-fn open_with(dir: &tempfile::TempDir, change: impl FnOnce(&mut StorageSettings)) -> Store {
-    let mut s = settings(dir.path(), HOUR);
-    change(&mut s);
-    Store::open(&s).expect("open store")
-}
-
-#[tokio::test]
-async fn a_full_outbox_refuses_new_events_but_still_sees_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_with(&dir, |s| s.max_outbox = 2);
-    assert_eq!(
-        store.append(event(1, now_ms())).await.unwrap(),
-        Appended::Accepted
-    );
-    assert_eq!(
-        store.append(event(2, now_ms())).await.unwrap(),
-        Appended::Accepted
-    );
-    assert!(matches!(
-        store.append(event(3, now_ms())).await,
-        Err(StoreError::OutboxFull)
-    ));
-    assert_eq!(
-        store.append(event(1, now_ms())).await.unwrap(),
-        Appended::Duplicate
-    );
-    assert_eq!(store.outbox_usage().0, 2);
-    let seqs: Vec<u64> = store
-        .pending_after(None, 10)
-        .unwrap()
-        .iter()
-        .map(|p| p.seq)
-        .collect();
-    store.remove_delivered(&seqs[..1]).unwrap();
-    assert_eq!(store.outbox_usage().0, 1);
-    // The refused event was not remembered: it is accepted once there is room.
-    assert_eq!(
-        store.append(event(3, now_ms())).await.unwrap(),
-        Appended::Accepted
-    );
-}
-
-#[tokio::test]
-async fn the_byte_limit_counts_record_sizes() {
-    let dir = tempfile::tempdir().unwrap();
-    // Same receive time, so every record has the same size.
-    let now = now_ms();
-    let one = record::encode_event(&event(1, now)).unwrap().len() as u64;
-    let store = open_with(&dir, |s| s.max_outbox_bytes = one * 2);
-    store.append(event(1, now)).await.unwrap();
-    store.append(event(2, now)).await.unwrap();
-    assert!(matches!(
-        store.append(event(3, now)).await,
-        Err(StoreError::OutboxFull)
-    ));
-    assert_eq!(store.outbox_usage(), (2, one * 2));
-}
-
-#[tokio::test]
-async fn counters_are_rebuilt_on_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir, HOUR);
-        for id in 0..3 {
-            store.append(event(id, now_ms())).await.unwrap();
-        }
-        let seqs: Vec<u64> = store
-            .pending_after(None, 10)
-            .unwrap()
-            .iter()
-            .map(|p| p.seq)
-            .collect();
-        store.remove_delivered(&seqs[..1]).unwrap();
-        store.flush().await.unwrap();
-    }
-    let store = open(&dir, HOUR);
-    assert_eq!(store.outbox_usage().0, 2);
-    assert!(store.delivered_bytes() > 0);
-    assert_eq!(store.stats().delivered_kept, 1);
-}
-
-#[tokio::test]
-async fn delivered_events_are_kept_and_replayed_under_a_new_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    store.append(event(1, now_ms())).await.unwrap();
-    store.append(event(2, now_ms())).await.unwrap();
-    let pending = store.pending_after(None, 10).unwrap();
-    let seqs: Vec<u64> = pending.iter().map(|p| p.seq).collect();
-    store.remove_delivered(&seqs).unwrap();
-    assert_eq!(store.stats().outbox, 0);
-
-    let all = ReplayFilter::default();
-    let kept = store.delivered_matching(&all, 10).unwrap();
-    assert_eq!(kept.len(), 2);
-    assert_eq!(kept[0].event, pending[0].event);
-
-    let nothing = ReplayFilter {
-        connection: Some("elsewhere".to_owned()),
-        ..ReplayFilter::default()
-    };
-    assert_eq!(store.replay_delivered(&nothing).await.unwrap(), 0);
-    let future = ReplayFilter {
-        since_ms: now_ms() + 60_000,
-        ..ReplayFilter::default()
-    };
-    assert_eq!(store.replay_delivered(&future).await.unwrap(), 0);
-
-    assert_eq!(store.replay_delivered(&all).await.unwrap(), 2);
-    let again = store.pending_after(Some(seqs[1]), 10).unwrap();
-    assert_eq!(again.len(), 2, "new seqs, past what the publisher has read");
-    assert_eq!(again[0].event, pending[0].event, "byte for byte, same id");
-    assert_eq!(store.stats().delivered_kept, 0, "moved, not copied");
-    assert_eq!(store.delivered_bytes(), 0);
-    assert_eq!(store.replay_delivered(&all).await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn keep_delivered_zero_keeps_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_with(&dir, |s| s.keep_delivered = Duration::ZERO);
-    store.append(event(1, now_ms())).await.unwrap();
-    let seqs: Vec<u64> = store
-        .pending_after(None, 10)
-        .unwrap()
-        .iter()
-        .map(|p| p.seq)
-        .collect();
-    store.remove_delivered(&seqs).unwrap();
-    assert_eq!(store.stats().delivered_kept, 0);
-    assert_eq!(store.stats().outbox, 0);
-}
-
-#[tokio::test]
-async fn the_sweeper_drops_old_and_over_cap_delivered_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let now = now_ms();
-    let one = record::encode_event(&event(1, now)).unwrap().len() as u64;
-    let store = open_with(&dir, |s| s.keep_delivered_max_bytes = one * 2);
-    for id in 0..3 {
-        store.append(event(id, now)).await.unwrap();
-    }
-    let pending = store.pending_after(None, 10).unwrap();
-    for p in &pending {
-        store.remove_delivered(&[p.seq]).unwrap();
-    }
-    assert_eq!(
-        store.sweep_delivered().unwrap(),
-        1,
-        "over the cap: the oldest goes"
-    );
-    let kept = store
-        .delivered_matching(&ReplayFilter::default(), 10)
-        .unwrap();
-    assert_eq!(
-        kept.iter().map(|d| d.event.meta.id).collect::<Vec<_>>(),
-        vec![pending[1].event.meta.id, pending[2].event.meta.id]
-    );
-    assert_eq!(store.sweep_delivered().unwrap(), 0);
-    drop(store);
-
-    // Older than keep_delivered (whole slices of a quarter of it): everything goes.
-    let dir = tempfile::tempdir().unwrap();
-    let keep = Duration::from_millis(40);
-    let store = open_with(&dir, |s| s.keep_delivered = keep);
-    for id in 0..2 {
-        store.append(event(id, now_ms())).await.unwrap();
-    }
-    let seqs: Vec<u64> = store
-        .pending_after(None, 10)
-        .unwrap()
-        .iter()
-        .map(|p| p.seq)
-        .collect();
-    store.remove_delivered(&seqs).unwrap();
-    assert_eq!(store.sweep_delivered().unwrap(), 0, "not old enough yet");
-    tokio::time::sleep(keep + keep / 4 + Duration::from_millis(20)).await;
-    assert_eq!(store.sweep_delivered().unwrap(), 2);
-    assert_eq!(store.delivered_bytes(), 0);
-    assert!(
-        !store
-            .inner
-            .db
-            .tree_names()
-            .iter()
-            .any(|name| name.starts_with(b"delivered@")),
-        "slice dropped"
-    );
-}
-
-#[tokio::test]
-async fn dead_letters_are_found_and_requeued() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir, HOUR);
-    store.append(event(1, now_ms())).await.unwrap();
-    store.append(event(2, now_ms())).await.unwrap();
-    let pending = store.pending_after(None, 10).unwrap();
-    store.dead_letter(pending[0].seq, "unroutable").unwrap();
-    store.dead_letter(pending[1].seq, "unroutable").unwrap();
-    assert_eq!(store.outbox_usage().0, 0);
-
-    let got = store
-        .dead_get(pending[0].seq)
-        .unwrap()
-        .expect("dead letter");
-    assert_eq!(got.event, pending[0].event);
-    assert_eq!(
-        store.dead_find(&pending[1].event.meta.id).unwrap()[0].seq,
-        pending[1].seq
-    );
-    assert!(store.dead_get(u64::MAX).unwrap().is_none());
-
-    assert_eq!(
-        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        store.requeue_dead(Some(&[pending[0].seq])).await.unwrap(),
-        0,
-        "already moved"
-    );
-    assert_eq!(store.dead_count(), 1);
-    assert_eq!(store.requeue_dead(None).await.unwrap(), 1);
-    assert_eq!(store.dead_count(), 0);
-    let back = store.pending_after(Some(pending[1].seq), 10).unwrap();
-    assert_eq!(
-        back.iter().map(|p| &p.event).collect::<Vec<_>>(),
-        vec![&pending[0].event, &pending[1].event]
-    );
-    assert_eq!(store.outbox_usage().0, 2);
 }
 
 #[tokio::test]
@@ -746,64 +995,68 @@ async fn keys_in_older_slices_still_count_until_they_expire() {
 }
 
 #[tokio::test]
-async fn replay_walks_every_slice_in_delivery_order() {
+async fn sweep_removes_expired_and_keeps_live_keys() {
     let dir = tempfile::tempdir().unwrap();
-    // Slices of 100 ms; the delivered events are spread over at least three of them.
-    let store = open_with(&dir, |s| s.keep_delivered = Duration::from_millis(400));
-    let mut delivered = Vec::new();
-    for round in 0..3u8 {
-        for n in 0..3u8 {
-            store.append(event(round * 10 + n, now_ms())).await.unwrap();
-        }
-        let pending = store
-            .pending_after(delivered.last().map(|p: &Pending| p.seq), 10)
-            .unwrap();
-        store
-            .remove_delivered(&pending.iter().map(|p| p.seq).collect::<Vec<_>>())
-            .unwrap();
-        delivered.extend(pending);
-        tokio::time::sleep(Duration::from_millis(110)).await;
+    let store = open(&dir, HOUR);
+    let two_hours_ago = now_ms() - 2 * 3_600_000;
+    for id in 0..3 {
+        store.append(event(id, two_hours_ago)).await.unwrap();
     }
-    assert!(
-        store
-            .inner
-            .db
-            .tree_names()
-            .iter()
-            .filter(|name| name.starts_with(b"delivered@"))
-            .count()
-            >= 3
-    );
-    let kept = store
-        .delivered_matching(&ReplayFilter::default(), 100)
-        .unwrap();
-    let ids =
-        |events: &mut dyn Iterator<Item = &Event>| events.map(|e| e.meta.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(&mut kept.iter().map(|d| &d.event)),
-        ids(&mut delivered.iter().map(|p| &p.event))
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Accepted
     );
-    assert_eq!(
-        store
-            .delivered_matching(&ReplayFilter::default(), 4)
-            .unwrap()
-            .len(),
-        4,
-        "limit is honoured"
-    );
+    assert_eq!(store.stats().dedup_keys, 4);
 
-    let last_seq = delivered.last().map(|p| p.seq);
+    assert_eq!(store.sweep_expired().unwrap(), 3);
+    assert_eq!(store.stats().dedup_keys, 1);
+    let trees = store.inner.db.tree_names();
     assert_eq!(
-        store
-            .replay_delivered(&ReplayFilter::default())
-            .await
-            .unwrap(),
-        9
+        trees
+            .iter()
+            .filter(|name| name.starts_with(b"dedup@"))
+            .count(),
+        1,
+        "the expired slice is dropped"
     );
-    let again = store.pending_after(last_seq, 100).unwrap();
     assert_eq!(
-        ids(&mut again.iter().map(|p| &p.event)),
-        ids(&mut delivered.iter().map(|p| &p.event))
+        store.append(event(50, now_ms())).await.unwrap(),
+        Appended::Duplicate
     );
-    assert_eq!(store.stats().delivered_kept, 0);
+    assert_eq!(store.sweep_expired().unwrap(), 0, "nothing left to sweep");
+    // Sweeping touches only dedup keys, never the outbox.
+    assert_eq!(store.stats().outbox, 4);
+}
+
+#[tokio::test]
+async fn damage_in_a_closed_segment_is_reported_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_path, first_len, total) = {
+        let store = small_segments(dir.path(), 6, |_| {}).await;
+        let table = writer::lock(&store.inner.table);
+        assert!(table.segments.len() >= 2);
+        let first = table.segments.values().next().unwrap();
+        (first.path.clone(), first.len, table.outbox)
+    };
+    let mut bytes = std::fs::read(&first_path).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    std::fs::write(&first_path, &bytes).unwrap();
+
+    let store = open(&dir, HOUR);
+    assert_eq!(
+        std::fs::metadata(&first_path).unwrap().len(),
+        first_len,
+        "acknowledged data is never cut"
+    );
+    let readable = store.pending_after(None, 100).unwrap();
+    assert_eq!(
+        readable.len() as u64,
+        total - 1,
+        "only the damaged record is lost"
+    );
+    assert_eq!(
+        store.append(big_event(100, 1500)).await.unwrap(),
+        Appended::Accepted
+    );
 }

@@ -9,7 +9,7 @@ use lapin::types::AMQPValue;
 use serde_json::{json, Value};
 use whaticket_relay::config::Settings;
 use whaticket_relay::event::{self, Kind, RedactKeys};
-use whaticket_relay::topology;
+use whaticket_relay::publish::topology;
 
 use crate::helpers::{fixture, spawn_app, CONNECTION};
 

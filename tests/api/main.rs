@@ -13,6 +13,7 @@ mod ops;
 mod privacy;
 mod properties;
 mod proxy;
+mod publish;
 mod resilience;
 mod senders;
 mod soak;

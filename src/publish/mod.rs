@@ -1,0 +1,394 @@
+//! Moves stored events to RabbitMQ with publisher confirms, owning the reconnect loop.
+//!
+//! lapin's automatic recovery is deliberately not used: it is young, and `basic_publish` can hang
+//! when the server goes away (amqp-rs/lapin#409). Every broker call is bounded by
+//! `settings.timeout` instead, and any failure drops the connection; the next session resends
+//! what was unconfirmed. That gives at-least-once delivery: a resent event keeps its `message_id`.
+//!
+//! Events come from the store's in-memory hand-off (read from the segments only after a restart
+//! or when memory overflowed); confirms and dead letters go back to it in batches.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AmqpSettings;
+use crate::event::EventMeta;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+mod session;
+pub mod topology;
+mod window;
+
+use window::Window;
+
+/// Shown in the RabbitMQ management UI.
+pub(crate) const CONNECTION_NAME: &str = "whaticket-relay";
+const APP_ID: &str = "whaticket-relay";
+/// Upper bound between looks at the store and at the connection status when idle.
+pub(crate) const IDLE_TICK: Duration = Duration::from_secs(1);
+/// `Rfc3339Timestamp`'s Display fails (and `to_string` would panic) from the year 10000 on.
+const MAX_RFC3339_SECS: u64 = 253_402_300_800;
+
+/// Why a broker session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("RabbitMQ did not answer {0} within the timeout")]
+    Timeout(&'static str),
+    #[error("RabbitMQ {op} failed: {source}")]
+    Amqp {
+        op: &'static str,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("the RabbitMQ connection or channel is no longer open")]
+    ConnectionLost,
+    #[error("RabbitMQ answered a publish without a confirm although confirms are on")]
+    NotConfirmed,
+    #[error("outbox: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn amqp(op: &'static str) -> impl FnOnce(lapin::Error) -> PublishError {
+    move |source| PublishError::Amqp { op, source }
+}
+
+/// Runs a broker call under the timeout, flattening both failure layers.
+async fn bounded<T>(
+    limit: Duration,
+    op: &'static str,
+    call: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, PublishError> {
+    timeout(limit, call)
+        .await
+        .map_err(|_| PublishError::Timeout(op))?
+        .map_err(amqp(op))
+}
+
+/// Counters for metrics and tests; monotonically increasing.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Messages handed to the broker (resends after a reconnect count again).
+    pub published: AtomicU64,
+    /// Confirmed and routed: handed back to the store as delivered.
+    pub acked: AtomicU64,
+    /// Negatively confirmed: kept and retried.
+    pub nacked: AtomicU64,
+    /// Confirmed but returned as unroutable: moved to the dead letters.
+    pub returned: AtomicU64,
+    /// Connection attempts after the first one.
+    pub reconnects: AtomicU64,
+}
+
+impl PublisherStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Handle on the running publisher task.
+pub struct PublisherHandle {
+    connected: watch::Receiver<bool>,
+    stats: Arc<PublisherStats>,
+    task: JoinHandle<()>,
+}
+
+impl PublisherHandle {
+    /// True while a channel to the broker is open and the topology is declared.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Follows [`PublisherHandle::is_connected`] as it changes.
+    pub fn connected_watch(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+
+    pub fn stats(&self) -> Arc<PublisherStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Waits until the task has finished after `shutdown` was cancelled: confirms in flight are
+    /// awaited (bounded by the broker timeout) and the connection is closed.
+    pub async fn stopped(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "publisher task failed");
+        }
+    }
+}
+
+/// Starts the publisher on the current tokio runtime.
+///
+/// Never waits for the broker: the task connects in the background, so the HTTP side can
+/// accept (and durably store) events while RabbitMQ is down.
+pub fn start(store: Store, settings: AmqpSettings, shutdown: CancellationToken) -> PublisherHandle {
+    start_with_metrics(store, settings, shutdown, Metrics::new())
+}
+
+/// As [`start`], observing each confirm's receive → confirm latency into `metrics`.
+pub fn start_with_metrics(
+    store: Store,
+    settings: AmqpSettings,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+) -> PublisherHandle {
+    let (connected_tx, connected) = watch::channel(false);
+    let stats = Arc::new(PublisherStats::default());
+    let publisher = Publisher {
+        store,
+        settings,
+        shutdown,
+        connected: connected_tx,
+        stats: Arc::clone(&stats),
+        metrics,
+    };
+    let task = tokio::spawn(publisher.run());
+    PublisherHandle {
+        connected,
+        stats,
+        task,
+    }
+}
+
+/// Exponential delay: `min`, doubling, capped at `max`.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        // A zero delay would turn a dead broker into a busy loop.
+        let max = max.max(Duration::from_millis(1));
+        let min = min.clamp(Duration::from_millis(1), max);
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// AMQP properties and headers for an event: everything a consumer needs besides the body.
+pub fn properties(meta: &EventMeta) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "connection".into(),
+        AMQPValue::LongString(LongString::from(meta.connection.as_str())),
+    );
+    if let Some(action) = &meta.action {
+        headers.insert(
+            "action".into(),
+            AMQPValue::LongString(LongString::from(action.as_str())),
+        );
+    }
+    // Whaticket ids are database integers; 64 bits so no id is ever truncated.
+    if let Some(company_id) = meta.company_id {
+        headers.insert("company_id".into(), AMQPValue::LongLongInt(company_id));
+    }
+    if let Some(ticket_id) = meta.ticket_id {
+        headers.insert("ticket_id".into(), AMQPValue::LongLongInt(ticket_id));
+    }
+    if let Some(from_me) = meta.from_me {
+        headers.insert("from_me".into(), AMQPValue::Boolean(from_me));
+    }
+    let received_at = Duration::from_millis(meta.received_at_ms);
+    if received_at.as_secs() < MAX_RFC3339_SECS {
+        if let Some(time) = UNIX_EPOCH.checked_add(received_at) {
+            let text = humantime::format_rfc3339_millis(time).to_string();
+            headers.insert(
+                "received_at".into(),
+                AMQPValue::LongString(LongString::from(text)),
+            );
+        }
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(meta.id.to_string().into())
+        .with_type(meta.kind.as_str().into())
+        .with_timestamp(meta.received_at_ms / 1000)
+        .with_app_id(APP_ID.into())
+        .with_headers(headers)
+}
+
+struct Publisher {
+    store: Store,
+    settings: AmqpSettings,
+    shutdown: CancellationToken,
+    connected: watch::Sender<bool>,
+    stats: Arc<PublisherStats>,
+    metrics: Metrics,
+}
+
+/// What the publisher holds across sessions: the window, and whether the segments must be
+/// read (up to which seq) before taking from the store's hand-off again.
+struct Outbox {
+    window: Window,
+    disk_until: Option<u64>,
+}
+
+impl Publisher {
+    async fn run(self) {
+        let mut outbox = Outbox {
+            window: Window::new(self.settings.max_in_flight),
+            disk_until: None,
+        };
+        let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        let mut first_attempt = true;
+        loop {
+            if !first_attempt {
+                PublisherStats::bump(&self.stats.reconnects);
+            }
+            first_attempt = false;
+
+            let connected = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                connected = self.connect() => connected,
+            };
+            match connected {
+                Ok((conn, channel)) => {
+                    backoff.reset();
+                    self.connected.send_replace(true);
+                    tracing::info!(url = %self.settings.url.masked(), "connected to RabbitMQ");
+                    let result = self.session(&mut outbox, &conn, &channel).await;
+                    self.connected.send_replace(false);
+                    if let Err(e) = &result {
+                        tracing::warn!(error = %e, "RabbitMQ session ended");
+                    }
+                    if self.shutdown.is_cancelled() {
+                        self.close(conn, channel).await;
+                        break;
+                    }
+                    // Dropping the handles lets lapin close what is left of the connection
+                    // without us waiting on a broker that may be gone.
+                    drop(channel);
+                    drop(conn);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(retry_in = ?delay, "reconnecting to RabbitMQ");
+                    if !self.pause(delay).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = %e,
+                        url = %self.settings.url.masked(),
+                        retry_in = ?delay,
+                        "cannot reach RabbitMQ"
+                    );
+                    if !self.pause(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.connected.send_replace(false);
+        tracing::info!("publisher stopped");
+    }
+
+    /// Sleeps unless shutdown comes first; false when shutting down.
+    async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window::tests::meta;
+    use super::*;
+    use crate::event::Kind;
+
+    fn long_string(value: &AMQPValue) -> String {
+        match value {
+            AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            other => panic!("expected a long string, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
+        let delays: Vec<u128> = (0..5).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn properties_carry_ids_kind_time_and_headers() {
+        let mut m = meta(0xab, Kind::Status, Some(42));
+        m.from_me = Some(true);
+        let props = properties(&m);
+        assert_eq!(*props.delivery_mode(), Some(2));
+        assert_eq!(
+            props.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+        assert_eq!(
+            props.message_id().as_ref().map(|s| s.as_str()),
+            Some("ab".repeat(16).as_str())
+        );
+        assert_eq!(props.kind().as_ref().map(|s| s.as_str()), Some("status"));
+        assert_eq!(*props.timestamp(), Some(1_700_000_000));
+        assert_eq!(
+            props.app_id().as_ref().map(|s| s.as_str()),
+            Some("whaticket-relay")
+        );
+
+        let headers = props.headers().as_ref().expect("headers").inner();
+        assert_eq!(headers.len(), 6);
+        assert_eq!(long_string(&headers["connection"]), "main");
+        assert_eq!(long_string(&headers["action"]), "update");
+        assert_eq!(headers["company_id"], AMQPValue::LongLongInt(7));
+        assert_eq!(headers["ticket_id"], AMQPValue::LongLongInt(42));
+        assert_eq!(headers["from_me"], AMQPValue::Boolean(true));
+        assert_eq!(
+            long_string(&headers["received_at"]),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+
+    #[test]
+    fn properties_leave_out_unknown_headers() {
+        let m = EventMeta {
+            action: None,
+            company_id: None,
+            ticket_id: None,
+            from_me: None,
+            ..meta(1, Kind::Other, None)
+        };
+        let props = properties(&m);
+        let headers = props.headers().as_ref().expect("headers").inner();
+        let mut keys: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["connection", "received_at"]);
+    }
+}

@@ -1,0 +1,343 @@
+//! One broker session: connect and declare, publish from the window with confirms, hand the
+//! outcomes back to the store in batches, and drain on shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use tokio::time::{timeout, Instant};
+
+use super::window::Window;
+use super::{
+    amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
+};
+use super::{CONNECTION_NAME, IDLE_TICK};
+use crate::store::{Next, Settlement};
+
+/// What a confirm meant for the outbox.
+enum Settled {
+    /// Routed and confirmed: handed back as delivered.
+    Delivered,
+    /// Unroutable: handed back as a dead letter.
+    DeadLettered,
+    /// Refused: back in the window for a later retry.
+    Nacked,
+}
+
+type ConfirmResult = Result<Result<Confirmation, lapin::Error>, tokio::time::error::Elapsed>;
+type ConfirmOutcome = (u64, ConfirmResult);
+
+pub(super) async fn await_confirm(
+    seq: u64,
+    confirm: PublisherConfirm,
+    limit: Duration,
+) -> ConfirmOutcome {
+    (seq, timeout(limit, confirm).await)
+}
+
+impl Publisher {
+    pub(super) async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
+        let limit = self.settings.timeout;
+        let properties =
+            ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
+        let conn = bounded(
+            limit,
+            "connect",
+            Connection::connect(self.settings.url.expose(), properties),
+        )
+        .await?;
+        let channel = bounded(limit, "channel.open", conn.create_channel()).await?;
+        bounded(
+            limit,
+            "confirm.select",
+            channel.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
+        bounded(
+            limit,
+            "topology declare",
+            topology::declare(&channel, &self.settings),
+        )
+        .await?;
+        Ok((conn, channel))
+    }
+
+    pub(super) async fn close(&self, conn: Connection, channel: Channel) {
+        let limit = self.settings.timeout;
+        if let Err(e) = bounded(
+            limit,
+            "channel.close",
+            channel.close(200, "shutdown".into()),
+        )
+        .await
+        {
+            tracing::debug!(error = %e, "closing the channel");
+        }
+        if let Err(e) = bounded(
+            limit,
+            "connection.close",
+            conn.close(200, "shutdown".into()),
+        )
+        .await
+        {
+            tracing::debug!(error = %e, "closing the connection");
+        }
+    }
+
+    /// Publishes until shutdown (Ok, after draining) or a broker/outbox failure (Err). What is
+    /// unconfirmed when it ends stays in `outbox` for the next session.
+    pub(super) async fn session(
+        &self,
+        outbox: &mut Outbox,
+        conn: &Connection,
+        channel: &Channel,
+    ) -> Result<(), PublishError> {
+        let result = self.publish_loop(outbox, conn, channel).await;
+        outbox.window.requeue_in_flight();
+        result
+    }
+
+    async fn publish_loop(
+        &self,
+        outbox: &mut Outbox,
+        conn: &Connection,
+        channel: &Channel,
+    ) -> Result<(), PublishError> {
+        let limit = self.settings.timeout;
+        let exchange =
+            topology::short(self.settings.exchange.as_str()).map_err(amqp("basic.publish"))?;
+        let window = &mut outbox.window;
+        let disk_until = &mut outbox.disk_until;
+        let mut in_flight = FuturesUnordered::new();
+        // True once the store had nothing new: no point asking again until something is appended.
+        let mut drained = false;
+        // Set after a nack: publishing pauses so a struggling broker is not hammered.
+        let mut hold_until: Option<Instant> = None;
+        let mut nack_backoff =
+            Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        // `interval` panics on zero; validated settings never have it, hand-built ones might.
+        let mut tick = tokio::time::interval(IDLE_TICK.min(limit).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            if self.shutdown.is_cancelled() {
+                return self.drain(window, &mut in_flight).await;
+            }
+
+            while !drained && window.wants_more() {
+                drained = self.refill(window, disk_until).await?;
+            }
+
+            if hold_until.is_some_and(|until| until <= Instant::now()) {
+                hold_until = None;
+            }
+            if hold_until.is_none() {
+                while let Some(pending) = window.next_publishable() {
+                    let meta = &pending.event.meta;
+                    let Ok(routing_key) = ShortString::try_new(meta.routing_key()) else {
+                        // Cannot happen with validated connection names; never let one event
+                        // wedge the outbox if it does.
+                        tracing::error!(id = %meta.id, kind = %meta.kind, "routing key longer than 255 bytes");
+                        window.confirmed(pending.seq);
+                        let reason = "routing key longer than 255 bytes".to_owned();
+                        self.store
+                            .settle_later(Settlement {
+                                delivered: Vec::new(),
+                                dead: vec![(pending, reason)],
+                            })
+                            .await?;
+                        continue;
+                    };
+                    let options = BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    };
+                    let publish = channel.basic_publish(
+                        exchange.clone(),
+                        routing_key,
+                        options,
+                        &pending.event.body,
+                        properties(meta),
+                    );
+                    let confirm = bounded(limit, "basic.publish", publish).await?;
+                    PublisherStats::bump(&self.stats.published);
+                    in_flight.push(await_confirm(pending.seq, confirm, limit));
+                }
+            }
+
+            let mut outcomes = Vec::new();
+            // Unbiased on purpose: a steady stream of confirms must not starve the wake-ups
+            // that let the window refill.
+            tokio::select! {
+                _ = self.shutdown.cancelled() => continue,
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                    outcomes.push(outcome);
+                    // Settle whatever else is ready too, so what goes back to the store is batched.
+                    while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+                        outcomes.push(outcome);
+                    }
+                }
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if hold_until.is_some() => {}
+                _ = self.store.appended() => drained = false,
+                _ = tick.tick() => {
+                    drained = false;
+                    // An idle session sends nothing, so a dead broker would otherwise only show
+                    // with the next publish.
+                    if !conn.status().connected() || !channel.status().connected() {
+                        return Err(PublishError::ConnectionLost);
+                    }
+                }
+            }
+
+            let mut settlement = Settlement::default();
+            let mut failure = None;
+            for (seq, outcome) in outcomes {
+                match self.settle(window, seq, outcome, &mut settlement) {
+                    Ok(Settled::Delivered) => nack_backoff.reset(),
+                    Ok(Settled::DeadLettered) => {}
+                    Ok(Settled::Nacked) => {
+                        hold_until = Some(Instant::now() + nack_backoff.next_delay());
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Confirmed ones are handed back even when the session is about to end, so a
+            // reconnect resends as little as possible; one command per batch of confirms.
+            self.store.settle_later(settlement).await?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Applies one confirm to the window, the stats and (for returns) the dead letters.
+    fn settle(
+        &self,
+        window: &mut Window,
+        seq: u64,
+        outcome: ConfirmResult,
+        settlement: &mut Settlement,
+    ) -> Result<Settled, PublishError> {
+        let confirmation = outcome
+            .map_err(|_| PublishError::Timeout("publisher confirm"))?
+            .map_err(amqp("publisher confirm"))?;
+        match confirmation {
+            Confirmation::Ack(None) => {
+                if let Some(pending) = window.confirmed(seq) {
+                    self.metrics.delivered(pending.event.meta.received_at_ms);
+                }
+                settlement.delivered.push(seq);
+                PublisherStats::bump(&self.stats.acked);
+                Ok(Settled::Delivered)
+            }
+            Confirmation::Ack(Some(returned)) => {
+                // With `mandatory`, the broker acks a message no queue took after returning it:
+                // it is stored nowhere, so it must not count as delivered.
+                let reason = format!(
+                    "unroutable: {} {}",
+                    returned.reply_code, returned.reply_text
+                );
+                if let Some(pending) = window.confirmed(seq) {
+                    let meta = &pending.event.meta;
+                    tracing::error!(
+                        id = %meta.id,
+                        kind = %meta.kind,
+                        routing_key = %meta.routing_key(),
+                        reason = %reason,
+                        "RabbitMQ could not route the event; moved to the dead letters"
+                    );
+                    settlement.dead.push((pending, reason));
+                }
+                PublisherStats::bump(&self.stats.returned);
+                Ok(Settled::DeadLettered)
+            }
+            Confirmation::Nack(_) => {
+                if let Some(pending) = window.nacked(seq) {
+                    let meta = &pending.event.meta;
+                    tracing::warn!(id = %meta.id, kind = %meta.kind, "RabbitMQ refused the event; retrying");
+                }
+                PublisherStats::bump(&self.stats.nacked);
+                Ok(Settled::Nacked)
+            }
+            Confirmation::NotRequested => Err(PublishError::NotConfirmed),
+        }
+    }
+
+    /// Shutdown: nothing new goes out; confirms already under way get up to one timeout.
+    async fn drain<F>(
+        &self,
+        window: &mut Window,
+        in_flight: &mut FuturesUnordered<F>,
+    ) -> Result<(), PublishError>
+    where
+        F: Future<Output = ConfirmOutcome>,
+    {
+        let mut settlement = Settlement::default();
+        let deadline = tokio::time::sleep(self.settings.timeout);
+        tokio::pin!(deadline);
+        while !in_flight.is_empty() {
+            tokio::select! {
+                outcome = in_flight.next() => {
+                    let Some((seq, outcome)) = outcome else { break };
+                    match self.settle(window, seq, outcome, &mut settlement) {
+                        // Nacked ones stay in the outbox for the next run.
+                        Ok(Settled::Delivered | Settled::DeadLettered | Settled::Nacked) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "confirms lost during shutdown; they will be resent");
+                            break;
+                        }
+                    }
+                }
+                _ = &mut deadline => {
+                    tracing::warn!(
+                        unconfirmed = in_flight.len(),
+                        "shutdown timeout with confirms outstanding; they will be resent"
+                    );
+                    break;
+                }
+            }
+        }
+        self.store.settle_later(settlement).await?;
+        Ok(())
+    }
+
+    /// Takes more into the window: from the store's in-memory hand-off, or from the segments
+    /// while it says events are on disk only. True when there was nothing new.
+    async fn refill(
+        &self,
+        window: &mut Window,
+        disk_until: &mut Option<u64>,
+    ) -> Result<bool, PublishError> {
+        let limit = window.refill_limit();
+        if let Some(until) = *disk_until {
+            let batch = self
+                .store
+                .read_pending(window.next_after(), until, limit)
+                .await?;
+            if batch.len() < limit {
+                // Caught up with the disk: the hand-off holds everything after `until`.
+                *disk_until = None;
+            }
+            window.load(batch);
+            return Ok(false);
+        }
+        match self.store.take_new(limit) {
+            Next::Events(batch) => {
+                window.load(batch);
+                Ok(false)
+            }
+            Next::FromDisk { until } => {
+                *disk_until = Some(until);
+                Ok(false)
+            }
+            Next::Idle => Ok(true),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Group commit: the dedup check and limits, one `write` and one fdatasync of the group's
+//! frames, the dedup keys (unflushed), then the index, the hand-off and the replies.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::table::{Entry, State};
+use super::writer::{duplicate_error, lock, Done, Reply, Source, Staged, Writer};
+use super::{dedup, now_ms, record, retention, segment, Appended, Pending, StoreError};
+use crate::event::Event;
+
+impl Writer {
+    /// Dedup check and limits, in queue order; accepted events get their seq and slot.
+    pub(super) fn stage(&mut self, appends: Vec<(Event, Reply<Appended>)>) -> Vec<Staged> {
+        let mut staged = Vec::with_capacity(appends.len());
+        if appends.is_empty() {
+            return staged;
+        }
+        let now = now_ms();
+        let mut last_end = None;
+        let live = dedup::live(&self.dedup, now);
+        let (mut events, mut bytes) = {
+            let table = lock(&self.table);
+            (table.outbox, table.outbox_bytes)
+        };
+        let mut in_group = HashSet::with_capacity(appends.len());
+        for (event, reply) in appends {
+            if self.broken {
+                let _ = reply.send(Err(StoreError::Unwritable));
+                continue;
+            }
+            let id = event.meta.id;
+            if in_group.contains(&id) {
+                let _ = reply.send(Ok(Appended::Duplicate));
+                continue;
+            }
+            let expiry = event.meta.received_at_ms.saturating_add(self.window_ms);
+            let end = self.dedup.end_of(expiry);
+            // New slices are made up front: that takes the slices' write lock.
+            if last_end != Some(end) {
+                if let Err(e) = self.dedup.ensure(expiry) {
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+                last_end = Some(end);
+            }
+            let (duplicate, overwrites) = match dedup::lookup(&self.dedup, &live, &id, end, now) {
+                Ok(found) => found,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+            };
+            if duplicate {
+                let _ = reply.send(Ok(Appended::Duplicate));
+                continue;
+            }
+            let before = staged.len();
+            self.push_staged(
+                &mut staged,
+                event,
+                Some((end, id, expiry, !overwrites)),
+                Done::Append(reply),
+            );
+            let Some(len) = staged.get(before).map(|item| u64::from(item.len)) else {
+                continue;
+            };
+            if events >= self.limits.max_outbox
+                || bytes.saturating_add(len) > self.limits.max_outbox_bytes
+            {
+                self.unstage(&mut staged, Err(StoreError::OutboxFull));
+                continue;
+            }
+            events += 1;
+            bytes += len;
+            in_group.insert(id);
+        }
+        staged
+    }
+
+    /// Frames `event` into the group buffer under the next seq.
+    pub(super) fn push_staged(
+        &mut self,
+        staged: &mut Vec<Staged>,
+        event: Event,
+        key: Option<dedup::Key>,
+        done: Done,
+    ) {
+        let offset = self.active.len + self.buf.len() as u64;
+        let mark = self.buf.len();
+        match segment::frame(&mut self.buf, self.next_seq, &event) {
+            Ok(len) => {
+                staged.push(Staged {
+                    event,
+                    seq: self.next_seq,
+                    offset,
+                    len,
+                    key,
+                    done,
+                });
+                self.next_seq += 1;
+            }
+            Err(e) => {
+                self.buf.truncate(mark);
+                if let Done::Append(reply) = done {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Takes the last staged event out again (its frame is the buffer's tail) and answers it.
+    fn unstage(&mut self, staged: &mut Vec<Staged>, answer: Result<Appended, StoreError>) {
+        if let Some(item) = staged.pop() {
+            self.buf.truncate(self.buf.len() - item.len as usize);
+            self.next_seq -= 1;
+            if let Done::Append(reply) = item.done {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// One write and one fdatasync for the whole group, then its dedup keys (unflushed). An
+    /// error means nothing of the group is durable.
+    pub(super) fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
+        let written = self
+            .active
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.active.file.sync_data());
+        let size = self.buf.len() as u64;
+        self.buf.clear();
+        if let Err(e) = written {
+            self.broken = true;
+            // Best effort: a shorter file is what the next open would cut to anyway.
+            if let Err(cut) = self.active.file.set_len(self.active.len) {
+                tracing::error!(error = %cut, "cannot cut a failed write off the segment");
+            }
+            tracing::error!(error = %e, events = staged.len(), "segment write failed; the store takes no more writes until restarted");
+            return Err(StoreError::Io(e));
+        }
+        self.active.len += size;
+        let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
+        keys.sort_by_key(|k| k.0);
+        match dedup::insert(&self.dedup, &keys) {
+            Ok(()) => {
+                if let Some(last) = staged.last() {
+                    self.progress.applied_seq.store(last.seq, Ordering::Release);
+                }
+            }
+            // The events are durable, so they stand; their keys are written again at the next
+            // open (the checkpoint stays before them), which a failed sled needs anyway.
+            Err(e) => {
+                self.broken = true;
+                tracing::error!(error = %e, "dedup keys not written; the store takes no more writes until restarted");
+            }
+        }
+        Ok(())
+    }
+
+    /// Index, hand-off and replies once the group is durable (or failed).
+    pub(super) fn finish(
+        &mut self,
+        staged: Vec<Staged>,
+        committed: Result<(), StoreError>,
+        requeue_replies: &mut [(Result<usize, StoreError>, Reply<usize>)],
+    ) {
+        if let Err(e) = &committed {
+            for item in staged {
+                match item.done {
+                    Done::Append(reply) => {
+                        let _ = reply.send(Err(duplicate_error(e)));
+                    }
+                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(duplicate_error(e)),
+                }
+            }
+            return;
+        }
+        let now = now_ms();
+        let high = self.next_seq.saturating_sub(1);
+        let mut handed = Vec::with_capacity(staged.len());
+        let mut accepted = Vec::with_capacity(staged.len());
+        let mut changed = Vec::new();
+        {
+            let mut table = lock(&self.table);
+            for item in staged {
+                let found = segment::Found {
+                    seq: item.seq,
+                    offset: item.offset,
+                    len: item.len,
+                };
+                if let Some(segment) = table.segments.get_mut(&self.active.first_seq) {
+                    segment.len = self.active.len;
+                    segment.push(Entry::pending(found, item.event.meta.received_at_ms));
+                }
+                table.added_pending(item.len);
+                match item.done {
+                    Done::Append(reply) => accepted.push(reply),
+                    Done::Requeue(slot, source) => {
+                        if let Ok(n) = &mut requeue_replies[slot].0 {
+                            *n += 1;
+                        }
+                        if let Source::Delivered(seq) = source {
+                            changed.extend(table.transition(
+                                seq,
+                                State::Delivered,
+                                State::Replayed,
+                                now,
+                            ));
+                        }
+                        if let Source::Dead(seq) = source {
+                            if let Err(e) = self.dead.remove(record::seq_key(seq)) {
+                                requeue_replies[slot].0 = Err(StoreError::Sled(e));
+                            }
+                        }
+                    }
+                }
+                handed.push((
+                    Pending {
+                        seq: item.seq,
+                        event: Arc::new(item.event),
+                    },
+                    item.len,
+                ));
+            }
+        }
+        // Handed over before the replies: whoever saw a 202 finds the event with the publisher.
+        self.feed.push(handed, high);
+        for reply in accepted {
+            // A dropped receiver means the caller gave up; the event is stored regardless.
+            let _ = reply.send(Ok(Appended::Accepted));
+        }
+        if let Err(e) = self.write_marks(&changed) {
+            tracing::error!(error = %e, "recording replayed marks failed");
+        }
+        self.roll_if_full();
+    }
+
+    /// Starts a new segment once the active one reached `segment_bytes`.
+    pub(super) fn roll_if_full(&mut self) {
+        if self.active.len < self.segment_bytes {
+            return;
+        }
+        match retention::open_segment(&self.db, &self.segments_dir, self.next_seq) {
+            Ok((active, segment)) => {
+                lock(&self.table).segments.insert(active.first_seq, segment);
+                self.active = active;
+            }
+            // The full segment keeps taking writes; the next group tries again.
+            Err(e) => tracing::error!(error = %e, "cannot start a new segment"),
+        }
+    }
+}

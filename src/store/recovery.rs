@@ -1,0 +1,184 @@
+//! Opening the segments: scan each, cut a torn tail, rebuild the delivery index from the marks,
+//! and write again the dedup keys of the records after the flusher's checkpoint.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::generations::Generations;
+use super::table::{
+    decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, Entry, Segment, State,
+    Table,
+};
+use super::writer::Active;
+use super::{dedup, record, retention, segment, StoreError};
+
+pub(super) struct Recovered {
+    pub(super) table: Table,
+    pub(super) active: Active,
+    /// Highest seq in any segment (0 when there is none).
+    pub(super) high: u64,
+    pub(super) next_seq: u64,
+}
+
+/// Segment files in `dir` by first seq, oldest first.
+pub(super) fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut firsts = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(first) = entry.file_name().to_str().and_then(segment::parse_name) {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
+pub(super) fn open(
+    db: &sled::Db,
+    dir: &Path,
+    dedup_keys: &Generations,
+    window_ms: u64,
+    checkpoint: u64,
+    seq_floor: u64,
+) -> Result<Recovered, StoreError> {
+    let firsts = list(dir)?;
+    // Marks of segments that are gone (deleted before their drop reached disk) go too.
+    for name in db.tree_names() {
+        if let Some(first) = parse_marks_tree_name(&name) {
+            if firsts.binary_search(&first).is_err() {
+                db.drop_tree(&name)?;
+            }
+        }
+    }
+    let now = super::now_ms();
+    let mut table = Table::default();
+    let mut high = 0u64;
+    let mut restored = 0u64;
+    for &first in &firsts {
+        let path = dir.join(segment::file_name(first));
+        let marks = db.open_tree(marks_tree_name(first))?;
+        let mut states: HashMap<u64, (State, u64)> = HashMap::new();
+        for item in marks.iter() {
+            let (key, value) = item?;
+            let (Some((first, count)), Some((state, at))) =
+                (decode_mark_key(&key), decode_mark(&value))
+            else {
+                tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored");
+                continue;
+            };
+            for seq in (first..).take(count as usize) {
+                let mark = states.entry(seq).or_insert((state, at));
+                if state.code() > mark.0.code() {
+                    *mark = (state, at);
+                }
+            }
+        }
+        let file = File::open(&path)?;
+        let mut info = Segment::new(path.clone(), Arc::new(file), marks);
+        let mut failure = None;
+        let reader = Arc::clone(&info.file);
+        let scan = segment::scan(&reader, |found, rest| {
+            let settled = states.get(&found.seq).copied();
+            if settled.is_some() && found.seq <= checkpoint {
+                info.push(settled_entry(found, settled));
+                return;
+            }
+            // Pending, or after the checkpoint: its meta is needed.
+            match record::decode_meta(rest) {
+                Ok(meta) => {
+                    if found.seq > checkpoint {
+                        let expiry = meta.received_at_ms.saturating_add(window_ms);
+                        if let Err(e) = dedup::restore(dedup_keys, &meta.id, expiry, now) {
+                            failure.get_or_insert(e);
+                        }
+                        restored += 1;
+                    }
+                    match settled {
+                        Some(_) => info.push(settled_entry(found, settled)),
+                        None => {
+                            info.push(Entry::pending(found, meta.received_at_ms));
+                            table.added_pending(found.len);
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let last = Some(&first) == firsts.last();
+        match scan.torn {
+            // Only the active segment is written to: a bad frame there is a write a crash cut.
+            Some(reason) if last => {
+                let size = info.file.metadata()?.len();
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = scan.valid_end,
+                    cut_bytes = size - scan.valid_end,
+                    reason,
+                    "cutting a torn segment tail (writes that were never acknowledged)"
+                );
+                let writable = OpenOptions::new().write(true).open(&path)?;
+                writable.set_len(scan.valid_end)?;
+                writable.sync_all()?;
+            }
+            // In an older one it is damage to acknowledged data: left in place for inspection.
+            Some(reason) => tracing::error!(
+                segment = %path.display(),
+                offset = scan.valid_end,
+                reason,
+                "a closed segment is damaged; the records after this offset cannot be read and are skipped"
+            ),
+            None => {}
+        }
+        info.len = scan.valid_end;
+        high = high.max(info.last_seq().unwrap_or(0));
+        table.segments.insert(first, info);
+    }
+    if restored > 0 {
+        tracing::info!(
+            records = restored,
+            "dedup keys after the last checkpoint written again"
+        );
+    }
+    let last_first = firsts.last().copied().unwrap_or(0);
+    let next_seq = high.saturating_add(1).max(last_first).max(seq_floor).max(1);
+    // Appends continue in the newest segment; a fresh store starts its first one.
+    let active = match firsts.last() {
+        Some(&first) => {
+            let path = dir.join(segment::file_name(first));
+            let file = OpenOptions::new().append(true).open(&path)?;
+            let len = file.metadata()?.len();
+            Active {
+                first_seq: first,
+                file,
+                len,
+            }
+        }
+        None => {
+            let (active, info) = retention::open_segment(db, dir, next_seq)?;
+            table.segments.insert(active.first_seq, info);
+            active
+        }
+    };
+    Ok(Recovered {
+        table,
+        active,
+        high,
+        next_seq,
+    })
+}
+
+fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {
+    let mut entry = Entry::pending(found, 0);
+    if let Some((state, at)) = mark {
+        entry.state = state;
+        entry.at_ms = at;
+    }
+    entry
+}

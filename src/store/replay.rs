@@ -1,0 +1,181 @@
+//! Operator reads and replays: dead letters (list, show, find, requeue) and kept delivered
+//! events (by delivery window, kind, connection), put back through the writer under new seqs.
+
+use super::record;
+use super::writer::{self, Command, Requeue, Source};
+use super::{segment, DeadLetter, Delivered, ReplayFilter, Store, StoreError};
+
+/// Events handed to the writer per replay command: bounds one group.
+const REQUEUE_BATCH: usize = 1024;
+
+impl Store {
+    /// Up to `limit` dead letters, oldest outbox position first.
+    pub fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut letters = Vec::new();
+        for entry in self.inner.dead.iter().take(limit) {
+            let (key, value) = entry?;
+            letters.push(dead_letter_of(record::decode_seq(&key)?, &value)?);
+        }
+        Ok(letters)
+    }
+
+    /// The dead letter at outbox position `seq`.
+    pub fn dead_get(&self, seq: u64) -> Result<Option<DeadLetter>, StoreError> {
+        match self.inner.dead.get(record::seq_key(seq))? {
+            Some(value) => Ok(Some(dead_letter_of(seq, &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The dead letters of one event id (normally one; more if it died, was replayed, died again).
+    pub fn dead_find(&self, id: &crate::event::EventId) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.inner.dead.iter() {
+            let (key, value) = entry?;
+            let letter = dead_letter_of(record::decode_seq(&key)?, &value)?;
+            if letter.event.meta.id == *id {
+                found.push(letter);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Puts dead letters back into the outbox (all when `seqs` is `None`), to be published
+    /// again with their original ids; returns how many. Durable when it returns.
+    pub async fn requeue_dead(&self, seqs: Option<&[u64]>) -> Result<usize, StoreError> {
+        let letters = match seqs {
+            None => self.dead_list(usize::MAX)?,
+            Some(seqs) => {
+                let mut letters = Vec::new();
+                for &seq in seqs {
+                    letters.extend(self.dead_get(seq)?);
+                }
+                letters
+            }
+        };
+        let mut total = 0;
+        let mut items = Vec::new();
+        for letter in letters {
+            items.push(Requeue {
+                event: letter.event,
+                source: Source::Dead(letter.seq),
+            });
+            if items.len() >= REQUEUE_BATCH {
+                total += self.requeue(std::mem::take(&mut items)).await?;
+            }
+        }
+        total += self.requeue(items).await?;
+        Ok(total)
+    }
+
+    /// Kept delivered events matching `filter`, in seq order, at most `limit`.
+    pub fn delivered_matching(
+        &self,
+        filter: &ReplayFilter,
+        limit: usize,
+    ) -> Result<Vec<Delivered>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_delivered(filter, None, |_, delivered| {
+            out.push(delivered);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Puts kept delivered events matching `filter` back into the outbox: they are published
+    /// again with their original `message_id`. Returns how many.
+    pub async fn replay_delivered(&self, filter: &ReplayFilter) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let mut after = None;
+        loop {
+            let mut items = Vec::new();
+            let mut last = None;
+            self.scan_delivered(filter, after, |seq, delivered| {
+                items.push(Requeue {
+                    event: delivered.event,
+                    source: Source::Delivered(seq),
+                });
+                last = Some(seq);
+                items.len() < REQUEUE_BATCH
+            })?;
+            if items.is_empty() {
+                return Ok(total);
+            }
+            after = last;
+            total += self.requeue(items).await?;
+        }
+    }
+
+    /// Visits kept delivered events in the filter's window (seq after `after`), in seq order,
+    /// while `visit` returns true. The index is copied per batch; files are read outside its lock.
+    fn scan_delivered(
+        &self,
+        filter: &ReplayFilter,
+        mut after: Option<u64>,
+        mut visit: impl FnMut(u64, Delivered) -> bool,
+    ) -> Result<(), StoreError> {
+        if self.inner.keep_delivered.is_zero() {
+            return Ok(());
+        }
+        loop {
+            let batch = writer::lock(&self.inner.table).delivered_between(
+                filter.since_ms,
+                filter.until_ms,
+                after,
+                REQUEUE_BATCH,
+            );
+            let Some((_, last)) = batch.last() else {
+                return Ok(());
+            };
+            after = Some(last.seq);
+            for (file, entry) in batch {
+                let (_, event) = match segment::read(&file, entry.offset, entry.len) {
+                    Ok(read) => read,
+                    // Retention may have dropped its segment since: it is no longer kept.
+                    Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                if !matches(filter, &event.meta) {
+                    continue;
+                }
+                let delivered = Delivered {
+                    delivered_at_ms: entry.at_ms,
+                    event,
+                };
+                if !visit(entry.seq, delivered) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn requeue(&self, items: Vec<Requeue>) -> Result<usize, StoreError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let moved = self
+            .request(|reply| Command::Requeue { items, reply })
+            .await?;
+        // Operator commands are rare: the source's removal is made durable right away.
+        self.flush().await?;
+        Ok(moved)
+    }
+}
+
+fn dead_letter_of(seq: u64, value: &[u8]) -> Result<DeadLetter, StoreError> {
+    let (info, event) = record::decode_dead(value)?;
+    Ok(DeadLetter {
+        seq,
+        event,
+        reason: info.reason,
+        dead_at_ms: info.dead_at_ms,
+    })
+}
+
+fn matches(filter: &ReplayFilter, meta: &crate::event::EventMeta) -> bool {
+    filter.kind.is_none_or(|kind| kind == meta.kind)
+        && filter
+            .connection
+            .as_deref()
+            .is_none_or(|c| c == meta.connection)
+}

@@ -1,0 +1,95 @@
+//! Settling: the publisher's confirms and dead letters applied to the delivery index, persisted
+//! as marks (unflushed: a lost mark is a resend), and retention run on the writer thread so no
+//! segment goes while a mark is written for it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use super::table::{mark_key, mark_value, runs, Changed, State};
+use super::writer::{lock, Source, Writer};
+use super::{now_ms, record, retention, Settlement, StoreError};
+
+impl Writer {
+    /// Whether a replay's source is still there: a second replay of one entry finds it gone.
+    pub(super) fn source_holds(&self, source: Source) -> bool {
+        match source {
+            Source::Dead(seq) => matches!(self.dead.contains_key(record::seq_key(seq)), Ok(true)),
+            Source::Delivered(seq) => lock(&self.table).state_of(seq) == Some(State::Delivered),
+        }
+    }
+
+    /// Applies confirms and dead letters: marks (unflushed), dead copies, counts.
+    pub(super) fn settle(&mut self, settlement: Settlement) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut changed = Vec::with_capacity(settlement.delivered.len() + settlement.dead.len());
+        {
+            let mut table = lock(&self.table);
+            for seq in &settlement.delivered {
+                changed.extend(table.transition(*seq, State::Pending, State::Delivered, now));
+            }
+            for (pending, _) in &settlement.dead {
+                changed.extend(table.transition(pending.seq, State::Pending, State::Dead, now));
+            }
+        }
+        let dead_now: HashSet<u64> = changed
+            .iter()
+            .filter(|c| c.entry.state == State::Dead)
+            .map(|c| c.entry.seq)
+            .collect();
+        for (pending, reason) in settlement
+            .dead
+            .iter()
+            .filter(|(p, _)| dead_now.contains(&p.seq))
+        {
+            // Rare, and it must outlive its segment: the dead letter keeps its own copy.
+            let mut value = record::dead_prefix(reason, now)?;
+            record::encode_event_into(&mut value, &pending.event)?;
+            self.dead.insert(record::seq_key(pending.seq), value)?;
+        }
+        self.write_marks(&changed)?;
+        // Counted once its writes are in sled: a flush that reads this count covers them.
+        let settled = self.progress.settled.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut table = lock(&self.table);
+        for c in &changed {
+            if let Some(segment) = table.segments.get_mut(&c.segment) {
+                segment.settled = settled;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists state changes as runs, one sled batch per segment.
+    pub(super) fn write_marks(&self, changed: &[Changed]) -> Result<(), StoreError> {
+        let mut by_segment: BTreeMap<u64, Vec<(u64, State, u64)>> = BTreeMap::new();
+        for c in changed {
+            by_segment.entry(c.segment).or_default().push((
+                c.entry.seq,
+                c.entry.state,
+                c.entry.at_ms,
+            ));
+        }
+        for (segment, mut changes) in by_segment {
+            let marks = match lock(&self.table).segments.get(&segment) {
+                Some(segment) => segment.marks.clone(),
+                None => continue,
+            };
+            changes.sort_unstable_by_key(|c| c.0);
+            let mut batch = sled::Batch::default();
+            for (first, count, state, at) in runs(&changes) {
+                batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
+            }
+            marks.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn sweep(&mut self) -> Result<usize, StoreError> {
+        retention::sweep(
+            &self.db,
+            &self.table,
+            &self.retention,
+            self.active.first_seq,
+            &self.progress,
+        )
+    }
+}

@@ -1,0 +1,402 @@
+//! The delivery index: every live segment, where each of its records lies and what became of it.
+//!
+//! Held in memory (about 32 bytes per record of a live segment) so the publisher's catch-up
+//! reads, replay and stats never touch sled; its only writer is the store's writer thread.
+//! What it knows is persisted as marks, one small sled tree per segment (`marks@{first seq}`),
+//! dropped whole with its segment. A mark covers a run of consecutive seqs settled together
+//! (confirms mostly come in seq order, so a batch is a few runs, not one entry per event):
+//! `[first seq, 8 bytes BE][count, 4 bytes BE]` → `[state][unix ms, 8 bytes BE]`. Runs may
+//! overlap (a replay marks one delivered event again); a seq takes the furthest state, as
+//! states only ever move forward.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::segment::Found;
+
+/// What became of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    /// Waiting for a confirm.
+    Pending,
+    /// Confirmed; kept for replay while its segment lives.
+    Delivered,
+    /// Refused for good; its copy is in the dead letters.
+    Dead,
+    /// Delivered, then put back by a replay under a new seq: not replayed again from here.
+    Replayed,
+}
+
+impl State {
+    /// States only move forward (pending → delivered → replayed, or pending → dead): a larger
+    /// code is later.
+    pub(super) fn code(self) -> u8 {
+        match self {
+            State::Pending => 0,
+            State::Delivered => 1,
+            State::Dead => 2,
+            State::Replayed => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<State> {
+        match code {
+            1 => Some(State::Delivered),
+            2 => Some(State::Dead),
+            3 => Some(State::Replayed),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn marks_tree_name(first_seq: u64) -> String {
+    format!("marks@{first_seq:020}")
+}
+
+/// First seq of the segment a marks tree belongs to.
+pub(super) fn parse_marks_tree_name(name: &[u8]) -> Option<u64> {
+    std::str::from_utf8(name)
+        .ok()?
+        .strip_prefix("marks@")?
+        .parse()
+        .ok()
+}
+
+pub(super) fn mark_key(first_seq: u64, count: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&first_seq.to_be_bytes());
+    key[8..].copy_from_slice(&count.to_be_bytes());
+    key
+}
+
+pub(super) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
+    let key: [u8; 12] = key.try_into().ok()?;
+    let (first, count) = key.split_at(8);
+    Some((
+        u64::from_be_bytes(first.try_into().ok()?),
+        u32::from_be_bytes(count.try_into().ok()?),
+    ))
+}
+
+/// Consecutive runs of `(seq, state, at)` (sorted by seq) with one state and time: `(first, count, state, at)`.
+pub(super) fn runs(changes: &[(u64, State, u64)]) -> Vec<(u64, u32, State, u64)> {
+    let mut out: Vec<(u64, u32, State, u64)> = Vec::new();
+    for &(seq, state, at) in changes {
+        if let Some(last) = out.last_mut() {
+            let next = last.0.checked_add(u64::from(last.1));
+            if next == Some(seq) && last.2 == state && last.3 == at && last.1 < u32::MAX {
+                last.1 += 1;
+                continue;
+            }
+        }
+        out.push((seq, 1, state, at));
+    }
+    out
+}
+
+pub(super) fn mark_value(state: State, at_ms: u64) -> [u8; 9] {
+    let mut value = [0u8; 9];
+    value[0] = state.code();
+    value[1..].copy_from_slice(&at_ms.to_be_bytes());
+    value
+}
+
+pub(super) fn decode_mark(value: &[u8]) -> Option<(State, u64)> {
+    let (&code, at) = value.split_first()?;
+    let at: [u8; 8] = at.try_into().ok()?;
+    Some((State::from_code(code)?, u64::from_be_bytes(at)))
+}
+
+/// One record of a live segment.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Entry {
+    pub(super) seq: u64,
+    pub(super) offset: u64,
+    /// Frame length.
+    pub(super) len: u32,
+    pub(super) state: State,
+    /// Receive time while pending (the oldest-pending age), settle time after.
+    pub(super) at_ms: u64,
+}
+
+impl Entry {
+    pub(super) fn pending(found: Found, received_at_ms: u64) -> Entry {
+        Entry {
+            seq: found.seq,
+            offset: found.offset,
+            len: found.len,
+            state: State::Pending,
+            at_ms: received_at_ms,
+        }
+    }
+}
+
+pub(super) struct Segment {
+    pub(super) path: PathBuf,
+    /// Shared read handle: readers `pread` it outside the table's lock.
+    pub(super) file: Arc<File>,
+    pub(super) marks: sled::Tree,
+    pub(super) len: u64,
+    /// In seq order.
+    pub(super) entries: Vec<Entry>,
+    pub(super) pending: u64,
+    /// Kept delivered records (state `Delivered`) and their bytes.
+    pub(super) delivered: u64,
+    pub(super) delivered_bytes: u64,
+    /// Latest settle time: retention counts a fully settled segment's age from it.
+    pub(super) last_settled_ms: u64,
+    /// The writer's settlement count at this segment's latest change (see `flusher::Progress`).
+    pub(super) settled: u64,
+    /// No pending entry before this index (states only ever leave `Pending`).
+    first_pending: usize,
+}
+
+impl Segment {
+    pub(super) fn new(path: PathBuf, file: Arc<File>, marks: sled::Tree) -> Segment {
+        Segment {
+            path,
+            file,
+            marks,
+            len: 0,
+            entries: Vec::new(),
+            pending: 0,
+            delivered: 0,
+            delivered_bytes: 0,
+            last_settled_ms: 0,
+            settled: 0,
+            first_pending: 0,
+        }
+    }
+
+    pub(super) fn last_seq(&self) -> Option<u64> {
+        self.entries.last().map(|e| e.seq)
+    }
+
+    /// Adds a record found or written; counts it by state.
+    pub(super) fn push(&mut self, entry: Entry) {
+        match entry.state {
+            State::Pending => self.pending += 1,
+            State::Delivered => {
+                self.delivered += 1;
+                self.delivered_bytes += u64::from(entry.len);
+            }
+            State::Dead | State::Replayed => {}
+        }
+        if entry.state != State::Pending {
+            self.last_settled_ms = self.last_settled_ms.max(entry.at_ms);
+        }
+        self.entries.push(entry);
+    }
+
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        self.entries.binary_search_by_key(&seq, |e| e.seq).ok()
+    }
+
+    fn advance_first_pending(&mut self) {
+        while self
+            .entries
+            .get(self.first_pending)
+            .is_some_and(|e| e.state != State::Pending)
+        {
+            self.first_pending += 1;
+        }
+    }
+
+    pub(super) fn fully_settled(&self) -> bool {
+        self.pending == 0
+    }
+}
+
+/// Segments by their first seq, oldest first, and the outbox totals over them.
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) segments: BTreeMap<u64, Segment>,
+    pub(super) outbox: u64,
+    pub(super) outbox_bytes: u64,
+}
+
+/// A state change the writer applied, to be persisted as a mark.
+pub(super) struct Changed {
+    pub(super) segment: u64,
+    pub(super) entry: Entry,
+}
+
+impl Table {
+    pub(super) fn added_pending(&mut self, len: u32) {
+        self.outbox += 1;
+        self.outbox_bytes += u64::from(len);
+    }
+
+    fn locate(&mut self, seq: u64) -> Option<(u64, &mut Segment, usize)> {
+        let (&first, segment) = self.segments.range_mut(..=seq).next_back()?;
+        let index = segment.index_of(seq)?;
+        Some((first, segment, index))
+    }
+
+    pub(super) fn state_of(&mut self, seq: u64) -> Option<State> {
+        let (_, segment, index) = self.locate(seq)?;
+        Some(segment.entries[index].state)
+    }
+
+    /// Moves `seq` from `from` to `to`; `None` when it is not in that state (already settled,
+    /// or in a segment retention dropped).
+    pub(super) fn transition(
+        &mut self,
+        seq: u64,
+        from: State,
+        to: State,
+        at_ms: u64,
+    ) -> Option<Changed> {
+        let (first, segment, index) = self.locate(seq)?;
+        let entry = &mut segment.entries[index];
+        if entry.state != from {
+            return None;
+        }
+        entry.state = to;
+        entry.at_ms = at_ms;
+        let entry = *entry;
+        let bytes = u64::from(entry.len);
+        match from {
+            State::Pending => segment.pending = segment.pending.saturating_sub(1),
+            State::Delivered => {
+                segment.delivered = segment.delivered.saturating_sub(1);
+                segment.delivered_bytes = segment.delivered_bytes.saturating_sub(bytes);
+            }
+            State::Dead | State::Replayed => {}
+        }
+        if to == State::Delivered {
+            segment.delivered += 1;
+            segment.delivered_bytes += bytes;
+        }
+        segment.last_settled_ms = segment.last_settled_ms.max(at_ms);
+        segment.advance_first_pending();
+        if from == State::Pending {
+            self.outbox = self.outbox.saturating_sub(1);
+            self.outbox_bytes = self.outbox_bytes.saturating_sub(bytes);
+        }
+        Some(Changed {
+            segment: first,
+            entry,
+        })
+    }
+
+    /// Up to `limit` pending records with `after < seq <= until`, in seq order.
+    pub(super) fn pending_between(
+        &self,
+        after: Option<u64>,
+        until: u64,
+        limit: usize,
+    ) -> Vec<(Arc<File>, Entry)> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        if after == Some(u64::MAX) || start > until {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        // The segment holding `start` may begin before it.
+        let from = self
+            .segments
+            .range(..=start)
+            .next_back()
+            .map_or(0, |(first, _)| *first);
+        for segment in self.segments.range(from..).map(|(_, s)| s) {
+            if segment.pending == 0 {
+                continue;
+            }
+            let skip = segment.entries.partition_point(|e| e.seq < start);
+            for entry in &segment.entries[skip.max(segment.first_pending)..] {
+                if entry.seq > until || out.len() >= limit {
+                    return out;
+                }
+                if entry.state == State::Pending {
+                    out.push((Arc::clone(&segment.file), *entry));
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn oldest_pending_ms(&self) -> Option<u64> {
+        let segment = self.segments.values().find(|s| s.pending > 0)?;
+        segment.entries[segment.first_pending..]
+            .iter()
+            .find(|e| e.state == State::Pending)
+            .map(|e| e.at_ms)
+    }
+
+    /// Kept delivered records and their bytes over all segments.
+    pub(super) fn delivered(&self) -> (u64, u64) {
+        self.segments
+            .values()
+            .fold((0, 0), |(n, b), s| (n + s.delivered, b + s.delivered_bytes))
+    }
+
+    pub(super) fn segment_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.len).sum()
+    }
+
+    /// Delivered records settled in `[since, until)`, in segment then seq order, after `after`.
+    pub(super) fn delivered_between(
+        &self,
+        since_ms: u64,
+        until_ms: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Vec<(Arc<File>, Entry)> {
+        let mut out = Vec::new();
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        for segment in self.segments.values() {
+            if segment.delivered == 0 || segment.last_settled_ms < since_ms {
+                continue;
+            }
+            let skip = segment.entries.partition_point(|e| e.seq < start);
+            for entry in &segment.entries[skip..] {
+                if entry.state == State::Delivered
+                    && entry.at_ms >= since_ms
+                    && until_ms.is_none_or(|until| entry.at_ms < until)
+                {
+                    if out.len() >= limit {
+                        return out;
+                    }
+                    out.push((Arc::clone(&segment.file), *entry));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_group_consecutive_seqs_of_one_state_and_time() {
+        let d = State::Delivered;
+        let changes = [
+            (1, d, 5),
+            (2, d, 5),
+            (3, d, 5),
+            (5, d, 5),
+            (6, State::Dead, 5),
+            (7, d, 6),
+        ];
+        assert_eq!(
+            runs(&changes),
+            [
+                (1, 3, d, 5),
+                (5, 1, d, 5),
+                (6, 1, State::Dead, 5),
+                (7, 1, d, 6)
+            ]
+        );
+        let key = mark_key(40, 3);
+        assert_eq!(decode_mark_key(&key), Some((40, 3)));
+        assert_eq!(
+            decode_mark(&mark_value(State::Replayed, 9)),
+            Some((State::Replayed, 9))
+        );
+        assert_eq!(decode_mark(&[0, 1]), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! The store's public types: errors, outcomes, entries, stats and the replay filter.
+
+use std::sync::Arc;
+
+use crate::event::Event;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is corrupt")]
+    Corrupt(#[source] serde_json::Error),
+    /// A segment file could not be read or written.
+    #[error("segment I/O failure: {0}")]
+    Io(#[from] std::io::Error),
+    /// A data dir of an earlier version that cannot be taken over safely.
+    #[error("cannot migrate the storage directory: {0}")]
+    Migration(String),
+    #[error("storage writer has stopped")]
+    Closed,
+    /// Writes have failed or hung for a while: sled stays failed after an I/O error (or blocks in
+    /// its flush on a full disk) until the process reopens it.
+    #[error("storage has stopped taking writes")]
+    Unwritable,
+    /// `storage.max_outbox` or `storage.max_outbox_bytes` reached: the broker is not keeping up.
+    #[error("the outbox is full (storage.max_outbox / max_outbox_bytes reached)")]
+    OutboxFull,
+}
+
+impl StoreError {
+    /// The directory is locked by another process: another relay, or the predecessor of a
+    /// restart still draining.
+    pub fn is_lock_held(&self) -> bool {
+        // sled reports a held lock only as text (ErrorKind::Other).
+        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    }
+}
+
+/// Result of appending an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// New event, durably in the outbox (fsynced).
+    Accepted,
+    /// Its dedup key is held: nothing was written.
+    Duplicate,
+}
+
+/// An outbox entry waiting for its publisher confirm; cheap to clone (the event is shared).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// Outbox position: increasing in acceptance order, never reused.
+    pub seq: u64,
+    pub event: Arc<Event>,
+}
+
+/// What the publisher hands back: confirmed seqs, and events the broker refused for good
+/// (with the reason), carried whole so the dead letter needs no read of the segment.
+#[derive(Debug, Default)]
+pub struct Settlement {
+    pub delivered: Vec<u64>,
+    pub dead: Vec<(Pending, String)>,
+}
+
+impl Settlement {
+    pub fn is_empty(&self) -> bool {
+        self.delivered.is_empty() && self.dead.is_empty()
+    }
+}
+
+/// An event the broker refused for good, kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its former outbox position.
+    pub seq: u64,
+    pub event: Event,
+    pub reason: String,
+    pub dead_at_ms: u64,
+}
+
+/// Counts for readiness, stats and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub outbox: usize,
+    /// Bytes of the events in the outbox (what `max_outbox_bytes` limits).
+    pub outbox_bytes: u64,
+    /// Receive time of the oldest event waiting for the broker.
+    pub oldest_pending_ms: Option<u64>,
+    pub dead: usize,
+    pub dedup_keys: usize,
+    /// Delivered events kept for replay (in live segments), and their bytes.
+    pub delivered_kept: usize,
+    pub delivered_bytes: u64,
+    /// sled's files plus the segments.
+    pub disk_bytes: u64,
+}
+
+/// Back-pressure limits the writer enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_outbox: u64,
+    pub(crate) max_outbox_bytes: u64,
+}
+
+/// A kept delivered event (see `storage.keep_delivered`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub delivered_at_ms: u64,
+    pub event: Event,
+}
+
+/// Which kept delivered events `replay` re-publishes.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayFilter {
+    /// Delivered at or after (unix ms).
+    pub since_ms: u64,
+    /// Delivered before (unix ms); `None`: up to now.
+    pub until_ms: Option<u64>,
+    pub kind: Option<crate::event::Kind>,
+    pub connection: Option<String>,
+}

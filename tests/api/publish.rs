@@ -1,0 +1,347 @@
+//! The publisher and the topology against the real RabbitMQ, on a store of their own (no HTTP).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use whaticket_relay::config::{AmqpSettings, AmqpUrl, QueueType, Settings};
+use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
+use whaticket_relay::publish::topology::{
+    self, dead_exchange_name, dead_queue_name, declare, queue_name,
+};
+use whaticket_relay::publish::{properties, start, PublisherHandle};
+use whaticket_relay::store::Store;
+
+fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
+    EventMeta {
+        id: EventId([id; 16]),
+        kind,
+        connection: "main".to_owned(),
+        action: Some("update".to_owned()),
+        company_id: Some(7),
+        ticket_id: ticket,
+        from_me: Some(false),
+        received_at_ms: 1_700_000_000_123,
+    }
+}
+
+const UNREACHABLE: &str =
+    "RabbitMQ is not reachable at amqp://127.0.0.1:5672 — start it with `rabbitmq-server -detached`";
+
+/// Settings with an exchange and prefix no other test run uses.
+fn unique_settings(tag: &str) -> AmqpSettings {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let suffix = format!("{tag}-{}-{nanos}", std::process::id());
+    let mut settings = Settings::default().amqp;
+    settings.exchange = format!("relay-test-x-{suffix}");
+    settings.queue_prefix = format!("relay-test-q-{suffix}");
+    settings.timeout = Duration::from_secs(5);
+    settings
+}
+
+async fn connect(settings: &AmqpSettings) -> Connection {
+    let connect = Connection::connect(settings.url.expose(), ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(conn)) => conn,
+        _ => panic!("{UNREACHABLE}"),
+    }
+}
+
+/// Deletes the queues and exchanges `settings` name; missing ones are fine (deleting is
+/// idempotent on RabbitMQ).
+async fn delete_all(conn: &Connection, settings: &AmqpSettings) {
+    let channel = conn.create_channel().await.expect("channel for cleanup");
+    let mut queues: Vec<String> = Kind::ALL.iter().map(|k| queue_name(settings, *k)).collect();
+    queues.push(dead_queue_name(settings));
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete queue");
+    }
+    for exchange in [settings.exchange.clone(), dead_exchange_name(settings)] {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("delete exchange");
+    }
+}
+
+/// Runs `test`, then removes what it declared even when it panicked.
+async fn with_cleanup<F: std::future::Future<Output = ()>>(
+    conn: &Connection,
+    settings: &AmqpSettings,
+    test: F,
+) {
+    use futures_util::FutureExt;
+    let outcome = std::panic::AssertUnwindSafe(test).catch_unwind().await;
+    delete_all(conn, settings).await;
+    let _ = conn.close(200, "done".into()).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test]
+async fn declare_is_idempotent_against_rabbitmq() {
+    let settings = unique_settings("topology");
+    assert_eq!(settings.queue_type, QueueType::Quorum);
+    let conn = connect(&settings).await;
+    with_cleanup(&conn, &settings, async {
+        let channel = conn.create_channel().await.expect("channel");
+        declare(&channel, &settings).await.expect("first declare");
+        declare(&channel, &settings)
+            .await
+            .expect("second declare is a no-op");
+
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut queues: Vec<String> = Kind::ALL
+            .iter()
+            .map(|k| queue_name(&settings, *k))
+            .collect();
+        queues.push(dead_queue_name(&settings));
+        for queue in queues {
+            channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+                .unwrap_or_else(|e| panic!("queue {queue} missing: {e}"));
+        }
+        let passive_exchange = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in [settings.exchange.clone(), dead_exchange_name(&settings)] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    passive_exchange,
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("exchange {exchange} missing: {e}"));
+        }
+
+        // They really are quorum queues: asking for classic ones must be refused.
+        let mut classic = settings.clone();
+        classic.queue_type = QueueType::Classic;
+        let other = conn.create_channel().await.expect("channel");
+        assert!(
+            declare(&other, &classic).await.is_err(),
+            "queue type mismatch must fail"
+        );
+    })
+    .await;
+}
+
+fn open_store(dir: &tempfile::TempDir) -> Store {
+    let mut storage = Settings::default().storage;
+    storage.path = dir.path().join("db");
+    storage.cache_capacity_bytes = 4 * 1024 * 1024;
+    Store::open(&storage).expect("open store")
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn start_does_not_wait_for_an_unreachable_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(&dir);
+    let mut settings = unique_settings("down");
+    settings.url = AmqpUrl::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    settings.reconnect_min = Duration::from_millis(20);
+    settings.reconnect_max = Duration::from_millis(40);
+    let shutdown = CancellationToken::new();
+    let handle = start(store, settings, shutdown.clone());
+    let stats = handle.stats();
+    eventually("reconnect attempts", || {
+        stats.reconnects.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    assert!(!handle.is_connected());
+    shutdown.cancel();
+    timeout(Duration::from_secs(5), handle.stopped())
+        .await
+        .expect("stops promptly");
+}
+
+async fn wait_connected(handle: &PublisherHandle) {
+    timeout(
+        Duration::from_secs(15),
+        handle.connected_watch().wait_for(|c| *c),
+    )
+    .await
+    .expect("publisher connects")
+    .expect("publisher alive");
+}
+
+async fn append(store: &Store, meta: &EventMeta, n: usize) {
+    let event = Event {
+        meta: meta.clone(),
+        body: Bytes::from(format!("{{\"n\":{n}}}")),
+    };
+    store.append(event).await.expect("append");
+}
+
+async fn get(
+    channel: &Channel,
+    settings: &AmqpSettings,
+    kind: Kind,
+) -> Option<lapin::message::Delivery> {
+    let queue = topology::queue_name(settings, kind);
+    let mut delivery = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")?
+        .delivery;
+    // Quorum queues add their own delivery counter; everything else must be ours.
+    if let Some(headers) = delivery.properties.headers().clone() {
+        let mut ours = FieldTable::default();
+        for (key, value) in headers.inner() {
+            if key.as_str() != "x-delivery-count" {
+                ours.insert(key.clone(), value.clone());
+            }
+        }
+        delivery.properties = delivery.properties.with_headers(ours);
+    }
+    Some(delivery)
+}
+
+#[tokio::test]
+async fn publishes_in_order_and_dead_letters_unroutable_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(&dir);
+    let mut settings = unique_settings("publisher");
+    settings.max_in_flight = 4;
+    let admin = connect(&settings).await;
+    with_cleanup(&admin, &settings, async {
+        let shutdown = CancellationToken::new();
+        let handle = start(store.clone(), settings.clone(), shutdown.clone());
+        wait_connected(&handle).await;
+
+        // Without its binding nothing takes `other.*`: the broker returns those.
+        let channel = admin.create_channel().await.expect("channel");
+        channel
+            .queue_unbind(
+                topology::queue_name(&settings, Kind::Other).as_str().into(),
+                settings.exchange.as_str().into(),
+                topology::binding_key(Kind::Other).as_str().into(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("unbind other");
+
+        let events = [
+            meta(1, Kind::Message, Some(9)),
+            meta(2, Kind::Message, Some(9)),
+            meta(3, Kind::Status, Some(9)),
+            meta(4, Kind::Other, None),
+        ];
+        for (n, m) in events.iter().enumerate() {
+            append(&store, m, n).await;
+        }
+
+        eventually("an empty outbox", || store.stats().outbox == 0).await;
+        let stats = handle.stats();
+        assert_eq!(stats.published.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.acked.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.returned.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.nacked.load(Ordering::Relaxed), 0);
+
+        let dead = store.dead_list(10).expect("dead list");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event.meta, events[3]);
+        assert_eq!(dead[0].reason, "unroutable: 312 NO_ROUTE");
+
+        for (n, expected) in events[..3].iter().enumerate() {
+            let delivery = get(&channel, &settings, expected.kind)
+                .await
+                .unwrap_or_else(|| panic!("event {n} missing"));
+            assert_eq!(delivery.data, format!("{{\"n\":{n}}}").into_bytes());
+            assert_eq!(delivery.routing_key.as_str(), expected.routing_key());
+            assert_eq!(delivery.exchange.as_str(), settings.exchange);
+            assert_eq!(delivery.properties, properties(expected), "event {n}");
+        }
+        assert!(get(&channel, &settings, Kind::Message).await.is_none());
+        assert!(get(&channel, &settings, Kind::Other).await.is_none());
+
+        shutdown.cancel();
+        timeout(Duration::from_secs(15), handle.stopped())
+            .await
+            .expect("publisher stops");
+        assert_eq!(store.stats().outbox, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reconnects_and_redeclares_after_a_channel_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(&dir);
+    let mut settings = unique_settings("reconnect");
+    settings.reconnect_min = Duration::from_millis(50);
+    settings.reconnect_max = Duration::from_millis(200);
+    let admin = connect(&settings).await;
+    with_cleanup(&admin, &settings, async {
+        let shutdown = CancellationToken::new();
+        let handle = start(store.clone(), settings.clone(), shutdown.clone());
+        wait_connected(&handle).await;
+
+        // Publishing to a missing exchange makes the broker close the publisher's channel.
+        let channel = admin.create_channel().await.expect("channel");
+        channel
+            .exchange_delete(
+                settings.exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await
+            .expect("delete exchange");
+        let event = meta(1, Kind::Media, Some(3));
+        append(&store, &event, 0).await;
+
+        let stats = handle.stats();
+        eventually("a reconnect", || {
+            stats.reconnects.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+        eventually("an empty outbox", || store.stats().outbox == 0).await;
+        wait_connected(&handle).await;
+        assert!(
+            stats.published.load(Ordering::Relaxed) >= 2,
+            "the event was sent again"
+        );
+        assert_eq!(store.stats().dead, 0);
+
+        let delivery = get(&channel, &settings, Kind::Media)
+            .await
+            .expect("event delivered after reconnect");
+        assert_eq!(delivery.properties, properties(&event));
+        assert!(get(&channel, &settings, Kind::Media).await.is_none());
+
+        shutdown.cancel();
+        timeout(Duration::from_secs(15), handle.stopped())
+            .await
+            .expect("publisher stops");
+    })
+    .await;
+}
