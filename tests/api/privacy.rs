@@ -53,12 +53,23 @@ async fn logs_carry_no_personal_data_or_secrets() {
 
     let mut sensitive = BTreeSet::new();
     let mut accepted = 0;
-    let mut names: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
+    // Every body shipped: Whaticket's own and the other forks' (their index file is no body).
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let mut names: Vec<String> = ["", "forks/"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(format!("{root}/{dir}"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.ends_with(".json") && name != "expected.json")
+                .map(move |name| format!("{dir}{name}"))
+        })
+        .collect();
     names.sort();
+    assert!(
+        names.len() >= 24,
+        "both fixture folders were read: {names:?}"
+    );
     for name in &names {
         let body = fixture(name);
         collect(&serde_json::from_slice(&body).unwrap(), &mut sensitive);
@@ -116,6 +127,9 @@ async fn logs_carry_no_personal_data_or_secrets() {
             400
         );
     }
+    // A queue or session called "suporte" is no personal data, and the log names the connection
+    // (`suporte-x`) on every line: such a value would be found for the wrong reason.
+    sensitive.retain(|value| !CONNECTION.contains(value.as_str()));
     assert!(
         sensitive.len() > 20,
         "fixtures yielded too few values to look for: {sensitive:?}"
