@@ -105,7 +105,8 @@ async fn run(args: Args) -> Result<(), LimitError> {
     let (to_publish, published) = async_mpsc::unbounded_channel();
     let publisher = tokio::spawn(publish(channel, args.queue, published, failures.clone()));
     let (to_commit, committed) = mpsc::channel::<Pending>();
-    let committer = std::thread::spawn(move || group_commit(file, committed, to_publish));
+    // A thread of its own for its whole life (tokio's blocking pool), awaitable at the end.
+    let committer = tokio::task::spawn_blocking(move || group_commit(file, committed, to_publish));
 
     // Bound only now, so a client that can connect finds the queue declared.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -127,7 +128,7 @@ async fn run(args: Args) -> Result<(), LimitError> {
 
     // The server is gone with its senders: the committer ends, then the publisher drains.
     let committed = committer
-        .join()
+        .await
         .map_err(|_| LimitError::Stopped("the group commit thread panicked"))?;
     let drained = publisher.await;
     let _ = connection.close(200, "stopped".into()).await;
