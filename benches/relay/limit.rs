@@ -64,10 +64,10 @@ pub async fn measure(run: &SizeRun<'_>, exe: &Path, cleanup: &mut Cleanup) -> Re
     };
 
     let broker_pid = broker_pid();
-    let pid = Some(limit.pid());
+    let pid = Some(("durable_limit", limit.pid()));
     let before = CpuMark::now(pid, broker_pid)?;
     let sat = saturation(http, bodies, n, plan.clients, &target, &channel).await?;
-    let cpu = CpuMark::now(pid, broker_pid)?.per_event(&before, n, "durable_limit");
+    let cpu = CpuMark::now(pid, broker_pid)?.per_event(&before, n);
     let peak = limit.memory()?.hwm_kb;
     limit.stop()?;
     let _ = channel.close(200, "done".into()).await;

@@ -169,7 +169,7 @@ impl SizeRun<'_> {
         let ceiling = ceiling::ceiling(self.broker, bodies, n, cleanup)
             .await
             .context("ceiling")?;
-        let ceiling_cpu = CpuMark::now(None, broker_pid)?.per_event(&before, n, "server");
+        let ceiling_cpu = CpuMark::now(None, broker_pid)?.per_event(&before, n);
         println!(
             "ceiling: {:.0} msgs/s; CPU per message: broker {} µs, publisher {} µs",
             ceiling, ceiling_cpu["broker"], ceiling_cpu["load_generator"]

@@ -190,26 +190,28 @@ pub fn broker_pid() -> Option<u32> {
         })
 }
 
-/// CPU used so far by the server under test (if any), the broker (when local) and this process.
+/// CPU used so far by the server under test (if any, with the name its figure goes under), the
+/// broker (when local) and this process.
 #[derive(Clone, Copy, Default)]
 pub struct CpuMark {
-    server: Option<Duration>,
+    server: Option<(&'static str, Duration)>,
     broker: Option<Duration>,
     load: Duration,
 }
 
 impl CpuMark {
-    pub fn now(server: Option<u32>, broker: Option<u32>) -> Result<CpuMark> {
+    pub fn now(server: Option<(&'static str, u32)>, broker: Option<u32>) -> Result<CpuMark> {
         Ok(CpuMark {
-            server: server.map(cpu_time).transpose()?,
+            server: server
+                .map(|(name, pid)| cpu_time(pid).map(|t| (name, t)))
+                .transpose()?,
             broker: broker.and_then(|pid| cpu_time(pid).ok()),
             load: cpu_time(std::process::id())?,
         })
     }
 
-    /// Microseconds of CPU per event since `earlier` for each process measured; the server's
-    /// figure is under `server_key`.
-    pub fn per_event(&self, earlier: &CpuMark, events: u64, server_key: &str) -> Value {
+    /// Microseconds of CPU per event since `earlier` for each process measured.
+    pub fn per_event(&self, earlier: &CpuMark, events: u64) -> Value {
         let us = |now: Option<Duration>, then: Option<Duration>| match (now, then) {
             (Some(now), Some(then)) => json!(
                 ((now.saturating_sub(then).as_secs_f64() * 1e6 / events.max(1) as f64) * 10.0)
@@ -218,10 +220,13 @@ impl CpuMark {
             ),
             _ => Value::Null,
         };
-        json!({
-            server_key: us(self.server, earlier.server),
+        let mut figures = json!({
             "broker": us(self.broker, earlier.broker),
             "load_generator": us(Some(self.load), Some(earlier.load)),
-        })
+        });
+        if let Some((name, now)) = self.server {
+            figures[name] = us(Some(now), earlier.server.map(|(_, then)| then));
+        }
+        figures
     }
 }

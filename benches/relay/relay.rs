@@ -34,12 +34,12 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
     };
 
     let broker_pid = broker_pid();
-    let relay_pid = Some(relay.pid());
+    let relay_pid = Some(("relay", relay.pid()));
     let before = CpuMark::now(relay_pid, broker_pid)?;
     let sat = saturation(http, bodies, n, plan.clients, &target, &channel)
         .await
         .context("saturation")?;
-    let saturation_cpu = CpuMark::now(relay_pid, broker_pid)?.per_event(&before, n, "relay");
+    let saturation_cpu = CpuMark::now(relay_pid, broker_pid)?.per_event(&before, n);
     let after_saturation = relay.memory()?;
     println!(
         "saturation: {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s); \
