@@ -1,0 +1,89 @@
+//! The durable limit (examples/durable_limit.rs): built, run as its own process, given the relay's saturation load.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::broker::{unique_name, Cleanup};
+use crate::load::{saturation, Target};
+use crate::process::{broker_pid, mb, target_dir, CpuMark, Server};
+use crate::SizeRun;
+
+/// Builds the example with the release profile (the bench's own profile inherits it) and
+/// returns its path.
+pub fn build() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--example",
+            "durable_limit",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run cargo to build the durable limit")?;
+    ensure!(
+        status.success(),
+        "building the durable limit failed ({status})"
+    );
+    Ok(target_dir().join("release/examples/durable_limit"))
+}
+
+/// The relay's saturation load (same clients, bodies and count) on the durable limit; every
+/// accepted event must be counted in its queue, and every body must be in its file.
+pub async fn measure(run: &SizeRun<'_>, exe: &Path, cleanup: &mut Cleanup) -> Result<Value> {
+    let (plan, n, bodies, http) = (run.plan, run.n, run.bodies, run.http);
+    let queue = unique_name("limit-q");
+    cleanup.queues.push(queue.clone());
+    let mut limit = Server::spawn("durable limit", |port, dir| {
+        let mut command = Command::new(exe);
+        command
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--amqp-url")
+            .arg(&plan.broker)
+            .arg("--queue")
+            .arg(&queue)
+            .arg("--file")
+            .arg(dir.join("bodies.log"))
+            .stdout(Stdio::null());
+        Ok(command)
+    })?;
+    // It binds its port only once its queue is declared; any answer (a GET gets 405) means ready.
+    limit.wait_ready(http, "/", |_| true).await?;
+    let channel = run.broker.create_channel().await?;
+    let target = Target {
+        url: format!("http://127.0.0.1:{}/hooks", limit.port),
+        queues: vec![queue],
+        dead: None,
+    };
+
+    let broker_pid = broker_pid();
+    let pid = Some(("durable_limit", limit.pid()));
+    let before = CpuMark::now(pid, broker_pid)?;
+    let sat = saturation(http, bodies, n, plan.clients, &target, &channel).await?;
+    let cpu = CpuMark::now(pid, broker_pid)?.per_event(&before, n);
+    let peak = limit.memory()?.hwm_kb;
+    limit.stop()?;
+    let _ = channel.close(200, "done".into()).await;
+
+    let file = std::fs::metadata(limit.dir.path().join("bodies.log"))?.len();
+    let expected: u64 = (0..n).map(|seq| 8 + bodies.body(seq).len() as u64).sum();
+    ensure!(
+        file == expected,
+        "the durable limit's file holds {file} bytes, {expected} expected for {n} bodies"
+    );
+    Ok(json!({
+        "accepted_per_sec": sat.accepted_per_sec.round(),
+        "latency_202": sat.latency,
+        "all_confirmed_after_load_secs": (sat.drain_secs * 1000.0).round() / 1000.0,
+        "confirmed_per_sec_end_to_end": sat.confirmed_per_sec.round(),
+        "cpu_us_per_event": cpu,
+        "peak_rss_mb": mb(peak),
+    }))
+}

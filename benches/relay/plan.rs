@@ -1,0 +1,44 @@
+//! What to run: counts, clients, rate and broker, from the environment (`BENCH_…`).
+
+use anyhow::{Context, Result};
+
+use crate::DEFAULT_BROKER;
+
+pub struct Plan {
+    pub quick: bool,
+    pub requests: [u64; 2],
+    pub clients: usize,
+    pub rate: u64,
+    pub steady_secs: u64,
+    pub broker: String,
+}
+
+fn env_u64(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("{name}={v} is not a number"))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+impl Plan {
+    pub fn from_env() -> Result<Plan> {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let requests = match env_u64("BENCH_REQUESTS")? {
+            Some(n) => [n, n],
+            None if quick => [2000, 1000],
+            None => [20_000, 10_000],
+        };
+        Ok(Plan {
+            quick,
+            requests,
+            clients: env_u64("BENCH_CLIENTS")?.unwrap_or(32) as usize,
+            rate: env_u64("BENCH_RATE")?.unwrap_or(1000),
+            steady_secs: env_u64("BENCH_STEADY_SECS")?.unwrap_or(if quick { 3 } else { 20 }),
+            broker: std::env::var("BENCH_AMQP_URL").unwrap_or_else(|_| DEFAULT_BROKER.to_owned()),
+        })
+    }
+}
