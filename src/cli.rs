@@ -136,7 +136,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            telemetry::init(&settings.log);
+            let logs = telemetry::init(&settings.log);
             let app = match Application::build_with_source(settings, config).await {
                 Ok(app) => app,
                 Err(err) => {
@@ -148,6 +148,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %chain(&err), "relay stopped on a storage failure");
+                    drop(logs);
                     // Exit now: threads stuck inside a failed store would hold up the runtime's
                     // shutdown, and the supervisor must get its chance to restart us.
                     std::process::exit(1)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use whaticket_relay::cli::{self, Cli};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     cli::run(Cli::parse()).await
 }

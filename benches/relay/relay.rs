@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use whaticket_relay::config::{AmqpSettings, AmqpUrl, Settings};
-use whaticket_relay::store::Store;
 use whaticket_relay::publish::topology;
+use whaticket_relay::store::Store;
 
 use crate::broker::{kind_queues, purge, unique_name, Cleanup};
 use crate::load::{saturation, Target};

@@ -1,5 +1,11 @@
 //! Logging setup: `tracing` to stdout, pretty or JSON, level from config or `RUST_LOG`.
+//!
+//! Lines are written by a logging thread of their own (`tracing-appender`), in batches: the relay
+//! logs a line per webhook, and a `write(2)` per line on the HTTP workers cost several µs of an
+//! event's budget. When that thread falls far behind (a blocked stdout), lines are dropped rather
+//! than stalling the workers that answer Whaticket, which never retries.
 
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -22,10 +28,16 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the global subscriber. Call once, from `main`.
-pub fn init(settings: &LogSettings) {
+/// Keeps the logging thread alive; dropping it writes out what is queued.
+#[must_use = "dropping the guard stops the logging thread"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
+/// Installs the global subscriber. Call once, from `main`, and hold the guard until exit.
+pub fn init(settings: &LogSettings) -> LogGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
+        .with_writer(writer)
         .with_target(true);
     let result = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -34,4 +46,5 @@ pub fn init(settings: &LogSettings) {
     if let Err(err) = result {
         eprintln!("logging was already initialised: {err}");
     }
+    LogGuard(guard)
 }
