@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::Method;
+use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -96,26 +100,50 @@ struct Accepted<'a> {
     kind: Option<&'a str>,
 }
 
-/// `POST /hooks/{connection}/{token}`: the URL pasted into Whaticket's webhook field.
-pub async fn hook_with_token(
+/// `POST /hooks/{connection}/{token}` (the URL pasted into Whaticket's webhook field) and
+/// `POST /hooks/{connection}` (token in a header, or a signed body).
+///
+/// The path is split here rather than by actix's pattern routes, which run a regex engine per
+/// request: this is the only dynamic route and it has one shape. Segments are percent-decoded as
+/// actix's `Path` would; anything else under `/hooks/` is a 404, another method a 405.
+pub async fn hooks(
     req: HttpRequest,
-    path: web::Path<(String, String)>,
     payload: web::Payload,
     ingest: web::Data<Ingest>,
-) -> Result<HttpResponse, IngestError> {
-    let (connection, token) = path.into_inner();
-    handle(&req, &connection, Some(&token), payload, &ingest).await
+) -> HttpResponse {
+    let rest = req.match_info().unprocessed();
+    let Some((connection, token)) = hook_path(rest) else {
+        return super::not_found();
+    };
+    if req.method() != Method::POST {
+        return super::method_not_allowed();
+    }
+    match handle(&req, &connection, token.as_deref(), payload, &ingest).await {
+        Ok(response) => response,
+        Err(err) => err.error_response(),
+    }
 }
 
-/// `POST /hooks/{connection}`: token in `Authorization: Bearer`, or a signed body.
-pub async fn hook(
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    ingest: web::Data<Ingest>,
-) -> Result<HttpResponse, IngestError> {
-    let connection = path.into_inner();
-    handle(&req, &connection, None, payload, &ingest).await
+/// `/{connection}` or `/{connection}/{token}`, each segment non-empty and percent-decoded.
+fn hook_path(rest: &str) -> Option<(Cow<'_, str>, Option<Cow<'_, str>>)> {
+    fn decode(segment: &str) -> Option<Cow<'_, str>> {
+        if segment.is_empty() {
+            return None;
+        }
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .ok()
+    }
+    let mut segments = rest.strip_prefix('/')?.split('/');
+    let connection = decode(segments.next()?)?;
+    let token = match segments.next() {
+        None => None,
+        Some(segment) => Some(decode(segment)?),
+    };
+    if segments.next().is_some() {
+        return None;
+    }
+    Some((connection, token))
 }
 
 async fn handle(
@@ -300,4 +328,38 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hook_path;
+
+    fn split(rest: &str) -> Option<(String, Option<String>)> {
+        hook_path(rest).map(|(c, t)| (c.into_owned(), t.map(|t| t.into_owned())))
+    }
+
+    #[test]
+    fn hook_paths_have_one_or_two_non_empty_decoded_segments() {
+        assert_eq!(split("/loja"), Some(("loja".into(), None)));
+        assert_eq!(
+            split("/loja/tok-123"),
+            Some(("loja".into(), Some("tok-123".into())))
+        );
+        assert_eq!(
+            split("/lo%6Aa/t%2Dk"),
+            Some(("loja".into(), Some("t-k".into())))
+        );
+        for bad in [
+            "",
+            "/",
+            "//tok",
+            "/loja/",
+            "/loja/tok/x",
+            "loja",
+            "/loja//",
+            "/%FF",
+        ] {
+            assert_eq!(split(bad), None, "{bad:?}");
+        }
+    }
 }

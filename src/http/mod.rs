@@ -35,8 +35,8 @@ impl Routes {
         }
     }
 
-    /// The webhook listener's routes. Exact paths only (no patterns beyond the two hook routes),
-    /// so unknown paths answer a JSON 404 and wrong methods a JSON 405.
+    /// The webhook listener's routes: static paths, and `/hooks/…` split by the ingest handler;
+    /// unknown paths answer a JSON 404 and wrong methods a JSON 405.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.ingest.clone())
             .app_data(self.readiness.clone())
@@ -44,25 +44,16 @@ impl Routes {
             .route("/metrics", web::get().to(metrics::serve))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
-            .service(
-                web::resource("/hooks/{connection}/{token}")
-                    .route(web::post().to(ingest::hook_with_token))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/hooks/{connection}")
-                    .route(web::post().to(ingest::hook))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .default_service(web::to(not_found));
+            .service(web::scope("/hooks").default_service(web::to(ingest::hooks)))
+            .default_service(web::to(|| async { not_found() }));
     }
 }
 
-async fn not_found() -> HttpResponse {
+fn not_found() -> HttpResponse {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-async fn method_not_allowed() -> HttpResponse {
+fn method_not_allowed() -> HttpResponse {
     json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -75,7 +75,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Delivered>, StoreError> {
         let mut out = Vec::new();
-        self.scan_delivered(filter, None, |_, delivered| {
+        self.scan_delivered(filter, None, self.last_seq(), |_, delivered| {
             out.push(delivered);
             out.len() < limit
         })?;
@@ -87,10 +87,13 @@ impl Store {
     pub async fn replay_delivered(&self, filter: &ReplayFilter) -> Result<usize, StoreError> {
         let mut total = 0;
         let mut after = None;
+        // Only what was delivered when the command came: a replayed copy is a new record, and
+        // one confirmed before the scan moves on must not be replayed again (and again).
+        let through = self.last_seq();
         loop {
             let mut items = Vec::new();
             let mut last = None;
-            self.scan_delivered(filter, after, |seq, delivered| {
+            self.scan_delivered(filter, after, through, |seq, delivered| {
                 items.push(Requeue {
                     event: delivered.event,
                     source: Source::Delivered(seq),
@@ -106,14 +109,28 @@ impl Store {
         }
     }
 
-    /// Visits kept delivered events in the filter's window (seq after `after`), in seq order,
-    /// while `visit` returns true. The index is copied per batch; files are read outside its lock.
+    /// The newest record's seq, if any.
+    fn last_seq(&self) -> Option<u64> {
+        writer::lock(&self.inner.table)
+            .segments
+            .values()
+            .rev()
+            .find_map(|segment| segment.last_seq())
+    }
+
+    /// Visits kept delivered events in the filter's window (seq after `after`, up to `through`),
+    /// in seq order, while `visit` returns true. The index is copied per batch; files are read
+    /// outside its lock.
     fn scan_delivered(
         &self,
         filter: &ReplayFilter,
         mut after: Option<u64>,
+        through: Option<u64>,
         mut visit: impl FnMut(u64, Delivered) -> bool,
     ) -> Result<(), StoreError> {
+        let Some(through) = through else {
+            return Ok(());
+        };
         if self.inner.keep_delivered.is_zero() {
             return Ok(());
         }
@@ -129,6 +146,9 @@ impl Store {
             };
             after = Some(last.seq);
             for (file, entry) in batch {
+                if entry.seq > through {
+                    return Ok(());
+                }
                 let (_, event) = match segment::read(&file, entry.offset, entry.len) {
                     Ok(read) => read,
                     // Retention may have dropped its segment since: it is no longer kept.
