@@ -145,8 +145,101 @@ plain_record!(
         ticket_data: TicketData = "ticketData",
         mensagem: Mensagem = "mensagem",
         tags: Tags = "tags",
+        // Members other Whaticket-family senders use (Izing, Whazing, Baileys, whatsapp-web.js,
+        // the event envelope, the SaaS connection webhook).
+        kind: Leaf = "type",
+        event: Leaf = "event",
+        status: Leaf = "status",
+        ack: Leaf = "ack",
+        message_id: Leaf = "messageId",
+        whatsapp_id: Leaf = "whatsappId",
+        ticket_id: Leaf = "ticketId",
+        message_body: Leaf = "messageBody",
+        timestamp: Stamp = "timestamp",
+        key: BaileysKey = "key",
+        id: WaId = "id",
+        message: Message = "message",
+        chamado: TicketData = "chamado",
+        ticket: TicketData = "ticket",
+        whatsapp: TicketData = "whatsapp",
+        payload: Payload = "payload",
     }
 );
+
+plain_record!(
+    /// A message under `message`: a raw Baileys or whatsapp-web.js message, or Izing's summary.
+    Message {
+        key: BaileysKey = "key",
+        id: WaId = "id",
+        from_me: Leaf = "fromMe",
+        message_id: Leaf = "messageId",
+        ack: Leaf = "ack",
+    }
+);
+
+plain_record!(
+    /// whatsapp-web.js's message id `{fromMe, remote, id, _serialized}`, or a scalar row id
+    /// (kept in the shape).
+    WaId {
+        serialized: Leaf = "_serialized",
+        id: Leaf = "id",
+        from_me: Leaf = "fromMe",
+    }
+);
+
+impl<'de> WaId<'de> {
+    /// The WhatsApp message id it carries, in whichever form.
+    pub fn message_id(&self) -> Option<Cow<'de, str>> {
+        self.serialized
+            .scalar()
+            .and_then(Scalar::text)
+            .or_else(|| self.id.scalar().and_then(Scalar::text))
+    }
+}
+
+plain_record!(
+    /// The event envelope's `payload`: a ticket, a message or a session.
+    Payload {
+        id: Leaf = "id",
+        status: Leaf = "status",
+        ack: Leaf = "ack",
+        company_id: Leaf = "companyId",
+        ticket_id: Leaf = "ticketId",
+        whatsapp_id: Leaf = "whatsappId",
+        message_id: Leaf = "messageId",
+        updated_at: Leaf = "updatedAt",
+        from_me: Leaf = "fromMe",
+        key: BaileysKey = "key",
+    }
+);
+
+plain_record!(
+    /// A time as a number, a numeric or ISO-8601 string, or protobuf's Long `{low, high}`.
+    Stamp {
+        low: Leaf = "low",
+        high: Leaf = "high",
+    }
+);
+
+impl Stamp<'_> {
+    /// One spelling per instant whatever the encoding: integers as decimal digits.
+    pub fn text(&self) -> Option<String> {
+        match self.shape() {
+            Scalar::Object => {
+                let low = self.low.scalar()?.as_id()?;
+                let high = self.high.scalar().and_then(Scalar::as_id).unwrap_or(0);
+                // Long keeps each half as a signed 32-bit value.
+                let value = (high << 32) | i64::from(low as u32);
+                Some(value.to_string())
+            }
+            Scalar::Str(s) if s.trim().is_empty() => None,
+            scalar => scalar
+                .as_id()
+                .map(|n| n.to_string())
+                .or_else(|| scalar.text().map(|t| t.into_owned())),
+        }
+    }
+}
 
 plain_record!(
     /// The ticket as Whaticket sends it with messages and status changes.
@@ -186,6 +279,7 @@ plain_record!(OriginalData {
 plain_record!(BaileysKey {
     id: Leaf = "id",
     from_me: Leaf = "fromMe",
+    remote_jid: Leaf = "remoteJid",
 });
 
 record!(
@@ -193,6 +287,7 @@ record!(
     /// in the body is kept for the content digest of messages without a WhatsApp id.
     Mensagem {
         wid: Leaf = "wid",
+        id: Leaf = "id",
         company_id: Leaf = "companyId",
         ticket_id: Leaf = "ticketId",
         from_me: Leaf = "fromMe",

@@ -9,13 +9,16 @@ use serde::{Deserialize, Serialize};
 mod classify;
 mod error;
 mod fields;
+mod format;
 mod key;
 mod n8n;
 mod node;
 mod offsets;
 mod redact;
 mod scan;
+mod wamid;
 
+pub use format::Format;
 pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
 
 use key::Ids;
@@ -30,15 +33,21 @@ pub enum Kind {
     Media,
     Status,
     Tags,
+    /// Delivery/read acknowledgements of a message.
+    Receipt,
+    /// The WhatsApp session's state.
+    Connection,
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Message,
         Kind::Media,
         Kind::Status,
         Kind::Tags,
+        Kind::Receipt,
+        Kind::Connection,
         Kind::Other,
     ];
 
@@ -48,6 +57,8 @@ impl Kind {
             Kind::Media => "media",
             Kind::Status => "status",
             Kind::Tags => "tags",
+            Kind::Receipt => "receipt",
+            Kind::Connection => "connection",
             Kind::Other => "other",
         }
     }
@@ -97,9 +108,13 @@ pub struct EventMeta {
     pub id: EventId,
     pub kind: Kind,
     pub connection: String,
-    /// The raw `acao` or `action` value.
+    /// The raw `acao` or `action` value; for other senders their type word (`type`, `Type`,
+    /// an envelope's `event`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// The sender's format; `None` in records written before formats were told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,10 +183,16 @@ pub fn parse(
     };
 
     let word = classify::word(root);
+    let format = format::detect(root, word);
     let kind = classify::classify(root, word);
-    let company_id = classify::company_id(root);
-    let ticket_id = classify::ticket_id(root);
-    let from_me = classify::from_me(root);
+    let company_id = classify::company_id(root, format);
+    let ticket_id = classify::ticket_id(root, format, kind);
+    let from_me = classify::from_me(root, format);
+    // SaaS bodies keep their `acao`/`action` alone: it is part of their status keys.
+    let word = match format {
+        Format::WhaticketSaas => word,
+        _ => word.or_else(|| classify::type_word(root)),
+    };
 
     let ids = Ids {
         connection,
@@ -179,8 +200,10 @@ pub fn parse(
         body: &body,
     };
     let key = match kind {
-        Kind::Message => key::message_key(&ids, root, text, ticket_id, from_me),
-        Kind::Status => key::status_key(&ids, root, ticket_id, word),
+        Kind::Message => key::message_key(&ids, root, text, format, ticket_id, from_me),
+        Kind::Status => key::status_key(&ids, root, format, ticket_id, word),
+        Kind::Receipt => key::receipt_key(&ids, root, format),
+        Kind::Connection => key::connection_key(&ids, root),
         Kind::Media => key::media_key(&ids, root, ticket_id),
         Kind::Tags => key::tags_key(&ids, root, ticket_id),
         Kind::Other => None,
@@ -192,6 +215,7 @@ pub fn parse(
         kind,
         connection: connection.to_owned(),
         action: word.map(str::to_owned),
+        format: Some(format),
         company_id,
         ticket_id,
         from_me,

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::event::{self, EventId, Kind, RedactKeys};
+use crate::event::{self, EventId, Format, Kind, RedactKeys};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::Metrics;
@@ -135,7 +135,7 @@ async fn handle(
     let conn_field = if known { connection } else { "<unknown>" };
     let metrics = &ingest.metrics;
     match &result {
-        Ok((outcome, id, kind)) => {
+        Ok((outcome, id, kind, format)) => {
             tracing::info!(
                 connection = conn_field,
                 event_id = %id,
@@ -146,7 +146,10 @@ async fn handle(
                 "webhook"
             );
             match outcome {
-                Appended::Accepted => metrics.accepted(conn_field, *kind, started.elapsed()),
+                Appended::Accepted => {
+                    metrics.accepted(conn_field, *kind, started.elapsed());
+                    metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
+                }
                 Appended::Duplicate => metrics.duplicate(conn_field, *kind),
             }
         }
@@ -155,7 +158,7 @@ async fn handle(
             metrics.rejected(conn_field, err.code());
         }
     }
-    let (outcome, id, kind) = result?;
+    let (outcome, id, kind, _) = result?;
     let response = match outcome {
         Appended::Accepted => HttpResponse::Accepted().json(Accepted {
             status: "accepted",
@@ -191,7 +194,7 @@ async fn accept(
     payload: web::Payload,
     ingest: &Ingest,
     rules: &Rules,
-) -> Result<(Appended, EventId, Kind), IngestError> {
+) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
     let received_at_ms = now_ms();
     let conn = rules
         .connections
@@ -226,13 +229,13 @@ async fn accept(
             return Err(IngestError::CompanyMismatch);
         }
     }
-    let (id, kind) = (event.meta.id, event.meta.kind);
+    let (id, kind, format) = (event.meta.id, event.meta.kind, event.meta.format);
     // Bounded: on a full disk sled's flush can block for good, and a request must not hang with it.
     let outcome = tokio::time::timeout(STORE_TIMEOUT, ingest.store.append(event))
         .await
         .map_err(|_| IngestError::StoreStuck)?
         .map_err(IngestError::from)?;
-    Ok((outcome, id, kind))
+    Ok((outcome, id, kind, format))
 }
 
 fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {

@@ -1,0 +1,322 @@
+//! Other Whaticket-family senders: each fork's shape gets its kind, format and a dedup key that
+//! follows the WhatsApp message id (or ticket, session, ack) whatever the values, wrappers,
+//! timestamp encodings and member casings around it.
+
+use super::{ev, n8n, ok};
+use crate::event::{EventId, Format, Kind};
+
+macro_rules! fork {
+    ($name:literal) => {
+        include_bytes!(concat!("../../../tests/fixtures/forks/", $name, ".json"))
+    };
+}
+
+const FORKS: [(&str, &[u8], Kind, Format); 13] = [
+    (
+        "saas-pair-list",
+        fork!("saas-pair-list"),
+        Kind::Message,
+        Format::WhaticketSaas,
+    ),
+    (
+        "saas-pair-row",
+        fork!("saas-pair-row"),
+        Kind::Message,
+        Format::WhaticketSaas,
+    ),
+    (
+        "n8n-action",
+        fork!("n8n-action"),
+        Kind::Message,
+        Format::WhaticketSaas,
+    ),
+    (
+        "chamado-start",
+        fork!("chamado-start"),
+        Kind::Message,
+        Format::WhaticketSaas,
+    ),
+    (
+        "baileys-raw",
+        fork!("baileys-raw"),
+        Kind::Message,
+        Format::Baileys,
+    ),
+    (
+        "wwebjs-raw",
+        fork!("wwebjs-raw"),
+        Kind::Message,
+        Format::Wwebjs,
+    ),
+    (
+        "izing-message",
+        fork!("izing-message"),
+        Kind::Message,
+        Format::Izing,
+    ),
+    (
+        "izing-ack",
+        fork!("izing-ack"),
+        Kind::Receipt,
+        Format::Izing,
+    ),
+    (
+        "izing-session",
+        fork!("izing-session"),
+        Kind::Connection,
+        Format::Izing,
+    ),
+    (
+        "whazing-closed",
+        fork!("whazing-closed"),
+        Kind::Status,
+        Format::Whazing,
+    ),
+    (
+        "whazing-message",
+        fork!("whazing-message"),
+        Kind::Message,
+        Format::Whazing,
+    ),
+    (
+        "saas-connection",
+        fork!("saas-connection"),
+        Kind::Connection,
+        Format::WhaticketSaas,
+    ),
+    (
+        "envelope-ticket",
+        fork!("envelope-ticket"),
+        Kind::Status,
+        Format::Envelope,
+    ),
+];
+
+fn id(body: &str) -> EventId {
+    ev(body.as_bytes()).meta.id
+}
+
+fn kind(body: &str) -> Kind {
+    ev(body.as_bytes()).meta.kind
+}
+
+fn format(body: &str) -> Option<Format> {
+    ev(body.as_bytes()).meta.format
+}
+
+#[test]
+fn every_fork_fixture_gets_its_kind_and_format_plain_and_n8n_wrapped() {
+    for (name, body, kind, format) in FORKS {
+        for body in [body.to_vec(), n8n(body)] {
+            let meta = ev(&body).meta;
+            assert_eq!(meta.kind, kind, "{name}");
+            assert_eq!(meta.format, Some(format), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_saas_message_row_with_its_whatsapp_id_in_id_is_the_list_message() {
+    let list = ev(fork!("saas-pair-list")).meta;
+    let row = ev(fork!("saas-pair-row")).meta;
+    assert_eq!(list.id, row.id);
+    // A numeric row id is not a WhatsApp id: other rows stay apart.
+    let a = id(
+        r#"{"acao":"start","chamadoId":1,"ticketData":{"updatedAt":"t"},"mensagem":{"id":98211,"body":"a"}}"#,
+    );
+    let b = id(
+        r#"{"acao":"start","chamadoId":1,"ticketData":{"updatedAt":"t"},"mensagem":{"id":98211,"body":"b"}}"#,
+    );
+    assert_ne!(a, b);
+    let small = id(
+        r#"{"acao":"start","mensagem":{"id":"123"},"chamadoId":1,"ticketData":{"updatedAt":"t"}}"#,
+    );
+    let wa = id(r#"{"acao":"start","mensagem":{"wid":"123"}}"#);
+    assert_ne!(small, wa);
+    // Another value: still paired.
+    let row = r#"{"acao":"from_internal","companyId":3,"mensagem":{"id":"BAE5F00D12345678"}}"#;
+    let list = r#"{"acao":"queue_webhook","companyId":3,"mensagem":[{"originalData":{"key":{"id":"BAE5F00D12345678"}}}]}"#;
+    assert_eq!(id(row), id(list));
+}
+
+#[test]
+fn one_message_in_any_senders_format_shares_its_key() {
+    let wa = "3EB0AB12CD34EF560001";
+    let bodies = [
+        format!(
+            r#"{{"acao":"queue_webhook","mensagem":[{{"originalData":{{"key":{{"id":"{wa}"}}}}}}]}}"#
+        ),
+        format!(r#"{{"acao":"from_internal","mensagem":{{"wid":"{wa}"}}}}"#),
+        format!(
+            r#"{{"key":{{"remoteJid":"5511@s.whatsapp.net","fromMe":false,"id":"{wa}"}},"messageTimestamp":1714644000}}"#
+        ),
+        format!(r#"{{"message":{{"key":{{"id":"{wa}"}},"messageTimestamp":"1714644000"}}}}"#),
+        format!(
+            r#"{{"id":{{"fromMe":false,"id":"{wa}","_serialized":"false_5511@c.us_{wa}"}},"body":"x"}}"#
+        ),
+        format!(r#"{{"id":{{"_serialized":"true_5511-99@g.us_{wa}_5522@c.us"}}}}"#),
+        format!(r#"{{"message":{{"id":{{"id":"{wa}"}}}}}}"#),
+        format!(r#"{{"type":"hookMessage","messageId":"{wa}","message":{{"body":"x"}}}}"#),
+        format!(
+            r#"{{"messageId":"{wa}","messageBody":"oi","ticket":{{"id":1}},"whatsapp":{{"id":2}}}}"#
+        ),
+        format!(r#"{{"event":"message.created","payload":{{"id":"{wa}","body":"x"}}}}"#),
+        format!(r#"{{"MessageId":"{wa}","Type":"hookmessage"}}"#),
+    ];
+    let first = id(&bodies[0]);
+    for body in &bodies {
+        assert_eq!(kind(body), Kind::Message, "{body}");
+        assert_eq!(id(body), first, "{body}");
+        assert_eq!(ev(&n8n(body.as_bytes())).meta.id, first, "n8n {body}");
+    }
+    // Another connection or company is another event.
+    assert_ne!(ok("other", bodies[2].as_bytes()).meta.id, first);
+    let other_company = format!(r#"{{"companyId":9,"key":{{"id":"{wa}"}}}}"#);
+    assert_ne!(id(&other_company), first);
+    // Another message id is another event.
+    assert_ne!(id(&bodies[2].replace("0001", "0002")), first);
+}
+
+#[test]
+fn a_replay_with_a_re_encoded_timestamp_is_one_event() {
+    let stamps = [
+        "1714644000",
+        r#""1714644000""#,
+        r#"{"low":1714644000,"high":0,"unsigned":true}"#,
+        r#"{"low":1714644000,"high":0,"unsigned":false}"#,
+    ];
+    let ids: Vec<EventId> = stamps
+        .iter()
+        .map(|t| {
+            id(&format!(
+                r#"{{"key":{{"id":"3EB0FEED00000001"}},"messageTimestamp":{t}}}"#
+            ))
+        })
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]));
+    let sessions: Vec<EventId> = stamps
+        .iter()
+        .map(|t| {
+            id(&format!(
+                r#"{{"type":"hookSessionStatus","status":"CONNECTED","id":2,"timestamp":{t}}}"#
+            ))
+        })
+        .collect();
+    assert!(sessions.iter().all(|i| *i == sessions[0]), "{sessions:?}");
+    let later =
+        id(r#"{"type":"hookSessionStatus","status":"CONNECTED","id":2,"timestamp":1714644001}"#);
+    assert_ne!(later, sessions[0]);
+}
+
+#[test]
+fn a_receipt_is_its_message_and_ack() {
+    let ack = |n: &str| {
+        format!(
+            r#"{{"type":"hookMessageStatus","ack":{n},"messageId":"3EB0BEEF00000001","timestamp":{n}}}"#
+        )
+    };
+    assert_eq!(kind(&ack("2")), Kind::Receipt);
+    assert_ne!(id(&ack("2")), id(&ack("3")));
+    // The same ack again, sent at another time: one event.
+    let again = ack("3").replace(r#""timestamp":3"#, r#""timestamp":99"#);
+    assert_eq!(id(&again), id(&ack("3")));
+    // Not the message's own key.
+    let message = r#"{"type":"hookMessage","messageId":"3EB0BEEF00000001","message":{"body":"x"}}"#;
+    assert_ne!(id(message), id(&ack("3")));
+    // Other spellings of an ack.
+    for body in [
+        r#"{"TYPE":"HookMessageStatus","ack":3,"messageId":"3EB0BEEF00000001"}"#,
+        r#"{"type":"message_ack","ack":3,"id":{"_serialized":"false_55@c.us_3EB0BEEF00000001"}}"#,
+        r#"{"event":"message.ack","payload":{"messageId":"3EB0BEEF00000001","ack":3}}"#,
+        r#"{"ack":3,"messageId":"3EB0BEEF00000001"}"#,
+    ] {
+        assert_eq!(kind(body), Kind::Receipt, "{body}");
+        assert_eq!(id(body), id(&ack("3")), "{body}");
+    }
+}
+
+#[test]
+fn connection_events_follow_session_state_and_time() {
+    let saas =
+        r#"{"whatsappId":2,"companyId":1,"event":"200","status":"connected","channel":"whatsapp"}"#;
+    assert_eq!(kind(saas), Kind::Connection);
+    assert_eq!(format(saas), Some(Format::WhaticketSaas));
+    let izing = r#"{"type":"hookSessionStatus","status":"DISCONNECTED","timestamp":5,"id":2}"#;
+    assert_ne!(id(izing), id(&izing.replace("DISCONNECTED", "CONNECTED")));
+    assert_ne!(id(izing), id(&izing.replace(r#""id":2"#, r#""id":3"#)));
+    assert_eq!(
+        id(izing),
+        id(&izing.replace("DISCONNECTED", "disconnected"))
+    );
+    let envelope = r#"{"event":"session.updated","payload":{"id":2,"status":"qrcode"},"timestamp":"2024-05-02T10:00:00Z"}"#;
+    assert_eq!(kind(envelope), Kind::Connection);
+    assert_eq!(format(envelope), Some(Format::Envelope));
+}
+
+#[test]
+fn ticket_events_of_any_sender_are_status_keyed_by_ticket_event_and_time() {
+    let whazing = |t: &str| {
+        format!(
+            r#"{{"Type":"{t}","ticket":{{"id":42,"status":"open","updatedAt":"2024-05-02T10:00:00Z"}},"whatsapp":{{"id":2}}}}"#
+        )
+    };
+    for t in [
+        "NewTicket",
+        "TransferTicket",
+        "ClosedTicket",
+        "closedticket",
+    ] {
+        assert_eq!(kind(&whazing(t)), Kind::Status, "{t}");
+        assert_eq!(format(&whazing(t)), Some(Format::Whazing), "{t}");
+        assert_eq!(ev(whazing(t).as_bytes()).meta.ticket_id, Some(42));
+    }
+    assert_ne!(id(&whazing("NewTicket")), id(&whazing("ClosedTicket")));
+    assert_eq!(id(&whazing("NewTicket")), id(&whazing("NewTicket")));
+    let envelope = |e: &str, t: &str| {
+        format!(r#"{{"event":"{e}","payload":{{"id":42,"companyId":1}},"timestamp":"{t}"}}"#)
+    };
+    let created = ev(envelope("ticket.created", "a").as_bytes()).meta;
+    assert_eq!(
+        (created.kind, created.ticket_id, created.company_id),
+        (Kind::Status, Some(42), Some(1))
+    );
+    assert_eq!(created.action.as_deref(), Some("ticket.created"));
+    assert_ne!(created.id, id(&envelope("ticket.updated", "a")));
+    assert_ne!(created.id, id(&envelope("ticket.created", "b")));
+    // `chamado` instead of `ticketData`: its updatedAt keys the event.
+    let chamado = |u: &str| format!(r#"{{"acao":"open","chamado":{{"id":42,"updatedAt":"{u}"}}}}"#);
+    let open = ev(chamado("a").as_bytes()).meta;
+    assert_eq!((open.kind, open.ticket_id), (Kind::Status, Some(42)));
+    assert_ne!(open.id, id(&chamado("b")));
+    assert_eq!(
+        open.id,
+        id(&chamado("a").replace(r#""acao""#, r#""x":1,"acao""#))
+    );
+}
+
+#[test]
+fn acao_n8n_is_a_message_and_unknown_shapes_stay_other() {
+    assert_eq!(
+        kind(r#"{"acao":"N8N","mensagem":"oi","chamadoId":1}"#),
+        Kind::Message
+    );
+    for body in [
+        r#"{"type":"somethingElse"}"#,
+        r#"{"event":"invoice.paid","payload":{"id":1}}"#,
+        r#"{"id":5,"body":"x"}"#,
+        r#"{"message":{"text":"x"}}"#,
+    ] {
+        assert_eq!(kind(body), Kind::Other, "{body}");
+    }
+    assert_eq!(format(r#"{"x":1}"#), Some(Format::Unknown));
+}
+
+#[test]
+fn the_whatsapp_web_serialised_form_and_the_bare_id_agree() {
+    use crate::event::wamid::normalise;
+
+    assert_eq!(normalise("true_5511900001111@c.us_3EB0ABC"), "3EB0ABC");
+    assert_eq!(normalise("false_123-456@g.us_3EB0ABC_5511@c.us"), "3EB0ABC");
+    assert_eq!(normalise("3EB0ABC"), "3EB0ABC");
+    assert_eq!(normalise("maybe_x_y"), "maybe_x_y");
+}
