@@ -154,8 +154,9 @@ pub(crate) fn company_id(root: &Root<'_>, format: Format) -> Option<i64> {
     if saas.is_some() || format == Format::WhaticketSaas {
         return saas;
     }
-    None.or_else(|| id(root.ticket.get()?.company_id.scalar()))
-        .or_else(|| id(root.ticket.get()?.company_id.scalar()))
+    root.ticket
+        .get()
+        .and_then(|ticket| id(ticket.company_id.scalar()))
         .or_else(|| id(root.payload.get()?.company_id.scalar()))
 }
 
@@ -187,7 +188,9 @@ pub(crate) fn from_me(root: &Root<'_>, format: Format) -> Option<bool> {
     if saas.is_some() || format == Format::WhaticketSaas {
         return saas;
     }
-    None.or_else(|| flag(root.key.get()?.from_me.scalar()))
+    root.key
+        .get()
+        .and_then(|key| flag(key.from_me.scalar()))
         .or_else(|| flag(root.id.get()?.from_me.scalar()))
         .or_else(|| {
             let message = root.message.get()?;

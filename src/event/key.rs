@@ -22,7 +22,7 @@ pub(crate) struct Ids<'a> {
 }
 
 impl Ids<'_> {
-    fn key(&self, tag: &str, rest: &[&str]) -> EventId {
+    pub(crate) fn key(&self, tag: &str, rest: &[&str]) -> EventId {
         let mut parts = Vec::with_capacity(3 + rest.len());
         parts.extend([tag, self.connection, self.company.as_str()]);
         parts.extend_from_slice(rest);

@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::event::{self, EventId, Format, Kind, RedactKeys};
+use crate::config::{compile_rules, Settings};
+use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::Metrics;
@@ -21,10 +21,21 @@ use crate::store::{Appended, Store};
 /// commit (milliseconds), well within a sender's patience.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A configuration the hot path cannot be prepared from (validated settings never give one).
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("invalid connection secret")]
+    Secret(#[from] SecretError),
+    #[error("invalid classification rule")]
+    Rule(#[from] RuleError),
+}
+
 /// One configured connection, prepared for the hot path.
 struct Connection {
     verifier: Verifier,
     company_id: Option<i64>,
+    /// The connection's own classification rules (compiled once per config).
+    rules: CustomRules,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -35,7 +46,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(settings: &Settings) -> Result<Self, SecretError> {
+    pub fn new(settings: &Settings) -> Result<Self, RulesError> {
         let connections = settings
             .connections
             .iter()
@@ -43,10 +54,11 @@ impl Rules {
                 let conn = Connection {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
+                    rules: compile_rules(&c.rules)?,
                 };
                 Ok((c.name.clone(), conn))
             })
-            .collect::<Result<_, SecretError>>()?;
+            .collect::<Result<_, RulesError>>()?;
         Ok(Self {
             connections,
             redact: RedactKeys::new(&settings.redact.keys),
@@ -66,7 +78,7 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, SecretError> {
+    pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, RulesError> {
         Ok(Self {
             rules: RwLock::new(Arc::new(Rules::new(settings)?)),
             store,
@@ -223,7 +235,7 @@ async fn accept(
         .verify(&presented, &body, SystemTime::now())
         .map_err(|e| IngestError::Unauthorized(Some(e)))?;
 
-    let event = event::parse(connection, body, &rules.redact, received_at_ms)?;
+    let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use lapin::types::AMQPValue;
 use reqwest::StatusCode;
 use serde_json::Value;
+use whaticket_relay::config::RuleSettings;
 use whaticket_relay::event::Kind;
 use whaticket_relay::http::verify::sign_body;
 
@@ -287,4 +288,61 @@ async fn one_message_from_two_forks_or_replayed_is_one_event_over_http() {
     let (status, other) = post(played.into_bytes()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_ne!(other, read);
+}
+
+/// The next fork, without a release: a connection's rules classify its bodies and key them, and
+/// a reload (what SIGHUP does) puts new rules in force or refuses invalid ones naming the key.
+#[tokio::test]
+async fn a_connections_rules_classify_the_next_fork_and_reload_with_the_config() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let body = |id: &str| {
+        format!(r#"{{"evento":"mensagem_recebida","dados":{{"mensagemId":"{id}","texto":"oi"}}}}"#)
+    };
+    let first = app.post_hook(body("3EB0C0FFEE000001")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let answer: Value = first.json().await.expect("JSON answer");
+    assert_eq!(answer["kind"], "other", "no rule yet");
+
+    let mut settings = app.settings.clone();
+    settings.connections[0].rules = vec![RuleSettings {
+        pointer: "/evento".to_owned(),
+        equals: Some("mensagem_recebida".to_owned()),
+        kind: "message".to_owned(),
+        id: Some("/dados/mensagemId".to_owned()),
+        ticket: None,
+        time: None,
+    }];
+    app.reload
+        .apply(settings.clone())
+        .expect("valid rules apply");
+    let response = app.post_hook(body("3EB0C0FFEE000002")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let answer: Value = response.json().await.expect("JSON answer");
+    assert_eq!(answer["kind"], "message");
+    // Keyed by the WhatsApp message id: the same message from a built-in sender is a duplicate.
+    let baileys = app.post_hook(r#"{"key":{"id":"3EB0C0FFEE000002"}}"#).await;
+    assert_eq!(baileys.status(), StatusCode::OK);
+    let delivery = app.take(&app.queue(Kind::Message)).await;
+    assert_eq!(
+        delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        answer["id"].as_str()
+    );
+
+    let mut invalid = settings.clone();
+    invalid.connections[0].rules[0].pointer = "evento".to_owned();
+    let refused = app
+        .reload
+        .apply(invalid)
+        .expect_err("an invalid pointer is refused");
+    let text = whaticket_relay::report::chain(&refused);
+    assert!(text.contains("connections[0].rules[0].pointer"), "{text}");
+    // The rules in force stay.
+    let again = app.post_hook(body("3EB0C0FFEE000003")).await;
+    let answer: Value = again.json().await.expect("JSON answer");
+    assert_eq!(answer["kind"], "message");
 }

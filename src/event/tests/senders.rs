@@ -2,8 +2,12 @@
 //! follows the WhatsApp message id (or ticket, session, ack) whatever the values, wrappers,
 //! timestamp encodings and member casings around it.
 
-use super::{ev, n8n, ok};
-use crate::event::{EventId, Format, Kind};
+use bytes::Bytes;
+
+use super::{ev, n8n, ok, START};
+use crate::event::{
+    parse_with, CustomRules, EventId, EventMeta, Format, Kind, RedactKeys, RuleSpec,
+};
 
 macro_rules! fork {
     ($name:literal) => {
@@ -319,4 +323,129 @@ fn the_whatsapp_web_serialised_form_and_the_bare_id_agree() {
     assert_eq!(normalise("false_123-456@g.us_3EB0ABC_5511@c.us"), "3EB0ABC");
     assert_eq!(normalise("3EB0ABC"), "3EB0ABC");
     assert_eq!(normalise("maybe_x_y"), "maybe_x_y");
+}
+
+fn rules(specs: &[RuleSpec<'_>]) -> CustomRules {
+    match CustomRules::new(specs.iter().copied()) {
+        Ok(rules) => rules,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn with(rules: &CustomRules, body: &str) -> EventMeta {
+    match parse_with(
+        "c",
+        Bytes::copy_from_slice(body.as_bytes()),
+        &RedactKeys::default(),
+        rules,
+        7,
+    ) {
+        Ok(event) => event.meta,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const RULE: RuleSpec<'static> = RuleSpec {
+    pointer: "/evento",
+    equals: Some("mensagem_recebida"),
+    kind: "message",
+    id: Some("/dados/msg~1id"),
+    ticket: Some("/dados/atendimento/0"),
+    time: Some("/quando"),
+};
+
+#[test]
+fn a_connection_rule_decides_kind_and_key_in_the_same_pass() {
+    let rules = rules(&[
+        RULE,
+        RuleSpec {
+            pointer: "/evento",
+            equals: Some("status_atendimento"),
+            kind: "status",
+            id: None,
+            ticket: Some("/dados/atendimento/0"),
+            time: Some("/quando"),
+        },
+    ]);
+    let body = r#"{"evento":"MENSAGEM_RECEBIDA","dados":{"msg/id":"3EB0AB12CD34EF560001","atendimento":[42,7]},"quando":1}"#;
+    let meta = with(&rules, body);
+    assert_eq!((meta.kind, meta.ticket_id), (Kind::Message, Some(42)));
+    // The message id is keyed as every built-in sender's: the same message as raw Baileys.
+    let baileys = ok("c", br#"{"key":{"id":"3EB0AB12CD34EF560001"}}"#).meta;
+    assert_eq!(meta.id, baileys.id);
+    // n8n-wrapped: the pointers are into the inner body.
+    assert_eq!(
+        with(
+            &rules,
+            std::str::from_utf8(&n8n(body.as_bytes())).unwrap_or_default()
+        )
+        .id,
+        meta.id
+    );
+    // The second rule: ticket + time.
+    let status = |t: &str| {
+        with(
+            &rules,
+            &format!(
+                r#"{{"evento":"status_atendimento","dados":{{"atendimento":[42]}},"quando":"{t}"}}"#
+            ),
+        )
+    };
+    assert_eq!(status("a").kind, Kind::Status);
+    assert_eq!(status("a").id, status("a").id);
+    assert_ne!(status("a").id, status("b").id);
+    // No rule matches: the built-in rules decide.
+    let saas = with(&rules, std::str::from_utf8(START).unwrap_or_default());
+    assert_eq!(saas, ok("c", START).meta);
+    // A rule without `equals` matches any value but null.
+    let any = CustomRules::new([RuleSpec {
+        equals: None,
+        ..RULE
+    }])
+    .expect("valid");
+    assert_eq!(with(&any, r#"{"evento":5}"#).kind, Kind::Message);
+    assert_eq!(with(&any, r#"{"evento":null}"#).kind, Kind::Other);
+}
+
+#[test]
+fn rule_pointers_follow_rfc_6901() {
+    use crate::event::{pointer_tokens, RuleError};
+    assert_eq!(pointer_tokens("").unwrap_or_default(), Vec::<String>::new());
+    assert_eq!(
+        pointer_tokens("/a~1b/~0c/0").unwrap_or_default(),
+        ["a/b", "~c", "0"]
+    );
+    assert_eq!(pointer_tokens("a"), Err(RuleError::PointerStart));
+    assert_eq!(pointer_tokens("/a~2"), Err(RuleError::PointerEscape));
+    assert!(matches!(
+        CustomRules::new([RuleSpec {
+            kind: "ticket",
+            ..RULE
+        }]),
+        Err(RuleError::UnknownKind(_))
+    ));
+    // `01` is not an index; a member named `body` of a plain body is walked like any other.
+    let rules = rules(&[RuleSpec {
+        pointer: "/body/x/01",
+        equals: None,
+        kind: "receipt",
+        id: None,
+        ticket: None,
+        time: None,
+    }]);
+    assert_eq!(with(&rules, r#"{"body":{"x":[1,2]}}"#).kind, Kind::Other);
+    let rules = rules_of("/body/x/1");
+    assert_eq!(with(&rules, r#"{"body":{"x":[1,2]}}"#).kind, Kind::Receipt);
+    assert_eq!(with(&rules, r#"{"body":{"x":[1,null]}}"#).kind, Kind::Other);
+}
+
+fn rules_of(pointer: &'static str) -> CustomRules {
+    rules(&[RuleSpec {
+        pointer,
+        equals: None,
+        kind: "receipt",
+        id: None,
+        ticket: None,
+        time: None,
+    }])
 }
