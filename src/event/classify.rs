@@ -151,13 +151,19 @@ pub(crate) fn company_id(root: &Root<'_>, format: Format) -> Option<i64> {
             (*list.shape() == Scalar::Array).then_some(list.company_id)?
         })
         .or_else(|| id(root.chamado.get()?.company_id.scalar()));
+    saas_first(saas, format, || {
+        (root.ticket.get().and_then(|t| id(t.company_id.scalar())))
+            .or_else(|| id(root.payload.get()?.company_id.scalar()))
+    })
+}
+
+/// What the SaaS places gave; the other senders' places only outside the SaaS format, so a SaaS
+/// key never starts depending on a member it never read.
+fn saas_first<T>(saas: Option<T>, format: Format, others: impl FnOnce() -> Option<T>) -> Option<T> {
     if saas.is_some() || format == Format::WhaticketSaas {
         return saas;
     }
-    root.ticket
-        .get()
-        .and_then(|ticket| id(ticket.company_id.scalar()))
-        .or_else(|| id(root.payload.get()?.company_id.scalar()))
+    others()
 }
 
 /// Without a SaaS ticket id, the other senders' places count only outside the SaaS format: a
@@ -185,18 +191,15 @@ pub(crate) fn from_me(root: &Root<'_>, format: Format) -> Option<bool> {
     let saas = flag(root.from_me.scalar())
         .or_else(|| flag(root.mensagem.get()?.from_me.scalar()))
         .or_else(|| root.mensagem.get()?.first_from_me);
-    if saas.is_some() || format == Format::WhaticketSaas {
-        return saas;
-    }
-    root.key
-        .get()
-        .and_then(|key| flag(key.from_me.scalar()))
-        .or_else(|| flag(root.id.get()?.from_me.scalar()))
-        .or_else(|| {
-            let message = root.message.get()?;
-            flag(message.from_me.scalar())
-                .or_else(|| flag(message.key.get()?.from_me.scalar()))
-                .or_else(|| flag(message.id.get()?.from_me.scalar()))
-        })
-        .or_else(|| flag(root.payload.get()?.from_me.scalar()))
+    saas_first(saas, format, || {
+        (root.key.get().and_then(|k| flag(k.from_me.scalar())))
+            .or_else(|| flag(root.id.get()?.from_me.scalar()))
+            .or_else(|| {
+                let message = root.message.get()?;
+                flag(message.from_me.scalar())
+                    .or_else(|| flag(message.key.get()?.from_me.scalar()))
+                    .or_else(|| flag(message.id.get()?.from_me.scalar()))
+            })
+            .or_else(|| flag(root.payload.get()?.from_me.scalar()))
+    })
 }

@@ -120,6 +120,28 @@ fn every_fork_fixture_gets_its_kind_and_format_plain_and_n8n_wrapped() {
 }
 
 #[test]
+fn other_senders_ids_and_flags_are_found_where_they_put_them() {
+    let izing = ev(fork!("izing-message")).meta;
+    assert_eq!((izing.ticket_id, izing.from_me), (Some(77), Some(false)));
+    let baileys = ev(fork!("baileys-raw")).meta;
+    assert_eq!((baileys.company_id, baileys.from_me), (None, Some(false)));
+    let wwebjs = ev(br#"{"id":{"fromMe":true,"id":"3EB0CAFE00000001"}}"#).meta;
+    assert_eq!(wwebjs.from_me, Some(true));
+    let whazing = ev(fork!("whazing-closed")).meta;
+    assert_eq!(
+        (whazing.ticket_id, whazing.action.as_deref()),
+        (Some(42), Some("ClosedTicket"))
+    );
+    let envelope = ev(fork!("envelope-ticket")).meta;
+    assert_eq!(
+        (envelope.company_id, envelope.ticket_id),
+        (Some(1), Some(42))
+    );
+    let in_ticket = ev(br#"{"Type":"NewTicket","ticket":{"id":5,"companyId":3}}"#).meta;
+    assert_eq!(in_ticket.company_id, Some(3));
+}
+
+#[test]
 fn the_saas_message_row_with_its_whatsapp_id_in_id_is_the_list_message() {
     let list = ev(fork!("saas-pair-list")).meta;
     let row = ev(fork!("saas-pair-row")).meta;
