@@ -79,6 +79,17 @@ impl<'de> Slot<'de, Leaf<'de>> {
     }
 }
 
+/// A member name's length and ASCII-lowercased first byte (0 for the empty name).
+const fn sketch(name: &str) -> (usize, u8) {
+    let bytes = name.as_bytes();
+    let first = if bytes.is_empty() {
+        0
+    } else {
+        bytes[0].to_ascii_lowercase()
+    };
+    (bytes.len(), first)
+}
+
 /// Declares a record of named members: its fields, the member names the body spells them with,
 /// and optionally fields of its own that its [`Node`] impl fills.
 macro_rules! record {
@@ -96,8 +107,13 @@ macro_rules! record {
             // A record without members (a list) never offers one.
             #[allow(unused_variables, dead_code)]
             fn offer(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
-                $(if let Some(record) = self.$field.offer($key, key) {
-                    return Visit::Into(record);
+                // Both spellings a slot takes have its name's length and first letter (ASCII
+                // case aside): one comparison of constants rules out most fields of a big record.
+                let seen = sketch(&key.text);
+                $(if seen == { const NAME: (usize, u8) = sketch($key); NAME } {
+                    if let Some(record) = self.$field.offer($key, key) {
+                        return Visit::Into(record);
+                    }
                 })*
                 Visit::Skip
             }
