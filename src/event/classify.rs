@@ -98,10 +98,9 @@ fn shape_kind(root: &Root<'_>) -> Kind {
     {
         return Kind::Connection;
     }
-    let message = root.message.get();
     let has_id = super::wamid::message_id(root, Format::Unknown).is_some();
     let has_content = present(root.message_body.scalar())
-        || message.is_some()
+        || root.wrapped().next().is_some()
         || root.key.get().is_some()
         || root
             .id
@@ -195,10 +194,11 @@ pub(crate) fn from_me(root: &Root<'_>, format: Format) -> Option<bool> {
         (root.key.get().and_then(|k| flag(k.from_me.scalar())))
             .or_else(|| flag(root.id.get()?.from_me.scalar()))
             .or_else(|| {
-                let message = root.message.get()?;
-                flag(message.from_me.scalar())
-                    .or_else(|| flag(message.key.get()?.from_me.scalar()))
-                    .or_else(|| flag(message.id.get()?.from_me.scalar()))
+                root.wrapped().find_map(|m| {
+                    flag(m.from_me.scalar())
+                        .or_else(|| flag(m.key.get()?.from_me.scalar()))
+                        .or_else(|| flag(m.id.get()?.from_me.scalar()))
+                })
             })
             .or_else(|| flag(root.payload.get()?.from_me.scalar()))
     })

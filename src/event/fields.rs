@@ -175,6 +175,8 @@ plain_record!(
         key: BaileysKey = "key",
         id: WaId = "id",
         message: Message = "message",
+        data: Message = "data",
+        messages: MessageList = "messages",
         chamado: TicketData = "chamado",
         ticket: TicketData = "ticket",
         whatsapp: TicketData = "whatsapp",
@@ -192,6 +194,43 @@ plain_record!(
         ack: Leaf = "ack",
     }
 );
+
+record!(
+    /// Baileys' `messages.upsert` list: its first message is the event's.
+    MessageList {}
+    extra {
+        first: Message<'de>,
+    }
+);
+
+impl<'de> Node<'de> for MessageList<'de> {
+    fn value(&mut self, value: Scalar<'de>) {
+        self.shape = value;
+    }
+
+    fn item(&mut self, index: usize) -> Visit<'_, 'de> {
+        if index == 0 {
+            return Visit::Into(&mut self.first);
+        }
+        Visit::Skip
+    }
+}
+
+impl<'de> Root<'de> {
+    /// The messages a sender wraps the event's message in: `message` (Baileys, whatsapp-web.js,
+    /// Izing), `data` (Baileys-based gateways), the first of `messages` (Baileys upsert).
+    pub fn wrapped(&self) -> impl Iterator<Item = &Message<'de>> {
+        let first = self
+            .messages
+            .get()
+            .filter(|list| *list.shape() == Scalar::Array)
+            .map(|list| &list.first);
+        [self.message.get(), self.data.get(), first]
+            .into_iter()
+            .flatten()
+            .filter(|m| *m.shape() == Scalar::Object)
+    }
+}
 
 plain_record!(
     /// whatsapp-web.js's message id `{fromMe, remote, id, _serialized}`, or a scalar row id

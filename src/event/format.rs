@@ -87,17 +87,16 @@ pub(crate) fn detect(root: &Root<'_>, word: Option<&str>) -> Format {
     if present(root.message_body.scalar()) || (kind.is_some() && ticket_or_whatsapp) {
         return Format::Whazing;
     }
-    let message = root.message.get();
     let wwebjs_id = |id: Option<&super::fields::WaId<'_>>| {
         id.is_some_and(|id| *id.shape() == Scalar::Object && id.message_id().is_some())
     };
-    if wwebjs_id(root.id.get()) || wwebjs_id(message.and_then(|m| m.id.get())) {
+    if wwebjs_id(root.id.get()) || root.wrapped().any(|m| wwebjs_id(m.id.get())) {
         return Format::Wwebjs;
     }
     let baileys_key = |key: Option<&super::fields::BaileysKey<'_>>| {
         key.is_some_and(|k| present(k.id.scalar()) || present(k.remote_jid.scalar()))
     };
-    if baileys_key(root.key.get()) || baileys_key(message.and_then(|m| m.key.get())) {
+    if baileys_key(root.key.get()) || root.wrapped().any(|m| baileys_key(m.key.get())) {
         return Format::Baileys;
     }
     if present(root.whatsapp_id.scalar())

@@ -35,13 +35,16 @@ pub(crate) fn message_id<'r>(root: &'r Root<'_>, format: Format) -> Option<Cow<'
         let id = id?;
         (*id.shape() == Scalar::Object).then(|| id.message_id())?
     };
-    let message = root.message.get();
     let found = key_id(root.key.get())
-        .or_else(|| key_id(message.and_then(|m| m.key.get())))
         .or_else(|| wa_id(root.id.get()))
-        .or_else(|| wa_id(message.and_then(|m| m.id.get())))
         .or_else(|| root.message_id.scalar().and_then(Scalar::text))
-        .or_else(|| message?.message_id.scalar().and_then(Scalar::text))
+        .or_else(|| {
+            root.wrapped().find_map(|m| {
+                key_id(m.key.get())
+                    .or_else(|| wa_id(m.id.get()))
+                    .or_else(|| m.message_id.scalar().and_then(Scalar::text))
+            })
+        })
         .or_else(|| {
             let payload = root.payload.get()?;
             key_id(payload.key.get())

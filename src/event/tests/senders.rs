@@ -188,8 +188,16 @@ fn one_message_in_any_senders_format_shares_its_key() {
         ),
         format!(r#"{{"event":"message.created","payload":{{"id":"{wa}","body":"x"}}}}"#),
         format!(r#"{{"MessageId":"{wa}","Type":"hookmessage"}}"#),
+        format!(
+            r#"{{"type":"notify","messages":[{{"key":{{"id":"{wa}","fromMe":false}},"message":{{"conversation":"x"}}}},{{"key":{{"id":"OTHER"}}}}]}}"#
+        ),
+        format!(
+            r#"{{"event":"messages.upsert","data":{{"key":{{"remoteJid":"55@s.whatsapp.net","id":"{wa}"}}}}}}"#
+        ),
     ];
     let first = id(&bodies[0]);
+    assert_eq!(format(&bodies[11]), Some(Format::Baileys));
+    assert_eq!(format(&bodies[12]), Some(Format::Baileys));
     for body in &bodies {
         assert_eq!(kind(body), Kind::Message, "{body}");
         assert_eq!(id(body), first, "{body}");
