@@ -174,8 +174,13 @@ struct Walk<'s, 'n, 'de, 'k> {
 }
 
 impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
+    /// Whether this value is on some rule's path (never, for a connection without rules).
+    fn on_path(&self) -> bool {
+        self.at[0].is_some() || self.at[1].is_some()
+    }
+
     fn scalar<E>(mut self, value: impl FnOnce() -> Scalar<'de>) -> Result<(), E> {
-        let wanted = self.at.iter().flatten().any(|t| !t.targets().is_empty());
+        let wanted = self.on_path() && self.at.iter().flatten().any(|t| !t.targets().is_empty());
         if self.node.is_none() && !wanted {
             return Ok(());
         }
@@ -193,7 +198,9 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         if self.depth + 1 >= MAX_LEVEL {
             return Err(E::custom("recursion limit exceeded"));
         }
-        self.scan.capture(self.at, &shape);
+        if self.on_path() {
+            self.scan.capture(self.at, &shape);
+        }
         if let Some(node) = self.node.as_deref_mut() {
             node.value(shape);
         }
@@ -202,6 +209,9 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
 
     /// The rule paths' positions at a member of this object.
     fn at_member(&self, name: &str) -> At<'k> {
+        if !self.on_path() {
+            return [None, None];
+        }
         self.at.map(|t| t.and_then(|t| t.member(name)))
     }
 
@@ -384,7 +394,10 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
                 Visit::Into(child) | Visit::Apart(child) => Some(child),
                 Visit::Skip => None,
             };
-            let at = self.at.map(|t| t.and_then(|t| t.item(index)));
+            let at = match self.at {
+                [None, None] => [None, None],
+                at => at.map(|t| t.and_then(|t| t.item(index))),
+            };
             let seed = Walk::child(self.scan, child, depth, self.redact, at);
             if seq.next_element_seed(seed)?.is_none() {
                 break;
