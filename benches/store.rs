@@ -84,6 +84,7 @@ fn event(n: u64, body_len: usize) -> Event {
             kind: Kind::Message,
             connection: "bench".to_owned(),
             action: Some("start".to_owned()),
+            format: None,
             company_id: Some(1),
             ticket_id: Some((n % 997) as i64),
             from_me: Some(false),

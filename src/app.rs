@@ -9,7 +9,6 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SecretError;
 use crate::config::Settings;
 use crate::http;
 use crate::http::ingest::{self, Ingest};
@@ -38,8 +37,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid connection secret")]
-    Secret(#[from] SecretError),
+    #[error("invalid connection secret or rule")]
+    Rules(#[from] ingest::RulesError),
     #[error("cannot use the inherited listening socket")]
     Inherit(#[from] InheritError),
 }

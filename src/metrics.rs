@@ -12,7 +12,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::event::Kind;
+use crate::event::{Format, Kind};
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
 const ACCEPT_BUCKETS: &[f64] = &[
@@ -37,6 +37,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     accepted: IntCounterVec,
+    by_format: IntCounterVec,
     duplicate: IntCounterVec,
     rejected: IntCounterVec,
     accept_latency: Histogram,
@@ -122,6 +123,12 @@ impl Metrics {
                 "Events stored and answered 202",
                 &["connection", "kind"],
             ),
+            by_format: counter_vec(
+                &r,
+                "relay_events_by_format_total",
+                "Events stored, by the sender's format",
+                &["connection", "format"],
+            ),
             duplicate: counter_vec(
                 &r,
                 "relay_events_duplicate_total",
@@ -204,6 +211,14 @@ impl Metrics {
             .with_label_values(&[connection, kind.as_str()])
             .inc();
         self.inner.accept_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Which Whaticket-family senders post to a connection (accepted events only).
+    pub fn by_format(&self, connection: &str, format: Format) {
+        self.inner
+            .by_format
+            .with_label_values(&[connection, format.as_str()])
+            .inc();
     }
 
     pub fn duplicate(&self, connection: &str, kind: Kind) {

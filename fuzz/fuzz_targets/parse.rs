@@ -1,11 +1,14 @@
 //! Fuzzes the hot path: parse → classify → dedup key → redaction, on arbitrary bytes, and holds
-//! the one-pass parser to the `Value`-tree parser it replaced (same event, bytes and error).
+//! the one-pass parser to the `Value`-tree parser it replaced on the SaaS shapes that parser knew
+//! (same event, bytes and error); on the other senders' shapes (issue #11) it holds the relayed
+//! bytes and errors to it and checks properties; a connection's rules (followed in the same
+//! pass) never change the bytes relayed or whether a body is accepted.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use whaticket_relay::event::{self, RedactKeys};
+use whaticket_relay::event::{self, CustomRules, Format, Kind, RedactKeys, RuleSpec};
 
 #[path = "../../tests/api/oracle.rs"]
 mod oracle;
@@ -33,10 +36,41 @@ fuzz_target!(|data: &[u8]| {
     let keys = RedactKeys::new(KEYS);
     let parsed = event::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1);
     let reference = oracle::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1);
-    assert_eq!(parsed, reference, "one pass and Value tree disagree");
-    let Ok(first) = parsed else {
-        return;
+    let (first, old) = match (parsed, reference) {
+        (Ok(new), Ok(old)) => (new, old),
+        (new, old) => {
+            assert_eq!(new, old, "one pass and Value tree disagree on an error");
+            return;
+        }
     };
+    assert_eq!(first.body, old.body, "one pass and Value tree relay other bytes");
+    let format = first.meta.format;
+    assert!(format.is_some(), "a new event always has a format");
+    let lower = String::from_utf8_lossy(data).to_ascii_lowercase();
+    // Deliberate SaaS changes of issue #11: a WhatsApp id in `mensagem.id`, `chamado`, acao n8n.
+    let n8n_word = old.meta.action.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("n8n"));
+    let deliberate = lower.contains("mensagem") && lower.contains("\"id\"")
+        || lower.contains("chamado\"")
+        || n8n_word;
+    let newly_classified = old.meta.kind == Kind::Other && first.meta.kind != Kind::Other;
+    if format == Some(Format::WhaticketSaas) && !deliberate && !newly_classified {
+        let mut new = first.meta.clone();
+        new.format = None;
+        assert_eq!(new, old.meta, "one pass and Value tree disagree on a SaaS shape");
+    } else if format == Some(Format::WhaticketSaas) && old.meta.kind != Kind::Other {
+        assert_eq!(first.meta.kind, old.meta.kind, "a SaaS kind changed");
+    }
+    let elsewhere = event::parse("elsewhere", Bytes::copy_from_slice(data), &keys, 1)
+        .expect("parses on another connection");
+    assert_ne!(elsewhere.meta.id, first.meta.id, "two connections share an id");
+    let rules = CustomRules::new([
+        RuleSpec { pointer: "/type", equals: None, kind: "receipt", id: Some("/id"), ticket: Some("/ticket/id"), time: Some("/timestamp") },
+        RuleSpec { pointer: "/body/0/x~1y", equals: Some("a"), kind: "connection", id: None, ticket: None, time: None },
+    ])
+    .expect("valid rules");
+    let ruled = event::parse_with("fuzz", Bytes::copy_from_slice(data), &keys, &rules, 1)
+        .expect("rules never refuse a body");
+    assert_eq!(ruled.body, first.body, "rules never change the relayed bytes");
     let relayed: Value = serde_json::from_slice(&first.body).expect("a relayed body is valid JSON");
     assert!(relayed.is_object(), "a relayed body is an object");
     assert_redacted(&relayed, &keys);

@@ -9,7 +9,9 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod rules;
 mod secret;
+pub use rules::{compile as compile_rules, RuleSettings};
 pub use secret::{decode_secret, AmqpUrl, Secret, SecretError};
 
 /// The file used when no `--config` is given (relative to the working directory).
@@ -136,6 +138,10 @@ pub struct ConnectionSettings {
     pub hmac_secrets: Vec<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i64>,
+    /// Classification rules for a sender the relay does not know yet; checked before the
+    /// built-in ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSettings>,
 }
 
 /// `config/default.toml`, built in: the bottom layer, so every key has a default even when the
@@ -419,6 +425,7 @@ impl Settings {
                     ));
                 }
             }
+            rules::validate(i, &conn.rules)?;
         }
         Ok(())
     }
@@ -526,6 +533,22 @@ mod tests {
                 "connections[1].name",
             ),
             ("[amqp]\nurl = \"http://x\"\n", "amqp.url"),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"message\"\n[[connections.rules]]\npointer = \"evento\"\nkind = \"message\"\n",
+                "connections[0].rules[1].pointer",
+            ),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"ticket\"\n",
+                "connections[0].rules[0].kind",
+            ),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"status\"\ntime = \"/a~2\"\n",
+                "connections[0].rules[0].time",
+            ),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"status\"\nwhen = \"x\"\n",
+                "when",
+            ),
             ("[server]\nunknown_key = 1\n", "unknown_key"),
         ];
         for (text, key) in cases {

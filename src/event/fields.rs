@@ -79,6 +79,17 @@ impl<'de> Slot<'de, Leaf<'de>> {
     }
 }
 
+/// A member name's length and ASCII-lowercased first byte (0 for the empty name).
+const fn sketch(name: &str) -> (usize, u8) {
+    let bytes = name.as_bytes();
+    let first = if bytes.is_empty() {
+        0
+    } else {
+        bytes[0].to_ascii_lowercase()
+    };
+    (bytes.len(), first)
+}
+
 /// Declares a record of named members: its fields, the member names the body spells them with,
 /// and optionally fields of its own that its [`Node`] impl fills.
 macro_rules! record {
@@ -96,8 +107,13 @@ macro_rules! record {
             // A record without members (a list) never offers one.
             #[allow(unused_variables, dead_code)]
             fn offer(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
-                $(if let Some(record) = self.$field.offer($key, key) {
-                    return Visit::Into(record);
+                // Both spellings a slot takes have its name's length and first letter (ASCII
+                // case aside): one comparison of constants rules out most fields of a big record.
+                let seen = sketch(&key.text);
+                $(if seen == { const NAME: (usize, u8) = sketch($key); NAME } {
+                    if let Some(record) = self.$field.offer($key, key) {
+                        return Visit::Into(record);
+                    }
                 })*
                 Visit::Skip
             }
@@ -145,8 +161,140 @@ plain_record!(
         ticket_data: TicketData = "ticketData",
         mensagem: Mensagem = "mensagem",
         tags: Tags = "tags",
+        // Members other Whaticket-family senders use (Izing, Whazing, Baileys, whatsapp-web.js,
+        // the event envelope, the SaaS connection webhook).
+        kind: Leaf = "type",
+        event: Leaf = "event",
+        status: Leaf = "status",
+        ack: Leaf = "ack",
+        message_id: Leaf = "messageId",
+        whatsapp_id: Leaf = "whatsappId",
+        ticket_id: Leaf = "ticketId",
+        message_body: Leaf = "messageBody",
+        timestamp: Stamp = "timestamp",
+        key: BaileysKey = "key",
+        id: WaId = "id",
+        message: Message = "message",
+        data: Message = "data",
+        messages: MessageList = "messages",
+        chamado: TicketData = "chamado",
+        ticket: TicketData = "ticket",
+        whatsapp: TicketData = "whatsapp",
+        payload: Payload = "payload",
     }
 );
+
+plain_record!(
+    /// A message under `message`: a raw Baileys or whatsapp-web.js message, or Izing's summary.
+    Message {
+        key: BaileysKey = "key",
+        id: WaId = "id",
+        from_me: Leaf = "fromMe",
+        message_id: Leaf = "messageId",
+        ack: Leaf = "ack",
+    }
+);
+
+record!(
+    /// Baileys' `messages.upsert` list: its first message is the event's.
+    MessageList {}
+    extra {
+        first: Message<'de>,
+    }
+);
+
+impl<'de> Node<'de> for MessageList<'de> {
+    fn value(&mut self, value: Scalar<'de>) {
+        self.shape = value;
+    }
+
+    fn item(&mut self, index: usize) -> Visit<'_, 'de> {
+        if index == 0 {
+            return Visit::Into(&mut self.first);
+        }
+        Visit::Skip
+    }
+}
+
+impl<'de> Root<'de> {
+    /// The messages a sender wraps the event's message in: `message` (Baileys, whatsapp-web.js,
+    /// Izing), `data` (Baileys-based gateways), the first of `messages` (Baileys upsert).
+    pub fn wrapped(&self) -> impl Iterator<Item = &Message<'de>> {
+        let first = self
+            .messages
+            .get()
+            .filter(|list| *list.shape() == Scalar::Array)
+            .map(|list| &list.first);
+        [self.message.get(), self.data.get(), first]
+            .into_iter()
+            .flatten()
+            .filter(|m| *m.shape() == Scalar::Object)
+    }
+}
+
+plain_record!(
+    /// whatsapp-web.js's message id `{fromMe, remote, id, _serialized}`, or a scalar row id
+    /// (kept in the shape).
+    WaId {
+        serialized: Leaf = "_serialized",
+        id: Leaf = "id",
+        from_me: Leaf = "fromMe",
+    }
+);
+
+impl<'de> WaId<'de> {
+    /// The WhatsApp message id it carries, in whichever form.
+    pub fn message_id(&self) -> Option<Cow<'de, str>> {
+        self.serialized
+            .scalar()
+            .and_then(Scalar::text)
+            .or_else(|| self.id.scalar().and_then(Scalar::text))
+    }
+}
+
+plain_record!(
+    /// The event envelope's `payload`: a ticket, a message or a session.
+    Payload {
+        id: Leaf = "id",
+        status: Leaf = "status",
+        ack: Leaf = "ack",
+        company_id: Leaf = "companyId",
+        ticket_id: Leaf = "ticketId",
+        whatsapp_id: Leaf = "whatsappId",
+        message_id: Leaf = "messageId",
+        updated_at: Leaf = "updatedAt",
+        from_me: Leaf = "fromMe",
+        key: BaileysKey = "key",
+    }
+);
+
+plain_record!(
+    /// A time as a number, a numeric or ISO-8601 string, or protobuf's Long `{low, high}`.
+    Stamp {
+        low: Leaf = "low",
+        high: Leaf = "high",
+    }
+);
+
+impl Stamp<'_> {
+    /// One spelling per instant whatever the encoding: integers as decimal digits.
+    pub fn text(&self) -> Option<String> {
+        match self.shape() {
+            Scalar::Object => {
+                let low = self.low.scalar()?.as_id()?;
+                let high = self.high.scalar().and_then(Scalar::as_id).unwrap_or(0);
+                // Long keeps each half as a signed 32-bit value.
+                let value = (high << 32) | i64::from(low as u32);
+                Some(value.to_string())
+            }
+            Scalar::Str(s) if s.trim().is_empty() => None,
+            scalar => scalar
+                .as_id()
+                .map(|n| n.to_string())
+                .or_else(|| scalar.text().map(|t| t.into_owned())),
+        }
+    }
+}
 
 plain_record!(
     /// The ticket as Whaticket sends it with messages and status changes.
@@ -186,6 +334,7 @@ plain_record!(OriginalData {
 plain_record!(BaileysKey {
     id: Leaf = "id",
     from_me: Leaf = "fromMe",
+    remote_jid: Leaf = "remoteJid",
 });
 
 record!(
@@ -193,6 +342,7 @@ record!(
     /// in the body is kept for the content digest of messages without a WhatsApp id.
     Mensagem {
         wid: Leaf = "wid",
+        id: Leaf = "id",
         company_id: Leaf = "companyId",
         ticket_id: Leaf = "ticketId",
         from_me: Leaf = "fromMe",

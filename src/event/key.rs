@@ -9,8 +9,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::fields::Root;
+use super::format::Format;
 use super::node::Scalar;
-use super::EventId;
+use super::{wamid, EventId};
 
 /// The parts every dedup key shares, so two connections or two companies never collide.
 pub(crate) struct Ids<'a> {
@@ -21,7 +22,7 @@ pub(crate) struct Ids<'a> {
 }
 
 impl Ids<'_> {
-    fn key(&self, tag: &str, rest: &[&str]) -> EventId {
+    pub(crate) fn key(&self, tag: &str, rest: &[&str]) -> EventId {
         let mut parts = Vec::with_capacity(3 + rest.len());
         parts.extend([tag, self.connection, self.company.as_str()]);
         parts.extend_from_slice(rest);
@@ -56,19 +57,16 @@ pub(crate) fn message_key(
     ids: &Ids<'_>,
     root: &Root<'_>,
     text: &str,
+    format: Format,
     ticket_id: Option<i64>,
     from_me: Option<bool>,
 ) -> Option<EventId> {
-    let mensagem = root.mensagem.get();
-    if let Some(wid) = mensagem.and_then(|m| match m.shape() {
-        Scalar::Object => m.wid.scalar().and_then(Scalar::text),
-        Scalar::Array => m.key_id.clone(),
-        _ => None,
-    }) {
+    if let Some(wid) = wamid::message_id(root, format) {
         return Some(ids.key("msg-wid", &[&wid]));
     }
+    let mensagem = root.mensagem.get();
     let ticket = ticket_id?.to_string();
-    let updated = ticket_updated_at(root)?;
+    let updated = ticket_updated_at(root, format)?;
     let content = match mensagem {
         None => "none".to_owned(),
         Some(m) => canonical_digest(text, m.start?)?,
@@ -77,15 +75,62 @@ pub(crate) fn message_key(
     Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
 }
 
+/// Ticket + lifecycle word + time: the same change sent twice is one event, the next change of
+/// the same ticket another.
 pub(crate) fn status_key(
     ids: &Ids<'_>,
     root: &Root<'_>,
+    format: Format,
     ticket_id: Option<i64>,
     word: Option<&str>,
 ) -> Option<EventId> {
     let ticket = ticket_id?.to_string();
-    let updated = ticket_updated_at(root)?;
+    let updated = ticket_updated_at(root, format)?;
     Some(ids.key("status", &[&ticket, word.unwrap_or_default(), &updated]))
+}
+
+/// A receipt is one ack of one message: the same ack twice is one event, the next ack another.
+pub(crate) fn receipt_key(ids: &Ids<'_>, root: &Root<'_>, format: Format) -> Option<EventId> {
+    let message = wamid::message_id(root, format)?;
+    let ack = root
+        .ack
+        .scalar()
+        .or_else(|| root.message.get()?.ack.scalar())
+        .or_else(|| root.payload.get()?.ack.scalar())
+        .or_else(|| root.payload.get()?.status.scalar())
+        .or_else(|| root.status.scalar())
+        .and_then(Scalar::text)?;
+    Some(ids.key("receipt", &[&message, &ack.to_ascii_lowercase()]))
+}
+
+/// The WhatsApp session's state at a time: which session (the sender's connection id), which
+/// state, when. Without a time only byte-identical bodies merge.
+pub(crate) fn connection_key(ids: &Ids<'_>, root: &Root<'_>) -> Option<EventId> {
+    let payload = root.payload.get();
+    let session = root
+        .whatsapp_id
+        .scalar()
+        .or_else(|| root.whatsapp.get()?.id.scalar())
+        .or_else(|| payload?.whatsapp_id.scalar())
+        .or_else(|| payload?.id.scalar())
+        .or_else(|| root.id.get().map(|id| id.shape()))
+        .and_then(Scalar::text)
+        .unwrap_or_default();
+    let state = root
+        .status
+        .scalar()
+        .or_else(|| payload?.status.scalar())
+        .or_else(|| root.event.scalar())
+        .and_then(Scalar::text)?;
+    let time = root
+        .timestamp
+        .get()
+        .and_then(|t| t.text())
+        .or_else(|| payload?.updated_at.scalar()?.text().map(Cow::into_owned))?;
+    Some(ids.key(
+        "connection",
+        &[&session, &state.to_ascii_lowercase(), &time],
+    ))
 }
 
 /// `mediaName` is a millisecond timestamp per company folder, unique enough on its own.
@@ -116,8 +161,20 @@ pub(crate) fn tags_key(ids: &Ids<'_>, root: &Root<'_>, ticket_id: Option<i64>) -
     Some(ids.key("tags", &[&ticket, &tag_ids, latest]))
 }
 
-fn ticket_updated_at<'r>(root: &'r Root<'_>) -> Option<Cow<'r, str>> {
-    root.ticket_data.get()?.updated_at.scalar()?.text()
+/// `ticketData.updatedAt`, or `chamado.updatedAt` where a fork sends `chamado`; outside the SaaS
+/// format also the Whazing ticket's, the envelope payload's, or the event's own time.
+fn ticket_updated_at<'r>(root: &'r Root<'_>, format: Format) -> Option<Cow<'r, str>> {
+    let of = |t: Option<&'r super::fields::TicketData<'_>>| t?.updated_at.scalar()?.text();
+    of(root.ticket_data.get())
+        .or_else(|| of(root.chamado.get()))
+        .or_else(|| {
+            if format == Format::WhaticketSaas {
+                return None;
+            }
+            of(root.ticket.get())
+                .or_else(|| root.payload.get()?.updated_at.scalar()?.text())
+                .or_else(|| root.timestamp.get()?.text().map(Cow::Owned))
+        })
 }
 
 /// SHA-256 over a key-sorted serialization of the value starting at byte `start` of `text`.

@@ -7,15 +7,20 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 mod classify;
+mod custom;
 mod error;
 mod fields;
+mod format;
 mod key;
 mod n8n;
 mod node;
 mod offsets;
 mod redact;
 mod scan;
+mod wamid;
 
+pub use custom::{pointer_tokens, CustomRules, RuleError, RuleSpec};
+pub use format::Format;
 pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
 
 use key::Ids;
@@ -30,17 +35,27 @@ pub enum Kind {
     Media,
     Status,
     Tags,
+    /// Delivery/read acknowledgements of a message.
+    Receipt,
+    /// The WhatsApp session's state.
+    Connection,
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Message,
         Kind::Media,
         Kind::Status,
         Kind::Tags,
+        Kind::Receipt,
+        Kind::Connection,
         Kind::Other,
     ];
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +63,8 @@ impl Kind {
             Kind::Media => "media",
             Kind::Status => "status",
             Kind::Tags => "tags",
+            Kind::Receipt => "receipt",
+            Kind::Connection => "connection",
             Kind::Other => "other",
         }
     }
@@ -97,9 +114,13 @@ pub struct EventMeta {
     pub id: EventId,
     pub kind: Kind,
     pub connection: String,
-    /// The raw `acao` or `action` value.
+    /// The raw `acao` or `action` value; for other senders their type word (`type`, `Type`,
+    /// an envelope's `event`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// The sender's format; `None` in records written before formats were told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,39 +172,87 @@ pub fn parse(
     redact: &RedactKeys,
     received_at_ms: u64,
 ) -> Result<Event, ParseError> {
+    parse_with(
+        connection,
+        raw,
+        redact,
+        &CustomRules::default(),
+        received_at_ms,
+    )
+}
+
+/// [`parse`] with the connection's own classification rules, which decide before the built-in
+/// ones (the operator declared them for the sender posting to this connection).
+pub fn parse_with(
+    connection: &str,
+    raw: Bytes,
+    redact: &RedactKeys,
+    rules: &CustomRules,
+    received_at_ms: u64,
+) -> Result<Event, ParseError> {
     // Checked up front so the error can say "invalid UTF-8" instead of a misleading token error.
     let text = std::str::from_utf8(&raw).map_err(|err| error::utf8_error(&raw, err))?;
     let mut envelope = Envelope::default();
-    let mut scan = Scan::new(text, redact);
+    let mut scan = Scan::new(text, redact).with_rules(rules.trie(), rules.slots());
     scan.run(&mut envelope)?;
     if !envelope.is_object() {
         return Err(ParseError::NotAnObject);
     }
-    let (root, body, spans, origin) = match envelope.inner() {
+    let (root, body, spans, origin, captured) = match envelope.inner() {
         Some(inner) => {
             let body = raw.slice(inner.range.clone());
-            (&*inner.root, body, &inner.spans, inner.range.start)
+            let captured = &scan.captured[1];
+            (
+                &*inner.root,
+                body,
+                &inner.spans,
+                inner.range.start,
+                captured,
+            )
         }
-        None => (&envelope.outer, raw.clone(), &scan.spans, 0),
+        None => (
+            &envelope.outer,
+            raw.clone(),
+            &scan.spans,
+            0,
+            &scan.captured[0],
+        ),
     };
 
     let word = classify::word(root);
-    let kind = classify::classify(root, word);
-    let company_id = classify::company_id(root);
-    let ticket_id = classify::ticket_id(root);
-    let from_me = classify::from_me(root);
-
+    let format = format::detect(root, word);
+    let company_id = classify::company_id(root, format);
     let ids = Ids {
         connection,
         company: company_id.map(|c| c.to_string()).unwrap_or_default(),
         body: &body,
     };
-    let key = match kind {
-        Kind::Message => key::message_key(&ids, root, text, ticket_id, from_me),
-        Kind::Status => key::status_key(&ids, root, ticket_id, word),
-        Kind::Media => key::media_key(&ids, root, ticket_id),
-        Kind::Tags => key::tags_key(&ids, root, ticket_id),
-        Kind::Other => None,
+    let hit = rules.decide(captured, &ids);
+    let kind = hit
+        .as_ref()
+        .map_or_else(|| classify::classify(root, word), |hit| hit.kind);
+    let ticket_id = hit
+        .as_ref()
+        .and_then(|hit| hit.ticket_id)
+        .or_else(|| classify::ticket_id(root, format, kind));
+    let from_me = classify::from_me(root, format);
+    // SaaS bodies keep their `acao`/`action` alone: it is part of their status keys.
+    let word = match format {
+        Format::WhaticketSaas => word,
+        _ => word.or_else(|| classify::type_word(root)),
+    };
+
+    let key = match hit {
+        Some(hit) => hit.key,
+        None => match kind {
+            Kind::Message => key::message_key(&ids, root, text, format, ticket_id, from_me),
+            Kind::Status => key::status_key(&ids, root, format, ticket_id, word),
+            Kind::Receipt => key::receipt_key(&ids, root, format),
+            Kind::Connection => key::connection_key(&ids, root),
+            Kind::Media => key::media_key(&ids, root, ticket_id),
+            Kind::Tags => key::tags_key(&ids, root, ticket_id),
+            Kind::Other => None,
+        },
     };
     let id = key.unwrap_or_else(|| ids.body_key());
 
@@ -192,6 +261,7 @@ pub fn parse(
         kind,
         connection: connection.to_owned(),
         action: word.map(str::to_owned),
+        format: Some(format),
         company_id,
         ticket_id,
         from_me,

@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::value::RawValue;
 use serde_json::Number;
 
+use super::custom::Trie;
 use super::error::syntax_error;
 use super::node::{Node, Scalar, Visit};
 use super::offsets::{
@@ -24,6 +25,11 @@ use super::ParseError;
 /// count starts again at zero, and a body must not pass for being split that way.
 const MAX_LEVEL: usize = 128;
 
+/// Where the walk stands in a connection's rule paths: from the body's top (set 0) and from the
+/// top of the member taken apart, the n8n inner body (set 1), which is the event if the body
+/// turns out to be an envelope.
+type At<'k> = [Option<&'k Trie>; 2];
+
 /// The walk's shared state.
 pub(crate) struct Scan<'de, 'k> {
     /// The whole received body; every offset is into it.
@@ -32,6 +38,9 @@ pub(crate) struct Scan<'de, 'k> {
     /// Byte ranges to replace, in document order, never overlapping (a redacted value is not
     /// searched further).
     pub spans: Vec<Range<usize>>,
+    rules: Option<&'k Trie>,
+    /// The values at the rules' pointers, per set of [`At`].
+    pub captured: [Vec<Scalar<'de>>; 2],
 }
 
 impl<'de, 'k> Scan<'de, 'k> {
@@ -40,6 +49,27 @@ impl<'de, 'k> Scan<'de, 'k> {
             text,
             keys,
             spans: Vec::new(),
+            rules: None,
+            captured: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Follows a connection's rule paths too, keeping `slots` values.
+    pub fn with_rules(mut self, rules: Option<&'k Trie>, slots: usize) -> Self {
+        if rules.is_some() {
+            self.rules = rules;
+            self.captured = [vec![Scalar::Null; slots], vec![Scalar::Null; slots]];
+        }
+        self
+    }
+
+    fn capture(&mut self, at: At<'k>, value: &Scalar<'de>) {
+        for (set, trie) in at.iter().enumerate() {
+            for &slot in trie.map_or(&[][..], |t| t.targets()) {
+                if let Some(out) = self.captured[set].get_mut(slot) {
+                    *out = value.clone();
+                }
+            }
         }
     }
 
@@ -47,11 +77,13 @@ impl<'de, 'k> Scan<'de, 'k> {
     pub fn run(&mut self, root: &mut dyn Node<'de>) -> Result<(), ParseError> {
         let text = self.text;
         let mut de = serde_json::Deserializer::from_str(text);
+        let at = [self.rules, None];
         let walk = Walk {
             scan: self,
             node: Some(root),
             depth: 0,
             redact: true,
+            at,
         };
         match walk.deserialize(&mut de).and_then(|()| de.end()) {
             Ok(()) => Ok(()),
@@ -69,6 +101,7 @@ impl<'de, 'k> Scan<'de, 'k> {
             node: None,
             depth: 0,
             redact: false,
+            at: [None, None],
         };
         walk.deserialize(&mut de).and_then(|()| de.end())
     }
@@ -87,6 +120,7 @@ impl<'de, 'k> Scan<'de, 'k> {
         node: Option<&'n mut (dyn Node<'de> + 'n)>,
         depth: usize,
         redact: bool,
+        at: At<'k>,
     ) -> Result<(), E> {
         let mut de = serde_json::Deserializer::from_str(raw.get());
         let walk = Walk {
@@ -94,6 +128,7 @@ impl<'de, 'k> Scan<'de, 'k> {
             node,
             depth,
             redact,
+            at,
         };
         walk.deserialize(&mut de)
             .map_err(|_| E::custom("a value taken apart does not parse"))
@@ -134,12 +169,27 @@ struct Walk<'s, 'n, 'de, 'k> {
     depth: usize,
     /// Whether keys are matched against the redaction list (not inside a redacted value).
     redact: bool,
+    /// Where this value stands in the connection's rule paths.
+    at: At<'k>,
 }
 
 impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
+    /// Whether this value is on some rule's path (never, for a connection without rules).
+    fn on_path(&self) -> bool {
+        self.at[0].is_some() || self.at[1].is_some()
+    }
+
     fn scalar<E>(mut self, value: impl FnOnce() -> Scalar<'de>) -> Result<(), E> {
+        let wanted = self.on_path() && self.at.iter().flatten().any(|t| !t.targets().is_empty());
+        if self.node.is_none() && !wanted {
+            return Ok(());
+        }
+        let value = value();
+        if wanted {
+            self.scan.capture(self.at, &value);
+        }
         if let Some(node) = self.node.as_deref_mut() {
-            node.value(value());
+            node.value(value);
         }
         Ok(())
     }
@@ -148,10 +198,21 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         if self.depth + 1 >= MAX_LEVEL {
             return Err(E::custom("recursion limit exceeded"));
         }
+        if self.on_path() {
+            self.scan.capture(self.at, &shape);
+        }
         if let Some(node) = self.node.as_deref_mut() {
             node.value(shape);
         }
         Ok(())
+    }
+
+    /// The rule paths' positions at a member of this object.
+    fn at_member(&self, name: &str) -> At<'k> {
+        if !self.on_path() {
+            return [None, None];
+        }
+        self.at.map(|t| t.and_then(|t| t.member(name)))
     }
 
     /// One object member: matched against the redaction list, then walked as its record says.
@@ -162,10 +223,16 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
     ) -> Result<Option<Open>, A::Error> {
         let (depth, redact) = (self.depth + 1, self.redact);
         let redacted = redact && self.scan.keys.matches(&key.text);
+        let mut at = self.at_member(&key.text);
         let mut parent = self.node.as_deref_mut();
         let visit = parent
             .as_deref_mut()
             .map_or(Visit::Skip, |n| n.member(&key));
+        if matches!(visit, Visit::Apart(_)) {
+            // The member taken apart may be the event itself: its paths start again at its top.
+            at[1] = self.scan.rules;
+            self.scan.captured[1].fill(Scalar::Null);
+        }
         let scan = &mut *self.scan;
         let start = match visit {
             Visit::Apart(_) => key.value_start(scan.text),
@@ -174,7 +241,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         let child = match (visit, start) {
             (Visit::Apart(child), Some(start)) => {
                 let inner = scan.own_spans(redacted, |scan| {
-                    map.next_value_seed(Walk::child(scan, Some(child), depth, redact))
+                    map.next_value_seed(Walk::child(scan, Some(child), depth, redact, at))
                 })?;
                 return Ok(Some(Open {
                     start,
@@ -190,7 +257,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                     scan.spans.push(range.clone());
                 }
                 let inner = scan.own_spans(redacted, |scan| {
-                    scan.walk_apart(raw, Some(child), depth, redact)
+                    scan.walk_apart(raw, Some(child), depth, redact, at)
                 })?;
                 if let Some(parent) = parent {
                     parent.apart(range, inner);
@@ -210,24 +277,24 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 child.start(range.start);
             }
             scan.spans.push(range);
-            return scan.walk_apart(raw, child, depth, false).map(|()| None);
+            return scan.walk_apart(raw, child, depth, false, at).map(|()| None);
         }
         let walked = match child {
             Some(child) if child.wants_start() => {
                 match key.value_start(scan.text) {
-                    Some(at) => {
-                        child.start(at);
-                        map.next_value_seed(Walk::child(scan, Some(child), depth, redact))
+                    Some(start) => {
+                        child.start(start);
+                        map.next_value_seed(Walk::child(scan, Some(child), depth, redact, at))
                     }
                     // An escaped key gives no position: the value's own bytes say where it is.
                     None => {
                         let raw: &'de RawValue = map.next_value()?;
                         child.start(scan.range_of(raw)?.start);
-                        scan.walk_apart(raw, Some(child), depth, redact)
+                        scan.walk_apart(raw, Some(child), depth, redact, at)
                     }
                 }
             }
-            child => map.next_value_seed(Walk::child(scan, child, depth, redact)),
+            child => map.next_value_seed(Walk::child(scan, child, depth, redact, at)),
         };
         walked.map(|()| None)
     }
@@ -259,12 +326,14 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         node: Option<&'m mut (dyn Node<'de> + 'm)>,
         depth: usize,
         redact: bool,
+        at: At<'k>,
     ) -> Walk<'c, 'm, 'de, 'k> {
         Walk {
             scan,
             node,
             depth,
             redact,
+            at,
         }
     }
 }
@@ -325,7 +394,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
                 Visit::Into(child) | Visit::Apart(child) => Some(child),
                 Visit::Skip => None,
             };
-            let seed = Walk::child(self.scan, child, depth, self.redact);
+            let at = match self.at {
+                [None, None] => [None, None],
+                at => at.map(|t| t.and_then(|t| t.item(index))),
+            };
+            let seed = Walk::child(self.scan, child, depth, self.redact, at);
             if seq.next_element_seed(seed)?.is_none() {
                 break;
             }

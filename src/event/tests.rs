@@ -8,6 +8,7 @@ use super::*;
 
 mod pinned;
 mod redaction;
+mod senders;
 
 const MEDIA: &[u8] = include_bytes!("../../tests/fixtures/media-fila-data.json");
 const FROM_INTERNAL: &[u8] = include_bytes!("../../tests/fixtures/message-from-internal.json");

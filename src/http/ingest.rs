@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::event::{self, EventId, Kind, RedactKeys};
+use crate::config::{compile_rules, Settings};
+use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::Metrics;
@@ -25,10 +25,21 @@ use crate::store::{Appended, Store};
 /// commit (milliseconds), well within a sender's patience.
 const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A configuration the hot path cannot be prepared from (validated settings never give one).
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("invalid connection secret")]
+    Secret(#[from] SecretError),
+    #[error("invalid classification rule")]
+    Rule(#[from] RuleError),
+}
+
 /// One configured connection, prepared for the hot path.
 struct Connection {
     verifier: Verifier,
     company_id: Option<i64>,
+    /// The connection's own classification rules (compiled once per config).
+    rules: CustomRules,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -39,7 +50,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(settings: &Settings) -> Result<Self, SecretError> {
+    pub fn new(settings: &Settings) -> Result<Self, RulesError> {
         let connections = settings
             .connections
             .iter()
@@ -47,10 +58,11 @@ impl Rules {
                 let conn = Connection {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
+                    rules: compile_rules(&c.rules)?,
                 };
                 Ok((c.name.clone(), conn))
             })
-            .collect::<Result<_, SecretError>>()?;
+            .collect::<Result<_, RulesError>>()?;
         Ok(Self {
             connections,
             redact: RedactKeys::new(&settings.redact.keys),
@@ -70,7 +82,7 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, SecretError> {
+    pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, RulesError> {
         Ok(Self {
             rules: RwLock::new(Arc::new(Rules::new(settings)?)),
             store,
@@ -163,7 +175,7 @@ async fn handle(
     let conn_field = if known { connection } else { "<unknown>" };
     let metrics = &ingest.metrics;
     match &result {
-        Ok((outcome, id, kind)) => {
+        Ok((outcome, id, kind, format)) => {
             tracing::info!(
                 connection = conn_field,
                 event_id = %id,
@@ -174,7 +186,10 @@ async fn handle(
                 "webhook"
             );
             match outcome {
-                Appended::Accepted => metrics.accepted(conn_field, *kind, started.elapsed()),
+                Appended::Accepted => {
+                    metrics.accepted(conn_field, *kind, started.elapsed());
+                    metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
+                }
                 Appended::Duplicate => metrics.duplicate(conn_field, *kind),
             }
         }
@@ -183,7 +198,7 @@ async fn handle(
             metrics.rejected(conn_field, err.code());
         }
     }
-    let (outcome, id, kind) = result?;
+    let (outcome, id, kind, _) = result?;
     let response = match outcome {
         Appended::Accepted => HttpResponse::Accepted().json(Accepted {
             status: "accepted",
@@ -219,7 +234,7 @@ async fn accept(
     payload: web::Payload,
     ingest: &Ingest,
     rules: &Rules,
-) -> Result<(Appended, EventId, Kind), IngestError> {
+) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
     let received_at_ms = now_ms();
     let conn = rules
         .connections
@@ -248,19 +263,19 @@ async fn accept(
         .verify(&presented, &body, SystemTime::now())
         .map_err(|e| IngestError::Unauthorized(Some(e)))?;
 
-    let event = event::parse(connection, body, &rules.redact, received_at_ms)?;
+    let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);
         }
     }
-    let (id, kind) = (event.meta.id, event.meta.kind);
+    let (id, kind, format) = (event.meta.id, event.meta.kind, event.meta.format);
     // Bounded: on a full disk sled's flush can block for good, and a request must not hang with it.
     let outcome = tokio::time::timeout(STORE_TIMEOUT, ingest.store.append(event))
         .await
         .map_err(|_| IngestError::StoreStuck)?
         .map_err(IngestError::from)?;
-    Ok((outcome, id, kind))
+    Ok((outcome, id, kind, format))
 }
 
 fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {

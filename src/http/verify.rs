@@ -375,6 +375,7 @@ mod tests {
             tokens: tokens.iter().map(|t| Secret::new(*t)).collect(),
             hmac_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             company_id: None,
+            rules: Vec::new(),
         }
     }
 

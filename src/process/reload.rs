@@ -1,5 +1,5 @@
-//! Config reload without restart (SIGHUP): connections, tokens, secrets and redaction keys are
-//! swapped atomically; an invalid config is refused and the one in force stays.
+//! Config reload without restart (SIGHUP): connections, tokens, secrets, classification rules
+//! and redaction keys are swapped atomically; an invalid config is refused and the one in force stays.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::web;
 
 use crate::config::{ConfigError, Settings};
-use crate::http::ingest::{Ingest, Rules};
-use crate::http::verify::SecretError;
+use crate::http::ingest::{Ingest, Rules, RulesError};
 use crate::report::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("cannot load the new configuration")]
     Config(#[from] ConfigError),
-    #[error("invalid connection secret in the new configuration")]
-    Secret(#[from] SecretError),
+    #[error("invalid connection secret or rule in the new configuration")]
+    Rules(#[from] RulesError),
 }
 
 /// What a successful reload did.

@@ -203,6 +203,13 @@ pub fn properties(meta: &EventMeta) -> BasicProperties {
             AMQPValue::LongString(LongString::from(action.as_str())),
         );
     }
+    // The sender's format lets a consumer branch on the body's shape.
+    if let Some(format) = meta.format {
+        headers.insert(
+            "format".into(),
+            AMQPValue::LongString(LongString::from(format.as_str())),
+        );
+    }
     // Whaticket ids are database integers; 64 bits so no id is ever truncated.
     if let Some(company_id) = meta.company_id {
         headers.insert("company_id".into(), AMQPValue::LongLongInt(company_id));
@@ -346,6 +353,7 @@ mod tests {
     fn properties_carry_ids_kind_time_and_headers() {
         let mut m = meta(0xab, Kind::Status, Some(42));
         m.from_me = Some(true);
+        m.format = Some(crate::event::Format::Izing);
         let props = properties(&m);
         assert_eq!(*props.delivery_mode(), Some(2));
         assert_eq!(
@@ -364,8 +372,9 @@ mod tests {
         );
 
         let headers = props.headers().as_ref().expect("headers").inner();
-        assert_eq!(headers.len(), 6);
+        assert_eq!(headers.len(), 7);
         assert_eq!(long_string(&headers["connection"]), "main");
+        assert_eq!(long_string(&headers["format"]), "izing");
         assert_eq!(long_string(&headers["action"]), "update");
         assert_eq!(headers["company_id"], AMQPValue::LongLongInt(7));
         assert_eq!(headers["ticket_id"], AMQPValue::LongLongInt(42));

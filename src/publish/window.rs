@@ -166,6 +166,7 @@ pub(crate) mod tests {
             kind,
             connection: "main".to_owned(),
             action: Some("update".to_owned()),
+            format: None,
             company_id: Some(7),
             ticket_id: ticket,
             from_me: Some(false),

@@ -2,14 +2,14 @@
 //! versions took a tenth of a 1.5 KB event's bytes on disk and most of its encoding time).
 //!
 //! `[TAG][id: 16][received_at_ms: u64 BE][flags][company_id: i64 BE]?[ticket_id: i64 BE]?`
-//! `[kind: u8 len + name][connection: u32 BE len + bytes][action: u32 BE len + bytes]?`, then
-//! the body. The tag is never the first byte of the JSON layout (its u32 BE length starts with
+//! `[kind: u8 len + name][connection: u32 BE len + bytes][action: u32 BE len + bytes]?`
+//! `[format: u8 len + name]?`, then the body (records from before formats have no format bit). The tag is never the first byte of the JSON layout (its u32 BE length starts with
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
 use super::record::corrupt;
 use super::StoreError;
-use crate::event::{EventId, EventMeta, Kind};
+use crate::event::{EventId, EventMeta, Format, Kind};
 
 pub(super) const TAG: u8 = 0x01;
 
@@ -18,6 +18,7 @@ const COMPANY: u8 = 2;
 const TICKET: u8 = 4;
 const FROM_ME: u8 = 8;
 const FROM_ME_TRUE: u8 = 16;
+const FORMAT: u8 = 32;
 
 fn long(len: usize) -> Result<[u8; 4], StoreError> {
     u32::try_from(len)
@@ -41,6 +42,9 @@ pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), Sto
         Some(false) => flags |= FROM_ME,
         None => {}
     }
+    if meta.format.is_some() {
+        flags |= FORMAT;
+    }
     out.push(TAG);
     out.extend_from_slice(&meta.id.0);
     out.extend_from_slice(&meta.received_at_ms.to_be_bytes());
@@ -48,16 +52,23 @@ pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), Sto
     for value in [meta.company_id, meta.ticket_id].into_iter().flatten() {
         out.extend_from_slice(&value.to_be_bytes());
     }
-    let kind = meta.kind.as_str().as_bytes();
-    // Kind names are a few ASCII letters.
-    out.push(u8::try_from(kind.len()).map_err(|_| corrupt("kind name too long"))?);
-    out.extend_from_slice(kind);
+    short_name(out, meta.kind.as_str())?;
     out.extend_from_slice(&long(meta.connection.len())?);
     out.extend_from_slice(meta.connection.as_bytes());
     if let Some(action) = &meta.action {
         out.extend_from_slice(&long(action.len())?);
         out.extend_from_slice(action.as_bytes());
     }
+    if let Some(format) = meta.format {
+        short_name(out, format.as_str())?;
+    }
+    Ok(())
+}
+
+/// Kind and format names are a few ASCII letters, kept by name so reordering cannot change them.
+fn short_name(out: &mut Vec<u8>, name: &str) -> Result<(), StoreError> {
+    out.push(u8::try_from(name.len()).map_err(|_| corrupt("name too long"))?);
+    out.extend_from_slice(name.as_bytes());
     Ok(())
 }
 
@@ -78,6 +89,11 @@ impl<'a> Cursor<'a> {
         self.take(N)?
             .try_into()
             .map_err(|_| corrupt("record metadata cut short"))
+    }
+
+    fn short_name(&mut self) -> Result<&'a [u8], StoreError> {
+        let [len] = self.array()?;
+        self.take(usize::from(len))
     }
 
     fn text(&mut self) -> Result<String, StoreError> {
@@ -104,8 +120,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
     };
     let company_id = optional(COMPANY, &mut cursor)?;
     let ticket_id = optional(TICKET, &mut cursor)?;
-    let [kind_len] = cursor.array()?;
-    let kind_name = cursor.take(usize::from(kind_len))?;
+    let kind_name = cursor.short_name()?;
     let kind = Kind::ALL
         .into_iter()
         .find(|k| k.as_str().as_bytes() == kind_name)
@@ -116,12 +131,20 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
     } else {
         None
     };
+    let format = if flags & FORMAT != 0 {
+        let name = cursor.short_name()?;
+        let format = std::str::from_utf8(name).ok().and_then(Format::from_name);
+        Some(format.ok_or_else(|| corrupt("record metadata names an unknown format"))?)
+    } else {
+        None
+    };
     let from_me = (flags & FROM_ME != 0).then_some(flags & FROM_ME_TRUE != 0);
     let meta = EventMeta {
         id,
         kind,
         connection,
         action,
+        format,
         company_id,
         ticket_id,
         from_me,
@@ -140,6 +163,7 @@ mod tests {
             kind: Kind::Media,
             connection: "main".to_owned(),
             action: Some("ação".to_owned()),
+            format: Some(Format::Wwebjs),
             company_id: Some(-3),
             ticket_id: Some(i64::MAX),
             from_me: Some(true),
@@ -152,6 +176,7 @@ mod tests {
         let full = meta();
         let bare = EventMeta {
             action: None,
+            format: None,
             company_id: None,
             ticket_id: None,
             from_me: None,
@@ -161,7 +186,11 @@ mod tests {
             from_me: Some(false),
             ..meta()
         };
-        for m in [full, bare, not_me] {
+        let every_format = Format::ALL.map(|format| EventMeta {
+            format: Some(format),
+            ..meta()
+        });
+        for m in [full, bare, not_me].into_iter().chain(every_format) {
             let mut out = Vec::new();
             encode_into(&mut out, &m).unwrap();
             out.extend_from_slice(b"body");
@@ -169,6 +198,22 @@ mod tests {
             assert_eq!(back, m);
             assert_eq!(body, b"body");
         }
+    }
+
+    /// A record written before formats existed: no format bit, nothing after the action.
+    #[test]
+    fn a_record_without_a_format_reads_as_none() {
+        let old = EventMeta {
+            format: None,
+            ..meta()
+        };
+        let mut out = Vec::new();
+        encode_into(&mut out, &old).unwrap();
+        assert_eq!(out[1 + 16 + 8] & FORMAT, 0);
+        out.extend_from_slice(b"{}");
+        let (back, body) = decode(&out).unwrap();
+        assert_eq!(back.format, None);
+        assert_eq!(body, b"{}");
     }
 
     #[test]

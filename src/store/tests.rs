@@ -48,6 +48,7 @@ pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
             kind: Kind::Other,
             connection: "default".to_owned(),
             action: Some("update".to_owned()),
+            format: None,
             company_id: Some(7),
             ticket_id: None,
             from_me: Some(false),

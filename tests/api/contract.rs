@@ -89,18 +89,22 @@ fn kind_of(body: &[u8]) -> Kind {
         .kind
 }
 
+/// Every fixture, the other senders' (`forks/`) included.
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .expect("tests/fixtures")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".json"))
-        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut names: Vec<String> = Vec::new();
+    for sub in ["", "forks/"] {
+        let dir = root.join(sub);
+        names.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| {
+                    let name = e.expect("dir entry").file_name();
+                    format!("{sub}{}", name.to_string_lossy())
+                })
+                .filter(|n| n.ends_with(".json") && !n.ends_with("expected.json")),
+        );
+    }
     names.sort();
     names
         .into_iter()
@@ -122,7 +126,14 @@ fn every_fixture_matches_the_schema_of_its_kind() {
     }
     assert_eq!(
         covered,
-        BTreeSet::from(["media", "message", "status", "tags"]),
+        BTreeSet::from([
+            "connection",
+            "media",
+            "message",
+            "receipt",
+            "status",
+            "tags"
+        ]),
         "fixtures of every kind but other"
     );
 
@@ -153,6 +164,18 @@ fn every_fixture_matches_the_schema_of_its_kind() {
             &json!({"action": "tag-sync", "tags": {"ticketId": []}})
         )
         .is_err());
+    assert!(
+        validators
+            .check("receipt", &json!({"ack": "x", "messageId": ""}))
+            .is_err(),
+        "a receipt names its message"
+    );
+    assert!(
+        validators
+            .check("connection", &json!({"name": "x"}))
+            .is_err(),
+        "a connection event says its state"
+    );
     assert!(
         validators.check("other", &json!([])).is_err(),
         "a body is always an object"
@@ -383,6 +406,10 @@ async fn what_the_relay_publishes_matches_the_contract() {
             if let Err(e) = headers.check("headers", &header_value) {
                 panic!("{kind} headers {header_value} break the documented headers: {e}");
             }
+            assert!(
+                header_value["format"].is_string(),
+                "{kind}: every new event names its sender's format"
+            );
 
             // The routing key fills the kind's channel address.
             let company = header_value["company_id"].as_i64().unwrap_or(0);

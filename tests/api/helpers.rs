@@ -79,6 +79,8 @@ pub struct TestApp {
     pub store: Store,
     /// The admin API's port, when the test set `admin.token`.
     pub admin_port: Option<u16>,
+    /// What SIGHUP does, callable directly.
+    pub reload: whaticket_relay::process::reload::ReloadHandle,
     pub channel: Channel,
     _broker: Connection,
     handle: ServerHandle,
@@ -108,6 +110,7 @@ pub fn test_settings(data_dir: &TempDir) -> Settings {
         tokens: vec![Secret::new(TOKEN), Secret::new(OLD_TOKEN)],
         hmac_secrets: vec![Secret::new(HMAC_SECRET)],
         company_id: None,
+        rules: Vec::new(),
     }];
     s
 }
@@ -139,6 +142,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let store = app.store().clone();
     let admin_port = app.admin_port();
     let handle = app.handle();
+    let reload = app.reload_handle();
     let join = tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -147,6 +151,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         http: reqwest::Client::new(),
         store,
         admin_port,
+        reload,
         channel,
         _broker: broker,
         handle,

@@ -64,7 +64,8 @@ pub fn parse(
         Kind::Status => status_key(&ids, &root, ticket_id, word),
         Kind::Media => media_key(&ids, &root, ticket_id),
         Kind::Tags => tags_key(&ids, &root, ticket_id),
-        Kind::Other => None,
+        // Kinds the old parser never produced.
+        Kind::Other | Kind::Receipt | Kind::Connection => None,
     };
     let id = key.unwrap_or_else(|| ids.body_key());
 
@@ -73,6 +74,8 @@ pub fn parse(
         kind,
         connection: connection.to_owned(),
         action: word.map(str::to_owned),
+        // The old parser told no formats apart.
+        format: None,
         company_id,
         ticket_id,
         from_me,

@@ -26,6 +26,7 @@ fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
         kind,
         connection: "main".to_owned(),
         action: Some("update".to_owned()),
+        format: None,
         company_id: Some(7),
         ticket_id: ticket,
         from_me: Some(false),
