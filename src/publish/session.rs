@@ -1,6 +1,7 @@
 //! One broker session: connect and declare, publish from the window with confirms, hand the
 //! outcomes back to the store in batches, and drain on shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -113,6 +114,8 @@ impl Publisher {
         let window = &mut outbox.window;
         let disk_until = &mut outbox.disk_until;
         let mut in_flight = FuturesUnordered::new();
+        // Events the broker returned as unroutable, by `message_id`, until their own confirm.
+        let mut returned: HashMap<String, String> = HashMap::new();
         // True once the store had nothing new: no point asking again until something is appended.
         let mut drained = false;
         // Set after a nack: publishing pauses so a struggling broker is not hammered.
@@ -125,7 +128,7 @@ impl Publisher {
 
         loop {
             if self.shutdown.is_cancelled() {
-                return self.drain(window, &mut in_flight).await;
+                return self.drain(window, &mut in_flight, &mut returned).await;
             }
 
             while !drained && window.wants_more() {
@@ -195,8 +198,9 @@ impl Publisher {
 
             let mut settlement = Settlement::default();
             let mut failure = None;
+            note_returns(&outcomes, &mut returned);
             for (seq, outcome) in outcomes {
-                match self.settle(window, seq, outcome, &mut settlement) {
+                match self.settle(window, seq, outcome, &mut returned, &mut settlement) {
                     Ok(Settled::Delivered) => nack_backoff.reset(),
                     Ok(Settled::DeadLettered) => {}
                     Ok(Settled::Nacked) => {
@@ -218,32 +222,36 @@ impl Publisher {
     }
 
     /// Applies one confirm to the window, the stats and (for returns) the dead letters.
+    ///
+    /// A return is matched to its event by `message_id`, never by the confirm lapin attached it
+    /// to: for a `multiple` ack, lapin completes the covered tags in hash-map order and hands the
+    /// waiting return to whichever comes first, so it can ride on another event's confirm.
     fn settle(
         &self,
         window: &mut Window,
         seq: u64,
         outcome: ConfirmResult,
+        returned: &mut HashMap<String, String>,
         settlement: &mut Settlement,
     ) -> Result<Settled, PublishError> {
         let confirmation = outcome
             .map_err(|_| PublishError::Timeout("publisher confirm"))?
             .map_err(amqp("publisher confirm"))?;
         match confirmation {
-            Confirmation::Ack(None) => {
-                if let Some(pending) = window.confirmed(seq) {
-                    self.metrics.delivered(pending.event.meta.received_at_ms);
-                }
-                settlement.delivered.push(seq);
-                PublisherStats::bump(&self.stats.acked);
-                Ok(Settled::Delivered)
-            }
-            Confirmation::Ack(Some(returned)) => {
+            Confirmation::Ack(_) => {
+                let reason = window
+                    .in_flight_event(seq)
+                    .and_then(|pending| returned.remove(&pending.event.meta.id.to_string()));
+                let Some(reason) = reason else {
+                    if let Some(pending) = window.confirmed(seq) {
+                        self.metrics.delivered(pending.event.meta.received_at_ms);
+                    }
+                    settlement.delivered.push(seq);
+                    PublisherStats::bump(&self.stats.acked);
+                    return Ok(Settled::Delivered);
+                };
                 // With `mandatory`, the broker acks a message no queue took after returning it:
                 // it is stored nowhere, so it must not count as delivered.
-                let reason = format!(
-                    "unroutable: {} {}",
-                    returned.reply_code, returned.reply_text
-                );
                 if let Some(pending) = window.confirmed(seq) {
                     let meta = &pending.event.meta;
                     tracing::error!(
@@ -275,6 +283,7 @@ impl Publisher {
         &self,
         window: &mut Window,
         in_flight: &mut FuturesUnordered<F>,
+        returned: &mut HashMap<String, String>,
     ) -> Result<(), PublishError>
     where
         F: Future<Output = ConfirmOutcome>,
@@ -285,8 +294,10 @@ impl Publisher {
         while !in_flight.is_empty() {
             tokio::select! {
                 outcome = in_flight.next() => {
-                    let Some((seq, outcome)) = outcome else { break };
-                    match self.settle(window, seq, outcome, &mut settlement) {
+                    let Some(item) = outcome else { break };
+                    note_returns(std::slice::from_ref(&item), returned);
+                    let (seq, outcome) = item;
+                    match self.settle(window, seq, outcome, returned, &mut settlement) {
                         // Nacked ones stay in the outbox for the next run.
                         Ok(Settled::Delivered | Settled::DeadLettered | Settled::Nacked) => {}
                         Err(e) => {
@@ -338,6 +349,23 @@ impl Publisher {
                 Ok(false)
             }
             Next::Idle => Ok(true),
+        }
+    }
+}
+
+/// Records the returns that arrived with a batch of confirms, by the returned message's id.
+fn note_returns(outcomes: &[(u64, ConfirmResult)], returned: &mut HashMap<String, String>) {
+    for (_, outcome) in outcomes {
+        let message = match outcome {
+            Ok(Ok(Confirmation::Ack(Some(message)) | Confirmation::Nack(Some(message)))) => message,
+            _ => continue,
+        };
+        let reason = format!("unroutable: {} {}", message.reply_code, message.reply_text);
+        match message.properties.message_id() {
+            Some(id) => {
+                returned.insert(id.to_string(), reason);
+            }
+            None => tracing::error!("RabbitMQ returned a message without a message_id"),
         }
     }
 }

@@ -123,6 +123,11 @@ impl Window {
         Some(pending)
     }
 
+    /// The event published as `seq`, while it is in flight.
+    pub(crate) fn in_flight_event(&self, seq: u64) -> Option<&Pending> {
+        self.in_flight.get(&seq)
+    }
+
     /// The broker settled `seq` for good (acked or returned): its ticket may move on.
     pub(crate) fn confirmed(&mut self, seq: u64) -> Option<Pending> {
         let pending = self.in_flight.remove(&seq)?;

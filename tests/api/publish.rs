@@ -295,6 +295,89 @@ async fn publishes_in_order_and_dead_letters_unroutable_events() {
     .await;
 }
 
+/// Many confirms in flight, so the broker acks several at once (`multiple`): a return must
+/// dead-letter the event it belongs to, whichever confirm lapin attached it to.
+#[tokio::test]
+async fn returns_among_many_in_flight_dead_letter_exactly_the_unroutable_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(&dir);
+    let mut settings = unique_settings("returns");
+    settings.max_in_flight = 128;
+    let admin = connect(&settings).await;
+    with_cleanup(&admin, &settings, async {
+        let channel = admin.create_channel().await.expect("channel");
+        // Declared by the first session; unbound before anything is stored.
+        let shutdown = CancellationToken::new();
+        let handle = start(store.clone(), settings.clone(), shutdown.clone());
+        wait_connected(&handle).await;
+        channel
+            .queue_unbind(
+                topology::queue_name(&settings, Kind::Other).as_str().into(),
+                settings.exchange.as_str().into(),
+                topology::binding_key(Kind::Other).as_str().into(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("unbind other");
+
+        let mut unroutable = Vec::new();
+        for n in 0..240u8 {
+            let kind = if n % 12 == 5 {
+                Kind::Other
+            } else {
+                Kind::Message
+            };
+            let mut m = meta(n, kind, Some(i64::from(n)));
+            m.id = EventId([n, 0xa5, n, 0x5a, n, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, n]);
+            if kind == Kind::Other {
+                unroutable.push(m.id);
+            }
+            // Unacknowledged appends in parallel: the publisher gets them in large batches.
+            let event = Event {
+                meta: m,
+                body: Bytes::from(format!("{{\"n\":{n}}}")),
+            };
+            let store = store.clone();
+            tokio::spawn(async move { store.append(event).await.expect("append") });
+        }
+        eventually("every event settled", || {
+            store.stats().outbox == 0 && store.stats().dead == unroutable.len()
+        })
+        .await;
+        let mut dead: Vec<EventId> = store
+            .dead_list(1000)
+            .expect("dead list")
+            .into_iter()
+            .map(|letter| letter.event.meta.id)
+            .collect();
+        dead.sort();
+        unroutable.sort();
+        assert_eq!(
+            dead, unroutable,
+            "the dead letters are exactly the unroutable events"
+        );
+        let mut routed = 0;
+        while let Some(delivery) = get(&channel, &settings, Kind::Message).await {
+            let id = delivery
+                .properties
+                .message_id()
+                .clone()
+                .expect("message_id");
+            assert!(
+                !unroutable.iter().any(|u| u.to_string() == id.as_str()),
+                "an unroutable event was counted as routed"
+            );
+            routed += 1;
+        }
+        assert_eq!(routed, 240 - unroutable.len());
+        shutdown.cancel();
+        timeout(Duration::from_secs(15), handle.stopped())
+            .await
+            .expect("publisher stops");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn reconnects_and_redeclares_after_a_channel_error() {
     let dir = tempfile::tempdir().expect("tempdir");
