@@ -204,6 +204,19 @@ async fn append(store: &Store, meta: &EventMeta, n: usize) {
     store.append(event).await.expect("append");
 }
 
+/// Without its binding nothing takes `other.*`: the broker returns those.
+async fn unbind_other(channel: &Channel, settings: &AmqpSettings) {
+    channel
+        .queue_unbind(
+            topology::queue_name(settings, Kind::Other).as_str().into(),
+            settings.exchange.as_str().into(),
+            topology::binding_key(Kind::Other).as_str().into(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("unbind other");
+}
+
 async fn get(
     channel: &Channel,
     settings: &AmqpSettings,
@@ -240,17 +253,8 @@ async fn publishes_in_order_and_dead_letters_unroutable_events() {
         let handle = start(store.clone(), settings.clone(), shutdown.clone());
         wait_connected(&handle).await;
 
-        // Without its binding nothing takes `other.*`: the broker returns those.
         let channel = admin.create_channel().await.expect("channel");
-        channel
-            .queue_unbind(
-                topology::queue_name(&settings, Kind::Other).as_str().into(),
-                settings.exchange.as_str().into(),
-                topology::binding_key(Kind::Other).as_str().into(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("unbind other");
+        unbind_other(&channel, &settings).await;
 
         let events = [
             meta(1, Kind::Message, Some(9)),
@@ -310,15 +314,7 @@ async fn returns_among_many_in_flight_dead_letter_exactly_the_unroutable_events(
         let shutdown = CancellationToken::new();
         let handle = start(store.clone(), settings.clone(), shutdown.clone());
         wait_connected(&handle).await;
-        channel
-            .queue_unbind(
-                topology::queue_name(&settings, Kind::Other).as_str().into(),
-                settings.exchange.as_str().into(),
-                topology::binding_key(Kind::Other).as_str().into(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("unbind other");
+        unbind_other(&channel, &settings).await;
 
         let mut unroutable = Vec::new();
         for n in 0..240u8 {
