@@ -5,7 +5,7 @@
 //! event's budget. When that thread falls far behind (a blocked stdout), lines are dropped rather
 //! than stalling the workers that answer Whaticket, which never retries.
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -28,13 +28,20 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Lines waiting for the logging thread at most. The crate's default (128 000) let a trace-level
+/// soak hold ~50 MB of queued lines; this many is a few MB, and a burst beyond it is dropped.
+const BUFFERED_LINES: usize = 8_192;
+
 /// Keeps the logging thread alive; dropping it writes out what is queued.
 #[must_use = "dropping the guard stops the logging thread"]
 pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 
 /// Installs the global subscriber. Call once, from `main`, and hold the guard until exit.
 pub fn init(settings: &LogSettings) -> LogGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
         .with_writer(writer)
