@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use std::borrow::Cow;
 
@@ -235,7 +235,7 @@ async fn accept(
     ingest: &Ingest,
     rules: &Rules,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let received_at_ms = now_ms();
+    let received_at_ms = crate::clock::now_ms();
     let conn = rules
         .connections
         .get(connection)
@@ -336,13 +336,6 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

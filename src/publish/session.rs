@@ -17,6 +17,7 @@ use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
 use super::{CONNECTION_NAME, IDLE_TICK};
+use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
 /// What a confirm meant for the outbox.
@@ -115,7 +116,7 @@ impl Publisher {
         let disk_until = &mut outbox.disk_until;
         let mut in_flight = FuturesUnordered::new();
         // Events the broker returned as unroutable, by `message_id`, until their own confirm.
-        let mut returned: HashMap<String, String> = HashMap::new();
+        let mut returned: HashMap<EventId, String> = HashMap::new();
         // True once the store had nothing new: no point asking again until something is appended.
         let mut drained = false;
         // Set after a nack: publishing pauses so a struggling broker is not hammered.
@@ -231,7 +232,7 @@ impl Publisher {
         window: &mut Window,
         seq: u64,
         outcome: ConfirmResult,
-        returned: &mut HashMap<String, String>,
+        returned: &mut HashMap<EventId, String>,
         settlement: &mut Settlement,
     ) -> Result<Settled, PublishError> {
         let confirmation = outcome
@@ -241,7 +242,7 @@ impl Publisher {
             Confirmation::Ack(_) => {
                 let reason = window
                     .in_flight_event(seq)
-                    .and_then(|pending| returned.remove(&pending.event.meta.id.to_string()));
+                    .and_then(|pending| returned.remove(&pending.event.meta.id));
                 let Some(reason) = reason else {
                     if let Some(pending) = window.confirmed(seq) {
                         self.metrics.delivered(pending.event.meta.received_at_ms);
@@ -283,7 +284,7 @@ impl Publisher {
         &self,
         window: &mut Window,
         in_flight: &mut FuturesUnordered<F>,
-        returned: &mut HashMap<String, String>,
+        returned: &mut HashMap<EventId, String>,
     ) -> Result<(), PublishError>
     where
         F: Future<Output = ConfirmOutcome>,
@@ -354,18 +355,19 @@ impl Publisher {
 }
 
 /// Records the returns that arrived with a batch of confirms, by the returned message's id.
-fn note_returns(outcomes: &[(u64, ConfirmResult)], returned: &mut HashMap<String, String>) {
+fn note_returns(outcomes: &[(u64, ConfirmResult)], returned: &mut HashMap<EventId, String>) {
     for (_, outcome) in outcomes {
         let message = match outcome {
             Ok(Ok(Confirmation::Ack(Some(message)) | Confirmation::Nack(Some(message)))) => message,
             _ => continue,
         };
         let reason = format!("unroutable: {} {}", message.reply_code, message.reply_text);
+        let mut id = [0u8; 16];
         match message.properties.message_id() {
-            Some(id) => {
-                returned.insert(id.to_string(), reason);
+            Some(text) if hex::decode_to_slice(text.as_str(), &mut id).is_ok() => {
+                returned.insert(EventId(id), reason);
             }
-            None => tracing::error!("RabbitMQ returned a message without a message_id"),
+            _ => tracing::error!("RabbitMQ returned a message without an event id as message_id"),
         }
     }
 }
