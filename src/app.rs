@@ -74,9 +74,10 @@ impl Application {
         source: Option<PathBuf>,
     ) -> Result<Self, StartupError> {
         let inherited = handover::take_inherited_listener()?;
+        let metrics = Metrics::new();
         let store = if inherited.is_some() {
             // A predecessor stops accepting once told: make sure this config is usable first.
-            ingest::Rules::new(&settings)?;
+            ingest::Rules::new(&settings, &metrics)?;
             handover::notify_predecessor();
             // The predecessor drains for at most shutdown_timeout, then flushes and closes
             // the broker connection (bounded by amqp.timeout).
@@ -87,7 +88,6 @@ impl Application {
             Store::open(&settings.storage)?
         };
         let background = CancellationToken::new();
-        let metrics = Metrics::new();
         let publisher = publisher::start_with_metrics(
             store.clone(),
             settings.amqp.clone(),
@@ -102,7 +102,13 @@ impl Application {
         let routes = http::Routes::new(
             ingest,
             http::Readiness::new(store.clone(), publisher.connected_watch()),
-            http::Exporter::new(metrics, store.clone(), publisher.stats()),
+            http::Exporter::new(
+                metrics,
+                store.clone(),
+                publisher.stats(),
+                publisher.connected_watch(),
+                &settings.storage,
+            ),
         );
         let admin =
             if let Some(token) = settings.admin.token.clone() {

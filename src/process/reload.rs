@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::web;
 
 use crate::config::{ConfigError, Settings};
-use crate::http::ingest::{Ingest, Rules, RulesError};
+use crate::http::ingest::{Ingest, RulesError};
 use crate::report::chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +65,7 @@ impl ReloadHandle {
     /// Validates `settings` and puts its reloadable part in force; nothing changes on error.
     pub fn apply(&self, settings: Settings) -> Result<Reloaded, ReloadError> {
         settings.validate()?;
-        let rules = Rules::new(&settings)?;
+        let rules = self.inner.ingest.prepare(&settings)?;
         let mut current = self
             .inner
             .current

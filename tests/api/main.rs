@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod ingest;
 mod load;
+mod monitoring;
 mod ops;
 mod privacy;
 mod properties;
