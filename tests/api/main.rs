@@ -5,6 +5,7 @@ mod contract;
 mod delivery;
 mod deploy;
 mod faults;
+mod first_run;
 mod helpers;
 mod hostile;
 mod ingest;

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, LabelModifier};
@@ -15,6 +14,7 @@ use serde_json::Value;
 use whaticket_relay::config::AmqpUrl;
 
 use crate::helpers::*;
+use crate::ops::{eventually_metric, metrics, sample};
 
 const RULES: &str = "deploy/prometheus/whaticket-relay.rules.yml";
 const RULE_TESTS: [&str; 2] = [
@@ -299,12 +299,6 @@ fn family(sample: &str, families: &BTreeSet<String>) -> String {
     sample.to_owned()
 }
 
-async fn scrape(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("metrics text")
-}
-
 #[tokio::test]
 async fn dashboard_and_alerts_query_only_what_a_running_relay_exports() {
     let app = spawn_app().await;
@@ -318,16 +312,10 @@ async fn dashboard_and_alerts_query_only_what_a_running_relay_exports() {
         app.post_hook(fixture("message-start.json")).await.status(),
         200
     );
-    let refused = app
-        .http
-        .post(app.hook_url(CONNECTION, "wrong-token-123456"))
-        .body("{}")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(refused.status(), 401);
+    let refused = app.post_hook_as(CONNECTION, "wrong-token-123456", "{}");
+    assert_eq!(refused.await.status(), 401);
     app.wait_outbox_empty().await;
-    let text = scrape(&app).await;
+    let text = metrics(&app).await;
     let exported = exported(&text);
     let families: BTreeSet<String> = text
         .lines()
@@ -398,31 +386,6 @@ async fn dashboard_and_alerts_query_only_what_a_running_relay_exports() {
     );
 }
 
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-async fn eventually(app: &TestApp, series: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = scrape(app).await;
-        if sample(&text, series) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} never became {want}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn state_gauges_follow_the_broker_the_store_limits_and_each_connection() {
     let proxy = TcpProxy::start("127.0.0.1:5672".parse::<SocketAddr>().unwrap()).await;
@@ -433,7 +396,7 @@ async fn state_gauges_follow_the_broker_the_store_limits_and_each_connection() {
     let app = spawn_app_with(options).await;
     app.wait_ready().await;
 
-    let text = scrape(&app).await;
+    let text = metrics(&app).await;
     assert_eq!(sample(&text, "relay_broker_connected"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "relay_store_writable"), Some(1.0), "{text}");
     assert_eq!(
@@ -458,7 +421,7 @@ async fn state_gauges_follow_the_broker_the_store_limits_and_each_connection() {
         app.post_hook(fixture("status-open.json")).await.status(),
         202
     );
-    let text = scrape(&app).await;
+    let text = metrics(&app).await;
     let stamped = sample(&text, &last).unwrap_or_else(|| panic!("no {last}:\n{text}"));
     // Stamped after the request started, to the millisecond, and not in the future.
     let after = std::time::SystemTime::now()
@@ -471,7 +434,7 @@ async fn state_gauges_follow_the_broker_the_store_limits_and_each_connection() {
     );
 
     proxy.cut();
-    eventually(&app, "relay_broker_connected", 0.0).await;
+    eventually_metric(&app, "relay_broker_connected", 0.0).await;
     proxy.restore();
-    eventually(&app, "relay_broker_connected", 1.0).await;
+    eventually_metric(&app, "relay_broker_connected", 1.0).await;
 }
