@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::first_run::{self, FirstRunError};
 use crate::config::Settings;
 use crate::http;
 use crate::http::ingest::{self, Ingest};
@@ -41,6 +42,8 @@ pub enum StartupError {
     Rules(#[from] ingest::RulesError),
     #[error("cannot use the inherited listening socket")]
     Inherit(#[from] InheritError),
+    #[error("cannot set up the generated webhook token")]
+    FirstRun(#[from] FirstRunError),
 }
 
 pub struct Application {
@@ -70,13 +73,14 @@ impl Application {
     /// is then opened first, waiting for the previous relay to release it, so that no webhook is
     /// answered before it can be stored.
     pub async fn build_with_source(
-        settings: Settings,
+        mut settings: Settings,
         source: Option<PathBuf>,
     ) -> Result<Self, StartupError> {
         let inherited = handover::take_inherited_listener()?;
+        let metrics = Metrics::new();
         let store = if inherited.is_some() {
             // A predecessor stops accepting once told: make sure this config is usable first.
-            ingest::Rules::new(&settings)?;
+            ingest::Rules::new(&settings, &metrics)?;
             handover::notify_predecessor();
             // The predecessor drains for at most shutdown_timeout, then flushes and closes
             // the broker connection (bounded by amqp.timeout).
@@ -86,8 +90,9 @@ impl Application {
         } else {
             Store::open(&settings.storage)?
         };
+        // Under the store's lock: no other start writes the token files meanwhile.
+        let generated = first_run::complete(&mut settings)?;
         let background = CancellationToken::new();
-        let metrics = Metrics::new();
         let publisher = publisher::start_with_metrics(
             store.clone(),
             settings.amqp.clone(),
@@ -98,11 +103,16 @@ impl Application {
             store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone(), metrics.clone())?);
-        let reload = ReloadHandle::new(ingest.clone(), source, settings.clone());
         let routes = http::Routes::new(
-            ingest,
+            ingest.clone(),
             http::Readiness::new(store.clone(), publisher.connected_watch()),
-            http::Exporter::new(metrics, store.clone(), publisher.stats()),
+            http::Exporter::new(
+                metrics,
+                store.clone(),
+                publisher.stats(),
+                publisher.connected_watch(),
+                &settings.storage,
+            ),
         );
         let admin =
             if let Some(token) = settings.admin.token.clone() {
@@ -131,10 +141,11 @@ impl Application {
                 None
             }
         };
-        let port = listener
+        let listening = listener
             .local_addr()
-            .map_err(|source| StartupError::Bind { addr, source })?
-            .port();
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let port = listening.port();
+        let reload = ReloadHandle::new(ingest, source, settings.clone(), listening);
 
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -164,12 +175,8 @@ impl Application {
             exchange = %settings.amqp.exchange,
             "relay started"
         );
-        for name in settings.placeholder_token_connections() {
-            tracing::warn!(
-                connection = name,
-                "connection still uses the placeholder token `change-me`"
-            );
-        }
+        // The one place a generated token is shown: stderr, not the logs.
+        eprint!("{}", first_run::announcement(&generated, listening));
 
         Ok(Self {
             port,

@@ -4,11 +4,13 @@
 //! one process — the integration tests do that — from counting into each other. Labels carry
 //! configured connection names and kinds only, never anything from a body.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
@@ -54,6 +56,14 @@ struct Inner {
     nacks: IntCounter,
     returns: IntCounter,
     reconnects: IntCounter,
+    broker_connected: IntGauge,
+    store_writable: IntGauge,
+    max_outbox_events: IntGauge,
+    max_outbox_bytes: IntGauge,
+    last_event: GaugeVec,
+    /// Each connection's [`EventClock`], by name: locked when rules are prepared and at a
+    /// scrape, never on the webhook path (which holds its clock directly).
+    clocks: Mutex<HashMap<String, EventClock>>,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     scrape: Mutex<()>,
 }
@@ -115,6 +125,17 @@ impl Metrics {
         )
         .expect("valid metric definition");
         r.register(Box::new(oldest.clone()))
+            .expect("metric registered once");
+        let last_event = GaugeVec::new(
+            Opts::new(
+                "relay_connection_last_event_timestamp_seconds",
+                "When the connection last had an event accepted or recognised as a duplicate \
+                 (unix seconds; absent until its first event since start)",
+            ),
+            &["connection"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(last_event.clone()))
             .expect("metric registered once");
         let inner = Inner {
             accepted: counter_vec(
@@ -197,6 +218,28 @@ impl Metrics {
                 "relay_broker_reconnects_total",
                 "Broker connection attempts after the first",
             ),
+            broker_connected: gauge(
+                &r,
+                "relay_broker_connected",
+                "1 while the publisher is connected to the broker, else 0",
+            ),
+            store_writable: gauge(
+                &r,
+                "relay_store_writable",
+                "1 when the store took a write probe at this scrape, else 0 (webhooks get 503)",
+            ),
+            max_outbox_events: gauge(
+                &r,
+                "relay_outbox_max_events",
+                "storage.max_outbox: events waiting beyond which webhooks get 503",
+            ),
+            max_outbox_bytes: gauge(
+                &r,
+                "relay_outbox_max_bytes",
+                "storage.max_outbox_bytes: bytes waiting beyond which webhooks get 503",
+            ),
+            last_event,
+            clocks: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
             registry: r,
         };
@@ -236,6 +279,17 @@ impl Metrics {
             .inc();
     }
 
+    /// The clock a connection's prepared rules keep and [`EventClock::touch`] per event; the
+    /// same one for the same name across config reloads.
+    pub fn event_clock(&self, connection: &str) -> EventClock {
+        let mut clocks = self
+            .inner
+            .clocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        clocks.entry(connection.to_owned()).or_default().clone()
+    }
+
     /// The broker confirmed an event received at `received_at_ms`.
     pub fn delivered(&self, received_at_ms: u64) {
         let age_ms = crate::clock::now_ms().saturating_sub(received_at_ms);
@@ -257,6 +311,15 @@ impl Metrics {
         inner.dedup_keys.set(clamp(snapshot.dedup_keys));
         inner.delivered_bytes.set(clamp(snapshot.delivered_bytes));
         inner.disk_bytes.set(clamp(snapshot.disk_bytes));
+        inner
+            .broker_connected
+            .set(i64::from(snapshot.broker_connected));
+        inner.store_writable.set(i64::from(snapshot.store_writable));
+        inner
+            .max_outbox_events
+            .set(clamp(snapshot.max_outbox_events));
+        inner.max_outbox_bytes.set(clamp(snapshot.max_outbox_bytes));
+        self.export_clocks();
         // The publisher keeps its own atomics; counters here catch up by the difference.
         let publisher = &snapshot.publisher;
         for (counter, total) in [
@@ -278,6 +341,41 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Sets each connection's last-event gauge; a connection no prepared rules hold any more
+    /// (removed by a reload) loses its clock and its series.
+    fn export_clocks(&self) {
+        let inner = &self.inner;
+        let mut clocks = inner.clocks.lock().unwrap_or_else(PoisonError::into_inner);
+        clocks.retain(|name, clock| {
+            if Arc::strong_count(&clock.0) == 1 {
+                // Absent when it never had an event: nothing to remove then.
+                let _ = inner.last_event.remove_label_values(&[name]);
+                return false;
+            }
+            let at_ms = clock.0.load(Relaxed);
+            if at_ms > 0 {
+                inner
+                    .last_event
+                    .with_label_values(&[name])
+                    .set(at_ms as f64 / 1000.0);
+            }
+            true
+        });
+    }
+}
+
+/// When one connection last had an event, in unix ms (0: none since start). Cloned into the
+/// connection's prepared rules, so the webhook path stamps it with one atomic store, no lock.
+#[derive(Clone, Debug, Default)]
+pub struct EventClock(Arc<AtomicU64>);
+
+impl EventClock {
+    pub fn touch(&self, at_ms: u64) {
+        self.0.fetch_max(at_ms, Relaxed);
+    }
+}
+
 /// The store's and the publisher's state at a scrape, read by whoever serves `/metrics`; this
 /// module knows neither of them.
 #[derive(Clone, Debug, Default)]
@@ -291,6 +389,12 @@ pub struct Snapshot {
     pub delivered_bytes: u64,
     pub disk_bytes: u64,
     pub publisher: PublisherTotals,
+    pub broker_connected: bool,
+    /// The store took a write probe at this scrape.
+    pub store_writable: bool,
+    /// `storage.max_outbox` and `max_outbox_bytes`, so alerts can compare the outbox with them.
+    pub max_outbox_events: u64,
+    pub max_outbox_bytes: u64,
 }
 
 /// The publisher's running totals since start.
@@ -338,5 +442,53 @@ mod tests {
             .encode_to_string(&b.inner.registry.gather())
             .unwrap();
         assert!(!other.contains("loja"), "{other}");
+    }
+
+    #[test]
+    fn a_connections_clock_is_exported_once_stamped_and_dropped_with_its_rules() {
+        let metrics = Metrics::new();
+        let name = "relay_connection_last_event_timestamp_seconds";
+        let loja = metrics.event_clock("loja");
+        let idle = metrics.event_clock("idle");
+        let text = metrics.render(&Snapshot::default());
+        assert!(!text.contains(&format!("{name}{{")), "no event yet: {text}");
+
+        loja.touch(1_700_000_000_500);
+        loja.touch(1_600_000_000_000); // an older stamp from a slower worker does not go back
+        metrics.event_clock("loja").touch(1_700_000_000_250);
+        let text = metrics.render(&Snapshot::default());
+        assert!(
+            text.contains(&format!("{name}{{connection=\"loja\"}} 1700000000.5")),
+            "{text}"
+        );
+        assert!(!text.contains("idle"), "{text}");
+
+        drop(loja);
+        drop(idle);
+        let text = metrics.render(&Snapshot::default());
+        assert!(
+            !text.contains("loja"),
+            "removed connection still exported: {text}"
+        );
+    }
+
+    #[test]
+    fn state_gauges_follow_the_snapshot() {
+        let metrics = Metrics::new();
+        let text = metrics.render(&Snapshot {
+            broker_connected: true,
+            store_writable: false,
+            max_outbox_events: 1000,
+            max_outbox_bytes: 4096,
+            ..Snapshot::default()
+        });
+        for line in [
+            "relay_broker_connected 1",
+            "relay_store_writable 0",
+            "relay_outbox_max_events 1000",
+            "relay_outbox_max_bytes 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
-use crate::metrics::Metrics;
+use crate::metrics::{EventClock, Metrics};
 use crate::store::{Appended, Store};
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
@@ -40,6 +40,8 @@ struct Connection {
     company_id: Option<i64>,
     /// The connection's own classification rules (compiled once per config).
     rules: CustomRules,
+    /// Stamped per event received (accepted or duplicate), for the silent-connection alert.
+    last_event: EventClock,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -50,7 +52,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(settings: &Settings) -> Result<Self, RulesError> {
+    /// Prepares `settings`' connections, each with its clock from `metrics`.
+    pub fn new(settings: &Settings, metrics: &Metrics) -> Result<Self, RulesError> {
         let connections = settings
             .connections
             .iter()
@@ -59,6 +62,7 @@ impl Rules {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
                     rules: compile_rules(&c.rules)?,
+                    last_event: metrics.event_clock(&c.name),
                 };
                 Ok((c.name.clone(), conn))
             })
@@ -84,7 +88,7 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, RulesError> {
         Ok(Self {
-            rules: RwLock::new(Arc::new(Rules::new(settings)?)),
+            rules: RwLock::new(Arc::new(Rules::new(settings, &metrics)?)),
             store,
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
@@ -96,6 +100,11 @@ impl Ingest {
     pub fn rules(&self) -> Arc<Rules> {
         // A poisoned lock still holds a complete `Arc`: writers only swap it.
         Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Prepares `settings` for [`Ingest::replace_rules`], without putting them in force.
+    pub fn prepare(&self, settings: &Settings) -> Result<Rules, RulesError> {
+        Rules::new(settings, &self.metrics)
     }
 
     /// Puts new rules in force for every request that starts from now on.
@@ -171,11 +180,18 @@ async fn handle(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The connection name is only logged once known to be configured: an unknown one is
     // attacker-chosen text (or a misplaced token).
-    let known = rules.connections.contains_key(connection);
-    let conn_field = if known { connection } else { "<unknown>" };
+    let configured = rules.connections.get(connection);
+    let conn_field = if configured.is_some() {
+        connection
+    } else {
+        "<unknown>"
+    };
     let metrics = &ingest.metrics;
     match &result {
         Ok((outcome, id, kind, format)) => {
+            if let Some(conn) = configured {
+                conn.last_event.touch(crate::clock::now_ms());
+            }
             tracing::info!(
                 connection = conn_field,
                 event_id = %id,
