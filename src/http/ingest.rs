@@ -18,6 +18,7 @@ use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
+use crate::metrics::history::{ConnHistory, History, Outcome};
 use crate::metrics::Metrics;
 use crate::store::{Appended, Store};
 
@@ -40,6 +41,8 @@ struct Connection {
     company_id: Option<i64>,
     /// The connection's own classification rules (compiled once per config).
     rules: CustomRules,
+    /// Its minute ring; [`Rules::attach`] swaps in the one that outlives reloads.
+    history: Arc<ConnHistory>,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -59,6 +62,7 @@ impl Rules {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
                     rules: compile_rules(&c.rules)?,
+                    history: Arc::default(),
                 };
                 Ok((c.name.clone(), conn))
             })
@@ -67,6 +71,13 @@ impl Rules {
             connections,
             redact: RedactKeys::new(&settings.redact.keys),
         })
+    }
+
+    /// Counts each connection into its ring of `history`, so a reload keeps the last hour.
+    fn attach(&mut self, history: &History) {
+        for (name, conn) in &mut self.connections {
+            conn.history = history.connection(name);
+        }
     }
 }
 
@@ -83,8 +94,10 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, RulesError> {
+        let mut rules = Rules::new(settings)?;
+        rules.attach(metrics.history());
         Ok(Self {
-            rules: RwLock::new(Arc::new(Rules::new(settings)?)),
+            rules: RwLock::new(Arc::new(rules)),
             store,
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
@@ -99,7 +112,8 @@ impl Ingest {
     }
 
     /// Puts new rules in force for every request that starts from now on.
-    pub fn replace_rules(&self, rules: Rules) {
+    pub fn replace_rules(&self, mut rules: Rules) {
+        rules.attach(self.metrics.history());
         *self.rules.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(rules);
     }
 }
@@ -166,14 +180,21 @@ async fn handle(
     ingest: &Ingest,
 ) -> Result<HttpResponse, IngestError> {
     let started = Instant::now();
+    // One clock read stamps the event and its minute on the status page.
+    let now_ms = crate::clock::now_ms();
     let rules = ingest.rules();
-    let result = accept(req, connection, path_token, payload, ingest, &rules).await;
+    let result = accept(req, connection, path_token, payload, ingest, &rules, now_ms).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The connection name is only logged once known to be configured: an unknown one is
     // attacker-chosen text (or a misplaced token).
-    let known = rules.connections.contains_key(connection);
-    let conn_field = if known { connection } else { "<unknown>" };
+    let configured = rules.connections.get(connection);
+    let conn_field = if configured.is_some() {
+        connection
+    } else {
+        "<unknown>"
+    };
     let metrics = &ingest.metrics;
+    let history = configured.map_or_else(|| metrics.history().unknown(), |c| &c.history);
     match &result {
         Ok((outcome, id, kind, format)) => {
             tracing::info!(
@@ -189,13 +210,18 @@ async fn handle(
                 Appended::Accepted => {
                     metrics.accepted(conn_field, *kind, started.elapsed());
                     metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
+                    history.record(Outcome::Accepted, now_ms);
                 }
-                Appended::Duplicate => metrics.duplicate(conn_field, *kind),
+                Appended::Duplicate => {
+                    metrics.duplicate(conn_field, *kind);
+                    history.record(Outcome::Duplicate, now_ms);
+                }
             }
         }
         Err(err) => {
             err.log(conn_field, latency_ms);
             metrics.rejected(conn_field, err.code());
+            history.record(Outcome::Rejected, now_ms);
         }
     }
     let (outcome, id, kind, _) = result?;
@@ -234,8 +260,8 @@ async fn accept(
     payload: web::Payload,
     ingest: &Ingest,
     rules: &Rules,
+    received_at_ms: u64,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let received_at_ms = crate::clock::now_ms();
     let conn = rules
         .connections
         .get(connection)

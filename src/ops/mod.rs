@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod client;
+pub mod status;
+pub mod web;
 
 use crate::event::{EventId, Kind};
 use crate::store::{DeadLetter, ReplayFilter, Store, StoreError, StoreStats};

@@ -17,4 +17,5 @@ mod publish;
 mod resilience;
 mod senders;
 mod soak;
+mod status_page;
 mod zero_downtime;

@@ -4,6 +4,7 @@
 //! one process — the integration tests do that — from counting into each other. Labels carry
 //! configured connection names and kinds only, never anything from a body.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use prometheus::{
 };
 
 use crate::event::{Format, Kind};
+
+pub mod history;
+
+pub use history::History;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
 const ACCEPT_BUCKETS: &[f64] = &[
@@ -56,6 +61,8 @@ struct Inner {
     reconnects: IntCounter,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     scrape: Mutex<()>,
+    /// The last hour per connection, for the status page.
+    history: History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -198,6 +205,7 @@ impl Metrics {
                 "Broker connection attempts after the first",
             ),
             scrape: Mutex::new(()),
+            history: History::default(),
             registry: r,
         };
         Self {
@@ -240,6 +248,50 @@ impl Metrics {
     pub fn delivered(&self, received_at_ms: u64) {
         let age_ms = crate::clock::now_ms().saturating_sub(received_at_ms);
         self.inner.delivery_latency.observe(age_ms as f64 / 1000.0);
+    }
+
+    /// The per-minute rings the webhook path counts into beside these counters.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Rejections by reason and accepted events by sender format, per connection, since start.
+    pub fn per_connection(&self) -> BTreeMap<String, ConnectionTotals> {
+        let mut out: BTreeMap<String, ConnectionTotals> = BTreeMap::new();
+        for (vec, second, rejected) in [
+            (&self.inner.rejected, "reason", true),
+            (&self.inner.by_format, "format", false),
+        ] {
+            for family in prometheus::core::Collector::collect(vec) {
+                for metric in family.get_metric() {
+                    let label = |name: &str| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map(|l| l.value().to_owned())
+                    };
+                    let (Some(connection), Some(key)) = (label("connection"), label(second)) else {
+                        continue;
+                    };
+                    let count = metric.get_counter().get_value() as u64;
+                    let totals = out.entry(connection).or_default();
+                    let map = if rejected {
+                        &mut totals.rejections
+                    } else {
+                        &mut totals.formats
+                    };
+                    *map.entry(key).or_default() += count;
+                }
+            }
+        }
+        out
+    }
+
+    /// Sum (seconds) and count of the receipt → confirm latencies observed since start.
+    pub fn delivery_latency_totals(&self) -> (f64, u64) {
+        let h = &self.inner.delivery_latency;
+        (h.get_sample_sum(), h.get_sample_count())
     }
 
     /// Sets the gauges and catches the publisher's counters up from `snapshot`, then renders
@@ -293,6 +345,13 @@ pub struct Snapshot {
     pub publisher: PublisherTotals,
 }
 
+/// What [`Metrics::per_connection`] gives for one connection.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ConnectionTotals {
+    pub rejections: BTreeMap<String, u64>,
+    pub formats: BTreeMap<String, u64>,
+}
+
 /// The publisher's running totals since start.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PublisherTotals {
@@ -338,5 +397,20 @@ mod tests {
             .encode_to_string(&b.inner.registry.gather())
             .unwrap();
         assert!(!other.contains("loja"), "{other}");
+    }
+
+    #[test]
+    fn per_connection_totals_group_reasons_and_formats() {
+        let m = Metrics::new();
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "bad_request");
+        m.by_format("loja", Format::Unknown);
+        m.by_format("outra", Format::Unknown);
+        let totals = m.per_connection();
+        assert_eq!(totals["loja"].rejections["unauthorized"], 2);
+        assert_eq!(totals["loja"].rejections["bad_request"], 1);
+        assert_eq!(totals["loja"].formats[Format::Unknown.as_str()], 1);
+        assert!(totals["outra"].rejections.is_empty());
     }
 }
