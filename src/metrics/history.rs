@@ -59,8 +59,10 @@ impl ConnHistory {
         let minute = now_ms / 60_000;
         let slot = &self.minutes[(minute % MINUTES as u64) as usize];
         bump(&slot.counts[outcome as usize], minute);
-        if outcome != Outcome::Rejected {
-            self.last_event_ms.fetch_max(now_ms, Relaxed);
+        // A load and a plain store rather than a read-modify-write: two racing requests may
+        // leave the earlier of their two times, microseconds apart.
+        if outcome != Outcome::Rejected && now_ms > self.last_event_ms.load(Relaxed) {
+            self.last_event_ms.store(now_ms, Relaxed);
         }
     }
 

@@ -178,6 +178,22 @@ pub fn dead_show(store: &Store, id: &str) -> Result<DeadDetail, OpsError> {
     })
 }
 
+/// A dead letter with its (redacted) body exactly as relayed, bytes and key order unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeadRelayed {
+    #[serde(flatten)]
+    pub summary: DeadSummary,
+    pub body_text: String,
+}
+
+pub fn dead_relayed(store: &Store, id: &str) -> Result<DeadRelayed, OpsError> {
+    let letter = find(store, id)?;
+    Ok(DeadRelayed {
+        summary: summary(&letter),
+        body_text: String::from_utf8_lossy(&letter.event.body).into_owned(),
+    })
+}
+
 /// Moves the named dead letters (or all) back into the outbox; they are published again with
 /// their original ids. Every id is checked before anything moves.
 pub async fn dead_replay(store: &Store, request: &DeadReplayRequest) -> Result<Replayed, OpsError> {

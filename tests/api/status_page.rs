@@ -157,6 +157,22 @@ impl Driver<'_> {
                     Err(format!("published message_id {got}, want {id}"))
                 }
             }
+            // Waits until the kind's queue holds `n` messages.
+            ["queued", kind, n] => {
+                let kind = Kind::from_name(kind).ok_or_else(|| format!("no kind {kind}"))?;
+                let n: u32 = n.parse().map_err(|_| format!("bad count {n}"))?;
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let len = self.app.queue_len(&self.app.queue(kind)).await;
+                    if len == n {
+                        return Ok(String::new());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("{kind} queue holds {len}, want {n}"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             ["cut"] => {
                 self.proxy.cut();
                 Ok(String::new())

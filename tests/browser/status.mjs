@@ -149,6 +149,17 @@ try {
   await ask(`published ${eventId}`);
   console.log("dead letter opened, replayed from the page and published");
 
+  // Delivered events replayed by window, kind and connection, after a confirmation.
+  await page.selectOption("#replay-window", "15");
+  await page.selectOption("#replay-kind", "status");
+  await page.selectOption("#replay-connection", CONNECTION);
+  await page.click("#replay-submit");
+  await page.locator("#replay-yes").waitFor(WAIT);
+  await page.click("#replay-yes");
+  await page.waitForFunction(() => document.querySelector("#replay-notice").textContent.startsWith("3 delivered events"), null, WAIT);
+  await ask("queued status 6");
+  console.log("3 delivered status events replayed from the form and published again");
+
   // The docs' picture: the top of the main view at a modest size.
   const small = await browser.newContext({ viewport: { width: 960, height: 720 } });
   const docs = await small.newPage();

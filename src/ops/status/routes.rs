@@ -236,7 +236,7 @@ async fn dead_show(
     }
     let store = page.sources.store.clone();
     let id = id.into_inner();
-    match blocking(move || ops::dead_show(&store, &id)).await {
+    match blocking(move || ops::dead_relayed(&store, &id)).await {
         Ok(detail) => secured(StatusCode::OK).json(detail),
         Err(response) => response,
     }

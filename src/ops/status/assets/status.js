@@ -182,7 +182,10 @@
     try {
       const detail = await api("/status/api/dead/" + encodeURIComponent(seq));
       set("dead-body-seq", String(seq));
-      $("dead-body").textContent = JSON.stringify(detail.body, null, 2);
+      // Indented for reading; JSON.parse keeps the relayed key order.
+      let text = detail.body_text;
+      try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* shown as stored */ }
+      $("dead-body").textContent = text;
       $("dead-body-box").hidden = false;
     } catch (e) {
       set("dead-notice", "Cannot open dead letter " + seq + ": " + e.message, "notice error");
