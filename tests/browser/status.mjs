@@ -73,7 +73,8 @@ const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
   // Root in CI: Chromium's sandbox needs user namespaces it may not get there.
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  // This machine's network is closed: no background traffic, no QUIC, no GPU.
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--disable-background-networking"],
 });
 let page;
 try {
@@ -187,11 +188,17 @@ try {
   await ask("cut");
   await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "disconnected", null, WAIT);
   check((await page.textContent("#broker-badge")) === "broker disconnected", "badge still says connected");
+  // Webhooks are still taken meanwhile: they wait in the outbox, and the page shows it.
+  await ask("post 1");
+  await page.waitForFunction(() => document.querySelector("#outbox-events").textContent.startsWith("1 of")
+    && document.querySelector("#outbox-oldest").textContent !== "none waiting"
+    && document.querySelectorAll("#outbox-chart rect.depth-bar").length > 0, null, WAIT);
   await page.screenshot({ path: join(SHOTS, "status-broker-down.png"), fullPage: true });
   await ask("restore");
-  await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "connected", null, WAIT);
+  await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "connected"
+    && document.querySelector("#outbox-events").textContent.startsWith("0 of"), null, WAIT);
   check(Number(await page.textContent("#broker-reconnects")) >= 1, "reconnects not counted");
-  console.log("broker loss shown, then the reconnect");
+  console.log("broker loss and the waiting event shown, then the reconnect and the drained outbox");
 
   // Logging out ends the session server-side.
   await page.click("#logout");

@@ -159,17 +159,26 @@
     const pressure = { ok: ["accepting", "state-ok", "ok"], near: ["near the limit", "state-warn", "warn"], full: ["full: webhooks refused (503)", "state-bad", "bad"] }[o.back_pressure];
     set("outbox-pressure", pressure[0], pressure[1]);
     set("pressure-badge", "outbox " + pressure[0], "badge " + pressure[2]);
+    // Depth as bars per minute, the oldest pending age as a line with a dot per minute.
     const svg = $("outbox-chart");
     svg.replaceChildren();
     const maxDepth = Math.max(1, ...o.minutes.map((m) => (m ? m.events : 0)));
     const maxAge = Math.max(1, ...o.minutes.map((m) => (m ? m.oldest_age_secs : 0)));
-    const step = 240 / (o.minutes.length - 1);
-    for (const [cls, key, max] of [["depth", "events", maxDepth], ["age", "oldest_age_secs", maxAge]]) {
-      const points = [];
-      o.minutes.forEach((m, i) => { if (m) points.push((i * step).toFixed(1) + "," + (58 - (m[key] / max) * 56).toFixed(1)); });
-      if (points.length === 1) points.push("240," + points[0].split(",")[1]);
-      if (points.length > 0) svg.appendChild(el("svg:polyline", { class: cls, points: points.join(" ") }));
-    }
+    const w = 240 / o.minutes.length;
+    const points = [];
+    o.minutes.forEach((m, i) => {
+      if (!m) return;
+      if (m.events > 0) {
+        const h = Math.max(1, (m.events / maxDepth) * 58);
+        svg.appendChild(el("svg:rect", { class: "depth-bar", x: (i * w + 0.5).toFixed(2), y: (60 - h).toFixed(2), width: (w - 1).toFixed(2), height: h.toFixed(2) }));
+      }
+      const x = (i * w + w / 2).toFixed(1);
+      const y = (58 - (m.oldest_age_secs / maxAge) * 56).toFixed(1);
+      points.push(x + "," + y);
+      if (m.oldest_age_secs > 0) svg.appendChild(el("svg:circle", { class: "age-dot", cx: x, cy: y, r: 1.2 }));
+    });
+    if (points.length > 1) svg.appendChild(el("svg:polyline", { class: "age", points: points.join(" ") }));
+    svg.setAttribute("data-peak", maxDepth);
   }
 
   function renderStore(s) {
