@@ -41,6 +41,15 @@ function check(condition, message) {
   if (!condition) throw new Error(`check failed: ${message}`);
 }
 
+/** Waits for `predicate(arg)` to hold in the page; a time-out names what never happened. */
+async function until(page, what, predicate, arg) {
+  try {
+    await page.waitForFunction(predicate, arg ?? null, WAIT);
+  } catch (e) {
+    throw new Error(`${what} did not happen within ${WAIT.timeout} ms (${e.message.split("\n")[0]})`);
+  }
+}
+
 const errors = [];
 function watch(page, name) {
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name} console: ${m.text()}`); });
@@ -97,7 +106,7 @@ try {
   const cookie = (await desktop.cookies())[0];
   check(cookie && cookie.httpOnly && cookie.sameSite === "Strict", `session cookie ${JSON.stringify(cookie)}`);
   await card(page).waitFor(WAIT);
-  await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "connected", null, WAIT);
+  await until(page, "broker shown connected", () => document.querySelector("#broker-state").textContent === "connected");
   console.log("logged in; broker connected");
 
   // Webhooks arrive: the counters and the chart change without a reload.
@@ -106,7 +115,9 @@ try {
   const before = { accepted: await count("accepted"), duplicate: await count("duplicate"), rejected: await count("rejected") };
   check(before.accepted === 0 && before.rejected === 0, `counters before: ${JSON.stringify(before)}`);
   await ask("post 3"); // 3 new, 1 duplicate, 1 wrong token
-  await page.waitForFunction(
+  await until(
+    page,
+    "counters 3/1/1 and all three colours in the chart",
     (name) => {
       const c = document.querySelector(`[data-connection="${name}"]`);
       const svg = c.querySelector("svg");
@@ -118,7 +129,6 @@ try {
         && svg.querySelectorAll("rect.r").length > 0;
     },
     CONNECTION,
-    WAIT,
   );
   check((await card(page).locator(".rejections").textContent()).includes("unauthorized 1"), "rejection reason not shown");
   check(await page.evaluate(() => window.__sameDocument === true), "the page reloaded");
@@ -144,8 +154,8 @@ try {
   await page.click("#dead-body-close");
   await row.locator(".replay").click();
   await row.locator(".confirm-replay").click();
-  await page.waitForFunction(() => document.querySelector("#dead-notice").textContent.includes("back in the outbox"), null, WAIT);
-  await page.waitForFunction(() => document.querySelector("#dead-count").textContent === "0", null, WAIT);
+  await until(page, "dead letter replay confirmed", () => document.querySelector("#dead-notice").textContent.includes("back in the outbox"));
+  await until(page, "dead letter count back to 0", () => document.querySelector("#dead-count").textContent === "0");
   await row.waitFor({ state: "detached", ...WAIT });
   await ask(`published ${eventId}`);
   console.log("dead letter opened, replayed from the page and published");
@@ -157,7 +167,7 @@ try {
   await page.click("#replay-submit");
   await page.locator("#replay-yes").waitFor(WAIT);
   await page.click("#replay-yes");
-  await page.waitForFunction(() => document.querySelector("#replay-notice").textContent.startsWith("3 delivered events"), null, WAIT);
+  await until(page, "3 delivered events replayed", () => document.querySelector("#replay-notice").textContent.startsWith("3 delivered events"));
   await ask("queued status 6");
   console.log("3 delivered status events replayed from the form and published again");
 
@@ -167,7 +177,7 @@ try {
   watch(docs, "docs");
   await login(docs, TOKEN);
   await card(docs).waitFor(WAIT);
-  await docs.waitForFunction(() => document.querySelector("#updated").textContent.startsWith("updated"), null, WAIT);
+  await until(docs, "docs view updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
   await docs.screenshot({ path: join(SHOTS, "status-page.png") });
   await small.close();
 
@@ -177,7 +187,7 @@ try {
   watch(mobile, "phone");
   await login(mobile, TOKEN);
   await card(mobile).waitFor(WAIT);
-  await mobile.waitForFunction(() => document.querySelector("#updated").textContent.startsWith("updated"), null, WAIT);
+  await until(mobile, "phone view updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the phone view is ${overflow}px wider than the screen`);
   await mobile.screenshot({ path: join(SHOTS, "status-phone.png"), fullPage: true });
@@ -186,17 +196,17 @@ try {
 
   // The broker goes away (the test cuts its proxy): the page says so, and recovers.
   await ask("cut");
-  await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "disconnected", null, WAIT);
+  await until(page, "broker shown disconnected", () => document.querySelector("#broker-state").textContent === "disconnected");
   check((await page.textContent("#broker-badge")) === "broker disconnected", "badge still says connected");
   // Webhooks are still taken meanwhile: they wait in the outbox, and the page shows it.
   await ask("post 1");
-  await page.waitForFunction(() => document.querySelector("#outbox-events").textContent.startsWith("1 of")
+  await until(page, "the waiting event shown in the outbox and its chart", () => document.querySelector("#outbox-events").textContent.startsWith("1 of")
     && document.querySelector("#outbox-oldest").textContent !== "none waiting"
-    && document.querySelectorAll("#outbox-chart rect.depth-bar").length > 0, null, WAIT);
+    && document.querySelectorAll("#outbox-chart rect.depth-bar").length > 0);
   await page.screenshot({ path: join(SHOTS, "status-broker-down.png"), fullPage: true });
   await ask("restore");
-  await page.waitForFunction(() => document.querySelector("#broker-state").textContent === "connected"
-    && document.querySelector("#outbox-events").textContent.startsWith("0 of"), null, WAIT);
+  await until(page, "broker reconnected and outbox drained", () => document.querySelector("#broker-state").textContent === "connected"
+    && document.querySelector("#outbox-events").textContent.startsWith("0 of"));
   check(Number(await page.textContent("#broker-reconnects")) >= 1, "reconnects not counted");
   console.log("broker loss and the waiting event shown, then the reconnect and the drained outbox");
 
