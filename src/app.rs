@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::http;
 use crate::http::ingest::{self, Ingest};
 use crate::metrics::Metrics;
-use crate::ops::admin;
+use crate::ops::{admin, status};
 use crate::process::handover::{self, Handover, InheritError};
 use crate::process::reload::ReloadHandle;
 use crate::publish::{self as publisher, PublisherHandle};
@@ -46,6 +46,13 @@ pub enum StartupError {
     FirstRun(#[from] FirstRunError),
 }
 
+struct AdminServer {
+    handle: ServerHandle,
+    port: u16,
+    task: JoinHandle<std::io::Result<()>>,
+    sampler: JoinHandle<()>,
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -56,8 +63,8 @@ pub struct Application {
     reload: ReloadHandle,
     /// `None` when the listener could not be duplicated or our program path is unknown.
     handover: Option<Handover>,
-    /// The admin API server: its handle, port and task.
-    admin: Option<(ServerHandle, u16, JoinHandle<std::io::Result<()>>)>,
+    /// The admin API server: its handle, port, task and the status page's sampler.
+    admin: Option<AdminServer>,
 }
 
 impl Application {
@@ -103,6 +110,14 @@ impl Application {
             store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone(), metrics.clone())?);
+        let status = status::Sources {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            publisher: publisher.stats(),
+            connected: publisher.connected_watch(),
+            max_outbox: settings.storage.max_outbox as u64,
+            max_outbox_bytes: settings.storage.max_outbox_bytes,
+        };
         let routes = http::Routes::new(
             ingest.clone(),
             http::Readiness::new(store.clone(), publisher.connected_watch()),
@@ -114,18 +129,28 @@ impl Application {
                 &settings.storage,
             ),
         );
-        let admin =
-            if let Some(token) = settings.admin.token.clone() {
-                let (server, port) = admin::start(settings.admin.bind, token, store.clone())
-                    .map_err(|source| StartupError::Bind {
-                        addr: settings.admin.bind,
-                        source,
-                    })?;
-                tracing::info!(port, "admin API listening");
-                Some((server.handle(), port, tokio::spawn(server)))
-            } else {
-                None
-            };
+        let admin = if let Some(token) = settings.admin.token.clone() {
+            let started = admin::start(settings.admin.bind, token, status).map_err(|source| {
+                StartupError::Bind {
+                    addr: settings.admin.bind,
+                    source,
+                }
+            })?;
+            let port = started.port;
+            tracing::info!(
+                port,
+                "admin API listening; status page at http://{}/status",
+                std::net::SocketAddr::new(settings.admin.bind.ip(), port)
+            );
+            Some(AdminServer {
+                handle: started.server.handle(),
+                port,
+                task: tokio::spawn(started.server),
+                sampler: started.sampler,
+            })
+        } else {
+            None
+        };
 
         let addr = settings.server.bind;
         let listener = match inherited {
@@ -193,7 +218,7 @@ impl Application {
 
     /// Port of the admin API, when `admin.bind` and `admin.token` are set.
     pub fn admin_port(&self) -> Option<u16> {
-        self.admin.as_ref().map(|(_, port, _)| *port)
+        self.admin.as_ref().map(|admin| admin.port)
     }
 
     /// Reloads the config as SIGHUP does; also for tests.
@@ -241,9 +266,11 @@ impl Application {
             false
         };
         // The admin API holds a store handle: it must be gone for the directory to be released.
-        if let Some((handle, _, task)) = self.admin {
-            handle.stop(true).await;
-            let _ = task.await;
+        if let Some(admin) = self.admin {
+            admin.handle.stop(true).await;
+            let _ = admin.task.await;
+            admin.sampler.abort();
+            let _ = admin.sampler.await;
         }
         // A store the watchdog gave up on would only hang the flush.
         let flushed = if unwritable {

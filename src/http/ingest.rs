@@ -18,6 +18,7 @@ use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
+use crate::metrics::history::{ConnHistory, Outcome};
 use crate::metrics::{EventClock, Metrics};
 use crate::store::{Appended, Store};
 
@@ -42,6 +43,8 @@ struct Connection {
     rules: CustomRules,
     /// Stamped per event received (accepted or duplicate), for the silent-connection alert.
     last_event: EventClock,
+    /// Its minute ring for the status page, kept by `metrics` across reloads.
+    history: Arc<ConnHistory>,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -52,7 +55,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Prepares `settings`' connections, each with its clock from `metrics`.
+    /// Prepares `settings`' connections, each with its clock and minute ring from `metrics`.
     pub fn new(settings: &Settings, metrics: &Metrics) -> Result<Self, RulesError> {
         let connections = settings
             .connections
@@ -63,6 +66,7 @@ impl Rules {
                     company_id: c.company_id,
                     rules: compile_rules(&c.rules)?,
                     last_event: metrics.event_clock(&c.name),
+                    history: metrics.history().connection(&c.name),
                 };
                 Ok((c.name.clone(), conn))
             })
@@ -175,8 +179,10 @@ async fn handle(
     ingest: &Ingest,
 ) -> Result<HttpResponse, IngestError> {
     let started = Instant::now();
+    // One clock read stamps the event and its minute on the status page.
+    let now_ms = crate::clock::now_ms();
     let rules = ingest.rules();
-    let result = accept(req, connection, path_token, payload, ingest, &rules).await;
+    let result = accept(req, connection, path_token, payload, ingest, &rules, now_ms).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The connection name is only logged once known to be configured: an unknown one is
     // attacker-chosen text (or a misplaced token).
@@ -187,6 +193,7 @@ async fn handle(
         "<unknown>"
     };
     let metrics = &ingest.metrics;
+    let history = configured.map_or_else(|| metrics.history().unknown(), |c| &c.history);
     match &result {
         Ok((outcome, id, kind, format)) => {
             if let Some(conn) = configured {
@@ -205,13 +212,18 @@ async fn handle(
                 Appended::Accepted => {
                     metrics.accepted(conn_field, *kind, started.elapsed());
                     metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
+                    history.record(Outcome::Accepted, now_ms);
                 }
-                Appended::Duplicate => metrics.duplicate(conn_field, *kind),
+                Appended::Duplicate => {
+                    metrics.duplicate(conn_field, *kind);
+                    history.record(Outcome::Duplicate, now_ms);
+                }
             }
         }
         Err(err) => {
             err.log(conn_field, latency_ms);
             metrics.rejected(conn_field, err.code());
+            history.record(Outcome::Rejected, now_ms);
         }
     }
     let (outcome, id, kind, _) = result?;
@@ -250,8 +262,8 @@ async fn accept(
     payload: web::Payload,
     ingest: &Ingest,
     rules: &Rules,
+    received_at_ms: u64,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let received_at_ms = crate::clock::now_ms();
     let conn = rules
         .connections
         .get(connection)

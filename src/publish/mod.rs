@@ -87,6 +87,8 @@ pub struct PublisherStats {
     pub returned: AtomicU64,
     /// Connection attempts after the first one.
     pub reconnects: AtomicU64,
+    /// Unix ms of the last change between connected and not (the start counts as one).
+    pub state_since_ms: AtomicU64,
 }
 
 impl PublisherStats {
@@ -143,6 +145,9 @@ pub fn start_with_metrics(
 ) -> PublisherHandle {
     let (connected_tx, connected) = watch::channel(false);
     let stats = Arc::new(PublisherStats::default());
+    stats
+        .state_since_ms
+        .store(crate::clock::now_ms(), Ordering::Relaxed);
     let publisher = Publisher {
         store,
         settings,
@@ -278,10 +283,10 @@ impl Publisher {
             match connected {
                 Ok((conn, channel)) => {
                     backoff.reset();
-                    self.connected.send_replace(true);
+                    self.set_connected(true);
                     tracing::info!(url = %self.settings.url.masked(), "connected to RabbitMQ");
                     let result = self.session(&mut outbox, &conn, &channel).await;
-                    self.connected.send_replace(false);
+                    self.set_connected(false);
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, "RabbitMQ session ended");
                     }
@@ -315,6 +320,14 @@ impl Publisher {
         }
         self.connected.send_replace(false);
         tracing::info!("publisher stopped");
+    }
+
+    /// Publishes the broker state and stamps when it changed (the status page's "since").
+    fn set_connected(&self, connected: bool) {
+        self.stats
+            .state_since_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+        self.connected.send_replace(connected);
     }
 
     /// Sleeps unless shutdown comes first; false when shutting down.

@@ -19,4 +19,5 @@ mod publish;
 mod resilience;
 mod senders;
 mod soak;
+mod status_page;
 mod zero_downtime;

@@ -12,9 +12,9 @@ use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
 
-fn with_admin(mut options: Options) -> Options {
+pub fn with_admin(mut options: Options) -> Options {
     options.settings.admin.bind = ([127, 0, 0, 1], 0).into();
     options.settings.admin.token = Some(Secret::new(ADMIN_TOKEN));
     options

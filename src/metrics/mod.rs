@@ -4,7 +4,7 @@
 //! one process — the integration tests do that — from counting into each other. Labels carry
 //! configured connection names and kinds only, never anything from a body.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,6 +15,10 @@ use prometheus::{
 };
 
 use crate::event::{Format, Kind};
+
+pub mod history;
+
+pub use history::History;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
 const ACCEPT_BUCKETS: &[f64] = &[
@@ -66,6 +70,8 @@ struct Inner {
     clocks: Mutex<HashMap<String, EventClock>>,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     scrape: Mutex<()>,
+    /// The last hour per connection, for the status page.
+    history: History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -241,6 +247,7 @@ impl Metrics {
             last_event,
             clocks: Mutex::new(HashMap::new()),
             scrape: Mutex::new(()),
+            history: History::default(),
             registry: r,
         };
         Self {
@@ -294,6 +301,50 @@ impl Metrics {
     pub fn delivered(&self, received_at_ms: u64) {
         let age_ms = crate::clock::now_ms().saturating_sub(received_at_ms);
         self.inner.delivery_latency.observe(age_ms as f64 / 1000.0);
+    }
+
+    /// The per-minute rings the webhook path counts into beside these counters.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Rejections by reason and accepted events by sender format, per connection, since start.
+    pub fn per_connection(&self) -> BTreeMap<String, ConnectionTotals> {
+        let mut out: BTreeMap<String, ConnectionTotals> = BTreeMap::new();
+        for (vec, second, rejected) in [
+            (&self.inner.rejected, "reason", true),
+            (&self.inner.by_format, "format", false),
+        ] {
+            for family in prometheus::core::Collector::collect(vec) {
+                for metric in family.get_metric() {
+                    let label = |name: &str| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map(|l| l.value().to_owned())
+                    };
+                    let (Some(connection), Some(key)) = (label("connection"), label(second)) else {
+                        continue;
+                    };
+                    let count = metric.get_counter().get_value() as u64;
+                    let totals = out.entry(connection).or_default();
+                    let map = if rejected {
+                        &mut totals.rejections
+                    } else {
+                        &mut totals.formats
+                    };
+                    *map.entry(key).or_default() += count;
+                }
+            }
+        }
+        out
+    }
+
+    /// Sum (seconds) and count of the receipt → confirm latencies observed since start.
+    pub fn delivery_latency_totals(&self) -> (f64, u64) {
+        let h = &self.inner.delivery_latency;
+        (h.get_sample_sum(), h.get_sample_count())
     }
 
     /// Sets the gauges and catches the publisher's counters up from `snapshot`, then renders
@@ -397,6 +448,13 @@ pub struct Snapshot {
     pub max_outbox_bytes: u64,
 }
 
+/// What [`Metrics::per_connection`] gives for one connection.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ConnectionTotals {
+    pub rejections: BTreeMap<String, u64>,
+    pub formats: BTreeMap<String, u64>,
+}
+
 /// The publisher's running totals since start.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PublisherTotals {
@@ -490,5 +548,20 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
         }
+    }
+
+    #[test]
+    fn per_connection_totals_group_reasons_and_formats() {
+        let m = Metrics::new();
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "bad_request");
+        m.by_format("loja", Format::Unknown);
+        m.by_format("outra", Format::Unknown);
+        let totals = m.per_connection();
+        assert_eq!(totals["loja"].rejections["unauthorized"], 2);
+        assert_eq!(totals["loja"].rejections["bad_request"], 1);
+        assert_eq!(totals["loja"].formats[Format::Unknown.as_str()], 1);
+        assert!(totals["outra"].rejections.is_empty());
     }
 }
