@@ -140,6 +140,7 @@ impl Publisher {
                 hold_until = None;
             }
             if hold_until.is_none() {
+                let mut batch = Vec::new();
                 while let Some(pending) = window.next_publishable() {
                     let meta = &pending.event.meta;
                     let Ok(routing_key) = ShortString::try_new(meta.routing_key()) else {
@@ -156,20 +157,35 @@ impl Publisher {
                             .await?;
                         continue;
                     };
-                    let options = BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    };
-                    let publish = channel.basic_publish(
-                        exchange.clone(),
-                        routing_key,
-                        options,
-                        &pending.event.body,
-                        properties(meta),
-                    );
-                    let confirm = bounded(limit, "basic.publish", publish).await?;
-                    PublisherStats::bump(&self.stats.published);
-                    in_flight.push(await_confirm(pending.seq, confirm, limit));
+                    batch.push((pending, routing_key));
+                }
+                if !batch.is_empty() {
+                    // Polled together, each publish queues its frames (and takes its delivery
+                    // tag) in order on its first poll, and lapin's I/O thread writes them all in
+                    // one wake-up: awaited one by one, every event cost a round trip to that
+                    // thread (about 1.3 context switches per event).
+                    let publishes = batch.iter().map(|(pending, routing_key)| {
+                        let options = BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        };
+                        channel.basic_publish(
+                            exchange.clone(),
+                            routing_key.clone(),
+                            options,
+                            &pending.event.body,
+                            properties(&pending.event.meta),
+                        )
+                    });
+                    let published = bounded(limit, "basic.publish", async {
+                        Ok::<_, lapin::Error>(futures_util::future::join_all(publishes).await)
+                    })
+                    .await?;
+                    for ((pending, _), confirm) in batch.iter().zip(published) {
+                        let confirm = confirm.map_err(amqp("basic.publish"))?;
+                        PublisherStats::bump(&self.stats.published);
+                        in_flight.push(await_confirm(pending.seq, confirm, limit));
+                    }
                 }
             }
 
