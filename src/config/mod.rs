@@ -96,9 +96,17 @@ impl QueueType {
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
     pub url: AmqpUrl,
+    /// Nodes of one cluster, tried in order (the next one when the node in use is lost); when
+    /// not empty, `url` is not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<AmqpUrl>,
     pub exchange: String,
     pub queue_prefix: String,
     pub queue_type: QueueType,
+    /// Replicas a quorum queue starts with (`x-quorum-initial-group-size`); `None`: RabbitMQ's
+    /// default, every cluster node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_initial_group_size: Option<u32>,
     pub max_in_flight: usize,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -106,6 +114,26 @@ pub struct AmqpSettings {
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+}
+
+impl AmqpSettings {
+    /// The broker nodes in the order they are tried: `urls`, or else `url` alone.
+    pub fn nodes(&self) -> &[AmqpUrl] {
+        if self.urls.is_empty() {
+            std::slice::from_ref(&self.url)
+        } else {
+            &self.urls
+        }
+    }
+
+    /// The config key naming node `i` of [`AmqpSettings::nodes`], for errors.
+    fn node_key(&self, i: usize) -> String {
+        if self.urls.is_empty() {
+            "amqp.url".to_owned()
+        } else {
+            format!("amqp.urls[{i}]")
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -171,7 +199,7 @@ pub enum ConfigError {
 }
 
 /// Keys whose values are secrets: a type error on one of them must not echo the value.
-const SECRET_KEYS: [&str; 3] = ["tokens", "hmac_secrets", "url"];
+const SECRET_KEYS: [&str; 4] = ["tokens", "hmac_secrets", "url", "urls"];
 
 /// Each error as `` `section.key`: what is wrong (where it came from) ``, keys in lower case as
 /// the file spells them, whichever layer (file or `RELAY__…` variable) set them.
@@ -329,17 +357,7 @@ impl Settings {
             ));
         }
         self.validate_admin()?;
-        let url = url::Url::parse(self.amqp.url.expose())
-            .map_err(|e| invalid("amqp.url", format!("not a URL ({e})")))?;
-        if !matches!(url.scheme(), "amqp" | "amqps") {
-            return Err(invalid("amqp.url", "scheme must be amqp or amqps"));
-        }
-        if url.scheme() == "amqps" && !cfg!(feature = "tls") {
-            return Err(invalid(
-                "amqp.url",
-                "amqps:// needs the relay built with the `tls` feature",
-            ));
-        }
+        self.validate_broker_nodes()?;
         for (key, value) in [
             ("amqp.exchange", &self.amqp.exchange),
             ("amqp.queue_prefix", &self.amqp.queue_prefix),
@@ -426,6 +444,48 @@ impl Settings {
                 }
             }
             rules::validate(i, &conn.rules)?;
+        }
+        Ok(())
+    }
+
+    fn validate_broker_nodes(&self) -> Result<(), ConfigError> {
+        let amqp = &self.amqp;
+        let mut seen: Vec<String> = Vec::new();
+        for (i, node) in amqp.nodes().iter().enumerate() {
+            let key = amqp.node_key(i);
+            let url = url::Url::parse(node.expose())
+                .map_err(|e| invalid(key.as_str(), format!("not a URL ({e})")))?;
+            if !matches!(url.scheme(), "amqp" | "amqps") {
+                return Err(invalid(key, "scheme must be amqp or amqps"));
+            }
+            if url.scheme() == "amqps" && !cfg!(feature = "tls") {
+                return Err(invalid(
+                    key,
+                    "amqps:// needs the relay built with the `tls` feature",
+                ));
+            }
+            // Metrics and /readyz name the node by host:port: two entries for one node would
+            // be indistinguishable there, and trying one node twice is no failover.
+            let name = node.node();
+            if let Some(j) = seen.iter().position(|s| *s == name) {
+                return Err(invalid(key, format!("{name} is already amqp.urls[{j}]")));
+            }
+            seen.push(name);
+        }
+        match amqp.quorum_initial_group_size {
+            Some(0) => {
+                return Err(invalid(
+                    "amqp.quorum_initial_group_size",
+                    "must be at least 1",
+                ))
+            }
+            Some(_) if amqp.queue_type != QueueType::Quorum => {
+                return Err(invalid(
+                    "amqp.quorum_initial_group_size",
+                    "applies to quorum queues only (amqp.queue_type = \"quorum\")",
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -534,6 +594,19 @@ mod tests {
             ),
             ("[amqp]\nurl = \"http://x\"\n", "amqp.url"),
             (
+                "[amqp]\nurls = [\"amqp://a:5672\", \"amqp//b\"]\n",
+                "amqp.urls[1]",
+            ),
+            (
+                "[amqp]\nurls = [\"amqp://u:p@a\", \"amqp://v:q@a:5672/other\"]\n",
+                "amqp.urls[1]",
+            ),
+            ("[amqp]\nquorum_initial_group_size = 0\n", "amqp.quorum_initial_group_size"),
+            (
+                "[amqp]\nqueue_type = \"classic\"\nquorum_initial_group_size = 3\n",
+                "amqp.quorum_initial_group_size",
+            ),
+            (
                 "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"message\"\n[[connections.rules]]\npointer = \"evento\"\nkind = \"message\"\n",
                 "connections[0].rules[1].pointer",
             ),
@@ -564,15 +637,37 @@ mod tests {
     }
 
     #[test]
+    fn urls_replace_url_and_name_their_nodes() {
+        let s = Settings::default();
+        assert_eq!(s.amqp.nodes(), std::slice::from_ref(&s.amqp.url));
+        assert_eq!(s.amqp.nodes()[0].node(), "127.0.0.1:5672");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "RELAY__AMQP__URLS",
+                r#"["amqp://relay:pw1@rabbit-0.internal/%2f", "amqp://relay:pw2@[::1]:5700/%2f"]"#,
+            );
+            jail.set_env("RELAY__AMQP__QUORUM_INITIAL_GROUP_SIZE", "3");
+            let s = Settings::load_from(None, Env::prefixed("RELAY__").split("__"))
+                .map_err(|e| e.to_string())?;
+            let nodes: Vec<String> = s.amqp.nodes().iter().map(AmqpUrl::node).collect();
+            assert_eq!(nodes, ["rabbit-0.internal:5672", "[::1]:5700"]);
+            assert_eq!(s.amqp.quorum_initial_group_size, Some(3));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn secrets_never_print() {
         let mut s = Settings::default();
         s.amqp.url = AmqpUrl::new("amqp://user:hunter2-pass@broker:5672/%2f");
+        s.amqp.urls = vec![AmqpUrl::new("amqp://user:hunter3-pass@broker-1:5672/%2f")];
         s.connections[0].tokens = vec![Secret::new("tok-supersecret-1")];
         s.connections[0].hmac_secrets = vec![Secret::new("hmac-supersecret-2")];
         let debug = format!("{s:?}");
         let toml = s.to_masked_toml().unwrap();
         for text in [&debug, &toml] {
             assert!(!text.contains("hunter2-pass"), "{text}");
+            assert!(!text.contains("hunter3-pass"), "{text}");
             assert!(!text.contains("tok-supersecret-1"), "{text}");
             assert!(!text.contains("hmac-supersecret-2"), "{text}");
         }

@@ -17,6 +17,7 @@ use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
 use super::{CONNECTION_NAME, IDLE_TICK};
+use crate::config::AmqpUrl;
 use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
@@ -42,14 +43,17 @@ pub(super) async fn await_confirm(
 }
 
 impl Publisher {
-    pub(super) async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
+    pub(super) async fn connect(
+        &self,
+        url: &AmqpUrl,
+    ) -> Result<(Connection, Channel), PublishError> {
         let limit = self.settings.timeout;
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
         let conn = bounded(
             limit,
             "connect",
-            Connection::connect(self.settings.url.expose(), properties),
+            Connection::connect(url.expose(), properties),
         )
         .await?;
         let channel = bounded(limit, "channel.open", conn.create_channel()).await?;

@@ -4,6 +4,7 @@ mod cli;
 mod contract;
 mod delivery;
 mod deploy;
+mod failover;
 mod faults;
 mod helpers;
 mod hostile;

@@ -189,7 +189,7 @@ async fn start_does_not_wait_for_an_unreachable_broker() {
 async fn wait_connected(handle: &PublisherHandle) {
     timeout(
         Duration::from_secs(15),
-        handle.connected_watch().wait_for(|c| *c),
+        handle.connected_watch().wait_for(|c| c.is_some()),
     )
     .await
     .expect("publisher connects")
