@@ -637,6 +637,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
     fn urls_replace_url_and_name_their_nodes() {
         let s = Settings::default();
         assert_eq!(s.amqp.nodes(), std::slice::from_ref(&s.amqp.url));

@@ -52,6 +52,8 @@ pub enum PublishError {
     },
     #[error("the RabbitMQ connection or channel is no longer open")]
     ConnectionLost,
+    #[error("RabbitMQ refused every publish for {0:?}; opening a new session")]
+    Refused(Duration),
     #[error("RabbitMQ answered a publish without a confirm although confirms are on")]
     NotConfirmed,
     #[error("outbox: {0}")]

@@ -10,6 +10,7 @@ use whaticket_relay::config::AmqpUrl;
 use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
+use crate::load::{drain_until, load_event};
 
 /// The node `/readyz` names, once it names one other than `not`.
 pub async fn broker_in_use(app: &TestApp, not: Option<&str>) -> String {
@@ -41,10 +42,6 @@ pub async fn metric(app: &TestApp, sample: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
 }
 
-fn event(i: usize) -> String {
-    format!(r#"{{"acao":"failover-test","seq":{i},"chamadoId":{i},"companyId":1}}"#)
-}
-
 #[tokio::test]
 async fn a_lost_node_moves_the_relay_to_the_next_one() {
     let upstream: SocketAddr = "127.0.0.1:5672".parse().unwrap();
@@ -72,29 +69,28 @@ async fn a_lost_node_moves_the_relay_to_the_next_one() {
     assert_eq!(metric(&app, &connected(&nodes[1])).await, Some(0.0));
     assert_eq!(metric(&app, &sessions(&nodes[1])).await, Some(0.0));
 
+    let run = unique("failover");
     let total = 30;
-    let mut ids = HashSet::new();
-    for i in 0..total / 2 {
-        ids.insert(app.accept(event(i)).await);
+    for seq in 0..total / 2 {
+        app.accept(load_event(&run, seq)).await;
     }
     // The first node goes away for good: the relay must not wait for it.
     first.cut();
-    for i in total / 2..total {
-        ids.insert(app.accept(event(i)).await);
+    for seq in total / 2..total {
+        app.accept(load_event(&run, seq)).await;
     }
     assert_eq!(broker_in_use(&app, Some(&nodes[0])).await, nodes[1]);
     assert_eq!(metric(&app, &connected(&nodes[0])).await, Some(0.0));
     assert_eq!(metric(&app, &connected(&nodes[1])).await, Some(1.0));
     assert_eq!(metric(&app, &sessions(&nodes[1])).await, Some(1.0));
 
-    assert_eq!(ids.len(), total);
-    take_ids(
-        &app.channel,
-        &app.queue(Kind::Other),
-        &ids,
-        Duration::from_secs(20),
-    )
-    .await;
+    let want: HashSet<u64> = (0..total).collect();
+    let seen = drain_until(&app.channel, &app.queue(Kind::Other), &want).await;
+    assert_eq!(
+        seen.len(),
+        want.len(),
+        "every accepted event is delivered, nothing else"
+    );
     app.wait_outbox_empty().await;
 }
 
@@ -108,7 +104,7 @@ async fn no_node_reachable_is_unready_and_names_none() {
         AmqpUrl::new("amqp://guest:guest@127.0.0.1:1/%2f"),
     ];
     let app = spawn_app_with(options).await;
-    assert_eq!(app.post_hook(event(0)).await.status(), 202);
+    app.accept(load_event(&unique("none"), 0)).await;
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();

@@ -64,50 +64,6 @@ pub async fn broker_connection() -> Connection {
     }
 }
 
-/// Takes messages from `queue` until every `message_id` in `ids` arrived, within `limit`.
-/// Returns how many copies came beyond the first of each: delivery is at least once, so a
-/// failover may resend. A message_id that is not in `ids` fails the test.
-pub async fn take_ids(
-    channel: &Channel,
-    queue: &str,
-    ids: &std::collections::HashSet<String>,
-    limit: Duration,
-) -> usize {
-    let deadline = Instant::now() + limit;
-    let mut seen = std::collections::HashSet::new();
-    let mut copies = 0;
-    while seen.len() < ids.len() {
-        let got = channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
-        let Some(message) = got else {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {} events arrived in {queue} within {limit:?}",
-                seen.len(),
-                ids.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let id = message
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .expect("every message has a message_id");
-        assert!(
-            ids.contains(&id),
-            "{queue} holds an unexpected message {id}"
-        );
-        if !seen.insert(id) {
-            copies += 1;
-        }
-    }
-    copies
-}
-
 /// What a test may change before the relay starts.
 pub struct Options {
     pub settings: Settings,
@@ -220,6 +176,18 @@ fn init_test_logging() {
 impl TestApp {
     pub fn hook_url(&self, connection: &str, token: &str) -> String {
         format!("{}/hooks/{connection}/{token}", self.address)
+    }
+
+    /// `relay_broker_reconnects_total`: sessions attempted after the first.
+    pub async fn publisher_reconnects(&self) -> u64 {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("relay_broker_reconnects_total ")?
+                    .parse()
+                    .ok()
+            })
+            .expect("relay_broker_reconnects_total in /metrics")
     }
 
     /// POSTs a body that must be accepted; its event id.

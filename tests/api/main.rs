@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
 mod cli;
+mod cluster;
 mod contract;
 mod delivery;
 mod deploy;
