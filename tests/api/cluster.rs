@@ -215,20 +215,6 @@ async fn relay(order: &[usize]) -> TestApp {
     app
 }
 
-/// Waits until `more` events beyond those accepted so far are accepted.
-async fn accept_more(load: &Load, more: usize) {
-    let target = load.accepted_count() + more;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while load.accepted_count() < target {
-        assert!(
-            Instant::now() < deadline,
-            "the load stalled at {} accepted events",
-            load.accepted_count()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn killing_the_relays_node_under_load_loses_nothing() {
     let cluster = Cluster::get().await;
@@ -236,18 +222,13 @@ async fn killing_the_relays_node_under_load_loses_nothing() {
     let first = node_at(&broker_in_use(&app, None).await);
 
     let load = Load::start(app.hook_url(CONNECTION, TOKEN), unique("load"), 2);
-    accept_more(&load, 100).await;
+    load.accept_more(100).await;
     cluster.kill(&[first]).await;
     let second = node_at(&broker_in_use(&app, Some(&format!("127.0.0.1:{}", port(first)))).await);
     assert_ne!(second, first);
-    accept_more(&load, 100).await;
+    load.accept_more(100).await;
     let tally = load.stop().await;
-    assert!(
-        tally.other.is_empty() && tally.transport_errors == 0,
-        "every webhook is accepted while a node dies: {:?} answers, {} transport errors",
-        tally.other,
-        tally.transport_errors
-    );
+    tally.assert_all_accepted("while a node died");
     let ids: HashSet<String> = tally.accepted.into_values().collect();
     cluster
         .take_ids(second, &app.queue(Kind::Other), &ids)

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
+mod balance;
 mod cli;
 mod cluster;
 mod contract;
