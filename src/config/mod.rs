@@ -9,8 +9,10 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod amqp;
 mod rules;
 mod secret;
+pub use amqp::{AmqpSettings, QueueType};
 pub use rules::{compile as compile_rules, RuleSettings};
 pub use secret::{decode_secret, AmqpUrl, Secret, SecretError};
 
@@ -74,66 +76,6 @@ pub struct AdminSettings {
     /// Bearer token of the admin API; `None` (unset): no admin listener.
     #[serde(default)]
     pub token: Option<Secret>,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    Quorum,
-    Classic,
-}
-
-impl QueueType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueType::Quorum => "quorum",
-            QueueType::Classic => "classic",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpSettings {
-    pub url: AmqpUrl,
-    /// Nodes of one cluster, tried in order (the next one when the node in use is lost); when
-    /// not empty, `url` is not used.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<AmqpUrl>,
-    pub exchange: String,
-    pub queue_prefix: String,
-    pub queue_type: QueueType,
-    /// Replicas a quorum queue starts with (`x-quorum-initial-group-size`); `None`: RabbitMQ's
-    /// default, every cluster node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quorum_initial_group_size: Option<u32>,
-    pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_min: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max: Duration,
-}
-
-impl AmqpSettings {
-    /// The broker nodes in the order they are tried: `urls`, or else `url` alone.
-    pub fn nodes(&self) -> &[AmqpUrl] {
-        if self.urls.is_empty() {
-            std::slice::from_ref(&self.url)
-        } else {
-            &self.urls
-        }
-    }
-
-    /// The config key naming node `i` of [`AmqpSettings::nodes`], for errors.
-    fn node_key(&self, i: usize) -> String {
-        if self.urls.is_empty() {
-            "amqp.url".to_owned()
-        } else {
-            format!("amqp.urls[{i}]")
-        }
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -357,30 +299,7 @@ impl Settings {
             ));
         }
         self.validate_admin()?;
-        self.validate_broker_nodes()?;
-        for (key, value) in [
-            ("amqp.exchange", &self.amqp.exchange),
-            ("amqp.queue_prefix", &self.amqp.queue_prefix),
-        ] {
-            if value.is_empty() || value.len() > 200 || value.starts_with("amq.") {
-                return Err(invalid(
-                    key,
-                    "must be 1-200 characters and not start with `amq.`",
-                ));
-            }
-        }
-        if self.amqp.max_in_flight == 0 {
-            return Err(invalid("amqp.max_in_flight", "must be greater than 0"));
-        }
-        if self.amqp.timeout.is_zero() {
-            return Err(invalid("amqp.timeout", "must be greater than 0"));
-        }
-        if self.amqp.reconnect_min.is_zero() || self.amqp.reconnect_max < self.amqp.reconnect_min {
-            return Err(invalid(
-                "amqp.reconnect_min",
-                "must be > 0 and not above amqp.reconnect_max",
-            ));
-        }
+        self.amqp.validate()?;
         for (i, key) in self.redact.keys.iter().enumerate() {
             if key.is_empty() {
                 return Err(invalid(format!("redact.keys[{i}]"), "must not be empty"));
@@ -444,48 +363,6 @@ impl Settings {
                 }
             }
             rules::validate(i, &conn.rules)?;
-        }
-        Ok(())
-    }
-
-    fn validate_broker_nodes(&self) -> Result<(), ConfigError> {
-        let amqp = &self.amqp;
-        let mut seen: Vec<String> = Vec::new();
-        for (i, node) in amqp.nodes().iter().enumerate() {
-            let key = amqp.node_key(i);
-            let url = url::Url::parse(node.expose())
-                .map_err(|e| invalid(key.as_str(), format!("not a URL ({e})")))?;
-            if !matches!(url.scheme(), "amqp" | "amqps") {
-                return Err(invalid(key, "scheme must be amqp or amqps"));
-            }
-            if url.scheme() == "amqps" && !cfg!(feature = "tls") {
-                return Err(invalid(
-                    key,
-                    "amqps:// needs the relay built with the `tls` feature",
-                ));
-            }
-            // Metrics and /readyz name the node by host:port: two entries for one node would
-            // be indistinguishable there, and trying one node twice is no failover.
-            let name = node.node();
-            if let Some(j) = seen.iter().position(|s| *s == name) {
-                return Err(invalid(key, format!("{name} is already amqp.urls[{j}]")));
-            }
-            seen.push(name);
-        }
-        match amqp.quorum_initial_group_size {
-            Some(0) => {
-                return Err(invalid(
-                    "amqp.quorum_initial_group_size",
-                    "must be at least 1",
-                ))
-            }
-            Some(_) if amqp.queue_type != QueueType::Quorum => {
-                return Err(invalid(
-                    "amqp.quorum_initial_group_size",
-                    "applies to quorum queues only (amqp.queue_type = \"quorum\")",
-                ))
-            }
-            _ => {}
         }
         Ok(())
     }
