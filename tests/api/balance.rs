@@ -66,7 +66,8 @@ fn deploy_config(dir: &Path, port: u16, upstreams: &[u16]) -> String {
     );
     let d = dir.display();
     format!(
-        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nevents {{}}\nhttp {{\n\
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\ndaemon off;\nmaster_process off;\n\
+         events {{}}\nhttp {{\n\
          client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
          fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
          {out}}}\n"
@@ -145,6 +146,7 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// One process (`master_process off`): killing it leaves no worker behind.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
