@@ -9,11 +9,12 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::first_run::{self, FirstRunError};
 use crate::config::Settings;
 use crate::http;
 use crate::http::ingest::{self, Ingest};
 use crate::metrics::Metrics;
-use crate::ops::admin;
+use crate::ops::{admin, status};
 use crate::process::handover::{self, Handover, InheritError};
 use crate::process::reload::ReloadHandle;
 use crate::publish::{self as publisher, PublisherHandle};
@@ -41,6 +42,15 @@ pub enum StartupError {
     Rules(#[from] ingest::RulesError),
     #[error("cannot use the inherited listening socket")]
     Inherit(#[from] InheritError),
+    #[error("cannot set up the generated webhook token")]
+    FirstRun(#[from] FirstRunError),
+}
+
+struct AdminServer {
+    handle: ServerHandle,
+    port: u16,
+    task: JoinHandle<std::io::Result<()>>,
+    sampler: JoinHandle<()>,
 }
 
 pub struct Application {
@@ -53,8 +63,8 @@ pub struct Application {
     reload: ReloadHandle,
     /// `None` when the listener could not be duplicated or our program path is unknown.
     handover: Option<Handover>,
-    /// The admin API server: its handle, port and task.
-    admin: Option<(ServerHandle, u16, JoinHandle<std::io::Result<()>>)>,
+    /// The admin API server: its handle, port, task and the status page's sampler.
+    admin: Option<AdminServer>,
 }
 
 impl Application {
@@ -70,13 +80,14 @@ impl Application {
     /// is then opened first, waiting for the previous relay to release it, so that no webhook is
     /// answered before it can be stored.
     pub async fn build_with_source(
-        settings: Settings,
+        mut settings: Settings,
         source: Option<PathBuf>,
     ) -> Result<Self, StartupError> {
         let inherited = handover::take_inherited_listener()?;
+        let metrics = Metrics::new();
         let store = if inherited.is_some() {
             // A predecessor stops accepting once told: make sure this config is usable first.
-            ingest::Rules::new(&settings)?;
+            ingest::Rules::new(&settings, &metrics)?;
             handover::notify_predecessor();
             // The predecessor drains for at most shutdown_timeout, then flushes and closes
             // the broker connection (bounded by amqp.timeout).
@@ -86,8 +97,9 @@ impl Application {
         } else {
             Store::open(&settings.storage)?
         };
+        // Under the store's lock: no other start writes the token files meanwhile.
+        let generated = first_run::complete(&mut settings)?;
         let background = CancellationToken::new();
-        let metrics = Metrics::new();
         let publisher = publisher::start_with_metrics(
             store.clone(),
             settings.amqp.clone(),
@@ -98,24 +110,47 @@ impl Application {
             store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone(), metrics.clone())?);
-        let reload = ReloadHandle::new(ingest.clone(), source, settings.clone());
+        let status = status::Sources {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            publisher: publisher.stats(),
+            connected: publisher.connected_watch(),
+            max_outbox: settings.storage.max_outbox as u64,
+            max_outbox_bytes: settings.storage.max_outbox_bytes,
+        };
         let routes = http::Routes::new(
-            ingest,
+            ingest.clone(),
             http::Readiness::new(store.clone(), publisher.connected_watch()),
-            http::Exporter::new(metrics, store.clone(), publisher.stats()),
+            http::Exporter::new(
+                metrics,
+                store.clone(),
+                publisher.stats(),
+                publisher.connected_watch(),
+                &settings.storage,
+            ),
         );
-        let admin =
-            if let Some(token) = settings.admin.token.clone() {
-                let (server, port) = admin::start(settings.admin.bind, token, store.clone())
-                    .map_err(|source| StartupError::Bind {
-                        addr: settings.admin.bind,
-                        source,
-                    })?;
-                tracing::info!(port, "admin API listening");
-                Some((server.handle(), port, tokio::spawn(server)))
-            } else {
-                None
-            };
+        let admin = if let Some(token) = settings.admin.token.clone() {
+            let started = admin::start(settings.admin.bind, token, status).map_err(|source| {
+                StartupError::Bind {
+                    addr: settings.admin.bind,
+                    source,
+                }
+            })?;
+            let port = started.port;
+            tracing::info!(
+                port,
+                "admin API listening; status page at http://{}/status",
+                std::net::SocketAddr::new(settings.admin.bind.ip(), port)
+            );
+            Some(AdminServer {
+                handle: started.server.handle(),
+                port,
+                task: tokio::spawn(started.server),
+                sampler: started.sampler,
+            })
+        } else {
+            None
+        };
 
         let addr = settings.server.bind;
         let listener = match inherited {
@@ -131,10 +166,11 @@ impl Application {
                 None
             }
         };
-        let port = listener
+        let listening = listener
             .local_addr()
-            .map_err(|source| StartupError::Bind { addr, source })?
-            .port();
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let port = listening.port();
+        let reload = ReloadHandle::new(ingest, source, settings.clone(), listening);
 
         let workers = match settings.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -164,12 +200,8 @@ impl Application {
             exchange = %settings.amqp.exchange,
             "relay started"
         );
-        for name in settings.placeholder_token_connections() {
-            tracing::warn!(
-                connection = name,
-                "connection still uses the placeholder token `change-me`"
-            );
-        }
+        // The one place a generated token is shown: stderr, not the logs.
+        eprint!("{}", first_run::announcement(&generated, listening));
 
         Ok(Self {
             port,
@@ -186,7 +218,7 @@ impl Application {
 
     /// Port of the admin API, when `admin.bind` and `admin.token` are set.
     pub fn admin_port(&self) -> Option<u16> {
-        self.admin.as_ref().map(|(_, port, _)| *port)
+        self.admin.as_ref().map(|admin| admin.port)
     }
 
     /// Reloads the config as SIGHUP does; also for tests.
@@ -234,9 +266,11 @@ impl Application {
             false
         };
         // The admin API holds a store handle: it must be gone for the directory to be released.
-        if let Some((handle, _, task)) = self.admin {
-            handle.stop(true).await;
-            let _ = task.await;
+        if let Some(admin) = self.admin {
+            admin.handle.stop(true).await;
+            let _ = admin.task.await;
+            admin.sampler.abort();
+            let _ = admin.sampler.await;
         }
         // A store the watchdog gave up on would only hang the flush.
         let flushed = if unwritable {

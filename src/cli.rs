@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
+use crate::config::first_run::{self, Pending};
 use crate::config::Settings;
 use crate::ops::client::{self, DeadCommand, Request};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
@@ -116,6 +117,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(settings) => match settings.to_masked_toml() {
                 Ok(text) => {
                     println!("{text}");
+                    eprint!("{}", token_notes(&settings));
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
@@ -156,4 +158,33 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// What `check-config` adds on stderr: the connections that still need a token in the
+/// configuration, and placeholders that are never accepted.
+fn token_notes(settings: &Settings) -> String {
+    let mut notes = String::new();
+    for (i, conn) in settings.connections.iter().enumerate() {
+        if conn.tokens.iter().any(first_run::is_placeholder) {
+            notes.push_str(&format!(
+                "warning: connections[{i}].tokens: `{}` is never accepted; remove it\n",
+                first_run::PLACEHOLDER_TOKEN
+            ));
+        }
+    }
+    for (name, pending) in first_run::pending(settings) {
+        notes.push_str(&match pending {
+            Pending::Kept(path) => format!(
+                "note: connection `{name}` has no token in the configuration; `serve` uses the one \
+                 generated on its first start, kept in {} (its URL is printed at start-up)\n",
+                path.display()
+            ),
+            Pending::Missing(path) => format!(
+                "note: connection `{name}` needs a token: set its `tokens`, or `serve` generates \
+                 one on its first start, keeps it in {} and prints the webhook URL\n",
+                path.display()
+            ),
+        });
+    }
+    notes
 }

@@ -13,9 +13,10 @@
 //! publish   confirmed publishes to RabbitMQ, per-ticket order, reconnects (topology: queues)
 //! ```
 //!
-//! Beside the path: `ops` (admin API, offline commands, their HTTP client), `process` (signals,
-//! hand-over, config reload, logging), `config` (typed, layered settings), `metrics` (a leaf the
-//! others count into), `app` (wires it all into one [`Application`]) and `cli` (the command line).
+//! Beside the path: `ops` (admin API and status page, offline commands, their HTTP client),
+//! `process` (signals, hand-over, config reload, logging), `config` (typed, layered settings),
+//! `metrics` (a leaf the others count into, with the status page's per-minute history), `app`
+//! (wires it all into one [`Application`]) and `cli` (the command line).
 
 pub mod config;
 pub mod event;

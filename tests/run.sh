@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The test command: makes sure the local RabbitMQ runs (starting it when installed), then runs
-# every test. Integration tests need a real broker at amqp://guest:guest@127.0.0.1:5672/%2f.
+# The test command: makes sure the local RabbitMQ runs (starting it when installed) and the
+# browser test's node packages are installed, then runs every test. Integration tests need a real
+# broker at amqp://guest:guest@127.0.0.1:5672/%2f; the status page's browser test needs Debian's
+# chromium and nodejs/npm (`.ci/run` installs all three) and fails, not skips, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# playwright-core, pinned by tests/browser/package-lock.json.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "tests/run.sh: installing the browser test's node packages (npm ci)"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+  else
+    echo "tests/run.sh: npm is missing, so the browser test will fail:" >&2
+    echo "  apt-get install -y chromium nodejs npm   (or run .ci/run)" >&2
+  fi
+fi
 
 broker_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 

@@ -10,6 +10,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 mod amqp;
+pub mod first_run;
 mod rules;
 mod secret;
 pub use amqp::{AmqpSettings, QueueType};
@@ -214,6 +215,14 @@ fn hide_secret_values(err: figment::Error) -> figment::Error {
         .unwrap_or_else(|| figment::Error::from("invalid configuration".to_owned()))
 }
 
+/// Tokens travel in URL paths: URL-safe characters only, and long enough not to be guessed.
+pub(crate) fn is_url_safe_token(token: &str) -> bool {
+    token.len() >= 8
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -333,21 +342,10 @@ impl Settings {
                     format!("`{}` is used twice", conn.name),
                 ));
             }
-            if conn.tokens.is_empty() && conn.hmac_secrets.is_empty() {
-                return Err(invalid(
-                    format!("connections[{i}].tokens"),
-                    "a connection needs at least one token or hmac secret",
-                ));
-            }
+            // A connection without any credential is valid: `serve` gives it a generated
+            // token (first_run).
             for (j, token) in conn.tokens.iter().enumerate() {
-                // Tokens travel in URL paths: keep them to URL-safe characters.
-                let ok = token.expose().len() >= 8
-                    && token
-                        .expose()
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-                let is_placeholder = token.expose() == "change-me";
-                if !ok && !is_placeholder {
+                if !is_url_safe_token(token.expose()) {
                     return Err(invalid(
                         format!("connections[{i}].tokens[{j}]"),
                         "must be at least 8 URL-safe characters ([A-Za-z0-9-_.~])",
@@ -398,14 +396,6 @@ impl Settings {
     pub fn to_masked_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
     }
-
-    /// Connections still using the shipped placeholder token.
-    pub fn placeholder_token_connections(&self) -> impl Iterator<Item = &str> {
-        self.connections
-            .iter()
-            .filter(|c| c.tokens.iter().any(|t| t.expose() == "change-me"))
-            .map(|c| c.name.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -427,7 +417,9 @@ mod tests {
         let s = Settings::default();
         assert_eq!(s.storage.dedup_window, Duration::from_secs(24 * 3600));
         assert_eq!(s.amqp.queue_type, QueueType::Quorum);
-        assert_eq!(s.connections[0].tokens[0].expose(), "change-me");
+        // No token shipped: `serve` generates one on the first start (first_run).
+        assert_eq!(s.connections[0].name, "default");
+        assert!(s.connections[0].tokens.is_empty());
         s.validate().unwrap();
     }
 
@@ -463,7 +455,6 @@ mod tests {
             ("[storage]\ndedup_window = \"soon\"\n", "dedup_window"),
             ("[storage]\nsegment_bytes = 4096\n", "storage.segment_bytes"),
             ("[[connections]]\nname = \"bad name\"\ntokens = [\"abcdefgh\"]\n", "connections[0].name"),
-            ("[[connections]]\nname = \"a\"\ntokens = []\n", "connections[0].tokens"),
             ("[[connections]]\nname = \"a\"\ntokens = [\"short\"]\n", "connections[0].tokens[0]"),
             (
                 "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n",

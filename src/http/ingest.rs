@@ -18,7 +18,8 @@ use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
 use crate::http::verify::{Presented, SecretError, Verifier};
-use crate::metrics::Metrics;
+use crate::metrics::history::{ConnHistory, Outcome};
+use crate::metrics::{EventClock, Metrics};
 use crate::store::{Appended, Store};
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
@@ -40,6 +41,10 @@ struct Connection {
     company_id: Option<i64>,
     /// The connection's own classification rules (compiled once per config).
     rules: CustomRules,
+    /// Stamped per event received (accepted or duplicate), for the silent-connection alert.
+    last_event: EventClock,
+    /// Its minute ring for the status page, kept by `metrics` across reloads.
+    history: Arc<ConnHistory>,
 }
 
 /// What a config reload (SIGHUP) replaces as one: connections with their credentials, and the
@@ -50,7 +55,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn new(settings: &Settings) -> Result<Self, RulesError> {
+    /// Prepares `settings`' connections, each with its clock and minute ring from `metrics`.
+    pub fn new(settings: &Settings, metrics: &Metrics) -> Result<Self, RulesError> {
         let connections = settings
             .connections
             .iter()
@@ -59,6 +65,8 @@ impl Rules {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
                     rules: compile_rules(&c.rules)?,
+                    last_event: metrics.event_clock(&c.name),
+                    history: metrics.history().connection(&c.name),
                 };
                 Ok((c.name.clone(), conn))
             })
@@ -84,7 +92,7 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(settings: &Settings, store: Store, metrics: Metrics) -> Result<Self, RulesError> {
         Ok(Self {
-            rules: RwLock::new(Arc::new(Rules::new(settings)?)),
+            rules: RwLock::new(Arc::new(Rules::new(settings, &metrics)?)),
             store,
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
@@ -96,6 +104,11 @@ impl Ingest {
     pub fn rules(&self) -> Arc<Rules> {
         // A poisoned lock still holds a complete `Arc`: writers only swap it.
         Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Prepares `settings` for [`Ingest::replace_rules`], without putting them in force.
+    pub fn prepare(&self, settings: &Settings) -> Result<Rules, RulesError> {
+        Rules::new(settings, &self.metrics)
     }
 
     /// Puts new rules in force for every request that starts from now on.
@@ -166,16 +179,26 @@ async fn handle(
     ingest: &Ingest,
 ) -> Result<HttpResponse, IngestError> {
     let started = Instant::now();
+    // One clock read stamps the event and its minute on the status page.
+    let now_ms = crate::clock::now_ms();
     let rules = ingest.rules();
-    let result = accept(req, connection, path_token, payload, ingest, &rules).await;
+    let result = accept(req, connection, path_token, payload, ingest, &rules, now_ms).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The connection name is only logged once known to be configured: an unknown one is
     // attacker-chosen text (or a misplaced token).
-    let known = rules.connections.contains_key(connection);
-    let conn_field = if known { connection } else { "<unknown>" };
+    let configured = rules.connections.get(connection);
+    let conn_field = if configured.is_some() {
+        connection
+    } else {
+        "<unknown>"
+    };
     let metrics = &ingest.metrics;
+    let history = configured.map_or_else(|| metrics.history().unknown(), |c| &c.history);
     match &result {
         Ok((outcome, id, kind, format)) => {
+            if let Some(conn) = configured {
+                conn.last_event.touch(crate::clock::now_ms());
+            }
             tracing::info!(
                 connection = conn_field,
                 event_id = %id,
@@ -189,13 +212,18 @@ async fn handle(
                 Appended::Accepted => {
                     metrics.accepted(conn_field, *kind, started.elapsed());
                     metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
+                    history.record(Outcome::Accepted, now_ms);
                 }
-                Appended::Duplicate => metrics.duplicate(conn_field, *kind),
+                Appended::Duplicate => {
+                    metrics.duplicate(conn_field, *kind);
+                    history.record(Outcome::Duplicate, now_ms);
+                }
             }
         }
         Err(err) => {
             err.log(conn_field, latency_ms);
             metrics.rejected(conn_field, err.code());
+            history.record(Outcome::Rejected, now_ms);
         }
     }
     let (outcome, id, kind, _) = result?;
@@ -234,8 +262,8 @@ async fn accept(
     payload: web::Payload,
     ingest: &Ingest,
     rules: &Rules,
+    received_at_ms: u64,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let received_at_ms = crate::clock::now_ms();
     let conn = rules
         .connections
         .get(connection)

@@ -6,29 +6,45 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use tokio::sync::watch;
 
+use crate::config::StorageSettings;
 use crate::metrics::{Metrics, PublisherTotals, Snapshot};
 use crate::publish::PublisherStats;
 use crate::report::chain;
 use crate::store::Store;
+
+/// How long a scrape waits for the store's write probe before reporting it unwritable.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `GET /metrics` reads.
 pub struct Exporter {
     metrics: Metrics,
     store: Store,
     publisher: Arc<PublisherStats>,
+    publisher_connected: watch::Receiver<crate::publish::BrokerNode>,
+    /// `storage.max_outbox` and `max_outbox_bytes` (restart-only keys).
+    limits: (u64, u64),
 }
 
 impl Exporter {
-    pub fn new(metrics: Metrics, store: Store, publisher: Arc<PublisherStats>) -> Self {
+    pub fn new(
+        metrics: Metrics,
+        store: Store,
+        publisher: Arc<PublisherStats>,
+        publisher_connected: watch::Receiver<crate::publish::BrokerNode>,
+        storage: &StorageSettings,
+    ) -> Self {
         Self {
             metrics,
             store,
             publisher,
+            publisher_connected,
+            limits: (storage.max_outbox as u64, storage.max_outbox_bytes),
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self, store_writable: bool) -> Snapshot {
         let store = &self.store;
         let (outbox_events, outbox_bytes) = store.outbox_usage();
         let oldest_pending_age = match store.oldest_pending_ms() {
@@ -55,6 +71,10 @@ impl Exporter {
                 returns: p.returned.load(Relaxed),
                 reconnects: p.reconnects.load(Relaxed),
             },
+            broker_connected: self.publisher_connected.borrow().is_some(),
+            store_writable,
+            max_outbox_events: self.limits.0,
+            max_outbox_bytes: self.limits.1,
         }
     }
 }
@@ -62,9 +82,15 @@ impl Exporter {
 /// `GET /metrics`: Prometheus text format. Counts and sizes only, no personal data.
 pub(super) async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
     let exporter = exporter.into_inner();
+    // The same probe as /readyz: a write the store's writer takes (or not) within the time-out.
+    let writable = matches!(
+        tokio::time::timeout(STORE_PROBE_TIMEOUT, exporter.store.check_writable()).await,
+        Ok(Ok(()))
+    );
     // Sizes and the oldest entry touch the disk: keep them off the async workers.
     let text =
-        tokio::task::spawn_blocking(move || exporter.metrics.render(&exporter.snapshot())).await;
+        tokio::task::spawn_blocking(move || exporter.metrics.render(&exporter.snapshot(writable)))
+            .await;
     match text {
         Ok(text) => HttpResponse::Ok()
             .insert_header((

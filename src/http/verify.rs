@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 pub use crate::config::SecretError;
-use crate::config::{decode_secret, ConnectionSettings};
+use crate::config::{decode_secret, first_run, ConnectionSettings};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -129,6 +129,8 @@ impl Verifier {
         let token_digests = conn
             .tokens
             .iter()
+            // Published in earlier versions' default config: refused wherever it comes from.
+            .filter(|t| !first_run::is_placeholder(t))
             .map(|t| {
                 // An empty token would admit a request whose path token is empty.
                 if t.expose().is_empty() {
@@ -572,6 +574,17 @@ mod tests {
             by_header(&v, &format!("Bearer {TOKEN_A}")),
             Err(VerifyError::BadToken)
         );
+    }
+
+    #[test]
+    fn the_placeholder_is_refused_even_when_configured() {
+        let v = verifier(&["change-me", TOKEN_A], &[]);
+        assert_eq!(by_path(&v, "change-me"), Err(VerifyError::BadToken));
+        assert_eq!(
+            by_header(&v, "Bearer change-me"),
+            Err(VerifyError::BadToken)
+        );
+        assert_eq!(by_path(&v, TOKEN_A), Ok(()));
     }
 
     // --- Authorization: Bearer ---

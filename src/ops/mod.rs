@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod client;
+pub mod status;
+pub mod web;
 
 use crate::event::{EventId, Kind};
 use crate::store::{DeadLetter, ReplayFilter, Store, StoreError, StoreStats};
@@ -173,6 +175,22 @@ pub fn dead_show(store: &Store, id: &str) -> Result<DeadDetail, OpsError> {
     Ok(DeadDetail {
         summary: summary(&letter),
         body,
+    })
+}
+
+/// A dead letter with its (redacted) body exactly as relayed, bytes and key order unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeadRelayed {
+    #[serde(flatten)]
+    pub summary: DeadSummary,
+    pub body_text: String,
+}
+
+pub fn dead_relayed(store: &Store, id: &str) -> Result<DeadRelayed, OpsError> {
+    let letter = find(store, id)?;
+    Ok(DeadRelayed {
+        summary: summary(&letter),
+        body_text: String::from_utf8_lossy(&letter.event.body).into_owned(),
     })
 }
 

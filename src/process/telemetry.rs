@@ -5,6 +5,7 @@
 //! event's budget. When that thread falls far behind (a blocked stdout), lines are dropped rather
 //! than stalling the workers that answer Whaticket, which never retries.
 
+use std::io::IsTerminal;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -45,6 +46,9 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
         .with_writer(writer)
+        // Colour codes only for a person at a terminal: in journald, files and pipes they are
+        // noise (and formatting them is CPU spent on every line).
+        .with_ansi(std::io::stdout().is_terminal())
         .with_target(true);
     let result = match settings.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -89,6 +89,8 @@ pub struct PublisherStats {
     pub returned: AtomicU64,
     /// Connection attempts after the first one.
     pub reconnects: AtomicU64,
+    /// Unix ms of the last change between connected and not (the start counts as one).
+    pub state_since_ms: AtomicU64,
 }
 
 impl PublisherStats {
@@ -149,6 +151,9 @@ pub fn start_with_metrics(
 ) -> PublisherHandle {
     let (connected_tx, connected) = watch::channel(None);
     let stats = Arc::new(PublisherStats::default());
+    stats
+        .state_since_ms
+        .store(crate::clock::now_ms(), Ordering::Relaxed);
     let publisher = Publisher {
         store,
         settings,
@@ -294,12 +299,12 @@ impl Publisher {
                 Ok((index, conn, channel)) => {
                     let node = &nodes[index];
                     backoff.reset();
-                    self.connected.send_replace(Some(Arc::clone(node)));
-                    self.metrics.broker_connected(node, true);
+                    self.set_connected(Some(Arc::clone(node)));
+                    self.metrics.broker_node_connected(node, true);
                     tracing::info!(node = %node, "connected to RabbitMQ");
                     let result = self.session(&mut outbox, &conn, &channel).await;
-                    self.connected.send_replace(None);
-                    self.metrics.broker_connected(node, false);
+                    self.set_connected(None);
+                    self.metrics.broker_node_connected(node, false);
                     if let Err(e) = &result {
                         tracing::warn!(node = %node, error = %e, "RabbitMQ session ended");
                     }
@@ -359,6 +364,14 @@ impl Publisher {
             }
         }
         Err(last)
+    }
+
+    /// Publishes the broker state and stamps when it changed (the status page's "since").
+    fn set_connected(&self, node: BrokerNode) {
+        self.stats
+            .state_since_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+        self.connected.send_replace(node);
     }
 
     /// Sleeps unless shutdown comes first; false when shutting down.

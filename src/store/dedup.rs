@@ -5,7 +5,7 @@
 //! without a flush: the flusher's checkpoint says up to which seq they are on disk, and opening
 //! the store writes them again for the records after it.
 
-use super::generations::{Generations, Slice};
+use super::generations::Generations;
 use super::record;
 use super::StoreError;
 use crate::event::EventId;
@@ -35,6 +35,9 @@ pub(super) fn lookup(
         let Some(slice) = slices.get(slice_end) else {
             continue;
         };
+        if !slice.may_hold(&id.0) {
+            continue;
+        }
         let Some(value) = slice.tree.get(id.0)? else {
             continue;
         };
@@ -48,10 +51,15 @@ pub(super) fn lookup(
     Ok((false, overwrites))
 }
 
+/// Keys per sled batch. sled keeps every node version a batch replaces until the batch ends
+/// (one epoch guard), so one batch of a second's keys held tens of MB at once.
+const BATCH_KEYS: usize = 128;
+
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
 pub(super) type Key = (u64, EventId, u64, bool);
 
-/// Writes keys (ordered by slice end) one batch per slice, unflushed.
+/// Writes keys (ordered by slice end) one batch per slice, unflushed. They are counted when
+/// the writer takes them ([`count`]), not here.
 pub(super) fn insert(dedup: &Generations, mut keys: &[Key]) -> Result<(), StoreError> {
     let slices = dedup.read();
     while let Some(&(end, ..)) = keys.first() {
@@ -62,21 +70,27 @@ pub(super) fn insert(dedup: &Generations, mut keys: &[Key]) -> Result<(), StoreE
         let Some(slice) = slices.get(&end) else {
             continue;
         };
-        write_group(slice, group)?;
+        for chunk in group.chunks(BATCH_KEYS) {
+            let mut batch = sled::Batch::default();
+            for (_, id, expiry, _) in chunk {
+                batch.insert(&id.0[..], &record::expiry_value(*expiry)[..]);
+            }
+            slice.tree.apply_batch(batch)?;
+        }
     }
     Ok(())
 }
 
-fn write_group(slice: &Slice, group: &[Key]) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
-    let mut added = 0u64;
-    for (_, id, expiry, new) in group {
-        batch.insert(&id.0[..], &record::expiry_value(*expiry)[..]);
-        added += u64::from(*new);
+/// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)
+/// into their counts, before they reach sled: from then on a lookup finds them.
+pub(super) fn remember(dedup: &Generations, keys: &[Key]) {
+    let slices = dedup.read();
+    for (end, id, _, new) in keys {
+        if let Some(slice) = slices.get(end) {
+            slice.remember(&id.0);
+            slice.added(u64::from(*new), 0);
+        }
     }
-    slice.tree.apply_batch(batch)?;
-    slice.added(added, 0);
-    Ok(())
 }
 
 /// Writes the key of a record found after the checkpoint at start-up (unless it has expired).
@@ -92,6 +106,7 @@ pub(super) fn restore(
     let end = dedup.ensure(expiry_ms)?;
     let slices = dedup.read();
     if let Some(slice) = slices.get(&end) {
+        slice.remember(&id.0);
         let old = slice
             .tree
             .insert(&id.0[..], &record::expiry_value(expiry_ms)[..])?;

@@ -1,7 +1,8 @@
 //! The one thread that flushes sled, about once a second and on request, with a checkpoint.
 //!
 //! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
-//! delivery marks, dead letters) is flushed here, off the hot path. Before each flush the
+//! delivery marks, dead letters) is flushed here, off the hot path; before a timed flush the
+//! writer is asked to write what it keeps in memory for it (`deferred`). Before each flush the
 //! checkpoint (`meta["checkpoint"]`: the highest seq whose dedup keys the writer has inserted)
 //! is written, so once the flush returns every key up to it is on disk; opening the store
 //! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
@@ -12,7 +13,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::writer::{duplicate_error, Reply};
+use tokio::sync::{mpsc, oneshot};
+
+use super::writer::{duplicate_error, Command, Reply};
 use super::StoreError;
 
 pub(super) const CHECKPOINT_KEY: &[u8] = b"checkpoint";
@@ -54,6 +57,8 @@ pub(super) struct Flusher {
     pub(super) meta: sled::Tree,
     pub(super) progress: Arc<Progress>,
     pub(super) interval: Duration,
+    /// Weak, so the writer still stops once every store handle is gone.
+    pub(super) writer: mpsc::WeakSender<Command>,
 }
 
 impl Flusher {
@@ -67,7 +72,10 @@ impl Flusher {
                     waiters.extend(requests.try_iter());
                     false
                 }
-                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.persist();
+                    false
+                }
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             let result = self.flush();
@@ -80,6 +88,20 @@ impl Flusher {
             if last {
                 return;
             }
+        }
+    }
+
+    /// Has the writer put what it deferred into sled, so the flush after covers it. Requests
+    /// need not: the writer wrote its deferred changes before passing them on.
+    fn persist(&self) {
+        let Some(writer) = self.writer.upgrade() else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = writer.blocking_send(Command::Persist { reply }).is_ok();
+        drop(writer);
+        if sent {
+            let _ = answer.blocking_recv();
         }
     }
 

@@ -11,21 +11,57 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use growable_bloom_filter::GrowableBloom;
 
 use super::StoreError;
 
-/// One slice: its tree and running counts of its entries (kept beside it, so no one counts a tree).
+/// One slice: its tree, running counts of its entries (kept beside it, so no one counts a
+/// tree), and a Bloom filter of its keys.
 pub(super) struct Slice {
     pub(super) tree: sled::Tree,
     pub(super) entries: AtomicU64,
     pub(super) bytes: AtomicU64,
+    /// Every key in the tree or on its way to it. Nearly every webhook is new, and proving a
+    /// key absent in sled costs a page read (and often a node copy) per slice; the filter
+    /// proves it in a few hashes, leaving sled one read in a thousand. Rebuilt at open.
+    filter: Mutex<GrowableBloom>,
 }
 
+/// False positives the filter allows: each costs one sled read.
+const FILTER_ERROR: f64 = 0.001;
+/// Keys a new filter is sized for; it grows (as a scalable Bloom filter) past them.
+const FILTER_KEYS: usize = 1 << 16;
+
 impl Slice {
+    fn new(tree: sled::Tree) -> Slice {
+        Slice {
+            tree,
+            entries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            filter: Mutex::new(GrowableBloom::new(FILTER_ERROR, FILTER_KEYS)),
+        }
+    }
+
     pub(super) fn added(&self, entries: u64, bytes: u64) {
         self.entries.fetch_add(entries, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn filter(&self) -> MutexGuard<'_, GrowableBloom> {
+        // Inserts are single calls: a panic cannot leave the filter without a key it had.
+        self.filter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a key to the filter; call it before the key can be looked up in the tree.
+    pub(super) fn remember(&self, key: &[u8]) {
+        self.filter().insert(key);
+    }
+
+    /// False only if the tree cannot hold `key`.
+    pub(super) fn may_hold(&self, key: &[u8]) -> bool {
+        self.filter().contains(key)
     }
 }
 
@@ -63,21 +99,16 @@ impl Generations {
             else {
                 continue;
             };
-            let tree = db.open_tree(&name)?;
+            let slice = Slice::new(db.open_tree(&name)?);
             let (mut entries, mut bytes) = (0u64, 0u64);
-            for entry in tree.iter() {
-                let (_, value) = entry?;
+            for entry in slice.tree.iter() {
+                let (key, value) = entry?;
+                slice.remember(&key);
                 entries += 1;
                 bytes += value.len() as u64;
             }
-            slices.insert(
-                end,
-                Slice {
-                    tree,
-                    entries: AtomicU64::new(entries),
-                    bytes: AtomicU64::new(bytes),
-                },
-            );
+            slice.added(entries, bytes);
+            slices.insert(end, slice);
         }
         Ok(Generations {
             db: db.clone(),
@@ -123,11 +154,7 @@ impl Generations {
         }
         let mut slices = self.write();
         if let std::collections::btree_map::Entry::Vacant(slot) = slices.entry(end) {
-            slot.insert(Slice {
-                tree: self.db.open_tree(self.name(end))?,
-                entries: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-            });
+            slot.insert(Slice::new(self.db.open_tree(self.name(end))?));
         }
         Ok(end)
     }

@@ -1,9 +1,8 @@
 //! Group commit: the dedup check and limits, one `write` and one fdatasync of the group's
-//! frames, the dedup keys (unflushed), then the index, the hand-off and the replies.
+//! frames, then the index, the hand-off and the replies; the dedup keys wait for the next flush.
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::table::{Entry, State};
@@ -45,6 +44,15 @@ impl Writer {
                     continue;
                 }
                 last_end = Some(end);
+            }
+            // Keys of the last second wait in memory before sled has them.
+            if self
+                .deferred
+                .expiry_of(&id)
+                .is_some_and(|expiry| expiry > now)
+            {
+                let _ = reply.send(Ok(Appended::Duplicate));
+                continue;
             }
             let (duplicate, overwrites) = match dedup::lookup(&self.dedup, &live, &id, end, now) {
                 Ok(found) => found,
@@ -122,8 +130,8 @@ impl Writer {
         }
     }
 
-    /// One write and one fdatasync for the whole group, then its dedup keys (unflushed). An
-    /// error means nothing of the group is durable.
+    /// One write and one fdatasync for the whole group; its dedup keys wait in memory for the
+    /// next flush cycle (`deferred`). An error means nothing of the group is durable.
     pub(super) fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
         let written = self
             .active
@@ -144,18 +152,8 @@ impl Writer {
         self.active.len += size;
         let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
         keys.sort_by_key(|k| k.0);
-        match dedup::insert(&self.dedup, &keys) {
-            Ok(()) => {
-                if let Some(last) = staged.last() {
-                    self.progress.applied_seq.store(last.seq, Ordering::Release);
-                }
-            }
-            // The events are durable, so they stand; their keys are written again at the next
-            // open (the checkpoint stays before them), which a failed sled needs anyway.
-            Err(e) => {
-                self.broken = true;
-                tracing::error!(error = %e, "dedup keys not written; the store takes no more writes until restarted");
-            }
+        if let Some(last) = staged.last() {
+            self.defer_keys(&keys, last.seq);
         }
         Ok(())
     }
@@ -232,8 +230,9 @@ impl Writer {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
-        if let Err(e) = self.write_marks(&changed) {
-            tracing::error!(error = %e, "recording replayed marks failed");
+        self.defer_marks(changed, false);
+        if self.deferred.is_full() {
+            self.write_deferred();
         }
         self.roll_if_full();
     }

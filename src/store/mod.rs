@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::Event;
 
 mod dedup;
+mod deferred;
 mod feed;
 mod flusher;
 mod generations;

@@ -156,16 +156,17 @@ impl Store {
         let feed_bytes = tuning.feed_bytes.min(settings.max_outbox_bytes.max(1));
         let feed = Arc::new(Feed::new(feed_bytes, recovered.high, pending_at_open));
 
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (flush_requests, flush_receiver) = std::sync::mpsc::channel();
         let flusher = flusher::Flusher {
             db: db.clone(),
             meta: meta.clone(),
             progress: Arc::clone(&progress),
             interval: tuning.flush_interval,
+            writer: commands.downgrade(),
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let writer = Writer {
             dedup: Arc::clone(&dedup),
             dead: dead.clone(),
@@ -190,6 +191,7 @@ impl Store {
             },
             broken: false,
             buf: Vec::with_capacity(1 << 20),
+            deferred: Default::default(),
         };
         let writer = spawn("store-writer", move || writer.run(receiver))?;
 

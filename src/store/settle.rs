@@ -3,7 +3,6 @@
 //! segment goes while a mark is written for it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use super::table::{mark_key, mark_value, runs, Changed, State};
 use super::writer::{lock, Source, Writer};
@@ -18,7 +17,7 @@ impl Writer {
         }
     }
 
-    /// Applies confirms and dead letters: marks (unflushed), dead copies, counts.
+    /// Applies confirms and dead letters: the index now, dead copies into sled, marks deferred.
     pub(super) fn settle(&mut self, settlement: Settlement) -> Result<(), StoreError> {
         let now = now_ms();
         let mut changed = Vec::with_capacity(settlement.delivered.len() + settlement.dead.len());
@@ -46,20 +45,24 @@ impl Writer {
             record::encode_event_into(&mut value, &pending.event)?;
             self.dead.insert(record::seq_key(pending.seq), value)?;
         }
-        self.write_marks(&changed)?;
-        // Counted once its writes are in sled: a flush that reads this count covers them.
-        let settled = self.progress.settled.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut table = lock(&self.table);
-        for c in &changed {
-            if let Some(segment) = table.segments.get_mut(&c.segment) {
-                segment.settled = settled;
+        // The count a flush must reach before retention may drop these segments: it moves
+        // once the marks are in sled (`write_deferred`).
+        let settled = self.next_settled();
+        {
+            let mut table = lock(&self.table);
+            for c in &changed {
+                if let Some(segment) = table.segments.get_mut(&c.segment) {
+                    segment.settled = settled;
+                }
             }
         }
+        self.defer_marks(changed, true);
         Ok(())
     }
 
-    /// Persists state changes as runs, one sled batch per segment.
-    pub(super) fn write_marks(&self, changed: &[Changed]) -> Result<(), StoreError> {
+    /// Persists state changes as runs, one sled batch per segment; of several changes of one
+    /// seq the last wins.
+    pub(super) fn write_marks(&self, changed: Vec<Changed>) -> Result<(), StoreError> {
         let mut by_segment: BTreeMap<u64, Vec<(u64, State, u64)>> = BTreeMap::new();
         for c in changed {
             by_segment.entry(c.segment).or_default().push((
@@ -73,9 +76,17 @@ impl Writer {
                 Some(segment) => segment.marks.clone(),
                 None => continue,
             };
-            changes.sort_unstable_by_key(|c| c.0);
+            // Stable, so changes of one seq stay in the order they happened.
+            changes.sort_by_key(|c| c.0);
+            let mut last: Vec<(u64, State, u64)> = Vec::with_capacity(changes.len());
+            for change in changes {
+                match last.last_mut() {
+                    Some(previous) if previous.0 == change.0 => *previous = change,
+                    _ => last.push(change),
+                }
+            }
             let mut batch = sled::Batch::default();
-            for (first, count, state, at) in runs(&changes) {
+            for (first, count, state, at) in runs(&last) {
                 batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
             }
             marks.apply_batch(batch)?;

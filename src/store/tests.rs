@@ -321,6 +321,62 @@ async fn a_crash_before_sled_is_flushed_loses_no_key_and_no_pending_event() {
     drop(store);
 }
 
+/// Keys in sled's dedup trees (not the running counts).
+fn keys_in_sled(store: &Store) -> usize {
+    store
+        .inner
+        .dedup
+        .read()
+        .values()
+        .map(|s| s.tree.len())
+        .sum()
+}
+
+#[tokio::test]
+async fn dedup_keys_and_marks_reach_sled_with_the_next_flush_not_with_each_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = open::Tuning {
+        flush_interval: HOUR,
+        feed_bytes: FEED_BYTES,
+    };
+    let store = Store::open_tuned(&settings(dir.path(), HOUR), tuning).unwrap();
+    for id in [1, 2] {
+        let appended = store.append(event(id, now_ms())).await.unwrap();
+        assert_eq!(appended, Appended::Accepted);
+    }
+    assert_eq!(keys_in_sled(&store), 0, "no sled write per group");
+    assert_eq!(
+        store.append(event(2, now_ms())).await.unwrap(),
+        Appended::Duplicate,
+        "a key waiting in memory is found"
+    );
+    assert_eq!(store.stats().dedup_keys, 2, "counted before sled has them");
+    let pending = take_all(&store);
+    deliver(&store, &[pending[0].seq]).await;
+    let marks = |store: &Store| -> usize {
+        let table = writer::lock(&store.inner.table);
+        table.segments.values().map(|s| s.marks.len()).sum()
+    };
+    assert_eq!(marks(&store), 0, "the confirm's mark waits too");
+
+    store.flush().await.unwrap();
+    assert_eq!(keys_in_sled(&store), 2);
+    assert_eq!(marks(&store), 1);
+    assert_eq!(store.stats().dedup_keys, 2, "not counted twice");
+    assert_eq!(
+        store.append(event(1, now_ms())).await.unwrap(),
+        Appended::Duplicate,
+        "found in sled"
+    );
+    drop(store);
+    let reopened = open(&dir, HOUR);
+    assert_eq!(
+        seqs(&take_all(&reopened)),
+        [pending[1].seq],
+        "the flushed mark holds"
+    );
+}
+
 #[tokio::test]
 async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The single writer thread: group commit of appends and replays into the active segment (one
-//! `write`, one fdatasync per group), then dedup keys, the hand-off to the publisher and the
-//! replies; and, in the same queue, the publisher's batched confirms and retention.
+//! `write`, one fdatasync per group), then the hand-off to the publisher and the replies; and,
+//! in the same queue, the publisher's batched confirms and retention. Dedup keys and marks go
+//! into sled once per flush cycle (`deferred`).
 //!
 //! Only this thread changes the delivery index, the dedup keys and the dead letters, so no check
 //! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does).
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::deferred::Deferred;
 use super::feed::Feed;
 use super::generations::Generations;
 use super::table::Table;
@@ -48,6 +50,8 @@ pub(super) enum Command {
     },
     /// Retention: drops whole segments; answers how many kept delivered events went.
     Sweep { reply: Reply<usize> },
+    /// From the flusher before each timed flush: write what waits in memory into sled.
+    Persist { reply: Reply<()> },
 }
 
 /// Where a replayed event comes from; it is taken out there once its copy is durable.
@@ -91,6 +95,8 @@ pub(super) struct Writer {
     /// so nothing more is written until the process reopens the store.
     pub(super) broken: bool,
     pub(super) buf: Vec<u8>,
+    /// Dedup keys and marks not yet in sled.
+    pub(super) deferred: Deferred,
 }
 
 /// An event that made it into the group, with where it goes.
@@ -128,6 +134,8 @@ impl Writer {
             }
             self.process_group(group);
         }
+        // The flusher's last flush (when this thread drops its sender) makes it durable.
+        self.write_deferred();
         tracing::debug!("store writer stopped: all store handles dropped");
     }
 
@@ -137,6 +145,7 @@ impl Writer {
         let mut barriers = Vec::new();
         let mut sweeps = Vec::new();
         let mut probe = false;
+        let mut persist = Vec::new();
         for command in group {
             match command {
                 Command::Append { event, reply } => appends.push((event, reply)),
@@ -156,6 +165,7 @@ impl Writer {
                     barriers.push(reply);
                 }
                 Command::Sweep { reply } => sweeps.push(reply),
+                Command::Persist { reply } => persist.push(reply),
             }
         }
 
@@ -188,6 +198,12 @@ impl Writer {
 
         for reply in sweeps {
             let _ = reply.send(self.sweep());
+        }
+        if !persist.is_empty() || !barriers.is_empty() {
+            self.write_deferred();
+        }
+        for reply in persist {
+            let _ = reply.send(Ok(()));
         }
         for reply in barriers {
             if self.broken {

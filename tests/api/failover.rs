@@ -30,7 +30,7 @@ pub async fn broker_in_use(app: &TestApp, not: Option<&str>) -> String {
     }
 }
 
-/// The value of one sample line of `/metrics`, e.g. `relay_broker_connected{node="…"}`.
+/// The value of one sample line of `/metrics`, e.g. `relay_broker_node_connected{node="…"}`.
 pub async fn metric(app: &TestApp, sample: &str) -> Option<f64> {
     let text = app
         .get("/metrics")
@@ -63,7 +63,7 @@ async fn a_lost_node_moves_the_relay_to_the_next_one() {
         nodes[0],
         "the first node is tried first"
     );
-    let connected = |node: &str| format!(r#"relay_broker_connected{{node="{node}"}}"#);
+    let connected = |node: &str| format!(r#"relay_broker_node_connected{{node="{node}"}}"#);
     let sessions = |node: &str| format!(r#"relay_broker_connections_total{{node="{node}"}}"#);
     assert_eq!(metric(&app, &connected(&nodes[0])).await, Some(1.0));
     assert_eq!(metric(&app, &connected(&nodes[1])).await, Some(0.0));

@@ -200,8 +200,18 @@ impl TestApp {
 
     /// POSTs a body to `/hooks/{CONNECTION}/{TOKEN}` as Whaticket does.
     pub async fn post_hook(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_hook_as(CONNECTION, TOKEN, body).await
+    }
+
+    /// As [`TestApp::post_hook`], with another connection name or token in the URL.
+    pub async fn post_hook_as(
+        &self,
+        connection: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.http
-            .post(self.hook_url(CONNECTION, TOKEN))
+            .post(self.hook_url(connection, token))
             .header("content-type", "application/json")
             .body(body)
             .send()

@@ -234,6 +234,8 @@ pub struct ChildConfig {
     pub extra: String,
     /// `storage.path`; `<dir>/data` when unset.
     pub data_path: Option<PathBuf>,
+    /// The `[[connections]]` tables; by default [`CONNECTION`] with [`TOKEN`] and [`HMAC_SECRET`].
+    pub connections: String,
 }
 
 impl ChildConfig {
@@ -243,6 +245,9 @@ impl ChildConfig {
             exchange: unique("child"),
             extra: String::new(),
             data_path: None,
+            connections: format!(
+                "[[connections]]\nname = \"{CONNECTION}\"\ntokens = [\"{TOKEN}\"]\nhmac_secrets = [\"{HMAC_SECRET}\"]\n"
+            ),
         }
     }
 
@@ -250,7 +255,7 @@ impl ChildConfig {
         format!("{}.{kind}", self.exchange)
     }
 
-    fn write(&self, port: u16) -> PathBuf {
+    pub fn write(&self, port: u16) -> PathBuf {
         let path = self.dir.path().join("relay.toml");
         let text = format!(
             r#"[server]
@@ -271,17 +276,14 @@ timeout = "3s"
 reconnect_min = "100ms"
 reconnect_max = "500ms"
 
-[[connections]]
-name = "{CONNECTION}"
-tokens = ["{TOKEN}"]
-hmac_secrets = ["{HMAC_SECRET}"]
-"#,
+{connections}"#,
             data = self
                 .data_path
                 .clone()
                 .unwrap_or_else(|| self.dir.path().join("data"))
                 .display(),
             extra = self.extra,
+            connections = self.connections,
             x = self.exchange,
         );
         std::fs::write(&path, text).expect("write config");
@@ -325,7 +327,7 @@ impl RelayProcess {
         self.url(&format!("/hooks/{CONNECTION}/{TOKEN}"))
     }
 
-    async fn wait_ready(&self) {
+    pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let http = reqwest::Client::new();
         loop {

@@ -12,16 +12,16 @@ use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
 
-fn with_admin(mut options: Options) -> Options {
+pub fn with_admin(mut options: Options) -> Options {
     options.settings.admin.bind = ([127, 0, 0, 1], 0).into();
     options.settings.admin.token = Some(Secret::new(ADMIN_TOKEN));
     options
 }
 
 /// The value of one sample (`name{labels}` exactly as rendered), or None when absent.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
@@ -33,7 +33,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         })
 }
 
-async fn metrics(app: &TestApp) -> String {
+pub(crate) async fn metrics(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -44,7 +44,7 @@ async fn metrics(app: &TestApp) -> String {
     response.text().await.unwrap()
 }
 
-async fn eventually_metric(app: &TestApp, series: &str, want: f64) -> String {
+pub(crate) async fn eventually_metric(app: &TestApp, series: &str, want: f64) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = metrics(app).await;
@@ -154,22 +154,10 @@ async fn metrics_count_requests_and_confirms() {
         app.post_hook(fixture("message-start.json")).await.status(),
         202
     );
-    let refused = app
-        .http
-        .post(app.hook_url(CONNECTION, "wrong-token-123456"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let unknown = app
-        .http
-        .post(app.hook_url("nobody", TOKEN))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 401);
+    let refused = app.post_hook_as(CONNECTION, "wrong-token-123456", "{}");
+    assert_eq!(refused.await.status(), 401);
+    let unknown = app.post_hook_as("nobody", TOKEN, "{}");
+    assert_eq!(unknown.await.status(), 401);
 
     app.wait_outbox_empty().await;
     let text = eventually_metric(&app, "relay_publish_confirms_total", 2.0).await;

@@ -4,15 +4,21 @@
 //! one process — the integration tests do that — from counting into each other. Labels carry
 //! configured connection names and kinds only, never anything from a body.
 
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::event::{Format, Kind};
+
+pub mod history;
+
+pub use history::History;
 
 /// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
 const ACCEPT_BUCKETS: &[f64] = &[
@@ -54,10 +60,20 @@ struct Inner {
     nacks: IntCounter,
     returns: IntCounter,
     reconnects: IntCounter,
-    broker_connected: IntGaugeVec,
+    broker_connected: IntGauge,
+    store_writable: IntGauge,
+    max_outbox_events: IntGauge,
+    max_outbox_bytes: IntGauge,
+    last_event: GaugeVec,
+    /// Each connection's [`EventClock`], by name: locked when rules are prepared and at a
+    /// scrape, never on the webhook path (which holds its clock directly).
+    clocks: Mutex<HashMap<String, EventClock>>,
+    broker_node: IntGaugeVec,
     broker_connections: IntCounterVec,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     scrape: Mutex<()>,
+    /// The last hour per connection, for the status page.
+    history: History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +133,17 @@ impl Metrics {
         )
         .expect("valid metric definition");
         r.register(Box::new(oldest.clone()))
+            .expect("metric registered once");
+        let last_event = GaugeVec::new(
+            Opts::new(
+                "relay_connection_last_event_timestamp_seconds",
+                "When the connection last had an event accepted or recognised as a duplicate \
+                 (unix seconds; absent until its first event since start)",
+            ),
+            &["connection"],
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(last_event.clone()))
             .expect("metric registered once");
         let inner = Inner {
             accepted: counter_vec(
@@ -199,10 +226,32 @@ impl Metrics {
                 "relay_broker_reconnects_total",
                 "Broker connection attempts after the first",
             ),
-            broker_connected: {
+            broker_connected: gauge(
+                &r,
+                "relay_broker_connected",
+                "1 while the publisher is connected to the broker, else 0",
+            ),
+            store_writable: gauge(
+                &r,
+                "relay_store_writable",
+                "1 when the store took a write probe at this scrape, else 0 (webhooks get 503)",
+            ),
+            max_outbox_events: gauge(
+                &r,
+                "relay_outbox_max_events",
+                "storage.max_outbox: events waiting beyond which webhooks get 503",
+            ),
+            max_outbox_bytes: gauge(
+                &r,
+                "relay_outbox_max_bytes",
+                "storage.max_outbox_bytes: bytes waiting beyond which webhooks get 503",
+            ),
+            last_event,
+            clocks: Mutex::new(HashMap::new()),
+            broker_node: {
                 let metric = IntGaugeVec::new(
                     Opts::new(
-                        "relay_broker_connected",
+                        "relay_broker_node_connected",
                         "1 for the broker node (host:port) the publisher is connected to, else 0",
                     ),
                     &["node"],
@@ -219,6 +268,7 @@ impl Metrics {
                 &["node"],
             ),
             scrape: Mutex::new(()),
+            history: History::default(),
             registry: r,
         };
         Self {
@@ -261,7 +311,7 @@ impl Metrics {
     pub fn broker_nodes(&self, nodes: &[impl AsRef<str>]) {
         for node in nodes {
             self.inner
-                .broker_connected
+                .broker_node
                 .with_label_values(&[node.as_ref()])
                 .set(0);
             self.inner
@@ -271,9 +321,9 @@ impl Metrics {
     }
 
     /// A session with `node` (`host:port`, never a URL) opened or ended.
-    pub fn broker_connected(&self, node: &str, connected: bool) {
+    pub fn broker_node_connected(&self, node: &str, connected: bool) {
         self.inner
-            .broker_connected
+            .broker_node
             .with_label_values(&[node])
             .set(i64::from(connected));
         if connected {
@@ -284,10 +334,65 @@ impl Metrics {
         }
     }
 
+    /// The clock a connection's prepared rules keep and [`EventClock::touch`] per event; the
+    /// same one for the same name across config reloads.
+    pub fn event_clock(&self, connection: &str) -> EventClock {
+        let mut clocks = self
+            .inner
+            .clocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        clocks.entry(connection.to_owned()).or_default().clone()
+    }
+
     /// The broker confirmed an event received at `received_at_ms`.
     pub fn delivered(&self, received_at_ms: u64) {
         let age_ms = crate::clock::now_ms().saturating_sub(received_at_ms);
         self.inner.delivery_latency.observe(age_ms as f64 / 1000.0);
+    }
+
+    /// The per-minute rings the webhook path counts into beside these counters.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Rejections by reason and accepted events by sender format, per connection, since start.
+    pub fn per_connection(&self) -> BTreeMap<String, ConnectionTotals> {
+        let mut out: BTreeMap<String, ConnectionTotals> = BTreeMap::new();
+        for (vec, second, rejected) in [
+            (&self.inner.rejected, "reason", true),
+            (&self.inner.by_format, "format", false),
+        ] {
+            for family in prometheus::core::Collector::collect(vec) {
+                for metric in family.get_metric() {
+                    let label = |name: &str| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map(|l| l.value().to_owned())
+                    };
+                    let (Some(connection), Some(key)) = (label("connection"), label(second)) else {
+                        continue;
+                    };
+                    let count = metric.get_counter().get_value() as u64;
+                    let totals = out.entry(connection).or_default();
+                    let map = if rejected {
+                        &mut totals.rejections
+                    } else {
+                        &mut totals.formats
+                    };
+                    *map.entry(key).or_default() += count;
+                }
+            }
+        }
+        out
+    }
+
+    /// Sum (seconds) and count of the receipt → confirm latencies observed since start.
+    pub fn delivery_latency_totals(&self) -> (f64, u64) {
+        let h = &self.inner.delivery_latency;
+        (h.get_sample_sum(), h.get_sample_count())
     }
 
     /// Sets the gauges and catches the publisher's counters up from `snapshot`, then renders
@@ -305,6 +410,15 @@ impl Metrics {
         inner.dedup_keys.set(clamp(snapshot.dedup_keys));
         inner.delivered_bytes.set(clamp(snapshot.delivered_bytes));
         inner.disk_bytes.set(clamp(snapshot.disk_bytes));
+        inner
+            .broker_connected
+            .set(i64::from(snapshot.broker_connected));
+        inner.store_writable.set(i64::from(snapshot.store_writable));
+        inner
+            .max_outbox_events
+            .set(clamp(snapshot.max_outbox_events));
+        inner.max_outbox_bytes.set(clamp(snapshot.max_outbox_bytes));
+        self.export_clocks();
         // The publisher keeps its own atomics; counters here catch up by the difference.
         let publisher = &snapshot.publisher;
         for (counter, total) in [
@@ -326,6 +440,41 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Sets each connection's last-event gauge; a connection no prepared rules hold any more
+    /// (removed by a reload) loses its clock and its series.
+    fn export_clocks(&self) {
+        let inner = &self.inner;
+        let mut clocks = inner.clocks.lock().unwrap_or_else(PoisonError::into_inner);
+        clocks.retain(|name, clock| {
+            if Arc::strong_count(&clock.0) == 1 {
+                // Absent when it never had an event: nothing to remove then.
+                let _ = inner.last_event.remove_label_values(&[name]);
+                return false;
+            }
+            let at_ms = clock.0.load(Relaxed);
+            if at_ms > 0 {
+                inner
+                    .last_event
+                    .with_label_values(&[name])
+                    .set(at_ms as f64 / 1000.0);
+            }
+            true
+        });
+    }
+}
+
+/// When one connection last had an event, in unix ms (0: none since start). Cloned into the
+/// connection's prepared rules, so the webhook path stamps it with one atomic store, no lock.
+#[derive(Clone, Debug, Default)]
+pub struct EventClock(Arc<AtomicU64>);
+
+impl EventClock {
+    pub fn touch(&self, at_ms: u64) {
+        self.0.fetch_max(at_ms, Relaxed);
+    }
+}
+
 /// The store's and the publisher's state at a scrape, read by whoever serves `/metrics`; this
 /// module knows neither of them.
 #[derive(Clone, Debug, Default)]
@@ -339,6 +488,19 @@ pub struct Snapshot {
     pub delivered_bytes: u64,
     pub disk_bytes: u64,
     pub publisher: PublisherTotals,
+    pub broker_connected: bool,
+    /// The store took a write probe at this scrape.
+    pub store_writable: bool,
+    /// `storage.max_outbox` and `max_outbox_bytes`, so alerts can compare the outbox with them.
+    pub max_outbox_events: u64,
+    pub max_outbox_bytes: u64,
+}
+
+/// What [`Metrics::per_connection`] gives for one connection.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ConnectionTotals {
+    pub rejections: BTreeMap<String, u64>,
+    pub formats: BTreeMap<String, u64>,
 }
 
 /// The publisher's running totals since start.
@@ -383,29 +545,92 @@ mod tests {
             "{text}"
         );
         a.broker_nodes(&["rabbit-0:5672", "rabbit-1:5672"]);
-        a.broker_connected("rabbit-1:5672", true);
+        a.broker_node_connected("rabbit-1:5672", true);
         let text = TextEncoder::new()
             .encode_to_string(&a.inner.registry.gather())
             .unwrap();
         for line in [
-            r#"relay_broker_connected{node="rabbit-0:5672"} 0"#,
-            r#"relay_broker_connected{node="rabbit-1:5672"} 1"#,
+            r#"relay_broker_node_connected{node="rabbit-0:5672"} 0"#,
+            r#"relay_broker_node_connected{node="rabbit-1:5672"} 1"#,
             r#"relay_broker_connections_total{node="rabbit-0:5672"} 0"#,
             r#"relay_broker_connections_total{node="rabbit-1:5672"} 1"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
-        a.broker_connected("rabbit-1:5672", false);
+        a.broker_node_connected("rabbit-1:5672", false);
         let text = TextEncoder::new()
             .encode_to_string(&a.inner.registry.gather())
             .unwrap();
         assert!(
-            text.contains(r#"relay_broker_connected{node="rabbit-1:5672"} 0"#),
+            text.contains(r#"relay_broker_node_connected{node="rabbit-1:5672"} 0"#),
             "{text}"
         );
         let other = TextEncoder::new()
             .encode_to_string(&b.inner.registry.gather())
             .unwrap();
         assert!(!other.contains("loja"), "{other}");
+    }
+
+    #[test]
+    fn a_connections_clock_is_exported_once_stamped_and_dropped_with_its_rules() {
+        let metrics = Metrics::new();
+        let name = "relay_connection_last_event_timestamp_seconds";
+        let loja = metrics.event_clock("loja");
+        let idle = metrics.event_clock("idle");
+        let text = metrics.render(&Snapshot::default());
+        assert!(!text.contains(&format!("{name}{{")), "no event yet: {text}");
+
+        loja.touch(1_700_000_000_500);
+        loja.touch(1_600_000_000_000); // an older stamp from a slower worker does not go back
+        metrics.event_clock("loja").touch(1_700_000_000_250);
+        let text = metrics.render(&Snapshot::default());
+        assert!(
+            text.contains(&format!("{name}{{connection=\"loja\"}} 1700000000.5")),
+            "{text}"
+        );
+        assert!(!text.contains("idle"), "{text}");
+
+        drop(loja);
+        drop(idle);
+        let text = metrics.render(&Snapshot::default());
+        assert!(
+            !text.contains("loja"),
+            "removed connection still exported: {text}"
+        );
+    }
+
+    #[test]
+    fn state_gauges_follow_the_snapshot() {
+        let metrics = Metrics::new();
+        let text = metrics.render(&Snapshot {
+            broker_connected: true,
+            store_writable: false,
+            max_outbox_events: 1000,
+            max_outbox_bytes: 4096,
+            ..Snapshot::default()
+        });
+        for line in [
+            "relay_broker_connected 1",
+            "relay_store_writable 0",
+            "relay_outbox_max_events 1000",
+            "relay_outbox_max_bytes 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
+        }
+    }
+
+    #[test]
+    fn per_connection_totals_group_reasons_and_formats() {
+        let m = Metrics::new();
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "unauthorized");
+        m.rejected("loja", "bad_request");
+        m.by_format("loja", Format::Unknown);
+        m.by_format("outra", Format::Unknown);
+        let totals = m.per_connection();
+        assert_eq!(totals["loja"].rejections["unauthorized"], 2);
+        assert_eq!(totals["loja"].rejections["bad_request"], 1);
+        assert_eq!(totals["loja"].formats[Format::Unknown.as_str()], 1);
+        assert!(totals["outra"].rejections.is_empty());
     }
 }

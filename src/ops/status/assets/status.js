@@ -1,0 +1,302 @@
+// The status page: polls /status/api/state every two seconds and draws it; no framework, no CDN.
+// Data goes into the page as text only (textContent), never as markup.
+"use strict";
+(function () {
+  const POLL_MS = 2000;
+  const SVG = "http://www.w3.org/2000/svg";
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  let deadShown = -1;
+  let polls = 0;
+
+  function el(tag, attrs, text) {
+    const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+
+  function set(id, text, cls) {
+    const node = $(id);
+    node.textContent = text;
+    if (cls !== undefined) node.className = cls;
+  }
+
+  function age(secs) {
+    if (secs === null || secs === undefined) return "never";
+    if (secs < 60) return secs + " s";
+    if (secs < 3600) return Math.floor(secs / 60) + " min " + (secs % 60) + " s";
+    if (secs < 86400) return Math.floor(secs / 3600) + " h " + Math.floor((secs % 3600) / 60) + " min";
+    return Math.floor(secs / 86400) + " d " + Math.floor((secs % 86400) / 3600) + " h";
+  }
+
+  function bytes(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+  }
+
+  const num = (n) => Number(n).toLocaleString("en");
+
+  // Unauthenticated (session expired, relay restarted): the page itself shows the login form.
+  async function api(path, options) {
+    const response = await fetch(path, Object.assign({ credentials: "same-origin", cache: "no-store" }, options));
+    if (response.status === 401) {
+      window.location.reload();
+      throw new Error("session ended");
+    }
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || body.error || ("HTTP " + response.status));
+    return body;
+  }
+
+  function post(path, payload) {
+    return api(path, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify(payload),
+    });
+  }
+
+  // Stacked bars per minute: accepted, duplicate, rejected.
+  function drawMinutes(svg, minutes) {
+    svg.replaceChildren();
+    const max = Math.max(1, ...minutes.map((m) => m.accepted + m.duplicate + m.rejected));
+    const w = 240 / minutes.length;
+    let total = 0;
+    minutes.forEach((m, i) => {
+      let y = 60;
+      for (const [cls, n] of [["a", m.accepted], ["d", m.duplicate], ["r", m.rejected]]) {
+        if (n === 0) continue;
+        const h = Math.max(1, (n / max) * 58);
+        y -= h;
+        svg.appendChild(el("svg:rect", { class: cls, x: (i * w + 0.5).toFixed(2), y: y.toFixed(2), width: (w - 1).toFixed(2), height: h.toFixed(2) }));
+      }
+      total += m.accepted + m.duplicate + m.rejected;
+    });
+    svg.setAttribute("data-total", total);
+    const last = minutes[minutes.length - 1];
+    svg.setAttribute("aria-label", "Last hour per minute; this minute: " + last.accepted + " accepted, " + last.duplicate + " duplicate, " + last.rejected + " rejected");
+  }
+
+  function tags(container, label, map) {
+    container.replaceChildren(label + ": ");
+    const entries = Object.entries(map);
+    if (entries.length === 0) container.append("none");
+    for (const [k, v] of entries) container.appendChild(el("span", {}, k + " " + num(v)));
+  }
+
+  function connectionCard(name) {
+    const id = "conn-" + name;
+    let card = document.querySelector('[data-connection="' + CSS.escape(name) + '"]');
+    if (card) return card;
+    card = el("section", { class: "card connection", "data-connection": name, "data-testid": id });
+    card.appendChild(el("h2", {}, name));
+    const counts = el("div", { class: "counts" });
+    for (const [cls, label] of [["accepted", "accepted"], ["duplicate", "duplicate"], ["rejected", "rejected"]]) {
+      const span = el("span", { class: cls });
+      span.appendChild(el("b", { class: "n" }, "0"));
+      span.append(" " + label);
+      counts.appendChild(span);
+    }
+    card.appendChild(counts);
+    card.appendChild(el("p", { class: "last" }, ""));
+    card.appendChild(el("svg:svg", { class: "chart", viewBox: "0 0 240 60", preserveAspectRatio: "none", role: "img" }));
+    const axis = el("p", { class: "axis" });
+    axis.append(el("span", {}, "60 min ago"), el("span", {}, "now"));
+    card.appendChild(axis);
+    const legend = el("p", { class: "legend" }, "");
+    for (const [cls, label] of [["a", "accepted"], ["d", "duplicate"], ["r", "rejected"]]) {
+      legend.appendChild(el("span", { class: "key " + cls }));
+      legend.append(label);
+    }
+    card.appendChild(legend);
+    card.appendChild(el("p", { class: "tags rejections" }));
+    card.appendChild(el("p", { class: "tags formats" }));
+    $("connection-cards").appendChild(card);
+    const option = el("option", { value: name }, name);
+    if (name !== "<unknown>") $("replay-connection").appendChild(option);
+    return card;
+  }
+
+  function renderConnections(list) {
+    if (list.length === 0) {
+      $("connection-cards").replaceChildren(el("p", { class: "empty" }, "No connection configured."));
+      return;
+    }
+    for (const c of list) {
+      const card = connectionCard(c.name);
+      card.querySelector(".accepted .n").textContent = num(c.hour.accepted);
+      card.querySelector(".duplicate .n").textContent = num(c.hour.duplicate);
+      card.querySelector(".rejected .n").textContent = num(c.hour.rejected);
+      card.querySelector(".last").textContent = c.last_event_age_secs === null
+        ? "No event received since the relay started."
+        : "Last event " + age(c.last_event_age_secs) + " ago";
+      drawMinutes(card.querySelector("svg"), c.minutes);
+      tags(card.querySelector(".rejections"), "Rejections since start", c.rejections);
+      tags(card.querySelector(".formats"), "Sender formats", c.formats);
+    }
+  }
+
+  function renderBroker(b) {
+    const cls = b.connected ? "big state-ok" : "big state-bad";
+    set("broker-state", b.connected ? "connected" : "disconnected", cls);
+    set("broker-badge", b.connected ? "broker connected" : "broker disconnected", b.connected ? "badge ok" : "badge bad");
+    set("broker-since", age(b.since_secs) + " ago");
+    $("broker-since").title = new Date(b.since_ms).toLocaleString();
+    set("broker-reconnects", num(b.reconnects));
+    set("broker-rate", b.publish_rate_per_sec === null ? "–" : b.publish_rate_per_sec.toFixed(2) + " /s");
+    set("broker-latency", b.confirm_latency_ms === null ? "–" : b.confirm_latency_ms.toFixed(1) + " ms");
+    set("broker-totals", num(b.published) + " / " + num(b.confirms));
+    set("broker-refused", num(b.nacks) + " / " + num(b.returns));
+  }
+
+  function renderOutbox(o) {
+    set("outbox-events", num(o.events) + " of " + num(o.max_events));
+    set("outbox-bytes", bytes(o.bytes) + " of " + bytes(o.max_bytes));
+    set("outbox-oldest", o.events === 0 ? "none waiting" : age(o.oldest_pending_age_secs));
+    const pressure = { ok: ["accepting", "state-ok", "ok"], near: ["near the limit", "state-warn", "warn"], full: ["full: webhooks refused (503)", "state-bad", "bad"] }[o.back_pressure];
+    set("outbox-pressure", pressure[0], pressure[1]);
+    set("pressure-badge", "outbox " + pressure[0], "badge " + pressure[2]);
+    // Depth as bars per minute, the oldest pending age as a line with a dot per minute.
+    const svg = $("outbox-chart");
+    svg.replaceChildren();
+    const maxDepth = Math.max(1, ...o.minutes.map((m) => (m ? m.events : 0)));
+    const maxAge = Math.max(1, ...o.minutes.map((m) => (m ? m.oldest_age_secs : 0)));
+    const w = 240 / o.minutes.length;
+    const points = [];
+    o.minutes.forEach((m, i) => {
+      if (!m) return;
+      if (m.events > 0) {
+        const h = Math.max(1, (m.events / maxDepth) * 58);
+        svg.appendChild(el("svg:rect", { class: "depth-bar", x: (i * w + 0.5).toFixed(2), y: (60 - h).toFixed(2), width: (w - 1).toFixed(2), height: h.toFixed(2) }));
+      }
+      const x = (i * w + w / 2).toFixed(1);
+      const y = (58 - (m.oldest_age_secs / maxAge) * 56).toFixed(1);
+      points.push(x + "," + y);
+      if (m.oldest_age_secs > 0) svg.appendChild(el("svg:circle", { class: "age-dot", cx: x, cy: y, r: 1.2 }));
+    });
+    if (points.length > 1) svg.appendChild(el("svg:polyline", { class: "age", points: points.join(" ") }));
+    svg.setAttribute("data-peak", maxDepth);
+  }
+
+  function renderStore(s) {
+    set("store-disk", bytes(s.disk_bytes));
+    set("store-dedup", num(s.dedup_keys));
+    set("store-kept", num(s.delivered_kept) + " (" + bytes(s.delivered_kept_bytes) + ")");
+  }
+
+  async function showBody(seq) {
+    try {
+      const detail = await api("/status/api/dead/" + encodeURIComponent(seq));
+      set("dead-body-seq", String(seq));
+      // Indented for reading; JSON.parse keeps the relayed key order.
+      let text = detail.body_text;
+      try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* shown as stored */ }
+      $("dead-body").textContent = text;
+      $("dead-body-box").hidden = false;
+    } catch (e) {
+      set("dead-notice", "Cannot open dead letter " + seq + ": " + e.message, "notice error");
+    }
+  }
+
+  function askReplay(cell, seq) {
+    cell.replaceChildren();
+    cell.append("Publish again? ");
+    const yes = el("button", { type: "button", class: "danger confirm-replay" }, "Yes, replay");
+    const no = el("button", { type: "button", class: "quiet" }, "Cancel");
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      try {
+        const r = await post("/status/api/dead/replay", { ids: [String(seq)] });
+        set("dead-notice", "Dead letter " + seq + " is back in the outbox (" + r.replayed + " replayed).", "notice");
+        if ($("dead-body-seq").textContent === String(seq)) $("dead-body-box").hidden = true;
+      } catch (e) {
+        set("dead-notice", "Replay failed: " + e.message, "notice error");
+      }
+      deadShown = -1;
+      poll();
+    });
+    no.addEventListener("click", () => { deadShown = -1; poll(); });
+    cell.append(yes, " ", no);
+  }
+
+  async function loadDead() {
+    const list = await api("/status/api/dead");
+    const rows = $("dead-rows");
+    rows.replaceChildren();
+    for (const d of list) {
+      const tr = el("tr", { "data-seq": d.seq });
+      for (const text of [d.seq, d.kind, d.connection, d.action || "", d.ticket_id === undefined ? "" : d.ticket_id, d.reason, new Date(d.dead_at).toLocaleString()]) {
+        tr.appendChild(el("td", {}, text));
+      }
+      const cell = el("td", { class: "actions" });
+      const show = el("button", { type: "button", class: "quiet show-body" }, "Body");
+      show.addEventListener("click", () => showBody(d.seq));
+      const replay = el("button", { type: "button", class: "replay" }, "Replay…");
+      replay.addEventListener("click", () => askReplay(cell, d.seq));
+      cell.append(show, " ", replay);
+      tr.appendChild(cell);
+      rows.appendChild(tr);
+    }
+    $("dead-empty").hidden = list.length > 0;
+    $("dead-table").hidden = list.length === 0;
+  }
+
+  async function poll() {
+    try {
+      const state = await api("/status/api/state");
+      renderConnections(state.connections);
+      renderBroker(state.broker);
+      renderOutbox(state.outbox);
+      renderStore(state.store);
+      set("dead-count", String(state.dead_letters));
+      // The table is reloaded when the count moves, and now and then for changes that keep it.
+      if (state.dead_letters !== deadShown || polls % 15 === 0) {
+        await loadDead();
+        deadShown = state.dead_letters;
+      }
+      polls++;
+      set("updated", "updated " + new Date(state.now_ms).toLocaleTimeString());
+      $("poll-error").hidden = true;
+    } catch (e) {
+      set("poll-error", "Cannot reach the relay's admin listener: " + e.message);
+      $("poll-error").hidden = false;
+    }
+  }
+
+  $("dead-body-close").addEventListener("click", () => { $("dead-body-box").hidden = true; });
+
+  $("replay-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("replay-confirm").hidden = false;
+    $("replay-submit").hidden = true;
+  });
+  $("replay-no").addEventListener("click", () => {
+    $("replay-confirm").hidden = true;
+    $("replay-submit").hidden = false;
+  });
+  $("replay-yes").addEventListener("click", async () => {
+    const minutes = Number($("replay-window").value);
+    const request = { since_ms: Date.now() - minutes * 60000 };
+    if ($("replay-kind").value) request.kind = $("replay-kind").value;
+    if ($("replay-connection").value) request.connection = $("replay-connection").value;
+    try {
+      const r = await post("/status/api/replay", request);
+      set("replay-notice", r.replayed + " delivered events are back in the outbox.", "notice");
+    } catch (e) {
+      set("replay-notice", "Replay failed: " + e.message, "notice error");
+    }
+    $("replay-confirm").hidden = true;
+    $("replay-submit").hidden = false;
+  });
+
+  $("logout").addEventListener("click", async () => {
+    await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
+    window.location.reload();
+  });
+
+  poll();
+  setInterval(poll, POLL_MS);
+})();

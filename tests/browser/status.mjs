@@ -1,0 +1,229 @@
+// The status page in Debian's headless Chromium, driven by playwright-core. Started by the Rust
+// integration test tests/api/status_page.rs, which owns the relay, the broker proxy and the
+// queues: a line `@<request>` on stdout asks it to act, and it answers one line on stdin
+// (`ok ...` or `fail <why>`). Exits non-zero on the first failed check.
+//
+// Environment: STATUS_URL (http://127.0.0.1:<admin port>/status), ADMIN_TOKEN, CONNECTION,
+// SHOTS_DIR (screenshots), CHROMIUM (default /usr/bin/chromium), PERSONAL (comma-separated
+// strings the posted bodies carry that no view may show unless a body is opened).
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const STATUS_URL = env("STATUS_URL");
+const TOKEN = env("ADMIN_TOKEN");
+const CONNECTION = env("CONNECTION");
+const SHOTS = env("SHOTS_DIR");
+const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
+const PERSONAL = env("PERSONAL", "").split(",").filter(Boolean);
+const WAIT = { timeout: 30_000 };
+
+mkdirSync(SHOTS, { recursive: true });
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Asks the Rust side to act; resolves with the words after `ok`. */
+async function ask(request) {
+  process.stdout.write(`@${request}\n`);
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`no answer to @${request}`);
+  const [status, ...rest] = value.trim().split(" ");
+  if (status !== "ok") throw new Error(`@${request}: ${value}`);
+  return rest;
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+/** Waits for `predicate(arg)` to hold in the page; a time-out names what never happened. */
+async function until(page, what, predicate, arg) {
+  try {
+    await page.waitForFunction(predicate, arg ?? null, WAIT);
+  } catch (e) {
+    throw new Error(`${what} did not happen within ${WAIT.timeout} ms (${e.message.split("\n")[0]})`);
+  }
+}
+
+const errors = [];
+function watch(page, name) {
+  page.on("console", (m) => { if (m.type() === "error") errors.push(`${name} console: ${m.text()}`); });
+  page.on("pageerror", (e) => errors.push(`${name} page error: ${e.message}`));
+  page.on("requestfailed", (r) => errors.push(`${name} request failed: ${r.url()} ${r.failure()?.errorText}`));
+}
+
+/** Logs in through the form; resolves with the status of the form's POST. */
+async function login(page, token) {
+  await page.goto(STATUS_URL);
+  await page.locator("#login-form").waitFor(WAIT);
+  await page.fill("#token", token);
+  const [posted] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/status/login") && r.request().method() === "POST", WAIT),
+    page.click("#login-form button[type=submit]"),
+  ]);
+  await page.waitForLoadState("load");
+  return posted.status();
+}
+
+/** No personal value of the posted bodies anywhere in the page's text or markup. */
+async function noPersonalData(page, where) {
+  const text = await page.content();
+  for (const value of PERSONAL) check(!text.includes(value), `${where}: the page shows "${value}"`);
+}
+
+const card = (page) => page.locator(`[data-connection="${CONNECTION}"]`);
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  // Root in CI: Chromium's sandbox needs user namespaces it may not get there.
+  // This machine's network is closed: no background traffic, no QUIC, no GPU.
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--disable-background-networking"],
+});
+let page;
+try {
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await desktop.newPage();
+  watch(page, "desktop");
+
+  // A wrong token is refused: the form again with a message, no session cookie, the API closed.
+  const refused = await login(page, "not-the-admin-token-at-all");
+  check(refused === 303, `wrong token answered ${refused}`);
+  await page.locator("#login-form").waitFor(WAIT);
+  check((await page.textContent("#login-error")).includes("Wrong token"), "no refusal message");
+  check((await desktop.cookies()).length === 0, "a cookie was set for a wrong token");
+  const closed = await page.request.get(new URL("/status/api/state", STATUS_URL).href);
+  check(closed.status() === 401, `state without a session answered ${closed.status()}`);
+  console.log("wrong token refused");
+
+  const accepted = await login(page, TOKEN);
+  check(accepted === 303, `login answered ${accepted}`);
+  const cookie = (await desktop.cookies())[0];
+  check(cookie && cookie.httpOnly && cookie.sameSite === "Strict", `session cookie ${JSON.stringify(cookie)}`);
+  await card(page).waitFor(WAIT);
+  await until(page, "broker shown connected", () => document.querySelector("#broker-state").textContent === "connected");
+  console.log("logged in; broker connected");
+
+  // Webhooks arrive: the counters and the chart change without a reload.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const count = async (which) => Number(await card(page).locator(`.${which} .n`).textContent());
+  const before = { accepted: await count("accepted"), duplicate: await count("duplicate"), rejected: await count("rejected") };
+  check(before.accepted === 0 && before.rejected === 0, `counters before: ${JSON.stringify(before)}`);
+  await ask("post 3"); // 3 new, 1 duplicate, 1 wrong token
+  await until(
+    page,
+    "counters 3/1/1 and all three colours in the chart",
+    (name) => {
+      const c = document.querySelector(`[data-connection="${name}"]`);
+      const svg = c.querySelector("svg");
+      const n = (which) => c.querySelector(`.${which} .n`).textContent;
+      return n("accepted") === "3" && n("duplicate") === "1" && n("rejected") === "1"
+        && svg.getAttribute("data-total") === "5"
+        && svg.querySelectorAll("rect.a").length > 0
+        && svg.querySelectorAll("rect.d").length > 0
+        && svg.querySelectorAll("rect.r").length > 0;
+    },
+    CONNECTION,
+  );
+  check((await card(page).locator(".rejections").textContent()).includes("unauthorized 1"), "rejection reason not shown");
+  check(await page.evaluate(() => window.__sameDocument === true), "the page reloaded");
+  const last = await card(page).locator(".last").textContent();
+  check(/Last event \d+ s ago/.test(last), `last event line: ${last}`);
+  check((await card(page).locator(".formats").textContent()).includes("saas"), "sender format not shown");
+  await noPersonalData(page, "main view");
+  await page.screenshot({ path: join(SHOTS, "status-desktop.png"), fullPage: true });
+  console.log("counters and chart followed 3 new, 1 duplicate and 1 refused webhook");
+
+  // A dead letter: listed without its body; one click opens it, one more (confirmed) replays it.
+  const [seq, eventId] = await ask("deadletter");
+  const row = page.locator(`tr[data-seq="${seq}"]`);
+  await row.waitFor(WAIT);
+  check((await page.textContent("#dead-count")) === "1", "dead letter count");
+  await noPersonalData(page, "dead letter table");
+  await row.locator(".show-body").click();
+  await page.locator("#dead-body").waitFor(WAIT);
+  const body = await page.textContent("#dead-body");
+  check(body.includes("[redacted]"), "the opened body is not the redacted one");
+  check(PERSONAL.length === 0 || body.includes(PERSONAL[0]), "the opened body lacks its content");
+  await page.screenshot({ path: join(SHOTS, "status-dead-letter.png"), fullPage: true });
+  await page.click("#dead-body-close");
+  await row.locator(".replay").click();
+  await row.locator(".confirm-replay").click();
+  await until(page, "dead letter replay confirmed", () => document.querySelector("#dead-notice").textContent.includes("back in the outbox"));
+  await until(page, "dead letter count back to 0", () => document.querySelector("#dead-count").textContent === "0");
+  await row.waitFor({ state: "detached", ...WAIT });
+  await ask(`published ${eventId}`);
+  console.log("dead letter opened, replayed from the page and published");
+
+  // Delivered events replayed by window, kind and connection, after a confirmation.
+  await page.selectOption("#replay-window", "15");
+  await page.selectOption("#replay-kind", "status");
+  await page.selectOption("#replay-connection", CONNECTION);
+  await page.click("#replay-submit");
+  await page.locator("#replay-yes").waitFor(WAIT);
+  await page.click("#replay-yes");
+  await until(page, "3 delivered events replayed", () => document.querySelector("#replay-notice").textContent.startsWith("3 delivered events"));
+  await ask("queued status 6");
+  console.log("3 delivered status events replayed from the form and published again");
+
+  // The docs' picture: the top of the main view at a modest size.
+  const small = await browser.newContext({ viewport: { width: 960, height: 720 } });
+  const docs = await small.newPage();
+  watch(docs, "docs");
+  await login(docs, TOKEN);
+  await card(docs).waitFor(WAIT);
+  await until(docs, "docs view updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
+  await docs.screenshot({ path: join(SHOTS, "status-page.png") });
+  await small.close();
+
+  // On a phone: one column, nothing wider than the screen.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const mobile = await phone.newPage();
+  watch(mobile, "phone");
+  await login(mobile, TOKEN);
+  await card(mobile).waitFor(WAIT);
+  await until(mobile, "phone view updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
+  const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the phone view is ${overflow}px wider than the screen`);
+  await mobile.screenshot({ path: join(SHOTS, "status-phone.png"), fullPage: true });
+  await phone.close();
+  console.log("phone layout fits");
+
+  // The broker goes away (the test cuts its proxy): the page says so, and recovers.
+  await ask("cut");
+  await until(page, "broker shown disconnected", () => document.querySelector("#broker-state").textContent === "disconnected");
+  check((await page.textContent("#broker-badge")) === "broker disconnected", "badge still says connected");
+  // Webhooks are still taken meanwhile: they wait in the outbox, and the page shows it.
+  await ask("post 1");
+  await until(page, "the waiting event shown in the outbox and its chart", () => document.querySelector("#outbox-events").textContent.startsWith("1 of")
+    && document.querySelector("#outbox-oldest").textContent !== "none waiting"
+    && document.querySelectorAll("#outbox-chart rect.depth-bar").length > 0);
+  await page.screenshot({ path: join(SHOTS, "status-broker-down.png"), fullPage: true });
+  await ask("restore");
+  await until(page, "broker reconnected and outbox drained", () => document.querySelector("#broker-state").textContent === "connected"
+    && document.querySelector("#outbox-events").textContent.startsWith("0 of"));
+  check(Number(await page.textContent("#broker-reconnects")) >= 1, "reconnects not counted");
+  console.log("broker loss and the waiting event shown, then the reconnect and the drained outbox");
+
+  // Logging out ends the session server-side.
+  await page.click("#logout");
+  await page.locator("#login-form").waitFor(WAIT);
+  const after = await page.request.get(new URL("/status/api/state", STATUS_URL).href);
+  check(after.status() === 401, `state after logout answered ${after.status()}`);
+
+  check(errors.length === 0, `browser errors:\n${errors.join("\n")}`);
+  console.log("no console errors");
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(`FAILED: ${e.stack || e}`);
+  if (errors.length) console.log(`browser errors:\n${errors.join("\n")}`);
+  if (page) await page.screenshot({ path: join(SHOTS, "failure.png"), fullPage: true }).catch(() => {});
+  await browser.close();
+  process.exit(1);
+}
