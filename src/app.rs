@@ -196,7 +196,7 @@ impl Application {
         tracing::info!(
             port,
             data = %settings.storage.path.display(),
-            broker = %settings.amqp.url.masked(),
+            broker = %settings.amqp.nodes().iter().map(|u| u.node()).collect::<Vec<_>>().join(","),
             exchange = %settings.amqp.exchange,
             "relay started"
         );

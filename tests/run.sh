@@ -40,4 +40,6 @@ if ! broker_up; then
   command -v rabbitmqctl >/dev/null 2>&1 && timeout 60 rabbitmqctl -q await_startup || true
 fi
 
-exec cargo test --locked "$@"
+# The cluster tests start three more nodes (tests/cluster.sh); stop them however the tests end.
+trap 'tests/cluster.sh stop >/dev/null 2>&1 || true' EXIT
+cargo test --locked "$@"

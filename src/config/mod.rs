@@ -9,9 +9,11 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod amqp;
 pub mod first_run;
 mod rules;
 mod secret;
+pub use amqp::{AmqpSettings, QueueType};
 pub use rules::{compile as compile_rules, RuleSettings};
 pub use secret::{decode_secret, AmqpUrl, Secret, SecretError};
 
@@ -77,38 +79,6 @@ pub struct AdminSettings {
     pub token: Option<Secret>,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    Quorum,
-    Classic,
-}
-
-impl QueueType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueType::Quorum => "quorum",
-            QueueType::Classic => "classic",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpSettings {
-    pub url: AmqpUrl,
-    pub exchange: String,
-    pub queue_prefix: String,
-    pub queue_type: QueueType,
-    pub max_in_flight: usize,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_min: Duration,
-    #[serde(with = "humantime_serde")]
-    pub reconnect_max: Duration,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedactSettings {
@@ -172,7 +142,7 @@ pub enum ConfigError {
 }
 
 /// Keys whose values are secrets: a type error on one of them must not echo the value.
-const SECRET_KEYS: [&str; 3] = ["tokens", "hmac_secrets", "url"];
+const SECRET_KEYS: [&str; 4] = ["tokens", "hmac_secrets", "url", "urls"];
 
 /// Each error as `` `section.key`: what is wrong (where it came from) ``, keys in lower case as
 /// the file spells them, whichever layer (file or `RELAY__…` variable) set them.
@@ -338,40 +308,7 @@ impl Settings {
             ));
         }
         self.validate_admin()?;
-        let url = url::Url::parse(self.amqp.url.expose())
-            .map_err(|e| invalid("amqp.url", format!("not a URL ({e})")))?;
-        if !matches!(url.scheme(), "amqp" | "amqps") {
-            return Err(invalid("amqp.url", "scheme must be amqp or amqps"));
-        }
-        if url.scheme() == "amqps" && !cfg!(feature = "tls") {
-            return Err(invalid(
-                "amqp.url",
-                "amqps:// needs the relay built with the `tls` feature",
-            ));
-        }
-        for (key, value) in [
-            ("amqp.exchange", &self.amqp.exchange),
-            ("amqp.queue_prefix", &self.amqp.queue_prefix),
-        ] {
-            if value.is_empty() || value.len() > 200 || value.starts_with("amq.") {
-                return Err(invalid(
-                    key,
-                    "must be 1-200 characters and not start with `amq.`",
-                ));
-            }
-        }
-        if self.amqp.max_in_flight == 0 {
-            return Err(invalid("amqp.max_in_flight", "must be greater than 0"));
-        }
-        if self.amqp.timeout.is_zero() {
-            return Err(invalid("amqp.timeout", "must be greater than 0"));
-        }
-        if self.amqp.reconnect_min.is_zero() || self.amqp.reconnect_max < self.amqp.reconnect_min {
-            return Err(invalid(
-                "amqp.reconnect_min",
-                "must be > 0 and not above amqp.reconnect_max",
-            ));
-        }
+        self.amqp.validate()?;
         for (i, key) in self.redact.keys.iter().enumerate() {
             if key.is_empty() {
                 return Err(invalid(format!("redact.keys[{i}]"), "must not be empty"));
@@ -525,6 +462,19 @@ mod tests {
             ),
             ("[amqp]\nurl = \"http://x\"\n", "amqp.url"),
             (
+                "[amqp]\nurls = [\"amqp://a:5672\", \"amqp//b\"]\n",
+                "amqp.urls[1]",
+            ),
+            (
+                "[amqp]\nurls = [\"amqp://u:p@a\", \"amqp://v:q@a:5672/other\"]\n",
+                "amqp.urls[1]",
+            ),
+            ("[amqp]\nquorum_initial_group_size = 0\n", "amqp.quorum_initial_group_size"),
+            (
+                "[amqp]\nqueue_type = \"classic\"\nquorum_initial_group_size = 3\n",
+                "amqp.quorum_initial_group_size",
+            ),
+            (
                 "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\n[[connections.rules]]\npointer = \"/t\"\nkind = \"message\"\n[[connections.rules]]\npointer = \"evento\"\nkind = \"message\"\n",
                 "connections[0].rules[1].pointer",
             ),
@@ -555,15 +505,38 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
+    fn urls_replace_url_and_name_their_nodes() {
+        let s = Settings::default();
+        assert_eq!(s.amqp.nodes(), std::slice::from_ref(&s.amqp.url));
+        assert_eq!(s.amqp.nodes()[0].node(), "127.0.0.1:5672");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "RELAY__AMQP__URLS",
+                r#"["amqp://relay:pw1@rabbit-0.internal/%2f", "amqp://relay:pw2@[::1]:5700/%2f"]"#,
+            );
+            jail.set_env("RELAY__AMQP__QUORUM_INITIAL_GROUP_SIZE", "3");
+            let s = Settings::load_from(None, Env::prefixed("RELAY__").split("__"))
+                .map_err(|e| e.to_string())?;
+            let nodes: Vec<String> = s.amqp.nodes().iter().map(AmqpUrl::node).collect();
+            assert_eq!(nodes, ["rabbit-0.internal:5672", "[::1]:5700"]);
+            assert_eq!(s.amqp.quorum_initial_group_size, Some(3));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn secrets_never_print() {
         let mut s = Settings::default();
         s.amqp.url = AmqpUrl::new("amqp://user:hunter2-pass@broker:5672/%2f");
+        s.amqp.urls = vec![AmqpUrl::new("amqp://user:hunter3-pass@broker-1:5672/%2f")];
         s.connections[0].tokens = vec![Secret::new("tok-supersecret-1")];
         s.connections[0].hmac_secrets = vec![Secret::new("hmac-supersecret-2")];
         let debug = format!("{s:?}");
         let toml = s.to_masked_toml().unwrap();
         for text in [&debug, &toml] {
             assert!(!text.contains("hunter2-pass"), "{text}");
+            assert!(!text.contains("hunter3-pass"), "{text}");
             assert!(!text.contains("tok-supersecret-1"), "{text}");
             assert!(!text.contains("hmac-supersecret-2"), "{text}");
         }

@@ -51,6 +51,25 @@ impl AmqpUrl {
         self.0.expose()
     }
 
+    /// `host:port` of the node, the name logs, metrics and `/readyz` give it: no user, no
+    /// password, no vhost. The port defaults as AMQP's (5672, 5671 for amqps).
+    pub fn node(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(url) => {
+                let port = url.port().unwrap_or(match url.scheme() {
+                    "amqps" => 5671,
+                    _ => 5672,
+                });
+                match url.host() {
+                    Some(url::Host::Ipv6(ip)) => format!("[{ip}]:{port}"),
+                    Some(host) => format!("{host}:{port}"),
+                    None => format!("?:{port}"),
+                }
+            }
+            Err(_) => "***".to_owned(),
+        }
+    }
+
     /// The URL with its password replaced by `***`, fit for logs.
     pub fn masked(&self) -> String {
         match url::Url::parse(self.expose()) {

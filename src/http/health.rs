@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use tokio::sync::watch;
 
 use crate::http::error::json_error;
+use crate::publish::BrokerNode;
 use crate::store::Store;
 
 /// How long `/readyz` waits for the store's write probe.
@@ -15,11 +16,11 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What `/readyz` looks at.
 pub struct Readiness {
     store: Store,
-    publisher_connected: watch::Receiver<bool>,
+    publisher_connected: watch::Receiver<BrokerNode>,
 }
 
 impl Readiness {
-    pub fn new(store: Store, publisher_connected: watch::Receiver<bool>) -> Self {
+    pub fn new(store: Store, publisher_connected: watch::Receiver<BrokerNode>) -> Self {
         Self {
             store,
             publisher_connected,
@@ -58,9 +59,14 @@ pub(super) async fn readyz(
         tokio::time::timeout(READY_PROBE_TIMEOUT, readiness.store.check_writable()).await,
         Ok(Ok(()))
     );
-    let broker_ok = ingest_only || *readiness.publisher_connected.borrow();
+    // Which node is in use, whatever the scope: an operator sees a failover here.
+    let broker = readiness.publisher_connected.borrow().clone();
+    let broker_ok = ingest_only || broker.is_some();
     if store_ok && broker_ok {
-        return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }));
+        return HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "broker": broker.as_deref(),
+        }));
     }
     let mut reasons = Vec::new();
     if !store_ok {
@@ -72,5 +78,6 @@ pub(super) async fn readyz(
     HttpResponse::ServiceUnavailable().json(serde_json::json!({
         "status": "unavailable",
         "reason": reasons.join("; "),
+        "broker": broker.as_deref(),
     }))
 }

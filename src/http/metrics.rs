@@ -22,7 +22,7 @@ pub struct Exporter {
     metrics: Metrics,
     store: Store,
     publisher: Arc<PublisherStats>,
-    publisher_connected: watch::Receiver<bool>,
+    publisher_connected: watch::Receiver<crate::publish::BrokerNode>,
     /// `storage.max_outbox` and `max_outbox_bytes` (restart-only keys).
     limits: (u64, u64),
 }
@@ -32,7 +32,7 @@ impl Exporter {
         metrics: Metrics,
         store: Store,
         publisher: Arc<PublisherStats>,
-        publisher_connected: watch::Receiver<bool>,
+        publisher_connected: watch::Receiver<crate::publish::BrokerNode>,
         storage: &StorageSettings,
     ) -> Self {
         Self {
@@ -71,7 +71,7 @@ impl Exporter {
                 returns: p.returned.load(Relaxed),
                 reconnects: p.reconnects.load(Relaxed),
             },
-            broker_connected: *self.publisher_connected.borrow(),
+            broker_connected: self.publisher_connected.borrow().is_some(),
             store_writable,
             max_outbox_events: self.limits.0,
             max_outbox_bytes: self.limits.1,

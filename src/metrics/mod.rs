@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::event::{Format, Kind};
@@ -68,6 +68,8 @@ struct Inner {
     /// Each connection's [`EventClock`], by name: locked when rules are prepared and at a
     /// scrape, never on the webhook path (which holds its clock directly).
     clocks: Mutex<HashMap<String, EventClock>>,
+    broker_node: IntGaugeVec,
+    broker_connections: IntCounterVec,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     scrape: Mutex<()>,
     /// The last hour per connection, for the status page.
@@ -246,6 +248,25 @@ impl Metrics {
             ),
             last_event,
             clocks: Mutex::new(HashMap::new()),
+            broker_node: {
+                let metric = IntGaugeVec::new(
+                    Opts::new(
+                        "relay_broker_node_connected",
+                        "1 for the broker node (host:port) the publisher is connected to, else 0",
+                    ),
+                    &["node"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(metric.clone()))
+                    .expect("metric registered once");
+                metric
+            },
+            broker_connections: counter_vec(
+                &r,
+                "relay_broker_connections_total",
+                "Sessions opened with each broker node (host:port)",
+                &["node"],
+            ),
             scrape: Mutex::new(()),
             history: History::default(),
             registry: r,
@@ -284,6 +305,33 @@ impl Metrics {
             .rejected
             .with_label_values(&[connection, reason])
             .inc();
+    }
+
+    /// The configured broker nodes: each shows as not connected until a session opens.
+    pub fn broker_nodes(&self, nodes: &[impl AsRef<str>]) {
+        for node in nodes {
+            self.inner
+                .broker_node
+                .with_label_values(&[node.as_ref()])
+                .set(0);
+            self.inner
+                .broker_connections
+                .with_label_values(&[node.as_ref()]);
+        }
+    }
+
+    /// A session with `node` (`host:port`, never a URL) opened or ended.
+    pub fn broker_node_connected(&self, node: &str, connected: bool) {
+        self.inner
+            .broker_node
+            .with_label_values(&[node])
+            .set(i64::from(connected));
+        if connected {
+            self.inner
+                .broker_connections
+                .with_label_values(&[node])
+                .inc();
+        }
     }
 
     /// The clock a connection's prepared rules keep and [`EventClock::touch`] per event; the
@@ -494,6 +542,27 @@ mod tests {
         );
         assert!(
             text.contains("relay_accept_latency_seconds_count 1"),
+            "{text}"
+        );
+        a.broker_nodes(&["rabbit-0:5672", "rabbit-1:5672"]);
+        a.broker_node_connected("rabbit-1:5672", true);
+        let text = TextEncoder::new()
+            .encode_to_string(&a.inner.registry.gather())
+            .unwrap();
+        for line in [
+            r#"relay_broker_node_connected{node="rabbit-0:5672"} 0"#,
+            r#"relay_broker_node_connected{node="rabbit-1:5672"} 1"#,
+            r#"relay_broker_connections_total{node="rabbit-0:5672"} 0"#,
+            r#"relay_broker_connections_total{node="rabbit-1:5672"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        a.broker_node_connected("rabbit-1:5672", false);
+        let text = TextEncoder::new()
+            .encode_to_string(&a.inner.registry.gather())
+            .unwrap();
+        assert!(
+            text.contains(r#"relay_broker_node_connected{node="rabbit-1:5672"} 0"#),
             "{text}"
         );
         let other = TextEncoder::new()

@@ -156,8 +156,13 @@ fn needs_restart(old: &Settings, new: &Settings) -> Vec<String> {
         }
     }
     // Serialized masked, a password change is invisible above.
-    if old.amqp.url != new.amqp.url && !keys.iter().any(|k| k == "amqp.url") {
-        keys.push("amqp.url".to_owned());
+    for (key, changed) in [
+        ("amqp.url", old.amqp.url != new.amqp.url),
+        ("amqp.urls", old.amqp.urls != new.amqp.urls),
+    ] {
+        if changed && !keys.iter().any(|k| k == key) {
+            keys.push(key.to_owned());
+        }
     }
     if keys.is_empty() {
         keys.push("a masked secret".to_owned());

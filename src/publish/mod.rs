@@ -52,6 +52,8 @@ pub enum PublishError {
     },
     #[error("the RabbitMQ connection or channel is no longer open")]
     ConnectionLost,
+    #[error("RabbitMQ refused every publish for {0:?}; opening a new session")]
+    Refused(Duration),
     #[error("RabbitMQ answered a publish without a confirm although confirms are on")]
     NotConfirmed,
     #[error("outbox: {0}")]
@@ -97,9 +99,13 @@ impl PublisherStats {
     }
 }
 
+/// The broker node a publisher is connected to, as `host:port` (never with credentials); `None`
+/// while it is connected to none.
+pub type BrokerNode = Option<Arc<str>>;
+
 /// Handle on the running publisher task.
 pub struct PublisherHandle {
-    connected: watch::Receiver<bool>,
+    connected: watch::Receiver<BrokerNode>,
     stats: Arc<PublisherStats>,
     task: JoinHandle<()>,
 }
@@ -107,11 +113,11 @@ pub struct PublisherHandle {
 impl PublisherHandle {
     /// True while a channel to the broker is open and the topology is declared.
     pub fn is_connected(&self) -> bool {
-        *self.connected.borrow()
+        self.connected.borrow().is_some()
     }
 
-    /// Follows [`PublisherHandle::is_connected`] as it changes.
-    pub fn connected_watch(&self) -> watch::Receiver<bool> {
+    /// The node in use and, as it changes, the next one (`None` between sessions).
+    pub fn connected_watch(&self) -> watch::Receiver<BrokerNode> {
         self.connected.clone()
     }
 
@@ -143,7 +149,7 @@ pub fn start_with_metrics(
     shutdown: CancellationToken,
     metrics: Metrics,
 ) -> PublisherHandle {
-    let (connected_tx, connected) = watch::channel(false);
+    let (connected_tx, connected) = watch::channel(None);
     let stats = Arc::new(PublisherStats::default());
     stats
         .state_since_ms
@@ -249,7 +255,7 @@ struct Publisher {
     store: Store,
     settings: AmqpSettings,
     shutdown: CancellationToken,
-    connected: watch::Sender<bool>,
+    connected: watch::Sender<BrokerNode>,
     stats: Arc<PublisherStats>,
     metrics: Metrics,
 }
@@ -267,8 +273,17 @@ impl Publisher {
             window: Window::new(self.settings.max_in_flight),
             disk_until: None,
         };
+        let nodes: Vec<Arc<str>> = self
+            .settings
+            .nodes()
+            .iter()
+            .map(|url| Arc::from(url.node()))
+            .collect();
+        self.metrics.broker_nodes(&nodes);
         let mut backoff = Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
         let mut first_attempt = true;
+        // Where the next round of connection attempts begins.
+        let mut start_at = 0;
         loop {
             if !first_attempt {
                 PublisherStats::bump(&self.stats.reconnects);
@@ -278,17 +293,20 @@ impl Publisher {
             let connected = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
-                connected = self.connect() => connected,
+                connected = self.connect_any(&nodes, start_at) => connected,
             };
             match connected {
-                Ok((conn, channel)) => {
+                Ok((index, conn, channel)) => {
+                    let node = &nodes[index];
                     backoff.reset();
-                    self.set_connected(true);
-                    tracing::info!(url = %self.settings.url.masked(), "connected to RabbitMQ");
+                    self.set_connected(Some(Arc::clone(node)));
+                    self.metrics.broker_node_connected(node, true);
+                    tracing::info!(node = %node, "connected to RabbitMQ");
                     let result = self.session(&mut outbox, &conn, &channel).await;
-                    self.set_connected(false);
+                    self.set_connected(None);
+                    self.metrics.broker_node_connected(node, false);
                     if let Err(e) = &result {
-                        tracing::warn!(error = %e, "RabbitMQ session ended");
+                        tracing::warn!(node = %node, error = %e, "RabbitMQ session ended");
                     }
                     if self.shutdown.is_cancelled() {
                         self.close(conn, channel).await;
@@ -298,6 +316,8 @@ impl Publisher {
                     // without us waiting on a broker that may be gone.
                     drop(channel);
                     drop(conn);
+                    // The node just lost is the likeliest to be down: the others come first.
+                    start_at = (index + 1) % nodes.len();
                     let delay = backoff.next_delay();
                     tracing::warn!(retry_in = ?delay, "reconnecting to RabbitMQ");
                     if !self.pause(delay).await {
@@ -308,7 +328,7 @@ impl Publisher {
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         error = %e,
-                        url = %self.settings.url.masked(),
+                        nodes = nodes.len(),
                         retry_in = ?delay,
                         "cannot reach RabbitMQ"
                     );
@@ -318,16 +338,40 @@ impl Publisher {
                 }
             }
         }
-        self.connected.send_replace(false);
+        self.connected.send_replace(None);
         tracing::info!("publisher stopped");
     }
 
+    /// One round over the nodes from `start_at` on, each under the timeout: the first that
+    /// connects and takes the declarations wins, with its index. The error is the last node's.
+    async fn connect_any(
+        &self,
+        nodes: &[Arc<str>],
+        start_at: usize,
+    ) -> Result<(usize, lapin::Connection, lapin::Channel), PublishError> {
+        let urls = self.settings.nodes();
+        let mut last = PublishError::ConnectionLost;
+        for step in 0..urls.len() {
+            let index = (start_at + step) % urls.len();
+            match self.connect(&urls[index]).await {
+                Ok((conn, channel)) => return Ok((index, conn, channel)),
+                Err(e) => {
+                    if step + 1 < urls.len() {
+                        tracing::warn!(node = %nodes[index], error = %e, "cannot reach RabbitMQ node; trying the next");
+                    }
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
     /// Publishes the broker state and stamps when it changed (the status page's "since").
-    fn set_connected(&self, connected: bool) {
+    fn set_connected(&self, node: BrokerNode) {
         self.stats
             .state_since_ms
             .store(crate::clock::now_ms(), Ordering::Relaxed);
-        self.connected.send_replace(connected);
+        self.connected.send_replace(node);
     }
 
     /// Sleeps unless shutdown comes first; false when shutting down.

@@ -17,6 +17,7 @@ use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
 use super::{CONNECTION_NAME, IDLE_TICK};
+use crate::config::AmqpUrl;
 use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
@@ -42,14 +43,17 @@ pub(super) async fn await_confirm(
 }
 
 impl Publisher {
-    pub(super) async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
+    pub(super) async fn connect(
+        &self,
+        url: &AmqpUrl,
+    ) -> Result<(Connection, Channel), PublishError> {
         let limit = self.settings.timeout;
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
         let conn = bounded(
             limit,
             "connect",
-            Connection::connect(self.settings.url.expose(), properties),
+            Connection::connect(url.expose(), properties),
         )
         .await?;
         let channel = bounded(limit, "channel.open", conn.create_channel()).await?;
@@ -123,6 +127,10 @@ impl Publisher {
         let mut hold_until: Option<Instant> = None;
         let mut nack_backoff =
             Backoff::new(self.settings.reconnect_min, self.settings.reconnect_max);
+        // Since when every confirm has been a nack. A channel opened while a quorum queue had
+        // no leader was seen (RabbitMQ 3.10, tests/api/cluster.rs) to go on nacking after the
+        // election; a new session, on the next node, clears that.
+        let mut refused_since: Option<Instant> = None;
         // `interval` panics on zero; validated settings never have it, hand-built ones might.
         let mut tick = tokio::time::interval(IDLE_TICK.min(limit).max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,10 +226,19 @@ impl Publisher {
             note_returns(&outcomes, &mut returned);
             for (seq, outcome) in outcomes {
                 match self.settle(window, seq, outcome, &mut returned, &mut settlement) {
-                    Ok(Settled::Delivered) => nack_backoff.reset(),
+                    Ok(Settled::Delivered) => {
+                        nack_backoff.reset();
+                        refused_since = None;
+                    }
                     Ok(Settled::DeadLettered) => {}
                     Ok(Settled::Nacked) => {
-                        hold_until = Some(Instant::now() + nack_backoff.next_delay());
+                        let now = Instant::now();
+                        let since = *refused_since.get_or_insert(now);
+                        if now.duration_since(since) > limit {
+                            failure = Some(PublishError::Refused(limit));
+                            break;
+                        }
+                        hold_until = Some(now + nack_backoff.next_delay());
                     }
                     Err(e) => {
                         failure = Some(e);

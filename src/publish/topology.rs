@@ -4,7 +4,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::ExchangeKind;
 
-use crate::config::AmqpSettings;
+use crate::config::{AmqpSettings, QueueType};
 use crate::event::Kind;
 
 /// `{queue_prefix}.{kind}`
@@ -35,6 +35,26 @@ pub(crate) fn short(value: impl Into<String>) -> Result<ShortString, lapin::Erro
             format!("AMQP name too long: {e}"),
         ))
     })
+}
+
+/// What every queue is declared with: its type and, for quorum queues, how many replicas it
+/// starts with. Each relay and each node must be given the same, or RabbitMQ refuses the
+/// declaration of an existing queue with different ones (PRECONDITION_FAILED).
+pub fn queue_arguments(settings: &AmqpSettings) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(settings.queue_type.as_str())),
+    );
+    if let (QueueType::Quorum, Some(size)) =
+        (settings.queue_type, settings.quorum_initial_group_size)
+    {
+        args.insert(
+            "x-quorum-initial-group-size".into(),
+            AMQPValue::LongLongInt(i64::from(size)),
+        );
+    }
+    args
 }
 
 /// Declares everything, idempotently.
@@ -79,12 +99,9 @@ pub async fn declare(
         )
         .await?;
 
-    let queue_type = AMQPValue::LongString(LongString::from(settings.queue_type.as_str()));
-    let mut dead_args = FieldTable::default();
-    dead_args.insert("x-queue-type".into(), queue_type.clone());
     let dead_queue = short(dead_queue_name(settings))?;
     channel
-        .queue_declare(dead_queue.clone(), queue_options, dead_args)
+        .queue_declare(dead_queue.clone(), queue_options, queue_arguments(settings))
         .await?;
     channel
         .queue_bind(
@@ -97,8 +114,7 @@ pub async fn declare(
         .await?;
 
     for kind in Kind::ALL {
-        let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), queue_type.clone());
+        let mut args = queue_arguments(settings);
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(LongString::from(dlx_name.as_str())),
@@ -135,5 +151,24 @@ mod tests {
         assert_eq!(dead_exchange_name(&settings), "wt.dlx");
         assert_eq!(binding_key(Kind::Status), "status.#");
         assert!(short("x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn quorum_queues_carry_their_initial_group_size() {
+        let mut settings = Settings::default().amqp;
+        let keys = |s: &AmqpSettings| {
+            let args = queue_arguments(s);
+            let mut keys: Vec<String> = args.inner().keys().map(|k| k.to_string()).collect();
+            keys.sort_unstable();
+            keys
+        };
+        assert_eq!(keys(&settings), ["x-queue-type"]);
+        settings.quorum_initial_group_size = Some(3);
+        assert_eq!(
+            queue_arguments(&settings).inner()["x-quorum-initial-group-size"],
+            AMQPValue::LongLongInt(3)
+        );
+        settings.queue_type = QueueType::Classic;
+        assert_eq!(keys(&settings), ["x-queue-type"]);
     }
 }

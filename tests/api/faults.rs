@@ -203,6 +203,43 @@ async fn nacked_publishes_are_resent() {
 }
 
 #[tokio::test]
+async fn publishes_refused_longer_than_the_timeout_get_a_new_session() {
+    let (_proxy, app) = app_behind_proxy().await;
+    let policy = unique("refuse");
+    let pattern = format!("^{}$", app.queue(Kind::Other).replace('.', "\\."));
+    rabbitmqctl(&[
+        "set_policy",
+        &policy,
+        &pattern,
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+        "--apply-to",
+        "queues",
+        "--priority",
+        "100",
+    ]);
+    let load = Load::start(app.hook_url(CONNECTION, TOKEN), unique("refuse"), 2);
+    // Nacks only, for longer than amqp.timeout (3 s): the session is ended and a new one opened.
+    let sessions = app.publisher_reconnects().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.publisher_reconnects().await == sessions {
+        assert!(
+            Instant::now() < deadline,
+            "no new session after 30 s of refused publishes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rabbitmqctl(&["clear_policy", &policy]);
+    let tally = load.stop().await;
+    assert!(
+        tally.other.is_empty(),
+        "only 202s expected, got {:?}",
+        tally.other
+    );
+    finish(&app, &tally).await;
+    assert_eq!(app.store.stats().dead, 0, "a nack is not a dead letter");
+}
+
+#[tokio::test]
 async fn sigkill_mid_load_then_restart_delivers_every_202() {
     let config = ChildConfig::new();
     let broker = broker_connection().await;

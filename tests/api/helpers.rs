@@ -178,6 +178,26 @@ impl TestApp {
         format!("{}/hooks/{connection}/{token}", self.address)
     }
 
+    /// `relay_broker_reconnects_total`: sessions attempted after the first.
+    pub async fn publisher_reconnects(&self) -> u64 {
+        let text = self.get("/metrics").await.text().await.expect("metrics");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("relay_broker_reconnects_total ")?
+                    .parse()
+                    .ok()
+            })
+            .expect("relay_broker_reconnects_total in /metrics")
+    }
+
+    /// POSTs a body that must be accepted; its event id.
+    pub async fn accept(&self, body: impl Into<reqwest::Body>) -> String {
+        let response = self.post_hook(body).await;
+        assert_eq!(response.status(), 202, "the event must be accepted");
+        let body: serde_json::Value = response.json().await.expect("JSON answer");
+        body["id"].as_str().expect("an event id").to_owned()
+    }
+
     /// POSTs a body to `/hooks/{CONNECTION}/{TOKEN}` as Whaticket does.
     pub async fn post_hook(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.post_hook_as(CONNECTION, TOKEN, body).await

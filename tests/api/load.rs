@@ -35,6 +35,18 @@ pub struct Tally {
     pub transport_errors: usize,
 }
 
+impl Tally {
+    /// Every request was answered 202: none refused, none unanswered, `during` what.
+    pub fn assert_all_accepted(&self, during: &str) {
+        assert!(
+            self.other.is_empty() && self.transport_errors == 0,
+            "a webhook was refused {during}: {:?} answers, {} transport errors",
+            self.other,
+            self.transport_errors
+        );
+    }
+}
+
 /// Posters running until [`Load::stop`].
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -102,6 +114,20 @@ impl Load {
 
     pub fn accepted_count(&self) -> usize {
         self.tally.lock().unwrap().accepted.len()
+    }
+
+    /// Waits until `more` events beyond those accepted so far are accepted (60 s at most).
+    pub async fn accept_more(&self, more: usize) {
+        let target = self.accepted_count() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.accepted_count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "the load stalled at {} accepted events",
+                self.accepted_count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn stop(self) -> Tally {

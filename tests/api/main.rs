@@ -1,9 +1,12 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
+mod balance;
 mod cli;
+mod cluster;
 mod contract;
 mod delivery;
 mod deploy;
+mod failover;
 mod faults;
 mod first_run;
 mod helpers;

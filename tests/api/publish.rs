@@ -149,6 +149,34 @@ async fn declare_is_idempotent_against_rabbitmq() {
     .await;
 }
 
+/// What docs/deploy.md tells operators: every relay must declare the same group size, and the
+/// size of existing queues cannot be changed by declaring another (nor by leaving it unset).
+#[tokio::test]
+async fn initial_group_size_must_match_the_existing_queues() {
+    let mut settings = unique_settings("group");
+    settings.quorum_initial_group_size = Some(3);
+    let conn = connect(&settings).await;
+    with_cleanup(&conn, &settings, async {
+        let channel = conn.create_channel().await.expect("channel");
+        // The same size again is a no-op: the cluster tests declare through two nodes.
+        declare(&channel, &settings).await.expect("declare");
+        for size in [Some(5), None] {
+            let mut other = settings.clone();
+            other.quorum_initial_group_size = size;
+            let channel = conn.create_channel().await.expect("channel");
+            let err = declare(&channel, &other)
+                .await
+                .expect_err("another size must be refused")
+                .to_string();
+            assert!(
+                err.contains("PRECONDITION_FAILED") && err.contains("x-quorum-initial-group-size"),
+                "{size:?}: {err}"
+            );
+        }
+    })
+    .await;
+}
+
 fn open_store(dir: &tempfile::TempDir) -> Store {
     let mut storage = Settings::default().storage;
     storage.path = dir.path().join("db");
@@ -189,7 +217,7 @@ async fn start_does_not_wait_for_an_unreachable_broker() {
 async fn wait_connected(handle: &PublisherHandle) {
     timeout(
         Duration::from_secs(15),
-        handle.connected_watch().wait_for(|c| *c),
+        handle.connected_watch().wait_for(|c| c.is_some()),
     )
     .await
     .expect("publisher connects")

@@ -35,7 +35,7 @@ pub struct Sources {
     pub store: Store,
     pub metrics: Metrics,
     pub publisher: Arc<PublisherStats>,
-    pub connected: watch::Receiver<bool>,
+    pub connected: watch::Receiver<crate::publish::BrokerNode>,
     pub max_outbox: u64,
     pub max_outbox_bytes: u64,
 }
@@ -156,7 +156,7 @@ impl Sources {
             now_ms: now.at_ms,
             connections,
             broker: BrokerState {
-                connected: *self.connected.borrow(),
+                connected: self.connected.borrow().is_some(),
                 since_ms: since,
                 since_secs: now.at_ms.saturating_sub(since) / 1000,
                 reconnects: p.reconnects.load(Relaxed),
