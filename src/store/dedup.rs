@@ -58,19 +58,20 @@ const BATCH_KEYS: usize = 128;
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
 pub(super) type Key = (u64, EventId, u64, bool);
 
-/// Writes keys (ordered by slice end) one batch per slice, unflushed. They are counted when
-/// the writer takes them ([`count`]), not here.
+/// Writes keys (ordered by slice end) in batches of [`BATCH_KEYS`], unflushed (the flusher
+/// thread, off the hot path). They are counted when the writer takes them ([`remember`]).
 pub(super) fn insert(dedup: &Generations, mut keys: &[Key]) -> Result<(), StoreError> {
-    let slices = dedup.read();
     while let Some(&(end, ..)) = keys.first() {
         let same = keys.iter().take_while(|key| key.0 == end).count();
         let (group, rest) = keys.split_at(same);
         keys = rest;
-        // Gone only if its whole slice expired meanwhile: nothing left to remember then.
-        let Some(slice) = slices.get(&end) else {
-            continue;
-        };
         for chunk in group.chunks(BATCH_KEYS) {
+            // The lock is taken per chunk: the writer may need the write side for a new slice.
+            let slices = dedup.read();
+            // Gone only if its whole slice expired meanwhile: nothing left to remember then.
+            let Some(slice) = slices.get(&end) else {
+                break;
+            };
             let mut batch = sled::Batch::default();
             for (_, id, expiry, _) in chunk {
                 batch.insert(&id.0[..], &record::expiry_value(*expiry)[..]);

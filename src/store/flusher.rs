@@ -1,8 +1,9 @@
 //! The one thread that flushes sled, about once a second and on request, with a checkpoint.
 //!
 //! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
-//! delivery marks, dead letters) is flushed here, off the hot path; before a timed flush the
-//! writer is asked to write what it keeps in memory for it (`deferred`). Before each flush the
+//! delivery marks, dead letters) is flushed here, off the hot path. The dedup keys and marks
+//! reach sled here too: the writer hands them over as one batch per flush (`deferred`), which
+//! this thread writes just before flushing. Before each flush the
 //! checkpoint (`meta["checkpoint"]`: the highest seq whose dedup keys the writer has inserted)
 //! is written, so once the flush returns every key up to it is on disk; opening the store
 //! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
@@ -13,10 +14,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
 use tokio::sync::{mpsc, oneshot};
 
-use super::writer::{duplicate_error, Command, Reply};
-use super::StoreError;
+use super::deferred::{Batch, FlushRequest};
+use super::generations::Generations;
+use super::table::{mark_key, mark_value, runs};
+use super::writer::{duplicate_error, Command};
+use super::{dedup, StoreError};
 
 pub(super) const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 
@@ -35,6 +41,10 @@ pub(super) struct Progress {
     /// its last one.
     pub(super) settled: AtomicU64,
     pub(super) flushed_settled: AtomicU64,
+    /// Number of the last batch of keys and marks the flusher wrote into sled.
+    pub(super) written_batch: AtomicU64,
+    /// Set when writing a batch into sled failed: the writer takes no more appends.
+    pub(super) failed: AtomicBool,
 }
 
 impl Progress {
@@ -54,6 +64,7 @@ impl Progress {
 
 pub(super) struct Flusher {
     pub(super) db: sled::Db,
+    pub(super) dedup: Arc<Generations>,
     pub(super) meta: sled::Tree,
     pub(super) progress: Arc<Progress>,
     pub(super) interval: Duration,
@@ -63,13 +74,17 @@ pub(super) struct Flusher {
 
 impl Flusher {
     /// Flushes every `interval` and for each request, until every sender is gone (one last flush).
-    pub(super) fn run(self, requests: Receiver<Reply<()>>) {
+    pub(super) fn run(self, requests: Receiver<FlushRequest>) {
         loop {
             let mut waiters = Vec::new();
+            let mut batches = Vec::new();
+            let mut take = |request: FlushRequest| {
+                batches.extend(request.batch);
+                waiters.extend(request.reply);
+            };
             let last = match requests.recv_timeout(self.interval) {
-                Ok(reply) => {
-                    waiters.push(reply);
-                    waiters.extend(requests.try_iter());
+                Ok(request) => {
+                    take(request);
                     false
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -78,6 +93,14 @@ impl Flusher {
                 }
                 Err(RecvTimeoutError::Disconnected) => true,
             };
+            // The writer's hand-over for a timed flush is queued by now (before its answer).
+            requests.try_iter().for_each(&mut take);
+            for batch in batches {
+                if let Err(e) = self.write(batch) {
+                    self.progress.failed.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "dedup keys or delivery marks not written; the store takes no more writes until restarted");
+                }
+            }
             let result = self.flush();
             if let Err(e) = &result {
                 tracing::error!(error = %e, "store flush failed");
@@ -91,8 +114,38 @@ impl Flusher {
         }
     }
 
-    /// Has the writer put what it deferred into sled, so the flush after covers it. Requests
-    /// need not: the writer wrote its deferred changes before passing them on.
+    /// Writes a batch the writer handed over into sled (unflushed), then moves what the next
+    /// flush's checkpoint and settlement count cover.
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut keys: Vec<dedup::Key> = batch
+            .keys
+            .iter()
+            .map(|(id, &(end, expiry))| (end, *id, expiry, false))
+            .collect();
+        keys.sort_unstable_by_key(|key| key.0);
+        dedup::insert(&self.dedup, &keys)?;
+        for (tree, marks) in &batch.marks {
+            let mut sled_batch = sled::Batch::default();
+            for (first, count, state, at) in runs(marks) {
+                sled_batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
+            }
+            tree.apply_batch(sled_batch)?;
+        }
+        let progress = &self.progress;
+        if let Some(high) = batch.committed {
+            progress.applied_seq.fetch_max(high, Ordering::AcqRel);
+        }
+        if let Some(settled) = batch.settled {
+            progress.settled.fetch_max(settled, Ordering::AcqRel);
+        }
+        progress
+            .written_batch
+            .store(batch.number, Ordering::Release);
+        Ok(())
+    }
+
+    /// Has the writer hand over what it deferred (queued on `requests` before it answers), so
+    /// the flush after covers it. Barriers need not: the writer hands over with each.
     fn persist(&self) {
         let Some(writer) = self.writer.upgrade() else {
             return;

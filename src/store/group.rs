@@ -26,7 +26,7 @@ impl Writer {
         };
         let mut in_group = HashSet::with_capacity(appends.len());
         for (event, reply) in appends {
-            if self.broken {
+            if self.is_broken() {
                 let _ = reply.send(Err(StoreError::Unwritable));
                 continue;
             }
@@ -230,9 +230,9 @@ impl Writer {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
-        self.defer_marks(changed, false);
+        self.defer_marks(changed);
         if self.deferred.is_full() {
-            self.write_deferred();
+            self.hand_over(None);
         }
         self.roll_if_full();
     }

@@ -160,6 +160,7 @@ impl Store {
         let (flush_requests, flush_receiver) = std::sync::mpsc::channel();
         let flusher = flusher::Flusher {
             db: db.clone(),
+            dedup: Arc::clone(&dedup),
             meta: meta.clone(),
             progress: Arc::clone(&progress),
             interval: tuning.flush_interval,

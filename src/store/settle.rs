@@ -2,9 +2,9 @@
 //! as marks (unflushed: a lost mark is a resend), and retention run on the writer thread so no
 //! segment goes while a mark is written for it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use super::table::{mark_key, mark_value, runs, Changed, State};
+use super::table::State;
 use super::writer::{lock, Source, Writer};
 use super::{now_ms, record, retention, Settlement, StoreError};
 
@@ -45,52 +45,7 @@ impl Writer {
             record::encode_event_into(&mut value, &pending.event)?;
             self.dead.insert(record::seq_key(pending.seq), value)?;
         }
-        // The count a flush must reach before retention may drop these segments: it moves
-        // once the marks are in sled (`write_deferred`).
-        let settled = self.next_settled();
-        {
-            let mut table = lock(&self.table);
-            for c in &changed {
-                if let Some(segment) = table.segments.get_mut(&c.segment) {
-                    segment.settled = settled;
-                }
-            }
-        }
-        self.defer_marks(changed, true);
-        Ok(())
-    }
-
-    /// Persists state changes as runs, one sled batch per segment; of several changes of one
-    /// seq the last wins.
-    pub(super) fn write_marks(&self, changed: Vec<Changed>) -> Result<(), StoreError> {
-        let mut by_segment: BTreeMap<u64, Vec<(u64, State, u64)>> = BTreeMap::new();
-        for c in changed {
-            by_segment.entry(c.segment).or_default().push((
-                c.entry.seq,
-                c.entry.state,
-                c.entry.at_ms,
-            ));
-        }
-        for (segment, mut changes) in by_segment {
-            let marks = match lock(&self.table).segments.get(&segment) {
-                Some(segment) => segment.marks.clone(),
-                None => continue,
-            };
-            // Stable, so changes of one seq stay in the order they happened.
-            changes.sort_by_key(|c| c.0);
-            let mut last: Vec<(u64, State, u64)> = Vec::with_capacity(changes.len());
-            for change in changes {
-                match last.last_mut() {
-                    Some(previous) if previous.0 == change.0 => *previous = change,
-                    _ => last.push(change),
-                }
-            }
-            let mut batch = sled::Batch::default();
-            for (first, count, state, at) in runs(&last) {
-                batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
-            }
-            marks.apply_batch(batch)?;
-        }
+        self.defer_marks(changed);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The single writer thread: group commit of appends and replays into the active segment (one
 //! `write`, one fdatasync per group), then the hand-off to the publisher and the replies; and,
-//! in the same queue, the publisher's batched confirms and retention. Dedup keys and marks go
-//! into sled once per flush cycle (`deferred`).
+//! in the same queue, the publisher's batched confirms and retention. Dedup keys and marks are
+//! handed to the flusher once per flush cycle, which writes them into sled (`deferred`).
 //!
 //! Only this thread changes the delivery index, the dedup keys and the dead letters, so no check
 //! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does).
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::deferred::Deferred;
+use super::deferred::{Deferred, FlushRequest};
 use super::feed::Feed;
 use super::generations::Generations;
 use super::table::Table;
@@ -89,7 +89,7 @@ pub(super) struct Writer {
     pub(super) active: Active,
     pub(super) next_seq: u64,
     pub(super) progress: Arc<flusher::Progress>,
-    pub(super) flush_requests: std::sync::mpsc::Sender<Reply<()>>,
+    pub(super) flush_requests: std::sync::mpsc::Sender<FlushRequest>,
     pub(super) retention: retention::Policy,
     /// Set by a failed segment write: the file's state is unknown after a failed fdatasync,
     /// so nothing more is written until the process reopens the store.
@@ -135,7 +135,7 @@ impl Writer {
             self.process_group(group);
         }
         // The flusher's last flush (when this thread drops its sender) makes it durable.
-        self.write_deferred();
+        self.hand_over(None);
         tracing::debug!("store writer stopped: all store handles dropped");
     }
 
@@ -199,14 +199,12 @@ impl Writer {
         for reply in sweeps {
             let _ = reply.send(self.sweep());
         }
-        if !persist.is_empty() || !barriers.is_empty() {
-            self.write_deferred();
-        }
         for reply in persist {
+            self.hand_over(None);
             let _ = reply.send(Ok(()));
         }
         for reply in barriers {
-            if self.broken {
+            if self.is_broken() {
                 let _ = reply.send(Err(StoreError::Unwritable));
                 continue;
             }
@@ -217,10 +215,18 @@ impl Writer {
                     continue;
                 }
             }
-            if let Err(std::sync::mpsc::SendError(reply)) = self.flush_requests.send(reply) {
-                let _ = reply.send(Err(StoreError::Closed));
-            }
+            self.hand_over(Some(reply));
         }
+    }
+
+    /// Whether this store takes no more writes: a segment write failed here, or writing dedup
+    /// keys or marks into sled failed in the flusher.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
+            || self
+                .progress
+                .failed
+                .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
