@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const POLL_MS = 2000;
+  let loggingOut = false;
   const SVG = "http://www.w3.org/2000/svg";
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
@@ -43,7 +44,9 @@
   async function api(path, options) {
     const response = await fetch(path, Object.assign({ credentials: "same-origin", cache: "no-store" }, options));
     if (response.status === 401) {
-      window.location.reload();
+      // During a logout the logout handler reloads once its own request is answered: reloading
+      // here would abort that request.
+      if (!loggingOut) window.location.reload();
       throw new Error("session ended");
     }
     const body = await response.json();
@@ -293,10 +296,12 @@
   });
 
   $("logout").addEventListener("click", async () => {
+    loggingOut = true;
+    clearInterval(poller);
     await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
     window.location.reload();
   });
 
   poll();
-  setInterval(poll, POLL_MS);
+  const poller = setInterval(poll, POLL_MS);
 })();
