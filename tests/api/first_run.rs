@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use whaticket_relay::config::{ConnectionSettings, Secret};
@@ -171,27 +171,16 @@ async fn the_shipped_default_config_prints_a_url_with_a_hint_for_every_interface
         .expect("free port")
         .port();
     let names = unique("default-config");
-    let log_path = dir.path().join("relay.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
+    command
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RELAY__STORAGE__PATH", dir.path().join("data"))
         .env("RELAY__SERVER__BIND", format!("0.0.0.0:{port}"))
         .env("RELAY__AMQP__EXCHANGE", &names)
         .env("RELAY__AMQP__QUEUE_PREFIX", &names)
-        .env("RELAY__AMQP__QUEUE_TYPE", "classic")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn relay binary");
-    let relay = RelayProcess {
-        child,
-        port,
-        log_path,
-    };
-    relay.wait_ready().await;
+        .env("RELAY__AMQP__QUEUE_TYPE", "classic");
+    let relay = RelayProcess::start(command, port, dir.path().join("relay.log")).await;
     let log = relay.log();
     let urls = printed_urls(&log);
     assert_eq!(urls.len(), 1, "{log}");

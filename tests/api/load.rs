@@ -225,6 +225,27 @@ pub struct RelayProcess {
     pub log_path: PathBuf,
 }
 
+impl RelayProcess {
+    /// Spawns `command` (a relay serving on `port`) with stdout and stderr in `log_path`, and
+    /// waits until it is ready.
+    pub async fn start(mut command: Command, port: u16, log_path: PathBuf) -> RelayProcess {
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn relay binary");
+        let relay = RelayProcess {
+            child,
+            port,
+            log_path,
+        };
+        relay.wait_ready().await;
+        relay
+    }
+}
+
 /// Settings the child process gets, written as TOML (the typed `Settings` masks secrets when
 /// serialized, so it cannot be written back as is).
 pub struct ChildConfig {
@@ -297,24 +318,17 @@ reconnect_max = "500ms"
             probe.local_addr().expect("addr").port()
         };
         let config = self.write(port);
-        let log_path = self.dir.path().join(format!("relay-{port}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
+        command
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "whaticket_relay=trace,info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn relay binary");
-        let relay = RelayProcess {
-            child,
+            .env("RUST_LOG", "whaticket_relay=trace,info");
+        RelayProcess::start(
+            command,
             port,
-            log_path,
-        };
-        relay.wait_ready().await;
-        relay
+            self.dir.path().join(format!("relay-{port}.log")),
+        )
+        .await
     }
 }
 

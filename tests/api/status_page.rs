@@ -393,13 +393,13 @@ async fn status_page_needs_a_session_and_csrf_and_shows_no_personal_data() {
     );
 
     let (cookie, csrf) = http_login(&app, &base).await;
-    let state = app
-        .http
-        .get(format!("{base}/status/api/state"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let state_with_cookie = || {
+        app.http
+            .get(format!("{base}/status/api/state"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let state = state_with_cookie().await.unwrap();
     assert_eq!(state.status(), 200);
     assert_eq!(state.headers()["cache-control"], "no-store");
     let text = state.text().await.unwrap();
@@ -446,12 +446,6 @@ async fn status_page_needs_a_session_and_csrf_and_shows_no_personal_data() {
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    let after = app
-        .http
-        .get(format!("{base}/status/api/state"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let after = state_with_cookie().await.unwrap();
     assert_eq!(after.status(), 401);
 }
