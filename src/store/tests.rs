@@ -971,7 +971,18 @@ async fn an_unreadable_old_outbox_is_refused_not_dropped() {
     let err = Store::open(&settings(dir.path(), HOUR)).expect_err("refused");
     assert!(matches!(err, StoreError::Migration(_)), "{err}");
     assert!(err.to_string().contains("record 8"), "{err}");
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    // sled releases its directory lock when its own I/O threads let go of the dropped database,
+    // a moment after the failed open returned.
+    let reopen = || sled::Config::new().path(dir.path()).open();
+    let mut db = reopen();
+    for _ in 0..100 {
+        if db.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        db = reopen();
+    }
+    let db = db.unwrap();
     assert_eq!(
         db.open_tree("outbox").unwrap().len(),
         2,
