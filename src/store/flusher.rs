@@ -3,18 +3,15 @@
 //! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
 //! delivery marks, dead letters) is flushed here, off the hot path. The dedup keys and marks
 //! reach sled here too: the writer hands them over as one batch per flush (`deferred`), which
-//! this thread writes just before flushing. Before each flush the
-//! checkpoint (`meta["checkpoint"]`: the highest seq whose dedup keys the writer has inserted)
-//! is written, so once the flush returns every key up to it is on disk; opening the store
+//! //! this thread writes just before flushing. Before each flush the checkpoint
+//! (`meta["checkpoint"]`: the highest seq whose dedup keys are in sled) is written, so once the flush returns every key up to it is on disk; opening the store
 //! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
 //! several awaiters, hence one thread calling the blocking `flush`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::AtomicBool;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,15 +27,16 @@ pub(super) fn decode_checkpoint(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))
 }
 
-/// What the writer has put into sled and what of it a flush has made durable; retention
+/// What is in sled and what of it a flush has made durable; retention
 /// deletes a segment only once both its keys and its last settlement are.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
-    /// Highest seq whose dedup keys are inserted (set by the writer after inserting them).
+    /// Highest seq whose dedup keys are in sled (set by the flusher after writing a batch, and
+    /// at open after the keys past the checkpoint were restored).
     pub(super) applied_seq: AtomicU64,
     pub(super) flushed_seq: AtomicU64,
-    /// Counts the writer's settlements (marks, dead letters); a segment records the count of
-    /// its last one.
+    /// Settlement counts whose marks are in sled (the writer numbers them per batch; a segment
+    /// records the number of the last batch with marks for it).
     pub(super) settled: AtomicU64,
     pub(super) flushed_settled: AtomicU64,
     /// Number of the last batch of keys and marks the flusher wrote into sled.

@@ -1,6 +1,6 @@
-//! Settling: the publisher's confirms and dead letters applied to the delivery index, persisted
-//! as marks (unflushed: a lost mark is a resend), and retention run on the writer thread so no
-//! segment goes while a mark is written for it.
+//! Settling: the publisher's confirms and dead letters applied to the delivery index, their
+//! marks deferred to the flusher (a lost mark is a resend), and retention run on the writer
+//! thread, which keeps a segment until the marks for it are flushed.
 
 use std::collections::HashSet;
 
