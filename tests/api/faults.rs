@@ -162,11 +162,10 @@ async fn server_side_close_and_deleted_exchange_are_survived() {
     finish(&app, &tally).await;
 }
 
-#[tokio::test]
-async fn nacked_publishes_are_resent() {
-    let (_proxy, app) = app_behind_proxy().await;
-    // A policy that makes the queue refuse every publish: the broker nacks them.
-    let policy = unique("nack");
+/// Sets a policy under which the app's `other` queue refuses every publish (the broker nacks
+/// them); returns its name for `clear_policy`.
+fn refuse_publishes(app: &TestApp, name: &str) -> String {
+    let policy = unique(name);
     let pattern = format!("^{}$", app.queue(Kind::Other).replace('.', "\\."));
     rabbitmqctl(&[
         "set_policy",
@@ -178,6 +177,13 @@ async fn nacked_publishes_are_resent() {
         "--priority",
         "100",
     ]);
+    policy
+}
+
+#[tokio::test]
+async fn nacked_publishes_are_resent() {
+    let (_proxy, app) = app_behind_proxy().await;
+    let policy = refuse_publishes(&app, "nack");
     let load = Load::start(app.hook_url(CONNECTION, TOKEN), unique("nack"), 4);
     let deadline = Instant::now() + Duration::from_secs(10);
     // Wait until nacks have happened: the outbox holds events the broker refused.
@@ -205,18 +211,7 @@ async fn nacked_publishes_are_resent() {
 #[tokio::test]
 async fn publishes_refused_longer_than_the_timeout_get_a_new_session() {
     let (_proxy, app) = app_behind_proxy().await;
-    let policy = unique("refuse");
-    let pattern = format!("^{}$", app.queue(Kind::Other).replace('.', "\\."));
-    rabbitmqctl(&[
-        "set_policy",
-        &policy,
-        &pattern,
-        r#"{"max-length":0,"overflow":"reject-publish"}"#,
-        "--apply-to",
-        "queues",
-        "--priority",
-        "100",
-    ]);
+    let policy = refuse_publishes(&app, "refuse");
     let load = Load::start(app.hook_url(CONNECTION, TOKEN), unique("refuse"), 2);
     // Nacks only, for longer than amqp.timeout (3 s): the session is ended and a new one opened.
     let sessions = app.publisher_reconnects().await;

@@ -174,6 +174,19 @@ fn init_test_logging() {
 }
 
 impl TestApp {
+    /// Waits until the store holds `count` dead letters, failing after `within`.
+    pub async fn wait_dead(&self, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.store.stats().dead != count {
+            assert!(
+                Instant::now() < deadline,
+                "dead letters: {} (want {count})",
+                self.store.stats().dead
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn hook_url(&self, connection: &str, token: &str) -> String {
         format!("{}/hooks/{connection}/{token}", self.address)
     }

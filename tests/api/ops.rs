@@ -101,18 +101,6 @@ async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-async fn wait_dead(app: &TestApp, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.store.stats().dead != count {
-        assert!(
-            Instant::now() < deadline,
-            "dead letters: {} (want {count})",
-            app.store.stats().dead
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn rebind_other(app: &TestApp) {
     app.channel
         .queue_bind(
@@ -289,7 +277,7 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
         .await
         .unwrap();
     let id = answer["id"].as_str().unwrap().to_owned();
-    wait_dead(&app, 1).await;
+    app.wait_dead(1, Duration::from_secs(10)).await;
     let config = config_file(&app);
 
     // The relay holds the store: these go through the admin API.
@@ -317,7 +305,7 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
     assert_eq!(replayed["replayed"], 1, "{replayed}");
     let message = app.take(&app.queue(Kind::Other)).await;
     assert_eq!(message_id(&message), id, "replayed with its original id");
-    wait_dead(&app, 0).await;
+    app.wait_dead(0, Duration::from_secs(10)).await;
     app.wait_outbox_empty().await;
 
     // Replaying again finds nothing; an unknown id is an error.

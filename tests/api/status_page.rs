@@ -67,18 +67,6 @@ fn message_body() -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
-async fn wait_dead(app: &TestApp, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while app.store.stats().dead != count {
-        assert!(
-            Instant::now() < deadline,
-            "dead letters: {} (want {count})",
-            app.store.stats().dead
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The browser side's requests, answered `ok ...` or `fail <why>`.
 struct Driver<'a> {
     app: &'a TestApp,
@@ -128,7 +116,7 @@ impl Driver<'_> {
                     .as_str()
                     .unwrap()
                     .to_owned();
-                wait_dead(self.app, 1).await;
+                self.app.wait_dead(1, Duration::from_secs(20)).await;
                 let seq = self.app.store.dead_list(1).unwrap()[0].seq;
                 self.app
                     .channel
