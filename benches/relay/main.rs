@@ -21,8 +21,10 @@
 //! not, are printed and written to target/bench/relay.json (`report`).
 //!
 //! Environment: `BENCH_QUICK=1` (smoke run: small counts, 3 s steady), `BENCH_REQUESTS`,
-//! `BENCH_CLIENTS`, `BENCH_RATE`, `BENCH_STEADY_SECS`, `BENCH_AMQP_URL`, `BENCH_RELAY_LOG=<file>`
-//! (keep the relay's log; it goes to /dev/null otherwise).
+//! `BENCH_CLIENTS`, `BENCH_RATE`, `BENCH_STEADY_SECS`, `BENCH_SIZES=18KB` (only the sizes listed),
+//! `BENCH_AMQP_URL`, `BENCH_RELAY_LOG=<file>` (keep the relay's log; it goes to /dev/null
+//! otherwise), `BENCH_RELAY_WRAP="heaptrack -o <file>"` (a profiler to run the relay under; the
+//! relay's CPU and memory figures are then the wrapper's process's).
 
 mod bodies;
 mod broker;
@@ -120,6 +122,9 @@ async fn run_all(
         .build()?;
     let mut sizes = Map::new();
     for (i, (label, target, steady_p99_ms)) in SIZES.iter().enumerate() {
+        if !plan.runs(label) {
+            continue;
+        }
         let bodies = Arc::new(Bodies::new(*target)?);
         println!("\n== {label}: mean body {} bytes", bodies.mean_len);
         let run = SizeRun {

@@ -11,6 +11,8 @@ pub struct Plan {
     pub rate: u64,
     pub steady_secs: u64,
     pub broker: String,
+    /// Only the sizes whose label is listed (`BENCH_SIZES=18KB`); every size when unset.
+    pub sizes: Option<Vec<String>>,
 }
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
@@ -30,7 +32,9 @@ impl Plan {
         let requests = match env_u64("BENCH_REQUESTS")? {
             Some(n) => [n, n],
             None if quick => [2000, 1000],
-            None => [20_000, 10_000],
+            // About 4 s of saturation per phase here: at 1 s (20 000 / 10 000) a phase was mostly
+            // its ramp-up and tail, and the same build's ratios moved by a third between runs.
+            None => [100_000, 50_000],
         };
         Ok(Plan {
             quick,
@@ -39,6 +43,16 @@ impl Plan {
             rate: env_u64("BENCH_RATE")?.unwrap_or(1000),
             steady_secs: env_u64("BENCH_STEADY_SECS")?.unwrap_or(if quick { 3 } else { 20 }),
             broker: std::env::var("BENCH_AMQP_URL").unwrap_or_else(|_| DEFAULT_BROKER.to_owned()),
+            sizes: std::env::var("BENCH_SIZES")
+                .ok()
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
         })
+    }
+
+    /// Whether the size labelled `label` is to run.
+    pub fn runs(&self, label: &str) -> bool {
+        self.sizes
+            .as_ref()
+            .is_none_or(|sizes| sizes.iter().any(|s| s.eq_ignore_ascii_case(label)))
     }
 }

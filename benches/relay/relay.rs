@@ -124,7 +124,18 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
 /// The real `whaticket-relay serve`: the shipped config plus overrides for port, data and names.
 fn spawn_relay(broker: &str, amqp: &AmqpSettings) -> Result<Server> {
     Server::spawn("relay", |port, dir| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
+        let exe = env!("CARGO_BIN_EXE_whaticket-relay");
+        // A profiler to run the relay under (its CPU and memory figures are then the wrapper's).
+        let wrap = std::env::var("BENCH_RELAY_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         // The relay's config must be the shipped one plus these overrides only.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RELAY__") || key == "RUST_LOG" {
