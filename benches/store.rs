@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
 use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
-use whaticket_relay::store::{Appended, Next, Settlement, Store};
+use whaticket_relay::store::{Appended, Next, Room, Settlement, Store};
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
@@ -125,9 +125,13 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             let mut last = None;
             loop {
-                let batch = match store.take_new(1024) {
+                let batch = match store.take_new(Room::events(1024)) {
                     Next::Events(batch) => batch,
-                    Next::FromDisk { until } => store.read_pending(last, until, usize::MAX).await?,
+                    Next::FromDisk { until } => {
+                        store
+                            .read_pending(last, until, Room::events(usize::MAX))
+                            .await?
+                    }
                     Next::Idle => {
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),

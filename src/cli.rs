@@ -138,6 +138,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            crate::process::memory::limit_arenas();
             let logs = telemetry::init(&settings.log);
             let app = match Application::build_with_source(settings, config).await {
                 Ok(app) => app,

@@ -201,10 +201,7 @@ fn hide_secret_values(err: figment::Error) -> figment::Error {
             if text.contains("\n") && text.contains(" | ") {
                 let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
                 let place = lines.next().unwrap_or_default().to_owned();
-                let reason = lines
-                    .filter(|l| !l.contains('|'))
-                    .next_back()
-                    .unwrap_or_default();
+                let reason = lines.rfind(|l| !l.contains('|')).unwrap_or_default();
                 e.kind = Kind::Message(format!("{place}: {reason}"));
             }
         }

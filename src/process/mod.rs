@@ -1,6 +1,8 @@
-//! The process around the relay: signals, hand-over to a successor, config reload, logging.
+//! The process around the relay: signals, hand-over to a successor, config reload, logging, the
+//! allocator's settings.
 
 pub mod handover;
+pub mod memory;
 pub mod reload;
 pub(crate) mod signals;
 pub mod telemetry;

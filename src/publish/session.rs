@@ -9,6 +9,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::time::{timeout, Instant};
 
@@ -22,8 +23,12 @@ use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
 /// Publishes polled together at most: enough that lapin's I/O thread writes many per wake-up,
-/// few enough that its write buffer stays small (256 at 18 KB grew it to 4 MB).
+/// few enough that the frames serialized at once stay within its send buffer (32 frames).
 const PUBLISH_BATCH: usize = 32;
+
+/// The frame size proposed to the broker unless the URL sets one: a webhook body fits in one frame
+/// (and a larger one in a few), and lapin's buffers are 32 frames each.
+const FRAME_MAX: u32 = 32 * 1024;
 
 /// What a confirm meant for the outbox.
 enum Settled {
@@ -54,12 +59,15 @@ impl Publisher {
         let limit = self.settings.timeout;
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
-        let conn = bounded(
-            limit,
-            "connect",
-            Connection::connect(url.expose(), properties),
-        )
-        .await?;
+        let mut uri: AMQPUri = url
+            .expose()
+            .parse()
+            .map_err(|e: String| amqp("connect")(lapin::Error::from(std::io::Error::other(e))))?;
+        // lapin keeps two buffers of 32 frames each, written through (resident) as they cycle:
+        // at RabbitMQ's default frame_max (128 KiB) that is 8 MiB per connection for bodies of
+        // a few KiB. A URL's own `?frame_max=` still wins.
+        uri.query.frame_max.get_or_insert(FRAME_MAX);
+        let conn = bounded(limit, "connect", Connection::connect_uri(uri, properties)).await?;
         let channel = bounded(limit, "channel.open", conn.create_channel()).await?;
         bounded(
             limit,
@@ -368,20 +376,22 @@ impl Publisher {
         window: &mut Window,
         disk_until: &mut Option<u64>,
     ) -> Result<bool, PublishError> {
-        let limit = window.refill_limit();
+        let room = window.room();
         if let Some(until) = *disk_until {
             let batch = self
                 .store
-                .read_pending(window.next_after(), until, limit)
+                .read_pending(window.next_after(), until, room)
                 .await?;
-            if batch.len() < limit {
+            // A batch ends at the room as well as at the last record: only an empty one says
+            // the disk is caught up (the room always admits one record).
+            if batch.is_empty() {
                 // Caught up with the disk: the hand-off holds everything after `until`.
                 *disk_until = None;
             }
             window.load(batch);
             return Ok(false);
         }
-        match self.store.take_new(limit) {
+        match self.store.take_new(room) {
             Next::Events(batch) => {
                 window.load(batch);
                 Ok(false)

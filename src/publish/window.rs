@@ -4,7 +4,12 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::event::EventMeta;
-use crate::store::Pending;
+use crate::store::{Pending, Room};
+
+/// Body bytes the window holds at most, waiting and in flight together (one event at least).
+/// At 18 KB a full window of 256 in flight plus as many waiting held 9 MB; this keeps about
+/// 200 such events in hand, still far more than the broker needs in flight to stay busy.
+pub(crate) const WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Events of one ticket must reach the broker in order; this identifies the ticket.
 fn ticket_of(meta: &EventMeta) -> Option<(&str, Option<i64>, i64)> {
@@ -19,6 +24,9 @@ fn ticket_of(meta: &EventMeta) -> Option<(&str, Option<i64>, i64)> {
 #[derive(Debug)]
 pub(crate) struct Window {
     max_in_flight: usize,
+    max_bytes: u64,
+    /// Body bytes of the waiting and in-flight events.
+    held_bytes: u64,
     next_after: Option<u64>,
     waiting: VecDeque<Pending>,
     in_flight: HashMap<u64, Pending>,
@@ -29,8 +37,14 @@ pub(crate) struct Window {
 
 impl Window {
     pub(crate) fn new(max_in_flight: usize) -> Self {
+        Self::with_bytes(max_in_flight, WINDOW_BYTES)
+    }
+
+    pub(crate) fn with_bytes(max_in_flight: usize, max_bytes: u64) -> Self {
         Self {
             max_in_flight: max_in_flight.max(1),
+            max_bytes,
+            held_bytes: 0,
             next_after: None,
             waiting: VecDeque::new(),
             in_flight: HashMap::new(),
@@ -45,12 +59,20 @@ impl Window {
 
     /// Whether to take more from the store.
     pub(crate) fn wants_more(&self) -> bool {
-        self.waiting.len() < self.max_in_flight
+        self.waiting.len() < self.max_in_flight && self.held_bytes < self.max_bytes
     }
 
-    /// How many to take so that up to one full window waits behind the one in flight.
-    pub(crate) fn refill_limit(&self) -> usize {
-        self.max_in_flight
+    /// What to take so that up to one full window waits behind the one in flight, within the
+    /// byte budget.
+    pub(crate) fn room(&self) -> Room {
+        Room {
+            events: self.max_in_flight,
+            bytes: self.max_bytes.saturating_sub(self.held_bytes),
+        }
+    }
+
+    fn size(pending: &Pending) -> u64 {
+        pending.event.body.len() as u64
     }
 
     #[cfg(test)]
@@ -70,6 +92,7 @@ impl Window {
                 continue;
             }
             self.next_after = Some(pending.seq);
+            self.held_bytes += Self::size(&pending);
             self.waiting.push_back(pending);
         }
     }
@@ -132,6 +155,7 @@ impl Window {
     pub(crate) fn confirmed(&mut self, seq: u64) -> Option<Pending> {
         let pending = self.in_flight.remove(&seq)?;
         self.release(&pending.event.meta);
+        self.held_bytes = self.held_bytes.saturating_sub(Self::size(&pending));
         Some(pending)
     }
 
@@ -149,6 +173,7 @@ impl Window {
     /// next of its ticket to go.
     pub(crate) fn nacked(&mut self, seq: u64) -> Option<&Pending> {
         let pending = self.confirmed(seq)?;
+        self.held_bytes += Self::size(&pending);
         let index = self.waiting.partition_point(|p| p.seq < pending.seq);
         self.waiting.insert(index, pending);
         self.waiting.get(index)
@@ -255,6 +280,41 @@ pub(crate) mod tests {
         assert!(!window.wants_more(), "a full window is still waiting");
         window.confirmed(2);
         assert_eq!(window.next_publishable().map(|p| p.seq), Some(3));
+        assert!(window.wants_more());
+    }
+
+    #[test]
+    fn window_holds_no_more_bodies_than_its_byte_budget() {
+        // Bodies of `{"seq":N}`: 9 bytes for one-digit seqs.
+        let mut window = Window::with_bytes(10, 20);
+        assert_eq!(
+            window.room(),
+            Room {
+                events: 10,
+                bytes: 20
+            }
+        );
+        window.load(vec![pending(1, meta(1, Kind::Tags, None))]);
+        assert!(window.wants_more());
+        assert_eq!(window.room().bytes, 11);
+        window.load(vec![
+            pending(2, meta(2, Kind::Tags, None)),
+            pending(3, meta(3, Kind::Tags, None)),
+        ]);
+        assert!(!window.wants_more(), "27 of 20 bytes held");
+        assert_eq!(window.room().bytes, 0);
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(1));
+        assert!(!window.wants_more(), "in flight still counts");
+        window.confirmed(1);
+        assert!(window.wants_more(), "18 of 20 bytes: room for more");
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(2));
+        window.nacked(2);
+        assert_eq!(window.room().bytes, 2, "a nacked event is held again");
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(2));
+        window.confirmed(2);
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(3));
+        window.confirmed(3);
+        assert_eq!(window.room().bytes, 20);
         assert!(window.wants_more());
     }
 

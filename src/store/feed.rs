@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::Pending;
+use super::{Pending, Room};
 
 /// What the publisher gets next.
 #[derive(Debug)]
@@ -81,17 +81,26 @@ impl Feed {
         }
     }
 
-    pub(super) fn take(&self, max: usize) -> Next {
+    pub(super) fn take(&self, room: Room) -> Next {
         let mut state = self.lock();
         if !state.queue.is_empty() {
-            let n = max.max(1).min(state.queue.len());
-            let mut out = Vec::with_capacity(n);
-            let mut freed = 0u64;
-            for (pending, size) in state.queue.drain(..n) {
+            let room = Room {
+                events: room.events.max(1),
+                ..room
+            };
+            let mut out = Vec::new();
+            let mut taken = 0u64;
+            while let Some((_, size)) = state.queue.front() {
+                if !room.admits(out.len(), taken, u64::from(*size)) {
+                    break;
+                }
+                let Some((pending, size)) = state.queue.pop_front() else {
+                    break;
+                };
                 out.push(pending);
-                freed += u64::from(size);
+                taken += u64::from(size);
             }
-            state.bytes = state.bytes.saturating_sub(freed);
+            state.bytes = state.bytes.saturating_sub(taken);
             return Next::Events(out);
         }
         if state.spilled {
@@ -135,25 +144,50 @@ mod tests {
     #[test]
     fn opens_spilled_then_hands_over_in_memory() {
         let feed = Feed::new(1000, 7, true);
-        assert!(matches!(feed.take(10), Next::FromDisk { until: 7 }));
-        assert!(matches!(feed.take(10), Next::Idle));
+        assert!(matches!(
+            feed.take(Room::events(10)),
+            Next::FromDisk { until: 7 }
+        ));
+        assert!(matches!(feed.take(Room::events(10)), Next::Idle));
         feed.push(vec![pending(8), pending(9)], 9);
-        assert_eq!(seqs(feed.take(1)), [8]);
-        assert_eq!(seqs(feed.take(10)), [9]);
-        assert!(matches!(feed.take(10), Next::Idle));
+        assert_eq!(seqs(feed.take(Room::events(1))), [8]);
+        assert_eq!(seqs(feed.take(Room::events(10))), [9]);
+        assert!(matches!(feed.take(Room::events(10)), Next::Idle));
     }
 
     #[test]
     fn overflow_leaves_the_rest_on_disk_and_resumes_after_it() {
         let feed = Feed::new(250, 0, true);
-        assert!(matches!(feed.take(10), Next::FromDisk { until: 0 }));
+        assert!(matches!(
+            feed.take(Room::events(10)),
+            Next::FromDisk { until: 0 }
+        ));
         feed.push(vec![pending(1), pending(2), pending(3)], 3);
         // Room for two; once spilled, later events stay on disk even if room comes back.
-        assert_eq!(seqs(feed.take(1)), [1]);
+        assert_eq!(seqs(feed.take(Room::events(1))), [1]);
         feed.push(vec![pending(4)], 4);
-        assert_eq!(seqs(feed.take(10)), [2]);
-        assert!(matches!(feed.take(10), Next::FromDisk { until: 4 }));
+        assert_eq!(seqs(feed.take(Room::events(10))), [2]);
+        assert!(matches!(
+            feed.take(Room::events(10)),
+            Next::FromDisk { until: 4 }
+        ));
         feed.push(vec![pending(5)], 5);
-        assert_eq!(seqs(feed.take(10)), [5]);
+        assert_eq!(seqs(feed.take(Room::events(10))), [5]);
+    }
+
+    #[test]
+    fn takes_within_the_byte_room_and_always_one() {
+        let feed = Feed::new(10_000, 0, false);
+        feed.push((1..=5).map(pending).collect(), 5);
+        let room = |bytes| Room { events: 10, bytes };
+        // Records of 100 bytes each.
+        assert_eq!(seqs(feed.take(room(250))), [1, 2]);
+        assert_eq!(
+            seqs(feed.take(room(10))),
+            [3],
+            "one even when it does not fit"
+        );
+        assert_eq!(seqs(feed.take(room(u64::MAX))), [4, 5]);
+        assert!(matches!(feed.take(room(100)), Next::Idle));
     }
 }

@@ -24,6 +24,7 @@ mod group;
 mod meta;
 mod migrate;
 mod open;
+mod packed;
 mod record;
 mod recovery;
 mod replay;
@@ -54,11 +55,11 @@ const COMMAND_QUEUE: usize = 4096;
 const SLICES_PER_WINDOW: u64 = 4;
 
 /// Bytes of accepted events held in memory for the publisher; beyond it they wait on disk only
-/// and the publisher reads them back from the segments (the page cache, usually). Enough for the
-/// publisher's whole confirm window several times over (256 × 18 KB ≈ 4.6 MB), so a keeping-up
+/// and the publisher reads them back from the segments (the page cache, usually). As much again
+/// as the publisher's own window holds (`publish::window::WINDOW_BYTES`), so a keeping-up
 /// publisher never reads back; small enough that a backlog costs disk, not resident memory (at
-/// 64 MiB the relay's RSS reached 131 MB in the 18 KB saturation bench).
-const FEED_BYTES: u64 = 8 * 1024 * 1024;
+/// 64 MiB the relay's RSS reached 131 MB in the 18 KB saturation bench, at 8 MiB 64 MB).
+const FEED_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How often sled is flushed (with a checkpoint) when nothing asks for it.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -132,8 +133,8 @@ impl Store {
 
     /// What the publisher takes next: events handed over in memory, or word to read the
     /// segments first (after a restart, or when it fell behind by more than memory holds).
-    pub fn take_new(&self, max: usize) -> Next {
-        self.inner.feed.take(max)
+    pub fn take_new(&self, room: Room) -> Next {
+        self.inner.feed.take(room)
     }
 
     /// Resolves once new events were handed over since the last call.
@@ -147,9 +148,9 @@ impl Store {
         &self,
         after: Option<u64>,
         until: u64,
-        limit: usize,
+        room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
-        let found = writer::lock(&self.inner.table).pending_between(after, until, limit);
+        let found = writer::lock(&self.inner.table).pending_between(after, until, room);
         let mut out = Vec::with_capacity(found.len());
         for (file, entry) in found {
             match segment::read(&file, entry.offset, entry.len) {
@@ -167,9 +168,9 @@ impl Store {
     pub fn pending_after(
         &self,
         after: Option<u64>,
-        limit: usize,
+        room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
-        self.pending_between(after, u64::MAX, limit)
+        self.pending_between(after, u64::MAX, room)
     }
 
     /// [`Store::pending_between`] on the blocking pool: one hop per batch, not per event.
@@ -177,10 +178,10 @@ impl Store {
         &self,
         after: Option<u64>,
         until: u64,
-        limit: usize,
+        room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.pending_between(after, until, limit))
+        tokio::task::spawn_blocking(move || store.pending_between(after, until, room))
             .await
             .map_err(|_| StoreError::Closed)?
     }

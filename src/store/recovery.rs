@@ -166,6 +166,7 @@ pub(super) fn open(
             active
         }
     };
+    table.pack_settled(active.first_seq);
     Ok(Recovered {
         table,
         active,

@@ -14,7 +14,9 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::packed::{self, Packed};
 use super::segment::Found;
+use super::Room;
 
 /// What became of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +43,8 @@ impl State {
         }
     }
 
-    fn from_code(code: u8) -> Option<State> {
+    /// A mark's state (marks are never `Pending`).
+    pub(super) fn from_code(code: u8) -> Option<State> {
         match code {
             1 => Some(State::Delivered),
             2 => Some(State::Dead),
@@ -140,7 +143,7 @@ pub(super) struct Segment {
     pub(super) marks: sled::Tree,
     pub(super) len: u64,
     /// In seq order.
-    pub(super) entries: Vec<Entry>,
+    records: Records,
     pub(super) pending: u64,
     /// Kept delivered records (state `Delivered`) and their bytes.
     pub(super) delivered: u64,
@@ -160,7 +163,7 @@ impl Segment {
             file,
             marks,
             len: 0,
-            entries: Vec::new(),
+            records: Records::Open(Vec::new()),
             pending: 0,
             delivered: 0,
             delivered_bytes: 0,
@@ -171,7 +174,54 @@ impl Segment {
     }
 
     pub(super) fn last_seq(&self) -> Option<u64> {
-        self.entries.last().map(|e| e.seq)
+        match &self.records {
+            Records::Open(entries) => entries.last().map(|e| e.seq),
+            Records::Packed(packed) => packed.last_seq(),
+        }
+    }
+
+    /// The entries, unpacked first if they were packed (for a change).
+    fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        if let Records::Packed(packed) = &self.records {
+            self.records = Records::Open(packed.unpack());
+        }
+        match &mut self.records {
+            Records::Open(entries) => entries,
+            Records::Packed(_) => unreachable!("unpacked just above"),
+        }
+    }
+
+    /// The entries of a segment that may hold pending ones (never packed); empty if packed.
+    fn open_entries(&self) -> &[Entry] {
+        match &self.records {
+            Records::Open(entries) => entries,
+            Records::Packed(_) => &[],
+        }
+    }
+
+    /// The entries with `seq >= from`, in order.
+    fn entries_from(&self, from: u64) -> EntriesFrom<'_> {
+        match &self.records {
+            Records::Open(entries) => {
+                let skip = entries.partition_point(|e| e.seq < from);
+                EntriesFrom::Open(entries[skip..].iter())
+            }
+            Records::Packed(packed) => EntriesFrom::Packed(packed.iter_from(from)),
+        }
+    }
+
+    /// Packs the entries of a settled segment (see `packed`).
+    fn pack(&mut self) {
+        if let Records::Open(entries) = &self.records {
+            if self.pending == 0 {
+                self.records = Records::Packed(Packed::pack(entries));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_packed(&self) -> bool {
+        matches!(self.records, Records::Packed(_))
     }
 
     /// Adds a record found or written; counts it by state.
@@ -187,21 +237,25 @@ impl Segment {
         if entry.state != State::Pending {
             self.last_settled_ms = self.last_settled_ms.max(entry.at_ms);
         }
-        self.entries.push(entry);
+        self.entries_mut().push(entry);
     }
 
-    fn index_of(&self, seq: u64) -> Option<usize> {
-        self.entries.binary_search_by_key(&seq, |e| e.seq).ok()
+    fn index_of(&mut self, seq: u64) -> Option<usize> {
+        self.entries_mut()
+            .binary_search_by_key(&seq, |e| e.seq)
+            .ok()
     }
 
     fn advance_first_pending(&mut self) {
-        while self
-            .entries
-            .get(self.first_pending)
+        let mut first = self.first_pending;
+        let entries = self.open_entries();
+        while entries
+            .get(first)
             .is_some_and(|e| e.state != State::Pending)
         {
-            self.first_pending += 1;
+            first += 1;
         }
+        self.first_pending = first;
     }
 
     pub(super) fn fully_settled(&self) -> bool {
@@ -237,7 +291,17 @@ impl Table {
 
     pub(super) fn state_of(&mut self, seq: u64) -> Option<State> {
         let (_, segment, index) = self.locate(seq)?;
-        Some(segment.entries[index].state)
+        Some(segment.entries_mut()[index].state)
+    }
+
+    /// Packs every settled segment but the active one that is not packed yet: once when it is
+    /// settled, and again after a replay unpacked it to mark records.
+    pub(super) fn pack_settled(&mut self, active_first: u64) {
+        for (&first, segment) in &mut self.segments {
+            if first != active_first {
+                segment.pack();
+            }
+        }
     }
 
     /// Moves `seq` from `from` to `to`; `None` when it is not in that state (already settled,
@@ -250,7 +314,7 @@ impl Table {
         at_ms: u64,
     ) -> Option<Changed> {
         let (first, segment, index) = self.locate(seq)?;
-        let entry = &mut segment.entries[index];
+        let entry = &mut segment.entries_mut()[index];
         if entry.state != from {
             return None;
         }
@@ -282,18 +346,19 @@ impl Table {
         })
     }
 
-    /// Up to `limit` pending records with `after < seq <= until`, in seq order.
+    /// Pending records with `after < seq <= until` that fit in `room`, in seq order.
     pub(super) fn pending_between(
         &self,
         after: Option<u64>,
         until: u64,
-        limit: usize,
+        room: Room,
     ) -> Vec<(Arc<File>, Entry)> {
         let start = after.map_or(0, |a| a.saturating_add(1));
         if after == Some(u64::MAX) || start > until {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         // The segment holding `start` may begin before it.
         let from = self
             .segments
@@ -304,12 +369,17 @@ impl Table {
             if segment.pending == 0 {
                 continue;
             }
-            let skip = segment.entries.partition_point(|e| e.seq < start);
-            for entry in &segment.entries[skip.max(segment.first_pending)..] {
-                if entry.seq > until || out.len() >= limit {
+            let entries = segment.open_entries();
+            let skip = entries.partition_point(|e| e.seq < start);
+            for entry in &entries[skip.max(segment.first_pending)..] {
+                if entry.seq > until {
                     return out;
                 }
                 if entry.state == State::Pending {
+                    if !room.admits(out.len(), bytes, u64::from(entry.len)) {
+                        return out;
+                    }
+                    bytes += u64::from(entry.len);
                     out.push((Arc::clone(&segment.file), *entry));
                 }
             }
@@ -319,7 +389,7 @@ impl Table {
 
     pub(super) fn oldest_pending_ms(&self) -> Option<u64> {
         let segment = self.segments.values().find(|s| s.pending > 0)?;
-        segment.entries[segment.first_pending..]
+        segment.open_entries()[segment.first_pending..]
             .iter()
             .find(|e| e.state == State::Pending)
             .map(|e| e.at_ms)
@@ -350,8 +420,7 @@ impl Table {
             if segment.delivered == 0 || segment.last_settled_ms < since_ms {
                 continue;
             }
-            let skip = segment.entries.partition_point(|e| e.seq < start);
-            for entry in &segment.entries[skip..] {
+            for entry in segment.entries_from(start) {
                 if entry.state == State::Delivered
                     && entry.at_ms >= since_ms
                     && until_ms.is_none_or(|until| entry.at_ms < until)
@@ -359,11 +428,34 @@ impl Table {
                     if out.len() >= limit {
                         return out;
                     }
-                    out.push((Arc::clone(&segment.file), *entry));
+                    out.push((Arc::clone(&segment.file), entry));
                 }
             }
         }
         out
+    }
+}
+
+/// A segment's entries: a vector while it takes appends or has pending records, packed once
+/// it is closed and settled.
+enum Records {
+    Open(Vec<Entry>),
+    Packed(Packed),
+}
+
+enum EntriesFrom<'a> {
+    Open(std::slice::Iter<'a, Entry>),
+    Packed(packed::Iter<'a>),
+}
+
+impl Iterator for EntriesFrom<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        match self {
+            EntriesFrom::Open(entries) => entries.next().copied(),
+            EntriesFrom::Packed(entries) => entries.next(),
+        }
     }
 }
 

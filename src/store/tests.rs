@@ -128,11 +128,15 @@ async fn kill(store: &Store, pending: Pending, reason: &str) {
 fn take_all(store: &Store) -> Vec<Pending> {
     let mut out: Vec<Pending> = Vec::new();
     loop {
-        match store.take_new(1000) {
+        match store.take_new(Room::events(1000)) {
             Next::Events(events) => out.extend(events),
             Next::FromDisk { until } => {
                 let after = out.last().map(|p| p.seq);
-                out.extend(store.pending_between(after, until, 1000).unwrap());
+                out.extend(
+                    store
+                        .pending_between(after, until, Room::events(1000))
+                        .unwrap(),
+                );
             }
             Next::Idle => return out,
         }
@@ -166,29 +170,45 @@ async fn append_dedups_and_hands_events_over_in_memory_and_on_disk() {
     assert_eq!(store.append(b.clone()).await.unwrap(), Appended::Accepted);
 
     // A store with nothing pending at open hands everything over in memory.
-    let handed = match store.take_new(10) {
+    let handed = match store.take_new(Room::events(10)) {
         Next::Events(events) => events,
         other => panic!("expected the appended events, got {other:?}"),
     };
     assert_eq!(handed.len(), 2);
     assert_eq!(*handed[0].event, a);
     assert_eq!(*handed[1].event, b);
-    assert!(matches!(store.take_new(10), Next::Idle));
+    assert!(matches!(store.take_new(Room::events(10)), Next::Idle));
 
-    let on_disk = store.pending_after(None, 10).unwrap();
+    let on_disk = store.pending_after(None, Room::events(10)).unwrap();
     assert_eq!(
         on_disk, handed,
         "the segment holds what was handed over, byte for byte"
     );
     assert_eq!(
-        seqs(&store.pending_after(Some(handed[0].seq), 10).unwrap()),
+        seqs(
+            &store
+                .pending_after(Some(handed[0].seq), Room::events(10))
+                .unwrap()
+        ),
         [handed[1].seq]
     );
-    assert_eq!(store.pending_after(None, 1).unwrap().len(), 1);
-    assert!(store.pending_after(Some(u64::MAX), 10).unwrap().is_empty());
+    assert_eq!(store.pending_after(None, Room::events(1)).unwrap().len(), 1);
+    // The byte room stops a read too, but always lets one record through.
+    let one_byte = Room {
+        events: 10,
+        bytes: 1,
+    };
+    assert_eq!(
+        seqs(&store.pending_after(None, one_byte).unwrap()),
+        [handed[0].seq]
+    );
+    assert!(store
+        .pending_after(Some(u64::MAX), Room::events(10))
+        .unwrap()
+        .is_empty());
     assert!(
         store
-            .pending_between(None, handed[0].seq, 10)
+            .pending_between(None, handed[0].seq, Room::events(10))
             .unwrap()
             .len()
             == 1
@@ -196,11 +216,14 @@ async fn append_dedups_and_hands_events_over_in_memory_and_on_disk() {
 
     deliver(&store, &[handed[0].seq]).await;
     assert_eq!(
-        seqs(&store.pending_after(None, 10).unwrap()),
+        seqs(&store.pending_after(None, Room::events(10)).unwrap()),
         [handed[1].seq]
     );
     kill(&store, handed[1].clone(), "unroutable").await;
-    assert!(store.pending_after(None, 10).unwrap().is_empty());
+    assert!(store
+        .pending_after(None, Room::events(10))
+        .unwrap()
+        .is_empty());
     let dead = store.dead_list(10).unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
@@ -413,7 +436,7 @@ async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
         store.append(event(4, now_ms())).await.unwrap(),
         Appended::Accepted
     );
-    let all = store.pending_after(None, 10).unwrap();
+    let all = store.pending_after(None, Room::events(10)).unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(all[3].event.meta.id, event(4, 0).meta.id);
 }
@@ -455,7 +478,10 @@ async fn segments_roll_and_settled_ones_go_whole() {
         assert_eq!(left[0].1, 1, "{left:?}");
         assert_eq!(segments(), left.len());
     }
-    assert_eq!(seqs(&store.pending_after(None, 10).unwrap()), [last.seq]);
+    assert_eq!(
+        seqs(&store.pending_after(None, Room::events(10)).unwrap()),
+        [last.seq]
+    );
     for p in delivered {
         assert_eq!(
             store.append((*p.event).clone()).await.unwrap(),
@@ -591,6 +617,66 @@ async fn delivered_events_are_replayed_once_under_new_seqs() {
         2,
         "re-delivered, kept again once"
     );
+}
+
+/// Whether every segment but the active one has its index packed, and the active one not.
+fn packed_but_the_active(store: &Store) -> bool {
+    let table = writer::lock(&store.inner.table);
+    let last = table.segments.keys().next_back().copied();
+    table
+        .segments
+        .iter()
+        .all(|(first, s)| s.is_packed() != (Some(*first) == last))
+}
+
+#[tokio::test]
+async fn settled_segments_are_packed_and_still_replayed_counted_and_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 12, |_| {}).await;
+    let pending = take_all(&store);
+    assert!(writer::lock(&store.inner.table).segments.len() >= 4);
+    assert!(!packed_but_the_active(&store), "nothing settled yet");
+    deliver(&store, &seqs(&pending)).await;
+    assert!(packed_but_the_active(&store), "settled and closed: packed");
+
+    let all = ReplayFilter::default();
+    let events = |list: &[Delivered]| list.iter().map(|d| d.event.clone()).collect::<Vec<_>>();
+    let originals: Vec<Event> = pending.iter().map(|p| (*p.event).clone()).collect();
+    assert_eq!(
+        events(&store.delivered_matching(&all, 100).unwrap()),
+        originals
+    );
+    assert_eq!(store.stats().delivered_kept, 12);
+
+    // A replay unpacks what it marks, and the segments are packed again after it.
+    let last_original = pending.last().unwrap().seq;
+    assert_eq!(store.replay_delivered(&all).await.unwrap(), 12);
+    assert!(writer::lock(&store.inner.table)
+        .segments
+        .values()
+        .filter(|s| s.last_seq().is_some_and(|last| last <= last_original))
+        .all(|s| s.is_packed()));
+    assert_eq!(store.stats().delivered_kept, 0);
+    assert_eq!(
+        store.replay_delivered(&all).await.unwrap(),
+        0,
+        "marked replayed"
+    );
+    let again = take_all(&store);
+    assert_eq!(again.len(), 12);
+    deliver(&store, &seqs(&again)).await;
+    store.flush().await.unwrap();
+    drop(store);
+
+    let store = open_with(dir.path(), |s| s.segment_bytes = 4096);
+    assert!(packed_but_the_active(&store), "packed at open");
+    let replayed: Vec<Event> = again.iter().map(|p| (*p.event).clone()).collect();
+    assert_eq!(
+        events(&store.delivered_matching(&all, 100).unwrap()),
+        replayed
+    );
+    assert_eq!(store.stats().delivered_kept, 12);
+    assert_eq!(store.stats().outbox, 0);
 }
 
 #[tokio::test]
@@ -934,23 +1020,23 @@ async fn past_the_hand_off_cap_the_publisher_is_sent_to_the_disk_and_back() {
     for id in 1..=5 {
         store.append(event(id, now_ms())).await.unwrap();
     }
-    let from_memory = match store.take_new(100) {
+    let from_memory = match store.take_new(Room::events(100)) {
         Next::Events(events) => events,
         other => panic!("expected events, got {other:?}"),
     };
     assert_eq!(from_memory.len(), 2, "two fit in the hand-off");
-    let Next::FromDisk { until } = store.take_new(100) else {
+    let Next::FromDisk { until } = store.take_new(Room::events(100)) else {
         panic!("the rest is on disk only");
     };
     let from_disk = store
-        .read_pending(from_memory.last().map(|p| p.seq), until, 100)
+        .read_pending(from_memory.last().map(|p| p.seq), until, Room::events(100))
         .await
         .unwrap();
     assert_eq!(from_disk.len(), 3);
     assert_eq!(from_disk[2].event.meta.id, event(5, 0).meta.id);
     // Caught up: new events come through memory again.
     store.append(event(6, now_ms())).await.unwrap();
-    match store.take_new(100) {
+    match store.take_new(Room::events(100)) {
         Next::Events(events) => assert_eq!(events[0].seq, until + 1),
         other => panic!("expected the new event in memory, got {other:?}"),
     }
@@ -1117,7 +1203,7 @@ async fn damage_in_a_closed_segment_is_reported_not_cut() {
         first_len,
         "acknowledged data is never cut"
     );
-    let readable = store.pending_after(None, 100).unwrap();
+    let readable = store.pending_after(None, Room::events(100)).unwrap();
     assert_eq!(
         readable.len() as u64,
         total - 1,

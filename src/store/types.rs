@@ -45,6 +45,29 @@ pub enum Appended {
     Duplicate,
 }
 
+/// How much the publisher can take in: at most `events`, and no more than `bytes` of records
+/// (at least one record, however large, so an oversized event cannot wedge the outbox).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub events: usize,
+    pub bytes: u64,
+}
+
+impl Room {
+    /// Up to `events`, whatever their size.
+    pub fn events(events: usize) -> Room {
+        Room {
+            events,
+            bytes: u64::MAX,
+        }
+    }
+
+    /// Whether a batch holding `taken` records of `bytes` in all may take one of `size` more.
+    pub(crate) fn admits(&self, taken: usize, bytes: u64, size: u64) -> bool {
+        taken < self.events && (taken == 0 || bytes.saturating_add(size) <= self.bytes)
+    }
+}
+
 /// An outbox entry waiting for its publisher confirm; cheap to clone (the event is shared).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {
