@@ -1,7 +1,7 @@
-//! Endurance (not in CI): a million unique events through the real binary with a short dedup window,
+//! Endurance (not in CI): 2.5 million unique events through the real binary with a short dedup window,
 //! so the sweeper works throughout. Prints disk and memory figures and checks every event arrived.
 //!
-//! `SOAK_EVENTS=1000000 cargo test --release --test api soak -- --ignored --nocapture`
+//! `SOAK_EVENTS=2500000 cargo test --release --test api soak -- --ignored --nocapture`
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ async fn soak_a_million_events() {
     let total: u64 = std::env::var("SOAK_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(2_500_000);
     let mut config = ChildConfig::new();
     // Delivered events are kept as briefly as keys are remembered, so the sweeper works on both
     // and the data dir must level off.
@@ -129,9 +129,9 @@ async fn soak_a_million_events() {
         })
         .collect();
 
-    let (mut disk_peak, mut rss_peak, mut rss_at_10pct, mut disk_at_half) =
+    let (mut disk_peak, mut rss_peak, mut rss_at_10pct, mut disk_at_mark) =
         (0u64, 0u64, 0u64, 0u64);
-    let mut disk_peak_second_half = 0u64;
+    let (mut disk_peak_after, mut rss_at_mark, mut rss_peak_after) = (0u64, 0u64, 0u64);
     let mut last_print = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -143,11 +143,13 @@ async fn soak_a_million_events() {
         if rss_at_10pct == 0 && done >= total / 10 {
             rss_at_10pct = rss;
         }
-        if disk_at_half == 0 && done >= total / 2 {
-            disk_at_half = disk;
+        if disk_at_mark == 0 && done >= total / 10 * 6 {
+            disk_at_mark = disk;
+            rss_at_mark = rss;
         }
-        if disk_at_half != 0 {
-            disk_peak_second_half = disk_peak_second_half.max(disk);
+        if disk_at_mark != 0 {
+            disk_peak_after = disk_peak_after.max(disk);
+            rss_peak_after = rss_peak_after.max(rss);
         }
         if last_print.elapsed() > Duration::from_secs(10) {
             last_print = Instant::now();
@@ -174,16 +176,19 @@ async fn soak_a_million_events() {
     // Let the sweeper catch up past the window, then measure the end state.
     tokio::time::sleep(Duration::from_secs(25)).await;
     let (disk_end, rss_end) = (data_dir_bytes(&data), rss_kib(pid));
+    rss_peak_after = rss_peak_after.max(rss_end);
     println!(
-        "soak done: {total} events in {:.0} s ({:.0} ev/s); disk half {:.1} MiB, peak {:.1} MiB (second half {:.1}), end {:.1} MiB; rss at 10% {:.1} MiB peak {:.1} MiB end {:.1} MiB",
+        "soak done: {total} events in {:.0} s ({:.0} ev/s); disk at 60% {:.1} MiB, peak {:.1} MiB (after 60% {:.1}), end {:.1} MiB; rss at 10% {:.1} MiB, at 60% {:.1} MiB, peak {:.1} MiB (after 60% {:.1}), end {:.1} MiB",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
-        disk_at_half as f64 / 1048576.0,
+        disk_at_mark as f64 / 1048576.0,
         disk_peak as f64 / 1048576.0,
-        disk_peak_second_half as f64 / 1048576.0,
+        disk_peak_after as f64 / 1048576.0,
         disk_end as f64 / 1048576.0,
         rss_at_10pct as f64 / 1024.0,
+        rss_at_mark as f64 / 1024.0,
         rss_peak as f64 / 1024.0,
+        rss_peak_after as f64 / 1024.0,
         rss_end as f64 / 1024.0
     );
     assert_eq!(
@@ -191,16 +196,21 @@ async fn soak_a_million_events() {
         total,
         "every event delivered"
     );
-    // Level: once the first window has passed, expiring slices free as much as arrives, so the
-    // second half of the run never rises more than a quarter above the size at half-way.
+    // Level: once the windows have filled, expiring slices and segments free as much as arrives,
+    // so the last 40% of the run never rises more than a quarter above the size at 60%.
     assert!(
-        disk_peak_second_half <= disk_at_half + disk_at_half / 4,
-        "disk kept growing: {disk_at_half} B at half, up to {disk_peak_second_half} B after"
+        disk_peak_after <= disk_at_mark + disk_at_mark / 4,
+        "disk kept growing: {disk_at_mark} B at 60%, up to {disk_peak_after} B after"
     );
     assert!(disk_peak < 2 * 1024 * 1024 * 1024, "data dir passed 2 GiB");
+    // Memory levels off too, later than the disk: here it rose for the first 1.3–1.6 million
+    // events (keys, sled's cache and its own bookkeeping, which follows the size of its log; the
+    // index of the kept segments; the allocator's high-water mark), then by 2–11% over the rest.
+    // It must stay within a quarter of its size at 60%, as the disk: a leak of 40 bytes an event
+    // (40 MB over the last million) fails it.
     assert!(
-        rss_end < rss_at_10pct.max(1) * 2 + 64 * 1024,
-        "memory grew: {rss_at_10pct} KiB → {rss_end} KiB"
+        rss_peak_after <= rss_at_mark + rss_at_mark / 4,
+        "memory kept growing: {rss_at_mark} KiB at 60%, up to {rss_peak_after} KiB after"
     );
     drop(relay);
     consumer_task.abort();
