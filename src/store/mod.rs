@@ -152,14 +152,26 @@ impl Store {
     ) -> Result<Vec<Pending>, StoreError> {
         let found = writer::lock(&self.inner.table).pending_between(after, until, room);
         let mut out = Vec::with_capacity(found.len());
-        for (file, entry) in found {
-            match segment::read(&file, entry.offset, entry.len) {
-                Ok((seq, event)) => out.push(Pending {
+        // Pending records mostly follow each other in their segment: one read per run of them.
+        let mut rest = &found[..];
+        while let Some((file, first)) = rest.first() {
+            let mut end = first.offset + u64::from(first.len);
+            let run = 1 + rest[1..]
+                .iter()
+                .take_while(|(f, e)| {
+                    let next = Arc::ptr_eq(f, file) && e.offset == end;
+                    end += u64::from(e.len);
+                    next
+                })
+                .count();
+            let lens: Vec<u32> = rest[..run].iter().map(|(_, e)| e.len).collect();
+            for (seq, event) in segment::read_run(file, first.offset, &lens)? {
+                out.push(Pending {
                     seq,
                     event: Arc::new(event),
-                }),
-                Err(e) => return Err(e),
+                });
             }
+            rest = &rest[run..];
         }
         Ok(out)
     }

@@ -98,6 +98,15 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
     key
 }
 
+/// As [`decode_event`], the body a slice of `bytes` rather than a copy.
+pub(super) fn decode_event_shared(bytes: &Bytes) -> Result<Event, StoreError> {
+    let (meta, body) = split_event(bytes)?;
+    Ok(Event {
+        meta,
+        body: bytes.slice_ref(body),
+    })
+}
+
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     let (meta, body) = split_event(bytes)?;
     Ok(Event {

@@ -10,6 +10,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
 use super::record;
 use super::StoreError;
 use crate::event::Event;
@@ -128,6 +130,32 @@ pub(super) fn scan(file: &File, mut visit: impl FnMut(Found, &[u8])) -> io::Resu
 pub(super) fn read(file: &File, offset: u64, len: u32) -> Result<(u64, Event), StoreError> {
     let mut frame = vec![0u8; len as usize];
     file.read_exact_at(&mut frame, offset)?;
+    decode_frame(&Bytes::from(frame))
+}
+
+/// Reads frames that follow each other in `file` from `offset`, of these lengths, with one read;
+/// their bodies share the buffer read (no copy each).
+pub(super) fn read_run(
+    file: &File,
+    offset: u64,
+    lens: &[u32],
+) -> Result<Vec<(u64, Event)>, StoreError> {
+    let total: usize = lens.iter().map(|len| *len as usize).sum();
+    let mut buf = vec![0u8; total];
+    file.read_exact_at(&mut buf, offset)?;
+    let buf = Bytes::from(buf);
+    let mut start = 0;
+    let mut out = Vec::with_capacity(lens.len());
+    for len in lens {
+        let end = start + *len as usize;
+        out.push(decode_frame(&buf.slice(start..end))?);
+        start = end;
+    }
+    Ok(out)
+}
+
+/// A whole frame: checksum, seq and event (the body a slice of `frame`).
+fn decode_frame(frame: &Bytes) -> Result<(u64, Event), StoreError> {
     let payload = frame
         .get(HEADER..)
         .filter(|p| p.len() >= SEQ)
@@ -136,9 +164,9 @@ pub(super) fn read(file: &File, offset: u64, len: u32) -> Result<(u64, Event), S
     if crc32fast::hash(payload) != crc {
         return Err(record::corrupt("segment record fails its checksum"));
     }
-    let (seq, rest) = payload.split_at(SEQ);
-    let seq = u64::from_be_bytes(seq.try_into().unwrap_or([0; SEQ]));
-    Ok((seq, record::decode_event(rest)?))
+    let seq = u64::from_be_bytes(payload[..SEQ].try_into().unwrap_or([0; SEQ]));
+    let rest = frame.slice(HEADER + SEQ..);
+    Ok((seq, record::decode_event_shared(&rest)?))
 }
 
 /// Makes a new or removed directory entry durable (an fdatasync of the file does not).
@@ -196,6 +224,14 @@ mod tests {
         let file = File::open(&path).unwrap();
         let (seq, back) = read(&file, records[1].offset, records[1].len).unwrap();
         assert_eq!((seq, back), (2, event(2)));
+
+        // A run of frames read at once gives what reading each gives.
+        let lens: Vec<u32> = records[1..].iter().map(|f| f.len).collect();
+        let run = read_run(&file, records[1].offset, &lens).unwrap();
+        assert_eq!(run, [(2, event(2)), (3, event(3))]);
+        // A run whose lengths do not follow the frames is refused, not misread.
+        let shifted = [records[1].len + 1, records[2].len - 1];
+        assert!(read_run(&file, records[1].offset, &shifted).is_err());
     }
 
     fn cut_at(path: &Path, len: u64) {
