@@ -25,6 +25,7 @@ use crate::event::EventMeta;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
+mod connection;
 mod session;
 pub mod topology;
 mod window;

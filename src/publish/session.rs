@@ -1,5 +1,5 @@
-//! One broker session: connect and declare, publish from the window with confirms, hand the
-//! outcomes back to the store in batches, and drain on shutdown.
+//! One broker session: publish from the window with confirms, hand the outcomes back to the
+//! store in batches, and drain on shutdown (`connection` opens and closes it).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,28 +7,22 @@ use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
-use lapin::uri::AMQPUri;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
 use tokio::time::{timeout, Instant};
 
 use super::window::Window;
+use super::IDLE_TICK;
 use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
-use super::{CONNECTION_NAME, IDLE_TICK};
-use crate::config::AmqpUrl;
 use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
 /// Publishes polled together at most: enough that lapin's I/O thread writes many per wake-up,
 /// few enough that the frames serialized at once stay within its send buffer (32 frames).
 const PUBLISH_BATCH: usize = 32;
-
-/// The frame size proposed to the broker unless the URL sets one: a webhook body fits in one frame
-/// (and a larger one in a few), and lapin's buffers are 32 frames each.
-const FRAME_MAX: u32 = 32 * 1024;
 
 /// What a confirm meant for the outbox.
 enum Settled {
@@ -52,60 +46,6 @@ pub(super) async fn await_confirm(
 }
 
 impl Publisher {
-    pub(super) async fn connect(
-        &self,
-        url: &AmqpUrl,
-    ) -> Result<(Connection, Channel), PublishError> {
-        let limit = self.settings.timeout;
-        let properties =
-            ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
-        let mut uri: AMQPUri = url
-            .expose()
-            .parse()
-            .map_err(|e: String| amqp("connect")(lapin::Error::from(std::io::Error::other(e))))?;
-        // lapin keeps two buffers of 32 frames each, written through (resident) as they cycle:
-        // at RabbitMQ's default frame_max (128 KiB) that is 8 MiB per connection for bodies of
-        // a few KiB. A URL's own `?frame_max=` still wins.
-        uri.query.frame_max.get_or_insert(FRAME_MAX);
-        let conn = bounded(limit, "connect", Connection::connect_uri(uri, properties)).await?;
-        let channel = bounded(limit, "channel.open", conn.create_channel()).await?;
-        bounded(
-            limit,
-            "confirm.select",
-            channel.confirm_select(ConfirmSelectOptions::default()),
-        )
-        .await?;
-        bounded(
-            limit,
-            "topology declare",
-            topology::declare(&channel, &self.settings),
-        )
-        .await?;
-        Ok((conn, channel))
-    }
-
-    pub(super) async fn close(&self, conn: Connection, channel: Channel) {
-        let limit = self.settings.timeout;
-        if let Err(e) = bounded(
-            limit,
-            "channel.close",
-            channel.close(200, "shutdown".into()),
-        )
-        .await
-        {
-            tracing::debug!(error = %e, "closing the channel");
-        }
-        if let Err(e) = bounded(
-            limit,
-            "connection.close",
-            conn.close(200, "shutdown".into()),
-        )
-        .await
-        {
-            tracing::debug!(error = %e, "closing the connection");
-        }
-    }
-
     /// Publishes until shutdown (Ok, after draining) or a broker/outbox failure (Err). What is
     /// unconfirmed when it ends stays in `outbox` for the next session.
     pub(super) async fn session(

@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::dedup;
-use super::table::{Changed, State};
+use super::marks::State;
+use super::table::Changed;
 use super::writer::{lock, Reply, Writer};
 use crate::event::EventId;
 

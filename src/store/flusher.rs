@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::deferred::{Batch, FlushRequest};
 use super::generations::Generations;
-use super::table::{mark_key, mark_value, runs};
+use super::marks::{mark_key, mark_value, runs};
 use super::writer::{duplicate_error, Command};
 use super::{dedup, StoreError};
 

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
 
-use super::table::{Entry, State};
+use super::marks::State;
+use super::table::Entry;
 use super::writer::{duplicate_error, lock, Done, Reply, Source, Staged, Writer};
 use super::{dedup, now_ms, record, retention, segment, Appended, Pending, StoreError};
 use crate::event::Event;
@@ -223,6 +224,10 @@ impl Writer {
                     item.len,
                 ));
             }
+            // Segments a replay unpacked to mark are packed again.
+            if !changed.is_empty() {
+                table.pack_settled(self.active.first_seq);
+            }
         }
         // Handed over before the replies: whoever saw a 202 finds the event with the publisher.
         self.feed.push(handed, high);
@@ -244,7 +249,10 @@ impl Writer {
         }
         match retention::open_segment(&self.db, &self.segments_dir, self.next_seq) {
             Ok((active, segment)) => {
-                lock(&self.table).segments.insert(active.first_seq, segment);
+                let mut table = lock(&self.table);
+                table.segments.insert(active.first_seq, segment);
+                // The segment just closed may be settled already.
+                table.pack_settled(active.first_seq);
                 self.active = active;
             }
             // The full segment keeps taking writes; the next group tries again.

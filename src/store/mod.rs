@@ -21,6 +21,7 @@ mod feed;
 mod flusher;
 mod generations;
 mod group;
+mod marks;
 mod meta;
 mod migrate;
 mod open;

@@ -7,7 +7,8 @@
 //! checkpoint every [`STRIDE`] records lets a read start near a given seq. A segment is unpacked
 //! again for the rare change (a replay marks records `Replayed`) and packed after it.
 
-use super::table::{Entry, State};
+use super::marks::State;
+use super::table::Entry;
 
 /// Records between two checkpoints.
 const STRIDE: usize = 256;

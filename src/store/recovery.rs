@@ -7,10 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::generations::Generations;
-use super::table::{
-    decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, Entry, Segment, State,
-    Table,
-};
+use super::marks::{decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State};
+use super::table::{Entry, Segment, Table};
 use super::writer::Active;
 use super::{dedup, record, retention, segment, StoreError};
 

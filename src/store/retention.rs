@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::flusher::Progress;
-use super::table::{marks_tree_name, Segment, Table};
+use super::marks::marks_tree_name;
+use super::table::{Segment, Table};
 use super::writer::{lock, Active};
 use super::{segment, StoreError};
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::table::State;
+use super::marks::State;
 use super::writer::{lock, Source, Writer};
 use super::{now_ms, record, retention, Settlement, StoreError};
 
@@ -29,6 +29,8 @@ impl Writer {
             for (pending, _) in &settlement.dead {
                 changed.extend(table.transition(pending.seq, State::Pending, State::Dead, now));
             }
+            // A segment these settled for good keeps its index packed from now on.
+            table.pack_settled(self.active.first_seq);
         }
         let dead_now: HashSet<u64> = changed
             .iter()

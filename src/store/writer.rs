@@ -195,9 +195,6 @@ impl Writer {
         for (result, reply) in requeue_replies {
             let _ = reply.send(result);
         }
-        // Segments settled by this group's confirms (or closed by its roll, or unpacked by its
-        // replays) keep their index packed from now on.
-        lock(&self.table).pack_settled(self.active.first_seq);
 
         for reply in sweeps {
             let _ = reply.send(self.sweep());

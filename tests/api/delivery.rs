@@ -125,6 +125,35 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
 }
 
 #[tokio::test]
+async fn a_body_larger_than_a_frame_arrives_byte_for_byte() {
+    // The publisher proposes 32 KiB frames: a media message with its file inline (some forks
+    // send base64) goes out in many body frames and must arrive whole, unchanged.
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let mut input: Value = serde_json::from_slice(&fixture("message-from-me.json")).unwrap();
+    let blob: String = (0..300_000u32)
+        .map(|i| {
+            char::from(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(i * 7 % 64) as usize],
+            )
+        })
+        .collect();
+    input["mediaBase64"] = Value::String(blob);
+    let body = serde_json::to_vec(&input).unwrap();
+    assert!(body.len() > 9 * 32 * 1024, "{} bytes", body.len());
+    let response = app.post_hook(body.clone()).await;
+    assert_eq!(response.status(), 202);
+    let message = app.take(&app.queue(Kind::Message)).await;
+    assert!(
+        message.delivery.data == body,
+        "relayed {} bytes for {} sent, or other bytes",
+        message.delivery.data.len(),
+        body.len()
+    );
+}
+
+#[tokio::test]
 async fn one_message_in_two_formats_is_relayed_once() {
     let app = spawn_app().await;
     app.wait_ready().await;
