@@ -873,29 +873,53 @@ fn one_error_can_answer_many_waiters() {
 /// Writes a data dir the way the sled-only version did: pending records in the `outbox` tree,
 /// their dedup keys in a slice, a kept delivered event in a `delivered@` slice.
 fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
-    let db = sled::Config::new().path(path).open().unwrap();
-    let outbox = db.open_tree("outbox").unwrap();
-    let dedup =
-        Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
-    for (seq, e) in events {
-        outbox
-            .insert(record::seq_key(*seq), record::encode_event_json(e).unwrap())
+    {
+        let db = sled::Config::new().path(path).open().unwrap();
+        let outbox = db.open_tree("outbox").unwrap();
+        let dedup =
+            Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
+        for (seq, e) in events {
+            outbox
+                .insert(record::seq_key(*seq), record::encode_event_json(e).unwrap())
+                .unwrap();
+            let expiry = e.meta.received_at_ms + HOUR.as_millis() as u64;
+            let end = dedup.ensure(expiry).unwrap();
+            dedup.read()[&end]
+                .tree
+                .insert(e.meta.id.0, &record::expiry_value(expiry)[..])
+                .unwrap();
+        }
+        let delivered = db.open_tree(format!("delivered@{:020}", now_ms())).unwrap();
+        delivered
+            .insert(
+                record::delivered_key(now_ms(), 3),
+                record::encode_event_json(&event(9, now_ms())).unwrap(),
+            )
             .unwrap();
-        let expiry = e.meta.received_at_ms + HOUR.as_millis() as u64;
-        let end = dedup.ensure(expiry).unwrap();
-        dedup.read()[&end]
-            .tree
-            .insert(e.meta.id.0, &record::expiry_value(expiry)[..])
-            .unwrap();
+        db.flush().unwrap();
     }
-    let delivered = db.open_tree(format!("delivered@{:020}", now_ms())).unwrap();
-    delivered
-        .insert(
-            record::delivered_key(now_ms(), 3),
-            record::encode_event_json(&event(9, now_ms())).unwrap(),
-        )
-        .unwrap();
-    db.flush().unwrap();
+    wait_for_sled_to_let_go(path);
+}
+
+/// sled releases its directory lock (an exclusive `flock` on `<dir>/db`) when its own I/O
+/// threads let go of a dropped database, a moment after the drop: opening it again at once
+/// fails with `WouldBlock` now and then.
+fn wait_for_sled_to_let_go(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path.join("db")).unwrap();
+    for _ in 0..200 {
+        // SAFETY: flock on a descriptor this function owns; the lock is released just below.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "sled kept its lock on {} for 2 s after the drop",
+        path.display()
+    );
 }
 
 #[tokio::test]
@@ -1054,21 +1078,13 @@ async fn an_unreadable_old_outbox_is_refused_not_dropped() {
             .unwrap();
         db.flush().unwrap();
     }
+    wait_for_sled_to_let_go(dir.path());
     let err = Store::open(&settings(dir.path(), HOUR)).expect_err("refused");
     assert!(matches!(err, StoreError::Migration(_)), "{err}");
     assert!(err.to_string().contains("record 8"), "{err}");
-    // sled releases its directory lock when its own I/O threads let go of the dropped database,
-    // a moment after the failed open returned.
-    let reopen = || sled::Config::new().path(dir.path()).open();
-    let mut db = reopen();
-    for _ in 0..100 {
-        if db.is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        db = reopen();
-    }
-    let db = db.unwrap();
+    // The failed open dropped its database a moment ago.
+    wait_for_sled_to_let_go(dir.path());
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
     assert_eq!(
         db.open_tree("outbox").unwrap().len(),
         2,
