@@ -192,13 +192,16 @@ impl Table {
         Some((first, segment, index))
     }
 
-    pub(super) fn state_of(&mut self, seq: u64) -> Option<State> {
-        let (_, segment, index) = self.locate(seq)?;
-        Some(segment.entries_mut()[index].state)
+    /// Read where the entries lie: a packed segment is not unpacked for it (a replay asks this
+    /// of every record it may take, and most are then marked in the same group, or not at all).
+    pub(super) fn state_of(&self, seq: u64) -> Option<State> {
+        let (_, segment) = self.segments.range(..=seq).next_back()?;
+        let entry = segment.entries_from(seq).next()?;
+        (entry.seq == seq).then_some(entry.state)
     }
 
     /// Packs every settled segment but the active one that is not packed yet: once when it is
-    /// settled, and again after a replay unpacked it to mark records.
+    /// settled, and again after a replay unpacked it to mark records (`transition`).
     pub(super) fn pack_settled(&mut self, active_first: u64) {
         for (&first, segment) in &mut self.segments {
             if first != active_first {

@@ -22,6 +22,7 @@ pub(crate) fn settings(path: &Path, window: Duration) -> StorageSettings {
 
 use bytes::Bytes;
 
+use super::marks::State;
 use super::*;
 use crate::event::{EventId, EventMeta, Kind};
 
@@ -638,6 +639,19 @@ async fn settled_segments_are_packed_and_still_replayed_counted_and_reopened() {
     assert!(!packed_but_the_active(&store), "nothing settled yet");
     deliver(&store, &seqs(&pending)).await;
     assert!(packed_but_the_active(&store), "settled and closed: packed");
+    // A state is read where it lies: asking does not unpack.
+    let states: Vec<Option<State>> = {
+        let table = writer::lock(&store.inner.table);
+        pending.iter().map(|p| table.state_of(p.seq)).collect()
+    };
+    assert!(
+        states.iter().all(|s| *s == Some(State::Delivered)),
+        "{states:?}"
+    );
+    assert!(
+        packed_but_the_active(&store),
+        "still packed after the lookups"
+    );
 
     let all = ReplayFilter::default();
     let events = |list: &[Delivered]| list.iter().map(|d| d.event.clone()).collect::<Vec<_>>();
