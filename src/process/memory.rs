@@ -3,9 +3,10 @@
 //! glibc gives each thread that allocates concurrently an arena of its own, up to eight per core,
 //! and an arena keeps what its thread freed for reuse by that arena only. The relay's threads
 //! (HTTP workers, store writer, flusher, publisher, lapin, sled) pass bodies of up to a megabyte
-//! between each other, so that kept memory ends up spread over a dozen arenas: in the 18 KB
-//! benchmark the relay's peak RSS went from 55.8 to 43.8 MB with two arenas, at the same
-//! throughput. `MALLOC_ARENA_MAX` in the environment still decides, if set.
+//! between each other, so that kept memory ends up spread over a dozen arenas. In the 18 KB
+//! benchmark the relay's peak RSS averaged 52.9 MB over six runs with two arenas against 61.4 MB
+//! over three with glibc's default (runs across one round of changes, single runs varying by
+//! ±15 MB: docs/benchmarks.md); its CPU showed no difference within the noise. `MALLOC_ARENA_MAX` in the environment still decides.
 
 /// Arenas when the environment does not say.
 const ARENAS: i32 = 2;
