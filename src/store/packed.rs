@@ -1,11 +1,13 @@
-//! The delivery index of a settled, closed segment, packed: about 7 bytes a record instead of 32.
+//! The delivery index's settled records, packed: about 7 bytes a record instead of 32.
 //!
-//! Such a segment only waits for retention (up to `keep_delivered`, 72 h by default) and for a
-//! rare `replay`, but every record it holds stayed in memory as a 32-byte entry in a vector grown
-//! by doubling: at 10 events/s over 72 h that is 80 MB and more. Packed, a record is a handful of
-//! varint deltas (seq, file gap, frame length, state, settle time), read in order; a sparse
-//! checkpoint every [`STRIDE`] records lets a read start near a given seq. A segment is unpacked
-//! again for the rare change (a replay marks records `Replayed`) and packed after it.
+//! A settled record only waits for retention (up to `keep_delivered`, 72 h by default) and for a
+//! rare `replay`, but as a 32-byte entry in a vector grown by doubling it cost 80 MB and more at
+//! 10 events/s over 72 h, and a 64 MiB segment of small events (~140 B a record) kept a 16 MiB
+//! vector while it took appends. Packed, a record is a handful of varint deltas (seq, file gap,
+//! frame length, state, settle time), read in order; a sparse checkpoint every [`STRIDE`] records
+//! lets a read start near a given seq. Records are appended as they settle (the settled prefix of
+//! the active segment, see `table`); a segment is unpacked again for the rare change (a replay
+//! marks records `Replayed`) and packed after it.
 
 use super::marks::State;
 use super::table::Entry;
@@ -14,7 +16,7 @@ use super::table::Entry;
 const STRIDE: usize = 256;
 
 /// Where decoding may start: the record at `pos` in the bytes and what it is relative to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Checkpoint {
     /// Seq of the record before it (its delta base).
     prev_seq: u64,
@@ -28,11 +30,12 @@ struct Checkpoint {
 /// Packed entries, in seq order.
 #[derive(Debug, Default)]
 pub(super) struct Packed {
-    bytes: Box<[u8]>,
-    checkpoints: Box<[Checkpoint]>,
+    bytes: Vec<u8>,
+    checkpoints: Vec<Checkpoint>,
     /// Records packed (the capacity to unpack them into).
     len: usize,
-    last_seq: Option<u64>,
+    /// The delta base of the next record: the last one's seq, end in the file and settle time.
+    base: Checkpoint,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -52,47 +55,61 @@ fn unzigzag(value: u64) -> i64 {
 }
 
 impl Packed {
-    /// Packs `entries` (in seq order, as the index keeps them).
-    pub(super) fn pack(entries: &[Entry]) -> Packed {
-        let mut bytes = Vec::with_capacity(entries.len() * 8);
-        let mut checkpoints = Vec::with_capacity(entries.len() / STRIDE + 1);
-        let (mut prev_seq, mut prev_end, mut prev_at) = (0u64, 0u64, 0u64);
-        for (i, entry) in entries.iter().enumerate() {
-            if i % STRIDE == 0 {
-                checkpoints.push(Checkpoint {
-                    prev_seq,
-                    prev_end,
-                    prev_at,
-                    pos: bytes.len(),
-                });
-            }
-            // Seqs rise and records follow each other in the file; the deltas are mostly 1
-            // and 0, but anything else still packs (wrapping, so nothing can overflow).
-            put_varint(&mut bytes, entry.seq.wrapping_sub(prev_seq));
-            put_varint(&mut bytes, entry.offset.wrapping_sub(prev_end));
-            put_varint(&mut bytes, u64::from(entry.len));
-            bytes.push(entry.state.code());
-            put_varint(&mut bytes, zigzag(entry.at_ms.wrapping_sub(prev_at) as i64));
-            prev_seq = entry.seq;
-            prev_end = entry.offset.wrapping_add(u64::from(entry.len));
-            prev_at = entry.at_ms;
+    /// Packs `entries` (in seq order, as the index keeps them), holding no spare capacity.
+    #[cfg(test)]
+    pub(super) fn pack<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Packed {
+        let mut packed = Packed::default();
+        for entry in entries {
+            packed.push(entry);
         }
-        Packed {
-            bytes: bytes.into_boxed_slice(),
-            checkpoints: checkpoints.into_boxed_slice(),
-            len: entries.len(),
-            last_seq: entries.last().map(|e| e.seq),
+        packed.shrink_to_fit();
+        packed
+    }
+
+    /// Appends `entry`, which follows every record packed so far in seq order.
+    pub(super) fn push(&mut self, entry: &Entry) {
+        let base = self.base;
+        if self.len % STRIDE == 0 {
+            self.checkpoints.push(Checkpoint {
+                pos: self.bytes.len(),
+                ..base
+            });
         }
+        // Seqs rise and records follow each other in the file; the deltas are mostly 1 and 0,
+        // but anything else still packs (wrapping, so nothing can overflow).
+        let bytes = &mut self.bytes;
+        put_varint(bytes, entry.seq.wrapping_sub(base.prev_seq));
+        put_varint(bytes, entry.offset.wrapping_sub(base.prev_end));
+        put_varint(bytes, u64::from(entry.len));
+        bytes.push(entry.state.code());
+        put_varint(bytes, zigzag(entry.at_ms.wrapping_sub(base.prev_at) as i64));
+        self.base = Checkpoint {
+            prev_seq: entry.seq,
+            prev_end: entry.offset.wrapping_add(u64::from(entry.len)),
+            prev_at: entry.at_ms,
+            pos: 0,
+        };
+        self.len += 1;
+    }
+
+    /// Gives back the room kept for appends (the segment was closed).
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.checkpoints.shrink_to_fit();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 
     pub(super) fn last_seq(&self) -> Option<u64> {
-        self.last_seq
+        (self.len > 0).then_some(self.base.prev_seq)
     }
 
     /// Bytes held, for tests and the memory figures.
     #[cfg(test)]
     pub(super) fn heap_bytes(&self) -> usize {
-        self.bytes.len() + self.checkpoints.len() * std::mem::size_of::<Checkpoint>()
+        self.bytes.capacity() + self.checkpoints.capacity() * std::mem::size_of::<Checkpoint>()
     }
 
     /// The entries with `seq >= from`, in order.
@@ -238,6 +255,23 @@ mod tests {
             );
             assert_eq!(packed.last_seq(), entries.last().map(|e| e.seq));
         }
+    }
+
+    #[test]
+    fn records_appended_one_by_one_read_as_packed_at_once() {
+        let entries = settled(3 * STRIDE as u64 + 10);
+        let mut appended = Packed::default();
+        for (i, entry) in entries.iter().enumerate() {
+            appended.push(entry);
+            assert_eq!(appended.len(), i + 1);
+            assert_eq!(appended.last_seq(), Some(entry.seq));
+        }
+        let from = entries[STRIDE + 3].seq;
+        let want: Vec<Entry> = Packed::pack(&entries).iter_from(from).collect();
+        let got: Vec<Entry> = appended.iter_from(from).collect();
+        assert_eq!(got.len(), want.len());
+        assert!(want.iter().zip(&got).all(|(a, b)| eq(a, b)));
+        assert_eq!(appended.unpack().len(), entries.len());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The delivery index: every live segment, where each of its records lies and what became of it.
 //!
-//! Held in memory so the publisher's catch-up reads, replay and stats never touch sled: 32 bytes
-//! a record while its segment takes appends or has pending records, packed to a few once it is
-//! closed and settled (`packed`). Its only writer is the store's writer thread. What it knows
-//! is persisted as marks (`marks`).
+//! Held in memory so the publisher's catch-up reads, replay and stats never touch sled: a record
+//! is a 32-byte entry from the first that may still be pending, and is packed to a few bytes
+//! once it and every record before it settled (`packed`), in batches of [`PACK_AFTER`] while its
+//! segment takes appends and whole once the segment is closed. Its only writer is the store's
+//! writer thread. What it knows is persisted as marks (`marks`).
 
-use std::collections::BTreeMap;
+use std::collections::{vec_deque, BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +15,10 @@ use super::marks::State;
 use super::packed::{self, Packed};
 use super::segment::Found;
 use super::Room;
+
+/// Settled records at the head of a segment's entries that are packed together: small enough
+/// that the entries stay a few window's worth, large enough that packing is rare.
+const PACK_AFTER: usize = 1024;
 
 /// One record of a live segment.
 #[derive(Clone, Copy, Debug)]
@@ -45,8 +50,9 @@ pub(super) struct Segment {
     pub(super) file: Arc<File>,
     pub(super) marks: sled::Tree,
     pub(super) len: u64,
-    /// In seq order.
-    records: Records,
+    /// In seq order: settled records packed, then the rest as entries.
+    packed: Packed,
+    entries: VecDeque<Entry>,
     pub(super) pending: u64,
     /// Kept delivered records (state `Delivered`) and their bytes.
     pub(super) delivered: u64,
@@ -55,7 +61,7 @@ pub(super) struct Segment {
     pub(super) last_settled_ms: u64,
     /// The writer's settlement count at this segment's latest change (see `flusher::Progress`).
     pub(super) settled: u64,
-    /// No pending entry before this index (states only ever leave `Pending`).
+    /// No pending entry before this index in `entries` (states only ever leave `Pending`).
     first_pending: usize,
 }
 
@@ -66,7 +72,8 @@ impl Segment {
             file,
             marks,
             len: 0,
-            records: Records::Open(Vec::new()),
+            packed: Packed::default(),
+            entries: VecDeque::new(),
             pending: 0,
             delivered: 0,
             delivered_bytes: 0,
@@ -77,54 +84,60 @@ impl Segment {
     }
 
     pub(super) fn last_seq(&self) -> Option<u64> {
-        match &self.records {
-            Records::Open(entries) => entries.last().map(|e| e.seq),
-            Records::Packed(packed) => packed.last_seq(),
+        self.entries
+            .back()
+            .map(|e| e.seq)
+            .or_else(|| self.packed.last_seq())
+    }
+
+    /// Every record as an entry again (for a change to a packed one; packed after it).
+    fn unpack(&mut self) {
+        if self.packed.len() > 0 {
+            let mut entries = VecDeque::from(std::mem::take(&mut self.packed).unpack());
+            entries.append(&mut self.entries);
+            self.entries = entries;
+            self.first_pending = 0;
         }
     }
 
-    /// The entries, unpacked first if they were packed (for a change).
-    fn entries_mut(&mut self) -> &mut Vec<Entry> {
-        if let Records::Packed(packed) = &self.records {
-            self.records = Records::Open(packed.unpack());
-        }
-        match &mut self.records {
-            Records::Open(entries) => entries,
-            Records::Packed(_) => unreachable!("unpacked just above"),
-        }
-    }
-
-    /// The entries of a segment that may hold pending ones (never packed); empty if packed.
-    fn open_entries(&self) -> &[Entry] {
-        match &self.records {
-            Records::Open(entries) => entries,
-            Records::Packed(_) => &[],
-        }
-    }
-
-    /// The entries with `seq >= from`, in order.
+    /// The records with `seq >= from`, in order.
     fn entries_from(&self, from: u64) -> EntriesFrom<'_> {
-        match &self.records {
-            Records::Open(entries) => {
-                let skip = entries.partition_point(|e| e.seq < from);
-                EntriesFrom::Open(entries[skip..].iter())
-            }
-            Records::Packed(packed) => EntriesFrom::Packed(packed.iter_from(from)),
+        let skip = self.entries.partition_point(|e| e.seq < from);
+        EntriesFrom {
+            packed: self
+                .packed
+                .last_seq()
+                .is_some_and(|last| last >= from)
+                .then(|| self.packed.iter_from(from)),
+            entries: self.entries.range(skip..),
         }
     }
 
-    /// Packs the entries of a settled segment (see `packed`).
-    fn pack(&mut self) {
-        if let Records::Open(entries) = &self.records {
-            if self.pending == 0 {
-                self.records = Records::Packed(Packed::pack(entries));
-            }
+    /// Packs the settled entries before the first pending one once there are enough of them,
+    /// or all of them once the segment is closed and settled (`closed`).
+    fn pack(&mut self, closed: bool) {
+        self.advance_first_pending();
+        let settled = if closed && self.pending == 0 {
+            self.entries.len()
+        } else {
+            self.first_pending
+        };
+        if settled == 0 || (!closed && settled < PACK_AFTER) {
+            return;
+        }
+        for entry in self.entries.drain(..settled) {
+            self.packed.push(&entry);
+        }
+        self.first_pending -= settled.min(self.first_pending);
+        if closed && self.entries.is_empty() {
+            self.packed.shrink_to_fit();
+            self.entries = VecDeque::new();
         }
     }
 
     #[cfg(test)]
     pub(super) fn is_packed(&self) -> bool {
-        matches!(self.records, Records::Packed(_))
+        self.entries.is_empty() && self.packed.len() > 0
     }
 
     /// Adds a record found or written; counts it by state.
@@ -139,20 +152,27 @@ impl Segment {
         }
         if entry.state != State::Pending {
             self.last_settled_ms = self.last_settled_ms.max(entry.at_ms);
+            if self.entries.is_empty() && self.packed.last_seq().is_none_or(|l| l < entry.seq) {
+                // Recovery finds mostly settled records: they need never be entries.
+                self.packed.push(&entry);
+                return;
+            }
         }
-        self.entries_mut().push(entry);
+        self.entries.push_back(entry);
     }
 
+    /// Where `seq` lies in `entries`, unpacking the segment if it is a packed record.
     fn index_of(&mut self, seq: u64) -> Option<usize> {
-        self.entries_mut()
-            .binary_search_by_key(&seq, |e| e.seq)
-            .ok()
+        if self.packed.last_seq().is_some_and(|last| last >= seq) {
+            self.unpack();
+        }
+        self.entries.binary_search_by_key(&seq, |e| e.seq).ok()
     }
 
     fn advance_first_pending(&mut self) {
         let mut first = self.first_pending;
-        let entries = self.open_entries();
-        while entries
+        while self
+            .entries
             .get(first)
             .is_some_and(|e| e.state != State::Pending)
         {
@@ -204,9 +224,7 @@ impl Table {
     /// settled, and again after a replay unpacked it to mark records (`transition`).
     pub(super) fn pack_settled(&mut self, active_first: u64) {
         for (&first, segment) in &mut self.segments {
-            if first != active_first {
-                segment.pack();
-            }
+            segment.pack(first != active_first);
         }
     }
 
@@ -220,7 +238,7 @@ impl Table {
         at_ms: u64,
     ) -> Option<Changed> {
         let (first, segment, index) = self.locate(seq)?;
-        let entry = &mut segment.entries_mut()[index];
+        let entry = &mut segment.entries[index];
         if entry.state != from {
             return None;
         }
@@ -241,7 +259,7 @@ impl Table {
             segment.delivered_bytes += bytes;
         }
         segment.last_settled_ms = segment.last_settled_ms.max(at_ms);
-        segment.advance_first_pending();
+        segment.pack(false);
         if from == State::Pending {
             self.outbox = self.outbox.saturating_sub(1);
             self.outbox_bytes = self.outbox_bytes.saturating_sub(bytes);
@@ -275,9 +293,9 @@ impl Table {
             if segment.pending == 0 {
                 continue;
             }
-            let entries = segment.open_entries();
+            let entries = &segment.entries;
             let skip = entries.partition_point(|e| e.seq < start);
-            for entry in &entries[skip.max(segment.first_pending)..] {
+            for entry in entries.range(skip.max(segment.first_pending)..) {
                 if entry.seq > until {
                     return out;
                 }
@@ -295,8 +313,9 @@ impl Table {
 
     pub(super) fn oldest_pending_ms(&self) -> Option<u64> {
         let segment = self.segments.values().find(|s| s.pending > 0)?;
-        segment.open_entries()[segment.first_pending..]
-            .iter()
+        segment
+            .entries
+            .range(segment.first_pending..)
             .find(|e| e.state == State::Pending)
             .map(|e| e.at_ms)
     }
@@ -342,25 +361,198 @@ impl Table {
     }
 }
 
-/// A segment's entries: a vector while it takes appends or has pending records, packed once
-/// it is closed and settled.
-enum Records {
-    Open(Vec<Entry>),
-    Packed(Packed),
-}
-
-enum EntriesFrom<'a> {
-    Open(std::slice::Iter<'a, Entry>),
-    Packed(packed::Iter<'a>),
+struct EntriesFrom<'a> {
+    packed: Option<packed::Iter<'a>>,
+    entries: vec_deque::Iter<'a, Entry>,
 }
 
 impl Iterator for EntriesFrom<'_> {
     type Item = Entry;
 
     fn next(&mut self) -> Option<Entry> {
-        match self {
-            EntriesFrom::Open(entries) => entries.next().copied(),
-            EntriesFrom::Packed(entries) => entries.next(),
+        if let Some(packed) = &mut self.packed {
+            match packed.next() {
+                Some(entry) => return Some(entry),
+                None => self.packed = None,
+            }
         }
+        self.entries.next().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (the sequence must replay when a case fails).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n.max(1)
+        }
+    }
+
+    fn segment(dir: &std::path::Path, db: &sled::Db, first: u64) -> Segment {
+        let path = dir.join(format!("{first}.seg"));
+        let file = Arc::new(File::create(&path).unwrap());
+        Segment::new(path, file, db.open_tree(first.to_be_bytes()).unwrap())
+    }
+
+    fn push(table: &mut Table, first: u64, seq: u64, model: &mut BTreeMap<u64, Entry>) {
+        let entry = Entry {
+            seq,
+            offset: (seq - first) * 100,
+            len: 100,
+            state: State::Pending,
+            at_ms: seq,
+        };
+        table.segments.get_mut(&first).unwrap().push(entry);
+        table.added_pending(entry.len);
+        model.insert(seq, entry);
+    }
+
+    /// Every read the store makes of the table answers as a plain list of the records would.
+    fn check(table: &Table, model: &BTreeMap<u64, Entry>) {
+        for (seq, want) in model {
+            assert_eq!(table.state_of(*seq), Some(want.state), "seq {seq}");
+        }
+        let pending: Vec<u64> = model
+            .values()
+            .filter(|e| e.state == State::Pending)
+            .map(|e| e.seq)
+            .collect();
+        let got: Vec<u64> = table
+            .pending_between(None, u64::MAX, Room::events(usize::MAX))
+            .iter()
+            .map(|(_, e)| e.seq)
+            .collect();
+        assert_eq!(got, pending);
+        if let Some(&after) = pending.get(pending.len() / 2) {
+            let got: Vec<u64> = table
+                .pending_between(Some(after), u64::MAX, Room::events(3))
+                .iter()
+                .map(|(_, e)| e.seq)
+                .collect();
+            let want: Vec<u64> = pending
+                .iter()
+                .copied()
+                .filter(|s| *s > after)
+                .take(3)
+                .collect();
+            assert_eq!(got, want, "pending after {after}");
+        }
+        assert_eq!(
+            table.oldest_pending_ms(),
+            model
+                .values()
+                .find(|e| e.state == State::Pending)
+                .map(|e| e.at_ms)
+        );
+        assert_eq!(table.outbox, pending.len() as u64);
+        let delivered: Vec<(u64, u64)> = model
+            .values()
+            .filter(|e| e.state == State::Delivered)
+            .map(|e| (e.seq, e.at_ms))
+            .collect();
+        assert_eq!(table.delivered().0, delivered.len() as u64);
+        let got: Vec<(u64, u64)> = table
+            .delivered_between(0, None, None, usize::MAX)
+            .iter()
+            .map(|(_, e)| (e.seq, e.at_ms))
+            .collect();
+        assert_eq!(got, delivered);
+    }
+
+    #[test]
+    fn settled_records_are_packed_as_they_settle_and_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let mut table = Table::default();
+        let mut model = BTreeMap::new();
+        // A closed segment and the active one; confirms come back out of order.
+        let (closed, active) = (1, 3_001);
+        table
+            .segments
+            .insert(closed, segment(dir.path(), &db, closed));
+        table
+            .segments
+            .insert(active, segment(dir.path(), &db, active));
+        for seq in closed..active {
+            push(&mut table, closed, seq, &mut model);
+        }
+        let mut next = active;
+        let mut rng = Lcg(7);
+        for step in 0..20_000u64 {
+            if step % 2 == 0 && next < active + 12_000 {
+                push(&mut table, active, next, &mut model);
+                next += 1;
+            }
+            let pending: Vec<u64> = model
+                .range(..)
+                .filter(|(_, e)| e.state == State::Pending)
+                .take(300)
+                .map(|(s, _)| *s)
+                .collect();
+            if let Some(&seq) = pending.get(rng.below(pending.len())) {
+                let to = if rng.below(10) == 0 {
+                    State::Dead
+                } else {
+                    State::Delivered
+                };
+                let changed = table.transition(seq, State::Pending, to, 1_000_000 + step);
+                assert!(changed.is_some(), "seq {seq}");
+                let entry = model.get_mut(&seq).unwrap();
+                (entry.state, entry.at_ms) = (to, 1_000_000 + step);
+            }
+            if step % 1_000 == 999 {
+                // A replay marks delivered records, wherever they lie.
+                let delivered: Vec<u64> = model
+                    .values()
+                    .filter(|e| e.state == State::Delivered)
+                    .map(|e| e.seq)
+                    .collect();
+                for _ in 0..5 {
+                    let seq = delivered[rng.below(delivered.len())];
+                    let entry = model.get_mut(&seq).unwrap();
+                    if entry.state == State::Delivered {
+                        let changed = table.transition(
+                            seq,
+                            State::Delivered,
+                            State::Replayed,
+                            2_000_000 + step,
+                        );
+                        assert!(changed.is_some(), "replay {seq}");
+                        (entry.state, entry.at_ms) = (State::Replayed, 2_000_000 + step);
+                    }
+                }
+                table.pack_settled(active);
+                check(&table, &model);
+            }
+            assert!(
+                table
+                    .transition(next + 5, State::Pending, State::Delivered, 0)
+                    .is_none(),
+                "an unknown seq"
+            );
+        }
+        check(&table, &model);
+        assert!(
+            model.values().all(|e| e.state != State::Pending),
+            "all settled"
+        );
+        table.pack_settled(active);
+        assert!(table.segments[&closed].is_packed());
+        // The active segment keeps few entries however many records settled in it.
+        let kept = table.segments[&active].entries.len();
+        assert!(
+            kept < PACK_AFTER,
+            "{kept} entries kept for 12 000 settled records"
+        );
+        check(&table, &model);
     }
 }

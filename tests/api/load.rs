@@ -318,7 +318,17 @@ reconnect_max = "500ms"
             probe.local_addr().expect("addr").port()
         };
         let config = self.write(port);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_whaticket-relay"));
+        // A profiler to run the relay under (the soak's `RELAY_WRAP="heaptrack -o <file>"`).
+        let wrap = std::env::var("RELAY_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_whaticket-relay"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_whaticket-relay")),
+        };
         command
             .args(["serve", "--config"])
             .arg(&config)

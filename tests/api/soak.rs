@@ -2,6 +2,8 @@
 //! so the sweeper works throughout. Prints disk and memory figures and checks every event arrived.
 //!
 //! `SOAK_EVENTS=2500000 cargo test --release --test api soak -- --ignored --nocapture`
+//! (`RELAY_WRAP="heaptrack -o <file>"` runs the relay under a profiler; its memory is still read
+//! from the relay's own process).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +28,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The relay's own process: the child itself, or the innermost process a wrapper started.
+fn innermost(pid: u32) -> u32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    match children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+    {
+        Some(child) => innermost(child),
+        None => pid,
+    }
+}
+
 /// Accepted events not yet delivered beyond which posting pauses (a few seconds of traffic).
 const MAX_UNDELIVERED: u64 = 20_000;
 
@@ -42,7 +58,8 @@ async fn soak_millions_of_events() {
     config.extra =
         "dedup_window = \"20s\"\nkeep_delivered = \"20s\"\nsweep_interval = \"1s\"\n".to_owned();
     let relay = config.spawn().await;
-    let pid = relay.child.id();
+    // Ready means the relay answers, so a wrapper has started it by now.
+    let pid = innermost(relay.child.id());
     let data = config.dir.path().join("data");
 
     // Consumer: a bitmap of delivered seqs (duplicates from resends counted once).
