@@ -69,7 +69,7 @@ impl Packed {
     /// Appends `entry`, which follows every record packed so far in seq order.
     pub(super) fn push(&mut self, entry: &Entry) {
         let base = self.base;
-        if self.len % STRIDE == 0 {
+        if self.len.is_multiple_of(STRIDE) {
             self.checkpoints.push(Checkpoint {
                 pos: self.bytes.len(),
                 ..base
