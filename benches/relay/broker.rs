@@ -125,15 +125,22 @@ impl Cleanup {
         self.exchanges.push(topology::dead_exchange_name(amqp));
     }
 
-    pub async fn run(&self, broker: &Connection) -> Result<()> {
+    /// Deletes what is listed so far and forgets it. Called after each phase too: queues of a
+    /// hundred thousand messages left on the broker kept it busy (moving its write-ahead log into
+    /// segment files) during the next phase, whose CPU figures then carried that work.
+    pub async fn run(&mut self, broker: &Connection) -> Result<()> {
         let channel = broker.create_channel().await.context("cleanup channel")?;
-        for queue in &self.queues {
+        let (queues, exchanges) = (
+            std::mem::take(&mut self.queues),
+            std::mem::take(&mut self.exchanges),
+        );
+        for queue in &queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
                 .with_context(|| format!("delete queue {queue}"))?;
         }
-        for exchange in &self.exchanges {
+        for exchange in &exchanges {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await

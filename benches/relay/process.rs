@@ -178,6 +178,25 @@ fn cpu_time(pid: u32) -> Result<Duration> {
     ))
 }
 
+/// Waits until the broker is idle (under a fifth of a core over 200 ms; 20 s at most), so that a
+/// phase does not start while the broker still works off the previous one. The time waited.
+pub async fn settle(broker: Option<u32>) -> Duration {
+    const WINDOW: Duration = Duration::from_millis(200);
+    let started = Instant::now();
+    let Some(pid) = broker else {
+        return Duration::ZERO;
+    };
+    while started.elapsed() < Duration::from_secs(20) {
+        let Ok(before) = cpu_time(pid) else { break };
+        tokio::time::sleep(WINDOW).await;
+        let Ok(after) = cpu_time(pid) else { break };
+        if after.saturating_sub(before) < WINDOW / 5 {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
 /// The local RabbitMQ's Erlang VM, when it runs on this machine.
 pub fn broker_pid() -> Option<u32> {
     std::fs::read_dir("/proc")

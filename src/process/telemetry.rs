@@ -2,7 +2,8 @@
 //!
 //! Lines are written by a logging thread of their own (`tracing-appender`), in batches: the relay
 //! logs a line per webhook, and a `write(2)` per line on the HTTP workers cost several µs of an
-//! event's budget. When that thread falls far behind (a blocked stdout), lines are dropped rather
+//! event's budget. That thread takes every line queued, then flushes: through a buffer, that is
+//! one `write(2)` per batch (stdout alone would write each line as it ends). When that thread falls far behind (a blocked stdout), lines are dropped rather
 //! than stalling the workers that answer Whaticket, which never retries.
 
 use std::io::IsTerminal;
@@ -33,6 +34,9 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
 /// soak hold ~50 MB of queued lines; this many is a few MB, and a burst beyond it is dropped.
 const BUFFERED_LINES: usize = 8_192;
 
+/// Bytes gathered by the logging thread before a write, when its batch is longer than that.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Keeps the logging thread alive; dropping it writes out what is queued.
 #[must_use = "dropping the guard stops the logging thread"]
 pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
@@ -42,7 +46,10 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(BUFFERED_LINES)
         .lossy(true)
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            std::io::stdout(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
         .with_writer(writer)
