@@ -125,9 +125,9 @@ impl Cleanup {
         self.exchanges.push(topology::dead_exchange_name(amqp));
     }
 
-    /// Deletes what is listed so far and forgets it. Called after each phase too: queues of a
-    /// hundred thousand messages left on the broker kept it busy (moving its write-ahead log into
-    /// segment files) during the next phase, whose CPU figures then carried that work.
+    /// Deletes what is listed so far and forgets it. Called after each phase too, so that the
+    /// next phase does not share the broker with a hundred thousand messages of the last one
+    /// (whatever the broker does with them would be counted in that phase's CPU figures).
     pub async fn run(&mut self, broker: &Connection) -> Result<()> {
         let channel = broker.create_channel().await.context("cleanup channel")?;
         let (queues, exchanges) = (

@@ -168,12 +168,12 @@ fn ratio(a: &Value, b: &Value) -> Value {
 
 impl SizeRun<'_> {
     /// Deletes the last phase's queues and waits for the broker to go idle before the next one.
-    async fn clear_broker(&self, cleanup: &mut Cleanup) -> Result<()> {
+    async fn clear_broker(&self, cleanup: &mut Cleanup, broker_pid: Option<u32>) -> Result<()> {
         cleanup
             .run(self.broker)
             .await
             .context("cleanup between phases")?;
-        let waited = process::settle(broker_pid()).await;
+        let waited = process::settle(broker_pid).await;
         println!("  (broker idle after {:.1} s)", waited.as_secs_f64());
         Ok(())
     }
@@ -190,7 +190,7 @@ impl SizeRun<'_> {
             "ceiling: {:.0} msgs/s; CPU per message: broker {} µs, publisher {} µs",
             ceiling, ceiling_cpu["broker"], ceiling_cpu["load_generator"]
         );
-        self.clear_broker(cleanup).await?;
+        self.clear_broker(cleanup, broker_pid).await?;
 
         let limit = limit::measure(self, limit_exe, cleanup)
             .await
@@ -204,7 +204,7 @@ impl SizeRun<'_> {
             limit["cpu_us_per_event"]["broker"],
             limit["cpu_us_per_event"]["load_generator"]
         );
-        self.clear_broker(cleanup).await?;
+        self.clear_broker(cleanup, broker_pid).await?;
 
         let store_only = store_only::store_only(bodies, n.min(5000))
             .await
@@ -215,7 +215,7 @@ impl SizeRun<'_> {
         );
 
         let mut figures = relay::measure(self, ceiling, cleanup).await?;
-        self.clear_broker(cleanup).await?;
+        self.clear_broker(cleanup, broker_pid).await?;
         let sat = &figures["saturation"];
         figures["vs_durable_limit"] = json!({
             "throughput_ratio": ratio(&sat["accepted_per_sec"], &limit["accepted_per_sec"]),

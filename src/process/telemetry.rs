@@ -3,8 +3,9 @@
 //! Lines are written by a logging thread of their own (`tracing-appender`), in batches: the relay
 //! logs a line per webhook, and a `write(2)` per line on the HTTP workers cost several µs of an
 //! event's budget. That thread takes every line queued, then flushes: through a buffer, that is
-//! one `write(2)` per batch (stdout alone would write each line as it ends). When that thread falls far behind (a blocked stdout), lines are dropped rather
-//! than stalling the workers that answer Whaticket, which never retries.
+//! one `write(2)` per batch (stdout alone would write each line as it ends). When that thread
+//! falls far behind (a blocked stdout), lines are dropped rather than stalling the workers that
+//! answer Whaticket, which never retries.
 
 use std::io::IsTerminal;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
