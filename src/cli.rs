@@ -139,7 +139,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             };
             crate::process::memory::limit_arenas();
-            let logs = telemetry::init(&settings.log);
+            let logs = match telemetry::init(&settings.log) {
+                Ok(logs) => logs,
+                Err(err) => {
+                    eprintln!("error: cannot start the logging thread: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let app = match Application::build_with_source(settings, config).await {
                 Ok(app) => app,
                 Err(err) => {

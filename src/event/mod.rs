@@ -82,7 +82,27 @@ pub struct EventId(pub [u8; 16]);
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(self.hex().as_str())
+    }
+}
+
+/// An [`EventId`] as 32 lowercase hex digits, on the stack: it goes into a log line and a
+/// `message_id` per event, where a `String` each was an allocation each.
+pub struct HexId([u8; 32]);
+
+impl HexId {
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl EventId {
+    pub fn hex(&self) -> HexId {
+        let mut out = [0u8; 32];
+        // Cannot fail: 32 bytes hold 16 bytes in hex.
+        let _ = hex::encode_to_slice(self.0, &mut out);
+        HexId(out)
     }
 }
 

@@ -699,3 +699,15 @@ fn n8n_inner_body_ends_where_its_bytes_end_whatever_the_spacing() {
         assert_eq!(event.meta.kind, Kind::Status);
     }
 }
+
+#[test]
+fn event_ids_print_as_32_lowercase_hex_digits() {
+    let id = EventId([
+        0x00, 0x01, 0x0a, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xa0, 0xb0,
+        0xcd,
+    ]);
+    let expected = "00010aff102030405060708090a0b0cd";
+    assert_eq!(id.hex().as_str(), expected);
+    assert_eq!(id.to_string(), expected);
+    assert_eq!(format!("{id:?}"), format!("EventId({expected})"));
+}

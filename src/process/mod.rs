@@ -2,6 +2,7 @@
 //! allocator's settings.
 
 pub mod handover;
+mod log_writer;
 pub mod memory;
 pub mod reload;
 pub(crate) mod signals;

@@ -1,15 +1,13 @@
 //! Logging setup: `tracing` to stdout, pretty or JSON, level from config or `RUST_LOG`.
 //!
-//! Lines are written by a logging thread of their own (`tracing-appender`), in batches: the relay
-//! logs a line per webhook, and a `write(2)` per line on the HTTP workers cost several µs of an
-//! event's budget. That thread takes every line queued, then flushes: through a buffer, that is
-//! one `write(2)` per batch (stdout alone would write each line as it ends). When that thread
-//! falls far behind (a blocked stdout), lines are dropped rather than stalling the workers that
-//! answer Whaticket, which never retries.
+//! Lines are written by a logging thread of their own, in batches ([`log_writer`]): the relay logs
+//! a line per webhook, and a `write(2)` per line on the HTTP workers cost several µs of an event's
+//! budget.
 
 use std::io::IsTerminal;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+use super::log_writer;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -31,26 +29,14 @@ pub fn filter(settings: &LogSettings) -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Lines waiting for the logging thread at most. The crate's default (128 000) let a trace-level
-/// soak hold ~50 MB of queued lines; this many is a few MB, and a burst beyond it is dropped.
-const BUFFERED_LINES: usize = 8_192;
-
-/// Bytes gathered by the logging thread before a write, when its batch is longer than that.
-const WRITE_BUFFER: usize = 64 * 1024;
-
 /// Keeps the logging thread alive; dropping it writes out what is queued.
 #[must_use = "dropping the guard stops the logging thread"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] log_writer::Guard);
 
-/// Installs the global subscriber. Call once, from `main`, and hold the guard until exit.
-pub fn init(settings: &LogSettings) -> LogGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(BUFFERED_LINES)
-        .lossy(true)
-        .finish(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            std::io::stdout(),
-        ));
+/// Installs the global subscriber. Call once, from `main`, and hold the guard until exit. Fails
+/// only when the logging thread cannot be started.
+pub fn init(settings: &LogSettings) -> std::io::Result<LogGuard> {
+    let (writer, guard) = log_writer::spawn(std::io::stdout())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(settings))
         .with_writer(writer)
@@ -65,5 +51,5 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     if let Err(err) = result {
         eprintln!("logging was already initialised: {err}");
     }
-    LogGuard(guard)
+    Ok(LogGuard(guard))
 }

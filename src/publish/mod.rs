@@ -245,7 +245,7 @@ pub fn properties(meta: &EventMeta) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
-        .with_message_id(meta.id.to_string().into())
+        .with_message_id(meta.id.hex().as_str().into())
         .with_type(meta.kind.as_str().into())
         .with_timestamp(meta.received_at_ms / 1000)
         .with_app_id(APP_ID.into())
