@@ -178,12 +178,13 @@ fn cpu_time(pid: u32) -> Result<Duration> {
     ))
 }
 
-/// Waits until the broker is idle (under a fifth of a core over 200 ms; 20 s at most), so that a
-/// phase does not start while the broker still works off the previous one. The time waited.
-pub async fn settle(broker: Option<u32>) -> Duration {
+/// Waits until a process (the broker, or the relay) is idle: under a fifth of a core over 200 ms,
+/// 20 s at most, so that a phase does not start while it still works off the previous one. The
+/// time waited.
+pub async fn settle(process: Option<u32>) -> Duration {
     const WINDOW: Duration = Duration::from_millis(200);
     let started = Instant::now();
-    let Some(pid) = broker else {
+    let Some(pid) = process else {
         return Duration::ZERO;
     };
     while started.elapsed() < Duration::from_secs(20) {

@@ -53,6 +53,15 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
     );
     purge(&channel, &target.queues).await?;
     let _ = channel.close(200, "done".into()).await;
+    // The steady phase measures a relay and a broker at rest before it: not RabbitMQ dropping
+    // the purged backlog, nor the relay writing the saturation's dedup keys into sled.
+    let broker_waited = crate::process::settle(broker_pid).await;
+    let relay_waited = crate::process::settle(Some(relay.pid())).await;
+    println!(
+        "  (broker idle after {:.1} s, relay after {:.1} s more)",
+        broker_waited.as_secs_f64(),
+        relay_waited.as_secs_f64()
+    );
 
     let steady = crate::steady::steady(&target, relay.pid(), http, bodies, plan, n, run.broker)
         .await
