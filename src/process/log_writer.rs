@@ -9,7 +9,7 @@
 //! lines are dropped and counted rather than stalling the workers that answer Whaticket.
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ const WRITE_AT: usize = 64 * 1024;
 const MAX_PENDING: usize = 2 * 1024 * 1024;
 /// The thread's own buffer is shrunk back to this after a burst.
 const KEEP_CAPACITY: usize = 256 * 1024;
+/// How long dropping the guard waits for the last lines to be written: a blocked stdout must
+/// not hold up the exit (after a storage failure the supervisor has to restart us).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Pending {
@@ -32,6 +35,8 @@ struct Pending {
     urgent: bool,
     dropped: u64,
     closed: bool,
+    /// Set by the thread as it returns, having written out what was waiting.
+    finished: bool,
 }
 
 struct Shared {
@@ -42,14 +47,32 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding the lock leaves only bytes behind: keep logging.
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a notification, or until `deadline` when there is one.
+    fn wait<'a>(
+        &self,
+        pending: MutexGuard<'a, Pending>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, Pending> {
+        match deadline {
+            None => self
+                .wake
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                self.wake
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        }
     }
 }
 
-/// The `MakeWriter` handed to the subscriber; cheap to clone.
-#[derive(Clone)]
+/// The `MakeWriter` handed to the subscriber.
 pub struct BatchWriter {
     shared: Arc<Shared>,
 }
@@ -63,6 +86,15 @@ pub struct Guard {
 
 /// Starts the logging thread writing to `sink` (stdout, in the relay).
 pub fn spawn(sink: impl Write + Send + 'static) -> std::io::Result<(BatchWriter, Guard)> {
+    spawn_with(sink, INTERVAL)
+}
+
+/// As [`spawn`], with lines gathering for `interval` (tests use a long one, so that what they
+/// check does not hang on the machine's timing).
+fn spawn_with(
+    sink: impl Write + Send + 'static,
+    interval: Duration,
+) -> std::io::Result<(BatchWriter, Guard)> {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         wake: Condvar::new(),
@@ -71,7 +103,7 @@ pub fn spawn(sink: impl Write + Send + 'static) -> std::io::Result<(BatchWriter,
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("logging".into())
-            .spawn(move || run(&shared, sink))?
+            .spawn(move || run(&shared, sink, interval))?
     };
     Ok((
         BatchWriter {
@@ -84,28 +116,21 @@ pub fn spawn(sink: impl Write + Send + 'static) -> std::io::Result<(BatchWriter,
     ))
 }
 
-fn run(shared: &Shared, mut sink: impl Write) {
+fn run(shared: &Shared, mut sink: impl Write, interval: Duration) {
     let mut out = Vec::new();
     loop {
         let (dropped, closed) = {
             let mut pending = shared.lock();
             while pending.buf.is_empty() && !pending.closed {
-                pending = shared
-                    .wake
-                    .wait(pending)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                pending = shared.wait(pending, None);
             }
-            let deadline = Instant::now() + INTERVAL;
-            while !pending.urgent && !pending.closed && pending.buf.len() < WRITE_AT {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                pending = shared
-                    .wake
-                    .wait_timeout(pending, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+            let deadline = Instant::now() + interval;
+            while !pending.urgent
+                && !pending.closed
+                && pending.buf.len() < WRITE_AT
+                && Instant::now() < deadline
+            {
+                pending = shared.wait(pending, Some(deadline));
             }
             std::mem::swap(&mut out, &mut pending.buf);
             pending.urgent = false;
@@ -121,17 +146,31 @@ fn run(shared: &Shared, mut sink: impl Write) {
         if out.capacity() > KEEP_CAPACITY {
             out.shrink_to(KEEP_CAPACITY);
         }
-        if closed && shared.lock().buf.is_empty() {
-            return;
+        if closed {
+            let mut pending = shared.lock();
+            if pending.buf.is_empty() {
+                pending.finished = true;
+                shared.wake.notify_all();
+                return;
+            }
         }
     }
 }
 
 impl Drop for Guard {
+    /// Waits up to [`CLOSE_WAIT`] for the thread to write out what is waiting; a thread stuck
+    /// on a blocked stdout is left behind.
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let mut pending = self.shared.lock();
+        pending.closed = true;
+        self.shared.wake.notify_all();
+        while !pending.finished && Instant::now() < deadline {
+            pending = self.shared.wait(pending, Some(deadline));
+        }
+        let finished = pending.finished;
+        drop(pending);
+        if let (true, Some(thread)) = (finished, self.thread.take()) {
             let _ = thread.join();
         }
     }
@@ -189,7 +228,12 @@ impl<'a> MakeWriter<'a> for BatchWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    /// Longer than any test waits: lines go out only when a test makes them.
+    const LONG: Duration = Duration::from_secs(60);
 
     /// A sink the test can read while the logging thread writes to it.
     #[derive(Clone, Default)]
@@ -222,7 +266,7 @@ mod tests {
     #[test]
     fn lines_come_out_in_order_and_dropping_the_guard_writes_the_rest() {
         let sink = Sink::default();
-        let (writer, guard) = spawn(sink.clone()).unwrap();
+        let (writer, guard) = spawn_with(sink.clone(), LONG).unwrap();
         let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
         for i in 0..1000 {
             line(&writer, false, &format!("line {i}\n"));
@@ -234,33 +278,46 @@ mod tests {
     #[test]
     fn ordinary_lines_wait_out_the_interval_and_warnings_do_not() {
         let sink = Sink::default();
-        let (writer, _guard) = spawn(sink.clone()).unwrap();
+        let (writer, guard) = spawn_with(sink.clone(), LONG).unwrap();
         line(&writer, false, "info\n");
-        std::thread::sleep(INTERVAL / 4);
+        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(sink.text(), "", "an info line is written with its batch");
         line(&writer, true, "warn\n");
-        let until = Instant::now() + INTERVAL / 2;
+        let until = Instant::now() + LONG / 2;
         while sink.text().is_empty() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(
             sink.text(),
             "info\nwarn\n",
-            "a warning takes its batch out at once"
+            "a warning takes its batch out without waiting out the interval"
         );
         line(&writer, false, "later\n");
-        std::thread::sleep(INTERVAL * 3);
+        drop(guard);
         assert_eq!(sink.text(), "info\nwarn\nlater\n");
+    }
+
+    #[test]
+    fn the_default_interval_writes_a_lone_line_soon() {
+        let sink = Sink::default();
+        let (writer, _guard) = spawn(sink.clone()).unwrap();
+        line(&writer, false, "info\n");
+        let until = Instant::now() + Duration::from_secs(5);
+        while sink.text().is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(sink.text(), "info\n");
     }
 
     #[test]
     fn a_blocked_sink_drops_lines_past_the_cap_instead_of_blocking() {
         // The thread is stuck writing the first batch until the gate opens.
-        struct Gate(Arc<Mutex<()>>, Sink);
+        struct Gate(Arc<Mutex<()>>, Arc<AtomicBool>, Sink);
         impl Write for Gate {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.1.store(true, Ordering::Release);
                 let _open = self.0.lock().unwrap();
-                self.1.write(buf)
+                self.2.write(buf)
             }
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
@@ -268,10 +325,14 @@ mod tests {
         }
         let gate = Arc::new(Mutex::new(()));
         let closed = gate.lock().unwrap();
+        let entered = Arc::new(AtomicBool::new(false));
         let sink = Sink::default();
-        let (writer, guard) = spawn(Gate(Arc::clone(&gate), sink.clone())).unwrap();
+        let gated = Gate(Arc::clone(&gate), Arc::clone(&entered), sink.clone());
+        let (writer, guard) = spawn_with(gated, LONG).unwrap();
         line(&writer, true, "first\n");
-        std::thread::sleep(INTERVAL / 2);
+        while !entered.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let big = "x".repeat(1023) + "\n";
         let lines = MAX_PENDING / big.len() + 100;
         for _ in 0..lines {
@@ -284,5 +345,32 @@ mod tests {
         let written = sink.text();
         assert!(written.starts_with("first\n"));
         assert_eq!(written.lines().count(), 1 + MAX_PENDING / big.len());
+    }
+
+    #[test]
+    fn dropping_the_guard_does_not_wait_on_a_blocked_sink_for_ever() {
+        struct Stuck(Arc<AtomicBool>);
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                self.0.store(true, Ordering::Release);
+                // A stdout nobody reads: the write never returns within the test.
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(0)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let entered = Arc::new(AtomicBool::new(false));
+        let (writer, guard) = spawn_with(Stuck(Arc::clone(&entered)), LONG).unwrap();
+        line(&writer, true, "stuck\n");
+        while !entered.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let started = Instant::now();
+        drop(guard);
+        let waited = started.elapsed();
+        assert!(waited >= CLOSE_WAIT, "gave up after {waited:?}");
+        assert!(waited < CLOSE_WAIT * 5, "waited {waited:?}");
     }
 }
