@@ -37,6 +37,11 @@ pub struct AmqpSettings {
     /// default, every cluster node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_initial_group_size: Option<u32>,
+    /// Whether the relay declares its exchange, queues and bindings (and declares them again
+    /// when the broker returns an event as unroutable). Off where the topology is managed
+    /// elsewhere and the relay's user may not configure: it then only checks the exchange.
+    #[serde(default = "declare_by_default")]
+    pub declare_topology: bool,
     pub max_in_flight: usize,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -44,6 +49,10 @@ pub struct AmqpSettings {
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+}
+
+fn declare_by_default() -> bool {
+    true
 }
 
 impl AmqpSettings {

@@ -219,7 +219,7 @@ impl Metrics {
             returns: counter(
                 &r,
                 "relay_publish_returns_total",
-                "Publishes returned unroutable (dead-lettered)",
+                "Publishes returned unroutable (resent after declaring the topology again)",
             ),
             reconnects: counter(
                 &r,

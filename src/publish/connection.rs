@@ -36,12 +36,21 @@ impl Publisher {
             channel.confirm_select(ConfirmSelectOptions::default()),
         )
         .await?;
-        bounded(
-            limit,
-            "topology declare",
-            topology::declare(&channel, &self.settings),
-        )
-        .await?;
+        if self.settings.declare_topology {
+            bounded(
+                limit,
+                "topology declare",
+                topology::declare(&channel, &self.settings),
+            )
+            .await?;
+        } else {
+            bounded(
+                limit,
+                "exchange check",
+                topology::check_exchange(&channel, &self.settings),
+            )
+            .await?;
+        }
         Ok((conn, channel))
     }
 

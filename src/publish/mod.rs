@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 mod connection;
+mod returns;
 mod session;
 pub mod topology;
 mod window;
@@ -86,7 +87,8 @@ pub struct PublisherStats {
     pub acked: AtomicU64,
     /// Negatively confirmed: kept and retried.
     pub nacked: AtomicU64,
-    /// Confirmed but returned as unroutable: moved to the dead letters.
+    /// Confirmed but returned as unroutable: resent after the topology is declared again, or
+    /// moved to the dead letters when returned after that too.
     pub returned: AtomicU64,
     /// Connection attempts after the first one.
     pub reconnects: AtomicU64,

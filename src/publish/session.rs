@@ -1,7 +1,6 @@
 //! One broker session: publish from the window with confirms, hand the outcomes back to the
 //! store in batches, and drain on shutdown (`connection` opens and closes it).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -12,12 +11,12 @@ use lapin::types::ShortString;
 use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
 use tokio::time::{timeout, Instant};
 
+use super::returns::{Returns, Verdict};
 use super::window::Window;
 use super::IDLE_TICK;
 use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
-use crate::event::EventId;
 use crate::store::{Next, Settlement};
 
 /// Publishes polled together at most: enough that lapin's I/O thread writes many per wake-up,
@@ -28,7 +27,9 @@ const PUBLISH_BATCH: usize = 32;
 enum Settled {
     /// Routed and confirmed: handed back as delivered.
     Delivered,
-    /// Unroutable: handed back as a dead letter.
+    /// Unroutable: back in the window, to go once the topology is declared again.
+    Returned,
+    /// Unroutable even after that: handed back as a dead letter.
     DeadLettered,
     /// Refused: back in the window for a later retry.
     Nacked,
@@ -71,8 +72,7 @@ impl Publisher {
         let window = &mut outbox.window;
         let disk_until = &mut outbox.disk_until;
         let mut in_flight = FuturesUnordered::new();
-        // Events the broker returned as unroutable, by `message_id`, until their own confirm.
-        let mut returned: HashMap<EventId, String> = HashMap::new();
+        let mut returns = Returns::new(self.settings.declare_topology);
         // True once the store had nothing new: no point asking again until something is appended.
         let mut drained = false;
         // Set after a nack: publishing pauses so a struggling broker is not hammered.
@@ -89,7 +89,7 @@ impl Publisher {
 
         loop {
             if self.shutdown.is_cancelled() {
-                return self.drain(window, &mut in_flight, &mut returned).await;
+                return self.drain(window, &mut in_flight, &mut returns).await;
             }
 
             while !drained && window.wants_more() {
@@ -98,6 +98,16 @@ impl Publisher {
 
             if hold_until.is_some_and(|until| until <= Instant::now()) {
                 hold_until = None;
+            }
+            if returns.must_declare() {
+                bounded(
+                    limit,
+                    "topology declare",
+                    topology::declare(channel, &self.settings),
+                )
+                .await?;
+                returns.declared();
+                tracing::warn!("RabbitMQ returned events as unroutable; exchange, queues and bindings declared again");
             }
             while hold_until.is_none() {
                 let mut batch = Vec::new();
@@ -179,14 +189,14 @@ impl Publisher {
 
             let mut settlement = Settlement::default();
             let mut failure = None;
-            note_returns(&outcomes, &mut returned);
+            returns.note(confirmations(&outcomes));
             for (seq, outcome) in outcomes {
-                match self.settle(window, seq, outcome, &mut returned, &mut settlement) {
+                match self.settle(window, seq, outcome, &mut returns, &mut settlement) {
                     Ok(Settled::Delivered) => {
                         nack_backoff.reset();
                         refused_since = None;
                     }
-                    Ok(Settled::DeadLettered) => {}
+                    Ok(Settled::Returned | Settled::DeadLettered) => {}
                     Ok(Settled::Nacked) => {
                         let now = Instant::now();
                         let since = *refused_since.get_or_insert(now);
@@ -211,17 +221,13 @@ impl Publisher {
         }
     }
 
-    /// Applies one confirm to the window, the stats and (for returns) the dead letters.
-    ///
-    /// A return is matched to its event by `message_id`, never by the confirm lapin attached it
-    /// to: for a `multiple` ack, lapin completes the covered tags in hash-map order and hands the
-    /// waiting return to whichever comes first, so it can ride on another event's confirm.
+    /// Applies one confirm to the window, the stats and the returns.
     fn settle(
         &self,
         window: &mut Window,
         seq: u64,
         outcome: ConfirmResult,
-        returned: &mut HashMap<EventId, String>,
+        returns: &mut Returns,
         settlement: &mut Settlement,
     ) -> Result<Settled, PublishError> {
         let confirmation = outcome
@@ -229,32 +235,49 @@ impl Publisher {
             .map_err(amqp("publisher confirm"))?;
         match confirmation {
             Confirmation::Ack(_) => {
-                let reason = window
+                let verdict = window
                     .in_flight_event(seq)
-                    .and_then(|pending| returned.remove(&pending.event.meta.id));
-                let Some(reason) = reason else {
-                    if let Some(pending) = window.confirmed(seq) {
-                        self.metrics.delivered(pending.event.meta.received_at_ms);
-                    }
-                    settlement.delivered.push(seq);
-                    PublisherStats::bump(&self.stats.acked);
-                    return Ok(Settled::Delivered);
-                };
+                    .and_then(|pending| returns.on_ack(&pending.event.meta.id));
                 // With `mandatory`, the broker acks a message no queue took after returning it:
                 // it is stored nowhere, so it must not count as delivered.
-                if let Some(pending) = window.confirmed(seq) {
-                    let meta = &pending.event.meta;
-                    tracing::error!(
-                        id = %meta.id,
-                        kind = %meta.kind,
-                        routing_key = %meta.routing_key(),
-                        reason = %reason,
-                        "RabbitMQ could not route the event; moved to the dead letters"
-                    );
-                    settlement.dead.push((pending, reason));
+                match verdict {
+                    None => {
+                        if let Some(pending) = window.confirmed(seq) {
+                            self.metrics.delivered(pending.event.meta.received_at_ms);
+                        }
+                        settlement.delivered.push(seq);
+                        PublisherStats::bump(&self.stats.acked);
+                        Ok(Settled::Delivered)
+                    }
+                    Some(Verdict::Resend) => {
+                        PublisherStats::bump(&self.stats.returned);
+                        if let Some(pending) = window.nacked(seq) {
+                            let meta = &pending.event.meta;
+                            tracing::warn!(
+                                id = %meta.id,
+                                kind = %meta.kind,
+                                routing_key = %meta.routing_key(),
+                                "RabbitMQ could not route the event; resending it once the topology is declared again"
+                            );
+                        }
+                        Ok(Settled::Returned)
+                    }
+                    Some(Verdict::Dead(reason)) => {
+                        PublisherStats::bump(&self.stats.returned);
+                        if let Some(pending) = window.confirmed(seq) {
+                            let meta = &pending.event.meta;
+                            tracing::error!(
+                                id = %meta.id,
+                                kind = %meta.kind,
+                                routing_key = %meta.routing_key(),
+                                reason = %reason,
+                                "RabbitMQ could not route the event after the topology was declared again; moved to the dead letters"
+                            );
+                            settlement.dead.push((pending, reason));
+                        }
+                        Ok(Settled::DeadLettered)
+                    }
                 }
-                PublisherStats::bump(&self.stats.returned);
-                Ok(Settled::DeadLettered)
             }
             Confirmation::Nack(_) => {
                 if let Some(pending) = window.nacked(seq) {
@@ -273,7 +296,7 @@ impl Publisher {
         &self,
         window: &mut Window,
         in_flight: &mut FuturesUnordered<F>,
-        returned: &mut HashMap<EventId, String>,
+        returns: &mut Returns,
     ) -> Result<(), PublishError>
     where
         F: Future<Output = ConfirmOutcome>,
@@ -285,11 +308,11 @@ impl Publisher {
             tokio::select! {
                 outcome = in_flight.next() => {
                     let Some(item) = outcome else { break };
-                    note_returns(std::slice::from_ref(&item), returned);
+                    returns.note(confirmations(std::slice::from_ref(&item)));
                     let (seq, outcome) = item;
-                    match self.settle(window, seq, outcome, returned, &mut settlement) {
-                        // Nacked ones stay in the outbox for the next run.
-                        Ok(Settled::Delivered | Settled::DeadLettered | Settled::Nacked) => {}
+                    match self.settle(window, seq, outcome, returns, &mut settlement) {
+                        // Nacked and returned ones stay in the outbox for the next run.
+                        Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "confirms lost during shutdown; they will be resent");
                             break;
@@ -345,20 +368,10 @@ impl Publisher {
     }
 }
 
-/// Records the returns that arrived with a batch of confirms, by the returned message's id.
-fn note_returns(outcomes: &[(u64, ConfirmResult)], returned: &mut HashMap<EventId, String>) {
-    for (_, outcome) in outcomes {
-        let message = match outcome {
-            Ok(Ok(Confirmation::Ack(Some(message)) | Confirmation::Nack(Some(message)))) => message,
-            _ => continue,
-        };
-        let reason = format!("unroutable: {} {}", message.reply_code, message.reply_text);
-        let mut id = [0u8; 16];
-        match message.properties.message_id() {
-            Some(text) if hex::decode_to_slice(text.as_str(), &mut id).is_ok() => {
-                returned.insert(EventId(id), reason);
-            }
-            _ => tracing::error!("RabbitMQ returned a message without an event id as message_id"),
-        }
-    }
+/// The confirmations among a batch of outcomes (failed ones carry no return).
+fn confirmations(outcomes: &[(u64, ConfirmResult)]) -> impl Iterator<Item = &Confirmation> {
+    outcomes.iter().filter_map(|(_, outcome)| match outcome {
+        Ok(Ok(confirmation)) => Some(confirmation),
+        _ => None,
+    })
 }

@@ -136,6 +136,26 @@ pub async fn declare(
     Ok(())
 }
 
+/// Checks that the exchange exists (a passive declare), for a topology managed elsewhere: a
+/// missing one fails the session with NOT_FOUND instead of every publish failing.
+pub async fn check_exchange(
+    channel: &lapin::Channel,
+    settings: &AmqpSettings,
+) -> Result<(), lapin::Error> {
+    let options = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            short(settings.exchange.as_str())?,
+            ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        )
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,9 +62,15 @@ async fn app_behind_proxy() -> (TcpProxy, TestApp) {
 
 async fn finish(app: &TestApp, tally: &Tally) {
     let want: HashSet<u64> = tally.accepted.keys().copied().collect();
+    app.wait_outbox_empty().await;
+    let dead = app.store.dead_list(10).expect("dead list");
+    assert!(
+        dead.is_empty(),
+        "accepted events dead-lettered, e.g. {:?}",
+        dead.iter().map(|d| &d.reason).collect::<Vec<_>>()
+    );
     let seen = drain_until(&app.channel, &app.queue(Kind::Other), &want).await;
     assert_delivered(tally, &seen);
-    app.wait_outbox_empty().await;
 }
 
 #[tokio::test]

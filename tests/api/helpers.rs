@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use whaticket_relay::config::{AmqpUrl, ConnectionSettings, QueueType, Secret, Settings};
 use whaticket_relay::event::Kind;
+use whaticket_relay::publish::topology;
 use whaticket_relay::store::{Store, StoreError};
 use whaticket_relay::Application;
 
@@ -123,6 +124,13 @@ impl Options {
             data_dir: Some(dir),
         }
     }
+
+    /// The topology is the operators' (`amqp.declare_topology = false`): the test declares it
+    /// before the relay starts, and an unroutable event goes straight to the dead store.
+    pub fn topology_managed_elsewhere(mut self) -> Self {
+        self.settings.amqp.declare_topology = false;
+        self
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -135,6 +143,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let channel = broker.create_channel().await.expect("channel");
     let data_dir = options.data_dir.expect("data dir");
     let settings = options.settings;
+    if !settings.amqp.declare_topology {
+        topology::declare(&channel, &settings.amqp)
+            .await
+            .expect("the test declares the topology");
+    }
     let app = Application::build(settings.clone())
         .await
         .expect("relay failed to start");
@@ -193,14 +206,15 @@ impl TestApp {
 
     /// `relay_broker_reconnects_total`: sessions attempted after the first.
     pub async fn publisher_reconnects(&self) -> u64 {
+        self.counter("relay_broker_reconnects_total").await
+    }
+
+    /// A counter without labels, as `/metrics` shows it now.
+    pub async fn counter(&self, name: &str) -> u64 {
         let text = self.get("/metrics").await.text().await.expect("metrics");
         text.lines()
-            .find_map(|line| {
-                line.strip_prefix("relay_broker_reconnects_total ")?
-                    .parse()
-                    .ok()
-            })
-            .expect("relay_broker_reconnects_total in /metrics")
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
     }
 
     /// POSTs a body that must be accepted; its event id.

@@ -267,7 +267,7 @@ async fn admin_api_refuses_a_missing_or_connection_token() {
 
 #[tokio::test]
 async fn dead_letters_list_show_and_replay_through_the_cli() {
-    let app = spawn_app_with(with_admin(Options::new())).await;
+    let app = spawn_app_with(with_admin(Options::new().topology_managed_elsewhere())).await;
     app.wait_ready().await;
     app.unbind(Kind::Other).await;
     let answer: Value = app
