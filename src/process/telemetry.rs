@@ -11,9 +11,15 @@ use super::log_writer;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Directives always added unless the filter names these crates itself: at debug/trace, the AMQP
-/// client logs frames, and frames carry message bodies (personal data).
-const QUIET_DEPENDENCIES: &[&str] = &["lapin=warn", "amq_protocol=warn", "sled=warn"];
+/// Directives always added unless the filter names these targets itself: at debug/trace, the AMQP
+/// client logs frames, and frames carry message bodies (personal data). lapin also warns of each
+/// returned message with its whole body; the relay logs its own line, without it.
+const QUIET_DEPENDENCIES: &[&str] = &[
+    "lapin=warn",
+    "lapin::returned_messages=error",
+    "amq_protocol=warn",
+    "sled=warn",
+];
 
 /// The filter: `RUST_LOG` when set, else `log.level`, plus [`QUIET_DEPENDENCIES`].
 pub fn filter(settings: &LogSettings) -> EnvFilter {
@@ -52,4 +58,37 @@ pub fn init(settings: &LogSettings) -> std::io::Result<LogGuard> {
         eprintln!("logging was already initialised: {err}");
     }
     Ok(LogGuard(guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn enabled(level: &str, target_check: impl Fn() -> bool) -> bool {
+        let settings = LogSettings {
+            format: LogFormat::Pretty,
+            level: level.to_owned(),
+        };
+        let subscriber = tracing_subscriber::registry().with(filter(&settings));
+        tracing::subscriber::with_default(subscriber, target_check)
+    }
+
+    #[test]
+    fn returned_bodies_and_frames_stay_out_of_the_logs() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return; // the filter is the environment's then
+        }
+        let returned = || tracing::enabled!(target: "lapin::returned_messages", Level::WARN);
+        let frames = || tracing::enabled!(target: "lapin::io_loop", Level::DEBUG);
+        let closes = || tracing::enabled!(target: "lapin::channel", Level::ERROR);
+        let ours = || tracing::enabled!(target: "whaticket_relay::publish", Level::DEBUG);
+        assert!(!enabled("info", returned));
+        assert!(!enabled("debug", returned));
+        assert!(!enabled("debug", frames));
+        assert!(enabled("info", closes));
+        assert!(enabled("debug", ours));
+    }
 }
