@@ -1,12 +1,17 @@
 //! Dedup keys: the check an append makes and the keys it leaves, in time slices of sled trees.
 //!
-//! Key bytes and expiry semantics are those of every earlier version (event id, 16 bytes →
-//! expiry, unix ms, 8 bytes BE), so ids keep deduplicating across an upgrade. Keys are written
-//! without a flush: the flusher's checkpoint says up to which seq they are on disk, and opening
-//! the store writes them again for the records after it.
+//! Ids and expiry semantics are those of every earlier version (event id, 16 bytes → expiry,
+//! unix ms), so ids keep deduplicating across an upgrade. The flusher writes each batch's keys
+//! as one run per slice (`runs`); earlier versions' single keys are still read, and start-up
+//! writes the keys it restores that way. Keys are written without a flush: the flusher's
+//! checkpoint says up to which seq they are on disk, and opening the store writes them again
+//! for the records after it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use super::generations::Generations;
-use super::record;
+use super::{record, runs};
 use super::StoreError;
 use crate::event::EventId;
 
@@ -38,46 +43,47 @@ pub(super) fn lookup(
         if !slice.may_hold(&id.0) {
             continue;
         }
-        let Some(value) = slice.tree.get(id.0)? else {
-            continue;
-        };
-        match record::decode_expiry(&value) {
-            Some(expiry) if expiry > now => return Ok((true, false)),
-            Some(_) => {}
-            None => tracing::warn!(id = %id, "unreadable dedup entry ignored"),
+        let mut found = None;
+        if slice.legacy.load(Ordering::Relaxed) {
+            if let Some(value) = slice.tree.get(id.0)? {
+                found = record::decode_expiry(&value);
+                if found.is_none() {
+                    tracing::warn!(id = %id, "unreadable dedup entry ignored");
+                }
+            }
         }
-        overwrites |= *slice_end == end;
+        found = found.max(slice.runs().find(&slice.tree, &id.0, now)?);
+        match found {
+            Some(expiry) if expiry > now => return Ok((true, false)),
+            Some(_) => overwrites |= *slice_end == end,
+            None => {}
+        }
     }
     Ok((false, overwrites))
 }
 
-/// Keys per sled batch. sled keeps every node version a batch replaces until the batch ends
-/// (one epoch guard), so one batch of a second's keys held tens of MB at once.
-const BATCH_KEYS: usize = 128;
-
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
 pub(super) type Key = (u64, EventId, u64, bool);
 
-/// Writes keys (ordered by slice end) in batches of [`BATCH_KEYS`], unflushed (the flusher
-/// thread, off the hot path). They are counted when the writer takes them ([`remember`]).
-pub(super) fn insert(dedup: &Generations, mut keys: &[Key]) -> Result<(), StoreError> {
-    while let Some(&(end, ..)) = keys.first() {
-        let same = keys.iter().take_while(|key| key.0 == end).count();
-        let (group, rest) = keys.split_at(same);
-        keys = rest;
-        for chunk in group.chunks(BATCH_KEYS) {
-            // The lock is taken per chunk: the writer may need the write side for a new slice.
+/// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path), then
+/// merges the runs due. They are counted when the writer takes them ([`remember`]).
+pub(super) fn insert(dedup: &Generations, keys: &[Key]) -> Result<(), StoreError> {
+    let mut by_slice: BTreeMap<u64, Vec<runs::Entry>> = BTreeMap::new();
+    for (end, id, expiry, _) in keys {
+        by_slice.entry(*end).or_default().push((id.0, *expiry));
+    }
+    for (end, entries) in by_slice {
+        {
             let slices = dedup.read();
             // Gone only if its whole slice expired meanwhile: nothing left to remember then.
             let Some(slice) = slices.get(&end) else {
-                break;
+                continue;
             };
-            let mut batch = sled::Batch::default();
-            for (_, id, expiry, _) in chunk {
-                batch.insert(&id.0[..], &record::expiry_value(*expiry)[..]);
-            }
-            slice.tree.apply_batch(batch)?;
+            let run = runs::write(&slice.tree, dedup.next_run(), entries)?;
+            slice.runs().push(run);
         }
+        // Outside the map's lock: the writer may need its write side for a new slice.
+        dedup.compact(end)?;
     }
     Ok(())
 }
@@ -108,6 +114,7 @@ pub(super) fn restore(
     let slices = dedup.read();
     if let Some(slice) = slices.get(&end) {
         slice.remember(&id.0);
+        slice.legacy.store(true, Ordering::Relaxed);
         let old = slice
             .tree
             .insert(&id.0[..], &record::expiry_value(expiry_ms)[..])?;

@@ -115,12 +115,11 @@ impl Flusher {
     /// Writes a batch the writer handed over into sled (unflushed), then moves what the next
     /// flush's checkpoint and settlement count cover.
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut keys: Vec<dedup::Key> = batch
+        let keys: Vec<dedup::Key> = batch
             .keys
             .iter()
             .map(|(id, &(end, expiry))| (end, *id, expiry, false))
             .collect();
-        keys.sort_unstable_by_key(|key| key.0);
         dedup::insert(&self.dedup, &keys)?;
         for (tree, marks) in &batch.marks {
             let mut sled_batch = sled::Batch::default();

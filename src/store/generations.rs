@@ -7,14 +7,16 @@
 //!
 //! sled must not be used through a handle of a dropped tree, so every access holds the read lock
 //! for its whole (synchronous) duration and never keeps a handle past it; expiry removes slices
-//! under the write lock and drops them after releasing it, when no one can reach them.
+//! under the write lock and drops them after releasing it, when no one can reach them. Merges of
+//! a slice's runs (`runs`), which can be long, hold the maintenance lock instead, as the drop does.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use growable_bloom_filter::GrowableBloom;
 
+use super::runs::{self, Runs};
 use super::StoreError;
 
 /// One slice: its tree, running counts of its entries (kept beside it, so no one counts a
@@ -27,6 +29,10 @@ pub(super) struct Slice {
     /// key absent in sled costs a page read (and often a node copy) per slice; the filter
     /// proves it in a few hashes, leaving sled one read in a thousand. Rebuilt at open.
     filter: Mutex<GrowableBloom>,
+    /// The runs of packed keys in the tree (`runs`).
+    runs: Mutex<Runs>,
+    /// Whether the tree also holds single keys (written by earlier versions, and at start-up).
+    pub(super) legacy: AtomicBool,
 }
 
 /// False positives the filter allows: each costs one sled read.
@@ -41,7 +47,15 @@ impl Slice {
             entries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             filter: Mutex::new(GrowableBloom::new(FILTER_ERROR, FILTER_KEYS)),
+            runs: Mutex::new(Runs::default()),
+            legacy: AtomicBool::new(false),
         }
+    }
+
+    /// The slice's runs; lookups hold them for their sled reads, merges only to swap runs.
+    pub(super) fn runs(&self) -> MutexGuard<'_, Runs> {
+        // Every change is one call on `Runs`: a panic cannot leave them half-changed.
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn added(&self, entries: u64, bytes: u64) {
@@ -65,14 +79,20 @@ impl Slice {
     }
 }
 
-/// Slices by their end time (exclusive), oldest first.
-pub(super) type Slices = BTreeMap<u64, Slice>;
+/// Slices by their end time (exclusive), oldest first. Shared, so a merge can work on one
+/// without holding the map's lock.
+pub(super) type Slices = BTreeMap<u64, Arc<Slice>>;
 
 pub(super) struct Generations {
     db: sled::Db,
     prefix: &'static str,
     width_ms: u64,
     slices: RwLock<Slices>,
+    /// Number of the next run written (`runs`), above every run in any slice.
+    next_run: AtomicU64,
+    /// Held by a merge and by dropping expired trees: a merge works outside the map's lock, on
+    /// a tree that must not be dropped under it.
+    maintenance: Mutex<()>,
 }
 
 /// What expiry took out: already unreachable, dropped by [`Generations::drop_expired`].
@@ -91,6 +111,7 @@ impl Generations {
         width_ms: u64,
     ) -> Result<Generations, StoreError> {
         let mut slices = Slices::new();
+        let mut last_run = 0;
         for name in db.tree_names() {
             let Some(end) = std::str::from_utf8(&name)
                 .ok()
@@ -101,21 +122,60 @@ impl Generations {
             };
             let slice = Slice::new(db.open_tree(&name)?);
             let (mut entries, mut bytes) = (0u64, 0u64);
+            let mut blocks = Vec::new();
             for entry in slice.tree.iter() {
                 let (key, value) = entry?;
-                slice.remember(&key);
-                entries += 1;
                 bytes += value.len() as u64;
+                if let Some((run, first)) = runs::decode_block_key(&key) {
+                    let mut keys = 0;
+                    for (id, _) in runs::entries(&value) {
+                        slice.remember(&id);
+                        keys += 1;
+                    }
+                    entries += keys;
+                    blocks.push((run, first, keys));
+                } else {
+                    slice.remember(&key);
+                    slice.legacy.store(true, Ordering::Relaxed);
+                    entries += 1;
+                }
             }
+            let found = Runs::from_blocks(blocks);
+            last_run = last_run.max(found.highest_number().unwrap_or(0));
+            *slice.runs() = found;
             slice.added(entries, bytes);
-            slices.insert(end, slice);
+            slices.insert(end, Arc::new(slice));
         }
         Ok(Generations {
             db: db.clone(),
             prefix,
             width_ms: width_ms.max(1),
             slices: RwLock::new(slices),
+            next_run: AtomicU64::new(last_run + 1),
+            maintenance: Mutex::new(()),
         })
+    }
+
+    /// A number for a new run, above every other.
+    pub(super) fn next_run(&self) -> u64 {
+        self.next_run.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Merges the runs of slice `end` while any are due (`Runs::to_merge`).
+    pub(super) fn compact(&self, end: u64) -> Result<(), StoreError> {
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        // Taken out by expiry meanwhile: its tree is dropped once this lets go.
+        let Some(slice) = self.read().get(&end).cloned() else {
+            return Ok(());
+        };
+        loop {
+            let Some(chosen) = slice.runs().to_merge() else {
+                return Ok(());
+            };
+            let merged = runs::merge(&slice.tree, &chosen, self.next_run())?;
+            slice.runs().replace(&chosen, merged);
+            runs::remove(&slice.tree, &chosen)?;
+        }
     }
 
     fn name(&self, end: u64) -> String {
@@ -154,7 +214,7 @@ impl Generations {
         }
         let mut slices = self.write();
         if let std::collections::btree_map::Entry::Vacant(slot) = slices.entry(end) {
-            slot.insert(Slice::new(self.db.open_tree(self.name(end))?));
+            slot.insert(Arc::new(Slice::new(self.db.open_tree(self.name(end))?)));
         }
         Ok(end)
     }
@@ -180,6 +240,7 @@ impl Generations {
 
     /// Frees what [`Generations::take_expired`] took out.
     pub(super) fn drop_expired(&self, expired: &Expired) -> Result<(), StoreError> {
+        let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         for name in &expired.names {
             self.db.drop_tree(name)?;
         }

@@ -30,6 +30,7 @@ mod record;
 mod recovery;
 mod replay;
 mod retention;
+mod runs;
 mod segment;
 mod settle;
 mod table;

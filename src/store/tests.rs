@@ -302,6 +302,60 @@ async fn restart_keeps_dedup_keys_outbox_and_marks() {
     );
 }
 
+/// Each flush writes its keys as a run; eight runs of a size are merged into one. Every key
+/// is found before and after the merges and after a restart, with old single keys beside runs.
+#[tokio::test]
+async fn keys_packed_in_runs_and_merged_are_found_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = now_ms();
+    let ids: Vec<u8> = (1..=30).collect();
+    {
+        let store = open(&dir, HOUR);
+        for chunk in ids.chunks(3) {
+            for &id in chunk {
+                let appended = store.append(event(id, at)).await.unwrap();
+                assert_eq!(appended, Appended::Accepted);
+            }
+            store.flush().await.unwrap();
+        }
+        let runs: usize = {
+            let slices = store.inner.dedup.read();
+            slices.values().map(|s| s.runs().len()).sum()
+        };
+        assert!(runs < 10, "ten flushes of three keys left {runs} runs: none merged");
+        assert_eq!(keys_in_sled(&store), ids.len());
+        for &id in &ids {
+            let again = store.append(event(id, at)).await.unwrap();
+            assert_eq!(again, Appended::Duplicate, "id {id} before the restart");
+        }
+    }
+    // A single key of an earlier version in the same slice.
+    wait_for_sled_to_let_go(dir.path());
+    {
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let dedup =
+            Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
+        let expiry = at + HOUR.as_millis() as u64;
+        let end = dedup.ensure(expiry).unwrap();
+        dedup.read()[&end]
+            .tree
+            .insert(event(200, at).meta.id.0, &record::expiry_value(expiry)[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    wait_for_sled_to_let_go(dir.path());
+    let store = open(&dir, HOUR);
+    assert_eq!(store.stats().dedup_keys, ids.len() + 1);
+    for id in ids.iter().copied().chain([200]) {
+        let again = store.append(event(id, at)).await.unwrap();
+        assert_eq!(again, Appended::Duplicate, "id {id} after the restart");
+    }
+    assert_eq!(
+        store.append(event(31, at)).await.unwrap(),
+        Appended::Accepted
+    );
+}
+
 #[tokio::test]
 async fn a_crash_before_sled_is_flushed_loses_no_key_and_no_pending_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -345,14 +399,18 @@ async fn a_crash_before_sled_is_flushed_loses_no_key_and_no_pending_event() {
     drop(store);
 }
 
-/// Keys in sled's dedup trees (not the running counts).
+/// Keys in sled's dedup trees, single or in runs (not the running counts).
 fn keys_in_sled(store: &Store) -> usize {
-    store
-        .inner
-        .dedup
-        .read()
-        .values()
-        .map(|s| s.tree.len())
+    let slices = store.inner.dedup.read();
+    let entries = slices.values().flat_map(|s| s.tree.iter());
+    entries
+        .map(|entry| {
+            let (key, value) = entry.unwrap();
+            match runs::decode_block_key(&key) {
+                Some(_) => runs::entries(&value).count(),
+                None => 1,
+            }
+        })
         .sum()
 }
 
