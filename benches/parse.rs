@@ -1,4 +1,5 @@
-//! Parse benchmark: ns and heap allocations per `event::parse` on each fixture at realistic sizes.
+//! Parse benchmark: ns and heap allocations per `event::parse` on each fixture at realistic sizes,
+//! beside serde_json's own validation of the same bytes (the floor a validating parse stands on).
 //!
 //! `cargo bench --bench parse`. CPU only: no HTTP, no store, no broker. Each fixture is parsed as
 //! padded to ~1.5 KB and to ~18 KB (Whaticket bodies grow with the ticket's contact and tags), plus
@@ -154,6 +155,26 @@ fn measure(body: &[u8], keys: &RedactKeys, budget: Budget) -> Figures {
     }
 }
 
+/// ns per validation of `body` by serde_json alone (`IgnoredAny`: every byte checked, nothing
+/// kept), the floor under a one-pass parse that validates as serde_json does.
+#[inline(never)]
+fn measure_validation(body: &[u8], budget: Budget) -> f64 {
+    let mut rounds = 0u64;
+    let start = Instant::now();
+    let more = |rounds: u64| match budget {
+        Budget::Time(budget) => start.elapsed() < budget,
+        Budget::Parses(parses) => rounds < parses,
+    };
+    while more(rounds) {
+        for _ in 0..16 {
+            let valid = serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body));
+            black_box(&valid.is_ok());
+        }
+        rounds += 16;
+    }
+    start.elapsed().as_nanos() as f64 / rounds as f64
+}
+
 fn main() {
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let budget = match number("PARSE_BENCH_ITERS") {
@@ -189,8 +210,8 @@ fn main() {
     ));
 
     println!(
-        "{:<36} {:>8} {:>10} {:>9} {:>10} {:>9}",
-        "case", "bytes", "ns/parse", "MB/s", "allocs", "B alloc"
+        "{:<36} {:>8} {:>10} {:>9} {:>10} {:>9} {:>12}",
+        "case", "bytes", "ns/parse", "MB/s", "allocs", "B alloc", "serde_json ns"
     );
     let (mut total_ns, mut total_bytes, mut measured) = (0.0, 0.0, 0);
     for (name, body) in cases.iter().filter(|(name, _)| name.contains(&only)) {
@@ -199,17 +220,19 @@ fn main() {
             continue;
         }
         let f = measure(body, &keys, budget);
+        let validation_ns = measure_validation(body, budget);
         total_ns += f.ns;
         measured += 1;
         total_bytes += body.len() as f64;
         println!(
-            "{:<36} {:>8} {:>10.0} {:>9.1} {:>10.1} {:>9.0}",
+            "{:<36} {:>8} {:>10.0} {:>9.1} {:>10.1} {:>9.0} {:>12.0}",
             name,
             body.len(),
             f.ns,
             body.len() as f64 / f.ns * 1e3,
             f.allocations,
-            f.bytes
+            f.bytes,
+            validation_ns
         );
     }
     println!(

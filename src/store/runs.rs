@@ -437,6 +437,56 @@ mod tests {
         }
     }
 
+    /// Against a plain map: runs of random ids (drawn from a small space, so ids repeat within
+    /// and across runs) with random expiries, merged as they come due; after every step each id
+    /// of the space is found with the latest expiry written for it, or not at all.
+    #[test]
+    fn runs_and_merges_answer_as_a_map_of_latest_expiries() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let (_db, tree) = tree();
+        let mut runs = Runs::default();
+        let mut model: std::collections::HashMap<Id, u64> = std::collections::HashMap::new();
+        let mut number = 0;
+        const SPACE: u64 = 3_000;
+        for step in 0..120 {
+            let size = 1 + random(600);
+            let entries: Vec<Entry> = (0..size)
+                .map(|_| (id(random(SPACE) as u32), 1 + random(1_000_000)))
+                .collect();
+            for (id, expiry) in &entries {
+                let slot = model.entry(*id).or_default();
+                *slot = (*slot).max(*expiry);
+            }
+            number += 1;
+            runs.push(write(&tree, number, entries).unwrap());
+            while let Some(chosen) = runs.to_merge() {
+                number += 1;
+                let merged = merge(&tree, &chosen, number).unwrap();
+                runs.replace(&chosen, merged);
+                remove(&tree, &chosen).unwrap();
+            }
+            if step % 10 == 9 {
+                for n in 0..SPACE as u32 {
+                    // `now` past every expiry: every run is read, and the latest must come back.
+                    let found = runs.find(&tree, &id(n), u64::MAX).unwrap();
+                    assert_eq!(found, model.get(&id(n)).copied(), "id {n} at step {step}");
+                }
+            }
+        }
+        let stored: usize = tree
+            .iter()
+            .map(|entry| entries(&entry.unwrap().1).count())
+            .sum();
+        let listed: u64 = runs.list.iter().map(|run| run.keys).sum();
+        assert_eq!(stored as u64, listed, "the tree holds exactly the listed runs");
+    }
+
     #[test]
     fn block_keys_are_24_bytes_and_nothing_else_decodes() {
         let key = block_key(0x0102, &id(9));
