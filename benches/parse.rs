@@ -131,25 +131,15 @@ fn measure(body: &[u8], keys: &RedactKeys, budget: Budget) -> Figures {
     // Once outside the counters: the first clone of a `Bytes` made from a Vec shares it (one
     // allocation the relay pays per request anyway, not per parse).
     let _ = event::parse("bench", raw.clone(), keys, 0);
-    let mut rounds = 0u64;
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let allocated = ALLOCATED.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let more = |rounds: u64| match budget {
-        Budget::Time(budget) => start.elapsed() < budget,
-        Budget::Parses(parses) => rounds < parses,
-    };
-    while more(rounds) {
-        for _ in 0..16 {
-            let event = event::parse("bench", black_box(raw.clone()), keys, 0);
-            black_box(&event);
-        }
-        rounds += 16;
-    }
-    let elapsed = start.elapsed();
+    let (ns, rounds) = repeat(budget, || {
+        let event = event::parse("bench", black_box(raw.clone()), keys, 0);
+        black_box(&event);
+    });
     let n = rounds as f64;
     Figures {
-        ns: elapsed.as_nanos() as f64 / n,
+        ns,
         allocations: (ALLOCATIONS.load(Ordering::Relaxed) - allocations) as f64 / n,
         bytes: (ALLOCATED.load(Ordering::Relaxed) - allocated) as f64 / n,
     }
@@ -159,6 +149,15 @@ fn measure(body: &[u8], keys: &RedactKeys, budget: Budget) -> Figures {
 /// kept), the floor under a one-pass parse that validates as serde_json does.
 #[inline(never)]
 fn measure_validation(body: &[u8], budget: Budget) -> f64 {
+    repeat(budget, || {
+        let valid = serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body));
+        black_box(&valid.is_ok());
+    })
+    .0
+}
+
+/// Runs `once` in rounds of 16 until the budget is spent: ns per call, and the calls made.
+fn repeat(budget: Budget, mut once: impl FnMut()) -> (f64, u64) {
     let mut rounds = 0u64;
     let start = Instant::now();
     let more = |rounds: u64| match budget {
@@ -167,12 +166,11 @@ fn measure_validation(body: &[u8], budget: Budget) -> f64 {
     };
     while more(rounds) {
         for _ in 0..16 {
-            let valid = serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body));
-            black_box(&valid.is_ok());
+            once();
         }
         rounds += 16;
     }
-    start.elapsed().as_nanos() as f64 / rounds as f64
+    (start.elapsed().as_nanos() as f64 / rounds as f64, rounds)
 }
 
 fn main() {

@@ -354,6 +354,16 @@ mod tests {
         (db, tree)
     }
 
+    /// Merges as the store does after each flush, numbering merged runs after `number`.
+    fn merge_due(tree: &sled::Tree, runs: &mut Runs, number: &mut u64) {
+        while let Some(chosen) = runs.to_merge() {
+            *number += 1;
+            let merged = merge(tree, &chosen, *number).unwrap();
+            runs.replace(&chosen, merged);
+            remove(tree, &chosen).unwrap();
+        }
+    }
+
     fn runs_in(tree: &sled::Tree) -> Runs {
         Runs::from_blocks(tree.iter().map(|entry| {
             let (key, value) = entry.unwrap();
@@ -417,12 +427,7 @@ mod tests {
             next += size;
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
-            while let Some(chosen) = runs.to_merge() {
-                number += 1;
-                let merged = merge(&tree, &chosen, number).unwrap();
-                runs.replace(&chosen, merged);
-                remove(&tree, &chosen).unwrap();
-            }
+            merge_due(&tree, &mut runs, &mut number);
             assert!(runs.len() <= MAX_RUNS, "{} runs after flush {flush}", runs.len());
         }
         let total: u64 = runs.list.iter().map(|run| run.keys).sum();
@@ -465,12 +470,7 @@ mod tests {
             }
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
-            while let Some(chosen) = runs.to_merge() {
-                number += 1;
-                let merged = merge(&tree, &chosen, number).unwrap();
-                runs.replace(&chosen, merged);
-                remove(&tree, &chosen).unwrap();
-            }
+            merge_due(&tree, &mut runs, &mut number);
             if step % 10 == 9 {
                 for n in 0..SPACE as u32 {
                     // `now` past every expiry: every run is read, and the latest must come back.
