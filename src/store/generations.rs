@@ -172,9 +172,18 @@ impl Generations {
             let Some(chosen) = slice.runs().to_merge() else {
                 return Ok(());
             };
+            let started = std::time::Instant::now();
             let merged = runs::merge(&slice.tree, &chosen, self.next_run())?;
+            let keys = merged.keys;
             slice.runs().replace(&chosen, merged);
             runs::remove(&slice.tree, &chosen)?;
+            tracing::debug!(
+                slice = end,
+                runs = chosen.len(),
+                keys,
+                ms = started.elapsed().as_millis() as u64,
+                "dedup runs merged"
+            );
         }
     }
 
