@@ -324,6 +324,53 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
     );
 }
 
+/// The operators' topology (`amqp.declare_topology = false`) with its exchange deleted: the relay
+/// keeps accepting, never declares the exchange itself, keeps the events (not dead letters), and
+/// publishes them once the operators declare it again.
+#[tokio::test]
+async fn a_missing_exchange_of_a_managed_topology_holds_events_until_it_is_back() {
+    let app = spawn_app_with(Options::new().topology_managed_elsewhere()).await;
+    app.wait_ready().await;
+    let exchange = app.settings.amqp.exchange.clone();
+    app.channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await
+        .expect("delete exchange");
+    let id = app
+        .accept(r#"{"acao":"while-the-exchange-is-gone","chamadoId":6}"#)
+        .await;
+
+    // The relay retries every 100-500 ms here; give it a few rounds to (wrongly) declare.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probe = broker_connection().await;
+    let passive = probe
+        .create_channel()
+        .await
+        .expect("channel")
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    assert!(passive.is_err(), "the relay declared the operators' exchange");
+    let stats = app.store.stats();
+    assert_eq!((stats.outbox, stats.dead), (1, 0), "kept, not dead: {stats:?}");
+
+    let operators = probe.create_channel().await.expect("channel");
+    whaticket_relay::publish::topology::declare(&operators, &app.settings.amqp)
+        .await
+        .expect("the operators declare their topology again");
+    let message = app.take(&app.queue(Kind::Other)).await;
+    assert_eq!(message_id(&message), id);
+    app.wait_outbox_empty().await;
+    assert_eq!(app.store.stats().dead, 0);
+}
+
 #[tokio::test]
 async fn replay_since_republishes_delivered_events_with_their_message_id() {
     let app = spawn_app_with(with_admin(Options::new())).await;
