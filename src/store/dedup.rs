@@ -65,27 +65,44 @@ pub(super) fn lookup(
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
 pub(super) type Key = (u64, EventId, u64, bool);
 
-/// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path), then
-/// merges the runs due. They are counted when the writer takes them ([`remember`]).
-pub(super) fn insert(dedup: &Generations, keys: &[Key]) -> Result<(), StoreError> {
+/// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path); returns
+/// the slices written to, whose runs may be due a merge ([`Generations::compact`], on the merger
+/// thread). They are counted when the writer takes them ([`remember`]).
+pub(super) fn insert(dedup: &Generations, keys: &[Key]) -> Result<Vec<u64>, StoreError> {
     let mut by_slice: BTreeMap<u64, Vec<runs::Entry>> = BTreeMap::new();
     for (end, id, expiry, _) in keys {
         by_slice.entry(*end).or_default().push((id.0, *expiry));
     }
+    let mut written = Vec::with_capacity(by_slice.len());
     for (end, entries) in by_slice {
-        {
-            let slices = dedup.read();
-            // Gone only if its whole slice expired meanwhile: nothing left to remember then.
-            let Some(slice) = slices.get(&end) else {
-                continue;
-            };
-            let run = runs::write(&slice.tree, dedup.next_run(), entries)?;
-            slice.runs().push(run);
-        }
-        // Outside the map's lock: the writer may need its write side for a new slice.
-        dedup.compact(end)?;
+        // The lock is taken per slice: the writer may need its write side for a new slice.
+        let slices = dedup.read();
+        // Gone only if its whole slice expired meanwhile: nothing left to remember then.
+        let Some(slice) = slices.get(&end) else {
+            continue;
+        };
+        let run = runs::write(&slice.tree, dedup.next_run(), entries)?;
+        slice.runs().push(run);
+        written.push(end);
     }
-    Ok(())
+    Ok(written)
+}
+
+/// The merger thread: merges the runs due in each slice the flusher reports, until the flusher
+/// is gone. Apart from the flusher so that a long merge (seconds for a slice of tens of millions
+/// of keys) never holds up a flush, a barrier or shutdown; a merge cut short by exit leaves keys
+/// in both the old runs and the new one, which lookups and the next open take as they are.
+pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<u64>) {
+    while let Ok(end) = slices.recv() {
+        let due: std::collections::BTreeSet<u64> =
+            std::iter::once(end).chain(slices.try_iter()).collect();
+        for end in due {
+            if let Err(e) = dedup.compact(end) {
+                // The runs stay as they are: every key is still found, just with more reads.
+                tracing::warn!(error = %e, slice = end, "merging dedup runs failed");
+            }
+        }
+    }
 }
 
 /// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)

@@ -68,6 +68,8 @@ pub(super) struct Flusher {
     pub(super) interval: Duration,
     /// Weak, so the writer still stops once every store handle is gone.
     pub(super) writer: mpsc::WeakSender<Command>,
+    /// Slices whose runs were added to, for the merger thread ([`dedup::merge_runs`]).
+    pub(super) merges: std::sync::mpsc::Sender<u64>,
 }
 
 impl Flusher {
@@ -120,7 +122,10 @@ impl Flusher {
             .iter()
             .map(|(id, &(end, expiry))| (end, *id, expiry, false))
             .collect();
-        dedup::insert(&self.dedup, &keys)?;
+        for end in dedup::insert(&self.dedup, &keys)? {
+            // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
+            let _ = self.merges.send(end);
+        }
         for (tree, marks) in &batch.marks {
             let mut sled_batch = sled::Batch::default();
             for (first, count, state, at) in runs(marks) {

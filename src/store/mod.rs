@@ -93,6 +93,8 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     _writer: Joined,
     _flusher: Joined,
+    /// Dropped after the flusher, whose end ends it.
+    _merger: Joined,
     db: sled::Db,
     dedup: Arc<Generations>,
     dead: sled::Tree,

@@ -1,5 +1,6 @@
 //! Opening a store: the sled database (whose directory lock also guards the segments), the
-//! migration of an older data dir, recovery of the segments, and the writer and flusher threads.
+//! migration of an older data dir, recovery of the segments, and the writer, flusher and merger
+//! threads.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use super::feed::Feed;
 use super::generations::Generations;
 use super::writer::Writer;
-use super::{flusher, migrate, record, recovery, retention, segment};
+use super::{dedup, flusher, migrate, record, recovery, retention, segment};
 use super::{millis, Inner, Limits, Store, StoreError};
 use super::{COMMAND_QUEUE, FEED_BYTES, FLUSH_INTERVAL, SLICES_PER_WINDOW, THREAD_JOIN_LIMIT};
 use crate::config::StorageSettings;
@@ -158,6 +159,11 @@ impl Store {
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (flush_requests, flush_receiver) = std::sync::mpsc::channel();
+        let (merges, merge_receiver) = std::sync::mpsc::channel();
+        let merging = Arc::clone(&dedup);
+        let merger = spawn("store-merger", move || {
+            dedup::merge_runs(&merging, merge_receiver)
+        })?;
         let flusher = flusher::Flusher {
             db: db.clone(),
             dedup: Arc::clone(&dedup),
@@ -165,6 +171,7 @@ impl Store {
             progress: Arc::clone(&progress),
             interval: tuning.flush_interval,
             writer: commands.downgrade(),
+            merges,
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 
@@ -201,6 +208,7 @@ impl Store {
                 commands,
                 _writer: writer,
                 _flusher: flusher,
+                _merger: merger,
                 db,
                 dedup,
                 dead,
