@@ -90,8 +90,9 @@ pub(super) fn insert(dedup: &Generations, keys: &[Key]) -> Result<Vec<u64>, Stor
 
 /// The merger thread: merges the runs due in each slice the flusher reports, until the flusher
 /// is gone. Apart from the flusher so that a long merge (seconds for a slice of tens of millions
-/// of keys) never holds up a flush, a barrier or shutdown; a merge cut short by exit leaves keys
-/// in both the old runs and the new one, which lookups and the next open take as they are.
+/// of keys) never holds up a flush or a barrier; as the store closes, a merge in progress stops
+/// at its next block. One cut short leaves keys in both the old runs and the partial new one,
+/// which lookups and the next open take as they are.
 pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<u64>) {
     while let Ok(end) = slices.recv() {
         let due: std::collections::BTreeSet<u64> =

@@ -109,6 +109,8 @@ impl Flusher {
                 let _ = reply.send(result.as_ref().map(drop).map_err(duplicate_error));
             }
             if last {
+                // The store is closing: a merge in progress would hold up its close.
+                self.dedup.stop_merges();
                 return;
             }
         }

@@ -93,6 +93,8 @@ pub(super) struct Generations {
     /// Held by a merge and by dropping expired trees: a merge works outside the map's lock, on
     /// a tree that must not be dropped under it.
     maintenance: Mutex<()>,
+    /// Set as the store closes: a merge in progress stops at its next block.
+    stopping: AtomicBool,
 }
 
 /// What expiry took out: already unreachable, dropped by [`Generations::drop_expired`].
@@ -153,7 +155,13 @@ impl Generations {
             slices: RwLock::new(slices),
             next_run: AtomicU64::new(last_run + 1),
             maintenance: Mutex::new(()),
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Stops merges: the one in progress at its next block, and every later one.
+    pub(super) fn stop_merges(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// A number for a new run, above every other.
@@ -173,7 +181,10 @@ impl Generations {
                 return Ok(());
             };
             let started = std::time::Instant::now();
-            let merged = runs::merge(&slice.tree, &chosen, self.next_run())?;
+            let Some(merged) = runs::merge(&slice.tree, &chosen, self.next_run(), &self.stopping)?
+            else {
+                return Ok(());
+            };
             let keys = merged.keys;
             slice.runs().replace(&chosen, merged);
             runs::remove(&slice.tree, &chosen)?;

@@ -13,6 +13,8 @@
 //! Crash rule: a merge writes its run before the runs it replaces are removed, and sled recovers
 //! a prefix of its writes, so after a crash a key is in the new run, the old ones, or both.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::StoreError;
 
 const ID: usize = 16;
@@ -295,12 +297,21 @@ impl Cursor {
 }
 
 /// Merges `runs` into run `number` (a repeated id keeps its latest expiry); the merged runs
-/// stay in the tree until [`remove`].
-pub(super) fn merge(tree: &sled::Tree, runs: &[Run], number: u64) -> Result<Run, StoreError> {
+/// stay in the tree until [`remove`]. `None` if `stop` was set first (checked once a block): the
+/// blocks written so far stay, a run no list holds whose keys the merged runs still have.
+pub(super) fn merge(
+    tree: &sled::Tree,
+    runs: &[Run],
+    number: u64,
+    stop: &AtomicBool,
+) -> Result<Option<Run>, StoreError> {
     let mut cursors: Vec<Cursor> = runs.iter().map(|run| Cursor::new(tree, run)).collect();
     let mut writer = RunWriter::new(tree, number);
     let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
     loop {
+        if writer.run.keys.is_multiple_of(BLOCK_KEYS as u64) && stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         heads.clear();
         for cursor in &mut cursors {
             heads.push(cursor.peek()?);
@@ -319,7 +330,7 @@ pub(super) fn merge(tree: &sled::Tree, runs: &[Run], number: u64) -> Result<Run,
         }
         writer.push((id, expiry))?;
     }
-    writer.finish()
+    writer.finish().map(Some)
 }
 
 /// Removes the blocks of `runs` from `tree`.
@@ -358,7 +369,9 @@ mod tests {
     fn merge_due(tree: &sled::Tree, runs: &mut Runs, number: &mut u64) {
         while let Some(chosen) = runs.to_merge() {
             *number += 1;
-            let merged = merge(tree, &chosen, *number).unwrap();
+            let merged = merge(tree, &chosen, *number, &AtomicBool::new(false))
+                .unwrap()
+                .expect("not stopped");
             runs.replace(&chosen, merged);
             remove(tree, &chosen).unwrap();
         }
@@ -393,13 +406,32 @@ mod tests {
         let first = write(&tree, 1, vec![(id(1), 10), (id(2), 10), (id(1), 30)]).unwrap();
         assert_eq!(first.keys, 2);
         let second = write(&tree, 2, vec![(id(1), 20), (id(3), 10)]).unwrap();
-        let merged = merge(&tree, &[first.clone(), second.clone()], 3).unwrap();
+        let both = [first.clone(), second.clone()];
+        let merged = merge(&tree, &both, 3, &AtomicBool::new(false))
+            .unwrap()
+            .expect("not stopped");
         remove(&tree, &[first, second]).unwrap();
         assert_eq!(merged.keys, 3);
         let mut runs = Runs::default();
         runs.push(merged);
         assert_eq!(runs.find(&tree, &id(1), 0).unwrap(), Some(30));
         assert_eq!(tree.len(), 1, "merged runs are gone");
+    }
+
+    #[test]
+    fn a_stopped_merge_leaves_the_runs_it_merges_whole() {
+        let (_db, tree) = tree();
+        let mut runs = Runs::default();
+        let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 9)).collect();
+        let first = write(&tree, 1, entries[..500].to_vec()).unwrap();
+        let second = write(&tree, 2, entries[500..].to_vec()).unwrap();
+        runs.push(first.clone());
+        runs.push(second.clone());
+        let stopped = merge(&tree, &[first, second], 3, &AtomicBool::new(true)).unwrap();
+        assert!(stopped.is_none());
+        for n in 0..1000 {
+            assert_eq!(runs.find(&tree, &id(n), 0).unwrap(), Some(9), "id {n}");
+        }
     }
 
     #[test]
