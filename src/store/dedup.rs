@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use super::deferred::Keys;
 use super::generations::Generations;
 use super::{record, runs};
 use super::StoreError;
@@ -68,10 +69,10 @@ pub(super) type Key = (u64, EventId, u64, bool);
 /// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path); returns
 /// the slices written to, whose runs may be due a merge ([`Generations::compact`], on the merger
 /// thread). They are counted when the writer takes them ([`remember`]).
-pub(super) fn insert(dedup: &Generations, keys: &[Key]) -> Result<Vec<u64>, StoreError> {
+pub(super) fn insert(dedup: &Generations, keys: &Keys) -> Result<Vec<u64>, StoreError> {
     let mut by_slice: BTreeMap<u64, Vec<runs::Entry>> = BTreeMap::new();
-    for (end, id, expiry, _) in keys {
-        by_slice.entry(*end).or_default().push((id.0, *expiry));
+    for (id, &(end, expiry)) in keys {
+        by_slice.entry(end).or_default().push((id.0, expiry));
     }
     let mut written = Vec::with_capacity(by_slice.len());
     for (end, entries) in by_slice {

@@ -119,12 +119,7 @@ impl Flusher {
     /// Writes a batch the writer handed over into sled (unflushed), then moves what the next
     /// flush's checkpoint and settlement count cover.
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let keys: Vec<dedup::Key> = batch
-            .keys
-            .iter()
-            .map(|(id, &(end, expiry))| (end, *id, expiry, false))
-            .collect();
-        for end in dedup::insert(&self.dedup, &keys)? {
+        for end in dedup::insert(&self.dedup, &batch.keys)? {
             // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
             let _ = self.merges.send(end);
         }

@@ -156,30 +156,19 @@ pub(super) fn decode_block_key(key: &[u8]) -> Option<(u64, Id)> {
 
 /// A block's entries; a value whose length is not whole entries yields only the whole ones.
 pub(super) fn entries(block: &[u8]) -> impl Iterator<Item = Entry> + '_ {
-    block.chunks_exact(ENTRY).map(decode_entry)
+    block.as_chunks::<ENTRY>().0.iter().map(decode_entry)
 }
 
-fn decode_entry(chunk: &[u8]) -> Entry {
-    let mut id = [0u8; ID];
-    id.copy_from_slice(&chunk[..ID]);
-    let mut expiry = [0u8; 8];
-    expiry.copy_from_slice(&chunk[ID..ENTRY]);
+fn decode_entry(chunk: &[u8; ENTRY]) -> Entry {
+    let id = std::array::from_fn(|i| chunk[i]);
+    let expiry = std::array::from_fn(|i| chunk[ID + i]);
     (id, u64::from_be_bytes(expiry))
 }
 
 fn search(block: &[u8], id: &Id) -> Option<u64> {
-    let count = block.len() / ENTRY;
-    let (mut low, mut high) = (0, count);
-    while low < high {
-        let mid = (low + high) / 2;
-        let chunk = &block[mid * ENTRY..(mid + 1) * ENTRY];
-        match chunk[..ID].cmp(id) {
-            std::cmp::Ordering::Less => low = mid + 1,
-            std::cmp::Ordering::Greater => high = mid,
-            std::cmp::Ordering::Equal => return Some(decode_entry(chunk).1),
-        }
-    }
-    None
+    let chunks = block.as_chunks::<ENTRY>().0;
+    let at = chunks.binary_search_by(|chunk| chunk[..ID].cmp(id)).ok()?;
+    Some(decode_entry(&chunks[at]).1)
 }
 
 /// Writes blocks as they fill, in batches; gives the run they make up.
@@ -292,7 +281,8 @@ impl Cursor {
             self.block = block;
             self.at = 0;
         }
-        Ok(Some(decode_entry(&self.block[self.at..self.at + ENTRY])))
+        let chunk = self.block[self.at..].first_chunk::<ENTRY>();
+        Ok(chunk.map(decode_entry))
     }
 }
 
