@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 
 use super::deferred::Keys;
 use super::generations::Generations;
-use super::{record, runs};
 use super::StoreError;
+use super::{record, runs};
 use crate::event::EventId;
 
 /// The slices that can still hold an unexpired key, newest first (a repeat is most likely recent).

@@ -110,7 +110,10 @@ impl Runs {
                 continue;
             };
             let Some(block) = tree.get(block_key(run.number, fence))? else {
-                tracing::warn!(run = run.number, "dedup block missing; its keys are not checked");
+                tracing::warn!(
+                    run = run.number,
+                    "dedup block missing; its keys are not checked"
+                );
                 continue;
             };
             if let Some(expiry) = search(&block, id) {
@@ -151,7 +154,10 @@ pub(super) fn block_key(run: u64, first: &Id) -> [u8; BLOCK_KEY] {
 pub(super) fn decode_block_key(key: &[u8]) -> Option<(u64, Id)> {
     let key: &[u8; BLOCK_KEY] = key.try_into().ok()?;
     let (run, first) = key.split_at(8);
-    Some((u64::from_be_bytes(run.try_into().ok()?), first.try_into().ok()?))
+    Some((
+        u64::from_be_bytes(run.try_into().ok()?),
+        first.try_into().ok()?,
+    ))
 }
 
 /// A block's entries; a value whose length is not whole entries yields only the whole ones.
@@ -381,9 +387,16 @@ mod tests {
         let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 5_000 + u64::from(n))).collect();
         let mut runs = Runs::default();
         runs.push(write(&tree, 1, entries).unwrap());
-        assert_eq!(tree.len(), 1000usize.div_ceil(BLOCK_KEYS), "one sled key per block");
+        assert_eq!(
+            tree.len(),
+            1000usize.div_ceil(BLOCK_KEYS),
+            "one sled key per block"
+        );
         for n in 0..1000 {
-            assert_eq!(runs.find(&tree, &id(n), 0).unwrap(), Some(5_000 + u64::from(n)));
+            assert_eq!(
+                runs.find(&tree, &id(n), 0).unwrap(),
+                Some(5_000 + u64::from(n))
+            );
         }
         for n in 1000..1100 {
             assert_eq!(runs.find(&tree, &id(n), 0).unwrap(), None, "id {n}");
@@ -450,12 +463,20 @@ mod tests {
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
             merge_due(&tree, &mut runs, &mut number);
-            assert!(runs.len() <= MAX_RUNS, "{} runs after flush {flush}", runs.len());
+            assert!(
+                runs.len() <= MAX_RUNS,
+                "{} runs after flush {flush}",
+                runs.len()
+            );
         }
         let total: u64 = runs.list.iter().map(|run| run.keys).sum();
         assert_eq!(total, u64::from(next));
         for n in (0..next).step_by(7) {
-            assert_eq!(runs.find(&tree, &id(n), 0).unwrap(), Some(u64::from(n)), "id {n}");
+            assert_eq!(
+                runs.find(&tree, &id(n), 0).unwrap(),
+                Some(u64::from(n)),
+                "id {n}"
+            );
         }
         let reopened = runs_in(&tree);
         assert_eq!(reopened.len(), runs.len());
@@ -506,14 +527,21 @@ mod tests {
             .map(|entry| entries(&entry.unwrap().1).count())
             .sum();
         let listed: u64 = runs.list.iter().map(|run| run.keys).sum();
-        assert_eq!(stored as u64, listed, "the tree holds exactly the listed runs");
+        assert_eq!(
+            stored as u64, listed,
+            "the tree holds exactly the listed runs"
+        );
     }
 
     #[test]
     fn block_keys_are_24_bytes_and_nothing_else_decodes() {
         let key = block_key(0x0102, &id(9));
         assert_eq!(decode_block_key(&key), Some((0x0102, id(9))));
-        assert_eq!(decode_block_key(&id(9)), None, "a 16-byte key of earlier versions");
+        assert_eq!(
+            decode_block_key(&id(9)),
+            None,
+            "a 16-byte key of earlier versions"
+        );
         assert_eq!(decode_block_key(&key[..23]), None);
     }
 

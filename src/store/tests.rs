@@ -327,7 +327,11 @@ async fn keys_packed_in_runs_and_merged_are_found_across_a_restart() {
         while runs() >= 10 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(runs() < 10, "ten flushes of three keys left {} runs: none merged", runs());
+        assert!(
+            runs() < 10,
+            "ten flushes of three keys left {} runs: none merged",
+            runs()
+        );
         assert_eq!(keys_in_sled(&store), ids.len());
         for &id in &ids {
             let again = store.append(event(id, at)).await.unwrap();

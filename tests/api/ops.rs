@@ -357,9 +357,16 @@ async fn a_missing_exchange_of_a_managed_topology_holds_events_until_it_is_back(
             FieldTable::default(),
         )
         .await;
-    assert!(passive.is_err(), "the relay declared the operators' exchange");
+    assert!(
+        passive.is_err(),
+        "the relay declared the operators' exchange"
+    );
     let stats = app.store.stats();
-    assert_eq!((stats.outbox, stats.dead), (1, 0), "kept, not dead: {stats:?}");
+    assert_eq!(
+        (stats.outbox, stats.dead),
+        (1, 0),
+        "kept, not dead: {stats:?}"
+    );
 
     let operators = probe.create_channel().await.expect("channel");
     whaticket_relay::publish::topology::declare(&operators, &app.settings.amqp)
