@@ -12,8 +12,14 @@
 //! cargo run --release --example durable_limit -- --port 8099 --queue limit --file /tmp/limit.log
 //! ```
 //!
+//! With `--exchange <name>` it publishes as the relay does instead of bare to the queue: to a
+//! durable topic exchange (declared, bound to the queue with `#`), with the relay's routing key,
+//! properties and headers (`whaticket_relay::publish::properties`). The bench runs it both ways, so
+//! that what the broker spends on the relay's message contract is told apart from the relay's own
+//! cost.
+//!
 //! Flags can come from the environment too (`LIMIT_PORT`, `LIMIT_AMQP_URL`, `LIMIT_QUEUE`,
-//! `LIMIT_FILE`). SIGTERM or ctrl-c stops it once what was accepted is confirmed; it exits 1 if a
+//! `LIMIT_FILE`, `LIMIT_EXCHANGE`). SIGTERM or ctrl-c stops it once what was accepted is confirmed; it exits 1 if a
 //! publish was not confirmed (nack, return, error or time-out), so a failure cannot pass unseen.
 
 use std::fs::{File, OpenOptions};
@@ -27,11 +33,19 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 use tokio::time::timeout;
+use whaticket_relay::clock::now_ms;
+use whaticket_relay::event::{EventId, EventMeta, Format, Kind};
+use whaticket_relay::publish::properties;
 
 /// The relay's `amqp.max_in_flight` default.
 const IN_FLIGHT: usize = 256;
@@ -55,6 +69,9 @@ struct Args {
     /// The append-only file the bodies go to.
     #[arg(long, env = "LIMIT_FILE")]
     file: PathBuf,
+    /// Publish as the relay does, through this topic exchange; bare to the queue when unset.
+    #[arg(long, env = "LIMIT_EXCHANGE")]
+    exchange: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +116,19 @@ async fn run(args: Args) -> Result<(), LimitError> {
     )
     .await??;
     let channel = connection.create_channel().await?;
-    timeout(BROKER_TIMEOUT, declare(&channel, &args.queue)).await??;
+    timeout(
+        BROKER_TIMEOUT,
+        declare(&channel, &args.queue, args.exchange.as_deref()),
+    )
+    .await??;
 
     let failures = Arc::new(AtomicU64::new(0));
     let (to_publish, published) = async_mpsc::unbounded_channel();
-    let publisher = tokio::spawn(publish(channel, args.queue, published, failures.clone()));
+    let route = match args.exchange {
+        Some(exchange) => Route::RelayContract { exchange },
+        None => Route::Bare { queue: args.queue },
+    };
+    let publisher = tokio::spawn(publish(channel, route, published, failures.clone()));
     let (to_commit, committed) = mpsc::channel::<Pending>();
     // A thread of its own for its whole life (tokio's blocking pool), awaitable at the end.
     let committer = tokio::task::spawn_blocking(move || group_commit(file, committed, to_publish));
@@ -140,7 +165,11 @@ async fn run(args: Args) -> Result<(), LimitError> {
     }
 }
 
-async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+async fn declare(
+    channel: &Channel,
+    queue: &str,
+    exchange: Option<&str>,
+) -> Result<(), lapin::Error> {
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -156,7 +185,68 @@ async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
     channel
         .queue_declare(queue.into(), durable, arguments)
         .await?;
+    if let Some(exchange) = exchange {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     Ok(())
+}
+
+/// Where each body goes, and with what.
+enum Route {
+    /// To the queue through the default exchange, persistent and nothing else.
+    Bare { queue: String },
+    /// Through the topic exchange with what the relay sends with an event: its routing key,
+    /// properties and headers (a Whaticket message's, with a fresh id per body).
+    RelayContract { exchange: String },
+}
+
+impl Route {
+    /// The exchange, routing key and properties of the `seq`-th body.
+    fn publish_args(&self, seq: u64) -> (&str, String, BasicProperties) {
+        match self {
+            Route::Bare { queue } => (
+                "",
+                queue.clone(),
+                BasicProperties::default().with_delivery_mode(2),
+            ),
+            Route::RelayContract { exchange } => {
+                let mut id = [0u8; 16];
+                id[8..].copy_from_slice(&seq.to_be_bytes());
+                let meta = EventMeta {
+                    id: EventId(id),
+                    kind: Kind::Message,
+                    connection: "limit".to_owned(),
+                    action: Some("start".to_owned()),
+                    format: Some(Format::WhaticketSaas),
+                    company_id: Some(1),
+                    ticket_id: Some(1000 + (seq % 2000) as i64),
+                    from_me: Some(false),
+                    received_at_ms: now_ms(),
+                };
+                (exchange, meta.routing_key(), properties(&meta))
+            }
+        }
+    }
 }
 
 /// Hands the body to the group commit and answers 202 once it is on disk.
@@ -206,11 +296,10 @@ fn group_commit(
 /// that is not acked without a return counts in `failures`.
 async fn publish(
     channel: Channel,
-    queue: String,
+    route: Route,
     mut bodies: async_mpsc::UnboundedReceiver<web::Bytes>,
     failures: Arc<AtomicU64>,
 ) {
-    let persistent = BasicProperties::default().with_delivery_mode(2);
     // mandatory: a message the broker cannot route comes back as a return, not a silent ack.
     let options = BasicPublishOptions {
         mandatory: true,
@@ -218,6 +307,7 @@ async fn publish(
     };
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
+    let mut seq = 0u64;
     while open || !in_flight.is_empty() {
         tokio::select! {
             body = bodies.recv(), if open && in_flight.len() < IN_FLIGHT => {
@@ -225,12 +315,14 @@ async fn publish(
                     open = false;
                     continue;
                 };
+                let (exchange, routing_key, properties) = route.publish_args(seq);
+                seq += 1;
                 let publish = channel.basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
+                    exchange.into(),
+                    routing_key.as_str().into(),
                     options,
                     &body,
-                    persistent.clone(),
+                    properties,
                 );
                 match timeout(BROKER_TIMEOUT, publish).await {
                     Ok(Ok(confirm)) => in_flight.push(timeout(BROKER_TIMEOUT, confirm)),

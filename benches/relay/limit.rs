@@ -34,12 +34,35 @@ pub fn build() -> Result<PathBuf> {
     Ok(target_dir().join("release/examples/durable_limit"))
 }
 
+/// How the durable limit publishes.
+#[derive(Clone, Copy)]
+pub enum Publishes {
+    /// Bare to its queue: the yardstick of issue #10.
+    Bare,
+    /// As the relay does (topic exchange, routing key, properties, headers): the same yardstick
+    /// paying the broker's cost of the relay's message contract, for comparison only.
+    RelayContract,
+}
+
 /// The relay's saturation load (same clients, bodies and count) on the durable limit; every
 /// accepted event must be counted in its queue, and every body must be in its file.
-pub async fn measure(run: &SizeRun<'_>, exe: &Path, cleanup: &mut Cleanup) -> Result<Value> {
+pub async fn measure(
+    run: &SizeRun<'_>,
+    exe: &Path,
+    publishes: Publishes,
+    cleanup: &mut Cleanup,
+) -> Result<Value> {
     let (plan, n, bodies, http) = (run.plan, run.n, run.bodies, run.http);
     let queue = unique_name("limit-q");
     cleanup.queues.push(queue.clone());
+    let exchange = match publishes {
+        Publishes::Bare => None,
+        Publishes::RelayContract => {
+            let exchange = unique_name("limit-x");
+            cleanup.exchanges.push(exchange.clone());
+            Some(exchange)
+        }
+    };
     let mut limit = Server::spawn("durable limit", |port, dir| {
         let mut command = Command::new(exe);
         command
@@ -52,6 +75,9 @@ pub async fn measure(run: &SizeRun<'_>, exe: &Path, cleanup: &mut Cleanup) -> Re
             .arg("--file")
             .arg(dir.join("bodies.log"))
             .stdout(Stdio::null());
+        if let Some(exchange) = &exchange {
+            command.arg("--exchange").arg(exchange);
+        }
         Ok(command)
     })?;
     // It binds its port only once its queue is declared; any answer (a GET gets 405) means ready.

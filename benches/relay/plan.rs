@@ -13,6 +13,9 @@ pub struct Plan {
     pub broker: String,
     /// Only the sizes whose label is listed (`BENCH_SIZES=18KB`); every size when unset.
     pub sizes: Option<Vec<String>>,
+    /// Times each size is measured, all phases each time; the targets are judged on the median
+    /// round (worst for memory and disk), since one run's ratios move by a third on this machine.
+    pub rounds: u64,
 }
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
@@ -46,6 +49,12 @@ impl Plan {
             sizes: std::env::var("BENCH_SIZES")
                 .ok()
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            rounds: match env_u64("BENCH_ROUNDS")? {
+                Some(0) => anyhow::bail!("BENCH_ROUNDS=0: at least one round is needed"),
+                Some(n) => n,
+                None if quick => 1,
+                None => 3,
+            },
         })
     }
 
