@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use std::borrow::Cow;
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::Method;
 use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,6 +21,15 @@ use crate::http::verify::{Presented, SecretError, Verifier};
 use crate::metrics::history::{ConnHistory, Outcome};
 use crate::metrics::{EventClock, Metrics};
 use crate::store::{Appended, Store};
+
+/// The headers the verifiers read, as names made once: looking one up by `&str` builds (and, for
+/// names outside the standard set, allocates) a `HeaderName` per request.
+const X_N8N_API_KEY: HeaderName = HeaderName::from_static("x-n8n-api-key");
+const X_SIGNATURE_256: HeaderName = HeaderName::from_static("x-signature-256");
+const X_WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
 /// commit (milliseconds), well within a sender's patience.
@@ -120,7 +129,7 @@ impl Ingest {
 #[derive(Serialize)]
 struct Accepted<'a> {
     status: &'static str,
-    id: String,
+    id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
 }
@@ -227,15 +236,16 @@ async fn handle(
         }
     }
     let (outcome, id, kind, _) = result?;
+    let id = id.hex();
     let response = match outcome {
         Appended::Accepted => HttpResponse::Accepted().json(Accepted {
             status: "accepted",
-            id: id.to_string(),
+            id: id.as_str(),
             kind: Some(kind.as_str()),
         }),
         Appended::Duplicate => HttpResponse::Ok().json(Accepted {
             status: "duplicate",
-            id: id.to_string(),
+            id: id.as_str(),
             kind: None,
         }),
     };
@@ -279,13 +289,13 @@ async fn accept(
     let headers = req.headers();
     let presented = Presented {
         path_token,
-        authorization: header_bytes(headers, header::AUTHORIZATION.as_str()),
-        api_key: header_bytes(headers, "x-n8n-api-key"),
-        signature_256: header_bytes(headers, "x-signature-256"),
-        signature_hex: header_bytes(headers, "x-webhook-signature"),
-        webhook_id: header_bytes(headers, "webhook-id"),
-        webhook_timestamp: header_bytes(headers, "webhook-timestamp"),
-        webhook_signature: header_bytes(headers, "webhook-signature"),
+        authorization: header_bytes(headers, &header::AUTHORIZATION),
+        api_key: header_bytes(headers, &X_N8N_API_KEY),
+        signature_256: header_bytes(headers, &X_SIGNATURE_256),
+        signature_hex: header_bytes(headers, &X_WEBHOOK_SIGNATURE),
+        webhook_id: header_bytes(headers, &WEBHOOK_ID),
+        webhook_timestamp: header_bytes(headers, &WEBHOOK_TIMESTAMP),
+        webhook_signature: header_bytes(headers, &WEBHOOK_SIGNATURE),
     };
     conn.verifier
         .verify(&presented, &body, SystemTime::now())
@@ -306,7 +316,7 @@ async fn accept(
     Ok((outcome, id, kind, format))
 }
 
-fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+fn header_bytes<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
     headers.get(name).map(|v| v.as_bytes())
 }
 
@@ -319,10 +329,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
         .to_str()
         .map_err(|_| IngestError::UnsupportedMediaType)?;
     let mut parts = text.split(';');
-    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || essence == "text/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let essence = parts.next().unwrap_or("").trim();
+    let is_json = essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || (starts_with_ignore_case(essence, "application/")
+            && ends_with_ignore_case(essence, "+json"));
     if !is_json {
         return Err(IngestError::UnsupportedMediaType);
     }
@@ -337,6 +348,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
         }
     }
     Ok(())
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len()
+        .checked_sub(suffix.len())
+        .and_then(|at| text.as_bytes().get(at..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
 }
 
 /// Reads the body up to `limit` bytes; refuses early on a declared length over it, and stops
@@ -368,7 +392,48 @@ async fn read_body(
 
 #[cfg(test)]
 mod tests {
-    use super::hook_path;
+    use actix_web::http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+
+    use super::{check_content_type, hook_path};
+
+    fn accepts(content_type: &str) -> bool {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(content_type).expect("a valid header value");
+        headers.insert(CONTENT_TYPE, value);
+        check_content_type(&headers).is_ok()
+    }
+
+    #[test]
+    fn json_content_types_are_told_apart_without_regard_to_case() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "text/json",
+            "TEXT/Json",
+            " application/json ; charset=UTF-8",
+            "application/vnd.api+json",
+            "APPLICATION/LD+JSON",
+            "application/json; charset=utf8",
+        ] {
+            assert!(accepts(json), "{json:?} refused");
+        }
+        for other in [
+            "text/plain",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+            "text/+json",
+            "+json",
+            "application/json; charset=latin1",
+            "application/",
+            "",
+        ] {
+            assert!(!accepts(other), "{other:?} accepted");
+        }
+        assert!(
+            check_content_type(&HeaderMap::new()).is_ok(),
+            "no type is JSON"
+        );
+    }
 
     fn split(rest: &str) -> Option<(String, Option<String>)> {
         hook_path(rest).map(|(c, t)| (c.into_owned(), t.map(|t| t.into_owned())))
