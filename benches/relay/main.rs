@@ -184,6 +184,21 @@ fn ratio(a: &Value, b: &Value) -> Value {
     }
 }
 
+/// The relay's saturation figures as ratios to a durable limit's.
+fn versus(sat: &Value, limit: &Value) -> Value {
+    json!({
+        "throughput_ratio": ratio(&sat["accepted_per_sec"], &limit["accepted_per_sec"]),
+        "cpu_per_event_ratio": ratio(
+            &sat["cpu_us_per_event"]["relay"],
+            &limit["cpu_us_per_event"]["durable_limit"]
+        ),
+        "end_to_end_ratio": ratio(
+            &sat["confirmed_per_sec_end_to_end"],
+            &limit["confirmed_per_sec_end_to_end"]
+        ),
+    })
+}
+
 impl SizeRun<'_> {
     /// Deletes the last phase's queues and waits for the broker to go idle before the next one.
     async fn clear_broker(&self, cleanup: &mut Cleanup, broker_pid: Option<u32>) -> Result<()> {
@@ -256,32 +271,10 @@ impl SizeRun<'_> {
         let mut figures = relay::measure(self, ceiling, cleanup).await?;
         self.clear_broker(cleanup, broker_pid).await?;
         let sat = figures["saturation"].clone();
-        figures["vs_durable_limit"] = json!({
-            "throughput_ratio": ratio(&sat["accepted_per_sec"], &limit["accepted_per_sec"]),
-            "cpu_per_event_ratio": ratio(
-                &sat["cpu_us_per_event"]["relay"],
-                &limit["cpu_us_per_event"]["durable_limit"]
-            ),
-            "end_to_end_ratio": ratio(
-                &sat["confirmed_per_sec_end_to_end"],
-                &limit["confirmed_per_sec_end_to_end"]
-            ),
-        });
-        figures["vs_durable_limit_relay_contract"] = json!({
-            "throughput_ratio": ratio(&sat["accepted_per_sec"], &contract["accepted_per_sec"]),
-            "cpu_per_event_ratio": ratio(
-                &sat["cpu_us_per_event"]["relay"],
-                &contract["cpu_us_per_event"]["durable_limit"]
-            ),
-            "end_to_end_ratio": ratio(
-                &sat["confirmed_per_sec_end_to_end"],
-                &contract["confirmed_per_sec_end_to_end"]
-            ),
-            "limit_throughput_ratio_to_bare": ratio(
-                &contract["accepted_per_sec"],
-                &limit["accepted_per_sec"]
-            ),
-        });
+        figures["vs_durable_limit"] = versus(&sat, &limit);
+        figures["vs_durable_limit_relay_contract"] = versus(&sat, &contract);
+        figures["vs_durable_limit_relay_contract"]["limit_throughput_ratio_to_bare"] =
+            ratio(&contract["accepted_per_sec"], &limit["accepted_per_sec"]);
         figures["durable_limit_relay_contract"] = contract;
         figures["mean_body_bytes"] = json!(bodies.mean_len);
         figures["requests"] = json!(n);
