@@ -19,8 +19,9 @@
 //! cost.
 //!
 //! Flags can come from the environment too (`LIMIT_PORT`, `LIMIT_AMQP_URL`, `LIMIT_QUEUE`,
-//! `LIMIT_FILE`, `LIMIT_EXCHANGE`). SIGTERM or ctrl-c stops it once what was accepted is confirmed; it exits 1 if a
-//! publish was not confirmed (nack, return, error or time-out), so a failure cannot pass unseen.
+//! `LIMIT_FILE`, `LIMIT_EXCHANGE`). SIGTERM or ctrl-c stops it once what was accepted is
+//! confirmed; it exits 1 if a publish was not confirmed (nack, return, error or time-out), so a
+//! failure cannot pass unseen.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
