@@ -380,49 +380,53 @@ impl Drop for TestApp {
         if let Some(join) = self.join.take() {
             join.abort();
         }
-        if !self.cleanup {
-            return;
+        if self.cleanup {
+            remove_topology(&self.settings);
         }
-        // Queues outlive the test otherwise; delete them from a thread of its own because Drop
-        // cannot await.
-        let amqp = self.settings.amqp.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+    }
+}
+
+/// Deletes the queues and exchanges `settings` name, which outlive a test otherwise; for a test
+/// that stopped its relay for good (`TestApp::stop` leaves them, for a restart). Runs on a thread
+/// of its own with its own runtime, so that `Drop`, which cannot await, can call it too.
+pub fn remove_topology(settings: &Settings) {
+    let amqp = settings.amqp.clone();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let Ok(Ok(conn)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                Connection::connect(BROKER_URL, ConnectionProperties::default()),
+            )
+            .await
             else {
                 return;
             };
-            rt.block_on(async move {
-                let Ok(Ok(conn)) = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    Connection::connect(BROKER_URL, ConnectionProperties::default()),
-                )
-                .await
-                else {
-                    return;
-                };
-                let Ok(ch) = conn.create_channel().await else {
-                    return;
-                };
-                let mut queues: Vec<String> = Kind::ALL
-                    .iter()
-                    .map(|k| format!("{}.{}", amqp.queue_prefix, k))
-                    .collect();
-                queues.push(format!("{}.dead", amqp.queue_prefix));
-                for q in queues {
-                    let _ = ch
-                        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                        .await;
-                }
-                for x in [amqp.exchange.clone(), format!("{}.dlx", amqp.exchange)] {
-                    let _ = ch
-                        .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                        .await;
-                }
-                let _ = conn.close(200, "test done".into()).await;
-            });
-        })
-        .join();
-    }
+            let Ok(ch) = conn.create_channel().await else {
+                return;
+            };
+            let mut queues: Vec<String> = Kind::ALL
+                .iter()
+                .map(|k| format!("{}.{}", amqp.queue_prefix, k))
+                .collect();
+            queues.push(format!("{}.dead", amqp.queue_prefix));
+            for q in queues {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for x in [amqp.exchange.clone(), format!("{}.dlx", amqp.exchange)] {
+                let _ = ch
+                    .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "test done".into()).await;
+        });
+    })
+    .join();
 }

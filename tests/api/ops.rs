@@ -494,11 +494,13 @@ async fn stats_work_through_the_admin_api_and_offline() {
     assert_eq!(live["delivered_kept"], 1, "{live}");
 
     // Keep the data dir alive past the stop.
-    let (_settings, _data_dir) = app.stop().await;
+    let (settings, _data_dir) = app.stop().await;
     let offline = relay_cli(config, &["stats"]).await;
     assert_eq!(offline["dedup_keys"], 1, "{offline}");
     assert_eq!(offline["delivered_kept"], 1, "{offline}");
     assert!(offline["disk_bytes"].as_u64().unwrap() > 0, "{offline}");
+    // Stopped for good: its queues (the tag event still in one) are not left on the broker.
+    remove_topology(&settings);
 }
 
 #[test]
