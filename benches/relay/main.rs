@@ -26,9 +26,9 @@
 //! `BENCH_CLIENTS`, `BENCH_RATE`, `BENCH_STEADY_SECS`, `BENCH_SIZES=18KB` (only the sizes listed),
 //! `BENCH_ROUNDS` (times each size is measured, 3 by default, 1 with `BENCH_QUICK`; the targets
 //! are judged on the median round, the worst for memory and disk), `BENCH_AMQP_URL`,
-//! `BENCH_RELAY_LOG=<file>` (keep the relay's log; it goes to /dev/null
-//! otherwise), `BENCH_RELAY_WRAP="heaptrack -o <file>"` (a profiler to run the relay under; the
-//! relay's CPU and memory figures are then the wrapper's process's).
+//! `BENCH_RELAY_LOG=<file>` (keep the relay's log; it goes to /dev/null otherwise),
+//! `BENCH_RELAY_WRAP="heaptrack -o <file>"` (a profiler to run the relay under; the relay's CPU
+//! and memory figures are then the wrapper's process's).
 
 mod bodies;
 mod broker;

@@ -25,10 +25,13 @@ struct Target {
     over: Over,
 }
 
+/// The throughput ratio's path: its median round is the one the table shows.
+const THROUGHPUT: &str = "vs_durable_limit/throughput_ratio";
+
 const TARGETS: &[Target] = &[
     Target {
         name: "relay ÷ durable limit accepted/s",
-        path: "vs_durable_limit/throughput_ratio",
+        path: THROUGHPUT,
         at_most: false,
         limit: Some(0.75),
         over: Over::Median,
@@ -109,16 +112,16 @@ fn goals(rounds: &[Value], steady_p99_ms: f64) -> Value {
     Value::Array(goals.collect())
 }
 
-/// One size's figures from its rounds: the table shows the round whose throughput ratio is the
-/// median, every round is kept under `rounds`, and the targets are judged over all of them.
+/// One size's figures from its rounds: the table shows the round the throughput verdict was
+/// taken from (the first, if a round lacks the figure), every round is kept under `rounds`, and
+/// the targets are judged over all of them.
 pub fn combine(rounds: Vec<Value>, steady_p99_ms: f64) -> Value {
     let goals = goals(&rounds, steady_p99_ms);
-    let ratio = |r: &Value| at(r, TARGETS[0].path).as_f64().unwrap_or(f64::NAN);
-    let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by(|&a, &b| ratio(&rounds[a]).total_cmp(&ratio(&rounds[b])));
-    let shown = order
-        .get(order.len().saturating_sub(1) / 2)
-        .copied()
+    let throughput: Vec<Option<f64>> = rounds.iter().map(|r| at(r, THROUGHPUT).as_f64()).collect();
+    let median = over_rounds(&throughput, Over::Median, false);
+    let shown = throughput
+        .iter()
+        .position(|t| median.is_some() && *t == median)
         .unwrap_or(0);
     let mut figures = rounds.get(shown).cloned().unwrap_or(Value::Null);
     figures["shown_round"] = json!(shown + 1);

@@ -407,26 +407,30 @@ pub fn remove_topology(settings: &Settings) {
             else {
                 return;
             };
-            let Ok(ch) = conn.create_channel().await else {
-                return;
-            };
-            let mut queues: Vec<String> = Kind::ALL
-                .iter()
-                .map(|k| format!("{}.{}", amqp.queue_prefix, k))
-                .collect();
-            queues.push(format!("{}.dead", amqp.queue_prefix));
-            for q in queues {
-                let _ = ch
-                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            for x in [amqp.exchange.clone(), format!("{}.dlx", amqp.exchange)] {
-                let _ = ch
-                    .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
+            if let Ok(channel) = conn.create_channel().await {
+                delete_queues_and_exchanges(&channel, &amqp.queue_prefix, &amqp.exchange).await;
             }
             let _ = conn.close(200, "test done".into()).await;
         });
     })
     .join();
+}
+
+/// Deletes the kind queues and the dead-letter queue named after `queue_prefix`, and `exchange`
+/// with its dead-letter exchange; missing ones are fine (deleting is idempotent on RabbitMQ).
+pub async fn delete_queues_and_exchanges(channel: &Channel, queue_prefix: &str, exchange: &str) {
+    let queues = Kind::ALL
+        .iter()
+        .map(|kind| format!("{queue_prefix}.{kind}"))
+        .chain([format!("{queue_prefix}.dead")]);
+    for queue in queues {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for x in [exchange.to_owned(), format!("{exchange}.dlx")] {
+        let _ = channel
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicGetOptions;
 use lapin::Channel;
 use whaticket_relay::event::Kind;
 
@@ -406,27 +406,9 @@ impl Drop for RelayProcess {
     }
 }
 
-/// Deletes a child relay's queues and exchanges.
+/// Deletes a child relay's queues and exchanges (its queues are named after its exchange).
 pub async fn delete_topology(channel: &Channel, exchange: &str) {
-    for kind in Kind::ALL {
-        let _ = channel
-            .queue_delete(
-                format!("{exchange}.{kind}").as_str().into(),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-    }
-    let _ = channel
-        .queue_delete(
-            format!("{exchange}.dead").as_str().into(),
-            QueueDeleteOptions::default(),
-        )
-        .await;
-    for x in [exchange.to_owned(), format!("{exchange}.dlx")] {
-        let _ = channel
-            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    delete_queues_and_exchanges(channel, exchange, exchange).await;
 }
 
 pub fn data_dir_bytes(path: &Path) -> u64 {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicGetOptions;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use whaticket_relay::config::{AmqpUrl, ConnectionSettings, Secret};
@@ -419,21 +419,7 @@ async fn assert_all_queued(setup: &Setup, ids: &HashSet<String>, restarts: usize
 async fn delete_broker_objects(setup: &Setup) {
     let broker = broker_connection().await;
     let channel = broker.create_channel().await.unwrap();
-    let mut queues: Vec<String> = Kind::ALL
-        .iter()
-        .map(|k| format!("{}.{k}", setup.name))
-        .collect();
-    queues.push(format!("{}.dead", setup.name));
-    for queue in queues {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [setup.name.clone(), format!("{}.dlx", setup.name)] {
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    delete_queues_and_exchanges(&channel, &setup.name, &setup.name).await;
 }
 
 fn local_listener() -> (TcpListener, String) {
