@@ -1,4 +1,4 @@
-//! Opening the segments: scan each, cut a torn tail, rebuild the delivery index from the marks,
+//! Opening the segments: scan each, read past damage, cut a torn tail, rebuild the delivery index from the marks,
 //! and write again the dedup keys of the records after the flusher's checkpoint.
 
 use std::collections::HashMap;
@@ -77,7 +77,7 @@ pub(super) fn open(
         let mut info = Segment::new(path.clone(), Arc::new(file), marks);
         let mut failure = None;
         let reader = Arc::clone(&info.file);
-        let scan = segment::scan(&reader, |found, rest| {
+        let scan = segment::scan(&reader, first, |found, rest| {
             let settled = states.get(&found.seq).copied();
             if settled.is_some() && found.seq <= checkpoint {
                 info.push(settled_entry(found, settled));
@@ -110,8 +110,12 @@ pub(super) fn open(
             return Err(e);
         }
         let last = Some(&first) == firsts.last();
+        for damage in &scan.damaged {
+            report_damage(&path, first, damage);
+        }
         match scan.torn {
-            // Only the active segment is written to: a bad frame there is a write a crash cut.
+            // Only the active segment is written to: a bad frame there that no whole frame
+            // follows is a write a crash cut.
             Some(reason) if last => {
                 let size = info.file.metadata()?.len();
                 tracing::warn!(
@@ -130,7 +134,7 @@ pub(super) fn open(
                 segment = %path.display(),
                 offset = scan.valid_end,
                 reason,
-                "a closed segment is damaged; the records after this offset cannot be read and are skipped"
+                "a closed segment is damaged to its end; no record after this offset can be read"
             ),
             None => {}
         }
@@ -171,6 +175,29 @@ pub(super) fn open(
         high,
         next_seq,
     })
+}
+
+/// Damage with whole records after it is never cut: those records are read, and what the stretch
+/// held is named so that an operator can look for it elsewhere (the broker, the sender).
+/// `first` is the seq the segment is named for.
+fn report_damage(path: &Path, first: u64, damage: &segment::Damage) {
+    let lowest = damage.after_seq.map_or(first, |before| before + 1);
+    // A frame out of sequence may stand where no seq was missing.
+    let lost = if damage.resumed_seq > lowest {
+        format!("{lowest}..={}", damage.resumed_seq - 1)
+    } else {
+        "none".to_owned()
+    };
+    tracing::error!(
+        segment = %path.display(),
+        from = damage.from,
+        to = damage.to,
+        bytes = damage.to - damage.from,
+        reason = damage.reason,
+        lost_seqs = %lost,
+        "a segment is damaged; the records in this stretch are lost (they may have been \
+         acknowledged and delivered), the records after it are read"
+    );
 }
 
 fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {

@@ -1,4 +1,4 @@
-//! Segment files: append-only logs of framed event records, and the scan that finds (and cuts) a torn tail.
+//! Segment files: append-only logs of framed event records, and the scan that reads past damage and finds a torn tail.
 //!
 //! Frame: `[u32 LE payload_len][u32 LE crc32 of payload][payload]`, payload =
 //! `[u64 BE seq][outbox record]` (the record module's layout: meta JSON and raw body). The CRC
@@ -6,7 +6,7 @@
 //! named by the first seq it was opened for, zero-padded so names sort in seq order.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -75,55 +75,173 @@ pub(super) struct Found {
     pub(super) len: u32,
 }
 
-/// What a scan found: where the last whole record ends, and why it stopped early.
+/// What a scan found: where the last whole record ends, the damaged stretches it read past, and
+/// why it stopped before the end of the file (if it did).
 #[derive(Debug)]
 pub(super) struct Scan {
     pub(super) valid_end: u64,
+    pub(super) damaged: Vec<Damage>,
     pub(super) torn: Option<&'static str>,
 }
 
-/// Reads a segment from the start, checking each frame; stops at the first one that is
-/// incomplete or fails its CRC (everything after a torn frame is unacknowledged).
-pub(super) fn scan(file: &File, mut visit: impl FnMut(Found, &[u8])) -> io::Result<Scan> {
+/// Bytes between two readable records that hold no readable record: damage, since whole frames
+/// follow them (a crash leaves a bad stretch only at the end of what it was writing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Damage {
+    pub(super) from: u64,
+    pub(super) to: u64,
+    pub(super) reason: &'static str,
+    /// The seq of the last record before the stretch (`None` at the file's start).
+    pub(super) after_seq: Option<u64>,
+    /// The seq of the record the scan found again after it.
+    pub(super) resumed_seq: u64,
+}
+
+/// Whether the next record may carry `seq` when the lowest it may carry is `floor`: at or
+/// above it, and within 2^32 of it. Seqs grow by one per event in the relay's own segments
+/// (with gaps in migrated ones), so a frame that claims a seq outside this range is not one,
+/// whatever its checksum says.
+fn plausible_seq(seq: u64, floor: u64) -> bool {
+    seq >= floor && seq - floor < 1 << 32
+}
+
+/// Reads a segment from the start, checking each frame. A frame that is incomplete or fails its
+/// CRC starts a search for the next whole frame: if there is one, the stretch between is
+/// damage, reported, and the scan goes on; if not, it is a torn tail and the scan stops there.
+/// `first_seq` is the seq the segment is named for (no record in it is below it).
+pub(super) fn scan(
+    file: &File,
+    first_seq: u64,
+    mut visit: impl FnMut(Found, &[u8]),
+) -> io::Result<Scan> {
     let size = file.metadata()?.len();
     let mut reader = io::BufReader::with_capacity(1 << 20, file);
     let mut offset = 0u64;
     let mut payload = Vec::new();
+    let mut damaged = Vec::new();
+    let mut last_seq: Option<u64> = None;
     let torn = loop {
         if offset == size {
             break None;
         }
-        let mut header = [0u8; HEADER];
-        if size - offset < HEADER as u64 {
-            break Some("cut inside a frame header");
-        }
-        reader.read_exact(&mut header)?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_PAYLOAD || (len as usize) < SEQ {
-            break Some("impossible frame length");
-        }
-        if size - offset - (HEADER as u64) < u64::from(len) {
-            break Some("cut inside a record");
-        }
-        payload.resize(len as usize, 0);
-        reader.read_exact(&mut payload)?;
-        if crc32fast::hash(&payload) != crc {
-            break Some("checksum mismatch");
-        }
-        let (seq, rest) = payload.split_at(SEQ);
-        let found = Found {
-            seq: u64::from_be_bytes(seq.try_into().unwrap_or([0; SEQ])),
-            offset,
-            len: len + HEADER as u32,
+        let floor = last_seq.map_or(first_seq, |last| last.saturating_add(1));
+        let bad = match read_frame(&mut reader, offset, size, &mut payload)? {
+            Ok(seq) if plausible_seq(seq, floor) => {
+                let found = Found {
+                    seq,
+                    offset,
+                    len: payload.len() as u32 + HEADER as u32,
+                };
+                visit(found, &payload[SEQ..]);
+                offset += u64::from(found.len);
+                last_seq = Some(seq);
+                continue;
+            }
+            Ok(_) => "record out of sequence",
+            Err(reason) => reason,
         };
-        visit(found, rest);
-        offset += u64::from(found.len);
+        match resync(file, offset + 1, size, floor, &mut payload)? {
+            Some((to, resumed_seq)) => {
+                damaged.push(Damage {
+                    from: offset,
+                    to,
+                    reason: bad,
+                    after_seq: last_seq,
+                    resumed_seq,
+                });
+                offset = to;
+                reader.seek(io::SeekFrom::Start(to))?;
+            }
+            None => break Some(bad),
+        }
     };
     Ok(Scan {
         valid_end: offset,
+        damaged,
         torn,
     })
+}
+
+/// Reads the frame at `offset` (where `reader` stands) into `payload`: its seq, or why it is
+/// not a whole frame.
+fn read_frame(
+    reader: &mut impl Read,
+    offset: u64,
+    size: u64,
+    payload: &mut Vec<u8>,
+) -> io::Result<Result<u64, &'static str>> {
+    if size - offset < HEADER as u64 {
+        return Ok(Err("cut inside a frame header"));
+    }
+    let mut header = [0u8; HEADER];
+    reader.read_exact(&mut header)?;
+    let (len, crc) = split_header(&header);
+    if len > MAX_PAYLOAD || (len as usize) < SEQ {
+        return Ok(Err("impossible frame length"));
+    }
+    if size - offset - (HEADER as u64) < u64::from(len) {
+        return Ok(Err("cut inside a record"));
+    }
+    payload.resize(len as usize, 0);
+    reader.read_exact(payload)?;
+    if crc32fast::hash(payload) != crc {
+        return Ok(Err("checksum mismatch"));
+    }
+    Ok(Ok(seq_of(payload)))
+}
+
+/// Length and CRC from the first `HEADER` bytes of `frame` (the caller has checked there are).
+fn split_header(frame: &[u8]) -> (u32, u32) {
+    let header = &frame[..HEADER];
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    (len, crc)
+}
+
+fn seq_of(payload: &[u8]) -> u64 {
+    let mut seq = [0u8; SEQ];
+    seq.copy_from_slice(&payload[..SEQ]);
+    u64::from_be_bytes(seq)
+}
+
+/// The first offset at or after `from` where a whole frame starts whose seq is plausible
+/// above `floor`, and that seq. Only a candidate whose length fits the file and whose seq is
+/// plausible has its checksum computed, so a search through text costs little.
+fn resync(
+    file: &File,
+    from: u64,
+    size: u64,
+    floor: u64,
+    payload: &mut Vec<u8>,
+) -> io::Result<Option<(u64, u64)>> {
+    const PROBE: usize = HEADER + SEQ;
+    const CHUNK: usize = 1 << 20;
+    let mut window = vec![0u8; CHUNK + PROBE];
+    let mut base = from;
+    while base + PROBE as u64 <= size {
+        let have = usize::try_from(size - base).map_or(window.len(), |n| n.min(window.len()));
+        file.read_exact_at(&mut window[..have], base)?;
+        let starts = (have - PROBE + 1).min(CHUNK);
+        for i in 0..starts {
+            let at = base + i as u64;
+            let (len, crc) = split_header(&window[i..]);
+            let seq = seq_of(&window[i + HEADER..i + PROBE]);
+            if len > MAX_PAYLOAD
+                || (len as usize) < SEQ
+                || size - at - (HEADER as u64) < u64::from(len)
+                || !plausible_seq(seq, floor)
+            {
+                continue;
+            }
+            payload.resize(len as usize, 0);
+            file.read_exact_at(payload, at + HEADER as u64)?;
+            if crc32fast::hash(payload) == crc {
+                return Ok(Some((at, seq)));
+            }
+        }
+        base += starts as u64;
+    }
+    Ok(None)
 }
 
 /// Reads the record of a frame found earlier (or written by this process).
@@ -160,11 +278,10 @@ fn decode_frame(frame: &Bytes) -> Result<(u64, Event), StoreError> {
         .get(HEADER..)
         .filter(|p| p.len() >= SEQ)
         .ok_or_else(|| record::corrupt("segment frame shorter than its header"))?;
-    let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    if crc32fast::hash(payload) != crc {
+    if crc32fast::hash(payload) != split_header(frame).1 {
         return Err(record::corrupt("segment record fails its checksum"));
     }
-    let seq = u64::from_be_bytes(payload[..SEQ].try_into().unwrap_or([0; SEQ]));
+    let seq = seq_of(payload);
     let rest = frame.slice(HEADER + SEQ..);
     Ok((seq, record::decode_event_shared(&rest)?))
 }
@@ -204,7 +321,10 @@ mod tests {
     /// The scan and the records it visited.
     fn scan_path(path: &Path) -> (Scan, Vec<Found>) {
         let mut records = Vec::new();
-        let scan = scan(&File::open(path).unwrap(), |found, _| records.push(found)).unwrap();
+        let scan = scan(&File::open(path).unwrap(), 1, |found, _| {
+            records.push(found)
+        })
+        .unwrap();
         (scan, records)
     }
 
@@ -265,23 +385,126 @@ mod tests {
         assert_eq!(records.len(), 2);
     }
 
+    fn rewrite(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = std::fs::read(path).unwrap();
+        change(&mut bytes);
+        std::fs::write(path, &bytes).unwrap();
+    }
+
     #[test]
-    fn a_flipped_byte_stops_the_scan_at_its_frame() {
+    fn a_flipped_byte_mid_file_loses_its_record_only() {
         let dir = tempfile::tempdir().unwrap();
         let (path, offsets) = three(&dir);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let at = offsets[1] as usize + HEADER + 20;
-        bytes[at] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
+        rewrite(&path, |bytes| {
+            bytes[offsets[1] as usize + HEADER + 20] ^= 0x40
+        });
         let (found, records) = scan_path(&path);
-        assert_eq!(found.torn, Some("checksum mismatch"));
-        assert_eq!(found.valid_end, offsets[1]);
-        assert_eq!(records.len(), 1);
+        assert_eq!(found.torn, None);
+        assert_eq!(found.valid_end, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(
+            found.damaged,
+            [Damage {
+                from: offsets[1],
+                to: offsets[2],
+                reason: "checksum mismatch",
+                after_seq: Some(1),
+                resumed_seq: 3,
+            }]
+        );
+        let seqs: Vec<u64> = records.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [1, 3]);
+        assert_eq!(records[1].offset, offsets[2]);
         let file = File::open(&path).unwrap();
         assert!(matches!(
             read(&file, offsets[1], (offsets[2] - offsets[1]) as u32),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn damage_at_the_start_of_a_file_is_read_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = three(&dir);
+        // A length no frame has: the header itself is what is damaged.
+        rewrite(&path, |bytes| bytes[3] = 0xFF);
+        let (found, records) = scan_path(&path);
+        assert_eq!(found.torn, None);
+        assert_eq!(found.damaged.len(), 1);
+        let damage = found.damaged[0];
+        assert_eq!((damage.from, damage.to), (0, offsets[1]));
+        assert_eq!(damage.reason, "impossible frame length");
+        assert_eq!((damage.after_seq, damage.resumed_seq), (None, 2));
+        assert_eq!(records.iter().map(|f| f.seq).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn a_long_stretch_of_zeros_between_frames_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = three(&dir);
+        // Longer than the window the search reads at a time, so it crosses one.
+        let hole = (1 << 20) + 5000;
+        rewrite(&path, |bytes| {
+            let at = offsets[2] as usize;
+            bytes.splice(at..at, std::iter::repeat_n(0u8, hole));
+        });
+        let (found, records) = scan_path(&path);
+        assert_eq!(found.torn, None);
+        assert_eq!(found.damaged.len(), 1);
+        let damage = found.damaged[0];
+        assert_eq!(damage.from, offsets[2]);
+        assert_eq!(damage.to, offsets[2] + hole as u64);
+        assert_eq!(damage.reason, "impossible frame length");
+        assert_eq!((damage.after_seq, damage.resumed_seq), (Some(2), 3));
+        assert_eq!(records.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(records[2].offset, offsets[2] + hole as u64);
+    }
+
+    #[test]
+    fn damage_with_no_whole_frame_after_it_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = three(&dir);
+        rewrite(&path, |bytes| {
+            bytes[offsets[2] as usize + HEADER + 20] ^= 0x40
+        });
+        let (found, records) = scan_path(&path);
+        assert_eq!(found.torn, Some("checksum mismatch"));
+        assert!(found.damaged.is_empty());
+        assert_eq!(found.valid_end, offsets[2]);
+        assert_eq!(records.len(), 2);
+    }
+
+    #[test]
+    fn a_whole_frame_out_of_sequence_is_not_taken_for_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(10));
+        let mut buf = Vec::new();
+        let mut offsets = Vec::new();
+        // 10, then a frame whose checksum holds but whose seq goes back, then 12; a file
+        // whose first record lies below the seq it is named for is damaged too.
+        for seq in [10, 4, 12] {
+            offsets.push(buf.len() as u64);
+            frame(&mut buf, seq, &event(seq as u8)).unwrap();
+        }
+        File::create(&path).unwrap().write_all(&buf).unwrap();
+        let mut records = Vec::new();
+        let found = scan(&File::open(&path).unwrap(), 10, |f, _| records.push(f.seq)).unwrap();
+        assert_eq!(records, [10, 12]);
+        assert_eq!(found.torn, None);
+        assert_eq!(found.damaged.len(), 1);
+        assert_eq!(found.damaged[0].reason, "record out of sequence");
+        assert_eq!(
+            (found.damaged[0].from, found.damaged[0].to),
+            (offsets[1], offsets[2])
+        );
+
+        let mut records = Vec::new();
+        let found = scan(&File::open(&path).unwrap(), 11, |f, _| records.push(f.seq)).unwrap();
+        assert_eq!(records, [12]);
+        assert_eq!(found.damaged[0].reason, "record out of sequence");
+        assert_eq!(
+            (found.damaged[0].from, found.damaged[0].to),
+            (0, offsets[2])
+        );
     }
 
     #[test]

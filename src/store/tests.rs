@@ -510,6 +510,55 @@ async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
 }
 
 #[tokio::test]
+async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (segment_path, valid, seqs_before) = {
+        let (store, pending) = with_events(&dir, 1..=4).await;
+        let path = writer::lock(&store.inner.table)
+            .segments
+            .values()
+            .next()
+            .unwrap()
+            .path
+            .clone();
+        (
+            path.clone(),
+            std::fs::metadata(&path).unwrap().len(),
+            seqs(&pending),
+        )
+    };
+    // One flipped bit inside the second record: whole records follow it, so it is not a
+    // torn write and the records after it were acknowledged to their senders.
+    let mut bytes = std::fs::read(&segment_path).unwrap();
+    let at = frame_len() as usize + segment::HEADER + 12;
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment_path, &bytes).unwrap();
+
+    let store = open(&dir, HOUR);
+    assert_eq!(
+        std::fs::metadata(&segment_path).unwrap().len(),
+        valid,
+        "records after the damage are not cut"
+    );
+    let survivors = [seqs_before[0], seqs_before[2], seqs_before[3]];
+    assert_eq!(seqs(&take_all(&store)), survivors);
+    assert_eq!(store.stats().outbox, 3);
+    assert_eq!(
+        store.append(event(5, now_ms())).await.unwrap(),
+        Appended::Accepted
+    );
+    drop(store);
+
+    // Opened again, the same stretch is read past and the new record follows the others.
+    let store = open(&dir, HOUR);
+    let all = store.pending_after(None, Room::events(10)).unwrap();
+    assert_eq!(&seqs(&all)[..3], survivors);
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].event.meta.id, event(5, 0).meta.id);
+    assert!(all[3].seq > seqs_before[3]);
+}
+
+#[tokio::test]
 async fn segments_roll_and_settled_ones_go_whole() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_segments(dir.path(), 12, |s| s.keep_delivered = Duration::ZERO).await;
