@@ -2,11 +2,13 @@
 //!
 //! `cargo bench --bench relay` runs it as its own process under the relay's saturation load and
 //! reports the relay's throughput and CPU per event as ratios to it (README "Benchmark"). It does
-//! this and nothing else: actix-web (the relay's HTTP stack) takes a `POST` on any path; one thread
-//! takes every body waiting, appends them length-prefixed to one file, calls `fdatasync` once and
-//! only then answers each request 202 (group commit); then each body is published persistent to
-//! one quorum queue, publisher confirms on, at most 256 in flight, every confirm awaited. No
-//! parsing, verification, dedup, routing by kind or retries: what is left is the durable minimum.
+//! this and nothing else: actix-web (the relay's HTTP stack) takes a `POST` on any path and numbers
+//! it; one thread takes every body waiting, appends them length-prefixed to one file, calls
+//! `fdatasync` once and only then answers each request 202 with its id, as the relay does (group
+//! commit); then each body is published persistent with that id as `message_id` to one quorum
+//! queue, publisher confirms on, at most 256 in flight, every confirm awaited. No parsing,
+//! verification, dedup, routing by kind or retries: what is left is the durable minimum. The id is
+//! what lets the bench's steady phase time each event from its send to its delivery.
 //!
 //! ```sh
 //! cargo run --release --example durable_limit -- --port 8099 --queue limit --file /tmp/limit.log
@@ -91,8 +93,24 @@ enum LimitError {
     Unconfirmed(u64),
 }
 
-/// A body waiting for the group commit, and where its 202 is released.
-type Pending = (web::Bytes, oneshot::Sender<()>);
+/// A body waiting for the group commit, its id, and where its 202 is released.
+type Pending = (Body, oneshot::Sender<()>);
+
+/// A numbered body: the number is its id (as the relay's event id, 32 hex digits).
+type Body = (EventId, web::Bytes);
+
+/// Numbers the requests in the order they arrive.
+#[derive(Default)]
+struct Ids(AtomicU64);
+
+impl Ids {
+    fn next(&self) -> EventId {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        EventId(id)
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -137,9 +155,11 @@ async fn run(args: Args) -> Result<(), LimitError> {
     // Bound only now, so a client that can connect finds the queue declared.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let to_commit = web::Data::new(to_commit);
+    let ids = web::Data::new(Ids::default());
     HttpServer::new(move || {
         App::new()
             .app_data(to_commit.clone())
+            .app_data(ids.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .service(web::resource("/{path:.*}").route(web::post().to(accept)))
     })
@@ -222,19 +242,20 @@ enum Route {
 }
 
 impl Route {
-    /// The exchange, routing key and properties of the `seq`-th body.
-    fn publish_args(&self, seq: u64) -> (&str, String, BasicProperties) {
+    /// The exchange, routing key and properties of the body numbered `id`.
+    fn publish_args(&self, id: EventId) -> (&str, String, BasicProperties) {
         match self {
             Route::Bare { queue } => (
                 "",
                 queue.clone(),
-                BasicProperties::default().with_delivery_mode(2),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(id.hex().as_str().into()),
             ),
             Route::RelayContract { exchange } => {
-                let mut id = [0u8; 16];
-                id[8..].copy_from_slice(&seq.to_be_bytes());
+                let seq = u64::from_be_bytes(id.0[8..].try_into().unwrap_or_default());
                 let meta = EventMeta {
-                    id: EventId(id),
+                    id,
                     kind: Kind::Message,
                     connection: "limit".to_owned(),
                     action: Some("start".to_owned()),
@@ -250,14 +271,21 @@ impl Route {
     }
 }
 
-/// Hands the body to the group commit and answers 202 once it is on disk.
-async fn accept(body: web::Bytes, commit: web::Data<mpsc::Sender<Pending>>) -> HttpResponse {
+/// Hands the body to the group commit and answers 202 with its id once it is on disk.
+async fn accept(
+    body: web::Bytes,
+    commit: web::Data<mpsc::Sender<Pending>>,
+    ids: web::Data<Ids>,
+) -> HttpResponse {
+    let id = ids.next();
     let (durable, on_disk) = oneshot::channel();
-    if commit.send((body, durable)).is_err() {
+    if commit.send(((id, body), durable)).is_err() {
         return HttpResponse::ServiceUnavailable().finish();
     }
     match on_disk.await {
-        Ok(()) => HttpResponse::Accepted().finish(),
+        Ok(()) => HttpResponse::Accepted()
+            .content_type("application/json")
+            .body(format!("{{\"id\":\"{}\"}}", id.hex().as_str())),
         // The write or the fdatasync failed: nothing may be promised.
         Err(_) => HttpResponse::InternalServerError().finish(),
     }
@@ -267,7 +295,7 @@ async fn accept(body: web::Bytes, commit: web::Data<mpsc::Sender<Pending>>) -> H
 fn group_commit(
     mut file: File,
     bodies: mpsc::Receiver<Pending>,
-    publisher: async_mpsc::UnboundedSender<web::Bytes>,
+    publisher: async_mpsc::UnboundedSender<Body>,
 ) -> Result<(), LimitError> {
     let mut batch: Vec<Pending> = Vec::new();
     let mut buffer = Vec::new();
@@ -275,7 +303,7 @@ fn group_commit(
         batch.push(first);
         batch.extend(bodies.try_iter());
         buffer.clear();
-        for (body, _) in &batch {
+        for ((_, body), _) in &batch {
             buffer.extend_from_slice(&(body.len() as u64).to_le_bytes());
             buffer.extend_from_slice(body);
         }
@@ -298,7 +326,7 @@ fn group_commit(
 async fn publish(
     channel: Channel,
     route: Route,
-    mut bodies: async_mpsc::UnboundedReceiver<web::Bytes>,
+    mut bodies: async_mpsc::UnboundedReceiver<Body>,
     failures: Arc<AtomicU64>,
 ) {
     // mandatory: a message the broker cannot route comes back as a return, not a silent ack.
@@ -308,16 +336,14 @@ async fn publish(
     };
     let mut in_flight = FuturesUnordered::new();
     let mut open = true;
-    let mut seq = 0u64;
     while open || !in_flight.is_empty() {
         tokio::select! {
             body = bodies.recv(), if open && in_flight.len() < IN_FLIGHT => {
-                let Some(body) = body else {
+                let Some((id, body)) = body else {
                     open = false;
                     continue;
                 };
-                let (exchange, routing_key, properties) = route.publish_args(seq);
-                seq += 1;
+                let (exchange, routing_key, properties) = route.publish_args(id);
                 let publish = channel.basic_publish(
                     exchange.into(),
                     routing_key.as_str().into(),

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::broker::{unique_name, Cleanup};
 use crate::load::{saturation, Target};
 use crate::process::{broker_pid, mb, target_dir, CpuMark, Server};
+use crate::steady::{at_rest, steady};
 use crate::SizeRun;
 
 /// Builds the example with the release profile (the bench's own profile inherits it) and
@@ -45,7 +46,9 @@ pub enum Publishes {
 }
 
 /// The relay's saturation load (same clients, bodies and count) on the durable limit; every
-/// accepted event must be counted in its queue, and every body must be in its file.
+/// accepted event must be counted in its queue, and every body must be in its file. The bare
+/// limit then takes the relay's steady phase too, so that the relay's steady latency can be set
+/// beside what fdatasync and the broker allow on the same disk in the same round.
 pub async fn measure(
     run: &SizeRun<'_>,
     exe: &Path,
@@ -95,21 +98,47 @@ pub async fn measure(
     let sat = saturation(http, bodies, n, plan.clients, &target, &channel).await?;
     let cpu = CpuMark::now(pid, broker_pid)?.per_event(&before, n);
     let peak = limit.memory()?.hwm_kb;
+    let steady = match publishes {
+        Publishes::Bare => {
+            at_rest(&channel, &target.queues, limit.pid()).await?;
+            let steady = steady(&target, limit.pid(), http, bodies, plan, n, run.broker)
+                .await
+                .context("steady")?;
+            println!(
+                "  steady: 202 p50 {} / p99 {} / max {} ms; send→delivered p99 {} ms",
+                steady.accepted["p50_ms"],
+                steady.accepted["p99_ms"],
+                steady.accepted["max_ms"],
+                steady.delivered["p99_ms"]
+            );
+            Some(steady)
+        }
+        Publishes::RelayContract => None,
+    };
     limit.stop()?;
     let _ = channel.close(200, "done".into()).await;
 
+    let sent = n + steady.as_ref().map_or(0, |_| plan.rate * plan.steady_secs);
     let file = std::fs::metadata(limit.dir.path().join("bodies.log"))?.len();
-    let expected: u64 = (0..n).map(|seq| 8 + bodies.body(seq).len() as u64).sum();
+    let expected: u64 = (0..sent).map(|seq| 8 + bodies.body(seq).len() as u64).sum();
     ensure!(
         file == expected,
-        "the durable limit's file holds {file} bytes, {expected} expected for {n} bodies"
+        "the durable limit's file holds {file} bytes, {expected} expected for {sent} bodies"
     );
-    Ok(json!({
+    let mut figures = json!({
         "accepted_per_sec": sat.accepted_per_sec.round(),
         "latency_202": sat.latency,
         "all_confirmed_after_load_secs": (sat.drain_secs * 1000.0).round() / 1000.0,
         "confirmed_per_sec_end_to_end": sat.confirmed_per_sec.round(),
         "cpu_us_per_event": cpu,
         "peak_rss_mb": mb(peak),
-    }))
+    });
+    if let Some(steady) = steady {
+        figures["steady"] = json!({
+            "latency_202_from_schedule": steady.accepted,
+            "latency_202_service": steady.service,
+            "send_to_delivered": steady.delivered,
+        });
+    }
+    Ok(figures)
 }

@@ -5,8 +5,9 @@
 //!    flight (`ceiling`);
 //! 2. the durable limit: examples/durable_limit.rs, the least a relay can do and stay durable
 //!    (group commit with one `fdatasync`, then publish with confirms), under the relay's saturation
-//!    load (`limit`); the relay's throughput and CPU per event are given as ratios to it; then
-//!    the same publishing as the relay does (topic exchange, routing key, properties, headers), so
+//!    load (`limit`); the relay's throughput and CPU per event are given as ratios to it; it then
+//!    takes the steady phase (4.) too, to show the latency the machine allows; then the same
+//!    publishing as the relay does (topic exchange, routing key, properties, headers), so
 //!    that the broker's cost of the relay's message contract is seen apart (not a target);
 //! 3. saturation: the relay driven by 32 keep-alive clients, then the time until every accepted
 //!    event sits in its queue (counts must match exactly, or the run fails; `load`);

@@ -8,7 +8,7 @@ use whaticket_relay::config::{AmqpSettings, AmqpUrl, Settings};
 use whaticket_relay::publish::topology;
 use whaticket_relay::store::Store;
 
-use crate::broker::{kind_queues, purge, unique_name, Cleanup};
+use crate::broker::{kind_queues, unique_name, Cleanup};
 use crate::load::{saturation, Target};
 use crate::process::{broker_pid, mb, CpuMark, Server};
 use crate::{SizeRun, CONNECTION, TOKEN};
@@ -51,17 +51,10 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
         saturation_cpu["broker"],
         saturation_cpu["load_generator"]
     );
-    purge(&channel, &target.queues).await?;
-    let _ = channel.close(200, "done".into()).await;
     // The steady phase measures a relay and a broker at rest before it: not RabbitMQ dropping
     // the purged backlog, nor the relay writing the saturation's dedup keys into sled.
-    let broker_waited = crate::process::settle(broker_pid).await;
-    let relay_waited = crate::process::settle(Some(relay.pid())).await;
-    println!(
-        "  (broker idle after {:.1} s, relay after {:.1} s more)",
-        broker_waited.as_secs_f64(),
-        relay_waited.as_secs_f64()
-    );
+    crate::steady::at_rest(&channel, &target.queues, relay.pid()).await?;
+    let _ = channel.close(200, "done".into()).await;
 
     let steady = crate::steady::steady(&target, relay.pid(), http, bodies, plan, n, run.broker)
         .await

@@ -191,6 +191,14 @@ const ROWS: &[(&str, Cell)] = &[
         Cell::Num("durable_limit/peak_rss_mb"),
     ),
     (
+        "  steady: 202 p50/p99/max (ms)",
+        Cell::Latency("durable_limit/steady/latency_202_from_schedule"),
+    ),
+    (
+        "  send→delivered p50/p99/max (ms)",
+        Cell::Latency("durable_limit/steady/send_to_delivered"),
+    ),
+    (
         "limit, relay's message contract: acc./s",
         Cell::Num("durable_limit_relay_contract/accepted_per_sec"),
     ),
@@ -433,4 +441,38 @@ pub fn print_table(figures: &Value) {
         }
         println!();
     }
+    println!("\nthe same figures of the durable limit, same rounds (not targets: what the machine allows):");
+    for (name, path) in YARDSTICKS {
+        print!("{:<38}", format!("  {name}"));
+        for (_, size) in &sizes {
+            print!("{:>44}", over_each_round(size, path));
+        }
+        println!();
+    }
+}
+
+/// Figures of the durable limit beside the relay's latency targets, judged by nothing: what
+/// the disk and the broker allow at that rate in the same round.
+const YARDSTICKS: &[(&str, &str)] = &[
+    (
+        "limit's steady 202 p99 (ms)",
+        "durable_limit/steady/latency_202_from_schedule/p99_ms",
+    ),
+    (
+        "limit's steady send→delivered p99 (ms)",
+        "durable_limit/steady/send_to_delivered/p99_ms",
+    ),
+];
+
+/// The median over a size's rounds of the figure at `path`, each round in brackets.
+fn over_each_round(size: &Value, path: &str) -> String {
+    let rounds = size["rounds"].as_array().map_or(&[][..], Vec::as_slice);
+    let values: Vec<Option<f64>> = rounds.iter().map(|r| at(r, path).as_f64()).collect();
+    let median = over_rounds(&values, Over::Median, true);
+    let each: Vec<String> = rounds.iter().map(|r| num(at(r, path))).collect();
+    format!(
+        "{} ({})",
+        median.map_or("-".to_owned(), |m| num(&json!(m))),
+        each.join(", ")
+    )
 }

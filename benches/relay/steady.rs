@@ -9,10 +9,11 @@ use anyhow::{anyhow, ensure, Context, Result};
 use futures_util::stream::StreamExt;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
-use lapin::Connection;
+use lapin::{Channel, Connection};
 use serde_json::Value;
 
 use crate::bodies::Bodies;
+use crate::broker::purge;
 use crate::load::{histogram, latency, post, record, Target};
 use crate::plan::Plan;
 use crate::process::Memory;
@@ -25,9 +26,26 @@ pub struct Steady {
     pub rss_kb: Vec<u64>,
 }
 
-/// Open loop on the relay (process `pid`): request `i` is due at `start + i / rate` whatever happened to the earlier ones; its
+/// Brings a server (process `pid`) and the broker to rest after a saturation: its queues
+/// purged, then both idle, so that the steady phase does not measure RabbitMQ dropping the
+/// backlog nor the server finishing the saturation's work. Prints how long each took.
+pub async fn at_rest(channel: &Channel, queues: &[String], pid: u32) -> Result<()> {
+    purge(channel, queues).await?;
+    let broker_waited = crate::process::settle(crate::process::broker_pid()).await;
+    let server_waited = crate::process::settle(Some(pid)).await;
+    println!(
+        "  (broker idle after {:.1} s, server after {:.1} s more)",
+        broker_waited.as_secs_f64(),
+        server_waited.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Open loop on a server (process `pid`): request `i` is due at `start + i / rate` whatever happened to the earlier ones; its
 /// 202 latency runs from that due time. Consumers on the kind queues time each delivery; joined
 /// with the send time by event id afterwards.
+/// The server is the relay or the durable limit: either answers 202 with the event's id and
+/// publishes it with that id as `message_id`.
 pub async fn steady(
     target: &Target,
     pid: u32,
