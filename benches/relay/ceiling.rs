@@ -8,8 +8,11 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ExchangeKind};
+use whaticket_relay::clock::now_ms;
+use whaticket_relay::event::{EventId, EventMeta, Format, Kind};
+use whaticket_relay::publish::properties;
 
 use crate::bodies::Bodies;
 use crate::broker::{queue_count, quorum_args, unique_name, Cleanup};
@@ -18,35 +21,22 @@ use crate::{CONNECTION, TICKETS};
 /// Confirms in flight (the relay's `amqp.max_in_flight` default).
 const IN_FLIGHT: usize = 256;
 
-/// What the relay sends with each event (src/publisher.rs `properties`), rebuilt here.
+/// What the relay sends with a Whaticket message: its own `publish::properties`, so the ceiling
+/// cannot drift from the relay's message contract.
 fn relay_like_properties(seq: u64) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "connection".into(),
-        AMQPValue::LongString(LongString::from(CONNECTION)),
-    );
-    headers.insert(
-        "action".into(),
-        AMQPValue::LongString(LongString::from("start")),
-    );
-    headers.insert("company_id".into(), AMQPValue::LongLongInt(1));
-    headers.insert(
-        "ticket_id".into(),
-        AMQPValue::LongLongInt((1000 + seq % TICKETS) as i64),
-    );
-    headers.insert("from_me".into(), AMQPValue::Boolean(false));
-    headers.insert(
-        "received_at".into(),
-        AMQPValue::LongString(LongString::from("2026-01-01T00:00:00.000Z")),
-    );
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(format!("{seq:032x}").into())
-        .with_type("message".into())
-        .with_timestamp(1_767_225_600)
-        .with_app_id("whaticket-relay".into())
-        .with_headers(headers)
+    let mut id = [0u8; 16];
+    id[8..].copy_from_slice(&seq.to_be_bytes());
+    properties(&EventMeta {
+        id: EventId(id),
+        kind: Kind::Message,
+        connection: CONNECTION.to_owned(),
+        action: Some("start".to_owned()),
+        format: Some(Format::WhaticketSaas),
+        company_id: Some(1),
+        ticket_id: Some(1000 + (seq % TICKETS) as i64),
+        from_me: Some(false),
+        received_at_ms: now_ms(),
+    })
 }
 
 /// Bare lapin: persistent, mandatory, to a topic exchange bound to one quorum queue, 256 confirms
