@@ -105,11 +105,12 @@ pub async fn measure(
                 .await
                 .context("steady")?;
             println!(
-                "  steady: 202 p50 {} / p99 {} / max {} ms; send→delivered p99 {} ms",
+                "  steady: 202 p50 {} / p99 {} / max {} ms; send→delivered p99 {} ms; broker's busiest second {} MB written",
                 steady.accepted["p50_ms"],
                 steady.accepted["p99_ms"],
                 steady.accepted["max_ms"],
-                steady.delivered["p99_ms"]
+                steady.delivered["p99_ms"],
+                steady.disk["broker_busiest_second_mb"]
             );
             Some(steady)
         }
@@ -138,6 +139,7 @@ pub async fn measure(
             "latency_202_from_schedule": steady.accepted,
             "latency_202_service": steady.service,
             "send_to_delivered": steady.delivered,
+            "disk_writes": steady.disk,
         });
     }
     Ok(figures)

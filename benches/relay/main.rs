@@ -12,7 +12,9 @@
 //! 3. saturation: the relay driven by 32 keep-alive clients, then the time until every accepted
 //!    event sits in its queue (counts must match exactly, or the run fails; `load`);
 //! 4. steady: an open-loop 1000 requests/s (latency from the scheduled send time, so a slow relay
-//!    cannot hide its stalls by slowing the load), 202 latency and send → delivered (`steady`);
+//!    cannot hide its stalls by slowing the load), 202 latency and send → delivered (`steady`),
+//!    with what RabbitMQ and the disk wrote meanwhile (`disk`: a quorum-queue WAL rollover on the
+//!    shared disk stalls every fdatasync);
 //! 5. the relay's memory (its own process) and the store's bytes on disk per event and per dedup
 //!    key (`store_only` and the data dir after the run).
 //!
@@ -34,6 +36,7 @@
 mod bodies;
 mod broker;
 mod ceiling;
+mod disk;
 mod limit;
 mod load;
 mod plan;

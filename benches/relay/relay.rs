@@ -67,9 +67,10 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
         )
     };
     println!(
-        "steady: 202 {}; send→delivered {}",
+        "steady: 202 {}; send→delivered {}; broker's busiest second {} MB written",
         brief(&steady.accepted),
-        brief(&steady.delivered)
+        brief(&steady.delivered),
+        steady.disk["broker_busiest_second_mb"]
     );
 
     relay.stop()?;
@@ -104,6 +105,7 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
             "latency_202_service": steady.service,
             "send_to_delivered": steady.delivered,
             "duplicates_delivered": steady.duplicates,
+            "disk_writes": steady.disk,
         },
         "memory_mb": {
             "idle": mb(idle.rss_kb),

@@ -199,6 +199,13 @@ const ROWS: &[(&str, Cell)] = &[
         Cell::Latency("durable_limit/steady/send_to_delivered"),
     ),
     (
+        "  steady: busiest s, MB broker / disk",
+        Cell::Nums(&[
+            "durable_limit/steady/disk_writes/broker_busiest_second_mb",
+            "durable_limit/steady/disk_writes/device_busiest_second_mb",
+        ]),
+    ),
+    (
         "limit, relay's message contract: acc./s",
         Cell::Num("durable_limit_relay_contract/accepted_per_sec"),
     ),
@@ -284,6 +291,20 @@ const ROWS: &[(&str, Cell)] = &[
     (
         "  send→delivered p50/p99/max (ms)",
         Cell::Latency("steady/send_to_delivered"),
+    ),
+    (
+        "  busiest s, MB broker / disk",
+        Cell::Nums(&[
+            "steady/disk_writes/broker_busiest_second_mb",
+            "steady/disk_writes/device_busiest_second_mb",
+        ]),
+    ),
+    (
+        "  MB written in all: broker / disk",
+        Cell::Nums(&[
+            "steady/disk_writes/broker_written_mb",
+            "steady/disk_writes/device_written_mb",
+        ]),
     ),
     ("relay RSS idle (MB)", Cell::Num("memory_mb/idle")),
     (
@@ -441,7 +462,7 @@ pub fn print_table(figures: &Value) {
         }
         println!();
     }
-    println!("\nthe same figures of the durable limit, same rounds (not targets: what the machine allows):");
+    println!("\nthe durable limit's figures and the broker's disk writes, same rounds (not targets: what the machine allows):");
     for (name, path) in YARDSTICKS {
         print!("{:<38}", format!("  {name}"));
         for (_, size) in &sizes {
@@ -461,6 +482,15 @@ const YARDSTICKS: &[(&str, &str)] = &[
     (
         "limit's steady send→delivered p99 (ms)",
         "durable_limit/steady/send_to_delivered/p99_ms",
+    ),
+    // A quorum-queue WAL rollover writes a few hundred MB in a second (benches/relay/disk.rs).
+    (
+        "broker's busiest s, relay steady (MB)",
+        "steady/disk_writes/broker_busiest_second_mb",
+    ),
+    (
+        "broker's busiest s, limit steady (MB)",
+        "durable_limit/steady/disk_writes/broker_busiest_second_mb",
     ),
 ];
 

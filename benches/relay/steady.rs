@@ -14,9 +14,10 @@ use serde_json::Value;
 
 use crate::bodies::Bodies;
 use crate::broker::purge;
+use crate::disk::Sampler;
 use crate::load::{histogram, latency, post, record, Target};
 use crate::plan::Plan;
-use crate::process::Memory;
+use crate::process::{broker_pid, Memory};
 
 pub struct Steady {
     pub accepted: Value,
@@ -24,6 +25,8 @@ pub struct Steady {
     pub delivered: Value,
     pub duplicates: u64,
     pub rss_kb: Vec<u64>,
+    /// What the broker and the disk wrote during the phase ([`crate::disk::Sampler::stop`]).
+    pub disk: Value,
 }
 
 /// Brings a server (process `pid`) and the broker to rest after a saturation: its queues
@@ -108,6 +111,8 @@ pub async fn steady(
         })
     };
 
+    let disk = Sampler::start(broker_pid(), &std::env::temp_dir());
+
     let url = Arc::new(target.url.clone());
     let period_ns = 1_000_000_000 / plan.rate.max(1);
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -142,6 +147,7 @@ pub async fn steady(
         sent_at.insert(id.context("202 without an event id")?, sent);
     }
     sampling.store(false, Ordering::Relaxed);
+    let disk = disk.stop().await?;
     ensure!(
         refused.is_empty(),
         "steady: not every request was answered 202: {refused:?}"
@@ -196,5 +202,6 @@ pub async fn steady(
         delivered: latency(&delivered),
         duplicates,
         rss_kb,
+        disk,
     })
 }
