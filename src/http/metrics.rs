@@ -64,6 +64,8 @@ impl Exporter {
             dedup_keys: store.dedup_keys() as u64,
             delivered_bytes: store.delivered_bytes(),
             disk_bytes: store.disk_bytes(),
+            damaged_bytes: store.damaged().bytes,
+            lost_records: store.damaged().lost_records,
             publisher: PublisherTotals {
                 published: p.published.load(Relaxed),
                 confirms: p.acked.load(Relaxed),

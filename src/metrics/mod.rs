@@ -55,6 +55,8 @@ struct Inner {
     dedup_keys: IntGauge,
     delivered_bytes: IntGauge,
     disk_bytes: IntGauge,
+    damaged_bytes: IntGauge,
+    lost_records: IntGauge,
     published: IntCounter,
     confirms: IntCounter,
     nacks: IntCounter,
@@ -201,6 +203,16 @@ impl Metrics {
                 "Bytes of delivered events kept for `replay`",
             ),
             disk_bytes: gauge(&r, "relay_store_disk_bytes", "Bytes the store uses on disk"),
+            damaged_bytes: gauge(
+                &r,
+                "relay_store_damaged_bytes",
+                "Bytes of segment files found damaged (no whole record) when the store was opened",
+            ),
+            lost_records: gauge(
+                &r,
+                "relay_store_lost_records",
+                "Records that were in those damaged stretches, lost (each logged as an error)",
+            ),
             published: counter(
                 &r,
                 "relay_publish_total",
@@ -410,6 +422,8 @@ impl Metrics {
         inner.dedup_keys.set(clamp(snapshot.dedup_keys));
         inner.delivered_bytes.set(clamp(snapshot.delivered_bytes));
         inner.disk_bytes.set(clamp(snapshot.disk_bytes));
+        inner.damaged_bytes.set(clamp(snapshot.damaged_bytes));
+        inner.lost_records.set(clamp(snapshot.lost_records));
         inner
             .broker_connected
             .set(i64::from(snapshot.broker_connected));
@@ -487,6 +501,9 @@ pub struct Snapshot {
     pub dedup_keys: u64,
     pub delivered_bytes: u64,
     pub disk_bytes: u64,
+    /// Found damaged when the store was opened, and the records lost with it.
+    pub damaged_bytes: u64,
+    pub lost_records: u64,
     pub publisher: PublisherTotals,
     pub broker_connected: bool,
     /// The store took a write probe at this scrape.

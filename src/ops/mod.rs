@@ -98,6 +98,12 @@ pub struct Stats {
     pub delivered_kept: usize,
     pub delivered_bytes: u64,
     pub disk_bytes: u64,
+    /// Segment damage found when the store was opened (zero on a healthy store). Defaults
+    /// so that this CLI still reads the answer of a relay from before these fields.
+    #[serde(default)]
+    pub damaged_bytes: u64,
+    #[serde(default)]
+    pub lost_records: u64,
 }
 
 pub fn rfc3339_ms(ms: u64) -> String {
@@ -118,6 +124,8 @@ pub fn stats(store: &Store) -> Stats {
         delivered_kept: s.delivered_kept,
         delivered_bytes: s.delivered_bytes,
         disk_bytes: s.disk_bytes,
+        damaged_bytes: s.damaged.bytes,
+        lost_records: s.damaged.lost_records,
     }
 }
 

@@ -104,6 +104,8 @@ struct Inner {
     feed: Arc<Feed>,
     window: Duration,
     keep_delivered: Duration,
+    /// Found by the scan at open; never changes while the store runs.
+    damaged: Damaged,
 }
 
 impl fmt::Debug for Store {
@@ -323,7 +325,13 @@ impl Store {
             delivered_kept: count(kept),
             delivered_bytes: kept_bytes,
             disk_bytes: self.disk_bytes(),
+            damaged: self.damaged(),
         }
+    }
+
+    /// Damage the scan read past when the store was opened.
+    pub fn damaged(&self) -> Damaged {
+        self.inner.damaged
     }
 
     /// Fails when the store cannot take a write right now.

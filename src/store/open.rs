@@ -217,6 +217,7 @@ impl Store {
                 feed,
                 window: settings.dedup_window,
                 keep_delivered: settings.keep_delivered,
+                damaged: recovered.damaged,
             }),
         };
         Ok(store)

@@ -10,7 +10,7 @@ use super::generations::Generations;
 use super::marks::{decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State};
 use super::table::{Entry, Segment, Table};
 use super::writer::Active;
-use super::{dedup, record, retention, segment, StoreError};
+use super::{dedup, record, retention, segment, Damaged, StoreError};
 
 pub(super) struct Recovered {
     pub(super) table: Table,
@@ -18,6 +18,7 @@ pub(super) struct Recovered {
     /// Highest seq in any segment (0 when there is none).
     pub(super) high: u64,
     pub(super) next_seq: u64,
+    pub(super) damaged: Damaged,
 }
 
 /// Segment files in `dir` by first seq, oldest first.
@@ -54,6 +55,7 @@ pub(super) fn open(
     let mut table = Table::default();
     let mut high = 0u64;
     let mut restored = 0u64;
+    let mut damaged = Damaged::default();
     for &first in &firsts {
         let path = dir.join(segment::file_name(first));
         let marks = db.open_tree(marks_tree_name(first))?;
@@ -111,7 +113,8 @@ pub(super) fn open(
         }
         let last = Some(&first) == firsts.last();
         for damage in &scan.damaged {
-            report_damage(&path, first, damage);
+            damaged.bytes += damage.to - damage.from;
+            damaged.lost_records += report_damage(&path, first, damage);
         }
         match scan.torn {
             // Only the active segment is written to: a bad frame there that no whole frame
@@ -174,16 +177,18 @@ pub(super) fn open(
         active,
         high,
         next_seq,
+        damaged,
     })
 }
 
 /// Damage with whole records after it is never cut: those records are read, and what the stretch
 /// held is named so that an operator can look for it elsewhere (the broker, the sender).
-/// `first` is the seq the segment is named for.
-fn report_damage(path: &Path, first: u64, damage: &segment::Damage) {
+/// `first` is the seq the segment is named for. Returns how many records the stretch held.
+fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
     let lowest = damage.after_seq.map_or(first, |before| before + 1);
     // A frame out of sequence may stand where no seq was missing.
-    let lost = if damage.resumed_seq > lowest {
+    let lost_count = damage.resumed_seq.saturating_sub(lowest);
+    let lost = if lost_count > 0 {
         format!("{lowest}..={}", damage.resumed_seq - 1)
     } else {
         "none".to_owned()
@@ -198,6 +203,7 @@ fn report_damage(path: &Path, first: u64, damage: &segment::Damage) {
         "a segment is damaged; the records in this stretch are lost (they may have been \
          acknowledged and delivered), the records after it are read"
     );
+    lost_count
 }
 
 fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {

@@ -1,6 +1,6 @@
 //! Store behaviour against real segment files and a real sled database in a temporary directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::StorageSettings;
@@ -99,6 +99,20 @@ async fn with_events(
 fn frame_len() -> u64 {
     let mut buf = Vec::new();
     u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
+}
+
+/// The oldest segment file's path.
+fn first_segment(store: &Store) -> PathBuf {
+    let table = writer::lock(&store.inner.table);
+    table.segments.values().next().unwrap().path.clone()
+}
+
+/// Flips the low bit of the byte at `at(file length)` in the file at `path`.
+fn flip_bit(path: &Path, at: impl FnOnce(usize) -> usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = at(bytes.len());
+    bytes[at] ^= 0x01;
+    std::fs::write(path, &bytes).unwrap();
 }
 
 fn seqs(pending: &[Pending]) -> Vec<u64> {
@@ -478,13 +492,7 @@ async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
         for id in 1..=3 {
             store.append(event(id, now_ms())).await.unwrap();
         }
-        segment_path = writer::lock(&store.inner.table)
-            .segments
-            .values()
-            .next()
-            .unwrap()
-            .path
-            .clone();
+        segment_path = first_segment(&store);
         valid = std::fs::metadata(&segment_path).unwrap().len();
     }
     // Half a frame: what a crash in the middle of a group's write leaves.
@@ -514,13 +522,8 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (segment_path, valid, seqs_before) = {
         let (store, pending) = with_events(&dir, 1..=4).await;
-        let path = writer::lock(&store.inner.table)
-            .segments
-            .values()
-            .next()
-            .unwrap()
-            .path
-            .clone();
+        assert_eq!(store.stats().damaged, Damaged::default());
+        let path = first_segment(&store);
         (
             path.clone(),
             std::fs::metadata(&path).unwrap().len(),
@@ -529,10 +532,9 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
     };
     // One flipped bit inside the second record: whole records follow it, so it is not a
     // torn write and the records after it were acknowledged to their senders.
-    let mut bytes = std::fs::read(&segment_path).unwrap();
-    let at = frame_len() as usize + segment::HEADER + 12;
-    bytes[at] ^= 0x01;
-    std::fs::write(&segment_path, &bytes).unwrap();
+    flip_bit(&segment_path, |_| {
+        frame_len() as usize + segment::HEADER + 12
+    });
 
     let store = open(&dir, HOUR);
     assert_eq!(
@@ -543,6 +545,14 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
     let survivors = [seqs_before[0], seqs_before[2], seqs_before[3]];
     assert_eq!(seqs(&take_all(&store)), survivors);
     assert_eq!(store.stats().outbox, 3);
+    // The stretch is the one record's frame, for the metrics and `stats`.
+    assert_eq!(
+        store.stats().damaged,
+        Damaged {
+            bytes: frame_len(),
+            lost_records: 1
+        }
+    );
     assert_eq!(
         store.append(event(5, now_ms())).await.unwrap(),
         Appended::Accepted
@@ -551,6 +561,7 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
 
     // Opened again, the same stretch is read past and the new record follows the others.
     let store = open(&dir, HOUR);
+    assert_eq!(store.stats().damaged.lost_records, 1);
     let all = store.pending_after(None, Room::events(10)).unwrap();
     assert_eq!(&seqs(&all)[..3], survivors);
     assert_eq!(all.len(), 4);
@@ -1338,10 +1349,7 @@ async fn damage_in_a_closed_segment_is_reported_not_cut() {
         let first = table.segments.values().next().unwrap();
         (first.path.clone(), first.len, table.outbox)
     };
-    let mut bytes = std::fs::read(&first_path).unwrap();
-    let at = bytes.len() - 10;
-    bytes[at] ^= 0x01;
-    std::fs::write(&first_path, &bytes).unwrap();
+    flip_bit(&first_path, |len| len - 10);
 
     let store = open(&dir, HOUR);
     assert_eq!(

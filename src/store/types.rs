@@ -115,6 +115,17 @@ pub struct StoreStats {
     pub delivered_bytes: u64,
     /// sled's files plus the segments.
     pub disk_bytes: u64,
+    /// Damage read past when the store was opened (see [`Damaged`]).
+    pub damaged: Damaged,
+}
+
+/// Damaged stretches of segment files found when the store was opened: bytes that held no whole
+/// record amid whole ones (a bad disk, a bit flip), and the records that were in them. Each is
+/// logged as an error with its segment, offsets and seqs. Zero on a healthy store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Damaged {
+    pub bytes: u64,
+    pub lost_records: u64,
 }
 
 /// Back-pressure limits the writer enforces.

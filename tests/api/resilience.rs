@@ -2,9 +2,11 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use whaticket_relay::config::AmqpUrl;
+use tempfile::TempDir;
+use whaticket_relay::config::{AmqpUrl, Settings};
 use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
@@ -100,27 +102,42 @@ async fn events_of_one_ticket_keep_their_order() {
     }
 }
 
-#[tokio::test]
-async fn restart_keeps_dedup_and_outbox() {
-    let proxy = broker_proxy().await;
-    proxy.cut();
-    let mut options = Options::new();
-    options.settings.amqp.url = AmqpUrl::new(proxy.url());
-    let app = spawn_app_with(options).await;
-
-    for name in ["message-start.json", "status-open.json", "tag-sync.json"] {
-        assert_eq!(app.post_hook(fixture(name)).await.status(), 202, "{name}");
-    }
-    assert_eq!(app.store.stats().outbox, 3);
-    let (settings, data_dir) = app.stop().await;
-
-    proxy.restore();
+/// A relay started again on a stopped one's settings and data dir, once it is ready.
+async fn restart(settings: Settings, data_dir: Arc<TempDir>) -> TestApp {
     let app = spawn_app_with(Options {
         settings,
         data_dir: Some(data_dir),
     })
     .await;
     app.wait_ready().await;
+    app
+}
+
+/// The fixtures [`outbox_of_three`] posts, one per kind queue.
+const THREE: [&str; 3] = ["message-start.json", "status-open.json", "tag-sync.json"];
+
+/// A relay whose broker is cut, holding [`THREE`] in its outbox; `proxy.restore()` lets it reach
+/// the broker.
+async fn outbox_of_three() -> (TestApp, TcpProxy) {
+    let proxy = broker_proxy().await;
+    proxy.cut();
+    let mut options = Options::new();
+    options.settings.amqp.url = AmqpUrl::new(proxy.url());
+    let app = spawn_app_with(options).await;
+    for name in THREE {
+        assert_eq!(app.post_hook(fixture(name)).await.status(), 202, "{name}");
+    }
+    assert_eq!(app.store.stats().outbox, 3);
+    (app, proxy)
+}
+
+#[tokio::test]
+async fn restart_keeps_dedup_and_outbox() {
+    let (app, proxy) = outbox_of_three().await;
+    let (settings, data_dir) = app.stop().await;
+
+    proxy.restore();
+    let app = restart(settings, data_dir).await;
     // Dedup survived the restart.
     assert_eq!(
         app.post_hook(fixture("status-open.json")).await.status(),
@@ -131,6 +148,53 @@ async fn restart_keeps_dedup_and_outbox() {
     app.take(&app.queue(Kind::Status)).await;
     app.take(&app.queue(Kind::Tags)).await;
     app.wait_outbox_empty().await;
+}
+
+/// One flipped bit in an acknowledged record amid others: after a restart the records around it
+/// are delivered, and the loss is shown where operators look (metrics, `stats`), not only logged.
+#[tokio::test]
+async fn damaged_record_is_counted_and_the_records_around_it_delivered() {
+    let (app, proxy) = outbox_of_three().await;
+    let (settings, data_dir) = app.stop().await;
+
+    // The middle record's body, found in the only segment file, gets one bit flipped.
+    let segments = settings.storage.path.join("segments");
+    let mut files: Vec<_> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = files.pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let body = fixture(THREE[1]);
+    let at = bytes
+        .windows(body.len())
+        .position(|w| w == body.as_slice())
+        .expect("the body is stored as received");
+    bytes[at + body.len() / 2] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    proxy.restore();
+    let app = restart(settings, data_dir).await;
+    app.take(&app.queue(Kind::Message)).await;
+    app.take(&app.queue(Kind::Tags)).await;
+    app.wait_outbox_empty().await;
+    assert_eq!(app.queue_len(&app.queue(Kind::Status)).await, 0);
+
+    let stats = app.store.stats();
+    assert_eq!(stats.damaged.lost_records, 1, "{stats:?}");
+    assert!(stats.damaged.bytes > body.len() as u64, "{stats:?}");
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        crate::ops::sample(&text, "relay_store_lost_records"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        crate::ops::sample(&text, "relay_store_damaged_bytes"),
+        Some(stats.damaged.bytes as f64),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -169,12 +233,7 @@ async fn graceful_stop_answers_requests_in_flight() {
         }
     }
     // Every 202 is durable: after a restart it is in the outbox or already delivered.
-    let app = spawn_app_with(Options {
-        settings,
-        data_dir: Some(data_dir),
-    })
-    .await;
-    app.wait_ready().await;
+    let app = restart(settings, data_dir).await;
     assert!(accepted > 0, "no request was answered before the stop");
     let delivered = app.take_n(&app.queue(Kind::Other), accepted).await;
     assert_eq!(delivered.len(), accepted);
