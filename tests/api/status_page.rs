@@ -380,6 +380,8 @@ async fn status_page_needs_a_session_and_csrf_and_shows_no_personal_data() {
         state["connections"][0]["formats"]["whaticket-saas"], 1,
         "{state}"
     );
+    assert_eq!(state["store"]["lost_records"], 0, "{state}");
+    assert_eq!(state["store"]["damaged_bytes"], 0, "{state}");
 
     let (cookie, csrf) = http_login(&app, &base).await;
     let state_with_cookie = || {

@@ -107,6 +107,7 @@ try {
   check(cookie && cookie.httpOnly && cookie.sameSite === "Strict", `session cookie ${JSON.stringify(cookie)}`);
   await card(page).waitFor(WAIT);
   await until(page, "broker shown connected", () => document.querySelector("#broker-state").textContent === "connected");
+  check((await page.textContent("#store-damage")) === "none", "a healthy store shows segment damage");
   console.log("logged in; broker connected");
 
   // Webhooks arrive: the counters and the chart change without a reload.

@@ -182,6 +182,8 @@ impl Sources {
                 dedup_keys: stats.dedup_keys as u64,
                 delivered_kept: stats.delivered_kept as u64,
                 delivered_kept_bytes: stats.delivered_bytes,
+                damaged_bytes: stats.damaged.bytes,
+                lost_records: stats.damaged.lost_records,
             },
         }
     }
@@ -312,6 +314,9 @@ pub struct StoreState {
     pub dedup_keys: u64,
     pub delivered_kept: u64,
     pub delivered_kept_bytes: u64,
+    /// Segment damage found when the store was opened, and the records lost in it.
+    pub damaged_bytes: u64,
+    pub lost_records: u64,
 }
 
 #[cfg(test)]

@@ -188,6 +188,12 @@
     set("store-disk", bytes(s.disk_bytes));
     set("store-dedup", num(s.dedup_keys));
     set("store-kept", num(s.delivered_kept) + " (" + bytes(s.delivered_kept_bytes) + ")");
+    // Found when the store was opened; the log's error names the segment and the seqs lost.
+    if (s.damaged_bytes > 0) {
+      set("store-damage", bytes(s.damaged_bytes) + " damaged, " + num(s.lost_records) + " records lost (see the start-up log)", "state-bad");
+    } else {
+      set("store-damage", "none", "state-ok");
+    }
   }
 
   async function showBody(seq) {
