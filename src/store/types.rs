@@ -125,6 +125,8 @@ pub struct StoreStats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Damaged {
     pub bytes: u64,
+    /// The seqs missing between the whole records on either side of each stretch. An upper
+    /// bound in segments migrated from the sled outbox, whose seqs may have gaps.
     pub lost_records: u64,
 }
 
