@@ -8,13 +8,11 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
+
+use crate::process::Periodic;
 
 const TICK: Duration = Duration::from_millis(250);
 /// Ticks in the window the busiest figures are summed over (one second).
@@ -22,58 +20,38 @@ const WINDOW: usize = 4;
 
 /// Cumulative counters at one tick; `None` where a counter cannot be read.
 #[derive(Clone, Copy)]
-struct Sample {
+pub struct Sample {
     broker_bytes: Option<u64>,
     /// Sectors written (512 bytes each) and milliseconds spent writing, summed over requests.
     device: Option<(u64, u64)>,
 }
 
-pub struct Sampler {
-    running: Arc<AtomicBool>,
-    task: JoinHandle<Vec<Sample>>,
+/// Starts sampling the broker (`broker`, when local) and the device holding `dir`.
+pub fn start(broker: Option<u32>, dir: &Path) -> Periodic<Sample> {
+    let device = std::fs::metadata(dir).ok().map(|m| dev_numbers(m.dev()));
+    Periodic::start(TICK, move || {
+        Some(Sample {
+            broker_bytes: broker.and_then(written_by),
+            device: device.and_then(device_writes),
+        })
+    })
 }
 
-impl Sampler {
-    /// Starts sampling the broker (`broker`, when local) and the device holding `dir`.
-    pub fn start(broker: Option<u32>, dir: &Path) -> Sampler {
-        let device = std::fs::metadata(dir).ok().map(|m| dev_numbers(m.dev()));
-        let running = Arc::new(AtomicBool::new(true));
-        let task = {
-            let running = running.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut tick = tokio::time::interval(TICK);
-                while running.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    samples.push(Sample {
-                        broker_bytes: broker.and_then(written_by),
-                        device: device.and_then(device_writes),
-                    });
-                }
-                samples
-            })
-        };
-        Sampler { running, task }
-    }
-
-    /// Stops sampling: megabytes written in all and in the busiest second, by the broker and by
-    /// the device, and the device's busiest second of write wait (seconds of requests in flight
-    /// per second: above 1 the writes queue).
-    pub async fn stop(self) -> Result<Value> {
-        self.running.store(false, Ordering::Relaxed);
-        let samples = self.task.await.context("disk sampler")?;
-        let broker: Vec<Option<u64>> = samples.iter().map(|s| s.broker_bytes).collect();
-        let sectors: Vec<Option<u64>> = samples.iter().map(|s| s.device.map(|d| d.0)).collect();
-        let wait_ms: Vec<Option<u64>> = samples.iter().map(|s| s.device.map(|d| d.1)).collect();
-        let mb = |bytes: Option<u64>| bytes.map(|b| round2(b as f64 / 1e6));
-        Ok(json!({
-            "broker_written_mb": mb(total(&broker)),
-            "broker_busiest_second_mb": mb(busiest(&broker)),
-            "device_written_mb": mb(total(&sectors).map(|s| s * 512)),
-            "device_busiest_second_mb": mb(busiest(&sectors).map(|s| s * 512)),
-            "device_busiest_second_write_wait_s": busiest(&wait_ms).map(|ms| round2(ms as f64 / 1e3)),
-        }))
-    }
+/// Megabytes written in all and in the busiest second, by the broker and by the device, and the
+/// device's busiest second of write wait (seconds of requests in flight per second: above 1 the
+/// writes queue).
+pub fn summary(samples: &[Sample]) -> Value {
+    let broker: Vec<Option<u64>> = samples.iter().map(|s| s.broker_bytes).collect();
+    let sectors: Vec<Option<u64>> = samples.iter().map(|s| s.device.map(|d| d.0)).collect();
+    let wait_ms: Vec<Option<u64>> = samples.iter().map(|s| s.device.map(|d| d.1)).collect();
+    let mb = |bytes: Option<u64>| bytes.map(|b| round2(b as f64 / 1e6));
+    json!({
+        "broker_written_mb": mb(total(&broker)),
+        "broker_busiest_second_mb": mb(busiest(&broker)),
+        "device_written_mb": mb(total(&sectors).map(|s| s * 512)),
+        "device_busiest_second_mb": mb(busiest(&sectors).map(|s| s * 512)),
+        "device_busiest_second_write_wait_s": busiest(&wait_ms).map(|ms| round2(ms as f64 / 1e3)),
+    })
 }
 
 fn round2(x: f64) -> f64 {

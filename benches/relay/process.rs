@@ -2,11 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use tokio::task::JoinHandle;
 
 /// A server the load is aimed at, in its own process with its own temp dir, so that its CPU and
 /// memory are measured apart from the load generator's. Killed if dropped while running.
@@ -196,6 +199,39 @@ pub async fn settle(process: Option<u32>) -> Duration {
         }
     }
     started.elapsed()
+}
+
+/// Reads taken every `every` on a task of their own while a phase runs (what /proc says over
+/// time); a read that gives nothing is skipped.
+pub struct Periodic<T> {
+    running: Arc<AtomicBool>,
+    task: JoinHandle<Vec<T>>,
+}
+
+impl<T: Send + 'static> Periodic<T> {
+    /// Starts reading now (the first read is immediate).
+    pub fn start(every: Duration, mut read: impl FnMut() -> Option<T> + Send + 'static) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let task = {
+            let running = running.clone();
+            tokio::spawn(async move {
+                let mut reads = Vec::new();
+                let mut tick = tokio::time::interval(every);
+                while running.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    reads.extend(read());
+                }
+                reads
+            })
+        };
+        Periodic { running, task }
+    }
+
+    /// Stops reading (after the tick under way) and gives every read, oldest first.
+    pub async fn stop(self) -> Result<Vec<T>> {
+        self.running.store(false, Ordering::Relaxed);
+        self.task.await.context("periodic reads")
+    }
 }
 
 /// The local RabbitMQ's Erlang VM, when it runs on this machine.

@@ -1,7 +1,7 @@
 //! The steady phase: an open-loop request rate, 202 latency from the schedule, send → delivered.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,10 @@ use serde_json::Value;
 
 use crate::bodies::Bodies;
 use crate::broker::purge;
-use crate::disk::Sampler;
+use crate::disk;
 use crate::load::{histogram, latency, post, record, Target};
 use crate::plan::Plan;
-use crate::process::{broker_pid, Memory};
+use crate::process::{broker_pid, Memory, Periodic};
 
 pub struct Steady {
     pub accepted: Value,
@@ -25,7 +25,7 @@ pub struct Steady {
     pub delivered: Value,
     pub duplicates: u64,
     pub rss_kb: Vec<u64>,
-    /// What the broker and the disk wrote during the phase ([`crate::disk::Sampler::stop`]).
+    /// What the broker and the disk wrote during the phase ([`crate::disk::summary`]).
     pub disk: Value,
 }
 
@@ -95,23 +95,10 @@ pub async fn steady(
     }
 
     let total = plan.rate * plan.steady_secs;
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            while sampling.load(Ordering::Relaxed) {
-                tick.tick().await;
-                if let Ok(m) = Memory::of(pid) {
-                    samples.push(m.rss_kb);
-                }
-            }
-            samples
-        })
-    };
-
-    let disk = Sampler::start(broker_pid(), &std::env::temp_dir());
+    let rss = Periodic::start(Duration::from_secs(1), move || {
+        Memory::of(pid).ok().map(|m| m.rss_kb)
+    });
+    let disk = disk::start(broker_pid(), &std::env::temp_dir());
 
     let url = Arc::new(target.url.clone());
     let period_ns = 1_000_000_000 / plan.rate.max(1);
@@ -146,8 +133,8 @@ pub async fn steady(
             .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
         sent_at.insert(id.context("202 without an event id")?, sent);
     }
-    sampling.store(false, Ordering::Relaxed);
-    let disk = disk.stop().await?;
+    let rss_kb = rss.stop().await?;
+    let disk = disk::summary(&disk.stop().await?);
     ensure!(
         refused.is_empty(),
         "steady: not every request was answered 202: {refused:?}"
@@ -171,7 +158,6 @@ pub async fn steady(
     for consumer in consumers {
         consumer.abort();
     }
-    let rss_kb = sampler.await?;
 
     let mut delivered = histogram();
     let mut seen = std::collections::HashSet::new();

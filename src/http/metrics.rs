@@ -56,6 +56,7 @@ impl Exporter {
             }
         };
         let p = &self.publisher;
+        let damaged = store.damaged();
         Snapshot {
             outbox_events,
             outbox_bytes,
@@ -64,8 +65,8 @@ impl Exporter {
             dedup_keys: store.dedup_keys() as u64,
             delivered_bytes: store.delivered_bytes(),
             disk_bytes: store.disk_bytes(),
-            damaged_bytes: store.damaged().bytes,
-            lost_records: store.damaged().lost_records,
+            damaged_bytes: damaged.bytes,
+            lost_records: damaged.lost_records,
             publisher: PublisherTotals {
                 published: p.published.load(Relaxed),
                 confirms: p.acked.load(Relaxed),
