@@ -4,31 +4,20 @@
 //! one process — the integration tests do that — from counting into each other. Labels carry
 //! configured connection names and kinds only, never anything from a body.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
-};
 
 use crate::event::{Format, Kind};
 
 pub mod history;
+mod registry;
+mod scrape;
 
 pub use history::History;
+pub use scrape::{ConnectionTotals, PublisherTotals, Snapshot};
 
-/// Latency buckets of the `202` answer (seconds): dominated by the group-commit fsync.
-const ACCEPT_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-/// Receive → broker-confirm buckets (seconds): from a healthy broker to an hours-long outage.
-const DELIVERY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
-    3600.0, 21600.0,
-];
+use registry::Inner;
 
 /// Label used when a request named a connection that is not configured: the name itself is
 /// attacker-chosen text and must not grow the label set.
@@ -38,44 +27,6 @@ pub const UNKNOWN_CONNECTION: &str = "<unknown>";
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
-}
-
-struct Inner {
-    registry: Registry,
-    accepted: IntCounterVec,
-    by_format: IntCounterVec,
-    duplicate: IntCounterVec,
-    rejected: IntCounterVec,
-    accept_latency: Histogram,
-    delivery_latency: Histogram,
-    outbox_events: IntGauge,
-    outbox_bytes: IntGauge,
-    oldest_pending_age: Gauge,
-    dead: IntGauge,
-    dedup_keys: IntGauge,
-    delivered_bytes: IntGauge,
-    disk_bytes: IntGauge,
-    damaged_bytes: IntGauge,
-    lost_records: IntGauge,
-    published: IntCounter,
-    confirms: IntCounter,
-    nacks: IntCounter,
-    returns: IntCounter,
-    reconnects: IntCounter,
-    broker_connected: IntGauge,
-    store_writable: IntGauge,
-    max_outbox_events: IntGauge,
-    max_outbox_bytes: IntGauge,
-    last_event: GaugeVec,
-    /// Each connection's [`EventClock`], by name: locked when rules are prepared and at a
-    /// scrape, never on the webhook path (which holds its clock directly).
-    clocks: Mutex<HashMap<String, EventClock>>,
-    broker_node: IntGaugeVec,
-    broker_connections: IntCounterVec,
-    /// Serialises scrapes: the publisher counters are caught up by difference.
-    scrape: Mutex<()>,
-    /// The last hour per connection, for the status page.
-    history: History,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -90,201 +41,11 @@ impl Default for Metrics {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric =
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::new(name, help).expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-        .expect("valid metric definition");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric registered once");
-    metric
-}
-
 impl Metrics {
-    /// A fresh registry with every relay metric. The definitions are constants of this module
-    /// and a new registry holds no names yet, so registration cannot fail (a unit test checks).
+    /// A fresh registry with every relay metric (see `registry.rs`).
     pub fn new() -> Self {
-        let r = Registry::new();
-        let oldest = Gauge::new(
-            "relay_outbox_oldest_pending_age_seconds",
-            "Age of the oldest event waiting for the broker (0 when none waits)",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(oldest.clone()))
-            .expect("metric registered once");
-        let last_event = GaugeVec::new(
-            Opts::new(
-                "relay_connection_last_event_timestamp_seconds",
-                "When the connection last had an event accepted or recognised as a duplicate \
-                 (unix seconds; absent until its first event since start)",
-            ),
-            &["connection"],
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(last_event.clone()))
-            .expect("metric registered once");
-        let inner = Inner {
-            accepted: counter_vec(
-                &r,
-                "relay_events_accepted_total",
-                "Events stored and answered 202",
-                &["connection", "kind"],
-            ),
-            by_format: counter_vec(
-                &r,
-                "relay_events_by_format_total",
-                "Events stored, by the sender's format",
-                &["connection", "format"],
-            ),
-            duplicate: counter_vec(
-                &r,
-                "relay_events_duplicate_total",
-                "Events answered 200 as duplicates",
-                &["connection", "kind"],
-            ),
-            rejected: counter_vec(
-                &r,
-                "relay_events_rejected_total",
-                "Webhook requests refused, by reason",
-                &["connection", "reason"],
-            ),
-            accept_latency: histogram(
-                &r,
-                "relay_accept_latency_seconds",
-                "Time to answer 202 (body read, verify, parse, fsync)",
-                ACCEPT_BUCKETS,
-            ),
-            delivery_latency: histogram(
-                &r,
-                "relay_delivery_latency_seconds",
-                "Time from receipt to the broker's confirm",
-                DELIVERY_BUCKETS,
-            ),
-            outbox_events: gauge(&r, "relay_outbox_events", "Events waiting for the broker"),
-            outbox_bytes: gauge(
-                &r,
-                "relay_outbox_bytes",
-                "Bytes of the events waiting for the broker",
-            ),
-            oldest_pending_age: oldest,
-            dead: gauge(
-                &r,
-                "relay_dead_letters",
-                "Events the broker refused, kept for `dead replay`",
-            ),
-            dedup_keys: gauge(&r, "relay_dedup_keys", "Dedup keys held"),
-            delivered_bytes: gauge(
-                &r,
-                "relay_delivered_kept_bytes",
-                "Bytes of delivered events kept for `replay`",
-            ),
-            disk_bytes: gauge(&r, "relay_store_disk_bytes", "Bytes the store uses on disk"),
-            damaged_bytes: gauge(
-                &r,
-                "relay_store_damaged_bytes",
-                "Bytes of segment files found damaged (no whole record) when the store was opened",
-            ),
-            lost_records: gauge(
-                &r,
-                "relay_store_lost_records",
-                "Records that were in those damaged stretches, lost (each logged as an error)",
-            ),
-            published: counter(
-                &r,
-                "relay_publish_total",
-                "Messages handed to the broker (resends count again)",
-            ),
-            confirms: counter(
-                &r,
-                "relay_publish_confirms_total",
-                "Publishes the broker confirmed and routed",
-            ),
-            nacks: counter(
-                &r,
-                "relay_publish_nacks_total",
-                "Publishes the broker refused (retried)",
-            ),
-            returns: counter(
-                &r,
-                "relay_publish_returns_total",
-                "Publishes returned unroutable (resent after declaring the topology again)",
-            ),
-            reconnects: counter(
-                &r,
-                "relay_broker_reconnects_total",
-                "Broker connection attempts after the first",
-            ),
-            broker_connected: gauge(
-                &r,
-                "relay_broker_connected",
-                "1 while the publisher is connected to the broker, else 0",
-            ),
-            store_writable: gauge(
-                &r,
-                "relay_store_writable",
-                "1 when the store took a write probe at this scrape, else 0 (webhooks get 503)",
-            ),
-            max_outbox_events: gauge(
-                &r,
-                "relay_outbox_max_events",
-                "storage.max_outbox: events waiting beyond which webhooks get 503",
-            ),
-            max_outbox_bytes: gauge(
-                &r,
-                "relay_outbox_max_bytes",
-                "storage.max_outbox_bytes: bytes waiting beyond which webhooks get 503",
-            ),
-            last_event,
-            clocks: Mutex::new(HashMap::new()),
-            broker_node: {
-                let metric = IntGaugeVec::new(
-                    Opts::new(
-                        "relay_broker_node_connected",
-                        "1 for the broker node (host:port) the publisher is connected to, else 0",
-                    ),
-                    &["node"],
-                )
-                .expect("valid metric definition");
-                r.register(Box::new(metric.clone()))
-                    .expect("metric registered once");
-                metric
-            },
-            broker_connections: counter_vec(
-                &r,
-                "relay_broker_connections_total",
-                "Sessions opened with each broker node (host:port)",
-                &["node"],
-            ),
-            scrape: Mutex::new(()),
-            history: History::default(),
-            registry: r,
-        };
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::new()),
         }
     }
 
@@ -367,115 +128,6 @@ impl Metrics {
     pub fn history(&self) -> &History {
         &self.inner.history
     }
-
-    /// Rejections by reason and accepted events by sender format, per connection, since start.
-    pub fn per_connection(&self) -> BTreeMap<String, ConnectionTotals> {
-        let mut out: BTreeMap<String, ConnectionTotals> = BTreeMap::new();
-        for (vec, second, rejected) in [
-            (&self.inner.rejected, "reason", true),
-            (&self.inner.by_format, "format", false),
-        ] {
-            for family in prometheus::core::Collector::collect(vec) {
-                for metric in family.get_metric() {
-                    let label = |name: &str| {
-                        metric
-                            .get_label()
-                            .iter()
-                            .find(|l| l.name() == name)
-                            .map(|l| l.value().to_owned())
-                    };
-                    let (Some(connection), Some(key)) = (label("connection"), label(second)) else {
-                        continue;
-                    };
-                    let count = metric.get_counter().get_value() as u64;
-                    let totals = out.entry(connection).or_default();
-                    let map = if rejected {
-                        &mut totals.rejections
-                    } else {
-                        &mut totals.formats
-                    };
-                    *map.entry(key).or_default() += count;
-                }
-            }
-        }
-        out
-    }
-
-    /// Sum (seconds) and count of the receipt → confirm latencies observed since start.
-    pub fn delivery_latency_totals(&self) -> (f64, u64) {
-        let h = &self.inner.delivery_latency;
-        (h.get_sample_sum(), h.get_sample_count())
-    }
-
-    /// Sets the gauges and catches the publisher's counters up from `snapshot`, then renders
-    /// the text format.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
-        let inner = &self.inner;
-        // A poisoned lock only means an earlier scrape panicked; the data is still counters.
-        let _guard = inner.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        inner.outbox_events.set(clamp(snapshot.outbox_events));
-        inner.outbox_bytes.set(clamp(snapshot.outbox_bytes));
-        inner
-            .oldest_pending_age
-            .set(snapshot.oldest_pending_age.as_secs_f64());
-        inner.dead.set(clamp(snapshot.dead_letters));
-        inner.dedup_keys.set(clamp(snapshot.dedup_keys));
-        inner.delivered_bytes.set(clamp(snapshot.delivered_bytes));
-        inner.disk_bytes.set(clamp(snapshot.disk_bytes));
-        inner.damaged_bytes.set(clamp(snapshot.damaged_bytes));
-        inner.lost_records.set(clamp(snapshot.lost_records));
-        inner
-            .broker_connected
-            .set(i64::from(snapshot.broker_connected));
-        inner.store_writable.set(i64::from(snapshot.store_writable));
-        inner
-            .max_outbox_events
-            .set(clamp(snapshot.max_outbox_events));
-        inner.max_outbox_bytes.set(clamp(snapshot.max_outbox_bytes));
-        self.export_clocks();
-        // The publisher keeps its own atomics; counters here catch up by the difference.
-        let publisher = &snapshot.publisher;
-        for (counter, total) in [
-            (&inner.published, publisher.published),
-            (&inner.confirms, publisher.confirms),
-            (&inner.nacks, publisher.nacks),
-            (&inner.returns, publisher.returns),
-            (&inner.reconnects, publisher.reconnects),
-        ] {
-            counter.inc_by(total.saturating_sub(counter.get()));
-        }
-        match TextEncoder::new().encode_to_string(&inner.registry.gather()) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode metrics");
-                String::new()
-            }
-        }
-    }
-}
-
-impl Metrics {
-    /// Sets each connection's last-event gauge; a connection no prepared rules hold any more
-    /// (removed by a reload) loses its clock and its series.
-    fn export_clocks(&self) {
-        let inner = &self.inner;
-        let mut clocks = inner.clocks.lock().unwrap_or_else(PoisonError::into_inner);
-        clocks.retain(|name, clock| {
-            if Arc::strong_count(&clock.0) == 1 {
-                // Absent when it never had an event: nothing to remove then.
-                let _ = inner.last_event.remove_label_values(&[name]);
-                return false;
-            }
-            let at_ms = clock.0.load(Relaxed);
-            if at_ms > 0 {
-                inner
-                    .last_event
-                    .with_label_values(&[name])
-                    .set(at_ms as f64 / 1000.0);
-            }
-            true
-        });
-    }
 }
 
 /// When one connection last had an event, in unix ms (0: none since start). Cloned into the
@@ -489,53 +141,10 @@ impl EventClock {
     }
 }
 
-/// The store's and the publisher's state at a scrape, read by whoever serves `/metrics`; this
-/// module knows neither of them.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub outbox_events: u64,
-    pub outbox_bytes: u64,
-    /// Zero when nothing waits.
-    pub oldest_pending_age: Duration,
-    pub dead_letters: u64,
-    pub dedup_keys: u64,
-    pub delivered_bytes: u64,
-    pub disk_bytes: u64,
-    /// Found damaged when the store was opened, and the records lost with it.
-    pub damaged_bytes: u64,
-    pub lost_records: u64,
-    pub publisher: PublisherTotals,
-    pub broker_connected: bool,
-    /// The store took a write probe at this scrape.
-    pub store_writable: bool,
-    /// `storage.max_outbox` and `max_outbox_bytes`, so alerts can compare the outbox with them.
-    pub max_outbox_events: u64,
-    pub max_outbox_bytes: u64,
-}
-
-/// What [`Metrics::per_connection`] gives for one connection.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct ConnectionTotals {
-    pub rejections: BTreeMap<String, u64>,
-    pub formats: BTreeMap<String, u64>,
-}
-
-/// The publisher's running totals since start.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PublisherTotals {
-    pub published: u64,
-    pub confirms: u64,
-    pub nacks: u64,
-    pub returns: u64,
-    pub reconnects: u64,
-}
-
-fn clamp(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
+    use prometheus::TextEncoder;
+
     use super::*;
 
     #[test]
