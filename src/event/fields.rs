@@ -1,153 +1,13 @@
-//! The paths the event kinds read, declared as small records the one-pass walker fills, and the
-//! matching rules serde_json's `Map` gave them: exact key first, then ASCII case, `null` absent.
+//! The paths the event kinds read, declared as small records the one-pass walker fills (the
+//! matching rules and the macros are in `slot.rs`).
 //!
-//! To read another field, add a line to a record (or a record) here; the walk needs no change.
+//! To read another field, add a line to a record here, or a new record; the walk needs no change.
 
 use std::borrow::Cow;
 
 use super::node::{Node, Scalar, Visit};
 use super::offsets::Key;
-
-/// One member name's value in an object. The exact spelling wins (its last duplicate, as a map
-/// insert keeps the last); without it, the ASCII-case-insensitive spelling that sorts first, since
-/// `serde_json::Map` is a `BTreeMap` in this build (no `preserve_order`). `null` counts as absent.
-/// The other spelling is boxed: it is rare, and inline it would double every record's size.
-pub(crate) struct Slot<'de, T> {
-    exact: Option<T>,
-    folded: Option<Box<(Cow<'de, str>, T)>>,
-}
-
-impl<T> Default for Slot<'_, T> {
-    fn default() -> Self {
-        Self {
-            exact: None,
-            folded: None,
-        }
-    }
-}
-
-/// Whether a recorded value was JSON `null`.
-pub(crate) trait Nullable {
-    fn is_null(&self) -> bool;
-}
-
-impl<'de, T: Default + Nullable> Slot<'de, T> {
-    /// The record to walk `key`'s value into, fresh, when it is (so far) the one that counts.
-    fn offer(&mut self, name: &str, key: &Key<'de>) -> Option<&mut T> {
-        if key.text == name {
-            return Some(self.exact.insert(T::default()));
-        }
-        if !key.text.eq_ignore_ascii_case(name) {
-            return None;
-        }
-        if self.folded.as_ref().is_some_and(|f| key.text > f.0) {
-            return None;
-        }
-        let folded = self
-            .folded
-            .insert(Box::new((key.text.clone(), T::default())));
-        Some(&mut folded.1)
-    }
-
-    pub fn get(&self) -> Option<&T> {
-        self.exact
-            .as_ref()
-            .or(self.folded.as_ref().map(|f| &f.1))
-            .filter(|t| !t.is_null())
-    }
-}
-
-/// A value read as a whole: scalars are what the key parts use.
-#[derive(Default)]
-pub(crate) struct Leaf<'de>(Scalar<'de>);
-
-impl<'de> Node<'de> for Leaf<'de> {
-    fn value(&mut self, value: Scalar<'de>) {
-        self.0 = value;
-    }
-}
-
-impl Nullable for Leaf<'_> {
-    fn is_null(&self) -> bool {
-        self.0 == Scalar::Null
-    }
-}
-
-impl<'de> Slot<'de, Leaf<'de>> {
-    pub fn scalar(&self) -> Option<&Scalar<'de>> {
-        self.get().map(|leaf| &leaf.0)
-    }
-}
-
-/// A member name's length and ASCII-lowercased first byte (0 for the empty name).
-const fn sketch(name: &str) -> (usize, u8) {
-    let bytes = name.as_bytes();
-    let first = if bytes.is_empty() {
-        0
-    } else {
-        bytes[0].to_ascii_lowercase()
-    };
-    (bytes.len(), first)
-}
-
-/// Declares a record of named members: its fields, the member names the body spells them with,
-/// and optionally fields of its own that its [`Node`] impl fills.
-macro_rules! record {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ident = $key:literal,)* }
-        $(extra { $($(#[$extra_doc:meta])* $extra:ident: $extra_ty:ty,)* })?) => {
-        $(#[$doc])*
-        #[derive(Default)]
-        pub(crate) struct $name<'de> {
-            shape: Scalar<'de>,
-            $(pub $field: Slot<'de, $ty<'de>>,)*
-            $($($(#[$extra_doc])* pub $extra: $extra_ty,)*)?
-        }
-
-        impl<'de> $name<'de> {
-            // A record without members (a list) never offers one.
-            #[allow(unused_variables, dead_code)]
-            fn offer(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
-                // Both spellings a slot takes have its name's length and first letter (ASCII
-                // case aside): one comparison of constants rules out most fields of a big record.
-                let seen = sketch(&key.text);
-                $(if seen == { const NAME: (usize, u8) = sketch($key); NAME } {
-                    if let Some(record) = self.$field.offer($key, key) {
-                        return Visit::Into(record);
-                    }
-                })*
-                Visit::Skip
-            }
-
-            #[allow(dead_code)]
-            pub fn shape(&self) -> &Scalar<'de> {
-                &self.shape
-            }
-        }
-
-        impl Nullable for $name<'_> {
-            fn is_null(&self) -> bool {
-                self.shape == Scalar::Null
-            }
-        }
-    };
-}
-
-/// Declares a [`record!`] that is walked plainly: members only.
-macro_rules! plain_record {
-    ($(#[$doc:meta])* $name:ident $fields:tt) => {
-        record!($(#[$doc])* $name $fields);
-
-        impl<'de> Node<'de> for $name<'de> {
-            fn value(&mut self, value: Scalar<'de>) {
-                self.shape = value;
-            }
-
-            fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
-                self.offer(key)
-            }
-        }
-    };
-}
+use super::slot::{plain_record, record, sketch, Leaf, Nullable, Slot};
 
 plain_record!(
     /// The event's top-level object (the inner one of an n8n envelope).
@@ -430,48 +290,6 @@ impl<'de> Node<'de> for TagList<'de> {
         }
         if self.company_id.is_none() {
             self.company_id = item.company_id.scalar().and_then(Scalar::as_id);
-        }
-    }
-}
-
-/// How key parts read a scalar, as they read a `serde_json::Value` before.
-impl<'de> Scalar<'de> {
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Scalar::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Ids arrive as numbers or as numeric strings ("357").
-    pub fn as_id(&self) -> Option<i64> {
-        match self {
-            Scalar::Number(n) => n.as_i64().or_else(|| {
-                let f = n.as_f64()?;
-                // Range-checked so the cast cannot saturate into a wrong id.
-                (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
-                    .then_some(f as i64)
-            }),
-            Scalar::Str(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    pub fn as_flag(&self) -> Option<bool> {
-        match self {
-            Scalar::Bool(b) => Some(*b),
-            Scalar::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
-            Scalar::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
-            _ => None,
-        }
-    }
-
-    /// A string or number as text, for key parts that are compared, never interpreted.
-    pub fn text(&self) -> Option<Cow<'de, str>> {
-        match self {
-            Scalar::Str(s) if !s.is_empty() => Some(s.clone()),
-            Scalar::Number(n) => Some(Cow::Owned(n.to_string())),
-            _ => None,
         }
     }
 }

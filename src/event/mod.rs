@@ -17,6 +17,7 @@ mod node;
 mod offsets;
 mod redact;
 mod scan;
+mod slot;
 mod wamid;
 
 pub use custom::{pointer_tokens, CustomRules, RuleError, RuleSpec};

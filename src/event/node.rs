@@ -60,3 +60,45 @@ pub(crate) trait Node<'de> {
     /// enclosing body's spans include too, unless the member's own key is redacted whole).
     fn apart(&mut self, _range: Range<usize>, _spans: Vec<Range<usize>>) {}
 }
+
+/// How key parts read a scalar, as they read a `serde_json::Value` before.
+impl<'de> Scalar<'de> {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Ids arrive as numbers or as numeric strings ("357").
+    pub fn as_id(&self) -> Option<i64> {
+        match self {
+            Scalar::Number(n) => n.as_i64().or_else(|| {
+                let f = n.as_f64()?;
+                // Range-checked so the cast cannot saturate into a wrong id.
+                (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64)
+                    .then_some(f as i64)
+            }),
+            Scalar::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_flag(&self) -> Option<bool> {
+        match self {
+            Scalar::Bool(b) => Some(*b),
+            Scalar::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Scalar::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A string or number as text, for key parts that are compared, never interpreted.
+    pub fn text(&self) -> Option<Cow<'de, str>> {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => Some(s.clone()),
+            Scalar::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+}
