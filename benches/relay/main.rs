@@ -45,6 +45,7 @@ mod relay;
 mod report;
 mod steady;
 mod store_only;
+mod targets;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -157,7 +158,10 @@ async fn run_all(
             }
             rounds.push(run.measure(limit_exe, cleanup).await?);
         }
-        sizes.insert((*label).to_owned(), report::combine(rounds, *steady_p99_ms));
+        sizes.insert(
+            (*label).to_owned(),
+            targets::combine(rounds, *steady_p99_ms),
+        );
     }
     Ok(json!({
         "quick": plan.quick,
