@@ -214,6 +214,24 @@ async fn soak_millions_of_events() {
         rss_peak_after as f64 / 1024.0,
         rss_end as f64 / 1024.0
     );
+    // Cleaned up before the checks, so a failed soak leaves no queues on the broker.
+    if pid != relay.child.id() {
+        // A wrapper's relay: stopped itself (killing the wrapper would leave it running), and
+        // with SIGTERM, so a profiler writes out what it gathered.
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::path::Path::new(&format!("/proc/{pid}/status")).exists()
+            && rss_kib(pid) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(relay);
+    consumer_task.abort();
+    delete_topology(&channel, &config.exchange).await;
     assert_eq!(
         unique_delivered.load(Ordering::Relaxed) as u64,
         total,
@@ -235,21 +253,4 @@ async fn soak_millions_of_events() {
         rss_peak_after <= rss_level + rss_level / 4,
         "memory kept growing: up to {rss_level} KiB from 30% to 60%, up to {rss_peak_after} KiB after"
     );
-    if pid != relay.child.id() {
-        // A wrapper's relay: stopped itself (killing the wrapper would leave it running), and
-        // with SIGTERM, so a profiler writes out what it gathered.
-        let _ = std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::path::Path::new(&format!("/proc/{pid}/status")).exists()
-            && rss_kib(pid) > 0
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    drop(relay);
-    consumer_task.abort();
-    delete_topology(&channel, &config.exchange).await;
 }
