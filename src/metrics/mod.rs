@@ -226,6 +226,26 @@ mod tests {
     }
 
     #[test]
+    fn the_process_own_figures_are_exported() {
+        let text = Metrics::new().render(&Snapshot::default());
+        for name in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{name} missing: {text}"));
+            let value: f64 = value.parse().expect("a number");
+            // This test process has memory and open files: a zero would be a failed read.
+            if name != "process_cpu_seconds_total" {
+                assert!(value > 0.0, "{name} {value}");
+            }
+        }
+    }
+
+    #[test]
     fn state_gauges_follow_the_snapshot() {
         let metrics = Metrics::new();
         let text = metrics.render(&Snapshot {

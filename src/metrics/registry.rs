@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry,
@@ -116,6 +117,11 @@ impl Inner {
         )
         .expect("valid metric definition");
         let last_event = register(&r, last_event);
+        // The standard `process_*` series (resident memory, CPU seconds, open and max fds,
+        // threads, start time), read from /proc at each scrape: what grows with the dedup window
+        // is alerted against the process's memory limit (docs/deploy.md, Capacity).
+        r.register(Box::new(ProcessCollector::for_self()))
+            .expect("metric registered once");
         Inner {
             accepted: counter_vec(
                 &r,
