@@ -13,13 +13,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
-use crate::http::verify::{Presented, SecretError, Verifier};
+use crate::http::verify::{HeadCheck, Presented, SecretError, Verifier};
 use crate::metrics::history::{ConnHistory, Outcome};
 use crate::metrics::{EventClock, Metrics};
+use crate::report::Refusals;
 use crate::store::{Appended, Store};
 
 /// The headers the verifiers read, as names made once: looking one up by `&str` builds (and, for
@@ -30,6 +32,9 @@ const X_WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signa
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// The credentials of a connection that is not configured: none.
+static UNKNOWN_CONNECTION: Verifier = Verifier::NONE;
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
 /// commit (milliseconds), well within a sender's patience.
@@ -96,6 +101,11 @@ pub struct Ingest {
     max_body_bytes: usize,
     /// Whole-body read deadline: actix's own time-out covers only the request head.
     body_timeout: std::time::Duration,
+    /// Bytes of bodies read before their sender is known (`server.unauthenticated_body_bytes`):
+    /// one permit a byte, so that a flood of signed garbage is bounded by configuration.
+    unauthenticated: Arc<Semaphore>,
+    /// Refusals logged in full once per reason and window (`report::summarize` sums the rest).
+    refusals: Arc<Refusals>,
 }
 
 impl Ingest {
@@ -106,7 +116,19 @@ impl Ingest {
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.client_timeout,
+            unauthenticated: Arc::new(Semaphore::new(
+                settings
+                    .server
+                    .unauthenticated_body_bytes
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            refusals: Arc::default(),
         })
+    }
+
+    /// The refusals held back from the log, for the summary task.
+    pub fn refusals(&self) -> Arc<Refusals> {
+        Arc::clone(&self.refusals)
     }
 
     /// The rules in force now.
@@ -230,7 +252,10 @@ async fn handle(
             }
         }
         Err(err) => {
-            err.log(conn_field, latency_ms);
+            // An outsider chooses how many refusals there are, not how many log lines.
+            if ingest.refusals.first(err.code()) {
+                err.log(conn_field, latency_ms);
+            }
             metrics.rejected(conn_field, err.code());
             history.record(Outcome::Rejected, now_ms);
         }
@@ -274,18 +299,11 @@ async fn accept(
     rules: &Rules,
     received_at_ms: u64,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let conn = rules
-        .connections
-        .get(connection)
-        .ok_or(IngestError::Unauthorized(None))?;
+    // What needs no credential first, answered alike whether the connection exists or not.
     check_content_type(req.headers())?;
-    let body = tokio::time::timeout(
-        ingest.body_timeout,
-        read_body(req.headers(), payload, ingest.max_body_bytes),
-    )
-    .await
-    .map_err(|_| IngestError::BodyTimeout)??;
-
+    let declared = declared_length(req.headers(), ingest.max_body_bytes)?;
+    let known = rules.connections.get(connection);
+    let verifier = known.map_or(&UNKNOWN_CONNECTION, |c| &c.verifier);
     let headers = req.headers();
     let presented = Presented {
         path_token,
@@ -297,9 +315,26 @@ async fn accept(
         webhook_timestamp: header_bytes(headers, &WEBHOOK_TIMESTAMP),
         webhook_signature: header_bytes(headers, &WEBHOOK_SIGNATURE),
     };
-    conn.verifier
-        .verify(&presented, &body, SystemTime::now())
-        .map_err(|e| IngestError::Unauthorized(Some(e)))?;
+    // A token is checked before any body byte is read; a signature needs the body, read within
+    // the budget of unauthenticated bytes.
+    let budget = match verifier.check_head(&presented) {
+        HeadCheck::Verified => None,
+        HeadCheck::NeedsBody => Some(&ingest.unauthenticated),
+        HeadCheck::Refused(e) => return Err(IngestError::Unauthorized(Some(e))),
+    };
+    let (body, permit) = tokio::time::timeout(
+        ingest.body_timeout,
+        read_body(payload, declared, ingest.max_body_bytes, budget),
+    )
+    .await
+    .map_err(|_| IngestError::BodyTimeout)??;
+    if permit.is_some() {
+        verifier
+            .verify(&presented, &body, SystemTime::now())
+            .map_err(|e| IngestError::Unauthorized(Some(e)))?;
+    }
+    drop(permit);
+    let conn = known.ok_or(IngestError::Unauthorized(None))?;
 
     let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
@@ -363,22 +398,41 @@ fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
         .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
 }
 
-/// Reads the body up to `limit` bytes; refuses early on a declared length over it, and stops
-/// reading as soon as a chunked or lying body passes it.
-async fn read_body(
-    headers: &HeaderMap,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, IngestError> {
+/// The declared `Content-Length`, refused at once when over `limit`.
+fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Option<u64>, IngestError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > limit as u64 {
-            return Err(IngestError::TooLarge { limit });
-        }
+    match declared {
+        Some(len) if len > limit as u64 => Err(IngestError::TooLarge { limit }),
+        _ => Ok(declared),
     }
+}
+
+/// Reads the body up to `limit` bytes, and stops reading as soon as a chunked or lying body
+/// passes it. With a `budget` (the sender is not known yet), every byte takes a permit first,
+/// the declared length at once: the permits come back with the body, held until it is verified.
+async fn read_body(
+    mut payload: web::Payload,
+    declared: Option<u64>,
+    limit: usize,
+    budget: Option<&Arc<Semaphore>>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), IngestError> {
+    let take = |bytes: usize| -> Result<Option<OwnedSemaphorePermit>, IngestError> {
+        match budget {
+            None => Ok(None),
+            Some(semaphore) => {
+                let bytes = u32::try_from(bytes).map_err(|_| IngestError::TooLarge { limit })?;
+                Arc::clone(semaphore)
+                    .try_acquire_many_owned(bytes)
+                    .map(Some)
+                    .map_err(|_| IngestError::Busy)
+            }
+        }
+    };
+    let mut permit = take(declared.unwrap_or(0) as usize)?;
+    let mut reserved = declared.unwrap_or(0) as usize;
     let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(IngestError::Payload)?;
@@ -386,8 +440,17 @@ async fn read_body(
             return Err(IngestError::TooLarge { limit });
         }
         buf.extend_from_slice(&chunk);
+        if buf.len() > reserved {
+            if let Some(more) = take(buf.len() - reserved)? {
+                match permit.as_mut() {
+                    Some(held) => held.merge(more),
+                    None => permit = Some(more),
+                }
+            }
+            reserved = buf.len();
+        }
     }
-    Ok(buf.freeze())
+    Ok((buf.freeze(), permit))
 }
 
 #[cfg(test)]

@@ -36,6 +36,38 @@ pub struct Presented<'a> {
     pub webhook_signature: Option<&'a [u8]>,
 }
 
+impl Presented<'_> {
+    /// Whether it carries a signature, which only the body can prove.
+    pub fn has_signature(&self) -> bool {
+        self.signature_256.is_some()
+            || self.signature_hex.is_some()
+            || self.webhook_id.is_some()
+            || self.webhook_timestamp.is_some()
+            || self.webhook_signature.is_some()
+    }
+
+    /// The credentials of the request head alone: path token and token headers.
+    fn tokens_only(&self) -> Self {
+        Presented {
+            path_token: self.path_token,
+            authorization: self.authorization,
+            api_key: self.api_key,
+            ..Presented::default()
+        }
+    }
+}
+
+/// What the request head alone says of a caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// A valid token: the body may be read.
+    Verified,
+    /// No valid token, but a signature that only the body can prove or disprove.
+    NeedsBody,
+    /// Neither: refused before any body byte is read.
+    Refused(VerifyError),
+}
+
 /// Why a request was not authenticated. Logged, never shown to the client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
@@ -125,6 +157,24 @@ fn token_digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl Verifier {
+    /// Accepts nothing: what an unknown connection is checked with, so that it is answered as
+    /// a known one with wrong credentials is, step for step.
+    pub const NONE: Verifier = Verifier {
+        token_digests: Vec::new(),
+        hmac_keys: Vec::new(),
+    };
+
+    /// The check of the request head: a token settles it; a signature needs the body, which is
+    /// then read and given to [`Verifier::verify`].
+    pub fn check_head(&self, presented: &Presented<'_>) -> HeadCheck {
+        // Tokens do not look at the body or the clock.
+        match self.verify(&presented.tokens_only(), &[], UNIX_EPOCH) {
+            Ok(()) => HeadCheck::Verified,
+            Err(_) if presented.has_signature() => HeadCheck::NeedsBody,
+            Err(e) => HeadCheck::Refused(e),
+        }
+    }
+
     pub fn new(conn: &ConnectionSettings) -> Result<Self, SecretError> {
         let token_digests = conn
             .tokens
@@ -512,6 +562,51 @@ mod tests {
     }
 
     // --- nothing presented ---
+
+    #[test]
+    fn the_head_check_settles_tokens_and_leaves_signatures_to_the_body() {
+        let v = verifier(&["tok-aaaaaaaa"], &["secret"]);
+        let token = Presented {
+            path_token: Some("tok-aaaaaaaa"),
+            ..Presented::default()
+        };
+        assert_eq!(v.check_head(&token), HeadCheck::Verified);
+        let wrong = Presented {
+            path_token: Some("tok-aaaaaaab"),
+            ..Presented::default()
+        };
+        assert_eq!(
+            v.check_head(&wrong),
+            HeadCheck::Refused(VerifyError::BadToken)
+        );
+        assert_eq!(
+            v.check_head(&Presented::default()),
+            HeadCheck::Refused(VerifyError::Missing)
+        );
+        // A wrong token beside a signature: the signature may still prove the caller.
+        let signed = Presented {
+            path_token: Some("tok-aaaaaaab"),
+            signature_256: Some(b"sha256=00"),
+            ..Presented::default()
+        };
+        assert_eq!(v.check_head(&signed), HeadCheck::NeedsBody);
+        // An unknown connection answers as a known one does, step for step.
+        assert_eq!(
+            Verifier::NONE.check_head(&wrong),
+            HeadCheck::Refused(VerifyError::BadToken)
+        );
+        assert_eq!(Verifier::NONE.check_head(&signed), HeadCheck::NeedsBody);
+        let body = b"{}";
+        let sig = sign_body(b"secret", body);
+        let presented = Presented {
+            signature_256: Some(sig.as_bytes()),
+            ..Presented::default()
+        };
+        assert_eq!(
+            Verifier::NONE.verify(&presented, body, now()),
+            Err(VerifyError::BadSignature)
+        );
+    }
 
     #[test]
     fn nothing_presented_is_missing() {

@@ -26,6 +26,7 @@ mod meta;
 mod migrate;
 mod open;
 mod packed;
+mod private;
 mod record;
 mod recovery;
 mod replay;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::feed::Feed;
 use super::generations::Generations;
 use super::writer::Writer;
-use super::{dedup, flusher, migrate, record, recovery, retention, segment};
+use super::{dedup, flusher, migrate, private, record, recovery, retention, segment};
 use super::{millis, Inner, Limits, Store, StoreError};
 use super::{COMMAND_QUEUE, FEED_BYTES, FLUSH_INTERVAL, SLICES_PER_WINDOW, THREAD_JOIN_LIMIT};
 use crate::config::StorageSettings;
@@ -114,7 +114,7 @@ impl Store {
         let path = settings.path.as_path();
         let segments_dir: PathBuf = segment::dir(path);
         // sled would create it too, but its error would not name the directory.
-        std::fs::create_dir_all(path)
+        private::make_private(path)
             .map_err(|e| io_error("cannot create storage directory", path, &e))?;
         // sled's lock on the directory also guards the segments: it is taken first.
         let db = sled::Config::new()

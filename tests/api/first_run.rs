@@ -176,6 +176,7 @@ async fn the_shipped_default_config_prints_a_url_with_a_hint_for_every_interface
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RELAY__STORAGE__PATH", dir.path().join("data"))
+        .env("RELAY__METRICS__BIND", "127.0.0.1:0")
         .env("RELAY__SERVER__BIND", format!("0.0.0.0:{port}"))
         .env("RELAY__AMQP__EXCHANGE", &names)
         .env("RELAY__AMQP__QUEUE_PREFIX", &names)
