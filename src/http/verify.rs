@@ -481,7 +481,27 @@ mod tests {
             decode_secret("whsec_not base64!"),
             Err(SecretError::BadBase64)
         );
-        assert_eq!(decode_secret("whsec_aGVsbG8"), Err(SecretError::BadBase64));
+        // One character past a multiple of four holds no whole byte, padded or not.
+        assert_eq!(decode_secret("whsec_aGVsb"), Err(SecretError::BadBase64));
+        assert_eq!(decode_secret("whsec_aGVsb==="), Err(SecretError::BadBase64));
+    }
+
+    #[test]
+    fn decode_secret_whsec_padding_is_optional() {
+        // The reference library's own unpadded-secret cases: none, one and two `=` missing.
+        assert_eq!(decode_secret("whsec_aGVsbG8"), Ok(b"hello".to_vec()));
+        assert_eq!(decode_secret("whsec_aGVsbA"), Ok(b"hell".to_vec()));
+        assert_eq!(decode_secret("whsec_aGVsbA=="), Ok(b"hell".to_vec()));
+        assert_eq!(
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Ok(spec_key())
+        );
+        // Unused low bits of the last character are ignored, as Go's and Python's decoders do:
+        // `S` and `Q` differ only there.
+        assert_eq!(
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"),
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaQ=")
+        );
     }
 
     #[test]
