@@ -14,8 +14,11 @@ use crate::config::{decode_secret, first_run, ConnectionSettings};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default).
-const TIMESTAMP_TOLERANCE_SECS: i128 = 5 * 60;
+/// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default),
+/// in nanoseconds: the clock is compared with its fraction of a second, as the reference libraries
+/// compare it (Go's `time.Now()`, Python's `datetime.now()`). A whole-second clock would take a
+/// timestamp of `floor(now) - 300`, which is up to a second past the tolerance.
+const TIMESTAMP_TOLERANCE_NANOS: i128 = 5 * 60 * 1_000_000_000;
 
 /// The credentials a request presented, as raw header values.
 #[derive(Clone, Copy, Debug, Default)]
@@ -294,8 +297,10 @@ impl Verifier {
             return Err(VerifyError::Malformed);
         }
         let sent = parse_unix_seconds(timestamp).ok_or(VerifyError::Malformed)?;
-        // Before any MAC: a replayed or stale request must not cost an HMAC over its body.
-        if (unix_seconds(now) - i128::from(sent)).abs() > TIMESTAMP_TOLERANCE_SECS {
+        // Before any MAC: a replayed or stale request must not cost an HMAC over its body. Strictly
+        // more than the tolerance either way is refused (`now - ts > 5 min`, `ts > now + 5 min`).
+        let sent_nanos = i128::from(sent) * 1_000_000_000;
+        if (unix_nanos(now) - sent_nanos).abs() > TIMESTAMP_TOLERANCE_NANOS {
             return Err(VerifyError::Expired);
         }
 
@@ -343,11 +348,12 @@ fn parse_unix_seconds(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
-/// Signed seconds since the epoch: a clock set before 1970 must still compare, not panic.
-fn unix_seconds(now: SystemTime) -> i128 {
+/// Signed nanoseconds since the epoch: a clock set before 1970 must still compare, not panic.
+fn unix_nanos(now: SystemTime) -> i128 {
     match now.duration_since(UNIX_EPOCH) {
-        Ok(after) => i128::from(after.as_secs()),
-        Err(before) => -i128::from(before.duration().as_secs()),
+        // A Duration's nanoseconds fit an i128 (at most 2^64 seconds of 10^9 each).
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
     }
 }
 
@@ -888,6 +894,29 @@ mod tests {
                 v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
                 Ok(()),
                 "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn standard_tolerance_counts_the_fraction_of_a_second() {
+        // The Go library's "old timestamp fails": signed at floor(now) - 300, checked a moment
+        // after that second began. The sender's side of the boundary stays open to the second.
+        let v = verifier(&[], &[SECRET_A]);
+        for (fraction, offset, expected) in [
+            (Duration::from_nanos(1), -300, Err(VerifyError::Expired)),
+            (Duration::from_millis(500), -300, Err(VerifyError::Expired)),
+            (Duration::from_millis(999), -299, Ok(())),
+            (Duration::ZERO, -300, Ok(())),
+            (Duration::from_millis(999), 300, Ok(())),
+            (Duration::ZERO, 301, Err(VerifyError::Expired)),
+            (Duration::from_millis(999), 301, Err(VerifyError::Expired)),
+        ] {
+            let (ts, sig) = signed_at(1_700_000_000 + offset);
+            assert_eq!(
+                v.verify(&standard("msg_1", &ts, &sig), BODY, now() + fraction),
+                expected,
+                "now + {fraction:?}, offset {offset}"
             );
         }
     }
