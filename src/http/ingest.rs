@@ -297,11 +297,20 @@ async fn accept(
         webhook_timestamp: header_bytes(headers, &WEBHOOK_TIMESTAMP),
         webhook_signature: header_bytes(headers, &WEBHOOK_SIGNATURE),
     };
-    conn.verifier
+    let verified = conn
+        .verifier
         .verify(&presented, &body, SystemTime::now())
         .map_err(|e| IngestError::Unauthorized(Some(e)))?;
 
-    let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
+    // A signed `webhook-id` keys the event; the body is still parsed once, for the rest.
+    let event = event::parse_with(
+        connection,
+        body,
+        &rules.redact,
+        &conn.rules,
+        received_at_ms,
+        verified.sender_id(),
+    )?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);
