@@ -22,5 +22,6 @@ mod publish;
 mod resilience;
 mod senders;
 mod soak;
+mod standard_webhooks;
 mod status_page;
 mod zero_downtime;
