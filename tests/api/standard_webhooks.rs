@@ -187,16 +187,26 @@ async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     (status, response.json().await.expect("JSON answer"))
 }
 
+/// A relay connected to the broker, and the unix second it was ready at.
+async fn ready_app() -> (TestApp, i64) {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    (app, unix_now().0)
+}
+
+fn message_id(message: &lapin::message::BasicGetMessage) -> Option<&str> {
+    let id = message.delivery.properties.message_id().as_ref();
+    id.map(|id| id.as_str())
+}
+
 /// A Standard Webhooks event: no Whaticket shape, so unsigned it would be keyed by its bytes.
 const EVENT: &[u8] =
     br#"{"type":"invoice.paid","timestamp":"2024-05-01T12:00:00Z","data":{"id":"inv_42","amount":1990}}"#;
 
 #[tokio::test]
 async fn a_new_webhook_id_with_a_body_seen_before_is_a_new_event() {
-    let app = spawn_app().await;
-    app.wait_ready().await;
+    let (app, now) = ready_app().await;
     let key = HMAC_SECRET.as_bytes();
-    let (now, _) = unix_now();
 
     let (status, first) = answer(post_signed(&app, key, "msg_first", now, EVENT).await).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
@@ -213,13 +223,7 @@ async fn a_new_webhook_id_with_a_body_seen_before_is_a_new_event() {
         .iter()
         .map(|m| {
             assert_eq!(m.delivery.data, EVENT);
-            let id = m
-                .delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .expect("message_id");
-            id.as_str().to_owned()
+            message_id(m).expect("message_id").to_owned()
         })
         .collect();
     relayed.sort();
@@ -236,10 +240,8 @@ async fn a_new_webhook_id_with_a_body_seen_before_is_a_new_event() {
 
 #[tokio::test]
 async fn a_retry_with_the_same_webhook_id_and_a_reserialised_body_is_a_duplicate() {
-    let app = spawn_app().await;
-    app.wait_ready().await;
+    let (app, now) = ready_app().await;
     let key = HMAC_SECRET.as_bytes();
-    let (now, _) = unix_now();
     let reserialised =
         serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(EVENT).expect("EVENT is JSON"))
             .expect("serialises");
@@ -260,15 +262,7 @@ async fn a_retry_with_the_same_webhook_id_and_a_reserialised_body_is_a_duplicate
     assert_eq!(app.queue_len(&queue).await, 1);
     let message = app.take(&queue).await;
     assert_eq!(message.delivery.data, EVENT);
-    assert_eq!(
-        message
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.as_str()),
-        first["id"].as_str()
-    );
+    assert_eq!(message_id(&message), first["id"].as_str());
 }
 
 #[tokio::test]
