@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::error::IngestError;
-use crate::http::verify::{HeadCheck, Presented, SecretError, Verifier};
+use crate::http::verify::{HeadCheck, Presented, SecretError, Verified, Verifier};
 use crate::metrics::history::{ConnHistory, Outcome};
 use crate::metrics::{EventClock, Metrics};
 use crate::report::Refusals;
@@ -328,15 +328,25 @@ async fn accept(
     )
     .await
     .map_err(|_| IngestError::BodyTimeout)??;
-    if permit.is_some() {
-        verifier
+    let verified = match permit {
+        // A token proved the caller: it signs nothing about the event.
+        None => Verified::Credential,
+        Some(_) => verifier
             .verify(&presented, &body, SystemTime::now())
-            .map_err(|e| IngestError::Unauthorized(Some(e)))?;
-    }
+            .map_err(|e| IngestError::Unauthorized(Some(e)))?,
+    };
     drop(permit);
     let conn = known.ok_or(IngestError::Unauthorized(None))?;
 
-    let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
+    // A signed `webhook-id` keys the event; the body is still parsed once, for the rest.
+    let event = event::parse_with(
+        connection,
+        body,
+        &rules.redact,
+        &conn.rules,
+        received_at_ms,
+        verified.sender_id(),
+    )?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);

@@ -24,5 +24,6 @@ mod resilience;
 mod senders;
 mod slots;
 mod soak;
+mod standard_webhooks;
 mod status_page;
 mod zero_downtime;
