@@ -238,7 +238,7 @@ mod tests {
             text.contains(&format!("{name}{{connection=\"loja\"}} 1700000000.5")),
             "{text}"
         );
-        assert!(!text.contains("idle"), "{text}");
+        assert!(!text.contains("connection=\"idle\""), "{text}");
 
         drop(loja);
         drop(idle);

@@ -127,6 +127,9 @@ impl Store {
             .map_err(|e| open_error(path, e))?;
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| io_error("cannot create segment directory", &segments_dir, &e))?;
+        // Again, now that sled has made its files (under whatever umask this process has).
+        private::restrict(path)
+            .map_err(|e| io_error("cannot make the storage directory private", path, &e))?;
         let window_ms = millis(settings.dedup_window);
         let dedup = Arc::new(Generations::open(
             &db,

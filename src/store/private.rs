@@ -1,7 +1,8 @@
 //! The data directory is private to the relay's user: segment files hold whole bodies (names,
-//! phone numbers), sled's files their keys. Whatever the umask the relay was started with, what
-//! it creates there is 0700 (folders) and 0600 (files), and a directory written by an earlier
-//! version is made so at open.
+//! phone numbers), sled's files their keys. The folder is created 0700 and, at each open, what is
+//! in it is narrowed to 0700 (folders) and 0600 (files): a directory written by an earlier
+//! version, or under a wider umask, is made private. The binary also narrows its umask
+//! (`process::umask`), so that what sled creates later is private from the start.
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
@@ -11,13 +12,8 @@ use std::path::Path;
 const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
-/// Creates `path` (0700) if missing and makes everything in it private. Sets the process umask to
-/// 077 first: sled creates its files itself, with the umask's modes.
+/// Creates `path` (0700) if missing and makes everything in it private.
 pub(super) fn make_private(path: &Path) -> io::Result<()> {
-    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
-    unsafe {
-        libc::umask(0o077);
-    }
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -26,7 +22,7 @@ pub(super) fn make_private(path: &Path) -> io::Result<()> {
 }
 
 /// Narrows the modes below `path` (links are not followed).
-fn restrict(path: &Path) -> io::Result<()> {
+pub(super) fn restrict(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     let wanted = if meta.is_dir() {
         DIR_MODE

@@ -7,6 +7,7 @@
 //! settlement (a dead letter's copy must be on disk before its segment goes).
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -30,10 +31,12 @@ pub(super) fn open_segment(
     first_seq: u64,
 ) -> Result<(Active, Segment), StoreError> {
     let path = dir.join(segment::file_name(first_seq));
+    // Whole bodies: the relay's user's alone, whatever the umask (store::private).
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
+        .mode(0o600)
         .open(&path)?;
     segment::sync_dir(dir)?;
     let len = file.metadata()?.len();
