@@ -502,6 +502,19 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_can_be_turned_off() {
+        let s = Settings::default();
+        assert_eq!(s.metrics.bind, Some(([127, 0, 0, 1], 9464).into()));
+        assert_ne!(s.metrics.bind, Some(s.server.bind));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "[metrics]\nbind = \"off\"\n");
+        let s = Settings::load_from(Some(&path), no_env()).unwrap();
+        assert_eq!(s.metrics.bind, None);
+        // Written back as the file spells it (check-config prints the effective config).
+        assert!(s.to_masked_toml().unwrap().contains("bind = \"off\""));
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
@@ -546,6 +559,16 @@ mod tests {
                 "when",
             ),
             ("[server]\nunknown_key = 1\n", "unknown_key"),
+            ("[server]\nkeep_alive = \"0s\"\n", "server.keep_alive"),
+            (
+                "[server]\nmax_body_bytes = 2000\nunauthenticated_body_bytes = 1000\n",
+                "server.unauthenticated_body_bytes",
+            ),
+            ("[metrics]\nbind = \"nowhere\"\n", "metrics.bind"),
+            (
+                "[server]\nbind = \"0.0.0.0:8080\"\n[metrics]\nbind = \"0.0.0.0:8080\"\n",
+                "metrics.bind",
+            ),
         ];
         for (text, key) in cases {
             let path = write(&dir, text);
