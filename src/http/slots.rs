@@ -62,10 +62,14 @@ struct Conn {
     id: u64,
     socket: OwnedFd,
     phase: Cell<Phase>,
+    /// Shut down by us: it stays in the table until actix has dropped it, and is not counted or
+    /// chosen again meanwhile.
+    closed: Cell<bool>,
 }
 
 impl Conn {
     fn close(&self) {
+        self.closed.set(true);
         // SAFETY: `socket` is our own descriptor of the connection's socket, open until `self`
         // drops; shutdown does not close it, it ends the connection for actix's descriptor too.
         unsafe {
@@ -129,6 +133,7 @@ impl Slots {
         let conn = Rc::new(Conn {
             id,
             socket,
+            closed: Cell::new(false),
             // A new connection: its first byte starts the first head.
             phase: Cell::new(Phase::Between {
                 since: Instant::now(),
@@ -158,7 +163,7 @@ impl Table {
             .conns
             .borrow()
             .values()
-            .filter(|c| c.id != keep)
+            .filter(|c| c.id != keep && !c.closed.get())
             .filter_map(|c| match c.phase.get() {
                 Phase::Between { since, .. } => Some((since, Rc::clone(c))),
                 Phase::Serving => None,
@@ -176,7 +181,7 @@ impl Table {
         let head = self.slots.head_timeout;
         let limit = self.slots.keep_alive + head;
         let mut late = Vec::new();
-        for conn in self.conns.borrow().values() {
+        for conn in self.conns.borrow().values().filter(|c| !c.closed.get()) {
             let Phase::Between {
                 since,
                 received,
@@ -305,6 +310,7 @@ mod tests {
                 id,
                 socket: OwnedFd::from(server),
                 phase: Cell::new(phase),
+                closed: Cell::new(false),
             }),
         );
         peers.push(client);
@@ -401,5 +407,13 @@ mod tests {
         for kept in [0, 2, 3] {
             assert!(!closed(&mut peers[kept]), "connection {kept} was closed");
         }
+        // Until actix drops it, the closed one stays listed: the next eviction passes it over.
+        table.evict_longest_idle(newest);
+        assert!(closed(&mut peers[0]), "the next longest idle was kept");
+        assert!(
+            !closed(&mut peers[2]),
+            "a connection being served was closed"
+        );
+        assert!(!closed(&mut peers[3]), "the newest connection was closed");
     }
 }

@@ -420,7 +420,10 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
         u64::from(metrics_port)
     );
     let annotations = &sts["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!(str_at(annotations, "/prometheus.io~1port"), metrics_port.to_string());
+    assert_eq!(
+        str_at(annotations, "/prometheus.io~1port"),
+        metrics_port.to_string()
+    );
     assert_eq!(str_at(annotations, "/prometheus.io~1path"), "/metrics");
     for service in [headless, get("Service", "whaticket-relay")] {
         for port in service["spec"]["ports"].as_array().expect("ports") {
