@@ -126,26 +126,24 @@ mod tests {
         let guesses = Guesses::new(Metrics::new());
         let start = Instant::now();
         let attacker = ip(1);
-        let mut checked = 0;
-        for _ in 0..1000 {
-            if guesses.gate_at(attacker, start) == Gate::Check {
-                checked += 1;
-                guesses.failed_at(attacker, "admin API", start);
-            }
-        }
-        assert_eq!(checked, 10, "the burst");
+        // 1000 wrong guesses at `at`: how many were checked.
+        let guess_all = |at: Instant| {
+            (0..1000)
+                .filter(|_| {
+                    let checked = guesses.gate_at(attacker, at) == Gate::Check;
+                    if checked {
+                        guesses.failed_at(attacker, "admin API", at);
+                    }
+                    checked
+                })
+                .count()
+        };
+        assert_eq!(guess_all(start), 10, "the burst");
         // Another source with no wrong guess is still checked (the right token works there).
         assert_eq!(guesses.gate_at(ip(2), start), Gate::Check);
         // One second later, five more of the attacker's.
         let later = start + Duration::from_secs(1);
-        let mut checked = 0;
-        for _ in 0..1000 {
-            if guesses.gate_at(attacker, later) == Gate::Check {
-                checked += 1;
-                guesses.failed_at(attacker, "admin API", later);
-            }
-        }
-        assert_eq!(checked, 5, "the rate");
+        assert_eq!(guess_all(later), 5, "the rate");
         // A source that guessed wrong is forgotten after a minute (the bucket is empty).
         guesses.failed_at(ip(3), "admin API", later);
         assert_eq!(guesses.gate_at(ip(3), later), Gate::Throttled);

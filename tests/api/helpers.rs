@@ -49,6 +49,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The status of a JSON POST of `body` to `url`, on a connection of its own.
+pub async fn post_status(url: &str, body: impl Into<reqwest::Body>) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// Connects to the local broker, failing the test with instructions when it is not running.
 pub async fn broker_connection() -> Connection {
     match tokio::time::timeout(

@@ -180,6 +180,15 @@ async fn nothing_internal_is_served_on_the_public_listener() {
     }
 }
 
+/// `GET /admin/stats` on `base` with `token` as the bearer.
+async fn admin_stats(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Response {
+    http.get(format!("{base}/admin/stats"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin request")
+}
+
 #[tokio::test]
 async fn admin_token_guesses_are_throttled_and_the_right_token_keeps_working() {
     let admin_token = "admin-token-for-the-throttle-test";
@@ -219,41 +228,22 @@ async fn admin_token_guesses_are_throttled_and_the_right_token_keeps_working() {
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let response = elsewhere
-        .get(format!("{base}/admin/stats"))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let guessed_again = app
-        .http
-        .get(format!("{base}/admin/stats"))
-        .bearer_auth("one-more-guess-xxxxxxxxxx")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(
+        admin_stats(&elsewhere, &base, admin_token).await.status(),
+        200
+    );
+    let guessed_again = admin_stats(&app.http, &base, "one-more-guess-xxxxxxxxxx").await;
     assert_eq!(guessed_again.status(), 429);
     assert_eq!(guessed_again.headers()["retry-after"], "1");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let response = app
-        .http
-        .get(format!("{base}/admin/stats"))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        admin_stats(&app.http, &base, admin_token).await.status(),
+        200
+    );
 
     // The status page's login draws from the same bucket.
     for _ in 0..30 {
-        let _ = app
-            .http
-            .get(format!("{base}/admin/stats"))
-            .bearer_auth("again-a-guess-xxxxxxxxxx")
-            .send()
-            .await
-            .unwrap();
+        admin_stats(&app.http, &base, "again-a-guess-xxxxxxxxxx").await;
     }
     let login = app
         .http
@@ -329,8 +319,7 @@ async fn a_flood_of_refusals_logs_a_line_per_reason_not_per_request() {
     let http = reqwest::Client::new();
     let wrong = relay.url(&format!("/hooks/{CONNECTION}/not-the-token"));
     for _ in 0..1000 {
-        let status = http.post(&wrong).body("{}").send().await.unwrap().status();
-        assert_eq!(status, 401);
+        assert_eq!(post_status(&wrong, "{}").await, 401);
         let status = http
             .post(relay.hook_url())
             .header("content-type", "text/plain")
@@ -378,18 +367,9 @@ async fn signed_garbage_cannot_make_the_relay_buffer_more_than_its_budget() {
     ];
     let relay = config.spawn().await;
     // Warm: a few real events, so the store and the publisher have their buffers.
-    let http = reqwest::Client::new();
     for i in 0..20 {
         let body = format!(r#"{{"acao":"start","ticketId":{i},"mensagem":"warm"}}"#);
-        assert_eq!(
-            http.post(relay.hook_url())
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            202
-        );
+        assert_eq!(post_status(&relay.hook_url(), body).await, 202);
     }
     let before = peak_rss(relay.pid());
 
@@ -448,14 +428,6 @@ async fn signed_garbage_cannot_make_the_relay_buffer_more_than_its_budget() {
         "peak RSS grew {growth} bytes for a budget of {BUDGET}"
     );
     // Real webhooks still go through.
-    let body = r#"{"acao":"start","ticketId":999,"mensagem":"after"}"#;
-    assert_eq!(
-        http.post(relay.hook_url())
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    let body = r#"{"acao":"start","ticketId":999,"mensagem":"after"}"#.to_owned();
+    assert_eq!(post_status(&relay.hook_url(), body).await, 202);
 }
