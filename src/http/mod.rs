@@ -1,12 +1,13 @@
 //! The HTTP side: every route in one place, and the listener's shared state.
 //!
-//! `/hooks/…` takes webhooks (ingest → verify → event → store); `/healthz` and `/readyz` are for
+//! `/hooks/…` takes webhooks (ingest: body → verify → event → store); `/healthz` and `/readyz` are for
 //! supervisors and load balancers. `slots` bounds what each connection may hold. `/metrics` has
 //! a listener of its own (`metrics::start`), and so has the admin API (`ops::admin`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
+mod body;
 pub mod error;
 mod health;
 pub mod ingest;
