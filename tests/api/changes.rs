@@ -543,3 +543,63 @@ async fn each_change_is_an_event_with_its_change_named_and_each_repeat_is_not() 
     }
     assert!(accepted.is_empty(), "never delivered: {accepted:?}");
 }
+
+/// `fixtures/changes/expected.json`: each capture with its sender's credential is the kind and
+/// change it lists, a new event (every file is a state of its own), delivered with that change.
+#[tokio::test]
+async fn each_captured_change_is_the_event_expected_json_lists() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let index = json_of(&fixture("changes/expected.json"));
+    let files = index.as_object().expect("expected.json is an object");
+    assert!(files.len() >= 9, "the change captures are all listed");
+    let mut accepted: BTreeMap<String, (String, Kind, String)> = BTreeMap::new();
+    for (file, spec) in files {
+        let headers: Vec<(String, String)> = spec["headers"]
+            .as_object()
+            .expect("headers")
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_str().expect("template").to_owned()))
+            .collect();
+        let body = fixture(&format!("changes/{file}"));
+        let response = send(&app, &headers, TOKEN, &body, body.clone()).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{file}");
+        let answer: Value = response.json().await.expect("JSON answer");
+        let kind = Kind::from_name(spec["kind"].as_str().expect("kind")).expect("a known kind");
+        assert_eq!(answer["kind"], kind.as_str(), "{file}");
+        let change = spec["change"].as_str().expect("change").to_owned();
+        let id = answer["id"].as_str().expect("id").to_owned();
+        let clash = accepted.insert(id, (file.clone(), kind, change));
+        assert!(clash.is_none(), "{file} shares an id with {clash:?}");
+        // Sent again, it is the same event.
+        let again = send(&app, &headers, TOKEN, &body, body.clone()).await;
+        assert_eq!(again.status(), StatusCode::OK, "{file} again");
+    }
+    let mut per_kind: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
+    for (_, kind, _) in accepted.values() {
+        per_kind.entry(kind.as_str()).or_insert((*kind, 0)).1 += 1;
+    }
+    for (kind, count) in per_kind.into_values() {
+        for delivery in app.take_n(&app.queue(kind), count).await {
+            let id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string());
+            let (file, _, change) = &accepted[&id.expect("message_id")];
+            assert_eq!(
+                header_text(&delivery, "change").as_ref(),
+                Some(change),
+                "{file}"
+            );
+            assert!(
+                delivery
+                    .routing_key
+                    .as_str()
+                    .ends_with(&format!(".{change}")),
+                "{file}: {}",
+                delivery.routing_key
+            );
+        }
+    }
+}
