@@ -116,26 +116,18 @@ pub(crate) fn message_key(
             earlier: Some(created),
         };
     }
-    message_content_key(ids, root, text, format, ticket_id, from_me).into()
-}
-
-fn message_content_key(
-    ids: &Ids<'_>,
-    root: &Root<'_>,
-    text: &str,
-    format: Format,
-    ticket_id: Option<i64>,
-    from_me: Option<bool>,
-) -> Option<EventId> {
-    let mensagem = root.mensagem.get();
-    let ticket = ticket_id?.to_string();
-    let updated = ticket_updated_at(root, format)?;
-    let content = match mensagem {
-        None => "none".to_owned(),
-        Some(m) => canonical_digest(text, m.start?)?,
+    let content_key = || {
+        let mensagem = root.mensagem.get();
+        let ticket = ticket_id?.to_string();
+        let updated = ticket_updated_at(root, format)?;
+        let content = match mensagem {
+            None => "none".to_owned(),
+            Some(m) => canonical_digest(text, m.start?)?,
+        };
+        let from_me = from_me.map_or("", |f| if f { "true" } else { "false" });
+        Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
     };
-    let from_me = from_me.map_or("", |f| if f { "true" } else { "false" });
-    Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
+    content_key().into()
 }
 
 /// Ticket + lifecycle word + time: the same change sent twice is one event, the next change of

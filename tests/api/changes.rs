@@ -509,36 +509,27 @@ async fn each_change_is_an_event_with_its_change_named_and_each_repeat_is_not() 
     }
     app.wait_outbox_empty().await;
 
-    let mut per_kind: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
-    for (_, kind, _) in accepted.values() {
-        per_kind.entry(kind.as_str()).or_insert((*kind, 0)).1 += 1;
+    let kinds: Vec<Kind> = accepted.values().map(|(_, kind, _)| *kind).collect();
+    for (kind, id, delivery) in app.take_each(kinds).await {
+        let (label, expected_kind, change) = accepted
+            .remove(&id)
+            .unwrap_or_else(|| panic!("{id} in {kind}: not an accepted event, or twice"));
+        assert_eq!(expected_kind, kind, "{label}");
+        assert_eq!(
+            header_text(&delivery, "change").as_deref(),
+            Some(change),
+            "{label}"
+        );
+        let words: Vec<&str> = delivery.routing_key.as_str().split('.').collect();
+        assert_eq!(words.len(), 4, "{label}: {}", delivery.routing_key);
+        assert_eq!(
+            (words[0], words[2], words[3]),
+            (kind.as_str(), CONNECTION, change),
+            "{label}"
+        );
     }
-    for (kind, count) in per_kind.into_values() {
-        for delivery in app.take_n(&app.queue(kind), count).await {
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.as_str().to_owned())
-                .expect("message_id");
-            let (label, expected_kind, change) = accepted
-                .remove(&id)
-                .unwrap_or_else(|| panic!("{id} in {kind}: not an accepted event, or twice"));
-            assert_eq!(expected_kind, kind, "{label}");
-            assert_eq!(
-                header_text(&delivery, "change").as_deref(),
-                Some(change),
-                "{label}"
-            );
-            let words: Vec<&str> = delivery.routing_key.as_str().split('.').collect();
-            assert_eq!(words.len(), 4, "{label}: {}", delivery.routing_key);
-            assert_eq!(
-                (words[0], words[2], words[3]),
-                (kind.as_str(), CONNECTION, change),
-                "{label}"
-            );
-        }
-        // No repeat was relayed.
+    // No repeat was relayed.
+    for kind in Kind::ALL {
         assert_eq!(app.queue_len(&app.queue(kind)).await, 0, "{kind}");
     }
     assert!(accepted.is_empty(), "never delivered: {accepted:?}");
@@ -575,31 +566,21 @@ async fn each_captured_change_is_the_event_expected_json_lists() {
         let again = send(&app, &headers, TOKEN, &body, body.clone()).await;
         assert_eq!(again.status(), StatusCode::OK, "{file} again");
     }
-    let mut per_kind: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
-    for (_, kind, _) in accepted.values() {
-        per_kind.entry(kind.as_str()).or_insert((*kind, 0)).1 += 1;
-    }
-    for (kind, count) in per_kind.into_values() {
-        for delivery in app.take_n(&app.queue(kind), count).await {
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string());
-            let (file, _, change) = &accepted[&id.expect("message_id")];
-            assert_eq!(
-                header_text(&delivery, "change").as_ref(),
-                Some(change),
-                "{file}"
-            );
-            assert!(
-                delivery
-                    .routing_key
-                    .as_str()
-                    .ends_with(&format!(".{change}")),
-                "{file}: {}",
-                delivery.routing_key
-            );
-        }
+    let kinds: Vec<Kind> = accepted.values().map(|(_, kind, _)| *kind).collect();
+    for (_, id, delivery) in app.take_each(kinds).await {
+        let (file, _, change) = &accepted[&id];
+        assert_eq!(
+            header_text(&delivery, "change").as_ref(),
+            Some(change),
+            "{file}"
+        );
+        assert!(
+            delivery
+                .routing_key
+                .as_str()
+                .ends_with(&format!(".{change}")),
+            "{file}: {}",
+            delivery.routing_key
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `spawn_app()` and the typed helpers every integration test uses; a real RabbitMQ is required.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -387,6 +388,31 @@ impl TestApp {
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+            }
+        }
+        out
+    }
+
+    /// Takes one delivery per kind listed (one per accepted event) from the kinds' queues, each
+    /// with its kind and `message_id`.
+    pub async fn take_each(
+        &self,
+        kinds: impl IntoIterator<Item = Kind>,
+    ) -> Vec<(Kind, String, lapin::message::BasicGetMessage)> {
+        let mut counts: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
+        for kind in kinds {
+            counts.entry(kind.as_str()).or_insert((kind, 0)).1 += 1;
+        }
+        let mut out = Vec::new();
+        for (kind, count) in counts.into_values() {
+            for delivery in self.take_n(&self.queue(kind), count).await {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned())
+                    .expect("every event has a message_id");
+                out.push((kind, id, delivery));
             }
         }
         out
