@@ -178,16 +178,22 @@ pub(crate) fn read<'de>(
     state.reactions.sort_unstable();
     state.reactions.dedup();
 
-    let baileys = format == Format::Baileys;
-    let acks = [
-        (root.ack.scalar(), false),
-        (root.status.scalar(), baileys),
-        (update.and_then(|u| u.status.scalar()), true),
-    ];
-    state.ack = acks
-        .into_iter()
-        .chain(wrapped().flat_map(|m| [(m.ack.scalar(), false), (m.status.scalar(), baileys)]))
-        .find_map(|(value, baileys)| change::ack(value?, baileys));
+    // Izing posts a message once, when it arrives, whatever its ack then; the envelope sends
+    // acks as receipts (`message.ack`). The others re-post the message as its ack moves.
+    if !matches!(format, Format::Izing | Format::Envelope) {
+        let baileys = format == Format::Baileys;
+        let acks = [
+            (root.ack.scalar(), false),
+            (root.status.scalar(), baileys),
+            (update.and_then(|u| u.status.scalar()), true),
+        ];
+        let wrapped_acks =
+            wrapped().flat_map(|m| [(m.ack.scalar(), false), (m.status.scalar(), baileys)]);
+        state.ack = acks
+            .into_iter()
+            .chain(wrapped_acks)
+            .find_map(|(value, baileys)| change::ack(value?, baileys));
+    }
 
     state.text = text(root.message_body.scalar())
         .or_else(|| text(payload.and_then(|p| p.body.scalar())))

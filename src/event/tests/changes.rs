@@ -599,6 +599,14 @@ fn a_later_ack_of_a_message_is_a_change_and_an_earlier_one_is_not() {
             "ack {ack}"
         );
     }
+    // Izing posts a message once, as it arrives: an ack it carries then is no change.
+    let izing = replace(
+        FILES[6].1,
+        r#""fromMe": false,"#,
+        r#""fromMe": false, "ack": 3,"#,
+    );
+    assert_eq!(ev(&izing).meta.change, Some(Change::Created));
+    assert_eq!(id_of(&izing), id_of(FILES[6].1));
     // Izing's and Whazing's message status says where a message came from: no change.
     let sent = replace(
         FILES[13].1,
