@@ -21,7 +21,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
-use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
+use whaticket_relay::event::{Change, Event, EventId, EventMeta, Kind};
 use whaticket_relay::store::{Appended, Next, Room, Settlement, Store};
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
@@ -89,8 +89,10 @@ fn event(n: u64, body_len: usize) -> Event {
             ticket_id: Some((n % 997) as i64),
             from_me: Some(false),
             received_at_ms: now_ms(),
+            change: Some(Change::Created),
         },
         body: Bytes::from(body),
+        earlier_id: None,
     }
 }
 

@@ -47,7 +47,7 @@ use lapin::{
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 use tokio::time::timeout;
 use whaticket_relay::clock::now_ms;
-use whaticket_relay::event::{EventId, EventMeta, Format, Kind};
+use whaticket_relay::event::{Change, EventId, EventMeta, Format, Kind};
 use whaticket_relay::publish::properties;
 
 /// The relay's `amqp.max_in_flight` default.
@@ -264,6 +264,7 @@ impl Route {
                     ticket_id: Some(1000 + (seq % 2000) as i64),
                     from_me: Some(false),
                     received_at_ms: now_ms(),
+                    change: Some(Change::Created),
                 };
                 (exchange, meta.routing_key(), properties(&meta))
             }

@@ -11,7 +11,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ExchangeKind};
 use whaticket_relay::clock::now_ms;
-use whaticket_relay::event::{EventId, EventMeta, Format, Kind};
+use whaticket_relay::event::{Change, EventId, EventMeta, Format, Kind};
 use whaticket_relay::publish::properties;
 
 use crate::bodies::Bodies;
@@ -36,6 +36,7 @@ fn relay_like_properties(seq: u64) -> BasicProperties {
         ticket_id: Some(1000 + (seq % TICKETS) as i64),
         from_me: Some(false),
         received_at_ms: now_ms(),
+        change: Some(Change::Created),
     })
 }
 

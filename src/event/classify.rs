@@ -22,8 +22,21 @@ pub(crate) fn word<'r>(root: &'r Root<'_>) -> Option<&'r str> {
 }
 
 /// Other senders' type word: Izing's `type`, Whazing's `Type`, an envelope's `event`.
-pub(crate) fn type_word<'r>(root: &'r Root<'_>) -> Option<&'r str> {
+fn type_word<'r>(root: &'r Root<'_>) -> Option<&'r str> {
     text(root.kind.scalar()).or_else(|| text(root.event.scalar()))
+}
+
+/// The word an event is sent with: `acao`/`action`, or another sender's type word. SaaS bodies
+/// keep their `acao`/`action` alone: it is part of their status keys.
+pub(crate) fn event_word<'r>(
+    root: &'r Root<'_>,
+    format: Format,
+    word: Option<&'r str>,
+) -> Option<&'r str> {
+    match format {
+        Format::WhaticketSaas => word,
+        _ => word.or_else(|| type_word(root)),
+    }
 }
 
 fn text<'r>(value: Option<&'r Scalar<'_>>) -> Option<&'r str> {
@@ -33,6 +46,29 @@ fn text<'r>(value: Option<&'r Scalar<'_>>) -> Option<&'r str> {
 /// The SaaS rules first, unchanged (stored keys depend on them); what they leave as `other` is
 /// read by the other senders' rules.
 pub(crate) fn classify(root: &Root<'_>, word: Option<&str>) -> Kind {
+    classify_as(root, word, Edits::Messages)
+}
+
+/// How the envelope fork's `message.updated` is read: an edit, or (the release before changes
+/// were named) a receipt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edits {
+    Messages,
+    Receipts,
+}
+
+/// Whether the release before changes were named classified this body otherwise: a receipt,
+/// for an envelope's `message.updated`, which is a message now. Its stored keys are a receipt's.
+pub(crate) fn was_receipt(root: &Root<'_>, word: Option<&str>, kind: Kind) -> bool {
+    const UPDATED: &[u8] = b".updated";
+    let updated = text(root.event.scalar()).is_some_and(|e| {
+        let e = e.as_bytes();
+        e.len() > UPDATED.len() && e[e.len() - UPDATED.len()..].eq_ignore_ascii_case(UPDATED)
+    });
+    updated && kind == Kind::Message && classify_as(root, word, Edits::Receipts) == Kind::Receipt
+}
+
+fn classify_as(root: &Root<'_>, word: Option<&str>, edits: Edits) -> Kind {
     match saas_kind(root, word) {
         Kind::Other => {}
         kind => return kind,
@@ -43,7 +79,7 @@ pub(crate) fn classify(root: &Root<'_>, word: Option<&str>) -> Kind {
     if let Some(kind) = text(root.kind.scalar()).and_then(type_kind) {
         return kind;
     }
-    if let Some(kind) = text(root.event.scalar()).and_then(event_kind) {
+    if let Some(kind) = text(root.event.scalar()).and_then(|e| event_kind(e, edits)) {
         return kind;
     }
     shape_kind(root)
@@ -66,14 +102,15 @@ fn type_kind(word: &str) -> Option<Kind> {
     Some(kind)
 }
 
-/// An envelope's `event`: `ticket.*`, `message.*` (acks and status updates are receipts),
-/// `session.*` / `connection.*` / `whatsapp.*`.
-fn event_kind(event: &str) -> Option<Kind> {
+/// An envelope's `event`: `ticket.*`, `message.*` (acks and status updates are receipts; the
+/// envelope fork's `message.updated` is an edit), `session.*` / `connection.*` / `whatsapp.*`.
+fn event_kind(event: &str, edits: Edits) -> Option<Kind> {
     let (subject, verb) = event.split_once('.')?;
     let subject = subject.to_ascii_lowercase();
     let verb = verb.to_ascii_lowercase();
     let kind = match subject.as_str() {
         "ticket" | "tickets" => Kind::Status,
+        "message" | "messages" if verb == "updated" && edits == Edits::Messages => Kind::Message,
         "message" | "messages" => {
             let receipt = ["ack", "status", "read", "deliver", "receipt", "update"];
             if receipt.iter().any(|r| verb.contains(r)) {

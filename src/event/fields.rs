@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use super::node::{Node, Scalar, Visit};
 use super::offsets::Key;
+use super::reactions::Reactions;
 use super::slot::{plain_record, record, sketch, Leaf, Nullable, Slot};
 
 plain_record!(
@@ -41,6 +42,17 @@ plain_record!(
         ticket: TicketData = "ticket",
         whatsapp: TicketData = "whatsapp",
         payload: Payload = "payload",
+        // A message's state, which senders re-post it with when it changes (`state.rs`).
+        is_deleted: Leaf = "isDeleted",
+        edited: Leaf = "edited",
+        reactions: Reactions = "reactions",
+        has_reaction: Leaf = "hasReaction",
+        media_url: Leaf = "mediaUrl",
+        latest_edit: Leaf = "latestEditSenderTimestampMs",
+        stub_type: Leaf = "messageStubType",
+        update: Update = "update",
+        // Seen here inside an n8n envelope only: at the top the envelope takes `body` (n8n.rs).
+        body: Leaf = "body",
     }
 );
 
@@ -52,6 +64,23 @@ plain_record!(
         from_me: Leaf = "fromMe",
         message_id: Leaf = "messageId",
         ack: Leaf = "ack",
+        kind: Leaf = "type",
+        status: Leaf = "status",
+        body: Leaf = "body",
+        is_deleted: Leaf = "isDeleted",
+        reactions: Reactions = "reactions",
+        has_reaction: Leaf = "hasReaction",
+        latest_edit: Leaf = "latestEditSenderTimestampMs",
+        stub_type: Leaf = "messageStubType",
+    }
+);
+
+plain_record!(
+    /// Baileys' `messages.update` item's `update`: what changed of the message under `key`.
+    Update {
+        status: Leaf = "status",
+        stub_type: Leaf = "messageStubType",
+        message: Leaf = "message",
     }
 );
 
@@ -125,6 +154,9 @@ plain_record!(
         updated_at: Leaf = "updatedAt",
         from_me: Leaf = "fromMe",
         key: BaileysKey = "key",
+        body: Leaf = "body",
+        is_deleted: Leaf = "isDeleted",
+        media_url: Leaf = "mediaUrl",
     }
 );
 
@@ -206,6 +238,11 @@ record!(
         company_id: Leaf = "companyId",
         ticket_id: Leaf = "ticketId",
         from_me: Leaf = "fromMe",
+        // A saved message row's state (`state.rs`).
+        is_deleted: Leaf = "isDeleted",
+        is_edited: Leaf = "isEdited",
+        body: Leaf = "body",
+        media_url: Leaf = "mediaUrl",
     }
     extra {
         start: Option<usize>,

@@ -1,5 +1,16 @@
 //! Dedup keys: SHA-256 over length-prefixed parts per kind, the body digest when a kind's
 //! identifying fields are missing. Stored keys of running installations depend on every byte.
+//!
+//! A message keyed by its WhatsApp id is that id plus its state (`state.rs`): the state it is
+//! created in keeps the key of the release before states were told apart, byte for byte (so a
+//! repeat of a message accepted before an upgrade is found, and every relay of a mixed cluster
+//! gives it one `message_id`); every other state (edited, deleted, reacted to, a later ack)
+//! gets a key of its own, over the id and the state's values. What that release could not tell
+//! apart it stored under one key: a message first seen, before the upgrade, in a changed state
+//! is stored under the created key. So a changed state also carries the key that release gave
+//! its body ([`Keyed::earlier`]), which the store checks among the keys written before the
+//! upgrade only (store/dedup.rs): a repeat of it is still a duplicate, and a change of a message
+//! created since is not mistaken for one.
 
 use std::borrow::Cow;
 
@@ -11,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::fields::Root;
 use super::format::Format;
 use super::node::Scalar;
+use super::state::State;
 use super::{wamid, EventId};
 
 /// The parts every dedup key shares, so two connections or two companies never collide.
@@ -42,8 +54,8 @@ impl Ids<'_> {
 /// events per endpoint, and a body's company must not split one id in two.
 ///
 /// No key of another kind can equal it: every key hashes length-prefixed parts whose first is
-/// its tag, and no other kind's tag is `webhook-id` (theirs: `msg-wid`, `msg`, `status`,
-/// `receipt`, `connection`, `media`, `tags`, `other`, `rule`), so the hashed bytes differ for
+/// its tag, and no other kind's tag is `webhook-id` (theirs: `msg-wid`, `msg-state`, `msg`,
+/// `status`, `receipt`, `connection`, `media`, `tags`, `other`, `rule`), so the hashed bytes differ for
 /// any id, and an equal id would take a SHA-256 collision in its first 16 bytes. Stored keys of
 /// the other kinds are untouched: their parts, and so their bytes, are those of earlier versions.
 pub(crate) fn sender_key(connection: &str, sender_id: &[u8]) -> EventId {
@@ -65,10 +77,24 @@ pub(crate) fn digest_key<P: AsRef<[u8]>>(parts: &[P]) -> EventId {
     EventId(id)
 }
 
+/// An event's key and the key the release before changes were named gave its body, where
+/// that differs (the module's doc says why).
+#[derive(Debug, Default)]
+pub(crate) struct Keyed {
+    pub id: Option<EventId>,
+    pub earlier: Option<EventId>,
+}
+
+impl From<Option<EventId>> for Keyed {
+    fn from(id: Option<EventId>) -> Keyed {
+        Keyed { id, earlier: None }
+    }
+}
+
 /// The WhatsApp id is the same whichever format Whaticket used to send the message, so it is
-/// keyed without `acao`; without it the ticket's `updatedAt`, which moves with every message,
-/// and the message content tell events apart. `text` is the whole received body, which
-/// `mensagem`'s recorded offset points into.
+/// keyed without `acao`, with the message's state when it changed; without it the ticket's
+/// `updatedAt`, which moves with every message, and the message content tell events apart.
+/// `text` is the whole received body, which `mensagem`'s recorded offset points into.
 pub(crate) fn message_key(
     ids: &Ids<'_>,
     root: &Root<'_>,
@@ -76,19 +102,32 @@ pub(crate) fn message_key(
     format: Format,
     ticket_id: Option<i64>,
     from_me: Option<bool>,
-) -> Option<EventId> {
+    state: &State<'_>,
+) -> Keyed {
     if let Some(wid) = wamid::message_id(root, format) {
-        return Some(ids.key("msg-wid", &[&wid]));
+        let created = ids.key("msg-wid", &[&wid]);
+        if state.is_created() {
+            return Some(created).into();
+        }
+        let [deleted, edited, reactions, ack, body, media] = state.parts();
+        let parts = [&*wid, &deleted, &edited, &reactions, &ack, &body, &media];
+        return Keyed {
+            id: Some(ids.key("msg-state", &parts)),
+            earlier: Some(created),
+        };
     }
-    let mensagem = root.mensagem.get();
-    let ticket = ticket_id?.to_string();
-    let updated = ticket_updated_at(root, format)?;
-    let content = match mensagem {
-        None => "none".to_owned(),
-        Some(m) => canonical_digest(text, m.start?)?,
+    let content_key = || {
+        let mensagem = root.mensagem.get();
+        let ticket = ticket_id?.to_string();
+        let updated = ticket_updated_at(root, format)?;
+        let content = match mensagem {
+            None => "none".to_owned(),
+            Some(m) => canonical_digest(text, m.start?)?,
+        };
+        let from_me = from_me.map_or("", |f| if f { "true" } else { "false" });
+        Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
     };
-    let from_me = from_me.map_or("", |f| if f { "true" } else { "false" });
-    Some(ids.key("msg", &[&ticket, &updated, from_me, &content]))
+    content_key().into()
 }
 
 /// Ticket + lifecycle word + time: the same change sent twice is one event, the next change of

@@ -1,11 +1,13 @@
-//! The Whaticket event model: one pass over the body unwraps, classifies, extracts ids, finds
-//! the values to redact; then the dedup key is computed and the redactions spliced in.
+//! The Whaticket event model: one pass over the body unwraps, classifies, extracts ids and a
+//! message's state, finds the values to redact; then the change is named, the dedup key
+//! computed and the redactions spliced in.
 
 use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+mod change;
 mod classify;
 mod custom;
 mod error;
@@ -15,11 +17,14 @@ mod key;
 mod n8n;
 mod node;
 mod offsets;
+mod reactions;
 mod redact;
 mod scan;
 mod slot;
+mod state;
 mod wamid;
 
+pub use change::Change;
 pub use custom::{pointer_tokens, CustomRules, RuleError, RuleSpec};
 pub use format::Format;
 pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
@@ -27,6 +32,7 @@ pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
 use key::Ids;
 use n8n::Envelope;
 use scan::Scan;
+use state::State;
 
 /// Which queue an event goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,16 +156,27 @@ pub struct EventMeta {
     pub from_me: Option<bool>,
     /// Unix time in milliseconds when the relay received the request.
     pub received_at_ms: u64,
+    /// What happened; `None` only in a record written before changes were named, until the
+    /// store reads its body back ([`stored_change`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 impl EventMeta {
-    /// `{kind}.{companyId or 0}.{connection}`
+    /// What happened: `other` for what could not say.
+    pub fn change(&self) -> Change {
+        self.change.unwrap_or(Change::Other)
+    }
+
+    /// `{kind}.{companyId or 0}.{connection}.{change}`: the change last, so bindings made for
+    /// three words (`message.1.#`) still match.
     pub fn routing_key(&self) -> String {
         format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             self.kind,
             self.company_id.unwrap_or(0),
-            self.connection
+            self.connection,
+            self.change()
         )
     }
 }
@@ -169,6 +186,10 @@ impl EventMeta {
 pub struct Event {
     pub meta: EventMeta,
     pub body: Bytes,
+    /// The id the release before changes were named gave this body, where it differs from
+    /// `meta.id` (key.rs says why): the store answers a repeat of an event accepted under it
+    /// before the upgrade as its duplicate. Never stored.
+    pub earlier_id: Option<EventId>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -224,6 +245,7 @@ pub fn parse_with(
     if !envelope.is_object() {
         return Err(ParseError::NotAnObject);
     }
+    let own_body = envelope.own_body();
     let (root, body, spans, origin, captured) = match envelope.inner() {
         Some(inner) => {
             let body = raw.slice(inner.range.clone());
@@ -262,28 +284,37 @@ pub fn parse_with(
         .and_then(|hit| hit.ticket_id)
         .or_else(|| classify::ticket_id(root, format, kind));
     let from_me = classify::from_me(root, format);
-    // SaaS bodies keep their `acao`/`action` alone: it is part of their status keys.
-    let word = match format {
-        Format::WhaticketSaas => word,
-        _ => word.or_else(|| classify::type_word(root)),
-    };
+    let word = classify::event_word(root, format, word);
 
-    let id = match sender_id {
-        Some(sender_id) => key::sender_key(connection, sender_id),
-        None => match hit {
-            Some(hit) => hit.key,
-            None => match kind {
-                Kind::Message => key::message_key(&ids, root, text, format, ticket_id, from_me),
+    let state = (kind == Kind::Message).then(|| state::read(root, format, word, own_body));
+    let change = change::name(kind, root, format, word, state.as_ref().map(State::change));
+
+    let keyed = match sender_id {
+        Some(sender_id) => Some(key::sender_key(connection, sender_id)).into(),
+        None => match (hit, &state) {
+            (Some(hit), _) => hit.key.into(),
+            (None, Some(state)) => {
+                let mut keyed =
+                    key::message_key(&ids, root, text, format, ticket_id, from_me, state);
+                if classify::was_receipt(root, word, kind) {
+                    let receipt = key::receipt_key(&ids, root, format);
+                    keyed.earlier = Some(receipt.unwrap_or_else(|| ids.body_key()));
+                }
+                keyed
+            }
+            (None, None) => match kind {
                 Kind::Status => key::status_key(&ids, root, format, ticket_id, word),
                 Kind::Receipt => key::receipt_key(&ids, root, format),
                 Kind::Connection => key::connection_key(&ids, root),
                 Kind::Media => key::media_key(&ids, root, ticket_id),
                 Kind::Tags => key::tags_key(&ids, root, ticket_id),
-                Kind::Other => None,
-            },
-        }
-        .unwrap_or_else(|| ids.body_key()),
+                Kind::Message | Kind::Other => None,
+            }
+            .into(),
+        },
     };
+    let id = keyed.id.unwrap_or_else(|| ids.body_key());
+    let earlier_id = keyed.earlier.filter(|earlier| *earlier != id);
 
     let meta = EventMeta {
         id,
@@ -295,11 +326,34 @@ pub fn parse_with(
         ticket_id,
         from_me,
         received_at_ms,
+        change: Some(change),
     };
     Ok(Event {
         meta,
         body: redact::splice(&body, spans, origin),
+        earlier_id,
     })
+}
+
+/// The change of an event stored before changes were named, read again from its stored body
+/// (unwrapped and redacted, which leaves every value a change is read from): `other` if it no
+/// longer parses. One parse per such record, as the store reads it back.
+pub fn stored_change(kind: Kind, body: &[u8]) -> Change {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Change::Other;
+    };
+    let keys = RedactKeys::default();
+    let mut envelope = Envelope::default();
+    if Scan::new(text, &keys).run(&mut envelope).is_err() || !envelope.is_object() {
+        return Change::Other;
+    }
+    let root = &envelope.outer;
+    let word = classify::word(root);
+    let format = format::detect(root, word);
+    let word = classify::event_word(root, format, word);
+    let state =
+        (kind == Kind::Message).then(|| state::read(root, format, word, envelope.own_body()));
+    change::name(kind, root, format, word, state.as_ref().map(State::change))
 }
 
 #[cfg(test)]

@@ -40,6 +40,15 @@ impl<'de> Envelope<'de> {
         let inner = self.inner.as_ref()?;
         (self.headers && self.marker && *inner.root.shape() == Scalar::Object).then_some(inner)
     }
+
+    /// The last `body` member's value, when the body is no envelope: then the member is the
+    /// event's own (whatsapp-web.js puts a message's text there).
+    pub fn own_body(&self) -> Option<&Scalar<'de>> {
+        match self.inner() {
+            Some(_) => None,
+            None => self.inner.as_ref().map(|inner| inner.root.shape()),
+        }
+    }
 }
 
 impl<'de> Node<'de> for Envelope<'de> {

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::key::{digest_key, Ids};
 use super::*;
 
+mod changes;
 mod pinned;
 mod redaction;
 mod sender_id;
@@ -601,7 +602,13 @@ fn event_id_round_trips_through_serde() {
     let text = serde_json::to_string(&meta).unwrap_or_default();
     let back: Option<EventMeta> = serde_json::from_str(&text).ok();
     assert_eq!(back, Some(meta.clone()));
-    assert_eq!(meta.routing_key(), "message.1.suporte-x");
+    assert_eq!(meta.routing_key(), "message.1.suporte-x.created");
+    // The JSON layout of earlier versions has no change: read as unknown, routed as `other`.
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    old.as_object_mut().map(|m| m.remove("change"));
+    let old: EventMeta = serde_json::from_value(old).expect("an earlier meta reads");
+    assert_eq!(old.change, None);
+    assert_eq!(old.routing_key(), "message.1.suporte-x.other");
 }
 
 #[test]

@@ -246,7 +246,7 @@ async fn handle(
                     metrics.by_format(conn_field, format.unwrap_or(Format::Unknown));
                     history.record(Outcome::Accepted, now_ms);
                 }
-                Appended::Duplicate => {
+                Appended::Duplicate | Appended::DuplicateOf(_) => {
                     metrics.duplicate(conn_field, *kind);
                     history.record(Outcome::Duplicate, now_ms);
                 }
@@ -269,7 +269,7 @@ async fn handle(
             id: id.as_str(),
             kind: Some(kind.as_str()),
         }),
-        Appended::Duplicate => HttpResponse::Ok().json(Accepted {
+        Appended::Duplicate | Appended::DuplicateOf(_) => HttpResponse::Ok().json(Accepted {
             status: "duplicate",
             id: id.as_str(),
             kind: None,
@@ -286,7 +286,7 @@ impl OutcomeName for Appended {
     fn as_str(&self) -> &'static str {
         match self {
             Appended::Accepted => "accepted",
-            Appended::Duplicate => "duplicate",
+            Appended::Duplicate | Appended::DuplicateOf(_) => "duplicate",
         }
     }
 }
@@ -359,6 +359,11 @@ async fn accept(
         .await
         .map_err(|_| IngestError::StoreStuck)?
         .map_err(IngestError::from)?;
+    // A repeat of an event accepted before an upgrade is answered with that event's id.
+    let id = match outcome {
+        Appended::DuplicateOf(first) => first,
+        _ => id,
+    };
     Ok((outcome, id, kind, format))
 }
 

@@ -217,6 +217,11 @@ pub fn properties(meta: &EventMeta) -> BasicProperties {
             AMQPValue::LongString(LongString::from(action.as_str())),
         );
     }
+    // What happened, as the routing key's last word says it.
+    headers.insert(
+        "change".into(),
+        AMQPValue::LongString(LongString::from(meta.change().as_str())),
+    );
     // The sender's format lets a consumer branch on the body's shape.
     if let Some(format) = meta.format {
         headers.insert(
@@ -414,6 +419,7 @@ mod tests {
         let mut m = meta(0xab, Kind::Status, Some(42));
         m.from_me = Some(true);
         m.format = Some(crate::event::Format::Izing);
+        m.change = Some(crate::event::Change::Closed);
         let props = properties(&m);
         assert_eq!(*props.delivery_mode(), Some(2));
         assert_eq!(
@@ -432,8 +438,9 @@ mod tests {
         );
 
         let headers = props.headers().as_ref().expect("headers").inner();
-        assert_eq!(headers.len(), 7);
+        assert_eq!(headers.len(), 8);
         assert_eq!(long_string(&headers["connection"]), "main");
+        assert_eq!(long_string(&headers["change"]), "closed");
         assert_eq!(long_string(&headers["format"]), "izing");
         assert_eq!(long_string(&headers["action"]), "update");
         assert_eq!(headers["company_id"], AMQPValue::LongLongInt(7));
@@ -452,12 +459,15 @@ mod tests {
             company_id: None,
             ticket_id: None,
             from_me: None,
+            change: None,
             ..meta(1, Kind::Other, None)
         };
         let props = properties(&m);
         let headers = props.headers().as_ref().expect("headers").inner();
         let mut keys: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["connection", "received_at"]);
+        // The change is always named, as the routing key's last word: `other` when unknown.
+        assert_eq!(keys, ["change", "connection", "received_at"]);
+        assert_eq!(long_string(&headers["change"]), "other");
     }
 }

@@ -187,7 +187,7 @@ pub(crate) mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::event::{Event, EventId, Kind};
+    use crate::event::{Change, Event, EventId, Kind};
 
     /// Meta of a test event (also used by the publisher's other unit tests).
     pub(crate) fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
@@ -201,6 +201,7 @@ pub(crate) mod tests {
             ticket_id: ticket,
             from_me: Some(false),
             received_at_ms: 1_700_000_000_123,
+            change: Some(Change::Other),
         }
     }
 
@@ -210,6 +211,7 @@ pub(crate) mod tests {
             event: Arc::new(Event {
                 meta,
                 body: Bytes::from(format!("{{\"seq\":{seq}}}")),
+                earlier_id: None,
             }),
         }
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::deferred::Keys;
-use super::generations::Generations;
+use super::generations::{Generations, Slice};
 use super::StoreError;
 use super::{record, runs};
 use crate::event::EventId;
@@ -24,6 +24,23 @@ pub(super) fn live(dedup: &Generations, now: u64) -> Vec<u64> {
         .rev()
         .map(|(end, _)| *end)
         .collect()
+}
+
+/// The expiry of `id`'s key in `slice`, if it has one there.
+fn expiry_in(slice: &Slice, id: &EventId, now: u64) -> Result<Option<u64>, StoreError> {
+    if !slice.may_hold(&id.0) {
+        return Ok(None);
+    }
+    let mut found = None;
+    if slice.legacy.load(Ordering::Relaxed) {
+        if let Some(value) = slice.tree.get(id.0)? {
+            found = record::decode_expiry(&value);
+            if found.is_none() {
+                tracing::warn!(id = %id, "unreadable dedup entry ignored");
+            }
+        }
+    }
+    Ok(found.max(slice.runs().find(&slice.tree, &id.0, now)?))
 }
 
 /// Whether `id` is held by an unexpired key; and whether its key in slice `end` exists already
@@ -41,26 +58,60 @@ pub(super) fn lookup(
         let Some(slice) = slices.get(slice_end) else {
             continue;
         };
-        if !slice.may_hold(&id.0) {
-            continue;
-        }
-        let mut found = None;
-        if slice.legacy.load(Ordering::Relaxed) {
-            if let Some(value) = slice.tree.get(id.0)? {
-                found = record::decode_expiry(&value);
-                if found.is_none() {
-                    tracing::warn!(id = %id, "unreadable dedup entry ignored");
-                }
-            }
-        }
-        found = found.max(slice.runs().find(&slice.tree, &id.0, now)?);
-        match found {
+        match expiry_in(slice, id, now)? {
             Some(expiry) if expiry > now => return Ok((true, false)),
             Some(_) => overwrites |= *slice_end == end,
             None => {}
         }
     }
     Ok((false, overwrites))
+}
+
+/// Key in the `meta` tree: the latest expiry of the keys written before this release, which
+/// tells them from the keys it writes itself (event/key.rs says why that matters).
+const EARLIER_UNTIL_KEY: &[u8] = b"earlier-keys-until";
+
+/// The latest expiry a key written by an earlier release can have: read from `meta`, or, the
+/// first time this release opens the directory, the latest expiry of every key found (written
+/// by the release before, or restored from its records) and then remembered, so keys this
+/// release writes never count. Every key written later expires later, unless
+/// `storage.dedup_window` was shortened across the upgrade (such a key then counts as an
+/// earlier one until it expires: a change is taken for a repeat, never the other way round).
+pub(super) fn earlier_until(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dedup: &Generations,
+) -> Result<u64, StoreError> {
+    if let Some(value) = meta.get(EARLIER_UNTIL_KEY)? {
+        return record::decode_expiry(&value)
+            .ok_or_else(|| record::corrupt("earlier-keys-until is not 8 bytes"));
+    }
+    let until = dedup.latest_expiry();
+    meta.insert(EARLIER_UNTIL_KEY, &record::expiry_value(until)[..])?;
+    // Before any key of this release can be written: a crash must not leave them counted.
+    db.flush()?;
+    Ok(until)
+}
+
+/// Whether `id` is held by an unexpired key written by an earlier release (expiring by
+/// `until`, from [`earlier_until`]).
+pub(super) fn held_earlier(
+    dedup: &Generations,
+    live: &[u64],
+    id: &EventId,
+    now: u64,
+    until: u64,
+) -> Result<bool, StoreError> {
+    let slices = dedup.read();
+    for slice_end in live {
+        let Some(slice) = slices.get(slice_end) else {
+            continue;
+        };
+        if expiry_in(slice, id, now)?.is_some_and(|expiry| expiry > now && expiry <= until) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
@@ -130,6 +181,7 @@ pub(super) fn restore(
         return Ok(());
     }
     let end = dedup.ensure(expiry_ms)?;
+    dedup.restored(expiry_ms);
     let slices = dedup.read();
     if let Some(slice) = slices.get(&end) {
         slice.remember(&id.0);

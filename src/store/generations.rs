@@ -95,6 +95,8 @@ pub(super) struct Generations {
     maintenance: Mutex<()>,
     /// Set as the store closes: a merge in progress stops at its next block.
     stopping: AtomicBool,
+    /// The latest expiry of the keys found at open and restored since (`dedup::earlier_until`).
+    latest: AtomicU64,
 }
 
 /// What expiry took out: already unreachable, dropped by [`Generations::drop_expired`].
@@ -114,6 +116,7 @@ impl Generations {
     ) -> Result<Generations, StoreError> {
         let mut slices = Slices::new();
         let mut last_run = 0;
+        let mut latest = 0;
         for name in db.tree_names() {
             let Some(end) = std::str::from_utf8(&name)
                 .ok()
@@ -130,14 +133,16 @@ impl Generations {
                 bytes += value.len() as u64;
                 if let Some((run, first)) = runs::decode_block_key(&key) {
                     let mut keys = 0;
-                    for (id, _) in runs::entries(&value) {
+                    for (id, expiry) in runs::entries(&value) {
                         slice.remember(&id);
+                        latest = latest.max(expiry);
                         keys += 1;
                     }
                     entries += keys;
                     blocks.push((run, first, keys));
                 } else {
                     slice.remember(&key);
+                    latest = latest.max(super::record::decode_expiry(&value).unwrap_or(0));
                     slice.legacy.store(true, Ordering::Relaxed);
                     entries += 1;
                 }
@@ -156,7 +161,18 @@ impl Generations {
             next_run: AtomicU64::new(last_run + 1),
             maintenance: Mutex::new(()),
             stopping: AtomicBool::new(false),
+            latest: AtomicU64::new(latest),
         })
+    }
+
+    /// The latest expiry of any key found at open or restored since.
+    pub(super) fn latest_expiry(&self) -> u64 {
+        self.latest.load(Ordering::Relaxed)
+    }
+
+    /// Counts a key restored at open into [`Generations::latest_expiry`].
+    pub(super) fn restored(&self, expiry: u64) {
+        self.latest.fetch_max(expiry, Ordering::Relaxed);
     }
 
     /// Stops merges: the one in progress at its next block, and every later one.

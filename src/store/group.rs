@@ -66,6 +66,21 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
+            // Only while keys of an earlier release can still be live: a change of a message
+            // accepted before the upgrade may be the state it was accepted in (event/key.rs).
+            if let Some(earlier) = event.earlier_id.filter(|_| now < self.earlier_until) {
+                match dedup::held_earlier(&self.dedup, &live, &earlier, now, self.earlier_until) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = reply.send(Ok(Appended::DuplicateOf(earlier)));
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                }
+            }
             let before = staged.len();
             self.push_staged(
                 &mut staged,

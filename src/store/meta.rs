@@ -3,13 +3,14 @@
 //!
 //! `[TAG][id: 16][received_at_ms: u64 BE][flags][company_id: i64 BE]?[ticket_id: i64 BE]?`
 //! `[kind: u8 len + name][connection: u32 BE len + bytes][action: u32 BE len + bytes]?`
-//! `[format: u8 len + name]?`, then the body (records from before formats have no format bit). The tag is never the first byte of the JSON layout (its u32 BE length starts with
+//! `[format: u8 len + name]?[change: u8 len + name]?`, then the body (records from before formats
+//! have no format bit, from before changes were named no change bit). The tag is never the first byte of the JSON layout (its u32 BE length starts with
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
 use super::record::corrupt;
 use super::StoreError;
-use crate::event::{EventId, EventMeta, Format, Kind};
+use crate::event::{Change, EventId, EventMeta, Format, Kind};
 
 pub(super) const TAG: u8 = 0x01;
 
@@ -19,6 +20,7 @@ const TICKET: u8 = 4;
 const FROM_ME: u8 = 8;
 const FROM_ME_TRUE: u8 = 16;
 const FORMAT: u8 = 32;
+const CHANGE: u8 = 64;
 
 fn long(len: usize) -> Result<[u8; 4], StoreError> {
     u32::try_from(len)
@@ -45,6 +47,9 @@ pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), Sto
     if meta.format.is_some() {
         flags |= FORMAT;
     }
+    if meta.change.is_some() {
+        flags |= CHANGE;
+    }
     out.push(TAG);
     out.extend_from_slice(&meta.id.0);
     out.extend_from_slice(&meta.received_at_ms.to_be_bytes());
@@ -62,10 +67,13 @@ pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), Sto
     if let Some(format) = meta.format {
         short_name(out, format.as_str())?;
     }
+    if let Some(change) = meta.change {
+        short_name(out, change.as_str())?;
+    }
     Ok(())
 }
 
-/// Kind and format names are a few ASCII letters, kept by name so reordering cannot change them.
+/// Kind, format and change names are a few ASCII letters, kept by name so reordering cannot change them.
 fn short_name(out: &mut Vec<u8>, name: &str) -> Result<(), StoreError> {
     out.push(u8::try_from(name.len()).map_err(|_| corrupt("name too long"))?);
     out.extend_from_slice(name.as_bytes());
@@ -138,6 +146,13 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
     } else {
         None
     };
+    let change = if flags & CHANGE != 0 {
+        let name = cursor.short_name()?;
+        let change = std::str::from_utf8(name).ok().and_then(Change::from_name);
+        Some(change.ok_or_else(|| corrupt("record metadata names an unknown change"))?)
+    } else {
+        None
+    };
     let from_me = (flags & FROM_ME != 0).then_some(flags & FROM_ME_TRUE != 0);
     let meta = EventMeta {
         id,
@@ -149,6 +164,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         ticket_id,
         from_me,
         received_at_ms,
+        change,
     };
     Ok((meta, cursor.0))
 }
@@ -168,6 +184,7 @@ mod tests {
             ticket_id: Some(i64::MAX),
             from_me: Some(true),
             received_at_ms: 1_700_000_000_123,
+            change: Some(Change::SessionError),
         }
     }
 
@@ -180,6 +197,7 @@ mod tests {
             company_id: None,
             ticket_id: None,
             from_me: None,
+            change: None,
             ..meta()
         };
         let not_me = EventMeta {
@@ -190,7 +208,15 @@ mod tests {
             format: Some(format),
             ..meta()
         });
-        for m in [full, bare, not_me].into_iter().chain(every_format) {
+        let every_change = Change::ALL.map(|change| EventMeta {
+            change: Some(change),
+            ..meta()
+        });
+        for m in [full, bare, not_me]
+            .into_iter()
+            .chain(every_format)
+            .chain(every_change)
+        {
             let mut out = Vec::new();
             encode_into(&mut out, &m).unwrap();
             out.extend_from_slice(b"body");
@@ -213,6 +239,23 @@ mod tests {
         out.extend_from_slice(b"{}");
         let (back, body) = decode(&out).unwrap();
         assert_eq!(back.format, None);
+        assert_eq!(body, b"{}");
+    }
+
+    /// A record written before changes were named: no change bit, nothing after the format.
+    #[test]
+    fn a_record_without_a_change_reads_as_none() {
+        let old = EventMeta {
+            change: None,
+            ..meta()
+        };
+        let mut out = Vec::new();
+        encode_into(&mut out, &old).unwrap();
+        assert_eq!(out[1 + 16 + 8] & CHANGE, 0);
+        out.extend_from_slice(b"{}");
+        let (back, body) = decode(&out).unwrap();
+        assert_eq!(back.change, None);
+        assert_eq!(back.format, old.format);
         assert_eq!(body, b"{}");
     }
 

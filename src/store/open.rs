@@ -151,6 +151,7 @@ impl Store {
         };
         let floor = dead_last.max(migrated.last_seq).saturating_add(1);
         let recovered = recovery::open(&db, &segments_dir, &dedup, window_ms, checkpoint, floor)?;
+        let earlier_until = dedup::earlier_until(&db, &meta, &dedup)?;
         let progress = Arc::new(flusher::Progress::new(
             recovered.high,
             checkpoint.min(recovered.high),
@@ -186,6 +187,7 @@ impl Store {
             table: Arc::clone(&table),
             feed: Arc::clone(&feed),
             window_ms,
+            earlier_until,
             limits: Limits {
                 max_outbox: settings.max_outbox as u64,
                 max_outbox_bytes: settings.max_outbox_bytes,

@@ -101,18 +101,25 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
 /// As [`decode_event`], the body a slice of `bytes` rather than a copy.
 pub(super) fn decode_event_shared(bytes: &Bytes) -> Result<Event, StoreError> {
     let (meta, body) = split_event(bytes)?;
-    Ok(Event {
-        meta,
-        body: bytes.slice_ref(body),
-    })
+    Ok(read_back(meta, bytes.slice_ref(body)))
 }
 
 pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     let (meta, body) = split_event(bytes)?;
-    Ok(Event {
+    Ok(read_back(meta, Bytes::copy_from_slice(body)))
+}
+
+/// An event as read back: a record from before changes were named gets its change from its
+/// body, so it is published with the routing key and header of every other.
+fn read_back(mut meta: EventMeta, body: Bytes) -> Event {
+    if meta.change.is_none() {
+        meta.change = Some(crate::event::stored_change(meta.kind, &body));
+    }
+    Event {
         meta,
-        body: Bytes::copy_from_slice(body),
-    })
+        body,
+        earlier_id: None,
+    }
 }
 
 /// The part of a dead record in front of the moved outbox record.

@@ -24,7 +24,9 @@ use bytes::Bytes;
 
 use super::marks::State;
 use super::*;
-use crate::event::{EventId, EventMeta, Kind};
+use crate::event::{Change, EventId, EventMeta, Kind};
+
+mod earlier;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -54,9 +56,11 @@ pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
             ticket_id: None,
             from_me: Some(false),
             received_at_ms,
+            change: Some(Change::Other),
         },
         // Not UTF-8 on purpose: the body must come back byte for byte.
         body: Bytes::from(vec![b'{', 0xFF, 0x00, id, b'}']),
+        earlier_id: None,
     }
 }
 
@@ -1045,7 +1049,7 @@ fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
 /// sled releases its directory lock (an exclusive `flock` on `<dir>/db`) when its own I/O
 /// threads let go of a dropped database, a moment after the drop: opening it again at once
 /// fails with `WouldBlock` now and then.
-fn wait_for_sled_to_let_go(path: &Path) {
+pub(super) fn wait_for_sled_to_let_go(path: &Path) {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(path.join("db")).unwrap();
     for _ in 0..200 {

@@ -43,6 +43,9 @@ pub enum Appended {
     Accepted,
     /// Its dedup key is held: nothing was written.
     Duplicate,
+    /// Held under the key an earlier release gave its body (`Event::earlier_id`), this id:
+    /// an event accepted before the upgrade. Nothing was written.
+    DuplicateOf(crate::event::EventId),
 }
 
 /// How much the publisher can take in: at most `events`, and no more than `bytes` of records

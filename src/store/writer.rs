@@ -83,6 +83,8 @@ pub(super) struct Writer {
     pub(super) table: Arc<Mutex<Table>>,
     pub(super) feed: Arc<Feed>,
     pub(super) window_ms: u64,
+    /// Keys expiring by then may have been written by an earlier release (`dedup::earlier_until`).
+    pub(super) earlier_until: u64,
     pub(super) limits: Limits,
     pub(super) segments_dir: PathBuf,
     pub(super) segment_bytes: u64,

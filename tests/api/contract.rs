@@ -8,7 +8,7 @@ use bytes::Bytes;
 use lapin::types::AMQPValue;
 use serde_json::{json, Value};
 use whaticket_relay::config::Settings;
-use whaticket_relay::event::{self, Kind, RedactKeys};
+use whaticket_relay::event::{self, Change, Kind, RedactKeys};
 use whaticket_relay::publish::topology;
 
 use crate::helpers::{fixture, spawn_app, CONNECTION};
@@ -89,11 +89,11 @@ fn kind_of(body: &[u8]) -> Kind {
         .kind
 }
 
-/// Every fixture, the other senders' (`forks/`) included.
+/// Every fixture, the other senders' (`forks/`) and their changes (`changes/`) included.
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut names: Vec<String> = Vec::new();
-    for sub in ["", "forks/"] {
+    for sub in ["", "forks/", "changes/"] {
         let dir = root.join(sub);
         names.extend(
             std::fs::read_dir(&dir)
@@ -264,8 +264,16 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
         let events = &channels[&format!("{kind}Events")];
         assert_eq!(
             events["address"],
-            format!("{kind}.{{companyId}}.{{connection}}")
+            format!("{kind}.{{companyId}}.{{connection}}.{{change}}")
         );
+        // The change words of the kind, as the relay names them.
+        let param = events["parameters"]["change"]["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|r| doc.pointer(r))
+            .unwrap_or_else(|| panic!("{kind}: no change parameter"));
+        let words: Vec<&str> = Change::of_kind(kind).iter().map(|c| c.as_str()).collect();
+        assert_eq!(param["enum"], json!(words), "{kind}");
         assert!(topology::binding_key(kind).starts_with(&format!("{kind}.")));
         assert_eq!(events["bindings"]["amqp"]["is"], "routingKey");
         assert_eq!(
@@ -411,15 +419,21 @@ async fn what_the_relay_publishes_matches_the_contract() {
                 "{kind}: every new event names its sender's format"
             );
 
-            // The routing key fills the kind's channel address.
+            // The routing key fills the kind's channel address, its change one of the kind's.
             let company = header_value["company_id"].as_i64().unwrap_or(0);
-            let address = doc["channels"][format!("{kind}Events")]["address"]
-                .as_str()
-                .expect("address");
+            let change = header_value["change"].as_str().expect("a change");
+            let channel = &doc["channels"][format!("{kind}Events")];
+            let address = channel["address"].as_str().expect("address");
             let expected = address
                 .replace("{companyId}", &company.to_string())
-                .replace("{connection}", CONNECTION);
+                .replace("{connection}", CONNECTION)
+                .replace("{change}", change);
             assert_eq!(delivery.routing_key.as_str(), expected);
+            let words = Change::of_kind(kind);
+            assert!(
+                words.iter().any(|w| w.as_str() == change),
+                "{kind}: {change} is not one of {words:?}"
+            );
         }
     }
 }

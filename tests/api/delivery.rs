@@ -9,17 +9,22 @@ use whaticket_relay::event::Kind;
 
 use crate::helpers::*;
 
-const FIXTURES: &[(&str, Kind, &str)] = &[
-    ("message-start.json", Kind::Message, "start"),
-    ("message-from-me.json", Kind::Message, "start"),
-    ("message-group.json", Kind::Message, "start"),
-    ("message-no-caption.json", Kind::Message, "start"),
-    ("message-no-queue.json", Kind::Message, "start"),
-    ("message-from-internal.json", Kind::Message, "from_internal"),
-    ("media-fila-data.json", Kind::Media, "fila-data"),
-    ("status-open.json", Kind::Status, "open"),
-    ("status-closed.json", Kind::Status, "closed"),
-    ("tag-sync.json", Kind::Tags, "tag-sync"),
+const FIXTURES: &[(&str, Kind, &str, &str)] = &[
+    ("message-start.json", Kind::Message, "start", "created"),
+    ("message-from-me.json", Kind::Message, "start", "created"),
+    ("message-group.json", Kind::Message, "start", "created"),
+    ("message-no-caption.json", Kind::Message, "start", "created"),
+    ("message-no-queue.json", Kind::Message, "start", "created"),
+    (
+        "message-from-internal.json",
+        Kind::Message,
+        "from_internal",
+        "created",
+    ),
+    ("media-fila-data.json", Kind::Media, "fila-data", "created"),
+    ("status-open.json", Kind::Status, "open", "open"),
+    ("status-closed.json", Kind::Status, "closed", "closed"),
+    ("tag-sync.json", Kind::Tags, "tag-sync", "sync"),
 ];
 
 fn header<'a>(headers: &'a FieldTable, name: &str) -> Option<&'a AMQPValue> {
@@ -42,7 +47,7 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
     let app = spawn_app_with(options).await;
     app.wait_ready().await;
 
-    for (name, kind, action) in FIXTURES {
+    for (name, kind, action, change) in FIXTURES {
         let before = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -63,7 +68,7 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
             .unwrap_or(0);
         assert_eq!(
             delivery.routing_key.as_str(),
-            format!("{kind}.{company}.{CONNECTION}"),
+            format!("{kind}.{company}.{CONNECTION}.{change}"),
             "{name}"
         );
         assert_eq!(
@@ -91,6 +96,7 @@ async fn every_fixture_lands_in_its_queue_with_the_documented_properties() {
         let headers = props.headers().as_ref().expect("headers");
         assert_eq!(header_str(headers, "connection"), CONNECTION);
         assert_eq!(header_str(headers, "action"), *action);
+        assert_eq!(header_str(headers, "change"), *change, "{name}");
         let received_at = header_str(headers, "received_at");
         assert!(
             received_at.ends_with('Z') && received_at.contains('.'),
@@ -202,7 +208,7 @@ async fn unknown_actions_are_relayed_as_other() {
         assert_eq!(message.delivery.data, body.as_bytes());
         assert_eq!(
             message.delivery.routing_key.as_str(),
-            format!("other.3.{CONNECTION}")
+            format!("other.3.{CONNECTION}.other")
         );
     }
 }

@@ -1,5 +1,6 @@
 //! `spawn_app()` and the typed helpers every integration test uses; a real RabbitMQ is required.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use actix_web::dev::ServerHandle;
 use lapin::options::{
     BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use whaticket_relay::config::{AmqpUrl, ConnectionSettings, QueueType, Secret, Settings};
 use whaticket_relay::event::Kind;
+use whaticket_relay::http::verify::sign_body;
 use whaticket_relay::publish::topology;
 use whaticket_relay::store::{Store, StoreError};
 use whaticket_relay::Application;
@@ -391,6 +393,31 @@ impl TestApp {
         out
     }
 
+    /// Takes one delivery per kind listed (one per accepted event) from the kinds' queues, each
+    /// with its kind and `message_id`.
+    pub async fn take_each(
+        &self,
+        kinds: impl IntoIterator<Item = Kind>,
+    ) -> Vec<(Kind, String, lapin::message::BasicGetMessage)> {
+        let mut counts: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
+        for kind in kinds {
+            counts.entry(kind.as_str()).or_insert((kind, 0)).1 += 1;
+        }
+        let mut out = Vec::new();
+        for (kind, count) in counts.into_values() {
+            for delivery in self.take_n(&self.queue(kind), count).await {
+                let id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned())
+                    .expect("every event has a message_id");
+                out.push((kind, id, delivery));
+            }
+        }
+        out
+    }
+
     /// Waits until the outbox is empty (everything confirmed by the broker).
     pub async fn wait_outbox_empty(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -481,4 +508,78 @@ pub async fn delete_queues_and_exchanges(channel: &Channel, queue_prefix: &str, 
             .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
             .await;
     }
+}
+
+/// The bare hex HMAC-SHA256 of `body` under the test secret (`X-Webhook-Signature`).
+pub fn hmac_hex(body: &[u8]) -> String {
+    sign_body(HMAC_SECRET.as_bytes(), body)["sha256=".len()..].to_owned()
+}
+
+/// Posts `body` as its sender does: with headers to `/hooks/{connection}`, without them to the
+/// URL carrying the token (what a Whaticket user pastes).
+pub async fn send(
+    app: &TestApp,
+    headers: &[(String, String)],
+    token: &str,
+    signed_body: &[u8],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let url = if headers.is_empty() {
+        app.hook_url(CONNECTION, token)
+    } else {
+        format!("{}/hooks/{CONNECTION}", app.address)
+    };
+    let mut request = app
+        .http
+        .post(url)
+        .header("content-type", "application/json");
+    for (name, template) in headers {
+        let value = template
+            .replace("{token}", token)
+            .replace("{hmac_hex}", &hmac_hex(signed_body));
+        request = request.header(name.as_str(), value);
+    }
+    request.body(body).send().await.expect("request failed")
+}
+
+/// A text header of a delivery.
+pub fn header_text(delivery: &lapin::message::BasicGetMessage, name: &str) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
+
+/// A body as JSON.
+pub fn json_of(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).expect("a JSON body")
+}
+
+/// `value` serialised with every object's members in reverse order, whatever serde_json's map
+/// keeps (and without spaces): a repeat that only a parse of the values can tell.
+pub fn reversed(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let members: Vec<String> = map
+                .iter()
+                .rev()
+                .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), reversed(v)))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(reversed).collect();
+            format!("[{}]", items.join(","))
+        }
+        leaf => leaf.to_string(),
+    }
+}
+
+/// `body` again with every object's members in reverse order.
+pub fn reordered(body: &[u8]) -> Vec<u8> {
+    let again = reversed(&json_of(body)).into_bytes();
+    assert_ne!(again, body, "reordered differs in its bytes");
+    again
 }

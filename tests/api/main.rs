@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
 mod balance;
+mod changes;
 mod cli;
 mod cluster;
 mod contract;
@@ -26,4 +27,5 @@ mod slots;
 mod soak;
 mod standard_webhooks;
 mod status_page;
+mod upgrade;
 mod zero_downtime;

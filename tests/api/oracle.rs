@@ -80,10 +80,13 @@ pub fn parse(
         ticket_id,
         from_me,
         received_at_ms,
+        // The old parser named no changes.
+        change: None,
     };
     Ok(Event {
         meta,
         body: redact_body(&body, redact),
+        earlier_id: None,
     })
 }
 

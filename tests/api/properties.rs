@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use whaticket_relay::event::{self, Event, Format, Kind, ParseError, RedactKeys};
+use whaticket_relay::event::{self, Change, Event, Format, Kind, ParseError, RedactKeys};
 
 #[path = "oracle.rs"]
 mod oracle;
@@ -189,6 +189,20 @@ fn against_reference(
     prop_assert_eq!(&new.body, &old.body, "{}", text);
     let format = new.meta.format.take();
     prop_assert!(format.is_some(), "every new event has a format: {}", text);
+    let change = new.meta.change.take();
+    prop_assert!(
+        change.is_some_and(|c| Change::of_kind(new.meta.kind).contains(&c)),
+        "every new event names a change of its kind: {:?} {}",
+        change,
+        text
+    );
+    // A changed message has a key of its own; the key the old parser gave its body is its
+    // earlier id, which the store checks among the keys written before an upgrade.
+    if let Some(earlier) = new.earlier_id.take() {
+        prop_assert_eq!(new.meta.kind, Kind::Message, "{}", text);
+        prop_assert_ne!(change, Some(Change::Created), "{}", text);
+        new.meta.id = earlier;
+    }
     let lower = text.to_ascii_lowercase();
     // A WhatsApp id in `mensagem.id`, `chamado` for `ticketData`, `acao: "n8n"`: issue #11.
     let n8n_word = old
@@ -282,6 +296,17 @@ fn raw_key() -> impl Strategy<Value = &'static str> {
         "timestamp",
         "low",
         "high",
+        // A message's state (Whazing, the SaaS row, Baileys, whatsapp-web.js).
+        "isDeleted",
+        "isEdited",
+        "edited",
+        "reactions",
+        "hasReaction",
+        "mediaUrl",
+        "messageStubType",
+        "latestEditSenderTimestampMs",
+        "update",
+        "contactId",
         "x",
         "",
     ])

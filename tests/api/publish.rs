@@ -13,7 +13,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::{AmqpSettings, AmqpUrl, QueueType, Settings};
-use whaticket_relay::event::{Event, EventId, EventMeta, Kind};
+use whaticket_relay::event::{Change, Event, EventId, EventMeta, Kind};
 use whaticket_relay::publish::topology::{
     self, dead_exchange_name, dead_queue_name, declare, queue_name,
 };
@@ -31,6 +31,7 @@ fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
         ticket_id: ticket,
         from_me: Some(false),
         received_at_ms: 1_700_000_000_123,
+        change: Some(Change::Updated),
     }
 }
 
@@ -228,6 +229,7 @@ async fn append(store: &Store, meta: &EventMeta, n: usize) {
     let event = Event {
         meta: meta.clone(),
         body: Bytes::from(format!("{{\"n\":{n}}}")),
+        earlier_id: None,
     };
     store.append(event).await.expect("append");
 }
@@ -363,6 +365,7 @@ async fn returns_among_many_in_flight_resend_exactly_the_returned_events() {
             let event = Event {
                 meta: m,
                 body: Bytes::from(format!("{{\"n\":{n}}}")),
+                earlier_id: None,
             };
             let store = store.clone();
             tokio::spawn(async move { store.append(event).await.expect("append") });

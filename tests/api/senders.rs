@@ -5,12 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use lapin::types::AMQPValue;
 use reqwest::StatusCode;
 use serde_json::Value;
 use whaticket_relay::config::RuleSettings;
 use whaticket_relay::event::Kind;
-use whaticket_relay::http::verify::sign_body;
 
 use crate::helpers::*;
 
@@ -35,37 +33,6 @@ fn expected() -> Vec<(String, Vec<(String, String)>)> {
             (file.clone(), headers)
         })
         .collect()
-}
-
-fn hmac_hex(body: &[u8]) -> String {
-    sign_body(HMAC_SECRET.as_bytes(), body)["sha256=".len()..].to_owned()
-}
-
-/// Posts `body` as its sender does: with headers to `/hooks/{connection}`, without them to the
-/// URL carrying the token (what a Whaticket user pastes).
-async fn send(
-    app: &TestApp,
-    headers: &[(String, String)],
-    token: &str,
-    signed_body: &[u8],
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let url = if headers.is_empty() {
-        app.hook_url(CONNECTION, token)
-    } else {
-        format!("{}/hooks/{CONNECTION}", app.address)
-    };
-    let mut request = app
-        .http
-        .post(url)
-        .header("content-type", "application/json");
-    for (name, template) in headers {
-        let value = template
-            .replace("{token}", token)
-            .replace("{hmac_hex}", &hmac_hex(signed_body));
-        request = request.header(name.as_str(), value);
-    }
-    request.body(body).send().await.expect("request failed")
 }
 
 #[tokio::test]
@@ -143,14 +110,6 @@ fn spec(file: &str) -> (Kind, Option<String>) {
     (kind, entry["same_event_as"].as_str().map(str::to_owned))
 }
 
-fn header_text(delivery: &lapin::message::BasicGetMessage, name: &str) -> Option<String> {
-    let headers = delivery.properties.headers().as_ref()?;
-    match headers.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn each_fork_gets_its_kind_dedup_and_queue_with_its_format() {
     let app = spawn_app().await;
@@ -199,27 +158,16 @@ async fn each_fork_gets_its_kind_dedup_and_queue_with_its_format() {
     );
 
     // Each event reaches its kind's queue, with the sender's format as a header.
-    let mut per_kind: BTreeMap<&str, (Kind, usize)> = BTreeMap::new();
-    for (_, kind, _) in accepted.values() {
-        per_kind.entry(kind.as_str()).or_insert((*kind, 0)).1 += 1;
-    }
-    assert!(per_kind.contains_key("receipt") && per_kind.contains_key("connection"));
-    for (kind, count) in per_kind.into_values() {
-        for delivery in app.take_n(&app.queue(kind), count).await {
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.as_str().to_owned())
-                .expect("message_id");
-            let (file, expected_kind, format) = &accepted[&id];
-            assert_eq!(*expected_kind, kind, "{file}");
-            assert_eq!(
-                header_text(&delivery, "format").as_deref(),
-                Some(*format),
-                "{file}"
-            );
-        }
+    let kinds: Vec<Kind> = accepted.values().map(|(_, kind, _)| *kind).collect();
+    assert!(kinds.contains(&Kind::Receipt) && kinds.contains(&Kind::Connection));
+    for (kind, id, delivery) in app.take_each(kinds).await {
+        let (file, expected_kind, format) = &accepted[&id];
+        assert_eq!(*expected_kind, kind, "{file}");
+        assert_eq!(
+            header_text(&delivery, "format").as_deref(),
+            Some(*format),
+            "{file}"
+        );
     }
 
     // The operator sees which forks post to the connection.

@@ -89,7 +89,7 @@ fn keys() -> RedactKeys {
 
 fn describe(raw: &[u8]) -> String {
     match parse("pin", Bytes::copy_from_slice(raw), &keys(), 5) {
-        Ok(Event { meta, body }) => {
+        Ok(Event { meta, body, .. }) => {
             let digest = hex::encode(&Sha256::digest(&body)[..8]);
             format!(
                 "{} {} {:?} {:?} {:?} {:?} {} {}",

@@ -1,0 +1,164 @@
+//! An upgrade from the release before changes were named: the data dir that release's own binary
+//! wrote (`tests/fixtures/upgrade/`, made by its `generate.py` with commit 2124828, against an
+//! unreachable broker, so its outbox still holds what it accepted) opened by this one. Repeats of
+//! the events it accepted are still duplicates, answered with the ids it answered; its outbox is
+//! published with four-word routing keys and the change read from each body; changes of messages
+//! first seen after the upgrade are events.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use whaticket_relay::event::Kind;
+
+use crate::helpers::*;
+
+/// The dedup window the fixture's keys were written with (generate.py): they outlive it.
+const WINDOW: Duration = Duration::from_secs(876_000 * 3600);
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("data dir");
+    for entry in std::fs::read_dir(from).expect("fixture data dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The credential each sender of the fixture posts with, by the file name's sender part.
+fn sender(file: &str) -> Vec<(String, String)> {
+    let header = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+    match file.split('-').nth(1) {
+        Some("whazing") => header("X-N8N-API-KEY", "{token}"),
+        Some("izing") => header("Authorization", "{token}"),
+        Some("envelope") => header("X-Webhook-Signature", "{hmac_hex}"),
+        _ => Vec::new(),
+    }
+}
+
+async fn post(app: &TestApp, file: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let response = send(app, &sender(file), TOKEN, &body, body.clone()).await;
+    let status = response.status();
+    (status, response.json().await.expect("JSON answer"))
+}
+
+/// What each event the release before accepted is published as now: its kind as stored then,
+/// and the change read from its body.
+const OUTBOX: [(&str, Kind, &str); 10] = [
+    ("01-whazing-created.json", Kind::Message, "created"),
+    ("03-envelope-deleted.json", Kind::Message, "deleted"),
+    // A receipt then: stored so, and an edit carries no ack.
+    ("04-envelope-updated.json", Kind::Receipt, "other"),
+    ("05-saas-list.json", Kind::Message, "created"),
+    ("07-izing-ack.json", Kind::Receipt, "read"),
+    ("08-wwebjs-read.json", Kind::Message, "read"),
+    ("09-whazing-closed.json", Kind::Status, "closed"),
+    ("10-izing-session.json", Kind::Connection, "connected"),
+    ("11-other.json", Kind::Other, "other"),
+    ("12-baileys-reaction.json", Kind::Message, "reaction"),
+];
+
+#[tokio::test]
+async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbox() {
+    let mut options = Options::new();
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade");
+    copy_dir(&fixture_dir.join("data"), &options.settings.storage.path);
+    options.settings.storage.dedup_window = WINDOW;
+    let app = spawn_app_with(options).await;
+    app.wait_ready().await;
+
+    let answers: Vec<Value> =
+        serde_json::from_slice(&fixture("upgrade/answers.json")).expect("answers.json");
+    assert_eq!(answers.len(), 12);
+    for answer in &answers {
+        let file = answer["file"].as_str().expect("file");
+        let first = answer["id"].as_str().expect("id");
+        let body = fixture(&format!("upgrade/bodies/{file}"));
+        // The very bytes again, and (but for the bodies keyed by their bytes then and now)
+        // the members in another order: the event that release accepted, under its id.
+        let keyed_by_bytes = ["04-", "09-", "11-"].iter().any(|p| file.starts_with(p));
+        let mut repeats = vec![body.clone()];
+        if !keyed_by_bytes {
+            repeats.push(reordered(&body));
+        }
+        for repeat in repeats {
+            let (status, again) = post(&app, file, repeat).await;
+            assert_eq!(status, StatusCode::OK, "{file}: {again}");
+            assert_eq!(again["id"], first, "{file}");
+        }
+    }
+
+    // The outbox that release left: published under its ids, with the change named.
+    let id_of = |file: &str| {
+        answers
+            .iter()
+            .find(|a| a["file"] == file)
+            .and_then(|a| a["id"].as_str())
+            .expect("answered")
+            .to_owned()
+    };
+    for (kind, id, delivery) in app.take_each(OUTBOX.iter().map(|(_, kind, _)| *kind)).await {
+        let (file, _, change) = OUTBOX
+            .iter()
+            .find(|(file, k, _)| id_of(file) == id && *k == kind)
+            .unwrap_or_else(|| panic!("{kind}: unexpected {id}"));
+        assert_eq!(
+            header_text(&delivery, "change").as_deref(),
+            Some(*change),
+            "{file}"
+        );
+        let words: Vec<&str> = delivery.routing_key.as_str().split('.').collect();
+        assert_eq!(
+            (words.len(), words[0], words[2], words[3]),
+            (4, kind.as_str(), CONNECTION, *change),
+            "{file}: {}",
+            delivery.routing_key
+        );
+    }
+    app.wait_outbox_empty().await;
+
+    // After the upgrade: a message first seen now, and its change, are two events.
+    let created = json_of(&fixture("changes/whazing-message.json"));
+    let mut created = created;
+    created["messageId"] = json!("3EB0A7F00D0000000077");
+    let mut edited = created.clone();
+    edited["edited"] = json!("Entregam em Valinhos?");
+    let (status, first) = post(&app, "00-whazing", created.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, change) = post(&app, "00-whazing", edited.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{change}");
+    assert_ne!(first["id"], change["id"]);
+    let (status, again) = post(&app, "00-whazing", reordered(edited.to_string().as_bytes())).await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &change["id"]));
+    // A change of a message accepted before the upgrade, while that release's keys live: the
+    // key cannot tell which state was accepted then, so it is that event's duplicate
+    // (docs/senders.md, "Upgrading").
+    let deleted = fixture("changes/whazing-deleted.json");
+    let (status, answer) = post(&app, "00-whazing", deleted).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["id"].as_str(),
+        Some(id_of("01-whazing-created.json").as_str())
+    );
+    let delivered: Vec<String> = app
+        .take_each([Kind::Message, Kind::Message])
+        .await
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    for event in [&first, &change] {
+        assert!(delivered.iter().any(|id| event["id"] == id.as_str()));
+    }
+    for kind in Kind::ALL {
+        assert_eq!(
+            app.queue_len(&app.queue(kind)).await,
+            0,
+            "{kind}: relayed again"
+        );
+    }
+}
