@@ -108,7 +108,7 @@ pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<
 }
 
 /// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)
-/// into their counts, before they reach sled: from then on a lookup finds them.
+/// into their counts, before they reach sled: from then on a lookup finds them (I10).
 pub(super) fn remember(dedup: &Generations, keys: &[Key]) {
     let slices = dedup.read();
     for (end, id, _, new) in keys {

@@ -63,7 +63,7 @@ pub(super) struct Deferred {
 }
 
 impl Deferred {
-    /// The expiry of a key of `id` that sled may not have yet.
+    /// The expiry of a key of `id` that sled may not have yet (I10).
     pub(super) fn expiry_of(&self, id: &EventId) -> Option<u64> {
         if let Some(&(_, expiry)) = self.keys.get(id) {
             return Some(expiry);
@@ -105,7 +105,7 @@ impl Writer {
     }
 
     /// Keeps state changes to write as marks. Their segments record the settlement count the
-    /// next batch completes, so retention keeps them until a flush made the marks durable.
+    /// next batch completes, so retention keeps them until a flush made the marks durable (I7).
     pub(super) fn defer_marks(&mut self, changed: Vec<Changed>) {
         if changed.is_empty() {
             return;

@@ -3,10 +3,11 @@
 //! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
 //! delivery marks, dead letters) is flushed here, off the hot path. The dedup keys and marks
 //! reach sled here too: the writer hands them over as one batch per flush (`deferred`), which
-//! //! this thread writes just before flushing. Before each flush the checkpoint
-//! (`meta["checkpoint"]`: the highest seq whose dedup keys are in sled) is written, so once the flush returns every key up to it is on disk; opening the store
-//! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
-//! several awaiters, hence one thread calling the blocking `flush`.
+//! this thread writes just before flushing. Before each flush the checkpoint
+//! (`meta["checkpoint"]`: the highest seq whose dedup keys are in sled) is written, so once the
+//! flush returns every key up to it is on disk; opening the store writes the keys of the records
+//! after it again (I6). sled 0.34.7's `flush_async` deadlocks with several awaiters, hence one
+//! thread calling the blocking `flush` (I14).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -97,6 +98,7 @@ impl Flusher {
             requests.try_iter().for_each(&mut take);
             for batch in batches {
                 if let Err(e) = self.write(batch) {
+                    // I2: the writer takes no append from now on.
                     self.progress.failed.store(true, Ordering::Release);
                     tracing::error!(error = %e, "dedup keys or delivery marks not written; the store takes no more writes until restarted");
                 }
@@ -144,7 +146,8 @@ impl Flusher {
     }
 
     /// Has the writer hand over what it deferred (queued on `requests` before it answers), so
-    /// the flush after covers it. Barriers need not: the writer hands over with each.
+    /// the flush after covers it. Barriers need not: the writer hands over with each. Waiting
+    /// here is safe only because the writer's sends to this thread never block (I14).
     fn persist(&self) {
         let Some(writer) = self.writer.upgrade() else {
             return;
@@ -158,7 +161,7 @@ impl Flusher {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // Read before the flush: only what was in sled when it started is durable after it.
+        // Read before the flush: only what was in sled when it started is durable after it (I6).
         let applied = self.progress.applied_seq.load(Ordering::Acquire);
         let settled = self.progress.settled.load(Ordering::Acquire);
         self.meta

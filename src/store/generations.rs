@@ -186,6 +186,7 @@ impl Generations {
                 return Ok(());
             };
             let keys = merged.keys;
+            // I11: the merged run is written; only now do the runs it replaces go.
             slice.runs().replace(&chosen, merged);
             runs::remove(&slice.tree, &chosen)?;
             tracing::debug!(
@@ -203,7 +204,8 @@ impl Generations {
         format!("{}{end:020}", self.prefix)
     }
 
-    /// Read access to every slice; hold it only for synchronous work.
+    /// Read access to every slice; hold it only for synchronous work, and keep no tree handle
+    /// past it (I15).
     pub(super) fn read(&self) -> RwLockReadGuard<'_, Slices> {
         // A panic while holding the lock cannot leave the map half-changed (single inserts/removes).
         self.slices
@@ -239,7 +241,8 @@ impl Generations {
         Ok(end)
     }
 
-    /// Takes out every slice ending at or before `cutoff`; after this no one can reach them.
+    /// Takes out every slice ending at or before `cutoff`; after this no one can reach them
+    /// (I15). Every key in such a slice expired before its end (I10).
     pub(super) fn take_expired(&self, cutoff: u64) -> Expired {
         let mut slices = self.write();
         let keep = slices.split_off(&cutoff.saturating_add(1));

@@ -131,8 +131,9 @@ impl Writer {
         }
     }
 
-    /// One write and one fdatasync for the whole group; its dedup keys wait in memory for the
-    /// next flush cycle (`deferred`). An error means nothing of the group is durable.
+    /// One write and one fdatasync for the whole group (I1); its dedup keys wait in memory for
+    /// the next flush cycle (`deferred`). An error means nothing of the group is durable, and
+    /// the store takes no more writes (I2).
     pub(super) fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
         let written = self
             .active
@@ -201,6 +202,7 @@ impl Writer {
                         if let Ok(n) = &mut requeue_replies[slot].0 {
                             *n += 1;
                         }
+                        // The copy is durable: its source goes now (I13).
                         if let Source::Delivered(seq) = source {
                             changed.extend(table.transition(
                                 seq,
@@ -229,7 +231,7 @@ impl Writer {
                 table.pack_settled(self.active.first_seq);
             }
         }
-        // Handed over before the replies: whoever saw a 202 finds the event with the publisher.
+        // Handed over before the replies: whoever saw a 202 finds the event with the publisher (I1).
         self.feed.push(handed, high);
         for reply in accepted {
             // A dropped receiver means the caller gave up; the event is stored regardless.

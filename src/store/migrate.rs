@@ -47,6 +47,7 @@ pub(super) fn run(db: &sled::Db, dir: &Path) -> Result<Migrated, StoreError> {
                 done.pending += 1;
                 done.last_seq = seq;
             }
+            // I12: the segment is whole and durable before the tree goes.
             if !target.exists() {
                 let temp = dir.join(TEMP_NAME);
                 let mut file = File::create(&temp)?;

@@ -2,9 +2,118 @@
 //! it is good at (dedup keys, delivery marks, dead letters); the counters back-pressure and
 //! metrics read; the in-memory hand-off of new events to the publisher.
 //!
-//! Crash rule: an accepted append is in its segment and fdatasync'd before `append` returns;
-//! sled is flushed off the hot path (about once a second), and opening the store rebuilds from
-//! the segments what sled had not flushed (see `flusher` and `recovery`).
+//! # The storage contract
+//!
+//! What the store keeps on disk and the rules that let a crash lose nothing acknowledged. Each
+//! rule is numbered and cited as `(In)` where the code keeps it. A data dir written by an
+//! earlier version opens in this one with its keys, outbox and kept events (`migrate`).
+//!
+//! ## Files
+//!
+//! ```text
+//! <storage.path>/                   sled's files (db, conf, blobs/, snap.*); its lock on `db`
+//!                                   guards the whole directory, segments included
+//! <storage.path>/segments/<first seq, 20 digits>.log
+//!                                   a segment: frames of event records, appended only
+//! <storage.path>/segments/migrating.tmp
+//!                                   an unfinished migration (renamed when whole)
+//! ```
+//!
+//! ## Segment frame (`segment`)
+//!
+//! ```text
+//! frame    [payload_len: u32 LE][crc32 of payload: u32 LE][payload]
+//! payload  [seq: u64 BE][event record]            payload_len ≤ 256 MiB
+//! ```
+//!
+//! ## Event and dead records (`record`, `meta`)
+//!
+//! ```text
+//! event record (binary)  [0x01][id: 16][received_at_ms: u64 BE][flags: u8]
+//!                        [company_id: i64 BE]?[ticket_id: i64 BE]?[kind: u8 len + name]
+//!                        [connection: u32 BE len + UTF-8][action: u32 BE len + UTF-8]?
+//!                        [format: u8 len + name]?[body, raw]
+//!                        flags: 1 action, 2 company_id, 4 ticket_id, 8 from_me known,
+//!                        16 from_me true, 32 format
+//! event record (JSON)    [header_len: u32 BE][EventMeta as JSON][body, raw]
+//!                        earlier versions; read, never written (first byte 0: never the tag)
+//! dead record            [info_len: u32 BE][{"reason", "dead_at_ms"} as JSON][event record]
+//! ```
+//!
+//! ## sled trees
+//!
+//! ```text
+//! tree                       key                                 value
+//! meta                       "checkpoint"                        u64 BE: see I6
+//! meta                       "probe"                             u64 BE: time of the last write probe
+//! dead                       seq: u64 BE                         dead record
+//! dedup@<slice end ms, 20>   [run: u64 BE][first id: 16]         ≤ 170 × [id: 16][expiry ms: u64 BE],
+//!                                                                sorted by id (a block of a run)
+//! dedup@<slice end ms, 20>   id: 16 (earlier versions; at open)  expiry ms: u64 BE
+//! marks@<first seq, 20>      [first seq: u64 BE][count: u32 BE]  [state: u8][at ms: u64 BE]
+//!                                                                state 1 delivered, 2 dead, 3 replayed
+//! outbox, delivered@<…>      the sled-only version's outbox and kept events: migrated, then dropped
+//! ```
+//!
+//! A dedup slice holds the keys whose expiry (received time + window) falls in
+//! `[end - window / 4, end)`. A mark covers `count` seqs from `first seq` of its segment.
+//!
+//! ## Invariants
+//!
+//! - **I1, durable before acknowledged.** An append is answered `Accepted` only once its frame
+//!   is written and fdatasync'd in the active segment (one write and one fdatasync per group),
+//!   and it is with the publisher before the answer. Nothing in sled has to be on disk for it.
+//! - **I2, no write after a failed write.** After a failed segment write or fdatasync the
+//!   file's state is unknown: the store refuses every write (`Unwritable`) until the process
+//!   opens it again. So does a failed write of keys or marks into sled.
+//! - **I3, a record is a whole, checked frame in sequence.** A frame is taken for a record only
+//!   when it is whole, its CRC (which covers the seq) matches, and its seq is at least the one
+//!   after the record before it (the segment's first seq for the first) and less than 2^32
+//!   above that. Seqs rise strictly within a segment.
+//! - **I4, damage is read past, a torn tail is cut.** At open, a bad stretch that a whole frame
+//!   follows is damage: reported (`Damaged`), never cut. A bad stretch at the end of the newest
+//!   segment is a write a crash cut short (never acknowledged) and is cut off; at the end of an
+//!   older segment it is left in place and reported.
+//! - **I5, seqs are never reused.** The next seq is above every seq in the segments, the dead
+//!   letters and a migrated outbox; a segment is named by a seq no record in it is below.
+//! - **I6, keys can always be rebuilt.** Before each sled flush the checkpoint is set to the
+//!   highest seq whose dedup keys were in sled when the flush started. At open the keys of every
+//!   record after the checkpoint are written again from the segments (unless expired). So a key
+//!   is missing from sled after a crash only while its record is in a segment after the
+//!   checkpoint.
+//! - **I7, a segment goes only when nothing depends on it.** Retention deletes a segment only
+//!   when it is not the active one, no record in it is pending, its last seq is at or below the
+//!   flushed checkpoint (I6: once it is gone its keys could not be rebuilt), and the flush that
+//!   made its latest marks durable has happened (its dead letters' copies with them, I8).
+//! - **I8, a dead letter before its mark.** A dead letter's copy is written into `dead` before
+//!   its mark is deferred; sled recovers a prefix of its writes, so a durable dead mark always
+//!   has its dead letter.
+//! - **I9, marks only move forward.** pending → delivered → replayed, or pending → dead;
+//!   overlapping marks resolve to the highest state code. A lost mark means the event is
+//!   published again (at least once), never lost. A marks tree lives and dies with its
+//!   segment; one whose segment is gone is dropped at open.
+//! - **I10, a duplicate is found wherever its key is.** A key the writer took is answered from
+//!   memory until the flusher has written it into sled, and from sled after; a slice's filter
+//!   learns a key before the key can be looked up. A key lies in the slice of its expiry, and
+//!   a slice is dropped whole only once its end has passed (every key in it has expired).
+//! - **I11, a merge loses no key.** A merge of dedup runs writes the merged run before the
+//!   runs it replaces are removed: after a crash a key is in the new run, the old ones, or
+//!   both, and a lookup takes the latest expiry it finds.
+//! - **I12, a new file is durable in its directory before it is relied on.** A new segment's
+//!   directory entry is synced before records go into it; a migration writes and fsyncs a
+//!   temporary file, renames it, syncs the directory, and only then drops the old `outbox`.
+//! - **I13, a replay moves an event, never copies it twice.** A replayed event's source (its
+//!   dead letter, or its delivered record, marked replayed) is taken out only once its new
+//!   copy is durable, in the same group; a source already taken is not replayed again.
+//! - **I14, one writer, one flusher.** Only the writer thread appends to segments and changes
+//!   the delivery index, the dedup keys and the dead letters, so nothing needs a sled
+//!   transaction. Only the flusher thread calls sled's `flush` (sled 0.34.7's `flush_async`
+//!   deadlocks with several awaiters). Before a timed flush the flusher asks the writer to hand
+//!   over what it deferred and waits for the answer: that cannot deadlock only because the
+//!   writer's requests to the flusher go through an unbounded channel and never block.
+//! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
+//!   read lock; an expired slice is taken out of the map first and its tree dropped after,
+//!   under the maintenance lock that merges hold.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

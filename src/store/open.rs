@@ -18,7 +18,6 @@ use super::{millis, Inner, Limits, Store, StoreError};
 use super::{COMMAND_QUEUE, FEED_BYTES, FLUSH_INTERVAL, SLICES_PER_WINDOW, THREAD_JOIN_LIMIT};
 use crate::config::StorageSettings;
 
-/// Joins a store thread on drop, for at most `THREAD_JOIN_LIMIT`.
 /// Internals tests vary; `Store::open` uses the constants.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tuning {
@@ -26,6 +25,7 @@ pub(crate) struct Tuning {
     pub(crate) feed_bytes: u64,
 }
 
+/// Joins a store thread on drop, for at most `THREAD_JOIN_LIMIT`.
 pub(super) struct Joined(&'static str, Option<JoinHandle<()>>);
 
 impl Drop for Joined {
@@ -104,7 +104,6 @@ impl Store {
         )
     }
 
-    /// Tests stretch the flush interval to see what a crash before a flush leaves.
     /// Tests stretch the flush interval (to see what a crash before a flush leaves) and shrink
     /// the hand-off (to see the publisher sent to the disk).
     pub(crate) fn open_tuned(
@@ -141,7 +140,7 @@ impl Store {
             .get(flusher::CHECKPOINT_KEY)?
             .and_then(|v| flusher::decode_checkpoint(&v))
             .unwrap_or(0);
-        // New seqs stay above every seq a dead letter or the old outbox used.
+        // New seqs stay above every seq a dead letter or the old outbox used (I5).
         let dead_last = match dead.last()? {
             Some((key, _)) => record::decode_seq(&key)?,
             None => 0,

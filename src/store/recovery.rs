@@ -43,7 +43,7 @@ pub(super) fn open(
     seq_floor: u64,
 ) -> Result<Recovered, StoreError> {
     let firsts = list(dir)?;
-    // Marks of segments that are gone (deleted before their drop reached disk) go too.
+    // Marks of segments that are gone (deleted before their drop reached disk) go too (I9).
     for name in db.tree_names() {
         if let Some(first) = parse_marks_tree_name(&name) {
             if firsts.binary_search(&first).is_err() {
@@ -70,6 +70,7 @@ pub(super) fn open(
             };
             for seq in (first..).take(count as usize) {
                 let mark = states.entry(seq).or_insert((state, at));
+                // Overlapping marks: the furthest state wins (I9).
                 if state.code() > mark.0.code() {
                     *mark = (state, at);
                 }
@@ -88,6 +89,7 @@ pub(super) fn open(
             // Pending, or after the checkpoint: its meta is needed.
             match record::decode_meta(rest) {
                 Ok(meta) => {
+                    // After the checkpoint its key may not be on disk: written again (I6).
                     if found.seq > checkpoint {
                         let expiry = meta.received_at_ms.saturating_add(window_ms);
                         if let Err(e) = dedup::restore(dedup_keys, &meta.id, expiry, now) {
@@ -118,7 +120,7 @@ pub(super) fn open(
         }
         match scan.torn {
             // Only the active segment is written to: a bad frame there that no whole frame
-            // follows is a write a crash cut.
+            // follows is a write a crash cut (I4).
             Some(reason) if last => {
                 let size = info.file.metadata()?.len();
                 tracing::warn!(
@@ -152,6 +154,7 @@ pub(super) fn open(
         );
     }
     let last_first = firsts.last().copied().unwrap_or(0);
+    // I5.
     let next_seq = high.saturating_add(1).max(last_first).max(seq_floor).max(1);
     // Appends continue in the newest segment; a fresh store starts its first one.
     let active = match firsts.last() {

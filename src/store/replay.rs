@@ -176,7 +176,7 @@ impl Store {
         let moved = self
             .request(|reply| Command::Requeue { items, reply })
             .await?;
-        // Operator commands are rare: the source's removal is made durable right away.
+        // Operator commands are rare: the source's removal is made durable right away (I13).
         self.flush().await?;
         Ok(moved)
     }

@@ -4,7 +4,7 @@
 //! A segment goes only when its dedup keys are flushed (its last seq is at or below the
 //! flusher's checkpoint: opening the store rebuilds keys from the segments after the
 //! checkpoint, so a deleted segment must not hold a key not yet on disk), and so is its last
-//! settlement (a dead letter's copy must be on disk before its segment goes).
+//! settlement (a dead letter's copy must be on disk before its segment goes): I7.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
@@ -35,6 +35,7 @@ pub(super) fn open_segment(
         .append(true)
         .read(true)
         .open(&path)?;
+    // I12: the entry is durable before any record goes into the file.
     segment::sync_dir(dir)?;
     let len = file.metadata()?.len();
     let reader = File::open(&path)?;
@@ -65,6 +66,7 @@ pub(super) fn sweep(
         let candidates: Vec<(u64, &Segment)> = table
             .segments
             .iter()
+            // I7.
             .filter(|(first, s)| {
                 **first != active_first
                     && s.fully_settled()

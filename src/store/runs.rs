@@ -11,7 +11,7 @@
 //! collide with 24-byte block keys.
 //!
 //! Crash rule: a merge writes its run before the runs it replaces are removed, and sled recovers
-//! a prefix of its writes, so after a crash a key is in the new run, the old ones, or both.
+//! a prefix of its writes, so after a crash a key is in the new run, the old ones, or both (I11).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

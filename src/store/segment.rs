@@ -1,9 +1,11 @@
-//! Segment files: append-only logs of framed event records, and the scan that reads past damage and finds a torn tail.
+//! Segment files: append-only logs of framed event records, and the scan that reads past damage
+//! and finds a torn tail.
 //!
 //! Frame: `[u32 LE payload_len][u32 LE crc32 of payload][payload]`, payload =
-//! `[u64 BE seq][outbox record]` (the record module's layout: meta JSON and raw body). The CRC
-//! covers the seq too, so a torn or flipped frame is never taken for another event. A file is
-//! named by the first seq it was opened for, zero-padded so names sort in seq order.
+//! `[u64 BE seq][event record]` (`record`: the binary metadata of `meta`, then the raw body;
+//! migrated segments hold the JSON layout of earlier versions). The CRC covers the seq too, so a
+//! torn or flipped frame is never taken for another event. A file is named by the first seq it
+//! was opened for, zero-padded so names sort in seq order (see the contract in `store`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -98,14 +100,14 @@ pub(super) struct Damage {
 }
 
 /// Whether the next record may carry `seq` when the lowest it may carry is `floor`: at or
-/// above it, and within 2^32 of it. Seqs grow by one per event in the relay's own segments
+/// above it, and within 2^32 of it (I3). Seqs grow by one per event in the relay's own segments
 /// (with gaps in migrated ones), so a frame that claims a seq outside this range is not one,
 /// whatever its checksum says.
 fn plausible_seq(seq: u64, floor: u64) -> bool {
     seq >= floor && seq - floor < 1 << 32
 }
 
-/// Reads a segment from the start, checking each frame. A frame that is incomplete or fails its
+/// Reads a segment from the start, checking each frame (I3). A frame that is incomplete or fails its
 /// CRC starts a search for the next whole frame: if there is one, the stretch between is
 /// damage, reported, and the scan goes on; if not, it is a torn tail and the scan stops there.
 /// `first_seq` is the seq the segment is named for (no record in it is below it).

@@ -9,7 +9,7 @@ use super::writer::{lock, Source, Writer};
 use super::{now_ms, record, retention, Settlement, StoreError};
 
 impl Writer {
-    /// Whether a replay's source is still there: a second replay of one entry finds it gone.
+    /// Whether a replay's source is still there: a second replay of one entry finds it gone (I13).
     pub(super) fn source_holds(&self, source: Source) -> bool {
         match source {
             Source::Dead(seq) => matches!(self.dead.contains_key(record::seq_key(seq)), Ok(true)),
@@ -42,7 +42,8 @@ impl Writer {
             .iter()
             .filter(|(p, _)| dead_now.contains(&p.seq))
         {
-            // Rare, and it must outlive its segment: the dead letter keeps its own copy.
+            // Rare, and it must outlive its segment: the dead letter keeps its own copy, written
+            // before its mark is deferred (I8).
             let mut value = record::dead_prefix(reason, now)?;
             record::encode_event_into(&mut value, &pending.event)?;
             self.dead.insert(record::seq_key(pending.seq), value)?;

@@ -4,7 +4,8 @@
 //! handed to the flusher once per flush cycle, which writes them into sled (`deferred`).
 //!
 //! Only this thread changes the delivery index, the dedup keys and the dead letters, so no check
-//! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does).
+//! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does);
+//! requests to the flusher go through an unbounded channel and never block (I14).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -220,7 +221,7 @@ impl Writer {
     }
 
     /// Whether this store takes no more writes: a segment write failed here, or writing dedup
-    /// keys or marks into sled failed in the flusher.
+    /// keys or marks into sled failed in the flusher (I2).
     pub(super) fn is_broken(&self) -> bool {
         self.broken
             || self
