@@ -2,6 +2,29 @@
 //! it is good at (dedup keys, delivery marks, dead letters); the counters back-pressure and
 //! metrics read; the in-memory hand-off of new events to the publisher.
 //!
+//! # Where things are
+//!
+//! Dependencies point down this list; nothing below imports what is above it.
+//!
+//! ```text
+//! open, replay    Store::open (sled, migration, recovery, the threads); operator reads, replays
+//! (this file)     Store: the API the relay calls
+//! writer/         the writer thread: group commit (group), confirms, dead letters, retention (settle)
+//! flusher         the flusher thread: deferred keys and marks into sled, checkpoint, flush
+//! recovery        opening the segments: scan, damage, torn tail, index from marks, keys restored
+//! migrate         a data dir of the sled-only version
+//! deferred        what the writer changed that sled lacks, taken by the flusher each cycle
+//! retention       which whole segments may go: a decision over the index and the ledger
+//! segment         segment files: create, scan, read back
+//! dedup/          dedup keys: lookups and writes (mod), time slices (slices), runs of blocks (runs)
+//! index/          the delivery index in memory: entries, packed settled records, per-segment table
+//! feed            the in-memory hand-off of new events to the publisher
+//! layout/         byte layouts, pure: frame, record, meta, marks, block; tree and key names
+//! types, error    public types and the one error type
+//! ledger          how far keys and marks are in sled and on disk; depends on nothing
+//! threads         starting and joining the store's threads
+//! ```
+//!
 //! # The storage contract
 //!
 //! What the store keeps on disk and the rules that let a crash lose nothing acknowledged. Each
@@ -19,14 +42,14 @@
 //!                                   an unfinished migration (renamed when whole)
 //! ```
 //!
-//! ## Segment frame (`segment`)
+//! ## Segment frame (`layout::frame`)
 //!
 //! ```text
 //! frame    [payload_len: u32 LE][crc32 of payload: u32 LE][payload]
 //! payload  [seq: u64 BE][event record]            payload_len ≤ 256 MiB
 //! ```
 //!
-//! ## Event and dead records (`record`, `meta`)
+//! ## Event and dead records (`layout::record`, `layout::meta`)
 //!
 //! ```text
 //! event record (binary)  [0x01][id: 16][received_at_ms: u64 BE][flags: u8]
@@ -105,12 +128,13 @@
 //! - **I13, a replay moves an event, never copies it twice.** A replayed event's source (its
 //!   dead letter, or its delivered record, marked replayed) is taken out only once its new
 //!   copy is durable, in the same group; a source already taken is not replayed again.
-//! - **I14, one writer, one flusher.** Only the writer thread appends to segments and changes
-//!   the delivery index, the dedup keys and the dead letters, so nothing needs a sled
-//!   transaction. Only the flusher thread calls sled's `flush` (sled 0.34.7's `flush_async`
-//!   deadlocks with several awaiters). Before a timed flush the flusher asks the writer to hand
-//!   over what it deferred and waits for the answer: that cannot deadlock only because the
-//!   writer's requests to the flusher go through an unbounded channel and never block.
+//! - **I14, one writer, one flusher, work one way.** Only the writer thread appends to
+//!   segments and changes the delivery index, the dedup keys and the dead letters, so nothing
+//!   needs a sled transaction. Only the flusher thread calls sled's `flush` (sled 0.34.7's
+//!   `flush_async` deadlocks with several awaiters). Work goes writer → flusher → merger and
+//!   never back: the writer's requests to the flusher go through an unbounded channel and never
+//!   block, the flusher takes what the writer deferred without asking it, and nothing the
+//!   flusher or the merger does waits on the writer.
 //! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
 //!   read lock; an expired slice is taken out of the map first and its tree dropped after,
 //!   under the maintenance lock that merges hold.
@@ -119,71 +143,48 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 
 mod dedup;
 mod deferred;
+mod error;
 mod feed;
 mod flusher;
-mod generations;
-mod group;
-mod marks;
-mod meta;
+mod index;
+mod layout;
+mod ledger;
 mod migrate;
 mod open;
-mod packed;
-mod record;
 mod recovery;
 mod replay;
 mod retention;
-mod runs;
 mod segment;
-mod settle;
-mod table;
+mod threads;
 mod types;
 mod writer;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use error::StoreError;
 pub use feed::Next;
-pub use types::*;
+pub use types::{
+    Appended, Damaged, DeadLetter, Delivered, Pending, ReplayFilter, Room, Settlement, StoreStats,
+};
 
+use dedup::Slices;
 use feed::Feed;
-use generations::Generations;
-use open::Joined;
-use table::Table;
+use index::Table;
+use threads::Joined;
+use types::Reply;
 use writer::Command;
 
-/// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
-const COMMAND_QUEUE: usize = 4096;
-
-/// Time slices per dedup window: a slice is dropped once all of it has expired, so up to a
-/// quarter more than the window is kept, in exchange for expiring a slice with one `drop_tree`.
-const SLICES_PER_WINDOW: u64 = 4;
-
-/// Bytes of accepted events held in memory for the publisher; beyond it they wait on disk only
-/// and the publisher reads them back from the segments (the page cache, usually). As much again
-/// as the publisher's own window holds (`publish::window::WINDOW_BYTES`), so a keeping-up
-/// publisher never reads back; small enough that a backlog costs disk, not resident memory (at
-/// 64 MiB the relay's RSS reached 131 MB in the 18 KB saturation bench, at 8 MiB 64 MB).
-const FEED_BYTES: u64 = 4 * 1024 * 1024;
-
-/// How often sled is flushed (with a checkpoint) when nothing asks for it.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long dropping the last store handle waits for each of its threads to finish.
-const THREAD_JOIN_LIMIT: Duration = Duration::from_secs(10);
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A running count as a `usize` for the API (saturating on 32-bit targets).
-pub(super) fn count(n: u64) -> usize {
+fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
@@ -205,7 +206,7 @@ struct Inner {
     /// Dropped after the flusher, whose end ends it.
     _merger: Joined,
     db: sled::Db,
-    dedup: Arc<Generations>,
+    dedup: Arc<Slices>,
     dead: sled::Tree,
     #[cfg_attr(not(test), allow(dead_code))]
     meta: sled::Tree,
@@ -227,10 +228,7 @@ impl fmt::Debug for Store {
 
 impl Store {
     /// Sends a command to the writer and waits for its answer.
-    async fn request<T>(
-        &self,
-        command: impl FnOnce(writer::Reply<T>) -> Command,
-    ) -> Result<T, StoreError> {
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .commands
@@ -265,7 +263,7 @@ impl Store {
         until: u64,
         room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
-        let found = writer::lock(&self.inner.table).pending_between(after, until, room);
+        let found = index::lock(&self.inner.table).pending_between(after, until, room);
         let mut out = Vec::with_capacity(found.len());
         // Pending records mostly follow each other in their segment: one read per run of them.
         let mut rest = &found[..];
@@ -340,13 +338,13 @@ impl Store {
 
     /// Events and bytes in the outbox (pending in the segments).
     pub fn outbox_usage(&self) -> (u64, u64) {
-        let table = writer::lock(&self.inner.table);
+        let table = index::lock(&self.inner.table);
         (table.outbox, table.outbox_bytes)
     }
 
     /// Bytes of the delivered events kept for replay.
     pub fn delivered_bytes(&self) -> u64 {
-        self.kept(&writer::lock(&self.inner.table)).1
+        self.kept(&index::lock(&self.inner.table)).1
     }
 
     /// Kept delivered events and bytes; none with `keep_delivered = "0s"`, whose confirmed
@@ -360,7 +358,7 @@ impl Store {
 
     /// Receive time of the oldest pending event.
     pub fn oldest_pending_ms(&self) -> Result<Option<u64>, StoreError> {
-        Ok(writer::lock(&self.inner.table).oldest_pending_ms())
+        Ok(index::lock(&self.inner.table).oldest_pending_ms())
     }
 
     /// Drops whole segments that are settled and past `keep_delivered` (or over
@@ -417,7 +415,7 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let (outbox, outbox_bytes, oldest, (kept, kept_bytes)) = {
-            let table = writer::lock(&self.inner.table);
+            let table = index::lock(&self.inner.table);
             (
                 table.outbox,
                 table.outbox_bytes,
@@ -465,7 +463,7 @@ impl Store {
 
     /// Bytes on disk: sled's files and the segments. Informational: a failed query counts 0.
     pub fn disk_bytes(&self) -> u64 {
-        let segments = writer::lock(&self.inner.table).segment_bytes();
+        let segments = index::lock(&self.inner.table).segment_bytes();
         self.inner.db.size_on_disk().unwrap_or(0) + segments
     }
 

@@ -6,11 +6,17 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::generations::Generations;
-use super::marks::{decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State};
-use super::table::{Entry, Segment, Table};
-use super::writer::Active;
-use super::{dedup, record, retention, segment, Damaged, StoreError};
+use super::dedup::{self, Slices};
+use super::error::StoreError;
+use super::index::{Entry, Segment, Table};
+use super::layout::frame::Found;
+use super::layout::marks::{
+    decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State,
+};
+use super::layout::record;
+use super::segment::{self, Active};
+use super::types::Damaged;
+use crate::clock::now_ms;
 
 pub(super) struct Recovered {
     pub(super) table: Table,
@@ -37,7 +43,7 @@ pub(super) fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
 pub(super) fn open(
     db: &sled::Db,
     dir: &Path,
-    dedup_keys: &Generations,
+    dedup_keys: &Slices,
     window_ms: u64,
     checkpoint: u64,
     seq_floor: u64,
@@ -51,7 +57,7 @@ pub(super) fn open(
             }
         }
     }
-    let now = super::now_ms();
+    let now = now_ms();
     let mut table = Table::default();
     let mut high = 0u64;
     let mut restored = 0u64;
@@ -169,7 +175,7 @@ pub(super) fn open(
             }
         }
         None => {
-            let (active, info) = retention::open_segment(db, dir, next_seq)?;
+            let (active, info) = segment::create(db, dir, next_seq)?;
             table.segments.insert(active.first_seq, info);
             active
         }
@@ -209,7 +215,7 @@ fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
     lost_count
 }
 
-fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {
+fn settled_entry(found: Found, mark: Option<(State, u64)>) -> Entry {
     let mut entry = Entry::pending(found, 0);
     if let Some((state, at)) = mark {
         entry.state = state;

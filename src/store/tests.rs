@@ -22,8 +22,12 @@ pub(crate) fn settings(path: &Path, window: Duration) -> StorageSettings {
 
 use bytes::Bytes;
 
-use super::marks::State;
+use super::dedup::{Slices, SLICES_PER_WINDOW};
+use super::layout::marks::State;
+use super::layout::{self, block, frame, record};
+use super::open::{FEED_BYTES, FLUSH_INTERVAL};
 use super::*;
+use super::{error, index, open, writer};
 use crate::event::{EventId, EventMeta, Kind};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -98,12 +102,12 @@ async fn with_events(
 /// Bytes one test event takes in a segment (what the outbox byte counts add up).
 fn frame_len() -> u64 {
     let mut buf = Vec::new();
-    u64::from(segment::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
+    u64::from(frame::frame(&mut buf, 1, &event(1, now_ms())).unwrap())
 }
 
 /// The oldest segment file's path.
 fn first_segment(store: &Store) -> PathBuf {
-    let table = writer::lock(&store.inner.table);
+    let table = index::lock(&store.inner.table);
     table.segments.values().next().unwrap().path.clone()
 }
 
@@ -357,7 +361,7 @@ async fn keys_packed_in_runs_and_merged_are_found_across_a_restart() {
     {
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         let dedup =
-            Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
+            Slices::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
         let expiry = at + HOUR.as_millis() as u64;
         let end = dedup.ensure(expiry).unwrap();
         dedup.read()[&end]
@@ -429,8 +433,8 @@ fn keys_in_sled(store: &Store) -> usize {
     entries
         .map(|entry| {
             let (key, value) = entry.unwrap();
-            match runs::decode_block_key(&key) {
-                Some(_) => runs::entries(&value).count(),
+            match block::decode_block_key(&key) {
+                Some(_) => block::entries(&value).count(),
                 None => 1,
             }
         })
@@ -459,7 +463,7 @@ async fn dedup_keys_and_marks_reach_sled_with_the_next_flush_not_with_each_group
     let pending = take_all(&store);
     deliver(&store, &[pending[0].seq]).await;
     let marks = |store: &Store| -> usize {
-        let table = writer::lock(&store.inner.table);
+        let table = index::lock(&store.inner.table);
         table.segments.values().map(|s| s.marks.len()).sum()
     };
     assert_eq!(marks(&store), 0, "the confirm's mark waits too");
@@ -532,9 +536,7 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
     };
     // One flipped bit inside the second record: whole records follow it, so it is not a
     // torn write and the records after it were acknowledged to their senders.
-    flip_bit(&segment_path, |_| {
-        frame_len() as usize + segment::HEADER + 12
-    });
+    flip_bit(&segment_path, |_| frame_len() as usize + frame::HEADER + 12);
 
     let store = open(&dir, HOUR);
     assert_eq!(
@@ -595,7 +597,7 @@ async fn segments_roll_and_settled_ones_go_whole() {
     store.flush().await.unwrap();
     store.sweep_delivered().await.unwrap();
     {
-        let table = writer::lock(&store.inner.table);
+        let table = index::lock(&store.inner.table);
         let left: Vec<(u64, u64)> = table
             .segments
             .iter()
@@ -749,7 +751,7 @@ async fn delivered_events_are_replayed_once_under_new_seqs() {
 
 /// Whether every segment but the active one has its index packed, and the active one not.
 fn packed_but_the_active(store: &Store) -> bool {
-    let table = writer::lock(&store.inner.table);
+    let table = index::lock(&store.inner.table);
     let last = table.segments.keys().next_back().copied();
     table
         .segments
@@ -762,13 +764,13 @@ async fn settled_segments_are_packed_and_still_replayed_counted_and_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_segments(dir.path(), 12, |_| {}).await;
     let pending = take_all(&store);
-    assert!(writer::lock(&store.inner.table).segments.len() >= 4);
+    assert!(index::lock(&store.inner.table).segments.len() >= 4);
     assert!(!packed_but_the_active(&store), "nothing settled yet");
     deliver(&store, &seqs(&pending)).await;
     assert!(packed_but_the_active(&store), "settled and closed: packed");
     // A state is read where it lies: asking does not unpack.
     let states: Vec<Option<State>> = {
-        let table = writer::lock(&store.inner.table);
+        let table = index::lock(&store.inner.table);
         pending.iter().map(|p| table.state_of(p.seq)).collect()
     };
     assert!(
@@ -792,7 +794,7 @@ async fn settled_segments_are_packed_and_still_replayed_counted_and_reopened() {
     // A replay unpacks what it marks, and the segments are packed again after it.
     let last_original = pending.last().unwrap().seq;
     assert_eq!(store.replay_delivered(&all).await.unwrap(), 12);
-    assert!(writer::lock(&store.inner.table)
+    assert!(index::lock(&store.inner.table)
         .segments
         .values()
         .filter(|s| s.last_seq().is_some_and(|last| last <= last_original))
@@ -941,7 +943,7 @@ async fn flush_and_probe_succeed_on_a_healthy_store() {
     store.check_writable().await.unwrap();
     store.flush().await.unwrap();
     assert!(
-        store.inner.meta.get(writer::PROBE_KEY).unwrap().is_some(),
+        store.inner.meta.get(layout::PROBE_KEY).unwrap().is_some(),
         "the probe really wrote"
     );
     assert_eq!(store.dedup_window(), Duration::from_secs(90));
@@ -1006,9 +1008,9 @@ fn records_round_trip_and_damage_is_reported() {
 #[test]
 fn one_error_can_answer_many_waiters() {
     let e = StoreError::Sled(sled::Error::Unsupported("x".to_owned()));
-    assert!(matches!(writer::duplicate_error(&e), StoreError::Sled(_)));
+    assert!(matches!(error::duplicate_error(&e), StoreError::Sled(_)));
     let io = StoreError::Io(std::io::Error::other("disk"));
-    assert!(matches!(writer::duplicate_error(&io), StoreError::Io(_)));
+    assert!(matches!(error::duplicate_error(&io), StoreError::Io(_)));
 }
 
 /// Writes a data dir the way the sled-only version did: pending records in the `outbox` tree,
@@ -1018,7 +1020,7 @@ fn old_data_dir(path: &Path, events: &[(u64, Event)]) {
         let db = sled::Config::new().path(path).open().unwrap();
         let outbox = db.open_tree("outbox").unwrap();
         let dedup =
-            Generations::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
+            Slices::open(&db, "dedup@", HOUR.as_millis() as u64 / SLICES_PER_WINDOW).unwrap();
         for (seq, e) in events {
             outbox
                 .insert(record::seq_key(*seq), record::encode_event_json(e).unwrap())
@@ -1110,18 +1112,18 @@ async fn a_segment_outlives_its_dead_letters_until_they_are_flushed() {
     for p in &pending {
         kill(&store, p.clone(), "unroutable").await;
     }
-    let before = writer::lock(&store.inner.table).segments.len();
+    let before = index::lock(&store.inner.table).segments.len();
     assert!(before >= 2);
     assert_eq!(store.sweep_delivered().await.unwrap(), 0);
     assert_eq!(
-        writer::lock(&store.inner.table).segments.len(),
+        index::lock(&store.inner.table).segments.len(),
         before,
         "no segment goes while its dead letters could still be lost"
     );
     store.flush().await.unwrap();
     store.sweep_delivered().await.unwrap();
     assert_eq!(
-        writer::lock(&store.inner.table).segments.len(),
+        index::lock(&store.inner.table).segments.len(),
         1,
         "only the active one"
     );
@@ -1344,7 +1346,7 @@ async fn damage_in_a_closed_segment_is_reported_not_cut() {
     let dir = tempfile::tempdir().unwrap();
     let (first_path, first_len, total) = {
         let store = small_segments(dir.path(), 6, |_| {}).await;
-        let table = writer::lock(&store.inner.table);
+        let table = index::lock(&store.inner.table);
         assert!(table.segments.len() >= 2);
         let first = table.segments.values().next().unwrap();
         (first.path.clone(), first.len, table.outbox)

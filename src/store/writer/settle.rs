@@ -4,16 +4,23 @@
 
 use std::collections::HashSet;
 
-use super::marks::State;
-use super::writer::{lock, Source, Writer};
-use super::{now_ms, record, retention, Settlement, StoreError};
+use super::{Source, Writer};
+use crate::clock::now_ms;
+use crate::store::error::StoreError;
+use crate::store::index;
+use crate::store::layout::marks::{marks_tree_name, State};
+use crate::store::layout::record;
+use crate::store::retention;
+use crate::store::types::Settlement;
 
 impl Writer {
     /// Whether a replay's source is still there: a second replay of one entry finds it gone (I13).
     pub(super) fn source_holds(&self, source: Source) -> bool {
         match source {
             Source::Dead(seq) => matches!(self.dead.contains_key(record::seq_key(seq)), Ok(true)),
-            Source::Delivered(seq) => lock(&self.table).state_of(seq) == Some(State::Delivered),
+            Source::Delivered(seq) => {
+                index::lock(&self.table).state_of(seq) == Some(State::Delivered)
+            }
         }
     }
 
@@ -22,7 +29,7 @@ impl Writer {
         let now = now_ms();
         let mut changed = Vec::with_capacity(settlement.delivered.len() + settlement.dead.len());
         {
-            let mut table = lock(&self.table);
+            let mut table = index::lock(&self.table);
             for seq in &settlement.delivered {
                 changed.extend(table.transition(*seq, State::Pending, State::Delivered, now));
             }
@@ -52,13 +59,28 @@ impl Writer {
         Ok(())
     }
 
+    /// Deletes the segments retention lets go (with their marks trees); returns how many kept
+    /// delivered events went with them.
     pub(super) fn sweep(&mut self) -> Result<usize, StoreError> {
-        retention::sweep(
-            &self.db,
-            &self.table,
+        let doomed = retention::doomed(
+            &index::lock(&self.table),
             &self.retention,
             self.active.first_seq,
-            &self.progress,
-        )
+            &self.ledger,
+            now_ms(),
+        );
+        let mut dropped = 0u64;
+        for first in doomed {
+            let Some(s) = index::lock(&self.table).segments.remove(&first) else {
+                continue;
+            };
+            dropped += s.delivered;
+            if let Err(e) = std::fs::remove_file(&s.path) {
+                tracing::warn!(error = %e, segment = %s.path.display(), "cannot delete a settled segment");
+            }
+            drop(s);
+            self.db.drop_tree(marks_tree_name(first))?;
+        }
+        Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
 }

@@ -1,72 +1,42 @@
-//! The delivery index: every live segment, where each of its records lies and what became of it.
-//!
-//! Held in memory so the publisher's catch-up reads, replay and stats never touch sled: a record
-//! is a 32-byte entry from the first that may still be pending, and is packed to a few bytes
-//! once it and every record before it settled (`packed`), in batches of [`PACK_AFTER`] while its
-//! segment takes appends and whole once the segment is closed. Its only writer is the store's
-//! writer thread. What it knows is persisted as marks (`marks`).
+//! The index of every live segment (`Segment`) and the outbox totals over them (`Table`).
 
 use std::collections::{vec_deque, BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::marks::State;
+use super::entry::{Changed, Entry};
 use super::packed::{self, Packed};
-use super::segment::Found;
-use super::Room;
+use crate::store::layout::marks::State;
+use crate::store::types::Room;
 
 /// Settled records at the head of a segment's entries that are packed together: small enough
 /// that the entries stay a few window's worth, large enough that packing is rare.
 const PACK_AFTER: usize = 1024;
 
-/// One record of a live segment.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Entry {
-    pub(super) seq: u64,
-    pub(super) offset: u64,
-    /// Frame length.
-    pub(super) len: u32,
-    pub(super) state: State,
-    /// Receive time while pending (the oldest-pending age), settle time after.
-    pub(super) at_ms: u64,
-}
-
-impl Entry {
-    pub(super) fn pending(found: Found, received_at_ms: u64) -> Entry {
-        Entry {
-            seq: found.seq,
-            offset: found.offset,
-            len: found.len,
-            state: State::Pending,
-            at_ms: received_at_ms,
-        }
-    }
-}
-
-pub(super) struct Segment {
-    pub(super) path: PathBuf,
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
     /// Shared read handle: readers `pread` it outside the table's lock.
-    pub(super) file: Arc<File>,
-    pub(super) marks: sled::Tree,
-    pub(super) len: u64,
+    pub(crate) file: Arc<File>,
+    pub(crate) marks: sled::Tree,
+    pub(crate) len: u64,
     /// In seq order: settled records packed, then the rest as entries.
     packed: Packed,
     entries: VecDeque<Entry>,
-    pub(super) pending: u64,
+    pub(crate) pending: u64,
     /// Kept delivered records (state `Delivered`) and their bytes.
-    pub(super) delivered: u64,
-    pub(super) delivered_bytes: u64,
+    pub(crate) delivered: u64,
+    pub(crate) delivered_bytes: u64,
     /// Latest settle time: retention counts a fully settled segment's age from it.
-    pub(super) last_settled_ms: u64,
-    /// The writer's settlement count at this segment's latest change (see `flusher::Progress`).
-    pub(super) settled: u64,
+    pub(crate) last_settled_ms: u64,
+    /// The writer's settlement count at this segment's latest change (see `ledger`).
+    pub(crate) settled: u64,
     /// No pending entry before this index in `entries` (states only ever leave `Pending`).
     first_pending: usize,
 }
 
 impl Segment {
-    pub(super) fn new(path: PathBuf, file: Arc<File>, marks: sled::Tree) -> Segment {
+    pub(crate) fn new(path: PathBuf, file: Arc<File>, marks: sled::Tree) -> Segment {
         Segment {
             path,
             file,
@@ -83,7 +53,7 @@ impl Segment {
         }
     }
 
-    pub(super) fn last_seq(&self) -> Option<u64> {
+    pub(crate) fn last_seq(&self) -> Option<u64> {
         self.entries
             .back()
             .map(|e| e.seq)
@@ -136,12 +106,12 @@ impl Segment {
     }
 
     #[cfg(test)]
-    pub(super) fn is_packed(&self) -> bool {
+    pub(crate) fn is_packed(&self) -> bool {
         self.entries.is_empty() && self.packed.len() > 0
     }
 
     /// Adds a record found or written; counts it by state.
-    pub(super) fn push(&mut self, entry: Entry) {
+    pub(crate) fn push(&mut self, entry: Entry) {
         match entry.state {
             State::Pending => self.pending += 1,
             State::Delivered => {
@@ -181,27 +151,27 @@ impl Segment {
         self.first_pending = first;
     }
 
-    pub(super) fn fully_settled(&self) -> bool {
+    pub(crate) fn fully_settled(&self) -> bool {
         self.pending == 0
     }
 }
 
-/// Segments by their first seq, oldest first, and the outbox totals over them.
-#[derive(Default)]
-pub(super) struct Table {
-    pub(super) segments: BTreeMap<u64, Segment>,
-    pub(super) outbox: u64,
-    pub(super) outbox_bytes: u64,
+/// The table behind its lock. Updates are plain field writes the writer makes in one go: a
+/// panic leaves nothing torn, so a poisoned lock is taken as it is.
+pub(crate) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A state change the writer applied, to be persisted as a mark.
-pub(super) struct Changed {
-    pub(super) segment: u64,
-    pub(super) entry: Entry,
+/// Segments by their first seq, oldest first, and the outbox totals over them.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub(crate) segments: BTreeMap<u64, Segment>,
+    pub(crate) outbox: u64,
+    pub(crate) outbox_bytes: u64,
 }
 
 impl Table {
-    pub(super) fn added_pending(&mut self, len: u32) {
+    pub(crate) fn added_pending(&mut self, len: u32) {
         self.outbox += 1;
         self.outbox_bytes += u64::from(len);
     }
@@ -214,7 +184,7 @@ impl Table {
 
     /// Read where the entries lie: a packed segment is not unpacked for it (a replay asks this
     /// of every record it may take, and most are then marked in the same group, or not at all).
-    pub(super) fn state_of(&self, seq: u64) -> Option<State> {
+    pub(crate) fn state_of(&self, seq: u64) -> Option<State> {
         let (_, segment) = self.segments.range(..=seq).next_back()?;
         let entry = segment.entries_from(seq).next()?;
         (entry.seq == seq).then_some(entry.state)
@@ -222,7 +192,7 @@ impl Table {
 
     /// Packs every settled segment but the active one that is not packed yet: once when it is
     /// settled, and again after a replay unpacked it to mark records (`transition`).
-    pub(super) fn pack_settled(&mut self, active_first: u64) {
+    pub(crate) fn pack_settled(&mut self, active_first: u64) {
         for (&first, segment) in &mut self.segments {
             segment.pack(first != active_first);
         }
@@ -230,7 +200,7 @@ impl Table {
 
     /// Moves `seq` from `from` to `to`; `None` when it is not in that state (already settled,
     /// or in a segment retention dropped).
-    pub(super) fn transition(
+    pub(crate) fn transition(
         &mut self,
         seq: u64,
         from: State,
@@ -271,7 +241,7 @@ impl Table {
     }
 
     /// Pending records with `after < seq <= until` that fit in `room`, in seq order.
-    pub(super) fn pending_between(
+    pub(crate) fn pending_between(
         &self,
         after: Option<u64>,
         until: u64,
@@ -311,7 +281,7 @@ impl Table {
         out
     }
 
-    pub(super) fn oldest_pending_ms(&self) -> Option<u64> {
+    pub(crate) fn oldest_pending_ms(&self) -> Option<u64> {
         let segment = self.segments.values().find(|s| s.pending > 0)?;
         segment
             .entries
@@ -321,18 +291,18 @@ impl Table {
     }
 
     /// Kept delivered records and their bytes over all segments.
-    pub(super) fn delivered(&self) -> (u64, u64) {
+    pub(crate) fn delivered(&self) -> (u64, u64) {
         self.segments
             .values()
             .fold((0, 0), |(n, b), s| (n + s.delivered, b + s.delivered_bytes))
     }
 
-    pub(super) fn segment_bytes(&self) -> u64 {
+    pub(crate) fn segment_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.len).sum()
     }
 
     /// Delivered records settled in `[since, until)`, in segment then seq order, after `after`.
-    pub(super) fn delivered_between(
+    pub(crate) fn delivered_between(
         &self,
         since_ms: u64,
         until_ms: Option<u64>,

@@ -7,17 +7,27 @@
 //! checkpoint says up to which seq they are on disk, and opening the store writes them again
 //! for the records after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
-use super::deferred::Keys;
-use super::generations::Generations;
-use super::StoreError;
-use super::{record, runs};
 use crate::event::EventId;
+use crate::store::error::StoreError;
+use crate::store::layout::{block, record};
+
+mod runs;
+mod slices;
+
+pub(crate) use slices::Slices;
+
+/// Time slices per dedup window: a slice is dropped once all of it has expired, so up to a
+/// quarter more than the window is kept, in exchange for expiring a slice with one `drop_tree`.
+pub(crate) const SLICES_PER_WINDOW: u64 = 4;
+
+/// Keys on their way to sled, by event id: their slice's end and their expiry.
+pub(crate) type Keys = HashMap<EventId, (u64, u64)>;
 
 /// The slices that can still hold an unexpired key, newest first (a repeat is most likely recent).
-pub(super) fn live(dedup: &Generations, now: u64) -> Vec<u64> {
+pub(crate) fn live(dedup: &Slices, now: u64) -> Vec<u64> {
     dedup
         .read()
         .range(now.saturating_add(1)..)
@@ -28,8 +38,8 @@ pub(super) fn live(dedup: &Generations, now: u64) -> Vec<u64> {
 
 /// Whether `id` is held by an unexpired key; and whether its key in slice `end` exists already
 /// (an expired one, overwritten rather than added).
-pub(super) fn lookup(
-    dedup: &Generations,
+pub(crate) fn lookup(
+    dedup: &Slices,
     live: &[u64],
     id: &EventId,
     end: u64,
@@ -64,13 +74,13 @@ pub(super) fn lookup(
 }
 
 /// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
-pub(super) type Key = (u64, EventId, u64, bool);
+pub(crate) type Key = (u64, EventId, u64, bool);
 
 /// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path); returns
-/// the slices written to, whose runs may be due a merge ([`Generations::compact`], on the merger
+/// the slices written to, whose runs may be due a merge ([`Slices::compact`], on the merger
 /// thread). They are counted when the writer takes them ([`remember`]).
-pub(super) fn insert(dedup: &Generations, keys: &Keys) -> Result<Vec<u64>, StoreError> {
-    let mut by_slice: BTreeMap<u64, Vec<runs::Entry>> = BTreeMap::new();
+pub(crate) fn insert(dedup: &Slices, keys: &Keys) -> Result<Vec<u64>, StoreError> {
+    let mut by_slice: BTreeMap<u64, Vec<block::Entry>> = BTreeMap::new();
     for (id, &(end, expiry)) in keys {
         by_slice.entry(end).or_default().push((id.0, expiry));
     }
@@ -94,7 +104,7 @@ pub(super) fn insert(dedup: &Generations, keys: &Keys) -> Result<Vec<u64>, Store
 /// of keys) never holds up a flush or a barrier; as the store closes, a merge in progress stops
 /// at its next block. One cut short leaves keys in both the old runs and the partial new one,
 /// which lookups and the next open take as they are.
-pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<u64>) {
+pub(crate) fn merge_runs(dedup: &Slices, slices: std::sync::mpsc::Receiver<u64>) {
     while let Ok(end) = slices.recv() {
         let due: std::collections::BTreeSet<u64> =
             std::iter::once(end).chain(slices.try_iter()).collect();
@@ -109,7 +119,7 @@ pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<
 
 /// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)
 /// into their counts, before they reach sled: from then on a lookup finds them (I10).
-pub(super) fn remember(dedup: &Generations, keys: &[Key]) {
+pub(crate) fn remember(dedup: &Slices, keys: &[Key]) {
     let slices = dedup.read();
     for (end, id, _, new) in keys {
         if let Some(slice) = slices.get(end) {
@@ -120,8 +130,8 @@ pub(super) fn remember(dedup: &Generations, keys: &[Key]) {
 }
 
 /// Writes the key of a record found after the checkpoint at start-up (unless it has expired).
-pub(super) fn restore(
-    dedup: &Generations,
+pub(crate) fn restore(
+    dedup: &Slices,
     id: &EventId,
     expiry_ms: u64,
     now: u64,

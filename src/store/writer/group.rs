@@ -5,11 +5,17 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
 
-use super::marks::State;
-use super::table::Entry;
-use super::writer::{duplicate_error, lock, Done, Reply, Source, Staged, Writer};
-use super::{dedup, now_ms, record, retention, segment, Appended, Pending, StoreError};
+use super::{Done, Source, Staged, Writer};
+use crate::clock::now_ms;
 use crate::event::Event;
+use crate::store::dedup;
+use crate::store::error::{duplicate_error, StoreError};
+use crate::store::index::{self, Entry};
+use crate::store::layout::frame::{self, Found};
+use crate::store::layout::marks::State;
+use crate::store::layout::record;
+use crate::store::segment;
+use crate::store::types::{Appended, Pending, Reply};
 
 impl Writer {
     /// Dedup check and limits, in queue order; accepted events get their seq and slot.
@@ -22,7 +28,7 @@ impl Writer {
         let mut last_end = None;
         let live = dedup::live(&self.dedup, now);
         let (mut events, mut bytes) = {
-            let table = lock(&self.table);
+            let table = index::lock(&self.table);
             (table.outbox, table.outbox_bytes)
         };
         let mut in_group = HashSet::with_capacity(appends.len());
@@ -99,7 +105,7 @@ impl Writer {
     ) {
         let offset = self.active.len + self.buf.len() as u64;
         let mark = self.buf.len();
-        match segment::frame(&mut self.buf, self.next_seq, &event) {
+        match frame::frame(&mut self.buf, self.next_seq, &event) {
             Ok(len) => {
                 staged.push(Staged {
                     event,
@@ -184,9 +190,9 @@ impl Writer {
         let mut accepted = Vec::with_capacity(staged.len());
         let mut changed = Vec::new();
         {
-            let mut table = lock(&self.table);
+            let mut table = index::lock(&self.table);
             for item in staged {
-                let found = segment::Found {
+                let found = Found {
                     seq: item.seq,
                     offset: item.offset,
                     len: item.len,
@@ -238,20 +244,20 @@ impl Writer {
             let _ = reply.send(Ok(Appended::Accepted));
         }
         self.defer_marks(changed);
-        if self.deferred.is_full() {
-            self.hand_over(None);
+        if self.deferred.ask_early() {
+            self.ask_flush(None);
         }
         self.roll_if_full();
     }
 
     /// Starts a new segment once the active one reached `segment_bytes`.
-    pub(super) fn roll_if_full(&mut self) {
+    fn roll_if_full(&mut self) {
         if self.active.len < self.segment_bytes {
             return;
         }
-        match retention::open_segment(&self.db, &self.segments_dir, self.next_seq) {
+        match segment::create(&self.db, &self.segments_dir, self.next_seq) {
             Ok((active, segment)) => {
-                let mut table = lock(&self.table);
+                let mut table = index::lock(&self.table);
                 table.segments.insert(active.first_seq, segment);
                 // The segment just closed may be settled already.
                 table.pack_settled(active.first_seq);

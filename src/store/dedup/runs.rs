@@ -15,13 +15,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::StoreError;
+use crate::store::error::StoreError;
+use crate::store::layout::block::{
+    block_key, decode_entry, search, Entry, Id, BLOCK_KEY, BLOCK_KEYS, ENTRY,
+};
 
-const ID: usize = 16;
-const ENTRY: usize = ID + 8;
-const BLOCK_KEY: usize = 8 + ID;
-/// Entries per block: values of about 4 KiB.
-const BLOCK_KEYS: usize = 170;
 /// Runs of one size class merged at once: each key is rewritten about once per class it climbs.
 const FAN_IN: usize = 8;
 /// Above this many runs the newest [`FAN_IN`] are merged whatever their sizes, which bounds the
@@ -30,15 +28,11 @@ const MAX_RUNS: usize = 4 * FAN_IN;
 /// Block writes or removals per sled batch: a batch keeps every node version it replaces.
 const BATCH_BLOCKS: usize = 32;
 
-pub(super) type Id = [u8; ID];
-/// An id and its expiry (unix ms).
-pub(super) type Entry = (Id, u64);
-
 /// One run: its number (the first 8 bytes of its block keys), its entries and its fences.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Run {
-    pub(super) number: u64,
-    pub(super) keys: u64,
+pub(crate) struct Run {
+    pub(crate) number: u64,
+    pub(crate) keys: u64,
     fences: Vec<Id>,
 }
 
@@ -56,14 +50,14 @@ impl Run {
 
 /// A slice's runs, oldest first.
 #[derive(Debug, Default)]
-pub(super) struct Runs {
+pub(crate) struct Runs {
     list: Vec<Run>,
 }
 
 impl Runs {
     /// Rebuilds the runs from a slice's block keys (as [`decode_block_key`] gives them, in
     /// tree order) and their entry counts.
-    pub(super) fn from_blocks(blocks: impl IntoIterator<Item = (u64, Id, u64)>) -> Runs {
+    pub(crate) fn from_blocks(blocks: impl IntoIterator<Item = (u64, Id, u64)>) -> Runs {
         let mut list: Vec<Run> = Vec::new();
         for (number, first, keys) in blocks {
             match list.last_mut() {
@@ -82,15 +76,15 @@ impl Runs {
     }
 
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    pub(super) fn highest_number(&self) -> Option<u64> {
+    pub(crate) fn highest_number(&self) -> Option<u64> {
         self.list.iter().map(|run| run.number).max()
     }
 
-    pub(super) fn push(&mut self, run: Run) {
+    pub(crate) fn push(&mut self, run: Run) {
         if run.keys > 0 {
             self.list.push(run);
         }
@@ -98,7 +92,7 @@ impl Runs {
 
     /// The latest expiry `tree` holds for `id` in these runs, newest run first; stops at the
     /// first one after `now` (enough to call it a duplicate).
-    pub(super) fn find(
+    pub(crate) fn find(
         &self,
         tree: &sled::Tree,
         id: &Id,
@@ -128,7 +122,7 @@ impl Runs {
 
     /// The runs to merge next, if any: the newest [`FAN_IN`] when they share a size class or
     /// when there are more than [`MAX_RUNS`].
-    pub(super) fn to_merge(&self) -> Option<Vec<Run>> {
+    pub(crate) fn to_merge(&self) -> Option<Vec<Run>> {
         let tail = self.list.get(self.list.len().checked_sub(FAN_IN)?..)?;
         let class = tail.first()?.size_class();
         let alike = tail.iter().all(|run| run.size_class() == class);
@@ -136,45 +130,11 @@ impl Runs {
     }
 
     /// Puts `merged` in place of the runs it was merged from.
-    pub(super) fn replace(&mut self, merged_from: &[Run], merged: Run) {
+    pub(crate) fn replace(&mut self, merged_from: &[Run], merged: Run) {
         self.list
             .retain(|run| !merged_from.iter().any(|old| old.number == run.number));
         self.push(merged);
     }
-}
-
-pub(super) fn block_key(run: u64, first: &Id) -> [u8; BLOCK_KEY] {
-    let mut key = [0u8; BLOCK_KEY];
-    key[..8].copy_from_slice(&run.to_be_bytes());
-    key[8..].copy_from_slice(first);
-    key
-}
-
-/// The run number and first id of a block key; `None` for any other key.
-pub(super) fn decode_block_key(key: &[u8]) -> Option<(u64, Id)> {
-    let key: &[u8; BLOCK_KEY] = key.try_into().ok()?;
-    let (run, first) = key.split_at(8);
-    Some((
-        u64::from_be_bytes(run.try_into().ok()?),
-        first.try_into().ok()?,
-    ))
-}
-
-/// A block's entries; a value whose length is not whole entries yields only the whole ones.
-pub(super) fn entries(block: &[u8]) -> impl Iterator<Item = Entry> + '_ {
-    block.as_chunks::<ENTRY>().0.iter().map(decode_entry)
-}
-
-fn decode_entry(chunk: &[u8; ENTRY]) -> Entry {
-    let id = std::array::from_fn(|i| chunk[i]);
-    let expiry = std::array::from_fn(|i| chunk[ID + i]);
-    (id, u64::from_be_bytes(expiry))
-}
-
-fn search(block: &[u8], id: &Id) -> Option<u64> {
-    let chunks = block.as_chunks::<ENTRY>().0;
-    let at = chunks.binary_search_by(|chunk| chunk[..ID].cmp(id)).ok()?;
-    Some(decode_entry(&chunks[at]).1)
 }
 
 /// Writes blocks as they fill, in batches; gives the run they make up.
@@ -241,7 +201,7 @@ impl<'t> RunWriter<'t> {
 }
 
 /// Writes `entries` (any order; a repeated id keeps its latest expiry) as run `number`.
-pub(super) fn write(
+pub(crate) fn write(
     tree: &sled::Tree,
     number: u64,
     mut entries: Vec<Entry>,
@@ -295,7 +255,7 @@ impl Cursor {
 /// Merges `runs` into run `number` (a repeated id keeps its latest expiry); the merged runs
 /// stay in the tree until [`remove`]. `None` if `stop` was set first (checked once a block): the
 /// blocks written so far stay, a run no list holds whose keys the merged runs still have.
-pub(super) fn merge(
+pub(crate) fn merge(
     tree: &sled::Tree,
     runs: &[Run],
     number: u64,
@@ -330,7 +290,7 @@ pub(super) fn merge(
 }
 
 /// Removes the blocks of `runs` from `tree`.
-pub(super) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> {
+pub(crate) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> {
     for run in runs {
         for fences in run.fences.chunks(BATCH_BLOCKS) {
             let mut batch = sled::Batch::default();
@@ -346,6 +306,7 @@ pub(super) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::layout::block::{decode_block_key, entries, ID};
 
     fn id(n: u32) -> Id {
         let mut id = [0u8; ID];
@@ -531,18 +492,6 @@ mod tests {
             stored as u64, listed,
             "the tree holds exactly the listed runs"
         );
-    }
-
-    #[test]
-    fn block_keys_are_24_bytes_and_nothing_else_decodes() {
-        let key = block_key(0x0102, &id(9));
-        assert_eq!(decode_block_key(&key), Some((0x0102, id(9))));
-        assert_eq!(
-            decode_block_key(&id(9)),
-            None,
-            "a 16-byte key of earlier versions"
-        );
-        assert_eq!(decode_block_key(&key[..23]), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 /// What became of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum State {
+pub(crate) enum State {
     /// Waiting for a confirm.
     Pending,
     /// Confirmed; kept for replay while its segment lives.
@@ -22,7 +22,7 @@ pub(super) enum State {
 impl State {
     /// States only move forward (pending → delivered → replayed, or pending → dead): a larger
     /// code is later.
-    pub(super) fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             State::Pending => 0,
             State::Delivered => 1,
@@ -32,7 +32,7 @@ impl State {
     }
 
     /// A mark's state (marks are never `Pending`).
-    pub(super) fn from_code(code: u8) -> Option<State> {
+    pub(crate) fn from_code(code: u8) -> Option<State> {
         match code {
             1 => Some(State::Delivered),
             2 => Some(State::Dead),
@@ -42,12 +42,12 @@ impl State {
     }
 }
 
-pub(super) fn marks_tree_name(first_seq: u64) -> String {
+pub(crate) fn marks_tree_name(first_seq: u64) -> String {
     format!("marks@{first_seq:020}")
 }
 
 /// First seq of the segment a marks tree belongs to.
-pub(super) fn parse_marks_tree_name(name: &[u8]) -> Option<u64> {
+pub(crate) fn parse_marks_tree_name(name: &[u8]) -> Option<u64> {
     std::str::from_utf8(name)
         .ok()?
         .strip_prefix("marks@")?
@@ -55,14 +55,14 @@ pub(super) fn parse_marks_tree_name(name: &[u8]) -> Option<u64> {
         .ok()
 }
 
-pub(super) fn mark_key(first_seq: u64, count: u32) -> [u8; 12] {
+pub(crate) fn mark_key(first_seq: u64, count: u32) -> [u8; 12] {
     let mut key = [0u8; 12];
     key[..8].copy_from_slice(&first_seq.to_be_bytes());
     key[8..].copy_from_slice(&count.to_be_bytes());
     key
 }
 
-pub(super) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
+pub(crate) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
     let key: [u8; 12] = key.try_into().ok()?;
     let (first, count) = key.split_at(8);
     Some((
@@ -72,7 +72,7 @@ pub(super) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
 }
 
 /// Consecutive runs of `(seq, state, at)` (sorted by seq) with one state and time: `(first, count, state, at)`.
-pub(super) fn runs(changes: &[(u64, State, u64)]) -> Vec<(u64, u32, State, u64)> {
+pub(crate) fn runs(changes: &[(u64, State, u64)]) -> Vec<(u64, u32, State, u64)> {
     let mut out: Vec<(u64, u32, State, u64)> = Vec::new();
     for &(seq, state, at) in changes {
         if let Some(last) = out.last_mut() {
@@ -87,14 +87,14 @@ pub(super) fn runs(changes: &[(u64, State, u64)]) -> Vec<(u64, u32, State, u64)>
     out
 }
 
-pub(super) fn mark_value(state: State, at_ms: u64) -> [u8; 9] {
+pub(crate) fn mark_value(state: State, at_ms: u64) -> [u8; 9] {
     let mut value = [0u8; 9];
     value[0] = state.code();
     value[1..].copy_from_slice(&at_ms.to_be_bytes());
     value
 }
 
-pub(super) fn decode_mark(value: &[u8]) -> Option<(State, u64)> {
+pub(crate) fn decode_mark(value: &[u8]) -> Option<(State, u64)> {
     let (&code, at) = value.split_first()?;
     let at: [u8; 8] = at.try_into().ok()?;
     Some((State::from_code(code)?, u64::from_be_bytes(at)))

@@ -7,11 +7,10 @@
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
-use super::record::corrupt;
-use super::StoreError;
 use crate::event::{EventId, EventMeta, Format, Kind};
+use crate::store::error::{corrupt, StoreError};
 
-pub(super) const TAG: u8 = 0x01;
+pub(crate) const TAG: u8 = 0x01;
 
 const ACTION: u8 = 1;
 const COMPANY: u8 = 2;
@@ -26,7 +25,7 @@ fn long(len: usize) -> Result<[u8; 4], StoreError> {
         .map_err(|_| corrupt("metadata field longer than 4 GiB"))
 }
 
-pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), StoreError> {
+pub(crate) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), StoreError> {
     let mut flags = 0;
     if meta.action.is_some() {
         flags |= ACTION;
@@ -104,7 +103,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The metadata, and the rest of the record (the body).
-pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
     let mut cursor = Cursor(bytes);
     if cursor.array::<1>()? != [TAG] {
         return Err(corrupt("record metadata has an unknown layout"));
