@@ -13,9 +13,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::dedup::{Key, Keys};
+use super::dedup::{Keys, NewKey};
 use super::index::{self, Changed, Table};
-use super::layout::marks::State;
+use super::layout::marks::Mark;
 use super::types::Reply;
 use crate::event::EventId;
 
@@ -23,20 +23,17 @@ use crate::event::EventId;
 /// memory (about 40 B a key) under a flood.
 const MAX_KEYS: usize = 1 << 16;
 
-/// One seq's new state and its time, to be written as a mark.
-pub(super) type Mark = (u64, State, u64);
-
 /// What the flusher writes into sled before its next flush.
 pub(super) struct Batch {
     pub(super) number: u64,
     pub(super) keys: Arc<Keys>,
     /// Marks by segment, with the segment's marks tree (retention keeps a segment until the
-    /// settlement count of its last batch is flushed, so the tree outlives the write).
+    /// last marks batch that changed it is flushed, so the tree outlives the write).
     pub(super) marks: Vec<(sled::Tree, Vec<Mark>)>,
     /// Highest seq whose key is in this batch or an earlier one: the checkpoint may move to it.
     pub(super) committed: Option<u64>,
-    /// The settlement count this batch completes.
-    pub(super) settled: Option<u64>,
+    /// This batch's number among those with marks, if it has any.
+    pub(super) marks_batch: Option<u64>,
 }
 
 /// A request to the flusher: flush now (taking what waits in [`Deferred`] first), and answer
@@ -56,13 +53,13 @@ struct Waiting {
     keys: Keys,
     marks: Vec<Changed>,
     committed: Option<u64>,
-    /// Whether settlements wait here: the batch completes the next settlement count.
-    settled: bool,
+    /// Whether marks wait here: the next batch is the next marks batch.
+    has_marks: bool,
     /// Batches taken that the flusher has not written yet, oldest first.
     handed: VecDeque<(u64, Arc<Keys>)>,
     last_number: u64,
-    /// Settlement counts handed out (0 at open, as the ledger's).
-    settle_count: u64,
+    /// Marks batches numbered so far (0 at open, as the ledger's).
+    marks_batches: u64,
     /// An early flush was asked for and has not taken the keys yet.
     asked: bool,
 }
@@ -76,14 +73,14 @@ impl Deferred {
     /// The expiry of a key of `id` that sled may not have yet (I10).
     pub(super) fn expiry_of(&self, id: &EventId) -> Option<u64> {
         let waiting = self.lock();
-        if let Some(&(_, expiry)) = waiting.keys.get(id) {
-            return Some(expiry);
+        if let Some(expiry) = waiting.keys.get(id) {
+            return Some(expiry.at_ms);
         }
         waiting
             .handed
             .iter()
             .rev()
-            .find_map(|(_, keys)| keys.get(id).map(|&(_, expiry)| expiry))
+            .find_map(|(_, keys)| keys.get(id).map(|expiry| expiry.at_ms))
     }
 
     /// Keeps the keys of a committed group whose last seq is `high`. Returns them with the flag
@@ -91,38 +88,39 @@ impl Deferred {
     /// here is replaced, and in the same slice it is not counted twice; in an older one it stays
     /// counted until that slice goes, as it would had it reached sled (it is expired, so it need
     /// not).
-    pub(super) fn add_keys(&self, keys: &[Key], high: u64) -> Vec<Key> {
+    pub(super) fn add_keys(&self, keys: &[NewKey], high: u64) -> Vec<NewKey> {
         let mut waiting = self.lock();
         let mut counted = Vec::with_capacity(keys.len());
-        for &(end, id, expiry, mut new) in keys {
-            if let Some((old_end, _)) = waiting.keys.insert(id, (end, expiry)) {
-                new &= old_end != end;
+        for &key in keys {
+            let mut key = key;
+            if let Some(old) = waiting.keys.insert(key.id, key.expiry) {
+                key.adds &= old.slice_end != key.expiry.slice_end;
             }
-            counted.push((end, id, expiry, new));
+            counted.push(key);
         }
         waiting.committed = Some(high);
         counted
     }
 
-    /// Keeps state changes to write as marks. Their segments record the settlement count the
-    /// next batch completes, under this lock so that no batch is taken in between, and retention
-    /// keeps them until a flush made the marks durable (I7).
+    /// Keeps state changes to write as marks. Their segments note the number of the marks batch
+    /// that will carry them, under this lock so that no batch is taken in between, and retention
+    /// keeps them until a flush made that batch durable (I7).
     pub(super) fn add_marks(&self, table: &Mutex<Table>, changed: Vec<Changed>) {
         if changed.is_empty() {
             return;
         }
         let mut waiting = self.lock();
-        let settled = waiting.settle_count + 1;
+        let number = waiting.marks_batches + 1;
         {
             let mut table = index::lock(table);
             for c in &changed {
                 if let Some(segment) = table.segments.get_mut(&c.segment) {
-                    segment.settled = settled;
+                    segment.marks_batch = number;
                 }
             }
         }
         waiting.marks.extend(changed);
-        waiting.settled = true;
+        waiting.has_marks = true;
     }
 
     /// Whether the keys reached [`MAX_KEYS`] and no early flush was asked for since; the
@@ -137,7 +135,7 @@ impl Deferred {
     /// Takes what waits as the next batch (the flusher, before each flush); `None` if nothing
     /// does. Its keys are still answered for until [`Deferred::written`].
     pub(super) fn take(&self, table: &Mutex<Table>) -> Option<Batch> {
-        let (number, keys, changed, committed, settled) = {
+        let (number, keys, changed, committed, marks_batch) = {
             let mut waiting = self.lock();
             waiting.asked = false;
             if waiting.keys.is_empty() && waiting.marks.is_empty() {
@@ -147,19 +145,19 @@ impl Deferred {
             let number = waiting.last_number;
             let keys = Arc::new(std::mem::take(&mut waiting.keys));
             waiting.handed.push_back((number, Arc::clone(&keys)));
-            let settled = std::mem::take(&mut waiting.settled).then(|| {
-                waiting.settle_count += 1;
-                waiting.settle_count
+            let marks_batch = std::mem::take(&mut waiting.has_marks).then(|| {
+                waiting.marks_batches += 1;
+                waiting.marks_batches
             });
             let changed = std::mem::take(&mut waiting.marks);
-            (number, keys, changed, waiting.committed, settled)
+            (number, keys, changed, waiting.committed, marks_batch)
         };
         Some(Batch {
             number,
             keys,
             marks: marks_by_segment(table, changed),
             committed,
-            settled,
+            marks_batch,
         })
     }
 
@@ -177,10 +175,11 @@ impl Deferred {
 fn marks_by_segment(table: &Mutex<Table>, changed: Vec<Changed>) -> Vec<(sled::Tree, Vec<Mark>)> {
     let mut by_segment: BTreeMap<u64, Vec<Mark>> = BTreeMap::new();
     for c in changed {
-        by_segment
-            .entry(c.segment)
-            .or_default()
-            .push((c.entry.seq, c.entry.state, c.entry.at_ms));
+        by_segment.entry(c.segment).or_default().push(Mark {
+            seq: c.entry.seq,
+            state: c.entry.state,
+            at_ms: c.entry.at_ms,
+        });
     }
     let table = index::lock(table);
     by_segment
@@ -188,11 +187,11 @@ fn marks_by_segment(table: &Mutex<Table>, changed: Vec<Changed>) -> Vec<(sled::T
         .filter_map(|(segment, mut changes)| {
             let tree = table.segments.get(&segment)?.marks.clone();
             // Stable, so changes of one seq stay in the order they happened.
-            changes.sort_by_key(|c| c.0);
+            changes.sort_by_key(|mark| mark.seq);
             let mut last: Vec<Mark> = Vec::with_capacity(changes.len());
             for change in changes {
                 match last.last_mut() {
-                    Some(previous) if previous.0 == change.0 => *previous = change,
+                    Some(previous) if previous.seq == change.seq => *previous = change,
                     _ => last.push(change),
                 }
             }
@@ -204,13 +203,22 @@ fn marks_by_segment(table: &Mutex<Table>, changed: Vec<Changed>) -> Vec<(sled::T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dedup::Expiry;
 
     #[test]
     fn a_handed_key_is_found_until_the_flusher_has_written_its_batch() {
         let id = EventId([7; 16]);
         let table = Mutex::new(Table::default());
         let deferred = Deferred::default();
-        deferred.add_keys(&[(10, id, 99, true)], 1);
+        let key = NewKey {
+            id,
+            expiry: Expiry {
+                slice_end: 100,
+                at_ms: 99,
+            },
+            adds: true,
+        };
+        deferred.add_keys(&[key], 1);
         assert_eq!(deferred.expiry_of(&id), Some(99));
         // What the flusher does before a flush.
         let batch = deferred.take(&table).expect("a batch");

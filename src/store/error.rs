@@ -1,14 +1,27 @@
-//! The store's one error type, and how its threads share one failure among many waiters.
+//! The store's one error type. It is `Clone` (its causes are shared), so one failure answers
+//! every waiter of a group or a flush.
 
-#[derive(Debug, thiserror::Error)]
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage failure: {0}")]
     Sled(#[from] sled::Error),
+    /// The directory is locked by another process (sled's lock on `<dir>/db`).
+    #[error(
+        "storage failure: cannot open storage directory {} (it is in use by another process: is \
+         another relay running on it?): {source}",
+        path.display()
+    )]
+    Locked { path: PathBuf, source: sled::Error },
+    /// Bytes read back that hold no valid record, key or value.
     #[error("stored record is corrupt")]
-    Corrupt(#[source] serde_json::Error),
+    Corrupt(#[source] Corrupt),
     /// A segment file could not be read or written.
     #[error("segment I/O failure: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] Arc<io::Error>),
     /// A data dir of an earlier version that cannot be taken over safely.
     #[error("cannot migrate the storage directory: {0}")]
     Migration(String),
@@ -23,30 +36,61 @@ pub enum StoreError {
     OutboxFull,
 }
 
+/// Why stored bytes were unreadable.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Corrupt {
+    /// A binary layout (frame, record, metadata, key) that does not hold.
+    #[error("{0}")]
+    Layout(&'static str),
+    /// The JSON of an earlier version's record or of a dead letter's header.
+    #[error(transparent)]
+    Json(Arc<serde_json::Error>),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> StoreError {
+        StoreError::Io(Arc::new(e))
+    }
+}
+
 impl StoreError {
     /// The directory is locked by another process: another relay, or the predecessor of a
     /// restart still draining.
     pub fn is_lock_held(&self) -> bool {
-        // sled reports a held lock only as text (ErrorKind::Other).
-        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+        matches!(self, StoreError::Locked { .. })
+    }
+
+    /// An error opening the sled database at `path`, naming it; a held lock becomes
+    /// [`StoreError::Locked`]. The one place sled's lock error is recognised: sled reports it
+    /// only as text (an `io::Error` of kind `Other`).
+    pub(crate) fn opening(path: &std::path::Path, err: sled::Error) -> StoreError {
+        match err {
+            sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                    source: sled::Error::Io(e),
+                }
+            }
+            sled::Error::Io(e) => StoreError::Sled(sled::Error::Io(io::Error::new(
+                e.kind(),
+                format!("cannot open storage directory {}: {e}", path.display()),
+            ))),
+            other => StoreError::Sled(other),
+        }
+    }
+
+    /// An I/O error with what was being done and to which path.
+    pub(crate) fn io_at(what: &str, path: &std::path::Path, e: &io::Error) -> StoreError {
+        io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())).into()
     }
 }
 
-/// A `Corrupt` error for layout problems that serde_json did not see itself, so callers get one
-/// error kind for any unreadable record.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(<serde_json::Error as serde::de::Error>::custom(what))
+/// A [`StoreError::Corrupt`] for a binary layout that does not hold.
+pub(crate) fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Corrupt(Corrupt::Layout(what))
 }
 
-/// One failure answers many waiters; `StoreError` is not `Clone` because its sources are not.
-pub(crate) fn duplicate_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Sled(e) => StoreError::Sled(e.clone()),
-        StoreError::Corrupt(e) => corrupt(&e.to_string()),
-        StoreError::Io(e) => StoreError::Io(std::io::Error::new(e.kind(), e.to_string())),
-        StoreError::Closed => StoreError::Closed,
-        StoreError::OutboxFull => StoreError::OutboxFull,
-        StoreError::Unwritable => StoreError::Unwritable,
-        StoreError::Migration(text) => StoreError::Migration(text.clone()),
-    }
+/// A [`StoreError::Corrupt`] for JSON that does not parse (or cannot be written).
+pub(crate) fn corrupt_json(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(Corrupt::Json(Arc::new(e)))
 }

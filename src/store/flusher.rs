@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::dedup::{self, Slices};
 use super::deferred::{Batch, Deferred, FlushRequest};
-use super::error::{duplicate_error, StoreError};
+use super::error::StoreError;
 use super::index::Table;
 use super::layout::marks::{mark_key, mark_value, runs};
 use super::layout::CHECKPOINT_KEY;
@@ -67,7 +67,7 @@ impl Flusher {
                 tracing::error!(error = %e, "store flush failed");
             }
             for reply in waiters {
-                let _ = reply.send(result.as_ref().map(drop).map_err(duplicate_error));
+                let _ = reply.send(result.clone());
             }
             if last {
                 // The store is closing: a merge in progress would hold up its close.
@@ -78,7 +78,7 @@ impl Flusher {
     }
 
     /// Writes a batch the writer deferred into sled (unflushed), then moves what the next
-    /// flush's checkpoint and settlement count cover.
+    /// flush's checkpoint and marks batch cover.
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         for end in dedup::insert(&self.dedup, &batch.keys)? {
             // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
@@ -86,31 +86,30 @@ impl Flusher {
         }
         for (tree, marks) in &batch.marks {
             let mut sled_batch = sled::Batch::default();
-            for (first, count, state, at) in runs(marks) {
-                sled_batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
+            for run in runs(marks) {
+                sled_batch.insert(&mark_key(&run)[..], &mark_value(&run)[..]);
             }
             tree.apply_batch(sled_batch)?;
         }
         let ledger = &self.ledger;
         if let Some(high) = batch.committed {
-            ledger.applied_seq.fetch_max(high, Ordering::AcqRel);
+            ledger.keys_written.fetch_max(high, Ordering::AcqRel);
         }
-        if let Some(settled) = batch.settled {
-            ledger.settled.fetch_max(settled, Ordering::AcqRel);
+        if let Some(number) = batch.marks_batch {
+            ledger.marks_written.fetch_max(number, Ordering::AcqRel);
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         // Read before the flush: only what was in sled when it started is durable after it (I6).
-        let applied = self.ledger.applied_seq.load(Ordering::Acquire);
-        let settled = self.ledger.settled.load(Ordering::Acquire);
-        self.meta
-            .insert(CHECKPOINT_KEY, &applied.to_be_bytes()[..])?;
+        let keys = self.ledger.keys_written.load(Ordering::Acquire);
+        let marks = self.ledger.marks_written.load(Ordering::Acquire);
+        self.meta.insert(CHECKPOINT_KEY, &keys.to_be_bytes()[..])?;
         self.db.flush()?;
         let ledger = &self.ledger;
-        ledger.flushed_seq.fetch_max(applied, Ordering::AcqRel);
-        ledger.flushed_settled.fetch_max(settled, Ordering::AcqRel);
+        ledger.keys_flushed.fetch_max(keys, Ordering::AcqRel);
+        ledger.marks_flushed.fetch_max(marks, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -12,28 +12,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(super) struct Ledger {
     /// Highest seq whose dedup keys are in sled (set by the flusher after writing a batch, and
     /// at open after the keys past the checkpoint were restored).
-    pub(super) applied_seq: AtomicU64,
-    pub(super) flushed_seq: AtomicU64,
-    /// Settlement counts whose marks are in sled (the writer numbers them per batch; a segment
-    /// records the number of the last batch with marks for it).
-    pub(super) settled: AtomicU64,
-    pub(super) flushed_settled: AtomicU64,
+    pub(super) keys_written: AtomicU64,
+    /// Highest seq whose dedup keys a flush made durable: the checkpoint (I6).
+    pub(super) keys_flushed: AtomicU64,
+    /// Number of the last batch of marks in sled (batches with marks are numbered in order; a
+    /// segment notes the number of the last one that changed it).
+    pub(super) marks_written: AtomicU64,
+    /// Number of the last batch of marks a flush made durable.
+    pub(super) marks_flushed: AtomicU64,
     /// Set when writing a batch into sled failed: the writer takes no more appends (I2).
     pub(super) failed: AtomicBool,
 }
 
 impl Ledger {
-    pub(super) fn new(seq: u64, flushed_seq: u64) -> Ledger {
+    /// At open: the keys of every record up to `keys_written` are in sled (restored), and those
+    /// up to the checkpoint `keys_flushed` on disk; no marks batch is numbered yet.
+    pub(super) fn new(keys_written: u64, keys_flushed: u64) -> Ledger {
         let ledger = Ledger::default();
-        ledger.applied_seq.store(seq, Ordering::Relaxed);
-        ledger.flushed_seq.store(flushed_seq, Ordering::Relaxed);
+        ledger.keys_written.store(keys_written, Ordering::Relaxed);
+        ledger.keys_flushed.store(keys_flushed, Ordering::Relaxed);
         ledger
     }
 
-    /// Whether everything up to `seq` and settlement `settled` is flushed.
-    pub(super) fn is_flushed(&self, seq: u64, settled: u64) -> bool {
-        seq <= self.flushed_seq.load(Ordering::Acquire)
-            && settled <= self.flushed_settled.load(Ordering::Acquire)
+    /// Whether the keys of every seq up to `last_seq` and the marks batches up to `marks_batch`
+    /// are durable.
+    pub(super) fn is_flushed(&self, last_seq: u64, marks_batch: u64) -> bool {
+        last_seq <= self.keys_flushed.load(Ordering::Acquire)
+            && marks_batch <= self.marks_flushed.load(Ordering::Acquire)
     }
 
     /// Whether writing keys or marks into sled has failed (I2).

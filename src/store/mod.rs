@@ -170,7 +170,7 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use error::StoreError;
+pub use error::{Corrupt, StoreError};
 pub use feed::Next;
 pub use types::{
     Appended, Damaged, DeadLetter, Delivered, Pending, ReplayFilter, Room, Settlement, StoreStats,

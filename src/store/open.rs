@@ -2,8 +2,7 @@
 //! migration of an older data dir, recovery of the segments, and the writer, flusher and merger
 //! threads.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,36 +46,6 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn io_error(what: &str, path: &Path, e: &io::Error) -> StoreError {
-    StoreError::Io(io::Error::new(
-        e.kind(),
-        format!("{what} {}: {e}", path.display()),
-    ))
-}
-
-/// Adds the path and, for a held lock, the likely cause to an open error.
-fn open_error(path: &Path, err: sled::Error) -> StoreError {
-    match err {
-        sled::Error::Io(e) => {
-            let text = e.to_string();
-            // sled reports a held lock only as text (ErrorKind::Other).
-            let hint = if text.contains("could not acquire lock") {
-                " (it is in use by another process: is another relay running on it?)"
-            } else {
-                ""
-            };
-            StoreError::Sled(sled::Error::Io(io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot open storage directory {}{hint}: {text}",
-                    path.display()
-                ),
-            )))
-        }
-        other => StoreError::Sled(other),
-    }
-}
-
 impl Store {
     pub fn open(settings: &StorageSettings) -> Result<Store, StoreError> {
         Store::open_tuned(
@@ -98,7 +67,7 @@ impl Store {
         let segments_dir: PathBuf = segment::dir(path);
         // sled would create it too, but its error would not name the directory.
         std::fs::create_dir_all(path)
-            .map_err(|e| io_error("cannot create storage directory", path, &e))?;
+            .map_err(|e| StoreError::io_at("cannot create storage directory", path, &e))?;
         // sled's lock on the directory also guards the segments: it is taken first.
         let db = sled::Config::new()
             .path(path)
@@ -107,9 +76,9 @@ impl Store {
             // The flusher thread flushes; a second flusher inside sled is not wanted.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| open_error(path, e))?;
+            .map_err(|e| StoreError::opening(path, e))?;
         std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| io_error("cannot create segment directory", &segments_dir, &e))?;
+            .map_err(|e| StoreError::io_at("cannot create segment directory", &segments_dir, &e))?;
         let window_ms = millis(settings.dedup_window);
         let dedup = Arc::new(Slices::open(
             &db,

@@ -1,7 +1,6 @@
 //! Opening the segments: scan each, read past damage, cut a torn tail, rebuild the delivery index from the marks,
 //! and write again the dedup keys of the records after the flusher's checkpoint.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,9 +9,7 @@ use super::dedup::{self, Slices};
 use super::error::StoreError;
 use super::index::{Entry, Segment, Table};
 use super::layout::frame::Found;
-use super::layout::marks::{
-    decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State,
-};
+use super::layout::marks::{decode_mark, furthest, marks_tree_name, parse_marks_tree_name, Mark};
 use super::layout::record;
 use super::segment::{self, Active};
 use super::types::Damaged;
@@ -65,31 +62,26 @@ pub(super) fn open(
     for &first in &firsts {
         let path = dir.join(segment::file_name(first));
         let marks = db.open_tree(marks_tree_name(first))?;
-        let mut states: HashMap<u64, (State, u64)> = HashMap::new();
+        let mut runs = Vec::new();
         for item in marks.iter() {
             let (key, value) = item?;
-            let (Some((first, count)), Some((state, at))) =
-                (decode_mark_key(&key), decode_mark(&value))
-            else {
-                tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored");
-                continue;
-            };
-            for seq in (first..).take(count as usize) {
-                let mark = states.entry(seq).or_insert((state, at));
-                // Overlapping marks: the furthest state wins (I9).
-                if state.code() > mark.0.code() {
-                    *mark = (state, at);
+            match decode_mark(&key, &value) {
+                Some(run) => runs.push(run),
+                None => {
+                    tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored")
                 }
             }
         }
+        // Overlapping marks: the furthest state wins (I9).
+        let states = furthest(runs);
         let file = File::open(&path)?;
         let mut info = Segment::new(path.clone(), Arc::new(file), marks);
         let mut failure = None;
         let reader = Arc::clone(&info.file);
         let scan = segment::scan(&reader, first, |found, rest| {
-            let settled = states.get(&found.seq).copied();
-            if settled.is_some() && found.seq <= checkpoint {
-                info.push(settled_entry(found, settled));
+            let mark = states.get(&found.seq).copied();
+            if mark.is_some() && found.seq <= checkpoint {
+                info.push(settled_entry(found, mark));
                 return;
             }
             // Pending, or after the checkpoint: its meta is needed.
@@ -103,8 +95,8 @@ pub(super) fn open(
                         }
                         restored += 1;
                     }
-                    match settled {
-                        Some(_) => info.push(settled_entry(found, settled)),
+                    match mark {
+                        Some(_) => info.push(settled_entry(found, mark)),
                         None => {
                             info.push(Entry::pending(found, meta.received_at_ms));
                             table.added_pending(found.len);
@@ -215,11 +207,11 @@ fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
     lost_count
 }
 
-fn settled_entry(found: Found, mark: Option<(State, u64)>) -> Entry {
+fn settled_entry(found: Found, mark: Option<Mark>) -> Entry {
     let mut entry = Entry::pending(found, 0);
-    if let Some((state, at)) = mark {
-        entry.state = state;
-        entry.at_ms = at;
+    if let Some(mark) = mark {
+        entry.state = mark.state;
+        entry.at_ms = mark.at_ms;
     }
     entry
 }

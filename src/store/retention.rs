@@ -32,15 +32,15 @@ pub(super) fn doomed(
         // I7.
         .filter(|(first, s)| {
             **first != active_first
-                && s.fully_settled()
-                && ledger.is_flushed(s.last_seq().unwrap_or(0), s.settled)
+                && s.is_settled()
+                && ledger.is_flushed(s.last_seq().unwrap_or(0), s.marks_batch)
         })
         .map(|(first, s)| (*first, s))
         .collect();
     let (_, mut kept_bytes) = table.delivered();
     let mut doomed = Vec::new();
     for (first, s) in candidates {
-        // Oldest first: over the cap, the oldest fully settled segments go whatever their age.
+        // Oldest first: over the cap, the oldest settled segments go whatever their age.
         if policy.keep_ms == 0 || s.last_settled_ms <= cutoff || kept_bytes > policy.max_bytes {
             kept_bytes = kept_bytes.saturating_sub(s.delivered_bytes);
             doomed.push(first);

@@ -1008,9 +1008,17 @@ fn records_round_trip_and_damage_is_reported() {
 #[test]
 fn one_error_can_answer_many_waiters() {
     let e = StoreError::Sled(sled::Error::Unsupported("x".to_owned()));
-    assert!(matches!(error::duplicate_error(&e), StoreError::Sled(_)));
-    let io = StoreError::Io(std::io::Error::other("disk"));
-    assert!(matches!(error::duplicate_error(&io), StoreError::Io(_)));
+    assert!(matches!(e.clone(), StoreError::Sled(_)));
+    let io = StoreError::from(std::io::Error::other("disk"));
+    assert!(matches!(io.clone(), StoreError::Io(_)));
+    // The cause is kept, not turned into text.
+    let bad = error::corrupt("cut short");
+    let source = std::error::Error::source(&bad).map(ToString::to_string);
+    assert_eq!(source.as_deref(), Some("cut short"));
+    assert!(matches!(
+        bad.clone(),
+        StoreError::Corrupt(Corrupt::Layout("cut short"))
+    ));
 }
 
 /// Writes a data dir the way the sled-only version did: pending records in the `outbox` tree,

@@ -42,7 +42,7 @@ pub(super) fn spawn(
         .name(name.to_owned())
         .spawn(run)
         .map_err(|e| {
-            StoreError::Io(io::Error::new(
+            StoreError::from(io::Error::new(
                 e.kind(),
                 format!("cannot start {name}: {e}"),
             ))

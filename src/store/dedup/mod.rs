@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 
 use crate::event::EventId;
 use crate::store::error::StoreError;
-use crate::store::layout::{block, record};
+use crate::store::layout::block::IdExpiry;
+use crate::store::layout::record;
 
 mod runs;
 mod slices;
@@ -23,8 +24,35 @@ pub(crate) use slices::Slices;
 /// quarter more than the window is kept, in exchange for expiring a slice with one `drop_tree`.
 pub(crate) const SLICES_PER_WINDOW: u64 = 4;
 
-/// Keys on their way to sled, by event id: their slice's end and their expiry.
-pub(crate) type Keys = HashMap<EventId, (u64, u64)>;
+/// Keys on their way to sled, by event id.
+pub(crate) type Keys = HashMap<EventId, Expiry>;
+
+/// When a key expires, and the slice that holds it (the one whose time span holds its expiry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Expiry {
+    pub(crate) slice_end: u64,
+    pub(crate) at_ms: u64,
+}
+
+/// A key the writer took for a new event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NewKey {
+    pub(crate) id: EventId,
+    pub(crate) expiry: Expiry,
+    /// Whether it adds to its slice's count: false when an expired key of its id lies in that
+    /// slice already and is overwritten.
+    pub(crate) adds: bool,
+}
+
+/// What a lookup found of an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// An unexpired key holds it: the event is a duplicate.
+    Duplicate,
+    /// No unexpired key holds it; `replaces` when an expired one lies in the slice its new key
+    /// goes to.
+    New { replaces: bool },
+}
 
 /// The slices that can still hold an unexpired key, newest first (a repeat is most likely recent).
 pub(crate) fn live(dedup: &Slices, now: u64) -> Vec<u64> {
@@ -36,17 +64,17 @@ pub(crate) fn live(dedup: &Slices, now: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Whether `id` is held by an unexpired key; and whether its key in slice `end` exists already
-/// (an expired one, overwritten rather than added).
+/// Whether `id` is held by an unexpired key; if not, whether a key of it lies in slice `end`
+/// already (an expired one, overwritten rather than added).
 pub(crate) fn lookup(
     dedup: &Slices,
     live: &[u64],
     id: &EventId,
     end: u64,
     now: u64,
-) -> Result<(bool, bool), StoreError> {
+) -> Result<Lookup, StoreError> {
     let slices = dedup.read();
-    let mut overwrites = false;
+    let mut replaces = false;
     for slice_end in live {
         let Some(slice) = slices.get(slice_end) else {
             continue;
@@ -65,24 +93,27 @@ pub(crate) fn lookup(
         }
         found = found.max(slice.runs().find(&slice.tree, &id.0, now)?);
         match found {
-            Some(expiry) if expiry > now => return Ok((true, false)),
-            Some(_) => overwrites |= *slice_end == end,
+            Some(expiry) if expiry > now => return Ok(Lookup::Duplicate),
+            Some(_) => replaces |= *slice_end == end,
             None => {}
         }
     }
-    Ok((false, overwrites))
+    Ok(Lookup::New { replaces })
 }
-
-/// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
-pub(crate) type Key = (u64, EventId, u64, bool);
 
 /// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path); returns
 /// the slices written to, whose runs may be due a merge ([`Slices::compact`], on the merger
 /// thread). They are counted when the writer takes them ([`remember`]).
 pub(crate) fn insert(dedup: &Slices, keys: &Keys) -> Result<Vec<u64>, StoreError> {
-    let mut by_slice: BTreeMap<u64, Vec<block::Entry>> = BTreeMap::new();
-    for (id, &(end, expiry)) in keys {
-        by_slice.entry(end).or_default().push((id.0, expiry));
+    let mut by_slice: BTreeMap<u64, Vec<IdExpiry>> = BTreeMap::new();
+    for (id, expiry) in keys {
+        by_slice
+            .entry(expiry.slice_end)
+            .or_default()
+            .push(IdExpiry {
+                id: id.0,
+                expiry_ms: expiry.at_ms,
+            });
     }
     let mut written = Vec::with_capacity(by_slice.len());
     for (end, entries) in by_slice {
@@ -117,14 +148,14 @@ pub(crate) fn merge_runs(dedup: &Slices, slices: std::sync::mpsc::Receiver<u64>)
     }
 }
 
-/// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)
-/// into their counts, before they reach sled: from then on a lookup finds them (I10).
-pub(crate) fn remember(dedup: &Slices, keys: &[Key]) {
+/// Takes the writer's new keys into their slices' filters, and those that add to a count
+/// (`NewKey::adds`) into their counts, before they reach sled: from then on a lookup finds them (I10).
+pub(crate) fn remember(dedup: &Slices, keys: &[NewKey]) {
     let slices = dedup.read();
-    for (end, id, _, new) in keys {
-        if let Some(slice) = slices.get(end) {
-            slice.remember(&id.0);
-            slice.added(u64::from(*new), 0);
+    for key in keys {
+        if let Some(slice) = slices.get(&key.expiry.slice_end) {
+            slice.remember(&key.id.0);
+            slice.added(u64::from(key.adds), 0);
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::store::error::StoreError;
 use crate::store::layout::block::{
-    block_key, decode_entry, search, Entry, Id, BLOCK_KEY, BLOCK_KEYS, ENTRY,
+    block_key, decode_entry, encode_entry, search, Id, IdExpiry, BLOCK_KEY, BLOCK_KEYS, ENTRY,
 };
 
 /// Runs of one size class merged at once: each key is rewritten about once per class it climbs.
@@ -160,12 +160,11 @@ impl<'t> RunWriter<'t> {
         }
     }
 
-    fn push(&mut self, (id, expiry): Entry) -> Result<(), StoreError> {
+    fn push(&mut self, key: IdExpiry) -> Result<(), StoreError> {
         if self.block.is_empty() {
-            self.run.fences.push(id);
+            self.run.fences.push(key.id);
         }
-        self.block.extend_from_slice(&id);
-        self.block.extend_from_slice(&expiry.to_be_bytes());
+        encode_entry(&mut self.block, key);
         self.run.keys += 1;
         if self.block.len() >= BLOCK_KEYS * ENTRY {
             self.end_block()?;
@@ -204,14 +203,14 @@ impl<'t> RunWriter<'t> {
 pub(crate) fn write(
     tree: &sled::Tree,
     number: u64,
-    mut entries: Vec<Entry>,
+    mut entries: Vec<IdExpiry>,
 ) -> Result<Run, StoreError> {
     entries.sort_unstable();
     let mut writer = RunWriter::new(tree, number);
     let mut iter = entries.into_iter().peekable();
     while let Some(entry) = iter.next() {
         // Sorted by (id, expiry): the last of equal ids has the latest expiry.
-        if iter.peek().is_some_and(|next| next.0 == entry.0) {
+        if iter.peek().is_some_and(|next| next.id == entry.id) {
             continue;
         }
         writer.push(entry)?;
@@ -220,22 +219,22 @@ pub(crate) fn write(
 }
 
 /// Reads one run's entries in order, a block at a time.
-struct Cursor {
+struct RunReader {
     blocks: sled::Iter,
     block: sled::IVec,
     at: usize,
 }
 
-impl Cursor {
-    fn new(tree: &sled::Tree, run: &Run) -> Cursor {
-        Cursor {
+impl RunReader {
+    fn new(tree: &sled::Tree, run: &Run) -> RunReader {
+        RunReader {
             blocks: tree.scan_prefix(run.number.to_be_bytes()),
             block: sled::IVec::default(),
             at: 0,
         }
     }
 
-    fn peek(&mut self) -> Result<Option<Entry>, StoreError> {
+    fn peek(&mut self) -> Result<Option<IdExpiry>, StoreError> {
         while self.at + ENTRY > self.block.len() {
             let Some(next) = self.blocks.next() else {
                 return Ok(None);
@@ -261,30 +260,30 @@ pub(crate) fn merge(
     number: u64,
     stop: &AtomicBool,
 ) -> Result<Option<Run>, StoreError> {
-    let mut cursors: Vec<Cursor> = runs.iter().map(|run| Cursor::new(tree, run)).collect();
+    let mut readers: Vec<RunReader> = runs.iter().map(|run| RunReader::new(tree, run)).collect();
     let mut writer = RunWriter::new(tree, number);
-    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
+    let mut heads: Vec<Option<IdExpiry>> = Vec::with_capacity(readers.len());
     loop {
         if writer.run.keys.is_multiple_of(BLOCK_KEYS as u64) && stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
         heads.clear();
-        for cursor in &mut cursors {
-            heads.push(cursor.peek()?);
+        for reader in &mut readers {
+            heads.push(reader.peek()?);
         }
-        let Some(id) = heads.iter().flatten().map(|(id, _)| *id).min() else {
+        let Some(id) = heads.iter().flatten().map(|head| head.id).min() else {
             break;
         };
-        let mut expiry = 0;
-        for (cursor, head) in cursors.iter_mut().zip(&heads) {
-            if let Some((head_id, head_expiry)) = head {
-                if *head_id == id {
-                    expiry = expiry.max(*head_expiry);
-                    cursor.at += ENTRY;
+        let mut expiry_ms = 0;
+        for (reader, head) in readers.iter_mut().zip(&heads) {
+            if let Some(head) = head {
+                if head.id == id {
+                    expiry_ms = expiry_ms.max(head.expiry_ms);
+                    reader.at += ENTRY;
                 }
             }
         }
-        writer.push((id, expiry))?;
+        writer.push(IdExpiry { id, expiry_ms })?;
     }
     writer.finish().map(Some)
 }
@@ -307,6 +306,10 @@ pub(crate) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> 
 mod tests {
     use super::*;
     use crate::store::layout::block::{decode_block_key, entries, ID};
+
+    fn key(id: Id, expiry_ms: u64) -> IdExpiry {
+        IdExpiry { id, expiry_ms }
+    }
 
     fn id(n: u32) -> Id {
         let mut id = [0u8; ID];
@@ -345,7 +348,9 @@ mod tests {
     #[test]
     fn a_run_finds_every_key_it_holds_and_no_other() {
         let (_db, tree) = tree();
-        let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 5_000 + u64::from(n))).collect();
+        let entries: Vec<IdExpiry> = (0..1000)
+            .map(|n| key(id(n), 5_000 + u64::from(n)))
+            .collect();
         let mut runs = Runs::default();
         runs.push(write(&tree, 1, entries).unwrap());
         assert_eq!(
@@ -367,9 +372,14 @@ mod tests {
     #[test]
     fn a_repeated_id_keeps_its_latest_expiry_in_a_run_and_in_a_merge() {
         let (_db, tree) = tree();
-        let first = write(&tree, 1, vec![(id(1), 10), (id(2), 10), (id(1), 30)]).unwrap();
+        let first = write(
+            &tree,
+            1,
+            vec![key(id(1), 10), key(id(2), 10), key(id(1), 30)],
+        )
+        .unwrap();
         assert_eq!(first.keys, 2);
-        let second = write(&tree, 2, vec![(id(1), 20), (id(3), 10)]).unwrap();
+        let second = write(&tree, 2, vec![key(id(1), 20), key(id(3), 10)]).unwrap();
         let both = [first.clone(), second.clone()];
         let merged = merge(&tree, &both, 3, &AtomicBool::new(false))
             .unwrap()
@@ -386,7 +396,7 @@ mod tests {
     fn a_stopped_merge_leaves_the_runs_it_merges_whole() {
         let (_db, tree) = tree();
         let mut runs = Runs::default();
-        let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 9)).collect();
+        let entries: Vec<IdExpiry> = (0..1000).map(|n| key(id(n), 9)).collect();
         let first = write(&tree, 1, entries[..500].to_vec()).unwrap();
         let second = write(&tree, 2, entries[500..].to_vec()).unwrap();
         runs.push(first.clone());
@@ -402,9 +412,9 @@ mod tests {
     fn find_reports_an_expired_copy_and_a_live_one_in_another_run() {
         let (_db, tree) = tree();
         let mut runs = Runs::default();
-        runs.push(write(&tree, 1, vec![(id(7), 100)]).unwrap());
+        runs.push(write(&tree, 1, vec![key(id(7), 100)]).unwrap());
         assert_eq!(runs.find(&tree, &id(7), 500).unwrap(), Some(100), "expired");
-        runs.push(write(&tree, 2, vec![(id(7), 900)]).unwrap());
+        runs.push(write(&tree, 2, vec![key(id(7), 900)]).unwrap());
         assert_eq!(runs.find(&tree, &id(7), 500).unwrap(), Some(900), "live");
     }
 
@@ -419,7 +429,9 @@ mod tests {
         for flush in 0..200u32 {
             // Sizes vary, so both the size-class and the count rule merge.
             let size = 50 + (flush * 37) % 400;
-            let entries = (next..next + size).map(|n| (id(n), u64::from(n))).collect();
+            let entries = (next..next + size)
+                .map(|n| key(id(n), u64::from(n)))
+                .collect();
             next += size;
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
@@ -465,12 +477,12 @@ mod tests {
         const SPACE: u64 = 3_000;
         for step in 0..120 {
             let size = 1 + random(600);
-            let entries: Vec<Entry> = (0..size)
-                .map(|_| (id(random(SPACE) as u32), 1 + random(1_000_000)))
+            let entries: Vec<IdExpiry> = (0..size)
+                .map(|_| key(id(random(SPACE) as u32), 1 + random(1_000_000)))
                 .collect();
-            for (id, expiry) in &entries {
+            for IdExpiry { id, expiry_ms } in &entries {
                 let slot = model.entry(*id).or_default();
-                *slot = (*slot).max(*expiry);
+                *slot = (*slot).max(*expiry_ms);
             }
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());

@@ -132,8 +132,8 @@ impl Slices {
                 bytes += value.len() as u64;
                 if let Some((run, first)) = block::decode_block_key(&key) {
                     let mut keys = 0;
-                    for (id, _) in block::entries(&value) {
-                        slice.remember(&id);
+                    for key in block::entries(&value) {
+                        slice.remember(&key.id);
                         keys += 1;
                     }
                     entries += keys;

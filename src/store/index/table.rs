@@ -29,8 +29,8 @@ pub(crate) struct Segment {
     pub(crate) delivered_bytes: u64,
     /// Latest settle time: retention counts a fully settled segment's age from it.
     pub(crate) last_settled_ms: u64,
-    /// The writer's settlement count at this segment's latest change (see `ledger`).
-    pub(crate) settled: u64,
+    /// Number of the last marks batch that changed this segment (see `ledger`).
+    pub(crate) marks_batch: u64,
     /// No pending entry before this index in `entries` (states only ever leave `Pending`).
     first_pending: usize,
 }
@@ -48,7 +48,7 @@ impl Segment {
             delivered: 0,
             delivered_bytes: 0,
             last_settled_ms: 0,
-            settled: 0,
+            marks_batch: 0,
             first_pending: 0,
         }
     }
@@ -87,7 +87,7 @@ impl Segment {
     /// or all of them once the segment is closed and settled (`closed`).
     fn pack(&mut self, closed: bool) {
         self.advance_first_pending();
-        let settled = if closed && self.pending == 0 {
+        let settled = if closed && self.is_settled() {
             self.entries.len()
         } else {
             self.first_pending
@@ -151,7 +151,8 @@ impl Segment {
         self.first_pending = first;
     }
 
-    pub(crate) fn fully_settled(&self) -> bool {
+    /// Whether no record in it is pending: the one meaning of a settled segment.
+    pub(crate) fn is_settled(&self) -> bool {
         self.pending == 0
     }
 }
@@ -260,7 +261,7 @@ impl Table {
             .next_back()
             .map_or(0, |(first, _)| *first);
         for segment in self.segments.range(from..).map(|(_, s)| s) {
-            if segment.pending == 0 {
+            if segment.is_settled() {
                 continue;
             }
             let entries = &segment.entries;
@@ -282,7 +283,7 @@ impl Table {
     }
 
     pub(crate) fn oldest_pending_ms(&self) -> Option<u64> {
-        let segment = self.segments.values().find(|s| s.pending > 0)?;
+        let segment = self.segments.values().find(|s| !s.is_settled())?;
         segment
             .entries
             .range(segment.first_pending..)

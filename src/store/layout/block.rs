@@ -7,9 +7,15 @@ pub(crate) const ENTRY: usize = ID + 8;
 pub(crate) const BLOCK_KEY: usize = 8 + ID;
 /// Entries per block: values of about 4 KiB.
 pub(crate) const BLOCK_KEYS: usize = 170;
+
 pub(crate) type Id = [u8; ID];
-/// An id and its expiry (unix ms).
-pub(crate) type Entry = (Id, u64);
+
+/// A dedup key as a block holds it: an id and its expiry (unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct IdExpiry {
+    pub(crate) id: Id,
+    pub(crate) expiry_ms: u64,
+}
 
 pub(crate) fn block_key(run: u64, first: &Id) -> [u8; BLOCK_KEY] {
     let mut key = [0u8; BLOCK_KEY];
@@ -29,20 +35,29 @@ pub(crate) fn decode_block_key(key: &[u8]) -> Option<(u64, Id)> {
 }
 
 /// A block's entries; a value whose length is not whole entries yields only the whole ones.
-pub(crate) fn entries(block: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+pub(crate) fn entries(block: &[u8]) -> impl Iterator<Item = IdExpiry> + '_ {
     block.as_chunks::<ENTRY>().0.iter().map(decode_entry)
 }
 
-pub(crate) fn decode_entry(chunk: &[u8; ENTRY]) -> Entry {
+pub(crate) fn decode_entry(chunk: &[u8; ENTRY]) -> IdExpiry {
     let id = std::array::from_fn(|i| chunk[i]);
     let expiry = std::array::from_fn(|i| chunk[ID + i]);
-    (id, u64::from_be_bytes(expiry))
+    IdExpiry {
+        id,
+        expiry_ms: u64::from_be_bytes(expiry),
+    }
+}
+
+/// Appends `key` to a block being built (keys in id order).
+pub(crate) fn encode_entry(block: &mut Vec<u8>, key: IdExpiry) {
+    block.extend_from_slice(&key.id);
+    block.extend_from_slice(&key.expiry_ms.to_be_bytes());
 }
 
 pub(crate) fn search(block: &[u8], id: &Id) -> Option<u64> {
     let chunks = block.as_chunks::<ENTRY>().0;
     let at = chunks.binary_search_by(|chunk| chunk[..ID].cmp(id)).ok()?;
-    Some(decode_entry(&chunks[at]).1)
+    Some(decode_entry(&chunks[at]).expiry_ms)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! BE]` → `[state][unix ms, 8 bytes BE]`. Runs may overlap (a replay marks one delivered event
 //! again); a seq takes the furthest state, as states only ever move forward.
 
+use std::collections::HashMap;
+
 /// What became of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -55,14 +57,14 @@ pub(crate) fn parse_marks_tree_name(name: &[u8]) -> Option<u64> {
         .ok()
 }
 
-pub(crate) fn mark_key(first_seq: u64, count: u32) -> [u8; 12] {
+pub(crate) fn mark_key(run: &MarkRun) -> [u8; 12] {
     let mut key = [0u8; 12];
-    key[..8].copy_from_slice(&first_seq.to_be_bytes());
-    key[8..].copy_from_slice(&count.to_be_bytes());
+    key[..8].copy_from_slice(&run.first.to_be_bytes());
+    key[8..].copy_from_slice(&run.count.to_be_bytes());
     key
 }
 
-pub(crate) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
+fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
     let key: [u8; 12] = key.try_into().ok()?;
     let (first, count) = key.split_at(8);
     Some((
@@ -71,33 +73,86 @@ pub(crate) fn decode_mark_key(key: &[u8]) -> Option<(u64, u32)> {
     ))
 }
 
-/// Consecutive runs of `(seq, state, at)` (sorted by seq) with one state and time: `(first, count, state, at)`.
-pub(crate) fn runs(changes: &[(u64, State, u64)]) -> Vec<(u64, u32, State, u64)> {
-    let mut out: Vec<(u64, u32, State, u64)> = Vec::new();
-    for &(seq, state, at) in changes {
+/// One seq's new state and its time, to be written as a mark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) seq: u64,
+    pub(crate) state: State,
+    pub(crate) at_ms: u64,
+}
+
+/// What one mark says: `count` seqs from `first` took `state` at `at_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MarkRun {
+    pub(crate) first: u64,
+    pub(crate) count: u32,
+    pub(crate) state: State,
+    pub(crate) at_ms: u64,
+}
+
+/// Consecutive marks (sorted by seq) of one state and time, as runs.
+pub(crate) fn runs(marks: &[Mark]) -> Vec<MarkRun> {
+    let mut out: Vec<MarkRun> = Vec::new();
+    for mark in marks {
         if let Some(last) = out.last_mut() {
-            let next = last.0.checked_add(u64::from(last.1));
-            if next == Some(seq) && last.2 == state && last.3 == at && last.1 < u32::MAX {
-                last.1 += 1;
+            let next = last.first.checked_add(u64::from(last.count));
+            if next == Some(mark.seq)
+                && last.state == mark.state
+                && last.at_ms == mark.at_ms
+                && last.count < u32::MAX
+            {
+                last.count += 1;
                 continue;
             }
         }
-        out.push((seq, 1, state, at));
+        out.push(MarkRun {
+            first: mark.seq,
+            count: 1,
+            state: mark.state,
+            at_ms: mark.at_ms,
+        });
     }
     out
 }
 
-pub(crate) fn mark_value(state: State, at_ms: u64) -> [u8; 9] {
+/// The state each seq took, from a segment's marks in any order: of overlapping marks the
+/// furthest state wins (I9).
+pub(crate) fn furthest(runs: impl IntoIterator<Item = MarkRun>) -> HashMap<u64, Mark> {
+    let mut states: HashMap<u64, Mark> = HashMap::new();
+    for run in runs {
+        let seqs = (0..u64::from(run.count)).map_while(|i| run.first.checked_add(i));
+        for seq in seqs {
+            let mark = states.entry(seq).or_insert(Mark {
+                seq,
+                state: run.state,
+                at_ms: run.at_ms,
+            });
+            if run.state.code() > mark.state.code() {
+                (mark.state, mark.at_ms) = (run.state, run.at_ms);
+            }
+        }
+    }
+    states
+}
+
+pub(crate) fn mark_value(run: &MarkRun) -> [u8; 9] {
     let mut value = [0u8; 9];
-    value[0] = state.code();
-    value[1..].copy_from_slice(&at_ms.to_be_bytes());
+    value[0] = run.state.code();
+    value[1..].copy_from_slice(&run.at_ms.to_be_bytes());
     value
 }
 
-pub(crate) fn decode_mark(value: &[u8]) -> Option<(State, u64)> {
+/// The run a mark's key and value stand for; `None` if either is not a mark's.
+pub(crate) fn decode_mark(key: &[u8], value: &[u8]) -> Option<MarkRun> {
+    let (first, count) = decode_mark_key(key)?;
     let (&code, at) = value.split_first()?;
     let at: [u8; 8] = at.try_into().ok()?;
-    Some((State::from_code(code)?, u64::from_be_bytes(at)))
+    Some(MarkRun {
+        first,
+        count,
+        state: State::from_code(code)?,
+        at_ms: u64::from_be_bytes(at),
+    })
 }
 
 #[cfg(test)]
@@ -114,7 +169,8 @@ mod tests {
             (5, d, 5),
             (6, State::Dead, 5),
             (7, d, 6),
-        ];
+        ]
+        .map(|(seq, state, at_ms)| Mark { seq, state, at_ms });
         assert_eq!(
             runs(&changes),
             [
@@ -123,13 +179,21 @@ mod tests {
                 (6, 1, State::Dead, 5),
                 (7, 1, d, 6)
             ]
+            .map(|(first, count, state, at_ms)| MarkRun {
+                first,
+                count,
+                state,
+                at_ms
+            })
         );
-        let key = mark_key(40, 3);
-        assert_eq!(decode_mark_key(&key), Some((40, 3)));
-        assert_eq!(
-            decode_mark(&mark_value(State::Replayed, 9)),
-            Some((State::Replayed, 9))
-        );
-        assert_eq!(decode_mark(&[0, 1]), None);
+        let run = MarkRun {
+            first: 40,
+            count: 3,
+            state: State::Replayed,
+            at_ms: 9,
+        };
+        assert_eq!(decode_mark(&mark_key(&run), &mark_value(&run)), Some(run));
+        assert_eq!(decode_mark(&mark_key(&run), &[0, 1]), None);
+        assert_eq!(decode_mark(&[0; 11], &mark_value(&run)), None);
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta;
 use crate::event::{Event, EventMeta};
-use crate::store::error::{corrupt, StoreError};
+use crate::store::error::{corrupt, corrupt_json, StoreError};
 
 const LEN_PREFIX: usize = 4;
 
@@ -54,7 +54,7 @@ pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
 /// An event record in the layout of the sled-only version (migration tests write old data dirs).
 #[cfg(test)]
 pub(crate) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
-    let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
+    let meta = serde_json::to_vec(&event.meta).map_err(corrupt_json)?;
     let mut out = prefixed(&meta, event.body.len())?;
     out.extend_from_slice(&event.body);
     Ok(out)
@@ -73,10 +73,7 @@ fn split_event(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         return meta::decode(bytes);
     }
     let (meta, body) = split_prefixed(bytes)?;
-    Ok((
-        serde_json::from_slice(meta).map_err(StoreError::Corrupt)?,
-        body,
-    ))
+    Ok((serde_json::from_slice(meta).map_err(corrupt_json)?, body))
 }
 
 /// The metadata of an event record, without copying its body.
@@ -116,13 +113,13 @@ pub(crate) fn dead_prefix(reason: &str, dead_at_ms: u64) -> Result<Vec<u8>, Stor
         reason: reason.to_owned(),
         dead_at_ms,
     };
-    let info = serde_json::to_vec(&info).map_err(StoreError::Corrupt)?;
+    let info = serde_json::to_vec(&info).map_err(corrupt_json)?;
     prefixed(&info, 0)
 }
 
 pub(crate) fn decode_dead(bytes: &[u8]) -> Result<(DeadInfo, Event), StoreError> {
     let (info, record) = split_prefixed(bytes)?;
-    let info: DeadInfo = serde_json::from_slice(info).map_err(StoreError::Corrupt)?;
+    let info: DeadInfo = serde_json::from_slice(info).map_err(corrupt_json)?;
     Ok((info, decode_event(record)?))
 }
 

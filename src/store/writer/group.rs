@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::{Done, Source, Staged, Writer};
 use crate::clock::now_ms;
 use crate::event::Event;
-use crate::store::dedup;
-use crate::store::error::{duplicate_error, StoreError};
+use crate::store::dedup::{self, Expiry, Lookup, NewKey};
+use crate::store::error::StoreError;
 use crate::store::index::{self, Entry};
 use crate::store::layout::frame::{self, Found};
 use crate::store::layout::marks::State;
@@ -61,22 +61,29 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
-            let (duplicate, overwrites) = match dedup::lookup(&self.dedup, &live, &id, end, now) {
-                Ok(found) => found,
+            let replaces = match dedup::lookup(&self.dedup, &live, &id, end, now) {
+                Ok(Lookup::New { replaces }) => replaces,
+                Ok(Lookup::Duplicate) => {
+                    let _ = reply.send(Ok(Appended::Duplicate));
+                    continue;
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     continue;
                 }
             };
-            if duplicate {
-                let _ = reply.send(Ok(Appended::Duplicate));
-                continue;
-            }
             let before = staged.len();
             self.push_staged(
                 &mut staged,
                 event,
-                Some((end, id, expiry, !overwrites)),
+                Some(NewKey {
+                    id,
+                    expiry: Expiry {
+                        slice_end: end,
+                        at_ms: expiry,
+                    },
+                    adds: !replaces,
+                }),
                 Done::Append(reply),
             );
             let Some(len) = staged.get(before).map(|item| u64::from(item.len)) else {
@@ -100,7 +107,7 @@ impl Writer {
         &mut self,
         staged: &mut Vec<Staged>,
         event: Event,
-        key: Option<dedup::Key>,
+        key: Option<NewKey>,
         done: Done,
     ) {
         let offset = self.active.len + self.buf.len() as u64;
@@ -155,11 +162,11 @@ impl Writer {
                 tracing::error!(error = %cut, "cannot cut a failed write off the segment");
             }
             tracing::error!(error = %e, events = staged.len(), "segment write failed; the store takes no more writes until restarted");
-            return Err(StoreError::Io(e));
+            return Err(e.into());
         }
         self.active.len += size;
-        let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
-        keys.sort_by_key(|k| k.0);
+        let mut keys: Vec<NewKey> = staged.iter().filter_map(|s| s.key).collect();
+        keys.sort_by_key(|k| k.expiry.slice_end);
         if let Some(last) = staged.last() {
             self.defer_keys(&keys, last.seq);
         }
@@ -177,9 +184,9 @@ impl Writer {
             for item in staged {
                 match item.done {
                     Done::Append(reply) => {
-                        let _ = reply.send(Err(duplicate_error(e)));
+                        let _ = reply.send(Err(e.clone()));
                     }
-                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(duplicate_error(e)),
+                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(e.clone()),
                 }
             }
             return;

@@ -123,7 +123,7 @@ struct Staged {
     seq: u64,
     offset: u64,
     len: u32,
-    key: Option<dedup::Key>,
+    key: Option<dedup::NewKey>,
     done: Done,
 }
 
@@ -275,7 +275,7 @@ impl Writer {
 
     /// Keeps the keys of a committed group (whose last seq is `high`) for the flusher, counting
     /// the new ones in their slices now so that `stats` is exact before they reach sled.
-    fn defer_keys(&mut self, keys: &[dedup::Key], high: u64) {
+    fn defer_keys(&mut self, keys: &[dedup::NewKey], high: u64) {
         let counted = self.deferred.add_keys(keys, high);
         dedup::remember(&self.dedup, &counted);
     }
