@@ -353,20 +353,10 @@ impl Iterator for EntriesFrom<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
     use super::*;
-
-    /// A small deterministic generator (the sequence must replay when a case fails).
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) as usize) % n.max(1)
-        }
-    }
 
     fn segment(dir: &std::path::Path, db: &sled::Db, first: u64) -> Segment {
         let path = dir.join(format!("{first}.seg"));
@@ -439,91 +429,125 @@ mod tests {
         assert_eq!(got, delivered);
     }
 
-    #[test]
-    fn settled_records_are_packed_as_they_settle_and_read_as_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let mut table = Table::default();
-        let mut model = BTreeMap::new();
-        // A closed segment and the active one; confirms come back out of order.
-        let (closed, active) = (1, 3_001);
-        table
-            .segments
-            .insert(closed, segment(dir.path(), &db, closed));
-        table
-            .segments
-            .insert(active, segment(dir.path(), &db, active));
-        for seq in closed..active {
-            push(&mut table, closed, seq, &mut model);
-        }
-        let mut next = active;
-        let mut rng = Lcg(7);
-        for step in 0..20_000u64 {
-            if step % 2 == 0 && next < active + 12_000 {
-                push(&mut table, active, next, &mut model);
-                next += 1;
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// The publisher settles one of the first pending records (confirms come back a little
+        /// out of order): delivered, or dead.
+        Settle { pick: Index, dead: bool },
+        /// A replay marks a delivered record, wherever it lies.
+        Replay(Index),
+        /// Pack what is settled, as the writer does, and read everything back.
+        Check,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            180 => (any::<Index>(), proptest::bool::weighted(0.1))
+                .prop_map(|(pick, dead)| Step::Settle { pick, dead }),
+            2 => any::<Index>().prop_map(Step::Replay),
+            1 => Just(Step::Check),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 12,
+            max_shrink_iters: 100,
+            ..ProptestConfig::default()
+        })]
+
+        /// Records of a closed segment and of the active one (which takes appends, one every
+        /// other step, and packs its settled head as it goes) settle in random order; every read
+        /// the store makes answers as a plain list of the records would.
+        #[test]
+        fn settled_records_are_packed_as_they_settle_and_read_as_before(
+            closed_records in 0u64..3_000,
+            steps in proptest::collection::vec(step(), 0..5_000),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let mut table = Table::default();
+            let mut model = BTreeMap::new();
+            let (closed, active) = (1, 1 + closed_records);
+            table
+                .segments
+                .insert(closed, segment(dir.path(), &db, closed));
+            table
+                .segments
+                .insert(active, segment(dir.path(), &db, active));
+            for seq in closed..active {
+                push(&mut table, closed, seq, &mut model);
             }
-            let pending: Vec<u64> = model
-                .range(..)
-                .filter(|(_, e)| e.state == State::Pending)
-                .take(300)
-                .map(|(s, _)| *s)
-                .collect();
-            if let Some(&seq) = pending.get(rng.below(pending.len())) {
-                let to = if rng.below(10) == 0 {
-                    State::Dead
-                } else {
-                    State::Delivered
-                };
-                let changed = table.transition(seq, State::Pending, to, 1_000_000 + step);
-                assert!(changed.is_some(), "seq {seq}");
-                let entry = model.get_mut(&seq).unwrap();
-                (entry.state, entry.at_ms) = (to, 1_000_000 + step);
-            }
-            if step % 1_000 == 999 {
-                // A replay marks delivered records, wherever they lie.
-                let delivered: Vec<u64> = model
-                    .values()
-                    .filter(|e| e.state == State::Delivered)
-                    .map(|e| e.seq)
-                    .collect();
-                for _ in 0..5 {
-                    let seq = delivered[rng.below(delivered.len())];
-                    let entry = model.get_mut(&seq).unwrap();
-                    if entry.state == State::Delivered {
-                        let changed = table.transition(
-                            seq,
-                            State::Delivered,
-                            State::Replayed,
-                            2_000_000 + step,
-                        );
-                        assert!(changed.is_some(), "replay {seq}");
-                        (entry.state, entry.at_ms) = (State::Replayed, 2_000_000 + step);
+            let mut next = active;
+            for (n, step) in steps.into_iter().enumerate() {
+                let at = 1_000_000 + n as u64;
+                if n % 2 == 0 {
+                    push(&mut table, active, next, &mut model);
+                    next += 1;
+                }
+                match step {
+                    Step::Settle { pick, dead } => {
+                        let pending: Vec<u64> = model
+                            .values()
+                            .filter(|e| e.state == State::Pending)
+                            .take(300)
+                            .map(|e| e.seq)
+                            .collect();
+                        if pending.is_empty() {
+                            continue;
+                        }
+                        let seq = pending[pick.index(pending.len())];
+                        let to = if dead { State::Dead } else { State::Delivered };
+                        let changed = table.transition(seq, State::Pending, to, at);
+                        prop_assert!(changed.is_some(), "seq {}", seq);
+                        let entry = model.get_mut(&seq).unwrap();
+                        (entry.state, entry.at_ms) = (to, at);
+                    }
+                    Step::Replay(pick) => {
+                        let delivered: Vec<u64> = model
+                            .values()
+                            .filter(|e| e.state == State::Delivered)
+                            .map(|e| e.seq)
+                            .collect();
+                        if delivered.is_empty() {
+                            continue;
+                        }
+                        let seq = delivered[pick.index(delivered.len())];
+                        let changed = table.transition(seq, State::Delivered, State::Replayed, at);
+                        prop_assert!(changed.is_some(), "replay {}", seq);
+                        let entry = model.get_mut(&seq).unwrap();
+                        (entry.state, entry.at_ms) = (State::Replayed, at);
+                    }
+                    Step::Check => {
+                        table.pack_settled(active);
+                        check(&table, &model);
                     }
                 }
-                table.pack_settled(active);
-                check(&table, &model);
+                prop_assert!(
+                    table
+                        .transition(next + 5, State::Pending, State::Delivered, 0)
+                        .is_none(),
+                    "an unknown seq"
+                );
             }
-            assert!(
-                table
-                    .transition(next + 5, State::Pending, State::Delivered, 0)
-                    .is_none(),
-                "an unknown seq"
+            table.pack_settled(active);
+            check(&table, &model);
+            if closed_records > 0 && table.segments[&closed].is_settled() {
+                prop_assert!(table.segments[&closed].is_packed());
+            }
+            // The active segment keeps few entries before its first pending record, however
+            // many records settled in it.
+            let segment = &table.segments[&active];
+            let from_pending = model
+                .range(active..)
+                .skip_while(|(_, e)| e.state != State::Pending)
+                .count();
+            prop_assert!(
+                segment.entries.len() < PACK_AFTER + from_pending,
+                "{} entries kept, {} from the first pending one",
+                segment.entries.len(),
+                from_pending
             );
         }
-        check(&table, &model);
-        assert!(
-            model.values().all(|e| e.state != State::Pending),
-            "all settled"
-        );
-        table.pack_settled(active);
-        assert!(table.segments[&closed].is_packed());
-        // The active segment keeps few entries however many records settled in it.
-        let kept = table.segments[&active].entries.len();
-        assert!(
-            kept < PACK_AFTER,
-            "{kept} entries kept for 12 000 settled records"
-        );
-        check(&table, &model);
     }
 }

@@ -143,3 +143,43 @@ pub(crate) fn decode_expiry(value: &[u8]) -> Option<u64> {
     let value: [u8; 8] = value.try_into().ok()?;
     Some(u64::from_be_bytes(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::layout::record;
+    use crate::store::tests::event;
+
+    #[test]
+    fn records_round_trip_and_damage_is_reported() {
+        let e = event(3, 1_700_000_000_000);
+        let encoded = record::encode_event(&e).unwrap();
+        assert_eq!(record::decode_event(&encoded).unwrap(), e);
+        assert!(
+            encoded.ends_with(&e.body),
+            "the body sits raw at the end of the record"
+        );
+        let mut dead = record::dead_prefix("why", 42).unwrap();
+        dead.extend_from_slice(&encoded);
+        let (info, back) = record::decode_dead(&dead).unwrap();
+        assert_eq!((info.reason.as_str(), info.dead_at_ms), ("why", 42));
+        assert_eq!(back, e);
+        let old = record::encode_event_json(&e).unwrap();
+        assert_eq!(
+            record::decode_event(&old).unwrap(),
+            e,
+            "the JSON layout still reads"
+        );
+        for damaged in [
+            &encoded[..2],
+            &encoded[..10],
+            &b"\0\0\0\x02{x"[..],
+            &old[..9],
+        ] {
+            assert!(matches!(
+                record::decode_event(damaged),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
+}
