@@ -154,6 +154,10 @@ mod deferred;
 mod error;
 mod feed;
 mod flusher;
+/// For the fuzz targets in `fuzz/` (and the store's tests); not an API.
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod index;
 mod layout;
 mod ledger;

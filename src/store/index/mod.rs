@@ -8,7 +8,7 @@
 //! index holds the segments' read handles and marks trees for others to use.
 
 mod entry;
-mod packed;
+pub(crate) mod packed;
 mod table;
 
 pub(crate) use entry::{Changed, Entry};

@@ -56,7 +56,7 @@ fn unzigzag(value: u64) -> i64 {
 
 impl Packed {
     /// Packs `entries` (in seq order, as the index keeps them), holding no spare capacity.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzz"))]
     pub(crate) fn pack<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Packed {
         let mut packed = Packed::default();
         for entry in entries {

@@ -44,7 +44,7 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok(rest.split_at(len))
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128 + event.body.len());
     encode_event_into(&mut out, event)?;
@@ -52,7 +52,7 @@ pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
 }
 
 /// An event record in the layout of the sled-only version (migration tests write old data dirs).
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzz"))]
 pub(crate) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
     let meta = serde_json::to_vec(&event.meta).map_err(corrupt_json)?;
     let mut out = prefixed(&meta, event.body.len())?;
