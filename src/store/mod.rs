@@ -23,6 +23,8 @@
 //! types, error    public types and the one error type
 //! ledger          how far keys and marks are in sled and on disk; depends on nothing
 //! threads         starting and joining the store's threads
+//! fuzz, tests/    the fuzz targets' checks of every decoder; the tests by concern, and a model
+//!                 test of the whole store (both built for tests only; fuzz also for `fuzz/`)
 //! ```
 //!
 //! # The storage contract

@@ -127,30 +127,32 @@ impl Store {
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 
-        let writer = Writer::new(Setup {
-            db: db.clone(),
-            dead: dead.clone(),
-            meta: meta.clone(),
-            dedup: Arc::clone(&dedup),
-            table: Arc::clone(&table),
-            feed: Arc::clone(&feed),
-            ledger,
-            deferred,
-            flush_requests,
-            window_ms,
-            limits: Limits {
-                max_outbox: settings.max_outbox as u64,
-                max_outbox_bytes: settings.max_outbox_bytes,
+        let writer = Writer::new(
+            Setup {
+                db: db.clone(),
+                dead: dead.clone(),
+                meta: meta.clone(),
+                dedup: Arc::clone(&dedup),
+                table: Arc::clone(&table),
+                feed: Arc::clone(&feed),
+                ledger,
+                deferred,
+                flush_requests,
+                window_ms,
+                limits: Limits {
+                    max_outbox: settings.max_outbox as u64,
+                    max_outbox_bytes: settings.max_outbox_bytes,
+                },
+                retention: retention::Policy {
+                    keep_ms: millis(settings.keep_delivered),
+                    max_bytes: settings.keep_delivered_max_bytes,
+                },
+                segments_dir,
+                segment_bytes: settings.segment_bytes,
             },
-            retention: retention::Policy {
-                keep_ms: millis(settings.keep_delivered),
-                max_bytes: settings.keep_delivered_max_bytes,
-            },
-            segments_dir,
-            segment_bytes: settings.segment_bytes,
-            active: recovered.active,
-            next_seq: recovered.next_seq,
-        });
+            recovered.active,
+            recovered.next_seq,
+        );
         let writer = spawn("store-writer", move || writer.run(receiver))?;
 
         Ok(Store {

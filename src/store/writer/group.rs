@@ -26,9 +26,9 @@ impl Writer {
         }
         let now = now_ms();
         let mut last_end = None;
-        let live = dedup::live(&self.dedup, now);
+        let live = dedup::live(&self.setup.dedup, now);
         let (mut events, mut bytes) = {
-            let table = index::lock(&self.table);
+            let table = index::lock(&self.setup.table);
             (table.outbox, table.outbox_bytes)
         };
         let mut in_group = HashSet::with_capacity(appends.len());
@@ -42,11 +42,14 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
-            let expiry = event.meta.received_at_ms.saturating_add(self.window_ms);
-            let end = self.dedup.end_of(expiry);
+            let expiry = event
+                .meta
+                .received_at_ms
+                .saturating_add(self.setup.window_ms);
+            let end = self.setup.dedup.end_of(expiry);
             // New slices are made up front: that takes the slices' write lock.
             if last_end != Some(end) {
-                if let Err(e) = self.dedup.ensure(expiry) {
+                if let Err(e) = self.setup.dedup.ensure(expiry) {
                     let _ = reply.send(Err(e));
                     continue;
                 }
@@ -54,6 +57,7 @@ impl Writer {
             }
             // Keys of the last second wait in memory before sled has them.
             if self
+                .setup
                 .deferred
                 .expiry_of(&id)
                 .is_some_and(|expiry| expiry > now)
@@ -61,7 +65,7 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
-            let replaces = match dedup::lookup(&self.dedup, &live, &id, end, now) {
+            let replaces = match dedup::lookup(&self.setup.dedup, &live, &id, end, now) {
                 Ok(Lookup::New { replaces }) => replaces,
                 Ok(Lookup::Duplicate) => {
                     let _ = reply.send(Ok(Appended::Duplicate));
@@ -89,8 +93,8 @@ impl Writer {
             let Some(len) = staged.get(before).map(|item| u64::from(item.len)) else {
                 continue;
             };
-            if events >= self.limits.max_outbox
-                || bytes.saturating_add(len) > self.limits.max_outbox_bytes
+            if events >= self.setup.limits.max_outbox
+                || bytes.saturating_add(len) > self.setup.limits.max_outbox_bytes
             {
                 self.unstage(&mut staged, Err(StoreError::OutboxFull));
                 continue;
@@ -197,7 +201,7 @@ impl Writer {
         let mut accepted = Vec::with_capacity(staged.len());
         let mut changed = Vec::new();
         {
-            let mut table = index::lock(&self.table);
+            let mut table = index::lock(&self.setup.table);
             for item in staged {
                 let found = Found {
                     seq: item.seq,
@@ -225,7 +229,7 @@ impl Writer {
                             ));
                         }
                         if let Source::Dead(seq) = source {
-                            if let Err(e) = self.dead.remove(record::seq_key(seq)) {
+                            if let Err(e) = self.setup.dead.remove(record::seq_key(seq)) {
                                 requeue_replies[slot].0 = Err(StoreError::Sled(e));
                             }
                         }
@@ -245,13 +249,13 @@ impl Writer {
             }
         }
         // Handed over before the replies: whoever saw a 202 finds the event with the publisher (I1).
-        self.feed.push(handed, high);
+        self.setup.feed.push(handed, high);
         for reply in accepted {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
         self.defer_marks(changed);
-        if self.deferred.ask_early() {
+        if self.setup.deferred.ask_early() {
             self.ask_flush(None);
         }
         self.roll_if_full();
@@ -259,12 +263,12 @@ impl Writer {
 
     /// Starts a new segment once the active one reached `segment_bytes`.
     fn roll_if_full(&mut self) {
-        if self.active.len < self.segment_bytes {
+        if self.active.len < self.setup.segment_bytes {
             return;
         }
-        match segment::create(&self.db, &self.segments_dir, self.next_seq) {
+        match segment::create(&self.setup.db, &self.setup.segments_dir, self.next_seq) {
             Ok((active, segment)) => {
-                let mut table = index::lock(&self.table);
+                let mut table = index::lock(&self.setup.table);
                 table.segments.insert(active.first_seq, segment);
                 // The segment just closed may be settled already.
                 table.pack_settled(active.first_seq);

@@ -71,7 +71,7 @@ pub(super) struct Requeue {
     pub(super) source: Source,
 }
 
-/// What the writer is started with (`open`).
+/// What the writer is given (`open`): handles it shares and settings.
 pub(super) struct Setup {
     pub(super) db: sled::Db,
     pub(super) dead: sled::Tree,
@@ -80,6 +80,7 @@ pub(super) struct Setup {
     pub(super) table: Arc<Mutex<Table>>,
     pub(super) feed: Arc<Feed>,
     pub(super) ledger: Arc<Ledger>,
+    /// Dedup keys and marks not yet in sled, shared with the flusher.
     pub(super) deferred: Arc<Deferred>,
     pub(super) flush_requests: std::sync::mpsc::Sender<FlushRequest>,
     pub(super) window_ms: u64,
@@ -87,27 +88,12 @@ pub(super) struct Setup {
     pub(super) retention: retention::Policy,
     pub(super) segments_dir: PathBuf,
     pub(super) segment_bytes: u64,
-    /// The segment appends continue in, and the seq the next record gets.
-    pub(super) active: Active,
-    pub(super) next_seq: u64,
 }
 
+/// The writer thread's state, its own: no other thread sees it.
 pub(super) struct Writer {
-    db: sled::Db,
-    dead: sled::Tree,
-    meta: sled::Tree,
-    dedup: Arc<Slices>,
-    table: Arc<Mutex<Table>>,
-    feed: Arc<Feed>,
-    ledger: Arc<Ledger>,
-    /// Dedup keys and marks not yet in sled, shared with the flusher.
-    deferred: Arc<Deferred>,
-    flush_requests: std::sync::mpsc::Sender<FlushRequest>,
-    window_ms: u64,
-    limits: Limits,
-    retention: retention::Policy,
-    segments_dir: PathBuf,
-    segment_bytes: u64,
+    setup: Setup,
+    /// The segment appends go to, and the seq the next record gets.
     active: Active,
     next_seq: u64,
     /// Set by a failed segment write: the file's state is unknown after a failed fdatasync,
@@ -134,40 +120,10 @@ enum Done {
 }
 
 impl Writer {
-    pub(super) fn new(setup: Setup) -> Writer {
-        let Setup {
-            db,
-            dead,
-            meta,
-            dedup,
-            table,
-            feed,
-            ledger,
-            deferred,
-            flush_requests,
-            window_ms,
-            limits,
-            retention,
-            segments_dir,
-            segment_bytes,
-            active,
-            next_seq,
-        } = setup;
+    /// A writer appending to `active`, its next record numbered `next_seq`.
+    pub(super) fn new(setup: Setup, active: Active, next_seq: u64) -> Writer {
         Writer {
-            db,
-            dead,
-            meta,
-            dedup,
-            table,
-            feed,
-            ledger,
-            deferred,
-            flush_requests,
-            window_ms,
-            limits,
-            retention,
-            segments_dir,
-            segment_bytes,
+            setup,
             active,
             next_seq,
             broken: false,
@@ -258,7 +214,11 @@ impl Writer {
             }
             // A probe must exercise the write path, not just a flush of nothing.
             if probe {
-                if let Err(e) = self.meta.insert(PROBE_KEY, &now_ms().to_be_bytes()[..]) {
+                if let Err(e) = self
+                    .setup
+                    .meta
+                    .insert(PROBE_KEY, &now_ms().to_be_bytes()[..])
+                {
                     let _ = reply.send(Err(StoreError::Sled(e)));
                     continue;
                 }
@@ -270,26 +230,26 @@ impl Writer {
     /// Whether this store takes no more writes: a segment write failed here, or writing dedup
     /// keys or marks into sled failed in the flusher (I2).
     fn is_broken(&self) -> bool {
-        self.broken || self.ledger.has_failed()
+        self.broken || self.setup.ledger.has_failed()
     }
 
     /// Keeps the keys of a committed group (whose last seq is `high`) for the flusher, counting
     /// the new ones in their slices now so that `stats` is exact before they reach sled.
     fn defer_keys(&mut self, keys: &[dedup::NewKey], high: u64) {
-        let counted = self.deferred.add_keys(keys, high);
-        dedup::remember(&self.dedup, &counted);
+        let counted = self.setup.deferred.add_keys(keys, high);
+        dedup::remember(&self.setup.dedup, &counted);
     }
 
     /// Keeps state changes for the flusher to write as marks (I7).
     fn defer_marks(&mut self, changed: Vec<Changed>) {
-        self.deferred.add_marks(&self.table, changed);
+        self.setup.deferred.add_marks(&self.setup.table, changed);
     }
 
     /// Asks the flusher for a flush, with `reply` answered after it; the flusher takes what is
     /// deferred first. Sent for each barrier, and early when the deferred keys fill up.
     fn ask_flush(&self, reply: Option<Reply<()>>) {
         if let Err(std::sync::mpsc::SendError(request)) =
-            self.flush_requests.send(FlushRequest { reply })
+            self.setup.flush_requests.send(FlushRequest { reply })
         {
             if let Some(reply) = request.reply {
                 let _ = reply.send(Err(StoreError::Closed));

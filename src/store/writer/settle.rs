@@ -17,9 +17,11 @@ impl Writer {
     /// Whether a replay's source is still there: a second replay of one entry finds it gone (I13).
     pub(super) fn source_holds(&self, source: Source) -> bool {
         match source {
-            Source::Dead(seq) => matches!(self.dead.contains_key(record::seq_key(seq)), Ok(true)),
+            Source::Dead(seq) => {
+                matches!(self.setup.dead.contains_key(record::seq_key(seq)), Ok(true))
+            }
             Source::Delivered(seq) => {
-                index::lock(&self.table).state_of(seq) == Some(State::Delivered)
+                index::lock(&self.setup.table).state_of(seq) == Some(State::Delivered)
             }
         }
     }
@@ -29,7 +31,7 @@ impl Writer {
         let now = now_ms();
         let mut changed = Vec::with_capacity(settlement.delivered.len() + settlement.dead.len());
         {
-            let mut table = index::lock(&self.table);
+            let mut table = index::lock(&self.setup.table);
             for seq in &settlement.delivered {
                 changed.extend(table.transition(*seq, State::Pending, State::Delivered, now));
             }
@@ -53,7 +55,9 @@ impl Writer {
             // before its mark is deferred (I8).
             let mut value = record::dead_prefix(reason, now)?;
             record::encode_event_into(&mut value, &pending.event)?;
-            self.dead.insert(record::seq_key(pending.seq), value)?;
+            self.setup
+                .dead
+                .insert(record::seq_key(pending.seq), value)?;
         }
         self.defer_marks(changed);
         Ok(())
@@ -63,15 +67,15 @@ impl Writer {
     /// delivered events went with them.
     pub(super) fn sweep(&mut self) -> Result<usize, StoreError> {
         let doomed = retention::doomed(
-            &index::lock(&self.table),
-            &self.retention,
+            &index::lock(&self.setup.table),
+            &self.setup.retention,
             self.active.first_seq,
-            &self.ledger,
+            &self.setup.ledger,
             now_ms(),
         );
         let mut dropped = 0u64;
         for first in doomed {
-            let Some(s) = index::lock(&self.table).segments.remove(&first) else {
+            let Some(s) = index::lock(&self.setup.table).segments.remove(&first) else {
                 continue;
             };
             dropped += s.delivered;
@@ -79,7 +83,7 @@ impl Writer {
                 tracing::warn!(error = %e, segment = %s.path.display(), "cannot delete a settled segment");
             }
             drop(s);
-            self.db.drop_tree(marks_tree_name(first))?;
+            self.setup.db.drop_tree(marks_tree_name(first))?;
         }
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
