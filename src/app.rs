@@ -25,9 +25,6 @@ const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const STORE_FAILURES_BEFORE_EXIT: u32 = 3;
 
-/// How long an idle keep-alive connection is kept open.
-const KEEP_ALIVE: Duration = Duration::from_secs(75);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the store")]
@@ -46,10 +43,31 @@ pub enum StartupError {
     FirstRun(#[from] FirstRunError),
 }
 
-struct AdminServer {
+/// A listener beside the webhook one (admin API, metrics): its handle, port and task.
+struct SideServer {
     handle: ServerHandle,
     port: u16,
     task: JoinHandle<std::io::Result<()>>,
+}
+
+impl SideServer {
+    fn spawn(server: Server, port: u16) -> Self {
+        Self {
+            handle: server.handle(),
+            port,
+            task: tokio::spawn(server),
+        }
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+struct AdminServer {
+    server: SideServer,
+    /// The status page's sampler: it holds a store handle too.
     sampler: JoinHandle<()>,
 }
 
@@ -65,6 +83,8 @@ pub struct Application {
     handover: Option<Handover>,
     /// The admin API server: its handle, port, task and the status page's sampler.
     admin: Option<AdminServer>,
+    /// `GET /metrics` on `metrics.bind`: it reads the store, so it stops before the store closes.
+    metrics: Option<SideServer>,
 }
 
 impl Application {
@@ -110,6 +130,11 @@ impl Application {
             store.spawn_sweeper(settings.storage.sweep_interval, background.child_token());
 
         let ingest = web::Data::new(Ingest::new(&settings, store.clone(), metrics.clone())?);
+        tokio::spawn(crate::report::summarize(
+            ingest.refusals(),
+            "webhook requests refused",
+            background.child_token(),
+        ));
         let status = status::Sources {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -121,14 +146,27 @@ impl Application {
         let routes = http::Routes::new(
             ingest.clone(),
             http::Readiness::new(store.clone(), publisher.connected_watch()),
-            http::Exporter::new(
-                metrics,
-                store.clone(),
-                publisher.stats(),
-                publisher.connected_watch(),
-                &settings.storage,
-            ),
         );
+        let exporter = http::Exporter::new(
+            metrics.clone(),
+            store.clone(),
+            publisher.stats(),
+            publisher.connected_watch(),
+            &settings.storage,
+        );
+        let metrics_server = match settings.metrics.bind {
+            Some(addr) => {
+                let (server, port) = http::metrics::start(addr, exporter)
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+                tracing::info!(
+                    port,
+                    "metrics at http://{}/metrics",
+                    std::net::SocketAddr::new(addr.ip(), port)
+                );
+                Some(SideServer::spawn(server, port))
+            }
+            None => None,
+        };
         let admin = if let Some(token) = settings.admin.token.clone() {
             let started = admin::start(settings.admin.bind, token, status).map_err(|source| {
                 StartupError::Bind {
@@ -143,9 +181,7 @@ impl Application {
                 std::net::SocketAddr::new(settings.admin.bind.ip(), port)
             );
             Some(AdminServer {
-                handle: started.server.handle(),
-                port,
-                task: tokio::spawn(started.server),
+                server: SideServer::spawn(started.server, port),
                 sampler: started.sampler,
             })
         } else {
@@ -176,22 +212,35 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let server = HttpServer::new(move || App::new().configure(|cfg| routes.configure(cfg)))
-            .workers(workers)
-            // Signals are ours (see run_until_stopped): SIGTERM must also stop the publisher.
-            .disable_signals()
-            .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
-            // actix's cap is per worker; the setting is for the whole listener.
-            .max_connections(settings.server.max_connections.div_ceil(workers).max(1))
-            .client_request_timeout(settings.server.client_timeout)
-            .client_disconnect_timeout(Duration::from_secs(2))
-            // Longer than any sender's idle-connection timeout (Node's agent: 5 s), so it is the
-            // client that closes an idle connection; a server closing first races the client's next
-            // request on it, which fails, and Whaticket never retries.
-            .keep_alive(KEEP_ALIVE)
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { addr, source })?
-            .run();
+        let per_worker = settings.server.max_connections.div_ceil(workers).max(1);
+        let slots = http::slots::Slots {
+            head_timeout: settings.server.client_timeout,
+            keep_alive: settings.server.keep_alive,
+            per_worker,
+            metrics: metrics.clone(),
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap_fn(http::slots::track)
+                .configure(|cfg| routes.configure(cfg))
+        })
+        .on_connect(move |io, data| slots.on_connect(io, data))
+        .workers(workers)
+        // Signals are ours (see run_until_stopped): SIGTERM must also stop the publisher.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        // actix's cap is per worker; the setting is for the whole listener.
+        .max_connections(per_worker)
+        // The first head of a connection; `slots` times every later one.
+        .client_request_timeout(settings.server.client_timeout)
+        .client_disconnect_timeout(Duration::from_secs(2))
+        // Longer than any sender's idle-connection timeout (Node's agent: 5 s), so it is the
+        // client that closes an idle connection; a server closing first races the client's next
+        // request on it, which fails, and Whaticket never retries.
+        .keep_alive(settings.server.keep_alive)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr, source })?
+        .run();
 
         tracing::info!(
             port,
@@ -213,12 +262,18 @@ impl Application {
             reload,
             handover,
             admin,
+            metrics: metrics_server,
         })
+    }
+
+    /// Port of the metrics listener, when `metrics.bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|m| m.port)
     }
 
     /// Port of the admin API, when `admin.bind` and `admin.token` are set.
     pub fn admin_port(&self) -> Option<u16> {
-        self.admin.as_ref().map(|admin| admin.port)
+        self.admin.as_ref().map(|admin| admin.server.port)
     }
 
     /// Reloads the config as SIGHUP does; also for tests.
@@ -265,10 +320,13 @@ impl Application {
             let _ = watchdog.await;
             false
         };
-        // The admin API holds a store handle: it must be gone for the directory to be released.
+        // The admin API and the metrics hold store handles: they must be gone for the directory
+        // to be released.
+        if let Some(metrics) = self.metrics {
+            metrics.stop().await;
+        }
         if let Some(admin) = self.admin {
-            admin.handle.stop(true).await;
-            let _ = admin.task.await;
+            admin.server.stop().await;
             admin.sampler.abort();
             let _ = admin.sampler.await;
         }

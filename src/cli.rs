@@ -70,6 +70,7 @@ pub enum Command {
 
 /// Runs the parsed command; the process exit code is the result.
 pub async fn run(cli: Cli) -> ExitCode {
+    crate::process::umask::private();
     match cli.command {
         Command::Stats { config } => client::run(config.as_deref(), Request::Stats).await,
         Command::Dead { action, config } => {

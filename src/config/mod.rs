@@ -28,6 +28,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub redact: RedactSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     pub admin: AdminSettings,
     pub connections: Vec<ConnectionSettings>,
 }
@@ -42,9 +43,48 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Open client connections the listener holds at once, across all workers.
     pub max_connections: usize,
-    /// Time a client gets to send its request head, and again its whole body.
+    /// Time a client gets to send each request head, and again its whole body.
     #[serde(with = "humantime_serde")]
     pub client_timeout: Duration,
+    /// How long an idle connection is kept open between requests.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Bytes of bodies read before their sender is authenticated, across all requests.
+    pub unauthenticated_body_bytes: usize,
+}
+
+/// `GET /metrics` on a listener of its own: never on the public webhook listener.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `None` (`"off"` in the file): no metrics listener.
+    #[serde(with = "off_or_address")]
+    pub bind: Option<SocketAddr>,
+}
+
+/// An address, or `"off"` for none: TOML has no null, and a layer must be able to turn the
+/// default listener off.
+mod off_or_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom("expected an address such as 127.0.0.1:9464, or \"off\"")
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -274,6 +314,22 @@ impl Settings {
         if self.server.client_timeout.is_zero() {
             return Err(invalid("server.client_timeout", "must be greater than 0"));
         }
+        if self.server.keep_alive.is_zero() {
+            return Err(invalid("server.keep_alive", "must be greater than 0"));
+        }
+        if self.server.unauthenticated_body_bytes < self.server.max_body_bytes {
+            return Err(invalid(
+                "server.unauthenticated_body_bytes",
+                "must be at least server.max_body_bytes, or no signed body could be read",
+            ));
+        }
+        // Port 0 (tests) picks a free port for each.
+        if self.server.bind.port() != 0 && self.metrics.bind == Some(self.server.bind) {
+            return Err(invalid(
+                "metrics.bind",
+                "must differ from server.bind: metrics stay off the webhook listener",
+            ));
+        }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
         }
@@ -446,6 +502,19 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_can_be_turned_off() {
+        let s = Settings::default();
+        assert_eq!(s.metrics.bind, Some(([127, 0, 0, 1], 9464).into()));
+        assert_ne!(s.metrics.bind, Some(s.server.bind));
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "[metrics]\nbind = \"off\"\n");
+        let s = Settings::load_from(Some(&path), no_env()).unwrap();
+        assert_eq!(s.metrics.bind, None);
+        // Written back as the file spells it (check-config prints the effective config).
+        assert!(s.to_masked_toml().unwrap().contains("bind = \"off\""));
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
@@ -490,6 +559,16 @@ mod tests {
                 "when",
             ),
             ("[server]\nunknown_key = 1\n", "unknown_key"),
+            ("[server]\nkeep_alive = \"0s\"\n", "server.keep_alive"),
+            (
+                "[server]\nmax_body_bytes = 2000\nunauthenticated_body_bytes = 1000\n",
+                "server.unauthenticated_body_bytes",
+            ),
+            ("[metrics]\nbind = \"nowhere\"\n", "metrics.bind"),
+            (
+                "[server]\nbind = \"0.0.0.0:8080\"\n[metrics]\nbind = \"0.0.0.0:8080\"\n",
+                "metrics.bind",
+            ),
         ];
         for (text, key) in cases {
             let path = write(&dir, text);

@@ -2,12 +2,24 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::alphabet::STANDARD as ALPHABET;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The prefix Standard Webhooks uses for base64-encoded secrets.
 const WHSEC_PREFIX: &str = "whsec_";
+
+/// Standard base64 as the Standard Webhooks libraries read a `whsec_` secret: with or without its
+/// `=` padding (Python's pads it before decoding, and its tests sign with unpadded secrets), and
+/// with the unused low bits of the last character ignored, as Go's `StdEncoding` and Python's
+/// `b64decode` ignore them, so a secret one of them takes is never refused here.
+const WHSEC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &ALPHABET,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// A secret string: never printed by `Debug`, masked when serialized (e.g. by `check-config`).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -110,7 +122,9 @@ pub enum SecretError {
 /// Turns a configured secret into key bytes: `whsec_<base64>` is decoded, anything else used as is.
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
     let key = match secret.strip_prefix(WHSEC_PREFIX) {
-        Some(encoded) => BASE64.decode(encoded).map_err(|_| SecretError::BadBase64)?,
+        Some(encoded) => WHSEC_BASE64
+            .decode(encoded)
+            .map_err(|_| SecretError::BadBase64)?,
         None => secret.as_bytes().to_vec(),
     };
     // An empty HMAC key is valid to the algorithm but guessable by anyone.

@@ -36,12 +36,28 @@ impl Ids<'_> {
     }
 }
 
-/// Hashes length-prefixed parts: no separator can be forged by a value that contains it.
-pub(crate) fn digest_key(parts: &[&str]) -> EventId {
+/// The id a Standard Webhooks sender signed (`webhook-id`): the spec's idempotency key, so the
+/// event's key whatever its body says. A retry re-serialised is one event, and a new id with a
+/// body byte-equal to an earlier one another. Connection and id only: the sender names its
+/// events per endpoint, and a body's company must not split one id in two.
+///
+/// No key of another kind can equal it: every key hashes length-prefixed parts whose first is
+/// its tag, and no other kind's tag is `webhook-id` (theirs: `msg-wid`, `msg`, `status`,
+/// `receipt`, `connection`, `media`, `tags`, `other`, `rule`), so the hashed bytes differ for
+/// any id, and an equal id would take a SHA-256 collision in its first 16 bytes. Stored keys of
+/// the other kinds are untouched: their parts, and so their bytes, are those of earlier versions.
+pub(crate) fn sender_key(connection: &str, sender_id: &[u8]) -> EventId {
+    digest_key(&[b"webhook-id".as_slice(), connection.as_bytes(), sender_id])
+}
+
+/// Hashes length-prefixed parts: no separator can be forged by a value that contains it. Parts
+/// are bytes (a header value need not be UTF-8); a `str` part hashes as its UTF-8 bytes.
+pub(crate) fn digest_key<P: AsRef<[u8]>>(parts: &[P]) -> EventId {
     let mut hasher = Sha256::new();
     for part in parts {
+        let part = part.as_ref();
         hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+        hasher.update(part);
     }
     let digest = hasher.finalize();
     let mut id = [0u8; 16];

@@ -199,17 +199,22 @@ pub fn parse(
         redact,
         &CustomRules::default(),
         received_at_ms,
+        None,
     )
 }
 
 /// [`parse`] with the connection's own classification rules, which decide before the built-in
-/// ones (the operator declared them for the sender posting to this connection).
+/// ones (the operator declared them for the sender posting to this connection), and the event's
+/// id as its sender signed it (a verified Standard Webhooks `webhook-id`): given, it alone keys
+/// the event with the connection, whatever the body; the kind, ticket and company still come
+/// from the body.
 pub fn parse_with(
     connection: &str,
     raw: Bytes,
     redact: &RedactKeys,
     rules: &CustomRules,
     received_at_ms: u64,
+    sender_id: Option<&[u8]>,
 ) -> Result<Event, ParseError> {
     // Checked up front so the error can say "invalid UTF-8" instead of a misleading token error.
     let text = std::str::from_utf8(&raw).map_err(|err| error::utf8_error(&raw, err))?;
@@ -263,19 +268,22 @@ pub fn parse_with(
         _ => word.or_else(|| classify::type_word(root)),
     };
 
-    let key = match hit {
-        Some(hit) => hit.key,
-        None => match kind {
-            Kind::Message => key::message_key(&ids, root, text, format, ticket_id, from_me),
-            Kind::Status => key::status_key(&ids, root, format, ticket_id, word),
-            Kind::Receipt => key::receipt_key(&ids, root, format),
-            Kind::Connection => key::connection_key(&ids, root),
-            Kind::Media => key::media_key(&ids, root, ticket_id),
-            Kind::Tags => key::tags_key(&ids, root, ticket_id),
-            Kind::Other => None,
-        },
+    let id = match sender_id {
+        Some(sender_id) => key::sender_key(connection, sender_id),
+        None => match hit {
+            Some(hit) => hit.key,
+            None => match kind {
+                Kind::Message => key::message_key(&ids, root, text, format, ticket_id, from_me),
+                Kind::Status => key::status_key(&ids, root, format, ticket_id, word),
+                Kind::Receipt => key::receipt_key(&ids, root, format),
+                Kind::Connection => key::connection_key(&ids, root),
+                Kind::Media => key::media_key(&ids, root, ticket_id),
+                Kind::Tags => key::tags_key(&ids, root, ticket_id),
+                Kind::Other => None,
+            },
+        }
+        .unwrap_or_else(|| ids.body_key()),
     };
-    let id = key.unwrap_or_else(|| ids.body_key());
 
     let meta = EventMeta {
         id,

@@ -8,6 +8,7 @@ use super::*;
 
 mod pinned;
 mod redaction;
+mod sender_id;
 mod senders;
 
 const MEDIA: &[u8] = include_bytes!("../../tests/fixtures/media-fila-data.json");

@@ -40,6 +40,10 @@ pub enum IngestError {
     /// not taking events; refusing beats filling the disk.
     #[error("the outbox is full: the broker is not keeping up")]
     OutboxFull,
+    /// `server.unauthenticated_body_bytes` are in flight: bodies read before their sender is
+    /// known (signed requests) wait for others to be verified.
+    #[error("too many unauthenticated bodies in flight")]
+    Busy,
 }
 
 impl From<StoreError> for IngestError {
@@ -70,6 +74,7 @@ impl IngestError {
             IngestError::BodyTimeout => "request_timeout",
             IngestError::Store(_) | IngestError::StoreStuck => "unavailable",
             IngestError::OutboxFull => "outbox_full",
+            IngestError::Busy => "busy",
         }
     }
 
@@ -82,6 +87,9 @@ impl IngestError {
             }
             IngestError::OutboxFull => {
                 "the relay is holding too many undelivered events; retry later".to_owned()
+            }
+            IngestError::Busy => {
+                "the relay is reading too many signed bodies; retry later".to_owned()
             }
             other => other.to_string(),
         }
@@ -110,19 +118,22 @@ impl ResponseError for IngestError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngestError::Store(_)
+            | IngestError::StoreStuck
+            | IngestError::OutboxFull
+            | IngestError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(
-            self,
-            IngestError::Store(_) | IngestError::StoreStuck | IngestError::OutboxFull
-        ) {
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        // A caller not proven to know a credential gets nothing more from this connection: its
+        // body is never read, and the slot is free at once.
+        if matches!(self, IngestError::Unauthorized(_) | IngestError::Busy) {
+            response.force_close();
         }
         response.json(ErrorBody {
             error: self.code(),
@@ -155,6 +166,7 @@ mod tests {
             (IngestError::BodyTimeout, 408),
             (IngestError::Store(StoreError::Closed), 503),
             (IngestError::from(StoreError::OutboxFull), 503),
+            (IngestError::Busy, 503),
         ];
         for (err, status) in cases {
             let response = err.error_response();

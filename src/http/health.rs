@@ -59,14 +59,11 @@ pub(super) async fn readyz(
         tokio::time::timeout(READY_PROBE_TIMEOUT, readiness.store.check_writable()).await,
         Ok(Ok(()))
     );
-    // Which node is in use, whatever the scope: an operator sees a failover here.
-    let broker = readiness.publisher_connected.borrow().clone();
-    let broker_ok = ingest_only || broker.is_some();
+    // Which node is in use is for the metrics listener (relay_broker_node_connected) and the
+    // status page: this listener faces whoever can reach the webhooks.
+    let broker_ok = ingest_only || readiness.publisher_connected.borrow().is_some();
     if store_ok && broker_ok {
-        return HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready",
-            "broker": broker.as_deref(),
-        }));
+        return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }));
     }
     let mut reasons = Vec::new();
     if !store_ok {
@@ -78,6 +75,5 @@ pub(super) async fn readyz(
     HttpResponse::ServiceUnavailable().json(serde_json::json!({
         "status": "unavailable",
         "reason": reasons.join("; "),
-        "broker": broker.as_deref(),
     }))
 }

@@ -1,4 +1,6 @@
-//! The webhook endpoint: body limits, content type, authentication, parsing, durable append.
+//! The webhook endpoint: the request's steps in order — what needs no credential (`body`), the
+//! credential from the head, the body, its signature (`verify`), the one parse (`event`), the
+//! durable append (`store`) — and the one log line and count per request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -10,16 +12,17 @@ use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::Method;
 use actix_web::ResponseError;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::config::{compile_rules, Settings};
 use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
+use crate::http::body::{check_content_type, declared_length, read_body};
 use crate::http::error::IngestError;
-use crate::http::verify::{Presented, SecretError, Verifier};
+use crate::http::verify::{HeadCheck, Presented, SecretError, Verified, Verifier};
 use crate::metrics::history::{ConnHistory, Outcome};
 use crate::metrics::{EventClock, Metrics};
+use crate::report::Refusals;
 use crate::store::{Appended, Store};
 
 /// The headers the verifiers read, as names made once: looking one up by `&str` builds (and, for
@@ -30,6 +33,9 @@ const X_WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signa
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// The credentials of a connection that is not configured: none.
+static UNKNOWN_CONNECTION: Verifier = Verifier::NONE;
 
 /// Longest wait for the store's durable append before answering 503: well past a healthy group
 /// commit (milliseconds), well within a sender's patience.
@@ -96,6 +102,11 @@ pub struct Ingest {
     max_body_bytes: usize,
     /// Whole-body read deadline: actix's own time-out covers only the request head.
     body_timeout: std::time::Duration,
+    /// Bytes of bodies read before their sender is known (`server.unauthenticated_body_bytes`):
+    /// one permit a byte, so that a flood of signed garbage is bounded by configuration.
+    unauthenticated: Arc<Semaphore>,
+    /// Refusals logged in full once per reason and window (`report::summarize` sums the rest).
+    refusals: Arc<Refusals>,
 }
 
 impl Ingest {
@@ -106,7 +117,19 @@ impl Ingest {
             metrics,
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.client_timeout,
+            unauthenticated: Arc::new(Semaphore::new(
+                settings
+                    .server
+                    .unauthenticated_body_bytes
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            refusals: Arc::default(),
         })
+    }
+
+    /// The refusals held back from the log, for the summary task.
+    pub fn refusals(&self) -> Arc<Refusals> {
+        Arc::clone(&self.refusals)
     }
 
     /// The rules in force now.
@@ -230,7 +253,10 @@ async fn handle(
             }
         }
         Err(err) => {
-            err.log(conn_field, latency_ms);
+            // An outsider chooses how many refusals there are, not how many log lines.
+            if ingest.refusals.first(err.code()) {
+                err.log(conn_field, latency_ms);
+            }
             metrics.rejected(conn_field, err.code());
             history.record(Outcome::Rejected, now_ms);
         }
@@ -274,18 +300,11 @@ async fn accept(
     rules: &Rules,
     received_at_ms: u64,
 ) -> Result<(Appended, EventId, Kind, Option<Format>), IngestError> {
-    let conn = rules
-        .connections
-        .get(connection)
-        .ok_or(IngestError::Unauthorized(None))?;
+    // What needs no credential first, answered alike whether the connection exists or not.
     check_content_type(req.headers())?;
-    let body = tokio::time::timeout(
-        ingest.body_timeout,
-        read_body(req.headers(), payload, ingest.max_body_bytes),
-    )
-    .await
-    .map_err(|_| IngestError::BodyTimeout)??;
-
+    let declared = declared_length(req.headers(), ingest.max_body_bytes)?;
+    let known = rules.connections.get(connection);
+    let verifier = known.map_or(&UNKNOWN_CONNECTION, |c| &c.verifier);
     let headers = req.headers();
     let presented = Presented {
         path_token,
@@ -297,11 +316,38 @@ async fn accept(
         webhook_timestamp: header_bytes(headers, &WEBHOOK_TIMESTAMP),
         webhook_signature: header_bytes(headers, &WEBHOOK_SIGNATURE),
     };
-    conn.verifier
-        .verify(&presented, &body, SystemTime::now())
-        .map_err(|e| IngestError::Unauthorized(Some(e)))?;
+    // A token is checked before any body byte is read; a signature needs the body, read within
+    // the budget of unauthenticated bytes.
+    let budget = match verifier.check_head(&presented) {
+        HeadCheck::Verified => None,
+        HeadCheck::NeedsBody => Some(&ingest.unauthenticated),
+        HeadCheck::Refused(e) => return Err(IngestError::Unauthorized(Some(e))),
+    };
+    let (body, permit) = tokio::time::timeout(
+        ingest.body_timeout,
+        read_body(payload, declared, ingest.max_body_bytes, budget),
+    )
+    .await
+    .map_err(|_| IngestError::BodyTimeout)??;
+    let verified = match permit {
+        // A token proved the caller: it signs nothing about the event.
+        None => Verified::Credential,
+        Some(_) => verifier
+            .verify(&presented, &body, SystemTime::now())
+            .map_err(|e| IngestError::Unauthorized(Some(e)))?,
+    };
+    drop(permit);
+    let conn = known.ok_or(IngestError::Unauthorized(None))?;
 
-    let event = event::parse_with(connection, body, &rules.redact, &conn.rules, received_at_ms)?;
+    // A signed `webhook-id` keys the event; the body is still parsed once, for the rest.
+    let event = event::parse_with(
+        connection,
+        body,
+        &rules.redact,
+        &conn.rules,
+        received_at_ms,
+        verified.sender_id(),
+    )?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {
             return Err(IngestError::CompanyMismatch);
@@ -320,120 +366,9 @@ fn header_bytes<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8
     headers.get(name).map(|v| v.as_bytes())
 }
 
-/// JSON, `application/*+json`, or no content type at all (taken as JSON); UTF-8 only.
-fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| IngestError::UnsupportedMediaType)?;
-    let mut parts = text.split(';');
-    let essence = parts.next().unwrap_or("").trim();
-    let is_json = essence.eq_ignore_ascii_case("application/json")
-        || essence.eq_ignore_ascii_case("text/json")
-        || (starts_with_ignore_case(essence, "application/")
-            && ends_with_ignore_case(essence, "+json"));
-    if !is_json {
-        return Err(IngestError::UnsupportedMediaType);
-    }
-    for param in parts {
-        if let Some((name, value)) = param.split_once('=') {
-            if name.trim().eq_ignore_ascii_case("charset") {
-                let charset = value.trim().trim_matches('"');
-                if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
-                    return Err(IngestError::UnsupportedMediaType);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
-    text.as_bytes()
-        .get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-}
-
-fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
-    text.len()
-        .checked_sub(suffix.len())
-        .and_then(|at| text.as_bytes().get(at..))
-        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
-}
-
-/// Reads the body up to `limit` bytes; refuses early on a declared length over it, and stops
-/// reading as soon as a chunked or lying body passes it.
-async fn read_body(
-    headers: &HeaderMap,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, IngestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > limit as u64 {
-            return Err(IngestError::TooLarge { limit });
-        }
-    }
-    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(IngestError::Payload)?;
-        if buf.len() + chunk.len() > limit {
-            return Err(IngestError::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
 #[cfg(test)]
 mod tests {
-    use actix_web::http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-
-    use super::{check_content_type, hook_path};
-
-    fn accepts(content_type: &str) -> bool {
-        let mut headers = HeaderMap::new();
-        let value = HeaderValue::from_str(content_type).expect("a valid header value");
-        headers.insert(CONTENT_TYPE, value);
-        check_content_type(&headers).is_ok()
-    }
-
-    #[test]
-    fn json_content_types_are_told_apart_without_regard_to_case() {
-        for json in [
-            "application/json",
-            "Application/JSON",
-            "text/json",
-            "TEXT/Json",
-            " application/json ; charset=UTF-8",
-            "application/vnd.api+json",
-            "APPLICATION/LD+JSON",
-            "application/json; charset=utf8",
-        ] {
-            assert!(accepts(json), "{json:?} refused");
-        }
-        for other in [
-            "text/plain",
-            "application/jsonx",
-            "application/x-www-form-urlencoded",
-            "text/+json",
-            "+json",
-            "application/json; charset=latin1",
-            "application/",
-            "",
-        ] {
-            assert!(!accepts(other), "{other:?} accepted");
-        }
-        assert!(
-            check_content_type(&HeaderMap::new()).is_ok(),
-            "no type is JSON"
-        );
-    }
+    use super::hook_path;
 
     fn split(rest: &str) -> Option<(String, Option<String>)> {
         hook_path(rest).map(|(c, t)| (c.into_owned(), t.map(|t| t.into_owned())))

@@ -1,11 +1,16 @@
-//! `GET /metrics`: reads the store and the publisher into a snapshot and renders it.
+//! `GET /metrics` on its own listener (`metrics.bind`): reads the store and the publisher into a
+//! snapshot and renders it. Never on the webhook listener, whose callers are the internet: the
+//! metrics name connections and broker nodes.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use tokio::sync::watch;
 
 use crate::config::StorageSettings;
@@ -82,8 +87,30 @@ impl Exporter {
     }
 }
 
+/// Binds `addr` and serves `GET /metrics` there (one worker: a scrape is a few reads); the
+/// server and its port. The caller runs it and stops it before the store is closed.
+pub fn start(addr: SocketAddr, exporter: Exporter) -> std::io::Result<(Server, u16)> {
+    let listener = TcpListener::bind(addr)?;
+    let port = listener.local_addr()?.port();
+    let exporter = web::Data::new(exporter);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(exporter.clone())
+            .route("/metrics", web::get().to(serve))
+            .default_service(web::to(|| async {
+                super::error::json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok((server, port))
+}
+
 /// `GET /metrics`: Prometheus text format. Counts and sizes only, no personal data.
-pub(super) async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
+async fn serve(exporter: web::Data<Exporter>) -> HttpResponse {
     let exporter = exporter.into_inner();
     // The same probe as /readyz: a write the store's writer takes (or not) within the time-out.
     let writable = matches!(

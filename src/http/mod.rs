@@ -1,15 +1,18 @@
 //! The HTTP side: every route in one place, and the listener's shared state.
 //!
-//! `/hooks/…` takes webhooks (ingest → verify → event → store); `/healthz`, `/readyz` and
-//! `/metrics` are for supervisors and scrapers. The admin API has its own listener (`ops::admin`).
+//! `/hooks/…` takes webhooks (ingest: body → verify → event → store); `/healthz` and `/readyz` are for
+//! supervisors and load balancers. `slots` bounds what each connection may hold. `/metrics` has
+//! a listener of its own (`metrics::start`), and so has the admin API (`ops::admin`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
+mod body;
 pub mod error;
 mod health;
 pub mod ingest;
-mod metrics;
+pub mod metrics;
+pub mod slots;
 pub mod verify;
 
 pub use health::Readiness;
@@ -23,15 +26,13 @@ use ingest::Ingest;
 pub struct Routes {
     ingest: web::Data<Ingest>,
     readiness: web::Data<Readiness>,
-    exporter: web::Data<Exporter>,
 }
 
 impl Routes {
-    pub fn new(ingest: web::Data<Ingest>, readiness: Readiness, exporter: Exporter) -> Self {
+    pub fn new(ingest: web::Data<Ingest>, readiness: Readiness) -> Self {
         Self {
             ingest,
             readiness: web::Data::new(readiness),
-            exporter: web::Data::new(exporter),
         }
     }
 
@@ -40,8 +41,6 @@ impl Routes {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.ingest.clone())
             .app_data(self.readiness.clone())
-            .app_data(self.exporter.clone())
-            .route("/metrics", web::get().to(metrics::serve))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .service(web::scope("/hooks").default_service(web::to(ingest::hooks)))

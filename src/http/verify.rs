@@ -14,8 +14,11 @@ use crate::config::{decode_secret, first_run, ConnectionSettings};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default).
-const TIMESTAMP_TOLERANCE_SECS: i128 = 5 * 60;
+/// How far `webhook-timestamp` may be from our clock, either way (the Standard Webhooks default),
+/// in nanoseconds: the clock is compared with its fraction of a second, as the reference libraries
+/// compare it (Go's `time.Now()`, Python's `datetime.now()`). A whole-second clock would take a
+/// timestamp of `floor(now) - 300`, which is up to a second past the tolerance.
+const TIMESTAMP_TOLERANCE_NANOS: i128 = 5 * 60 * 1_000_000_000;
 
 /// The credentials a request presented, as raw header values.
 #[derive(Clone, Copy, Debug, Default)]
@@ -34,6 +37,38 @@ pub struct Presented<'a> {
     pub webhook_id: Option<&'a [u8]>,
     pub webhook_timestamp: Option<&'a [u8]>,
     pub webhook_signature: Option<&'a [u8]>,
+}
+
+impl Presented<'_> {
+    /// Whether it carries a signature, which only the body can prove.
+    pub fn has_signature(&self) -> bool {
+        self.signature_256.is_some()
+            || self.signature_hex.is_some()
+            || self.webhook_id.is_some()
+            || self.webhook_timestamp.is_some()
+            || self.webhook_signature.is_some()
+    }
+
+    /// The credentials of the request head alone: path token and token headers.
+    fn tokens_only(&self) -> Self {
+        Presented {
+            path_token: self.path_token,
+            authorization: self.authorization,
+            api_key: self.api_key,
+            ..Presented::default()
+        }
+    }
+}
+
+/// What the request head alone says of a caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// A valid token: the body may be read.
+    Verified,
+    /// No valid token, but a signature that only the body can prove or disprove.
+    NeedsBody,
+    /// Neither: refused before any body byte is read.
+    Refused(VerifyError),
 }
 
 /// Why a request was not authenticated. Logged, never shown to the client.
@@ -62,6 +97,26 @@ impl VerifyError {
             VerifyError::BadToken => 2,
             VerifyError::BadSignature => 3,
             VerifyError::Expired => 4,
+        }
+    }
+}
+
+/// What authenticated a request, as far as the event's identity goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verified<'a> {
+    /// A token, or an HMAC over the body alone: nothing the sender says about the event is signed.
+    Credential,
+    /// A Standard Webhooks signature, which signs `webhook-id` together with the body. `id` is
+    /// that header's value as it was verified: the sender's own id of the event.
+    StandardWebhooks { id: &'a [u8] },
+}
+
+impl<'a> Verified<'a> {
+    /// The event's id as its sender signed it, when the credential signed one.
+    pub fn sender_id(&self) -> Option<&'a [u8]> {
+        match self {
+            Verified::Credential => None,
+            Verified::StandardWebhooks { id } => Some(id),
         }
     }
 }
@@ -125,6 +180,24 @@ fn token_digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl Verifier {
+    /// Accepts nothing: what an unknown connection is checked with, so that it is answered as
+    /// a known one with wrong credentials is, step for step.
+    pub const NONE: Verifier = Verifier {
+        token_digests: Vec::new(),
+        hmac_keys: Vec::new(),
+    };
+
+    /// The check of the request head: a token settles it; a signature needs the body, which is
+    /// then read and given to [`Verifier::verify`].
+    pub fn check_head(&self, presented: &Presented<'_>) -> HeadCheck {
+        // Tokens do not look at the body or the clock.
+        match self.verify(&presented.tokens_only(), &[], UNIX_EPOCH) {
+            Ok(_) => HeadCheck::Verified,
+            Err(_) if presented.has_signature() => HeadCheck::NeedsBody,
+            Err(e) => HeadCheck::Refused(e),
+        }
+    }
+
     pub fn new(conn: &ConnectionSettings) -> Result<Self, SecretError> {
         let token_digests = conn
             .tokens
@@ -151,13 +224,14 @@ impl Verifier {
         })
     }
 
-    /// Ok when at least one presented credential is valid for this connection.
-    pub fn verify(
+    /// Ok when at least one presented credential is valid for this connection; which one, when
+    /// it was a Standard Webhooks signature (checked last, so only when nothing cheaper passed).
+    pub fn verify<'a>(
         &self,
-        presented: &Presented<'_>,
+        presented: &Presented<'a>,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<Verified<'a>, VerifyError> {
         let mut worst: Option<VerifyError> = None;
         let mut record = |result: Result<(), VerifyError>| -> bool {
             match result {
@@ -174,44 +248,45 @@ impl Verifier {
         // Cheapest first: a token costs one hash, a signature one HMAC over the body per secret.
         if let Some(token) = presented.path_token {
             if record(self.check_token(token.as_bytes())) {
-                return Ok(());
+                return Ok(Verified::Credential);
             }
         }
         if let Some(header) = presented.authorization {
             if record(self.check_authorization(header)) {
-                return Ok(());
+                return Ok(Verified::Credential);
             }
         }
         if let Some(header) = presented.api_key {
             if record(self.check_bare_token(header)) {
-                return Ok(());
+                return Ok(Verified::Credential);
             }
         }
         if let Some(header) = presented.signature_256 {
             if record(self.check_signature_256(header, body)) {
-                return Ok(());
+                return Ok(Verified::Credential);
             }
         }
         if let Some(header) = presented.signature_hex {
             if record(self.check_hex_mac(header.trim_ascii(), body)) {
-                return Ok(());
+                return Ok(Verified::Credential);
             }
         }
-        let standard = [
+        match [
             presented.webhook_id,
             presented.webhook_timestamp,
             presented.webhook_signature,
-        ];
-        if standard.iter().any(Option::is_some) {
-            let result = match standard {
-                [Some(id), Some(timestamp), Some(signature)] => {
-                    self.check_standard(id, timestamp, signature, body, now)
+        ] {
+            [None, None, None] => {}
+            [Some(id), Some(timestamp), Some(signature)] => {
+                // The id as signed and as it will key the event: the one trimmed slice for both.
+                let id = id.trim_ascii();
+                if record(self.check_standard(id, timestamp, signature, body, now)) {
+                    return Ok(Verified::StandardWebhooks { id });
                 }
-                // A partial set cannot be verified and signals a confused sender.
-                _ => Err(VerifyError::Malformed),
-            };
-            if record(result) {
-                return Ok(());
+            }
+            // A partial set cannot be verified and signals a confused sender.
+            _ => {
+                record(Err(VerifyError::Malformed));
             }
         }
         Err(worst.unwrap_or(VerifyError::Missing))
@@ -288,14 +363,15 @@ impl Verifier {
         body: &[u8],
         now: SystemTime,
     ) -> Result<(), VerifyError> {
-        let id = id.trim_ascii();
         let timestamp = timestamp.trim_ascii();
         if id.is_empty() {
             return Err(VerifyError::Malformed);
         }
         let sent = parse_unix_seconds(timestamp).ok_or(VerifyError::Malformed)?;
-        // Before any MAC: a replayed or stale request must not cost an HMAC over its body.
-        if (unix_seconds(now) - i128::from(sent)).abs() > TIMESTAMP_TOLERANCE_SECS {
+        // Before any MAC: a replayed or stale request must not cost an HMAC over its body. Strictly
+        // more than the tolerance either way is refused (`now - ts > 5 min`, `ts > now + 5 min`).
+        let sent_nanos = i128::from(sent) * 1_000_000_000;
+        if (unix_nanos(now) - sent_nanos).abs() > TIMESTAMP_TOLERANCE_NANOS {
             return Err(VerifyError::Expired);
         }
 
@@ -343,11 +419,12 @@ fn parse_unix_seconds(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
-/// Signed seconds since the epoch: a clock set before 1970 must still compare, not panic.
-fn unix_seconds(now: SystemTime) -> i128 {
+/// Signed nanoseconds since the epoch: a clock set before 1970 must still compare, not panic.
+fn unix_nanos(now: SystemTime) -> i128 {
     match now.duration_since(UNIX_EPOCH) {
-        Ok(after) => i128::from(after.as_secs()),
-        Err(before) => -i128::from(before.duration().as_secs()),
+        // A Duration's nanoseconds fit an i128 (at most 2^64 seconds of 10^9 each).
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
     }
 }
 
@@ -370,6 +447,10 @@ mod tests {
     const SPEC_TS: i64 = 1614265330;
     const SPEC_BODY: &[u8] = br#"{"test": 2432232314}"#;
     const SPEC_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    const SPEC_ID_OK: Verified<'static> = Verified::StandardWebhooks {
+        id: SPEC_ID.as_bytes(),
+    };
+    const MSG_1_OK: Verified<'static> = Verified::StandardWebhooks { id: b"msg_1" };
 
     fn conn(tokens: &[&str], secrets: &[&str]) -> ConnectionSettings {
         ConnectionSettings {
@@ -402,6 +483,7 @@ mod tests {
             BODY,
             now(),
         )
+        .map(|verified| assert_eq!(verified, Verified::Credential))
     }
 
     fn by_header(v: &Verifier, authorization: &str) -> Result<(), VerifyError> {
@@ -413,6 +495,7 @@ mod tests {
             BODY,
             now(),
         )
+        .map(|verified| assert_eq!(verified, Verified::Credential))
     }
 
     fn by_sig256(v: &Verifier, signature: &str, body: &[u8]) -> Result<(), VerifyError> {
@@ -424,6 +507,7 @@ mod tests {
             body,
             now(),
         )
+        .map(|verified| assert_eq!(verified, Verified::Credential))
     }
 
     fn standard<'a>(id: &'a str, ts: &'a str, sig: &'a str) -> Presented<'a> {
@@ -481,7 +565,27 @@ mod tests {
             decode_secret("whsec_not base64!"),
             Err(SecretError::BadBase64)
         );
-        assert_eq!(decode_secret("whsec_aGVsbG8"), Err(SecretError::BadBase64));
+        // One character past a multiple of four holds no whole byte, padded or not.
+        assert_eq!(decode_secret("whsec_aGVsb"), Err(SecretError::BadBase64));
+        assert_eq!(decode_secret("whsec_aGVsb==="), Err(SecretError::BadBase64));
+    }
+
+    #[test]
+    fn decode_secret_whsec_padding_is_optional() {
+        // The reference library's own unpadded-secret cases: none, one and two `=` missing.
+        assert_eq!(decode_secret("whsec_aGVsbG8"), Ok(b"hello".to_vec()));
+        assert_eq!(decode_secret("whsec_aGVsbA"), Ok(b"hell".to_vec()));
+        assert_eq!(decode_secret("whsec_aGVsbA=="), Ok(b"hell".to_vec()));
+        assert_eq!(
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Ok(spec_key())
+        );
+        // Unused low bits of the last character are ignored, as Go's and Python's decoders do:
+        // `S` and `Q` differ only there.
+        assert_eq!(
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"),
+            decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaQ=")
+        );
     }
 
     #[test]
@@ -512,6 +616,51 @@ mod tests {
     }
 
     // --- nothing presented ---
+
+    #[test]
+    fn the_head_check_settles_tokens_and_leaves_signatures_to_the_body() {
+        let v = verifier(&["tok-aaaaaaaa"], &["secret"]);
+        let token = Presented {
+            path_token: Some("tok-aaaaaaaa"),
+            ..Presented::default()
+        };
+        assert_eq!(v.check_head(&token), HeadCheck::Verified);
+        let wrong = Presented {
+            path_token: Some("tok-aaaaaaab"),
+            ..Presented::default()
+        };
+        assert_eq!(
+            v.check_head(&wrong),
+            HeadCheck::Refused(VerifyError::BadToken)
+        );
+        assert_eq!(
+            v.check_head(&Presented::default()),
+            HeadCheck::Refused(VerifyError::Missing)
+        );
+        // A wrong token beside a signature: the signature may still prove the caller.
+        let signed = Presented {
+            path_token: Some("tok-aaaaaaab"),
+            signature_256: Some(b"sha256=00"),
+            ..Presented::default()
+        };
+        assert_eq!(v.check_head(&signed), HeadCheck::NeedsBody);
+        // An unknown connection answers as a known one does, step for step.
+        assert_eq!(
+            Verifier::NONE.check_head(&wrong),
+            HeadCheck::Refused(VerifyError::BadToken)
+        );
+        assert_eq!(Verifier::NONE.check_head(&signed), HeadCheck::NeedsBody);
+        let body = b"{}";
+        let sig = sign_body(b"secret", body);
+        let presented = Presented {
+            signature_256: Some(sig.as_bytes()),
+            ..Presented::default()
+        };
+        assert_eq!(
+            Verifier::NONE.verify(&presented, body, now()),
+            Err(VerifyError::BadSignature)
+        );
+    }
 
     #[test]
     fn nothing_presented_is_missing() {
@@ -634,6 +783,7 @@ mod tests {
             BODY,
             now(),
         )
+        .map(|verified| assert_eq!(verified, Verified::Credential))
     }
 
     #[test]
@@ -689,6 +839,7 @@ mod tests {
             body,
             now(),
         )
+        .map(|verified| assert_eq!(verified, Verified::Credential))
     }
 
     fn hex_of(secret: &str, body: &[u8]) -> String {
@@ -849,14 +1000,45 @@ mod tests {
             SPEC_SIG
         );
         let p = standard(SPEC_ID, "1614265330", SPEC_SIG);
-        assert_eq!(spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS)), Ok(()));
+        assert_eq!(
+            spec_verifier().verify(&p, SPEC_BODY, at(SPEC_TS)),
+            Ok(SPEC_ID_OK)
+        );
     }
 
     #[test]
     fn standard_valid_with_plain_secret() {
         let v = verifier(&[], &[SECRET_A]);
         let (ts, sig) = signed_at(1_700_000_000);
-        assert_eq!(v.verify(&standard("msg_1", &ts, &sig), BODY, now()), Ok(()));
+        assert_eq!(
+            v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
+            Ok(MSG_1_OK)
+        );
+    }
+
+    #[test]
+    fn standard_names_the_signed_id_and_other_credentials_none() {
+        let v = verifier(&[TOKEN_A], &[SECRET_A]);
+        let (ts, sig) = signed_at(1_700_000_000);
+        // The id as signed: surrounding blanks are no part of it (an HTTP parser drops them too).
+        let padded = standard(" msg_1\t", &ts, &sig);
+        let verified = v.verify(&padded, BODY, now());
+        assert_eq!(verified, Ok(MSG_1_OK));
+        assert_eq!(verified.map(|v| v.sender_id()), Ok(Some(&b"msg_1"[..])));
+        // A cheaper credential that passes first leaves the id unverified, so unused.
+        let with_token = Presented {
+            path_token: Some(TOKEN_A),
+            ..standard("msg_1", &ts, &sig)
+        };
+        let verified = v.verify(&with_token, BODY, now());
+        assert_eq!(verified, Ok(Verified::Credential));
+        assert_eq!(verified.map(|v| v.sender_id()), Ok(None));
+        // A wrong token beside a valid signature: the signature is what verified.
+        let wrong_token = Presented {
+            path_token: Some("wrong-token-value"),
+            ..standard("msg_1", &ts, &sig)
+        };
+        assert_eq!(v.verify(&wrong_token, BODY, now()), Ok(MSG_1_OK));
     }
 
     #[test]
@@ -866,8 +1048,31 @@ mod tests {
             let (ts, sig) = signed_at(1_700_000_000 + offset);
             assert_eq!(
                 v.verify(&standard("msg_1", &ts, &sig), BODY, now()),
-                Ok(()),
+                Ok(MSG_1_OK),
                 "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn standard_tolerance_counts_the_fraction_of_a_second() {
+        // The Go library's "old timestamp fails": signed at floor(now) - 300, checked a moment
+        // after that second began. The sender's side of the boundary stays open to the second.
+        let v = verifier(&[], &[SECRET_A]);
+        for (fraction, offset, expected) in [
+            (Duration::from_nanos(1), -300, Err(VerifyError::Expired)),
+            (Duration::from_millis(500), -300, Err(VerifyError::Expired)),
+            (Duration::from_millis(999), -299, Ok(MSG_1_OK)),
+            (Duration::ZERO, -300, Ok(MSG_1_OK)),
+            (Duration::from_millis(999), 300, Ok(MSG_1_OK)),
+            (Duration::ZERO, 301, Err(VerifyError::Expired)),
+            (Duration::from_millis(999), 301, Err(VerifyError::Expired)),
+        ] {
+            let (ts, sig) = signed_at(1_700_000_000 + offset);
+            assert_eq!(
+                v.verify(&standard("msg_1", &ts, &sig), BODY, now() + fraction),
+                expected,
+                "now + {fraction:?}, offset {offset}"
             );
         }
     }
@@ -936,7 +1141,7 @@ mod tests {
                 SPEC_BODY,
                 at(SPEC_TS)
             ),
-            Ok(())
+            Ok(SPEC_ID_OK)
         );
         let only_wrong = format!("{wrong} v1,bm90LWEtbWFj");
         assert_eq!(
@@ -967,7 +1172,7 @@ mod tests {
                 SPEC_BODY,
                 at(SPEC_TS)
             ),
-            Ok(())
+            Ok(SPEC_ID_OK)
         );
     }
 
@@ -980,7 +1185,7 @@ mod tests {
                 SPEC_BODY,
                 at(SPEC_TS)
             ),
-            Ok(())
+            Ok(SPEC_ID_OK)
         );
     }
 
@@ -1056,7 +1261,7 @@ mod tests {
             signature_256: Some(sig.as_bytes()),
             ..Default::default()
         };
-        assert_eq!(v.verify(&p, BODY, now()), Ok(()));
+        assert_eq!(v.verify(&p, BODY, now()), Ok(Verified::Credential));
     }
 
     #[test]

@@ -44,8 +44,16 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every relay metric (see `registry.rs`).
     pub fn new() -> Self {
+        let inner = Inner::new();
+        // Present at 0 from the start, so that rate() and alerts see the first one.
+        for reason in ["head_timeout", "evicted_idle"] {
+            inner.connections_closed.with_label_values(&[reason]);
+        }
+        for outcome in ["refused", "throttled"] {
+            inner.admin_auth_failures.with_label_values(&[outcome]);
+        }
         Self {
-            inner: Arc::new(Inner::new()),
+            inner: Arc::new(inner),
         }
     }
 
@@ -77,6 +85,22 @@ impl Metrics {
         self.inner
             .rejected
             .with_label_values(&[connection, reason])
+            .inc();
+    }
+
+    /// The relay closed a webhook connection; `reason` is a fixed word of `http::slots`.
+    pub fn connection_closed(&self, reason: &str) {
+        self.inner
+            .connections_closed
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// A wrong admin token: `outcome` is `refused` (checked) or `throttled` (not checked).
+    pub fn admin_auth_failure(&self, outcome: &str) {
+        self.inner
+            .admin_auth_failures
+            .with_label_values(&[outcome])
             .inc();
     }
 
@@ -214,7 +238,7 @@ mod tests {
             text.contains(&format!("{name}{{connection=\"loja\"}} 1700000000.5")),
             "{text}"
         );
-        assert!(!text.contains("idle"), "{text}");
+        assert!(!text.contains("connection=\"idle\""), "{text}");
 
         drop(loja);
         drop(idle);

@@ -56,6 +56,8 @@ pub(super) struct Inner {
     pub(super) clocks: Mutex<HashMap<String, EventClock>>,
     pub(super) broker_node: IntGaugeVec,
     pub(super) broker_connections: IntCounterVec,
+    pub(super) connections_closed: IntCounterVec,
+    pub(super) admin_auth_failures: IntCounterVec,
     /// Serialises scrapes: the publisher counters are caught up by difference.
     pub(super) scrape: Mutex<()>,
     /// The last hour per connection, for the status page.
@@ -187,6 +189,21 @@ impl Inner {
                 &r,
                 "relay_store_lost_records",
                 "Records that were in those damaged stretches, lost (each logged as an error)",
+            ),
+            connections_closed: counter_vec(
+                &r,
+                "relay_connections_closed_total",
+                "Webhook connections the relay closed: a request head not complete within \
+                 server.client_timeout (head_timeout), or the longest idle one when every slot \
+                 was taken (evicted_idle)",
+                &["reason"],
+            ),
+            admin_auth_failures: counter_vec(
+                &r,
+                "relay_admin_auth_failures_total",
+                "Wrong admin tokens (API bearer or status page login): refused after a check, or \
+                 throttled (answered 429 without one)",
+                &["outcome"],
             ),
             published: counter(
                 &r,

@@ -13,18 +13,19 @@ use serde::Deserialize;
 use crate::config::Secret;
 use crate::http::error::json_error;
 use crate::ops::status::routes::{self as status, StatusPage};
-use crate::ops::status::{sample_forever, Samples, Sources};
-use crate::ops::web::{bearer, blocking, parse, replayed};
+use crate::ops::status::{sample_forever, Sources};
+use crate::ops::web::{blocking, parse, replayed, AdminAuth};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 use crate::store::Store;
 
 struct AdminState {
     store: Store,
-    token: Secret,
+    auth: Arc<AdminAuth>,
 }
 
 /// The running admin listener: the server (the caller polls and stops it), its port, and the
-/// status page's sampler (to abort with it: it holds a store handle).
+/// status page's sampler with the log summary of wrong tokens (to abort with it: it holds a store
+/// handle).
 pub struct Started {
     pub server: Server,
     pub port: u16,
@@ -39,20 +40,32 @@ pub fn start(addr: SocketAddr, token: Secret, sources: Sources) -> std::io::Resu
     if !ip.is_loopback() {
         tracing::warn!(%ip, "admin API listens beyond loopback; keep it behind a firewall");
     }
+    let auth = Arc::new(AdminAuth::new(token, sources.metrics.clone()));
+    let guesses = auth.guesses().refusals();
     let state = web::Data::new(AdminState {
         store: sources.store.clone(),
-        token: token.clone(),
+        auth: Arc::clone(&auth),
     });
     let page = web::Data::new(StatusPage {
-        token,
+        auth,
         sources: Arc::new(sources),
         samples: Arc::default(),
         sessions: Default::default(),
     });
-    let sampler = tokio::spawn(sample_forever(
-        Arc::clone(&page.sources),
-        Arc::<Samples>::clone(&page.samples),
-    ));
+    // One task, aborted with the listener: the page's sampler and the guesses' log summary.
+    let sampler = {
+        let (sources, samples) = (Arc::clone(&page.sources), Arc::clone(&page.samples));
+        tokio::spawn(async move {
+            tokio::join!(
+                sample_forever(sources, samples),
+                crate::report::summarize(
+                    guesses,
+                    "admin token guesses refused",
+                    tokio_util::sync::CancellationToken::new(),
+                ),
+            );
+        })
+    };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -79,7 +92,7 @@ pub fn start(addr: SocketAddr, token: Secret, sources: Sources) -> std::io::Resu
 }
 
 fn authorized(req: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
-    bearer(req, &state.token)
+    state.auth.bearer(req)
 }
 
 async fn stats(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub mod admin;
 pub mod client;
 pub mod status;
+pub mod throttle;
 pub mod web;
 
 use crate::event::{EventId, Kind};

@@ -1,5 +1,5 @@
-//! What every handler of the admin listener shares: the token check, store work off the async
-//! workers, and the one mapping of [`OpsError`] to statuses.
+//! What every handler of the admin listener shares: the token check (throttled), store work off
+//! the async workers, and the one mapping of [`OpsError`] to statuses.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
@@ -7,8 +7,13 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 use crate::http::error::json_error;
+use crate::metrics::Metrics;
+use crate::ops::throttle::{Gate, Guesses};
 use crate::ops::OpsError;
 use crate::report::chain;
+
+/// Seconds a throttled guesser is asked to wait.
+pub const THROTTLED_RETRY_AFTER: &str = "1";
 
 /// `presented` is the admin token, compared in constant time; an empty token opens nothing.
 pub fn token_matches(token: &Secret, presented: &[u8]) -> bool {
@@ -16,28 +21,86 @@ pub fn token_matches(token: &Secret, presented: &[u8]) -> bool {
     !expected.is_empty() && bool::from(presented.ct_eq(expected))
 }
 
-/// `Authorization: Bearer <admin.token>`, compared in constant time; `Some`: the refusal.
-pub fn bearer(req: &HttpRequest, token: &Secret) -> Option<HttpResponse> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(presented) if token_matches(token, presented.as_bytes()) => None,
-        _ => {
-            tracing::warn!(
-                path = req.path(),
-                "admin request refused: missing or wrong admin token"
-            );
-            Some(json_error(
+/// The admin token and the throttle on guessing it, shared by the admin API and the status page.
+pub struct AdminAuth {
+    token: Secret,
+    guesses: Guesses,
+}
+
+/// What a presented admin token gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    Valid,
+    Wrong,
+    /// Not checked: too many wrong guesses (429).
+    Throttled,
+}
+
+impl AdminAuth {
+    pub fn new(token: Secret, metrics: Metrics) -> Self {
+        Self {
+            token,
+            guesses: Guesses::new(metrics),
+        }
+    }
+
+    pub fn guesses(&self) -> &Guesses {
+        &self.guesses
+    }
+
+    /// Checks `presented` from `req`'s source, unless guessing is throttled for it; `what`
+    /// names the door in the log (`admin API`, `status page login`).
+    pub fn check(
+        &self,
+        req: &HttpRequest,
+        presented: Option<&[u8]>,
+        what: &'static str,
+    ) -> Checked {
+        let peer = req.peer_addr().map(|a| a.ip());
+        if self.guesses.gate(peer) == Gate::Throttled {
+            return Checked::Throttled;
+        }
+        match presented {
+            Some(presented) if token_matches(&self.token, presented) => Checked::Valid,
+            _ => {
+                self.guesses.failed(peer, what);
+                Checked::Wrong
+            }
+        }
+    }
+
+    /// `Authorization: Bearer <admin.token>`, compared in constant time; `Some`: the refusal.
+    pub fn bearer(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match self.check(req, presented.map(str::as_bytes), "admin API") {
+            Checked::Valid => None,
+            Checked::Wrong => Some(json_error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "admin token required",
-            ))
+            )),
+            Checked::Throttled => Some(throttled()),
         }
     }
+}
+
+/// 429 with `Retry-After`: the answer to a guess that was not checked.
+pub fn throttled() -> HttpResponse {
+    let mut response = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "too many wrong admin tokens; retry later",
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(THROTTLED_RETRY_AFTER),
+    );
+    response
 }
 
 pub fn ops_error(err: &OpsError) -> HttpResponse {

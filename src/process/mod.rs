@@ -7,3 +7,4 @@ pub mod memory;
 pub mod reload;
 pub(crate) mod signals;
 pub mod telemetry;
+pub mod umask;

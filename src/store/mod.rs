@@ -23,6 +23,7 @@
 //! types, error    public types and the one error type
 //! ledger          how far keys and marks are in sled and on disk; depends on nothing
 //! threads         starting and joining the store's threads
+//! private         the data dir's modes: the relay's user's alone
 //! fuzz, tests/    the fuzz targets' checks of every decoder; the tests by concern, and a model
 //!                 test of the whole store (both built for tests only; fuzz also for `fuzz/`)
 //! ```
@@ -43,6 +44,8 @@
 //! <storage.path>/segments/migrating.tmp
 //!                                   an unfinished migration (renamed when whole)
 //! ```
+//!
+//! Folders are 0700 and files 0600, narrowed at each open whatever made them (`private`).
 //!
 //! ## Segment frame (`layout::frame`)
 //!
@@ -165,6 +168,7 @@ mod layout;
 mod ledger;
 mod migrate;
 mod open;
+mod private;
 mod recovery;
 mod replay;
 mod retention;

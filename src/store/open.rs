@@ -18,7 +18,7 @@ use super::ledger::Ledger;
 use super::threads::spawn;
 use super::types::Limits;
 use super::writer::{Setup, Writer};
-use super::{migrate, recovery, retention, segment};
+use super::{migrate, private, recovery, retention, segment};
 use super::{Inner, Store};
 use crate::config::StorageSettings;
 
@@ -66,7 +66,7 @@ impl Store {
         let path = settings.path.as_path();
         let segments_dir: PathBuf = segment::dir(path);
         // sled would create it too, but its error would not name the directory.
-        std::fs::create_dir_all(path)
+        private::make_private(path)
             .map_err(|e| StoreError::io_at("cannot create storage directory", path, &e))?;
         // sled's lock on the directory also guards the segments: it is taken first.
         let db = sled::Config::new()
@@ -79,6 +79,10 @@ impl Store {
             .map_err(|e| StoreError::opening(path, e))?;
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| StoreError::io_at("cannot create segment directory", &segments_dir, &e))?;
+        // Again, now that sled has made its files (under whatever umask this process has).
+        private::restrict(path).map_err(|e| {
+            StoreError::io_at("cannot make the storage directory private", path, &e)
+        })?;
         let window_ms = millis(settings.dedup_window);
         let dedup = Arc::new(Slices::open(
             &db,

@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,10 +77,12 @@ pub(super) fn create(
     first_seq: u64,
 ) -> Result<(Active, index::Segment), StoreError> {
     let path = dir.join(file_name(first_seq));
+    // Whole bodies: the relay's user's alone, whatever the umask (store::private).
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
+        .mode(0o600)
         .open(&path)?;
     // I12: the entry is durable before any record goes into the file.
     sync_dir(dir)?;

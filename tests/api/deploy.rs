@@ -232,6 +232,13 @@ fn compose_runs_the_relay_and_rabbitmq_with_a_persistent_data_volume() {
         "{ports:?} publish {port}"
     );
     assert!(dockerfile.contains(&format!("/dev/tcp/127.0.0.1/{port}")));
+    // Metrics on their own port, published on the host's loopback only.
+    let metrics_port = port_of(toml_str(&config, "metrics", "bind"));
+    assert_ne!(metrics_port, port, "metrics on the webhook listener");
+    assert!(
+        ports.contains(&format!("127.0.0.1:{metrics_port}:{metrics_port}").as_str()),
+        "{ports:?}: metrics published beyond the host's loopback, or not at all"
+    );
 
     let connections = config["connections"].as_array().expect("connections");
     assert_eq!(connections.len(), 1);
@@ -403,6 +410,25 @@ fn kubernetes_statefulset_probes_volume_and_env_match_the_relay_config() {
         assert_eq!(service["spec"]["selector"], *labels);
         let target = &service["spec"]["ports"][0]["targetPort"];
         assert_eq!(container_port(target), u64::from(bind_port));
+    }
+
+    // Metrics on their own port, scraped on the pod (annotations) and reached by no Service.
+    let metrics_port = port_of(toml_str(&config, "metrics", "bind"));
+    assert_ne!(metrics_port, bind_port, "metrics on the webhook listener");
+    assert_eq!(
+        container_port(&Value::String("metrics".into())),
+        u64::from(metrics_port)
+    );
+    let annotations = &sts["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        str_at(annotations, "/prometheus.io~1port"),
+        metrics_port.to_string()
+    );
+    assert_eq!(str_at(annotations, "/prometheus.io~1path"), "/metrics");
+    for service in [headless, get("Service", "whaticket-relay")] {
+        for port in service["spec"]["ports"].as_array().expect("ports") {
+            assert_ne!(container_port(&port["targetPort"]), u64::from(metrics_port));
+        }
     }
 
     // Non-root, and the kubelet waits for the relay's drain before SIGKILL.

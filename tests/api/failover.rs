@@ -12,19 +12,25 @@ use whaticket_relay::event::Kind;
 use crate::helpers::*;
 use crate::load::{drain_until, load_event};
 
-/// The node `/readyz` names, once it names one other than `not`.
+/// The node the metrics show connected (`relay_broker_node_connected{node} 1`), once it is one
+/// other than `not`.
 pub async fn broker_in_use(app: &TestApp, not: Option<&str>) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let body: serde_json::Value = app.get("/readyz").await.json().await.expect("JSON");
-        if let Some(node) = body["broker"].as_str() {
-            if Some(node) != not {
-                return node.to_owned();
+        let text = app.metrics_text().await;
+        let connected = text.lines().find_map(|line| {
+            let rest = line.strip_prefix("relay_broker_node_connected{node=\"")?;
+            let (node, value) = rest.split_once("\"} ")?;
+            (value.trim() == "1").then(|| node.to_owned())
+        });
+        if let Some(node) = connected {
+            if Some(node.as_str()) != not {
+                return node;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "/readyz never named a broker node other than {not:?}: {body}"
+            "the metrics never showed a broker node other than {not:?} connected: {text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -32,12 +38,7 @@ pub async fn broker_in_use(app: &TestApp, not: Option<&str>) -> String {
 
 /// The value of one sample line of `/metrics`, e.g. `relay_broker_node_connected{node="…"}`.
 pub async fn metric(app: &TestApp, sample: &str) -> Option<f64> {
-    let text = app
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics text");
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
 }

@@ -44,18 +44,6 @@ fn check_config(config: &Path) -> String {
     String::from_utf8(out.stderr).expect("utf-8")
 }
 
-async fn post(url: &str, body: Vec<u8>) -> u16 {
-    reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
 /// The printed URLs of one start: loja's and velha's, on this relay's port, each token once in
 /// everything the process wrote (trace-level logs included).
 fn urls_of(relay: &RelayProcess) -> Vec<(String, String, String)> {
@@ -107,7 +95,11 @@ async fn a_first_run_prints_a_working_url_and_keeps_its_token_private_across_res
     let mut relay = child.spawn().await;
     let first = urls_of(&relay);
     for (connection, token, url) in &first {
-        assert_eq!(post(url, fixture("status-open.json")).await, 202, "{url}");
+        assert_eq!(
+            post_status(url, fixture("status-open.json")).await,
+            202,
+            "{url}"
+        );
         let file = data.join("webhook-tokens").join(connection);
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
@@ -117,7 +109,10 @@ async fn a_first_run_prints_a_working_url_and_keeps_its_token_private_across_res
     }
     assert_eq!(mode(&data.join("webhook-tokens")), 0o700);
     let placeholder = relay.url("/hooks/velha/change-me");
-    assert_eq!(post(&placeholder, fixture("message-start.json")).await, 401);
+    assert_eq!(
+        post_status(&placeholder, fixture("message-start.json")).await,
+        401
+    );
     let bearer = reqwest::Client::new()
         .post(relay.url("/hooks/velha"))
         .header("content-type", "application/json")
@@ -153,7 +148,11 @@ async fn a_first_run_prints_a_working_url_and_keeps_its_token_private_across_res
             (again, kept),
             "token changed on restart"
         );
-        assert_eq!(post(url, fixture("message-start.json")).await, 202, "{url}");
+        assert_eq!(
+            post_status(url, fixture("message-start.json")).await,
+            202,
+            "{url}"
+        );
     }
     drop(relay);
     delete_topology(&channel, &child.exchange).await;
@@ -176,6 +175,7 @@ async fn the_shipped_default_config_prints_a_url_with_a_hint_for_every_interface
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RELAY__STORAGE__PATH", dir.path().join("data"))
+        .env("RELAY__METRICS__BIND", "127.0.0.1:0")
         .env("RELAY__SERVER__BIND", format!("0.0.0.0:{port}"))
         .env("RELAY__AMQP__EXCHANGE", &names)
         .env("RELAY__AMQP__QUEUE_PREFIX", &names)
@@ -196,9 +196,13 @@ async fn the_shipped_default_config_prints_a_url_with_a_hint_for_every_interface
         )),
         "{log}"
     );
-    assert_eq!(post(url, fixture("message-start.json")).await, 202, "{url}");
     assert_eq!(
-        post(
+        post_status(url, fixture("message-start.json")).await,
+        202,
+        "{url}"
+    );
+    assert_eq!(
+        post_status(
             &relay.url("/hooks/default/change-me"),
             fixture("status-open.json")
         )

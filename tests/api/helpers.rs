@@ -49,6 +49,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The status of a JSON POST of `body` to `url`, on a connection of its own.
+pub async fn post_status(url: &str, body: impl Into<reqwest::Body>) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// Connects to the local broker, failing the test with instructions when it is not running.
 pub async fn broker_connection() -> Connection {
     match tokio::time::timeout(
@@ -80,6 +93,8 @@ pub struct TestApp {
     pub store: Store,
     /// The admin API's port, when the test set `admin.token`.
     pub admin_port: Option<u16>,
+    /// `http://127.0.0.1:<port>` of the metrics listener (`metrics.bind`).
+    pub metrics_address: String,
     /// What SIGHUP does, callable directly.
     pub reload: whaticket_relay::process::reload::ReloadHandle,
     pub channel: Channel,
@@ -96,6 +111,7 @@ pub fn test_settings(data_dir: &TempDir) -> Settings {
     s.server.bind = ([127, 0, 0, 1], 0).into();
     s.server.workers = 2;
     s.server.shutdown_timeout = Duration::from_secs(5);
+    s.metrics.bind = Some(([127, 0, 0, 1], 0).into());
     s.storage.path = data_dir.path().join("data");
     s.storage.cache_capacity_bytes = 8 * 1024 * 1024;
     s.amqp.url = AmqpUrl::new(BROKER_URL);
@@ -154,6 +170,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let port = app.port();
     let store = app.store().clone();
     let admin_port = app.admin_port();
+    let metrics_port = app.metrics_port().expect("tests listen for metrics");
     let handle = app.handle();
     let reload = app.reload_handle();
     let join = tokio::spawn(app.run_until_stopped());
@@ -164,6 +181,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         http: reqwest::Client::new(),
         store,
         admin_port,
+        metrics_address: format!("http://127.0.0.1:{metrics_port}"),
         reload,
         channel,
         _broker: broker,
@@ -209,9 +227,34 @@ impl TestApp {
         self.counter("relay_broker_reconnects_total").await
     }
 
+    /// `GET /metrics` of the metrics listener: its text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("metrics request failed")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The counter `name` whose one label has `value`, as `/metrics` shows it now.
+    pub async fn counter_with(&self, name: &str, value: &str) -> u64 {
+        let text = self.metrics_text().await;
+        let tail = format!("=\"{value}\"}} ");
+        text.lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+                let at = rest.find(&tail)?;
+                rest[at + tail.len()..].trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("{name}{{…=\"{value}\"}} in /metrics"))
+    }
+
     /// A counter without labels, as `/metrics` shows it now.
     pub async fn counter(&self, name: &str) -> u64 {
-        let text = self.get("/metrics").await.text().await.expect("metrics");
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} in /metrics"))
@@ -390,7 +433,12 @@ impl Drop for TestApp {
 /// that stopped its relay for good (`TestApp::stop` leaves them, for a restart). Runs on a thread
 /// of its own with its own runtime, so that `Drop`, which cannot await, can call it too.
 pub fn remove_topology(settings: &Settings) {
-    let amqp = settings.amqp.clone();
+    remove_names(&settings.amqp.queue_prefix, &settings.amqp.exchange);
+}
+
+/// [`remove_topology`] by the names: the queues of `queue_prefix` and `exchange`.
+pub fn remove_names(queue_prefix: &str, exchange: &str) {
+    let (queue_prefix, exchange) = (queue_prefix.to_owned(), exchange.to_owned());
     let _ = std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -408,7 +456,7 @@ pub fn remove_topology(settings: &Settings) {
                 return;
             };
             if let Ok(channel) = conn.create_channel().await {
-                delete_queues_and_exchanges(&channel, &amqp.queue_prefix, &amqp.exchange).await;
+                delete_queues_and_exchanges(&channel, &queue_prefix, &exchange).await;
             }
             let _ = conn.close(200, "test done".into()).await;
         });

@@ -257,6 +257,17 @@ pub struct ChildConfig {
     pub data_path: Option<PathBuf>,
     /// The `[[connections]]` tables; by default [`CONNECTION`] with [`TOKEN`] and [`HMAC_SECRET`].
     pub connections: String,
+    /// More `RELAY__…` variables for the child.
+    pub env: Vec<(&'static str, String)>,
+    /// The umask the child starts with (the test process's own when unset).
+    pub umask: Option<libc::mode_t>,
+}
+
+impl Drop for ChildConfig {
+    /// The child's queues and exchanges go, also when the test failed before its own cleanup.
+    fn drop(&mut self) {
+        remove_names(&self.exchange, &self.exchange);
+    }
 }
 
 impl ChildConfig {
@@ -266,6 +277,8 @@ impl ChildConfig {
             exchange: unique("child"),
             extra: String::new(),
             data_path: None,
+            env: Vec::new(),
+            umask: None,
             connections: format!(
                 "[[connections]]\nname = \"{CONNECTION}\"\ntokens = [\"{TOKEN}\"]\nhmac_secrets = [\"{HMAC_SECRET}\"]\n"
             ),
@@ -332,7 +345,20 @@ reconnect_max = "500ms"
         command
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "whaticket_relay=trace,info");
+            .env("RUST_LOG", "whaticket_relay=trace,info")
+            // Relays run side by side: each its own free port, not the default 9464.
+            .env("RELAY__METRICS__BIND", "127.0.0.1:0")
+            .envs(self.env.iter().map(|(k, v)| (*k, v)));
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask only, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         RelayProcess::start(
             command,
             port,
@@ -343,6 +369,10 @@ reconnect_max = "500ms"
 }
 
 impl RelayProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

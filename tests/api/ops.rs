@@ -34,7 +34,12 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 pub(crate) async fn metrics(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .expect("metrics request");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()

@@ -184,7 +184,7 @@ async fn damaged_record_is_counted_and_the_records_around_it_delivered() {
     let stats = app.store.stats();
     assert_eq!(stats.damaged.lost_records, 1, "{stats:?}");
     assert!(stats.damaged.bytes > body.len() as u64, "{stats:?}");
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.metrics_text().await;
     assert_eq!(
         crate::ops::sample(&text, "relay_store_lost_records"),
         Some(1.0),

@@ -223,12 +223,7 @@ async fn each_fork_gets_its_kind_dedup_and_queue_with_its_format() {
     }
 
     // The operator sees which forks post to the connection.
-    let metrics = app
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = app.metrics_text().await;
     for format in [
         "whaticket-saas",
         "izing",

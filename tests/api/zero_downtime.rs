@@ -60,6 +60,11 @@ bind = "{bind}"
 workers = 2
 shutdown_timeout = "5s"
 
+[metrics]
+# Relays run side by side: each a free port, not the default 9464. (In the file: the environment
+# set between fork and exec, LISTEN_PID, must not be replaced by a Command's own.)
+bind = "127.0.0.1:0"
+
 [storage]
 path = "{data}"
 cache_capacity_bytes = 8388608

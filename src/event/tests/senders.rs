@@ -369,6 +369,7 @@ fn with(rules: &CustomRules, body: &str) -> EventMeta {
         &RedactKeys::default(),
         rules,
         7,
+        None,
     ) {
         Ok(event) => event.meta,
         Err(e) => panic!("{e}"),

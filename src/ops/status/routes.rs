@@ -12,9 +12,8 @@ use serde::Deserialize;
 
 use super::session::{self, Sessions};
 use super::{Samples, Sources};
-use crate::config::Secret;
 use crate::http::error::json_error;
-use crate::ops::web::{bearer, blocking, parse, replayed, token_matches};
+use crate::ops::web::{blocking, parse, replayed, AdminAuth, Checked, THROTTLED_RETRY_AFTER};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -25,7 +24,7 @@ const ICON_SVG: &str = include_str!("assets/icon.svg");
 
 /// Most dead letters the page lists.
 const DEAD_SHOWN: usize = 200;
-/// A wrong token costs the guesser this long.
+/// A wrong token costs the guesser this long (one guesser; the throttle bounds them all).
 const REFUSAL_DELAY: Duration = Duration::from_millis(400);
 
 /// Only our own scripts and styles, no framing, forms and fetches to this origin only.
@@ -34,7 +33,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// What the status routes share.
 pub struct StatusPage {
-    pub token: Secret,
+    pub auth: Arc<AdminAuth>,
     pub sources: Arc<Sources>,
     pub samples: Arc<Samples>,
     pub sessions: Sessions,
@@ -146,10 +145,27 @@ async fn login(
             "This form must be sent from this page.",
         );
     }
-    if !token_matches(&page.token, form.token.trim().as_bytes()) {
-        tracing::warn!("status page login refused: wrong admin token");
-        tokio::time::sleep(REFUSAL_DELAY).await;
-        return see_other("/status?refused").finish();
+    match page.auth.check(
+        &req,
+        Some(form.token.trim().as_bytes()),
+        "status page login",
+    ) {
+        Checked::Valid => {}
+        Checked::Wrong => {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+            return see_other("/status?refused").finish();
+        }
+        Checked::Throttled => {
+            let mut page = login_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong tokens: wait a few seconds and try again.",
+            );
+            page.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(THROTTLED_RETRY_AFTER),
+            );
+            return page;
+        }
     }
     match page.sessions.create() {
         Ok(login) => {
@@ -208,7 +224,7 @@ async fn state(req: HttpRequest, page: web::Data<StatusPage>) -> HttpResponse {
 
 /// `GET /admin/status`: the page's JSON for scripts holding the admin token.
 async fn bearer_state(req: HttpRequest, page: web::Data<StatusPage>) -> HttpResponse {
-    if let Some(refused) = bearer(&req, &page.token) {
+    if let Some(refused) = page.auth.bearer(&req) {
         return refused;
     }
     state_json(&page).await
