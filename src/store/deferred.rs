@@ -1,215 +1,234 @@
-//! What the writer changed but sled does not have yet: dedup keys and delivery marks, handed to
-//! the flusher thread as one batch per flush cycle, which writes them into sled off the hot path.
+//! What the writer changed but sled does not have yet: dedup keys and delivery marks. The writer
+//! adds to it; the flusher takes it as one batch before each flush and writes it into sled off
+//! the hot path. Work goes one way: nothing here waits on the writer (I14).
 //!
 //! Each sled batch wakes sled's I/O threads; written per group that cost about one context
 //! switch and 12–13 µs of CPU per event at saturation, and written by the writer once a second
 //! it stalled appends for milliseconds (the 1.5 KB steady p99 went from 3.6 to 8.6 ms). The
 //! crash rule already allows both to be missing after a crash (keys are rebuilt from the
-//! segments after the checkpoint, a lost mark is a resend), so nothing needs them in sled before
-//! the flush that makes them durable. Until the flusher has written a batch, the writer answers
-//! dedup checks from it.
+//! segments after the checkpoint, I6; a lost mark is a resend, I9), so nothing needs them in
+//! sled before the flush that makes them durable. Until the flusher has written a batch, the
+//! writer answers dedup checks from it (I10).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::dedup;
-use super::marks::State;
-use super::table::Changed;
-use super::writer::{lock, Reply, Writer};
+use super::dedup::{Keys, NewKey};
+use super::index::{self, Changed, Table};
+use super::layout::marks::Mark;
+use super::types::Reply;
 use crate::event::EventId;
 
-/// Keys held before a batch is handed over between two flush cycles: bounds the memory
-/// (about 40 B a key) under a flood.
+/// Keys held before the writer asks for an early flush between two timed ones: bounds the
+/// memory (about 40 B a key) under a flood.
 const MAX_KEYS: usize = 1 << 16;
-
-/// Event id → (slice end, expiry).
-pub(super) type Keys = HashMap<EventId, (u64, u64)>;
-
-/// One seq's new state and its time, to be written as a mark.
-pub(super) type Mark = (u64, State, u64);
 
 /// What the flusher writes into sled before its next flush.
 pub(super) struct Batch {
     pub(super) number: u64,
     pub(super) keys: Arc<Keys>,
     /// Marks by segment, with the segment's marks tree (retention keeps a segment until the
-    /// settlement count of its last batch is flushed, so the tree outlives the write).
+    /// last marks batch that changed it is flushed, so the tree outlives the write).
     pub(super) marks: Vec<(sled::Tree, Vec<Mark>)>,
     /// Highest seq whose key is in this batch or an earlier one: the checkpoint may move to it.
     pub(super) committed: Option<u64>,
-    /// The settlement count this batch completes.
-    pub(super) settled: Option<u64>,
+    /// This batch's number among those with marks, if it has any.
+    pub(super) marks_batch: Option<u64>,
 }
 
-/// A request to the flusher: a batch to write first (if any), then a flush; answered after it.
+/// A request to the flusher: flush now (taking what waits in [`Deferred`] first), and answer
+/// `reply` after. The channel is unbounded, so the writer never waits to send one (I14).
 pub(super) struct FlushRequest {
-    pub(super) batch: Option<Batch>,
     pub(super) reply: Option<Reply<()>>,
 }
 
+/// Shared by the writer and the flusher; each holds the lock only to move a few things in or out.
 #[derive(Default)]
 pub(super) struct Deferred {
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
     keys: Keys,
     marks: Vec<Changed>,
     committed: Option<u64>,
-    /// Whether settlements wait here: the batch completes the next settlement count.
-    settled: bool,
-    /// Batches handed over that the flusher may not have written yet, oldest first.
+    /// Whether marks wait here: the next batch is the next marks batch.
+    has_marks: bool,
+    /// Batches taken that the flusher has not written yet, oldest first.
     handed: VecDeque<(u64, Arc<Keys>)>,
     last_number: u64,
-    /// Settlement counts handed out (only the writer moves it; 0 at open, as the flusher's).
-    settle_count: u64,
+    /// Marks batches numbered so far (0 at open, as the ledger's).
+    marks_batches: u64,
+    /// An early flush was asked for and has not taken the keys yet.
+    asked: bool,
 }
 
 impl Deferred {
-    /// The expiry of a key of `id` that sled may not have yet.
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // Every change is a few field writes in one go: a panic leaves nothing torn.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The expiry of a key of `id` that sled may not have yet (I10).
     pub(super) fn expiry_of(&self, id: &EventId) -> Option<u64> {
-        if let Some(&(_, expiry)) = self.keys.get(id) {
-            return Some(expiry);
+        let waiting = self.lock();
+        if let Some(expiry) = waiting.keys.get(id) {
+            return Some(expiry.at_ms);
         }
-        self.handed
+        waiting
+            .handed
             .iter()
             .rev()
-            .find_map(|(_, keys)| keys.get(id).map(|&(_, expiry)| expiry))
+            .find_map(|(_, keys)| keys.get(id).map(|expiry| expiry.at_ms))
     }
 
-    pub(super) fn is_full(&self) -> bool {
-        self.keys.len() >= MAX_KEYS
+    /// Keeps the keys of a committed group whose last seq is `high`. Returns them with the flag
+    /// that says whether each adds to its slice's count: an expired key of the same id waiting
+    /// here is replaced, and in the same slice it is not counted twice; in an older one it stays
+    /// counted until that slice goes, as it would had it reached sled (it is expired, so it need
+    /// not).
+    pub(super) fn add_keys(&self, keys: &[NewKey], high: u64) -> Vec<NewKey> {
+        let mut waiting = self.lock();
+        let mut counted = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let mut key = key;
+            if let Some(old) = waiting.keys.insert(key.id, key.expiry) {
+                key.adds &= old.slice_end != key.expiry.slice_end;
+            }
+            counted.push(key);
+        }
+        waiting.committed = Some(high);
+        counted
     }
 
-    /// Forgets the batches the flusher has written (sled answers for them from now on).
-    fn prune(&mut self, written: u64) {
-        while self.handed.front().is_some_and(|(n, _)| *n <= written) {
-            self.handed.pop_front();
+    /// Keeps state changes to write as marks. Their segments note the number of the marks batch
+    /// that will carry them, under this lock so that no batch is taken in between, and retention
+    /// keeps them until a flush made that batch durable (I7).
+    pub(super) fn add_marks(&self, table: &Mutex<Table>, changed: Vec<Changed>) {
+        if changed.is_empty() {
+            return;
+        }
+        let mut waiting = self.lock();
+        let number = waiting.marks_batches + 1;
+        {
+            let mut table = index::lock(table);
+            for c in &changed {
+                if let Some(segment) = table.segments.get_mut(&c.segment) {
+                    segment.marks_batch = number;
+                }
+            }
+        }
+        waiting.marks.extend(changed);
+        waiting.has_marks = true;
+    }
+
+    /// Whether the keys reached [`MAX_KEYS`] and no early flush was asked for since; the
+    /// caller asks for one when this says so.
+    pub(super) fn ask_early(&self) -> bool {
+        let mut waiting = self.lock();
+        let ask = waiting.keys.len() >= MAX_KEYS && !waiting.asked;
+        waiting.asked |= ask;
+        ask
+    }
+
+    /// Takes what waits as the next batch (the flusher, before each flush); `None` if nothing
+    /// does. Its keys are still answered for until [`Deferred::written`].
+    pub(super) fn take(&self, table: &Mutex<Table>) -> Option<Batch> {
+        let (number, keys, changed, committed, marks_batch) = {
+            let mut waiting = self.lock();
+            waiting.asked = false;
+            if waiting.keys.is_empty() && waiting.marks.is_empty() {
+                return None;
+            }
+            waiting.last_number += 1;
+            let number = waiting.last_number;
+            let keys = Arc::new(std::mem::take(&mut waiting.keys));
+            waiting.handed.push_back((number, Arc::clone(&keys)));
+            let marks_batch = std::mem::take(&mut waiting.has_marks).then(|| {
+                waiting.marks_batches += 1;
+                waiting.marks_batches
+            });
+            let changed = std::mem::take(&mut waiting.marks);
+            (number, keys, changed, waiting.committed, marks_batch)
+        };
+        Some(Batch {
+            number,
+            keys,
+            marks: marks_by_segment(table, changed),
+            committed,
+            marks_batch,
+        })
+    }
+
+    /// The flusher wrote batches up to `number` into sled: sled answers for their keys now.
+    pub(super) fn written(&self, number: u64) {
+        let mut waiting = self.lock();
+        while waiting.handed.front().is_some_and(|(n, _)| *n <= number) {
+            waiting.handed.pop_front();
         }
     }
 }
 
-impl Writer {
-    /// Keeps the keys of a committed group (whose last seq is `high`), counting the new ones in
-    /// their slices now so that `stats` is exact before they reach sled.
-    pub(super) fn defer_keys(&mut self, keys: &[dedup::Key], high: u64) {
-        let mut counted = Vec::with_capacity(keys.len());
-        for &(end, id, expiry, mut new) in keys {
-            // An expired key of the same id waiting here is replaced: in the same slice it is
-            // not counted twice; in an older one it stays counted until that slice goes, as it
-            // would had it reached sled (it is expired, so it need not).
-            if let Some((old_end, _)) = self.deferred.keys.insert(id, (end, expiry)) {
-                new &= old_end != end;
-            }
-            counted.push((end, id, expiry, new));
-        }
-        dedup::remember(&self.dedup, &counted);
-        self.deferred.committed = Some(high);
+/// Groups changes by segment with the segment's marks tree; of several changes of one seq the
+/// last wins. Segments already gone (retention) are skipped.
+fn marks_by_segment(table: &Mutex<Table>, changed: Vec<Changed>) -> Vec<(sled::Tree, Vec<Mark>)> {
+    let mut by_segment: BTreeMap<u64, Vec<Mark>> = BTreeMap::new();
+    for c in changed {
+        by_segment.entry(c.segment).or_default().push(Mark {
+            seq: c.entry.seq,
+            state: c.entry.state,
+            at_ms: c.entry.at_ms,
+        });
     }
-
-    /// Keeps state changes to write as marks. Their segments record the settlement count the
-    /// next batch completes, so retention keeps them until a flush made the marks durable.
-    pub(super) fn defer_marks(&mut self, changed: Vec<Changed>) {
-        if changed.is_empty() {
-            return;
-        }
-        let settled = self.deferred.settle_count + 1;
-        {
-            let mut table = lock(&self.table);
-            for c in &changed {
-                if let Some(segment) = table.segments.get_mut(&c.segment) {
-                    segment.settled = settled;
+    let table = index::lock(table);
+    by_segment
+        .into_iter()
+        .filter_map(|(segment, mut changes)| {
+            let tree = table.segments.get(&segment)?.marks.clone();
+            // Stable, so changes of one seq stay in the order they happened.
+            changes.sort_by_key(|mark| mark.seq);
+            let mut last: Vec<Mark> = Vec::with_capacity(changes.len());
+            for change in changes {
+                match last.last_mut() {
+                    Some(previous) if previous.seq == change.seq => *previous = change,
+                    _ => last.push(change),
                 }
             }
-        }
-        self.deferred.marks.extend(changed);
-        self.deferred.settled = true;
-    }
-
-    /// Hands what waits to the flusher, with `reply` answered after the flush that follows.
-    /// Called for each timed flush, each barrier, and when the keys reach [`MAX_KEYS`].
-    pub(super) fn hand_over(&mut self, reply: Option<Reply<()>>) {
-        let written = self.progress.written_batch.load(Ordering::Acquire);
-        self.deferred.prune(written);
-        let deferred = &mut self.deferred;
-        let batch = if deferred.keys.is_empty() && deferred.marks.is_empty() {
-            None
-        } else {
-            deferred.last_number += 1;
-            let keys = Arc::new(std::mem::take(&mut deferred.keys));
-            deferred
-                .handed
-                .push_back((deferred.last_number, Arc::clone(&keys)));
-            let settled = std::mem::take(&mut deferred.settled).then(|| {
-                deferred.settle_count += 1;
-                deferred.settle_count
-            });
-            let changed = std::mem::take(&mut deferred.marks);
-            let (number, committed) = (deferred.last_number, deferred.committed);
-            Some(Batch {
-                number,
-                keys,
-                marks: self.marks_by_segment(changed),
-                committed,
-                settled,
-            })
-        };
-        if let Err(std::sync::mpsc::SendError(request)) =
-            self.flush_requests.send(FlushRequest { batch, reply })
-        {
-            if let Some(reply) = request.reply {
-                let _ = reply.send(Err(super::StoreError::Closed));
-            }
-        }
-    }
-
-    /// Groups changes by segment with the segment's marks tree; of several changes of one seq
-    /// the last wins. Segments already gone (retention) are skipped.
-    fn marks_by_segment(&self, changed: Vec<Changed>) -> Vec<(sled::Tree, Vec<Mark>)> {
-        let mut by_segment: BTreeMap<u64, Vec<Mark>> = BTreeMap::new();
-        for c in changed {
-            by_segment.entry(c.segment).or_default().push((
-                c.entry.seq,
-                c.entry.state,
-                c.entry.at_ms,
-            ));
-        }
-        let table = lock(&self.table);
-        by_segment
-            .into_iter()
-            .filter_map(|(segment, mut changes)| {
-                let tree = table.segments.get(&segment)?.marks.clone();
-                // Stable, so changes of one seq stay in the order they happened.
-                changes.sort_by_key(|c| c.0);
-                let mut last: Vec<Mark> = Vec::with_capacity(changes.len());
-                for change in changes {
-                    match last.last_mut() {
-                        Some(previous) if previous.0 == change.0 => *previous = change,
-                        _ => last.push(change),
-                    }
-                }
-                Some((tree, last))
-            })
-            .collect()
-    }
+            Some((tree, last))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dedup::Expiry;
 
     #[test]
     fn a_handed_key_is_found_until_the_flusher_has_written_its_batch() {
         let id = EventId([7; 16]);
-        let mut deferred = Deferred::default();
-        deferred.keys.insert(id, (10, 99));
+        let table = Mutex::new(Table::default());
+        let deferred = Deferred::default();
+        let key = NewKey {
+            id,
+            expiry: Expiry {
+                slice_end: 100,
+                at_ms: 99,
+            },
+            adds: true,
+        };
+        deferred.add_keys(&[key], 1);
         assert_eq!(deferred.expiry_of(&id), Some(99));
-        // What `hand_over` does with the keys.
-        let keys = Arc::new(std::mem::take(&mut deferred.keys));
-        deferred.handed.push_back((1, keys));
-        deferred.handed.push_back((2, Arc::default()));
+        // What the flusher does before a flush.
+        let batch = deferred.take(&table).expect("a batch");
+        assert_eq!(batch.number, 1);
+        assert!(deferred.take(&table).is_none(), "nothing waits");
+        deferred.add_keys(&[], 2);
         assert_eq!(deferred.expiry_of(&id), Some(99), "handed, not yet written");
-        deferred.prune(0);
+        deferred.written(0);
         assert_eq!(deferred.expiry_of(&id), Some(99));
-        deferred.prune(1);
+        deferred.written(1);
         assert_eq!(deferred.expiry_of(&id), None, "sled answers for it now");
-        assert_eq!(deferred.handed.len(), 1);
     }
 }

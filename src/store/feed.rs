@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::{Pending, Room};
+use super::types::{Pending, Room};
 
 /// What the publisher gets next.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub enum Next {
     /// New events, in seq order.
     Events(Vec<Pending>),
     /// Pending events up to this seq (after what it loaded) are on disk only: read them with
-    /// [`super::Store::read_pending`] before taking from the feed again.
+    /// `Store::read_pending` before taking from the feed again.
     FromDisk { until: u64 },
     /// Nothing new.
     Idle,

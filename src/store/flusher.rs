@@ -2,72 +2,36 @@
 //!
 //! Appends are durable through their segment's fdatasync; what sled holds for them (dedup keys,
 //! delivery marks, dead letters) is flushed here, off the hot path. The dedup keys and marks
-//! reach sled here too: the writer hands them over as one batch per flush (`deferred`), which
-//! //! this thread writes just before flushing. Before each flush the checkpoint
-//! (`meta["checkpoint"]`: the highest seq whose dedup keys are in sled) is written, so once the flush returns every key up to it is on disk; opening the store
-//! writes the keys of the records after it again. sled 0.34.7's `flush_async` deadlocks with
-//! several awaiters, hence one thread calling the blocking `flush`.
+//! reach sled here too: before each flush this thread takes what the writer deferred as one
+//! batch (`deferred`) and writes it. Before each flush the checkpoint (`meta["checkpoint"]`:
+//! the highest seq whose dedup keys are in sled) is written, so once the flush returns every
+//! key up to it is on disk; opening the store writes the keys of the records after it again
+//! (I6). sled 0.34.7's `flush_async` deadlocks with several awaiters, hence one thread calling
+//! the blocking `flush` (I14). Work goes one way: requests come from the writer, slices due a
+//! merge go to the merger, and nothing goes back to the writer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
-use super::deferred::{Batch, FlushRequest};
-use super::generations::Generations;
-use super::marks::{mark_key, mark_value, runs};
-use super::writer::{duplicate_error, Command};
-use super::{dedup, StoreError};
-
-pub(super) const CHECKPOINT_KEY: &[u8] = b"checkpoint";
-
-pub(super) fn decode_checkpoint(value: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(value.try_into().ok()?))
-}
-
-/// What is in sled and what of it a flush has made durable; retention
-/// deletes a segment only once both its keys and its last settlement are.
-#[derive(Debug, Default)]
-pub(super) struct Progress {
-    /// Highest seq whose dedup keys are in sled (set by the flusher after writing a batch, and
-    /// at open after the keys past the checkpoint were restored).
-    pub(super) applied_seq: AtomicU64,
-    pub(super) flushed_seq: AtomicU64,
-    /// Settlement counts whose marks are in sled (the writer numbers them per batch; a segment
-    /// records the number of the last batch with marks for it).
-    pub(super) settled: AtomicU64,
-    pub(super) flushed_settled: AtomicU64,
-    /// Number of the last batch of keys and marks the flusher wrote into sled.
-    pub(super) written_batch: AtomicU64,
-    /// Set when writing a batch into sled failed: the writer takes no more appends.
-    pub(super) failed: AtomicBool,
-}
-
-impl Progress {
-    pub(super) fn new(seq: u64, flushed_seq: u64) -> Progress {
-        let progress = Progress::default();
-        progress.applied_seq.store(seq, Ordering::Relaxed);
-        progress.flushed_seq.store(flushed_seq, Ordering::Relaxed);
-        progress
-    }
-
-    /// Whether everything up to `seq` and settlement `settled` is flushed.
-    pub(super) fn is_flushed(&self, seq: u64, settled: u64) -> bool {
-        seq <= self.flushed_seq.load(Ordering::Acquire)
-            && settled <= self.flushed_settled.load(Ordering::Acquire)
-    }
-}
+use super::dedup::{self, Slices};
+use super::deferred::{Batch, Deferred, FlushRequest};
+use super::error::StoreError;
+use super::index::Table;
+use super::layout::marks::{mark_key, mark_value, runs};
+use super::layout::CHECKPOINT_KEY;
+use super::ledger::Ledger;
 
 pub(super) struct Flusher {
     pub(super) db: sled::Db,
-    pub(super) dedup: Arc<Generations>,
+    pub(super) dedup: Arc<Slices>,
     pub(super) meta: sled::Tree,
-    pub(super) progress: Arc<Progress>,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) deferred: Arc<Deferred>,
+    /// For the marks trees of a batch's segments.
+    pub(super) table: Arc<Mutex<Table>>,
     pub(super) interval: Duration,
-    /// Weak, so the writer still stops once every store handle is gone.
-    pub(super) writer: mpsc::WeakSender<Command>,
     /// Slices whose runs were added to, for the merger thread ([`dedup::merge_runs`]).
     pub(super) merges: std::sync::mpsc::Sender<u64>,
 }
@@ -77,28 +41,25 @@ impl Flusher {
     pub(super) fn run(self, requests: Receiver<FlushRequest>) {
         loop {
             let mut waiters = Vec::new();
-            let mut batches = Vec::new();
-            let mut take = |request: FlushRequest| {
-                batches.extend(request.batch);
-                waiters.extend(request.reply);
-            };
             let last = match requests.recv_timeout(self.interval) {
                 Ok(request) => {
-                    take(request);
+                    waiters.extend(request.reply);
                     false
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.persist();
-                    false
-                }
+                Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
             };
-            // The writer's hand-over for a timed flush is queued by now (before its answer).
-            requests.try_iter().for_each(&mut take);
-            for batch in batches {
-                if let Err(e) = self.write(batch) {
-                    self.progress.failed.store(true, Ordering::Release);
-                    tracing::error!(error = %e, "dedup keys or delivery marks not written; the store takes no more writes until restarted");
+            waiters.extend(requests.try_iter().filter_map(|request| request.reply));
+            // Whatever the writer deferred before it sent a request is taken here.
+            if let Some(batch) = self.deferred.take(&self.table) {
+                let number = batch.number;
+                match self.write(batch) {
+                    Ok(()) => self.deferred.written(number),
+                    Err(e) => {
+                        // I2: the writer takes no append from now on.
+                        self.ledger.failed.store(true, Ordering::Release);
+                        tracing::error!(error = %e, "dedup keys or delivery marks not written; the store takes no more writes until restarted");
+                    }
                 }
             }
             let result = self.flush();
@@ -106,7 +67,7 @@ impl Flusher {
                 tracing::error!(error = %e, "store flush failed");
             }
             for reply in waiters {
-                let _ = reply.send(result.as_ref().map(drop).map_err(duplicate_error));
+                let _ = reply.send(result.clone());
             }
             if last {
                 // The store is closing: a merge in progress would hold up its close.
@@ -116,8 +77,8 @@ impl Flusher {
         }
     }
 
-    /// Writes a batch the writer handed over into sled (unflushed), then moves what the next
-    /// flush's checkpoint and settlement count cover.
+    /// Writes a batch the writer deferred into sled (unflushed), then moves what the next
+    /// flush's checkpoint and marks batch cover.
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         for end in dedup::insert(&self.dedup, &batch.keys)? {
             // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
@@ -125,50 +86,30 @@ impl Flusher {
         }
         for (tree, marks) in &batch.marks {
             let mut sled_batch = sled::Batch::default();
-            for (first, count, state, at) in runs(marks) {
-                sled_batch.insert(&mark_key(first, count)[..], &mark_value(state, at)[..]);
+            for run in runs(marks) {
+                sled_batch.insert(&mark_key(&run)[..], &mark_value(&run)[..]);
             }
             tree.apply_batch(sled_batch)?;
         }
-        let progress = &self.progress;
+        let ledger = &self.ledger;
         if let Some(high) = batch.committed {
-            progress.applied_seq.fetch_max(high, Ordering::AcqRel);
+            ledger.keys_written.fetch_max(high, Ordering::AcqRel);
         }
-        if let Some(settled) = batch.settled {
-            progress.settled.fetch_max(settled, Ordering::AcqRel);
+        if let Some(number) = batch.marks_batch {
+            ledger.marks_written.fetch_max(number, Ordering::AcqRel);
         }
-        progress
-            .written_batch
-            .store(batch.number, Ordering::Release);
         Ok(())
     }
 
-    /// Has the writer hand over what it deferred (queued on `requests` before it answers), so
-    /// the flush after covers it. Barriers need not: the writer hands over with each.
-    fn persist(&self) {
-        let Some(writer) = self.writer.upgrade() else {
-            return;
-        };
-        let (reply, answer) = oneshot::channel();
-        let sent = writer.blocking_send(Command::Persist { reply }).is_ok();
-        drop(writer);
-        if sent {
-            let _ = answer.blocking_recv();
-        }
-    }
-
     fn flush(&self) -> Result<(), StoreError> {
-        // Read before the flush: only what was in sled when it started is durable after it.
-        let applied = self.progress.applied_seq.load(Ordering::Acquire);
-        let settled = self.progress.settled.load(Ordering::Acquire);
-        self.meta
-            .insert(CHECKPOINT_KEY, &applied.to_be_bytes()[..])?;
+        // Read before the flush: only what was in sled when it started is durable after it (I6).
+        let keys = self.ledger.keys_written.load(Ordering::Acquire);
+        let marks = self.ledger.marks_written.load(Ordering::Acquire);
+        self.meta.insert(CHECKPOINT_KEY, &keys.to_be_bytes()[..])?;
         self.db.flush()?;
-        let progress = &self.progress;
-        progress.flushed_seq.fetch_max(applied, Ordering::AcqRel);
-        progress
-            .flushed_settled
-            .fetch_max(settled, Ordering::AcqRel);
+        let ledger = &self.ledger;
+        ledger.keys_flushed.fetch_max(keys, Ordering::AcqRel);
+        ledger.marks_flushed.fetch_max(marks, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use super::{record, segment, StoreError};
+use super::error::StoreError;
+use super::layout::{frame, record};
+use super::segment;
 
 const OLD_OUTBOX: &str = "outbox";
 const OLD_DELIVERED_PREFIX: &str = "delivered@";
@@ -43,10 +45,11 @@ pub(super) fn run(db: &sled::Db, dir: &Path) -> Result<Migrated, StoreError> {
                         "old outbox record {seq} is unreadable ({e}); not migrating"
                     ))
                 })?;
-                segment::frame_record(&mut buf, seq, &value)?;
+                frame::frame_record(&mut buf, seq, &value)?;
                 done.pending += 1;
                 done.last_seq = seq;
             }
+            // I12: the segment is whole and durable before the tree goes.
             if !target.exists() {
                 let temp = dir.join(TEMP_NAME);
                 let mut file = File::create(&temp)?;

@@ -2,80 +2,199 @@
 //! it is good at (dedup keys, delivery marks, dead letters); the counters back-pressure and
 //! metrics read; the in-memory hand-off of new events to the publisher.
 //!
-//! Crash rule: an accepted append is in its segment and fdatasync'd before `append` returns;
-//! sled is flushed off the hot path (about once a second), and opening the store rebuilds from
-//! the segments what sled had not flushed (see `flusher` and `recovery`).
+//! # Where things are
+//!
+//! Dependencies point down this list; nothing below imports what is above it.
+//!
+//! ```text
+//! open, replay    Store::open (sled, migration, recovery, the threads); operator reads, replays
+//! (this file)     Store: the API the relay calls
+//! writer/         the writer thread: group commit (group), confirms, dead letters, retention (settle)
+//! flusher         the flusher thread: deferred keys and marks into sled, checkpoint, flush
+//! recovery        opening the segments: scan, damage, torn tail, index from marks, keys restored
+//! migrate         a data dir of the sled-only version
+//! deferred        what the writer changed that sled lacks, taken by the flusher each cycle
+//! retention       which whole segments may go: a decision over the index and the ledger
+//! segment         segment files: create, scan, read back
+//! dedup/          dedup keys: lookups and writes (mod), time slices (slices), runs of blocks (runs)
+//! index/          the delivery index in memory: entries, packed settled records, per-segment table
+//! feed            the in-memory hand-off of new events to the publisher
+//! layout/         byte layouts, pure: frame, record, meta, marks, block; tree and key names
+//! types, error    public types and the one error type
+//! ledger          how far keys and marks are in sled and on disk; depends on nothing
+//! threads         starting and joining the store's threads
+//! private         the data dir's modes: the relay's user's alone
+//! fuzz, tests/    the fuzz targets' checks of every decoder; the tests by concern, and a model
+//!                 test of the whole store (both built for tests only; fuzz also for `fuzz/`)
+//! ```
+//!
+//! # The storage contract
+//!
+//! What the store keeps on disk and the rules that let a crash lose nothing acknowledged. Each
+//! rule is numbered and cited as `(In)` where the code keeps it. A data dir written by an
+//! earlier version opens in this one with its keys, outbox and kept events (`migrate`).
+//!
+//! ## Files
+//!
+//! ```text
+//! <storage.path>/                   sled's files (db, conf, blobs/, snap.*); its lock on `db`
+//!                                   guards the whole directory, segments included
+//! <storage.path>/segments/<first seq, 20 digits>.log
+//!                                   a segment: frames of event records, appended only
+//! <storage.path>/segments/migrating.tmp
+//!                                   an unfinished migration (renamed when whole)
+//! ```
+//!
+//! Folders are 0700 and files 0600, narrowed at each open whatever made them (`private`).
+//!
+//! ## Segment frame (`layout::frame`)
+//!
+//! ```text
+//! frame    [payload_len: u32 LE][crc32 of payload: u32 LE][payload]
+//! payload  [seq: u64 BE][event record]            payload_len ≤ 256 MiB
+//! ```
+//!
+//! ## Event and dead records (`layout::record`, `layout::meta`)
+//!
+//! ```text
+//! event record (binary)  [0x01][id: 16][received_at_ms: u64 BE][flags: u8]
+//!                        [company_id: i64 BE]?[ticket_id: i64 BE]?[kind: u8 len + name]
+//!                        [connection: u32 BE len + UTF-8][action: u32 BE len + UTF-8]?
+//!                        [format: u8 len + name]?[body, raw]
+//!                        flags: 1 action, 2 company_id, 4 ticket_id, 8 from_me known,
+//!                        16 from_me true, 32 format
+//! event record (JSON)    [header_len: u32 BE][EventMeta as JSON][body, raw]
+//!                        earlier versions; read, never written (first byte 0: never the tag)
+//! dead record            [info_len: u32 BE][{"reason", "dead_at_ms"} as JSON][event record]
+//! ```
+//!
+//! ## sled trees
+//!
+//! ```text
+//! tree                       key                                 value
+//! meta                       "checkpoint"                        u64 BE: see I6
+//! meta                       "probe"                             u64 BE: time of the last write probe
+//! dead                       seq: u64 BE                         dead record
+//! dedup@<slice end ms, 20>   [run: u64 BE][first id: 16]         ≤ 170 × [id: 16][expiry ms: u64 BE],
+//!                                                                sorted by id (a block of a run)
+//! dedup@<slice end ms, 20>   id: 16 (earlier versions; at open)  expiry ms: u64 BE
+//! marks@<first seq, 20>      [first seq: u64 BE][count: u32 BE]  [state: u8][at ms: u64 BE]
+//!                                                                state 1 delivered, 2 dead, 3 replayed
+//! outbox, delivered@<…>      the sled-only version's outbox and kept events: migrated, then dropped
+//! ```
+//!
+//! A dedup slice holds the keys whose expiry (received time + window) falls in
+//! `[end - window / 4, end)`. A mark covers `count` seqs from `first seq` of its segment.
+//!
+//! ## Invariants
+//!
+//! - **I1, durable before acknowledged.** An append is answered `Accepted` only once its frame
+//!   is written and fdatasync'd in the active segment (one write and one fdatasync per group),
+//!   and it is with the publisher before the answer. Nothing in sled has to be on disk for it.
+//! - **I2, no write after a failed write.** After a failed segment write or fdatasync the
+//!   file's state is unknown: the store refuses every write (`Unwritable`) until the process
+//!   opens it again. So does a failed write of keys or marks into sled.
+//! - **I3, a record is a whole, checked frame in sequence.** A frame is taken for a record only
+//!   when it is whole, its CRC (which covers the seq) matches, and its seq is at least the one
+//!   after the record before it (the segment's first seq for the first) and less than 2^32
+//!   above that. Seqs rise strictly within a segment.
+//! - **I4, damage is read past, a torn tail is cut.** At open, a bad stretch that a whole frame
+//!   follows is damage: reported (`Damaged`), never cut. A bad stretch at the end of the newest
+//!   segment is a write a crash cut short (never acknowledged) and is cut off; at the end of an
+//!   older segment it is left in place and reported.
+//! - **I5, seqs are never reused.** The next seq is above every seq in the segments, the dead
+//!   letters and a migrated outbox; a segment is named by a seq no record in it is below.
+//! - **I6, keys can always be rebuilt.** Before each sled flush the checkpoint is set to the
+//!   highest seq whose dedup keys were in sled when the flush started. At open the keys of every
+//!   record after the checkpoint are written again from the segments (unless expired). So a key
+//!   is missing from sled after a crash only while its record is in a segment after the
+//!   checkpoint.
+//! - **I7, a segment goes only when nothing depends on it.** Retention deletes a segment only
+//!   when it is not the active one, no record in it is pending, its last seq is at or below the
+//!   flushed checkpoint (I6: once it is gone its keys could not be rebuilt), and the flush that
+//!   made its latest marks durable has happened (its dead letters' copies with them, I8).
+//! - **I8, a dead letter before its mark.** A dead letter's copy is written into `dead` before
+//!   its mark is deferred; sled recovers a prefix of its writes, so a durable dead mark always
+//!   has its dead letter.
+//! - **I9, marks only move forward.** pending → delivered → replayed, or pending → dead;
+//!   overlapping marks resolve to the highest state code. A lost mark means the event is
+//!   published again (at least once), never lost. A marks tree lives and dies with its
+//!   segment; one whose segment is gone is dropped at open.
+//! - **I10, a duplicate is found wherever its key is.** A key the writer took is answered from
+//!   memory until the flusher has written it into sled, and from sled after; a slice's filter
+//!   learns a key before the key can be looked up. A key lies in the slice of its expiry, and
+//!   a slice is dropped whole only once its end has passed (every key in it has expired).
+//! - **I11, a merge loses no key.** A merge of dedup runs writes the merged run before the
+//!   runs it replaces are removed: after a crash a key is in the new run, the old ones, or
+//!   both, and a lookup takes the latest expiry it finds.
+//! - **I12, a new file is durable in its directory before it is relied on.** A new segment's
+//!   directory entry is synced before records go into it; a migration writes and fsyncs a
+//!   temporary file, renames it, syncs the directory, and only then drops the old `outbox`.
+//! - **I13, a replay moves an event, never copies it twice.** A replayed event's source (its
+//!   dead letter, or its delivered record, marked replayed) is taken out only once its new
+//!   copy is durable, in the same group; a source already taken is not replayed again.
+//! - **I14, one writer, one flusher, work one way.** Only the writer thread appends to
+//!   segments and changes the delivery index, the dedup keys and the dead letters, so nothing
+//!   needs a sled transaction. Only the flusher thread calls sled's `flush` (sled 0.34.7's
+//!   `flush_async` deadlocks with several awaiters). Work goes writer → flusher → merger and
+//!   never back: the writer's requests to the flusher go through an unbounded channel and never
+//!   block, the flusher takes what the writer deferred without asking it, and nothing the
+//!   flusher or the merger does waits on the writer.
+//! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
+//!   read lock; an expired slice is taken out of the map first and its tree dropped after,
+//!   under the maintenance lock that merges hold.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 
 mod dedup;
 mod deferred;
+mod error;
 mod feed;
 mod flusher;
-mod generations;
-mod group;
-mod marks;
-mod meta;
+/// For the fuzz targets in `fuzz/` (and the store's tests); not an API.
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod fuzz;
+mod index;
+mod layout;
+mod ledger;
 mod migrate;
 mod open;
-mod packed;
 mod private;
-mod record;
 mod recovery;
 mod replay;
 mod retention;
-mod runs;
 mod segment;
-mod settle;
-mod table;
+mod threads;
 mod types;
 mod writer;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use error::{Corrupt, StoreError};
 pub use feed::Next;
-pub use types::*;
+pub use types::{
+    Appended, Damaged, DeadLetter, Delivered, Pending, ReplayFilter, Room, Settlement, StoreStats,
+};
 
+use dedup::Slices;
 use feed::Feed;
-use generations::Generations;
-use open::Joined;
-use table::Table;
+use index::Table;
+use threads::Joined;
+use types::Reply;
 use writer::Command;
 
-/// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
-const COMMAND_QUEUE: usize = 4096;
-
-/// Time slices per dedup window: a slice is dropped once all of it has expired, so up to a
-/// quarter more than the window is kept, in exchange for expiring a slice with one `drop_tree`.
-const SLICES_PER_WINDOW: u64 = 4;
-
-/// Bytes of accepted events held in memory for the publisher; beyond it they wait on disk only
-/// and the publisher reads them back from the segments (the page cache, usually). As much again
-/// as the publisher's own window holds (`publish::window::WINDOW_BYTES`), so a keeping-up
-/// publisher never reads back; small enough that a backlog costs disk, not resident memory (at
-/// 64 MiB the relay's RSS reached 131 MB in the 18 KB saturation bench, at 8 MiB 64 MB).
-const FEED_BYTES: u64 = 4 * 1024 * 1024;
-
-/// How often sled is flushed (with a checkpoint) when nothing asks for it.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long dropping the last store handle waits for each of its threads to finish.
-const THREAD_JOIN_LIMIT: Duration = Duration::from_secs(10);
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A running count as a `usize` for the API (saturating on 32-bit targets).
-pub(super) fn count(n: u64) -> usize {
+fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
@@ -97,7 +216,7 @@ struct Inner {
     /// Dropped after the flusher, whose end ends it.
     _merger: Joined,
     db: sled::Db,
-    dedup: Arc<Generations>,
+    dedup: Arc<Slices>,
     dead: sled::Tree,
     #[cfg_attr(not(test), allow(dead_code))]
     meta: sled::Tree,
@@ -119,10 +238,7 @@ impl fmt::Debug for Store {
 
 impl Store {
     /// Sends a command to the writer and waits for its answer.
-    async fn request<T>(
-        &self,
-        command: impl FnOnce(writer::Reply<T>) -> Command,
-    ) -> Result<T, StoreError> {
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .commands
@@ -157,7 +273,7 @@ impl Store {
         until: u64,
         room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
-        let found = writer::lock(&self.inner.table).pending_between(after, until, room);
+        let found = index::lock(&self.inner.table).pending_between(after, until, room);
         let mut out = Vec::with_capacity(found.len());
         // Pending records mostly follow each other in their segment: one read per run of them.
         let mut rest = &found[..];
@@ -232,13 +348,13 @@ impl Store {
 
     /// Events and bytes in the outbox (pending in the segments).
     pub fn outbox_usage(&self) -> (u64, u64) {
-        let table = writer::lock(&self.inner.table);
+        let table = index::lock(&self.inner.table);
         (table.outbox, table.outbox_bytes)
     }
 
     /// Bytes of the delivered events kept for replay.
     pub fn delivered_bytes(&self) -> u64 {
-        self.kept(&writer::lock(&self.inner.table)).1
+        self.kept(&index::lock(&self.inner.table)).1
     }
 
     /// Kept delivered events and bytes; none with `keep_delivered = "0s"`, whose confirmed
@@ -252,7 +368,7 @@ impl Store {
 
     /// Receive time of the oldest pending event.
     pub fn oldest_pending_ms(&self) -> Result<Option<u64>, StoreError> {
-        Ok(writer::lock(&self.inner.table).oldest_pending_ms())
+        Ok(index::lock(&self.inner.table).oldest_pending_ms())
     }
 
     /// Drops whole segments that are settled and past `keep_delivered` (or over
@@ -309,7 +425,7 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let (outbox, outbox_bytes, oldest, (kept, kept_bytes)) = {
-            let table = writer::lock(&self.inner.table);
+            let table = index::lock(&self.inner.table);
             (
                 table.outbox,
                 table.outbox_bytes,
@@ -357,7 +473,7 @@ impl Store {
 
     /// Bytes on disk: sled's files and the segments. Informational: a failed query counts 0.
     pub fn disk_bytes(&self) -> u64 {
-        let segments = writer::lock(&self.inner.table).segment_bytes();
+        let segments = index::lock(&self.inner.table).segment_bytes();
         self.inner.db.size_on_disk().unwrap_or(0) + segments
     }
 

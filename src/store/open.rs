@@ -2,23 +2,39 @@
 //! migration of an older data dir, recovery of the segments, and the writer, flusher and merger
 //! threads.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::dedup::{self, Slices, SLICES_PER_WINDOW};
+use super::deferred::Deferred;
+use super::error::StoreError;
 use super::feed::Feed;
-use super::generations::Generations;
-use super::writer::Writer;
-use super::{dedup, flusher, migrate, private, record, recovery, retention, segment};
-use super::{millis, Inner, Limits, Store, StoreError};
-use super::{COMMAND_QUEUE, FEED_BYTES, FLUSH_INTERVAL, SLICES_PER_WINDOW, THREAD_JOIN_LIMIT};
+use super::flusher::Flusher;
+use super::layout::{self, record, CHECKPOINT_KEY, DEAD_TREE, DEDUP_PREFIX, META_TREE};
+use super::ledger::Ledger;
+use super::threads::spawn;
+use super::types::Limits;
+use super::writer::{Setup, Writer};
+use super::{migrate, private, recovery, retention, segment};
+use super::{Inner, Store};
 use crate::config::StorageSettings;
 
-/// Joins a store thread on drop, for at most `THREAD_JOIN_LIMIT`.
+/// Room for appends waiting for the writer; beyond it `append` waits (backpressure).
+const COMMAND_QUEUE: usize = 4096;
+
+/// Bytes of accepted events held in memory for the publisher; beyond it they wait on disk only
+/// and the publisher reads them back from the segments (the page cache, usually). As much again
+/// as the publisher's own window holds (`publish::window::WINDOW_BYTES`), so a keeping-up
+/// publisher never reads back; small enough that a backlog costs disk, not resident memory (at
+/// 64 MiB the relay's RSS reached 131 MB in the 18 KB saturation bench, at 8 MiB 64 MB).
+pub(super) const FEED_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How often sled is flushed (with a checkpoint) when nothing asks for it.
+pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Internals tests vary; `Store::open` uses the constants.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tuning {
@@ -26,71 +42,8 @@ pub(crate) struct Tuning {
     pub(crate) feed_bytes: u64,
 }
 
-pub(super) struct Joined(&'static str, Option<JoinHandle<()>>);
-
-impl Drop for Joined {
-    fn drop(&mut self) {
-        let Some(handle) = self.1.take() else { return };
-        // A thread stuck in a dead disk must not keep the process from exiting; what it had
-        // not made durable was never acknowledged.
-        let deadline = std::time::Instant::now() + THREAD_JOIN_LIMIT;
-        while !handle.is_finished() {
-            if std::time::Instant::now() >= deadline {
-                tracing::error!(
-                    thread = self.0,
-                    "store thread did not stop within {THREAD_JOIN_LIMIT:?}; leaving it"
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if handle.join().is_err() {
-            tracing::error!(thread = self.0, "store thread panicked");
-        }
-    }
-}
-
-fn io_error(what: &str, path: &Path, e: &io::Error) -> StoreError {
-    StoreError::Io(io::Error::new(
-        e.kind(),
-        format!("{what} {}: {e}", path.display()),
-    ))
-}
-
-/// Adds the path and, for a held lock, the likely cause to an open error.
-fn open_error(path: &Path, err: sled::Error) -> StoreError {
-    match err {
-        sled::Error::Io(e) => {
-            let text = e.to_string();
-            // sled reports a held lock only as text (ErrorKind::Other).
-            let hint = if text.contains("could not acquire lock") {
-                " (it is in use by another process: is another relay running on it?)"
-            } else {
-                ""
-            };
-            StoreError::Sled(sled::Error::Io(io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot open storage directory {}{hint}: {text}",
-                    path.display()
-                ),
-            )))
-        }
-        other => StoreError::Sled(other),
-    }
-}
-
-fn spawn(name: &'static str, run: impl FnOnce() + Send + 'static) -> Result<Joined, StoreError> {
-    let handle = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(run)
-        .map_err(|e| {
-            StoreError::Io(io::Error::new(
-                e.kind(),
-                format!("cannot start {name}: {e}"),
-            ))
-        })?;
-    Ok(Joined(name, Some(handle)))
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Store {
@@ -104,7 +57,6 @@ impl Store {
         )
     }
 
-    /// Tests stretch the flush interval to see what a crash before a flush leaves.
     /// Tests stretch the flush interval (to see what a crash before a flush leaves) and shrink
     /// the hand-off (to see the publisher sent to the disk).
     pub(crate) fn open_tuned(
@@ -115,7 +67,7 @@ impl Store {
         let segments_dir: PathBuf = segment::dir(path);
         // sled would create it too, but its error would not name the directory.
         private::make_private(path)
-            .map_err(|e| io_error("cannot create storage directory", path, &e))?;
+            .map_err(|e| StoreError::io_at("cannot create storage directory", path, &e))?;
         // sled's lock on the directory also guards the segments: it is taken first.
         let db = sled::Config::new()
             .path(path)
@@ -124,27 +76,28 @@ impl Store {
             // The flusher thread flushes; a second flusher inside sled is not wanted.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| open_error(path, e))?;
+            .map_err(|e| StoreError::opening(path, e))?;
         std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| io_error("cannot create segment directory", &segments_dir, &e))?;
+            .map_err(|e| StoreError::io_at("cannot create segment directory", &segments_dir, &e))?;
         // Again, now that sled has made its files (under whatever umask this process has).
-        private::restrict(path)
-            .map_err(|e| io_error("cannot make the storage directory private", path, &e))?;
+        private::restrict(path).map_err(|e| {
+            StoreError::io_at("cannot make the storage directory private", path, &e)
+        })?;
         let window_ms = millis(settings.dedup_window);
-        let dedup = Arc::new(Generations::open(
+        let dedup = Arc::new(Slices::open(
             &db,
-            "dedup@",
+            DEDUP_PREFIX,
             window_ms / SLICES_PER_WINDOW,
         )?);
-        let dead = db.open_tree("dead")?;
-        let meta = db.open_tree("meta")?;
+        let dead = db.open_tree(DEAD_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
 
         let migrated = migrate::run(&db, &segments_dir)?;
         let checkpoint = meta
-            .get(flusher::CHECKPOINT_KEY)?
-            .and_then(|v| flusher::decode_checkpoint(&v))
+            .get(CHECKPOINT_KEY)?
+            .and_then(|v| layout::decode_checkpoint(&v))
             .unwrap_or(0);
-        // New seqs stay above every seq a dead letter or the old outbox used.
+        // New seqs stay above every seq a dead letter or the old outbox used (I5).
         let dead_last = match dead.last()? {
             Some((key, _)) => record::decode_seq(&key)?,
             None => 0,
@@ -152,15 +105,14 @@ impl Store {
         let floor = dead_last.max(migrated.last_seq).saturating_add(1);
         let recovered = recovery::open(&db, &segments_dir, &dedup, window_ms, checkpoint, floor)?;
         let earlier_until = dedup::earlier_until(&db, &meta, &dedup)?;
-        let progress = Arc::new(flusher::Progress::new(
-            recovered.high,
-            checkpoint.min(recovered.high),
-        ));
+        let ledger = Arc::new(Ledger::new(recovered.high, checkpoint.min(recovered.high)));
         let pending_at_open = recovered.table.outbox > 0;
         let table = Arc::new(Mutex::new(recovered.table));
         let feed_bytes = tuning.feed_bytes.min(settings.max_outbox_bytes.max(1));
         let feed = Arc::new(Feed::new(feed_bytes, recovered.high, pending_at_open));
+        let deferred = Arc::new(Deferred::default());
 
+        // Work goes one way: writer → flusher → merger (I14).
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (flush_requests, flush_receiver) = std::sync::mpsc::channel();
         let (merges, merge_receiver) = std::sync::mpsc::channel();
@@ -168,47 +120,48 @@ impl Store {
         let merger = spawn("store-merger", move || {
             dedup::merge_runs(&merging, merge_receiver)
         })?;
-        let flusher = flusher::Flusher {
+        let flusher = Flusher {
             db: db.clone(),
             dedup: Arc::clone(&dedup),
             meta: meta.clone(),
-            progress: Arc::clone(&progress),
+            ledger: Arc::clone(&ledger),
+            deferred: Arc::clone(&deferred),
+            table: Arc::clone(&table),
             interval: tuning.flush_interval,
-            writer: commands.downgrade(),
             merges,
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 
-        let writer = Writer {
-            dedup: Arc::clone(&dedup),
-            dead: dead.clone(),
-            meta: meta.clone(),
-            db: db.clone(),
-            table: Arc::clone(&table),
-            feed: Arc::clone(&feed),
-            window_ms,
-            earlier_until,
-            limits: Limits {
-                max_outbox: settings.max_outbox as u64,
-                max_outbox_bytes: settings.max_outbox_bytes,
+        let writer = Writer::new(
+            Setup {
+                db: db.clone(),
+                dead: dead.clone(),
+                meta: meta.clone(),
+                dedup: Arc::clone(&dedup),
+                table: Arc::clone(&table),
+                feed: Arc::clone(&feed),
+                ledger,
+                deferred,
+                flush_requests,
+                window_ms,
+                earlier_until,
+                limits: Limits {
+                    max_outbox: settings.max_outbox as u64,
+                    max_outbox_bytes: settings.max_outbox_bytes,
+                },
+                retention: retention::Policy {
+                    keep_ms: millis(settings.keep_delivered),
+                    max_bytes: settings.keep_delivered_max_bytes,
+                },
+                segments_dir,
+                segment_bytes: settings.segment_bytes,
             },
-            segments_dir,
-            segment_bytes: settings.segment_bytes,
-            active: recovered.active,
-            next_seq: recovered.next_seq,
-            progress,
-            flush_requests,
-            retention: retention::Policy {
-                keep_ms: millis(settings.keep_delivered),
-                max_bytes: settings.keep_delivered_max_bytes,
-            },
-            broken: false,
-            buf: Vec::with_capacity(1 << 20),
-            deferred: Default::default(),
-        };
+            recovered.active,
+            recovered.next_seq,
+        );
         let writer = spawn("store-writer", move || writer.run(receiver))?;
 
-        let store = Store {
+        Ok(Store {
             inner: Arc::new(Inner {
                 commands,
                 _writer: writer,
@@ -224,7 +177,6 @@ impl Store {
                 keep_delivered: settings.keep_delivered,
                 damaged: recovered.damaged,
             }),
-        };
-        Ok(store)
+        })
     }
 }

@@ -1,16 +1,19 @@
 //! Opening the segments: scan each, read past damage, cut a torn tail, rebuild the delivery index from the marks,
 //! and write again the dedup keys of the records after the flusher's checkpoint.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::generations::Generations;
-use super::marks::{decode_mark, decode_mark_key, marks_tree_name, parse_marks_tree_name, State};
-use super::table::{Entry, Segment, Table};
-use super::writer::Active;
-use super::{dedup, record, retention, segment, Damaged, StoreError};
+use super::dedup::{self, Slices};
+use super::error::StoreError;
+use super::index::{Entry, Segment, Table};
+use super::layout::frame::Found;
+use super::layout::marks::{decode_mark, furthest, marks_tree_name, parse_marks_tree_name, Mark};
+use super::layout::record;
+use super::segment::{self, Active};
+use super::types::Damaged;
+use crate::clock::now_ms;
 
 pub(super) struct Recovered {
     pub(super) table: Table,
@@ -37,13 +40,13 @@ pub(super) fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
 pub(super) fn open(
     db: &sled::Db,
     dir: &Path,
-    dedup_keys: &Generations,
+    dedup_keys: &Slices,
     window_ms: u64,
     checkpoint: u64,
     seq_floor: u64,
 ) -> Result<Recovered, StoreError> {
     let firsts = list(dir)?;
-    // Marks of segments that are gone (deleted before their drop reached disk) go too.
+    // Marks of segments that are gone (deleted before their drop reached disk) go too (I9).
     for name in db.tree_names() {
         if let Some(first) = parse_marks_tree_name(&name) {
             if firsts.binary_search(&first).is_err() {
@@ -51,7 +54,7 @@ pub(super) fn open(
             }
         }
     }
-    let now = super::now_ms();
+    let now = now_ms();
     let mut table = Table::default();
     let mut high = 0u64;
     let mut restored = 0u64;
@@ -59,35 +62,32 @@ pub(super) fn open(
     for &first in &firsts {
         let path = dir.join(segment::file_name(first));
         let marks = db.open_tree(marks_tree_name(first))?;
-        let mut states: HashMap<u64, (State, u64)> = HashMap::new();
+        let mut runs = Vec::new();
         for item in marks.iter() {
             let (key, value) = item?;
-            let (Some((first, count)), Some((state, at))) =
-                (decode_mark_key(&key), decode_mark(&value))
-            else {
-                tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored");
-                continue;
-            };
-            for seq in (first..).take(count as usize) {
-                let mark = states.entry(seq).or_insert((state, at));
-                if state.code() > mark.0.code() {
-                    *mark = (state, at);
+            match decode_mark(&key, &value) {
+                Some(run) => runs.push(run),
+                None => {
+                    tracing::warn!(segment = %path.display(), "unreadable delivery mark ignored")
                 }
             }
         }
+        // Overlapping marks: the furthest state wins (I9).
+        let states = furthest(runs);
         let file = File::open(&path)?;
         let mut info = Segment::new(path.clone(), Arc::new(file), marks);
         let mut failure = None;
         let reader = Arc::clone(&info.file);
         let scan = segment::scan(&reader, first, |found, rest| {
-            let settled = states.get(&found.seq).copied();
-            if settled.is_some() && found.seq <= checkpoint {
-                info.push(settled_entry(found, settled));
+            let mark = states.get(&found.seq).copied();
+            if mark.is_some() && found.seq <= checkpoint {
+                info.push(settled_entry(found, mark));
                 return;
             }
             // Pending, or after the checkpoint: its meta is needed.
             match record::decode_meta(rest) {
                 Ok(meta) => {
+                    // After the checkpoint its key may not be on disk: written again (I6).
                     if found.seq > checkpoint {
                         let expiry = meta.received_at_ms.saturating_add(window_ms);
                         if let Err(e) = dedup::restore(dedup_keys, &meta.id, expiry, now) {
@@ -95,8 +95,8 @@ pub(super) fn open(
                         }
                         restored += 1;
                     }
-                    match settled {
-                        Some(_) => info.push(settled_entry(found, settled)),
+                    match mark {
+                        Some(_) => info.push(settled_entry(found, mark)),
                         None => {
                             info.push(Entry::pending(found, meta.received_at_ms));
                             table.added_pending(found.len);
@@ -118,7 +118,7 @@ pub(super) fn open(
         }
         match scan.torn {
             // Only the active segment is written to: a bad frame there that no whole frame
-            // follows is a write a crash cut.
+            // follows is a write a crash cut (I4).
             Some(reason) if last => {
                 let size = info.file.metadata()?.len();
                 tracing::warn!(
@@ -152,6 +152,7 @@ pub(super) fn open(
         );
     }
     let last_first = firsts.last().copied().unwrap_or(0);
+    // I5.
     let next_seq = high.saturating_add(1).max(last_first).max(seq_floor).max(1);
     // Appends continue in the newest segment; a fresh store starts its first one.
     let active = match firsts.last() {
@@ -166,7 +167,7 @@ pub(super) fn open(
             }
         }
         None => {
-            let (active, info) = retention::open_segment(db, dir, next_seq)?;
+            let (active, info) = segment::create(db, dir, next_seq)?;
             table.segments.insert(active.first_seq, info);
             active
         }
@@ -206,11 +207,11 @@ fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
     lost_count
 }
 
-fn settled_entry(found: segment::Found, mark: Option<(State, u64)>) -> Entry {
+fn settled_entry(found: Found, mark: Option<Mark>) -> Entry {
     let mut entry = Entry::pending(found, 0);
-    if let Some((state, at)) = mark {
-        entry.state = state;
-        entry.at_ms = at;
+    if let Some(mark) = mark {
+        entry.state = mark.state;
+        entry.at_ms = mark.at_ms;
     }
     entry
 }

@@ -1,9 +1,13 @@
 //! Operator reads and replays: dead letters (list, show, find, requeue) and kept delivered
 //! events (by delivery window, kind, connection), put back through the writer under new seqs.
 
-use super::record;
-use super::writer::{self, Command, Requeue, Source};
-use super::{segment, DeadLetter, Delivered, ReplayFilter, Store, StoreError};
+use super::error::StoreError;
+use super::index;
+use super::layout::record;
+use super::segment;
+use super::types::{DeadLetter, Delivered, ReplayFilter};
+use super::writer::{Command, Requeue, Source};
+use super::Store;
 
 /// Events handed to the writer per replay command: bounds one group.
 const REQUEUE_BATCH: usize = 1024;
@@ -111,7 +115,7 @@ impl Store {
 
     /// The newest record's seq, if any.
     fn last_seq(&self) -> Option<u64> {
-        writer::lock(&self.inner.table)
+        index::lock(&self.inner.table)
             .segments
             .values()
             .rev()
@@ -135,7 +139,7 @@ impl Store {
             return Ok(());
         }
         loop {
-            let batch = writer::lock(&self.inner.table).delivered_between(
+            let batch = index::lock(&self.inner.table).delivered_between(
                 filter.since_ms,
                 filter.until_ms,
                 after,
@@ -176,7 +180,7 @@ impl Store {
         let moved = self
             .request(|reply| Command::Requeue { items, reply })
             .await?;
-        // Operator commands are rare: the source's removal is made durable right away.
+        // Operator commands are rare: the source's removal is made durable right away (I13).
         self.flush().await?;
         Ok(moved)
     }

@@ -1,25 +1,21 @@
-//! Segment files: append-only logs of framed event records, and the scan that reads past damage and finds a torn tail.
-//!
-//! Frame: `[u32 LE payload_len][u32 LE crc32 of payload][payload]`, payload =
-//! `[u64 BE seq][outbox record]` (the record module's layout: meta JSON and raw body). The CRC
-//! covers the seq too, so a torn or flipped frame is never taken for another event. A file is
-//! named by the first seq it was opened for, zero-padded so names sort in seq order.
+//! Segment files: append-only logs of frames (`layout::frame`), created, scanned at open (reading
+//! past damage, finding a torn tail) and read back. A file is named by the first seq it was
+//! opened for, zero-padded so names sort in seq order (see the contract in `store`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::record;
-use super::StoreError;
+use super::error::StoreError;
+use super::index;
+use super::layout::frame::{self, Found, HEADER, SEQ};
+use super::layout::marks::marks_tree_name;
 use crate::event::Event;
 
-pub(super) const HEADER: usize = 8;
-const SEQ: usize = 8;
-/// Larger than any body the HTTP side accepts; a length beyond it is damage, not a record.
-pub(super) const MAX_PAYLOAD: u32 = 256 * 1024 * 1024;
 pub(super) const DIR: &str = "segments";
 const SUFFIX: &str = ".log";
 
@@ -34,45 +30,6 @@ pub(super) fn file_name(first_seq: u64) -> String {
 /// The first seq a segment file name stands for; `None` for anything else in the directory.
 pub(super) fn parse_name(name: &str) -> Option<u64> {
     name.strip_suffix(SUFFIX)?.parse().ok()
-}
-
-/// Appends one framed record to `buf`; returns the frame's length.
-pub(super) fn frame(buf: &mut Vec<u8>, seq: u64, event: &Event) -> Result<u32, StoreError> {
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; HEADER]);
-    buf.extend_from_slice(&seq.to_be_bytes());
-    record::encode_event_into(buf, event)?;
-    seal(buf, start)
-}
-
-/// As [`frame`], for a record already in the outbox layout (migration).
-pub(super) fn frame_record(buf: &mut Vec<u8>, seq: u64, stored: &[u8]) -> Result<u32, StoreError> {
-    let start = buf.len();
-    buf.extend_from_slice(&[0u8; HEADER]);
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(stored);
-    seal(buf, start)
-}
-
-fn seal(buf: &mut [u8], start: usize) -> Result<u32, StoreError> {
-    let payload = &buf[start + HEADER..];
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|len| *len <= MAX_PAYLOAD)
-        .ok_or_else(|| record::corrupt("record larger than a segment frame holds"))?;
-    let crc = crc32fast::hash(payload);
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
-    Ok(len + HEADER as u32)
-}
-
-/// One record found by a scan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Found {
-    pub(super) seq: u64,
-    pub(super) offset: u64,
-    /// Frame length, header included.
-    pub(super) len: u32,
 }
 
 /// What a scan found: where the last whole record ends, the damaged stretches it read past, and
@@ -98,14 +55,53 @@ pub(super) struct Damage {
 }
 
 /// Whether the next record may carry `seq` when the lowest it may carry is `floor`: at or
-/// above it, and within 2^32 of it. Seqs grow by one per event in the relay's own segments
+/// above it, and within 2^32 of it (I3). Seqs grow by one per event in the relay's own segments
 /// (with gaps in migrated ones), so a frame that claims a seq outside this range is not one,
 /// whatever its checksum says.
 fn plausible_seq(seq: u64, floor: u64) -> bool {
     seq >= floor && seq - floor < 1 << 32
 }
 
-/// Reads a segment from the start, checking each frame. A frame that is incomplete or fails its
+/// The segment being appended to (only the writer thread holds it).
+pub(super) struct Active {
+    pub(super) first_seq: u64,
+    pub(super) file: File,
+    pub(super) len: u64,
+}
+
+/// Creates segment `first_seq` (its directory entry durable) with its marks tree, as the active
+/// segment and its place in the index.
+pub(super) fn create(
+    db: &sled::Db,
+    dir: &Path,
+    first_seq: u64,
+) -> Result<(Active, index::Segment), StoreError> {
+    let path = dir.join(file_name(first_seq));
+    // Whole bodies: the relay's user's alone, whatever the umask (store::private).
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .open(&path)?;
+    // I12: the entry is durable before any record goes into the file.
+    sync_dir(dir)?;
+    let len = file.metadata()?.len();
+    let reader = File::open(&path)?;
+    let marks = db.open_tree(marks_tree_name(first_seq))?;
+    let mut info = index::Segment::new(path, Arc::new(reader), marks);
+    info.len = len;
+    Ok((
+        Active {
+            first_seq,
+            file,
+            len,
+        },
+        info,
+    ))
+}
+
+/// Reads a segment from the start, checking each frame (I3). A frame that is incomplete or fails its
 /// CRC starts a search for the next whole frame: if there is one, the stretch between is
 /// damage, reported, and the scan goes on; if not, it is a torn tail and the scan stops there.
 /// `first_seq` is the seq the segment is named for (no record in it is below it).
@@ -175,8 +171,8 @@ fn read_frame(
     }
     let mut header = [0u8; HEADER];
     reader.read_exact(&mut header)?;
-    let (len, crc) = split_header(&header);
-    if len > MAX_PAYLOAD || (len as usize) < SEQ {
+    let (len, crc) = frame::split_header(&header);
+    if !frame::length_fits(len) {
         return Ok(Err("impossible frame length"));
     }
     if size - offset - (HEADER as u64) < u64::from(len) {
@@ -187,21 +183,7 @@ fn read_frame(
     if crc32fast::hash(payload) != crc {
         return Ok(Err("checksum mismatch"));
     }
-    Ok(Ok(seq_of(payload)))
-}
-
-/// Length and CRC from the first `HEADER` bytes of `frame` (the caller has checked there are).
-fn split_header(frame: &[u8]) -> (u32, u32) {
-    let header = &frame[..HEADER];
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    (len, crc)
-}
-
-fn seq_of(payload: &[u8]) -> u64 {
-    let mut seq = [0u8; SEQ];
-    seq.copy_from_slice(&payload[..SEQ]);
-    u64::from_be_bytes(seq)
+    Ok(Ok(frame::seq_of(payload)))
 }
 
 /// The first offset at or after `from` where a whole frame starts whose seq is plausible
@@ -224,10 +206,9 @@ fn resync(
         let starts = (have - PROBE + 1).min(CHUNK);
         for i in 0..starts {
             let at = base + i as u64;
-            let (len, crc) = split_header(&window[i..]);
-            let seq = seq_of(&window[i + HEADER..i + PROBE]);
-            if len > MAX_PAYLOAD
-                || (len as usize) < SEQ
+            let (len, crc) = frame::split_header(&window[i..]);
+            let seq = frame::seq_of(&window[i + HEADER..i + PROBE]);
+            if !frame::length_fits(len)
                 || size - at - (HEADER as u64) < u64::from(len)
                 || !plausible_seq(seq, floor)
             {
@@ -248,7 +229,7 @@ fn resync(
 pub(super) fn read(file: &File, offset: u64, len: u32) -> Result<(u64, Event), StoreError> {
     let mut frame = vec![0u8; len as usize];
     file.read_exact_at(&mut frame, offset)?;
-    decode_frame(&Bytes::from(frame))
+    frame::decode_frame(&Bytes::from(frame))
 }
 
 /// Reads frames that follow each other in `file` from `offset`, of these lengths, with one read;
@@ -266,24 +247,10 @@ pub(super) fn read_run(
     let mut out = Vec::with_capacity(lens.len());
     for len in lens {
         let end = start + *len as usize;
-        out.push(decode_frame(&buf.slice(start..end))?);
+        out.push(frame::decode_frame(&buf.slice(start..end))?);
         start = end;
     }
     Ok(out)
-}
-
-/// A whole frame: checksum, seq and event (the body a slice of `frame`).
-fn decode_frame(frame: &Bytes) -> Result<(u64, Event), StoreError> {
-    let payload = frame
-        .get(HEADER..)
-        .filter(|p| p.len() >= SEQ)
-        .ok_or_else(|| record::corrupt("segment frame shorter than its header"))?;
-    if crc32fast::hash(payload) != split_header(frame).1 {
-        return Err(record::corrupt("segment record fails its checksum"));
-    }
-    let seq = seq_of(payload);
-    let rest = frame.slice(HEADER + SEQ..);
-    Ok((seq, record::decode_event_shared(&rest)?))
 }
 
 /// Makes a new or removed directory entry durable (an fdatasync of the file does not).
@@ -312,7 +279,7 @@ mod tests {
         let mut offsets = Vec::new();
         for n in 1..=3 {
             offsets.push(buf.len() as u64);
-            frame(&mut buf, u64::from(n), &event(n)).unwrap();
+            frame::frame(&mut buf, u64::from(n), &event(n)).unwrap();
         }
         File::create(&path).unwrap().write_all(&buf).unwrap();
         (path, offsets)
@@ -483,7 +450,7 @@ mod tests {
         // whose first record lies below the seq it is named for is damaged too.
         for seq in [10, 4, 12] {
             offsets.push(buf.len() as u64);
-            frame(&mut buf, seq, &event(seq as u8)).unwrap();
+            frame::frame(&mut buf, seq, &event(seq as u8)).unwrap();
         }
         File::create(&path).unwrap().write_all(&buf).unwrap();
         let mut records = Vec::new();

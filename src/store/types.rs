@@ -1,40 +1,15 @@
-//! The store's public types: errors, outcomes, entries, stats and the replay filter.
+//! The store's public types: outcomes, entries, stats and the replay filter; and the answer
+//! channel its threads share.
 
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
+use super::error::StoreError;
 use crate::event::Event;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage failure: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("stored record is corrupt")]
-    Corrupt(#[source] serde_json::Error),
-    /// A segment file could not be read or written.
-    #[error("segment I/O failure: {0}")]
-    Io(#[from] std::io::Error),
-    /// A data dir of an earlier version that cannot be taken over safely.
-    #[error("cannot migrate the storage directory: {0}")]
-    Migration(String),
-    #[error("storage writer has stopped")]
-    Closed,
-    /// Writes have failed or hung for a while: sled stays failed after an I/O error (or blocks in
-    /// its flush on a full disk) until the process reopens it.
-    #[error("storage has stopped taking writes")]
-    Unwritable,
-    /// `storage.max_outbox` or `storage.max_outbox_bytes` reached: the broker is not keeping up.
-    #[error("the outbox is full (storage.max_outbox / max_outbox_bytes reached)")]
-    OutboxFull,
-}
-
-impl StoreError {
-    /// The directory is locked by another process: another relay, or the predecessor of a
-    /// restart still draining.
-    pub fn is_lock_held(&self) -> bool {
-        // sled reports a held lock only as text (ErrorKind::Other).
-        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
-    }
-}
+/// How a store thread answers a request.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// Result of appending an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

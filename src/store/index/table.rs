@@ -1,72 +1,42 @@
-//! The delivery index: every live segment, where each of its records lies and what became of it.
-//!
-//! Held in memory so the publisher's catch-up reads, replay and stats never touch sled: a record
-//! is a 32-byte entry from the first that may still be pending, and is packed to a few bytes
-//! once it and every record before it settled (`packed`), in batches of [`PACK_AFTER`] while its
-//! segment takes appends and whole once the segment is closed. Its only writer is the store's
-//! writer thread. What it knows is persisted as marks (`marks`).
+//! The index of every live segment (`Segment`) and the outbox totals over them (`Table`).
 
 use std::collections::{vec_deque, BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::marks::State;
+use super::entry::{Changed, Entry};
 use super::packed::{self, Packed};
-use super::segment::Found;
-use super::Room;
+use crate::store::layout::marks::State;
+use crate::store::types::Room;
 
 /// Settled records at the head of a segment's entries that are packed together: small enough
 /// that the entries stay a few window's worth, large enough that packing is rare.
 const PACK_AFTER: usize = 1024;
 
-/// One record of a live segment.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Entry {
-    pub(super) seq: u64,
-    pub(super) offset: u64,
-    /// Frame length.
-    pub(super) len: u32,
-    pub(super) state: State,
-    /// Receive time while pending (the oldest-pending age), settle time after.
-    pub(super) at_ms: u64,
-}
-
-impl Entry {
-    pub(super) fn pending(found: Found, received_at_ms: u64) -> Entry {
-        Entry {
-            seq: found.seq,
-            offset: found.offset,
-            len: found.len,
-            state: State::Pending,
-            at_ms: received_at_ms,
-        }
-    }
-}
-
-pub(super) struct Segment {
-    pub(super) path: PathBuf,
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
     /// Shared read handle: readers `pread` it outside the table's lock.
-    pub(super) file: Arc<File>,
-    pub(super) marks: sled::Tree,
-    pub(super) len: u64,
+    pub(crate) file: Arc<File>,
+    pub(crate) marks: sled::Tree,
+    pub(crate) len: u64,
     /// In seq order: settled records packed, then the rest as entries.
     packed: Packed,
     entries: VecDeque<Entry>,
-    pub(super) pending: u64,
+    pub(crate) pending: u64,
     /// Kept delivered records (state `Delivered`) and their bytes.
-    pub(super) delivered: u64,
-    pub(super) delivered_bytes: u64,
+    pub(crate) delivered: u64,
+    pub(crate) delivered_bytes: u64,
     /// Latest settle time: retention counts a fully settled segment's age from it.
-    pub(super) last_settled_ms: u64,
-    /// The writer's settlement count at this segment's latest change (see `flusher::Progress`).
-    pub(super) settled: u64,
+    pub(crate) last_settled_ms: u64,
+    /// Number of the last marks batch that changed this segment (see `ledger`).
+    pub(crate) marks_batch: u64,
     /// No pending entry before this index in `entries` (states only ever leave `Pending`).
     first_pending: usize,
 }
 
 impl Segment {
-    pub(super) fn new(path: PathBuf, file: Arc<File>, marks: sled::Tree) -> Segment {
+    pub(crate) fn new(path: PathBuf, file: Arc<File>, marks: sled::Tree) -> Segment {
         Segment {
             path,
             file,
@@ -78,12 +48,12 @@ impl Segment {
             delivered: 0,
             delivered_bytes: 0,
             last_settled_ms: 0,
-            settled: 0,
+            marks_batch: 0,
             first_pending: 0,
         }
     }
 
-    pub(super) fn last_seq(&self) -> Option<u64> {
+    pub(crate) fn last_seq(&self) -> Option<u64> {
         self.entries
             .back()
             .map(|e| e.seq)
@@ -117,7 +87,7 @@ impl Segment {
     /// or all of them once the segment is closed and settled (`closed`).
     fn pack(&mut self, closed: bool) {
         self.advance_first_pending();
-        let settled = if closed && self.pending == 0 {
+        let settled = if closed && self.is_settled() {
             self.entries.len()
         } else {
             self.first_pending
@@ -136,12 +106,12 @@ impl Segment {
     }
 
     #[cfg(test)]
-    pub(super) fn is_packed(&self) -> bool {
+    pub(crate) fn is_packed(&self) -> bool {
         self.entries.is_empty() && self.packed.len() > 0
     }
 
     /// Adds a record found or written; counts it by state.
-    pub(super) fn push(&mut self, entry: Entry) {
+    pub(crate) fn push(&mut self, entry: Entry) {
         match entry.state {
             State::Pending => self.pending += 1,
             State::Delivered => {
@@ -181,27 +151,28 @@ impl Segment {
         self.first_pending = first;
     }
 
-    pub(super) fn fully_settled(&self) -> bool {
+    /// Whether no record in it is pending: the one meaning of a settled segment.
+    pub(crate) fn is_settled(&self) -> bool {
         self.pending == 0
     }
 }
 
-/// Segments by their first seq, oldest first, and the outbox totals over them.
-#[derive(Default)]
-pub(super) struct Table {
-    pub(super) segments: BTreeMap<u64, Segment>,
-    pub(super) outbox: u64,
-    pub(super) outbox_bytes: u64,
+/// The table behind its lock. Updates are plain field writes the writer makes in one go: a
+/// panic leaves nothing torn, so a poisoned lock is taken as it is.
+pub(crate) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A state change the writer applied, to be persisted as a mark.
-pub(super) struct Changed {
-    pub(super) segment: u64,
-    pub(super) entry: Entry,
+/// Segments by their first seq, oldest first, and the outbox totals over them.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub(crate) segments: BTreeMap<u64, Segment>,
+    pub(crate) outbox: u64,
+    pub(crate) outbox_bytes: u64,
 }
 
 impl Table {
-    pub(super) fn added_pending(&mut self, len: u32) {
+    pub(crate) fn added_pending(&mut self, len: u32) {
         self.outbox += 1;
         self.outbox_bytes += u64::from(len);
     }
@@ -214,7 +185,7 @@ impl Table {
 
     /// Read where the entries lie: a packed segment is not unpacked for it (a replay asks this
     /// of every record it may take, and most are then marked in the same group, or not at all).
-    pub(super) fn state_of(&self, seq: u64) -> Option<State> {
+    pub(crate) fn state_of(&self, seq: u64) -> Option<State> {
         let (_, segment) = self.segments.range(..=seq).next_back()?;
         let entry = segment.entries_from(seq).next()?;
         (entry.seq == seq).then_some(entry.state)
@@ -222,7 +193,7 @@ impl Table {
 
     /// Packs every settled segment but the active one that is not packed yet: once when it is
     /// settled, and again after a replay unpacked it to mark records (`transition`).
-    pub(super) fn pack_settled(&mut self, active_first: u64) {
+    pub(crate) fn pack_settled(&mut self, active_first: u64) {
         for (&first, segment) in &mut self.segments {
             segment.pack(first != active_first);
         }
@@ -230,7 +201,7 @@ impl Table {
 
     /// Moves `seq` from `from` to `to`; `None` when it is not in that state (already settled,
     /// or in a segment retention dropped).
-    pub(super) fn transition(
+    pub(crate) fn transition(
         &mut self,
         seq: u64,
         from: State,
@@ -271,7 +242,7 @@ impl Table {
     }
 
     /// Pending records with `after < seq <= until` that fit in `room`, in seq order.
-    pub(super) fn pending_between(
+    pub(crate) fn pending_between(
         &self,
         after: Option<u64>,
         until: u64,
@@ -290,7 +261,7 @@ impl Table {
             .next_back()
             .map_or(0, |(first, _)| *first);
         for segment in self.segments.range(from..).map(|(_, s)| s) {
-            if segment.pending == 0 {
+            if segment.is_settled() {
                 continue;
             }
             let entries = &segment.entries;
@@ -311,8 +282,8 @@ impl Table {
         out
     }
 
-    pub(super) fn oldest_pending_ms(&self) -> Option<u64> {
-        let segment = self.segments.values().find(|s| s.pending > 0)?;
+    pub(crate) fn oldest_pending_ms(&self) -> Option<u64> {
+        let segment = self.segments.values().find(|s| !s.is_settled())?;
         segment
             .entries
             .range(segment.first_pending..)
@@ -321,18 +292,18 @@ impl Table {
     }
 
     /// Kept delivered records and their bytes over all segments.
-    pub(super) fn delivered(&self) -> (u64, u64) {
+    pub(crate) fn delivered(&self) -> (u64, u64) {
         self.segments
             .values()
             .fold((0, 0), |(n, b), s| (n + s.delivered, b + s.delivered_bytes))
     }
 
-    pub(super) fn segment_bytes(&self) -> u64 {
+    pub(crate) fn segment_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.len).sum()
     }
 
     /// Delivered records settled in `[since, until)`, in segment then seq order, after `after`.
-    pub(super) fn delivered_between(
+    pub(crate) fn delivered_between(
         &self,
         since_ms: u64,
         until_ms: Option<u64>,
@@ -382,20 +353,10 @@ impl Iterator for EntriesFrom<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
     use super::*;
-
-    /// A small deterministic generator (the sequence must replay when a case fails).
-    struct Lcg(u64);
-
-    impl Lcg {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) as usize) % n.max(1)
-        }
-    }
 
     fn segment(dir: &std::path::Path, db: &sled::Db, first: u64) -> Segment {
         let path = dir.join(format!("{first}.seg"));
@@ -468,91 +429,125 @@ mod tests {
         assert_eq!(got, delivered);
     }
 
-    #[test]
-    fn settled_records_are_packed_as_they_settle_and_read_as_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let mut table = Table::default();
-        let mut model = BTreeMap::new();
-        // A closed segment and the active one; confirms come back out of order.
-        let (closed, active) = (1, 3_001);
-        table
-            .segments
-            .insert(closed, segment(dir.path(), &db, closed));
-        table
-            .segments
-            .insert(active, segment(dir.path(), &db, active));
-        for seq in closed..active {
-            push(&mut table, closed, seq, &mut model);
-        }
-        let mut next = active;
-        let mut rng = Lcg(7);
-        for step in 0..20_000u64 {
-            if step % 2 == 0 && next < active + 12_000 {
-                push(&mut table, active, next, &mut model);
-                next += 1;
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// The publisher settles one of the first pending records (confirms come back a little
+        /// out of order): delivered, or dead.
+        Settle { pick: Index, dead: bool },
+        /// A replay marks a delivered record, wherever it lies.
+        Replay(Index),
+        /// Pack what is settled, as the writer does, and read everything back.
+        Check,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            180 => (any::<Index>(), proptest::bool::weighted(0.1))
+                .prop_map(|(pick, dead)| Step::Settle { pick, dead }),
+            2 => any::<Index>().prop_map(Step::Replay),
+            1 => Just(Step::Check),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 12,
+            max_shrink_iters: 100,
+            ..ProptestConfig::default()
+        })]
+
+        /// Records of a closed segment and of the active one (which takes appends, one every
+        /// other step, and packs its settled head as it goes) settle in random order; every read
+        /// the store makes answers as a plain list of the records would.
+        #[test]
+        fn settled_records_are_packed_as_they_settle_and_read_as_before(
+            closed_records in 0u64..3_000,
+            steps in proptest::collection::vec(step(), 0..5_000),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let mut table = Table::default();
+            let mut model = BTreeMap::new();
+            let (closed, active) = (1, 1 + closed_records);
+            table
+                .segments
+                .insert(closed, segment(dir.path(), &db, closed));
+            table
+                .segments
+                .insert(active, segment(dir.path(), &db, active));
+            for seq in closed..active {
+                push(&mut table, closed, seq, &mut model);
             }
-            let pending: Vec<u64> = model
-                .range(..)
-                .filter(|(_, e)| e.state == State::Pending)
-                .take(300)
-                .map(|(s, _)| *s)
-                .collect();
-            if let Some(&seq) = pending.get(rng.below(pending.len())) {
-                let to = if rng.below(10) == 0 {
-                    State::Dead
-                } else {
-                    State::Delivered
-                };
-                let changed = table.transition(seq, State::Pending, to, 1_000_000 + step);
-                assert!(changed.is_some(), "seq {seq}");
-                let entry = model.get_mut(&seq).unwrap();
-                (entry.state, entry.at_ms) = (to, 1_000_000 + step);
-            }
-            if step % 1_000 == 999 {
-                // A replay marks delivered records, wherever they lie.
-                let delivered: Vec<u64> = model
-                    .values()
-                    .filter(|e| e.state == State::Delivered)
-                    .map(|e| e.seq)
-                    .collect();
-                for _ in 0..5 {
-                    let seq = delivered[rng.below(delivered.len())];
-                    let entry = model.get_mut(&seq).unwrap();
-                    if entry.state == State::Delivered {
-                        let changed = table.transition(
-                            seq,
-                            State::Delivered,
-                            State::Replayed,
-                            2_000_000 + step,
-                        );
-                        assert!(changed.is_some(), "replay {seq}");
-                        (entry.state, entry.at_ms) = (State::Replayed, 2_000_000 + step);
+            let mut next = active;
+            for (n, step) in steps.into_iter().enumerate() {
+                let at = 1_000_000 + n as u64;
+                if n % 2 == 0 {
+                    push(&mut table, active, next, &mut model);
+                    next += 1;
+                }
+                match step {
+                    Step::Settle { pick, dead } => {
+                        let pending: Vec<u64> = model
+                            .values()
+                            .filter(|e| e.state == State::Pending)
+                            .take(300)
+                            .map(|e| e.seq)
+                            .collect();
+                        if pending.is_empty() {
+                            continue;
+                        }
+                        let seq = pending[pick.index(pending.len())];
+                        let to = if dead { State::Dead } else { State::Delivered };
+                        let changed = table.transition(seq, State::Pending, to, at);
+                        prop_assert!(changed.is_some(), "seq {}", seq);
+                        let entry = model.get_mut(&seq).unwrap();
+                        (entry.state, entry.at_ms) = (to, at);
+                    }
+                    Step::Replay(pick) => {
+                        let delivered: Vec<u64> = model
+                            .values()
+                            .filter(|e| e.state == State::Delivered)
+                            .map(|e| e.seq)
+                            .collect();
+                        if delivered.is_empty() {
+                            continue;
+                        }
+                        let seq = delivered[pick.index(delivered.len())];
+                        let changed = table.transition(seq, State::Delivered, State::Replayed, at);
+                        prop_assert!(changed.is_some(), "replay {}", seq);
+                        let entry = model.get_mut(&seq).unwrap();
+                        (entry.state, entry.at_ms) = (State::Replayed, at);
+                    }
+                    Step::Check => {
+                        table.pack_settled(active);
+                        check(&table, &model);
                     }
                 }
-                table.pack_settled(active);
-                check(&table, &model);
+                prop_assert!(
+                    table
+                        .transition(next + 5, State::Pending, State::Delivered, 0)
+                        .is_none(),
+                    "an unknown seq"
+                );
             }
-            assert!(
-                table
-                    .transition(next + 5, State::Pending, State::Delivered, 0)
-                    .is_none(),
-                "an unknown seq"
+            table.pack_settled(active);
+            check(&table, &model);
+            if closed_records > 0 && table.segments[&closed].is_settled() {
+                prop_assert!(table.segments[&closed].is_packed());
+            }
+            // The active segment keeps few entries before its first pending record, however
+            // many records settled in it.
+            let segment = &table.segments[&active];
+            let from_pending = model
+                .range(active..)
+                .skip_while(|(_, e)| e.state != State::Pending)
+                .count();
+            prop_assert!(
+                segment.entries.len() < PACK_AFTER + from_pending,
+                "{} entries kept, {} from the first pending one",
+                segment.entries.len(),
+                from_pending
             );
         }
-        check(&table, &model);
-        assert!(
-            model.values().all(|e| e.state != State::Pending),
-            "all settled"
-        );
-        table.pack_settled(active);
-        assert!(table.segments[&closed].is_packed());
-        // The active segment keeps few entries however many records settled in it.
-        let kept = table.segments[&active].entries.len();
-        assert!(
-            kept < PACK_AFTER,
-            "{kept} entries kept for 12 000 settled records"
-        );
-        check(&table, &model);
     }
 }

@@ -5,11 +5,17 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
 
-use super::marks::State;
-use super::table::Entry;
-use super::writer::{duplicate_error, lock, Done, Reply, Source, Staged, Writer};
-use super::{dedup, now_ms, record, retention, segment, Appended, Pending, StoreError};
+use super::{Done, Source, Staged, Writer};
+use crate::clock::now_ms;
 use crate::event::Event;
+use crate::store::dedup::{self, Expiry, Lookup, NewKey};
+use crate::store::error::StoreError;
+use crate::store::index::{self, Entry};
+use crate::store::layout::frame::{self, Found};
+use crate::store::layout::marks::State;
+use crate::store::layout::record;
+use crate::store::segment;
+use crate::store::types::{Appended, Pending, Reply};
 
 impl Writer {
     /// Dedup check and limits, in queue order; accepted events get their seq and slot.
@@ -20,9 +26,9 @@ impl Writer {
         }
         let now = now_ms();
         let mut last_end = None;
-        let live = dedup::live(&self.dedup, now);
+        let live = dedup::live(&self.setup.dedup, now);
         let (mut events, mut bytes) = {
-            let table = lock(&self.table);
+            let table = index::lock(&self.setup.table);
             (table.outbox, table.outbox_bytes)
         };
         let mut in_group = HashSet::with_capacity(appends.len());
@@ -36,11 +42,14 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
-            let expiry = event.meta.received_at_ms.saturating_add(self.window_ms);
-            let end = self.dedup.end_of(expiry);
+            let expiry = event
+                .meta
+                .received_at_ms
+                .saturating_add(self.setup.window_ms);
+            let end = self.setup.dedup.end_of(expiry);
             // New slices are made up front: that takes the slices' write lock.
             if last_end != Some(end) {
-                if let Err(e) = self.dedup.ensure(expiry) {
+                if let Err(e) = self.setup.dedup.ensure(expiry) {
                     let _ = reply.send(Err(e));
                     continue;
                 }
@@ -48,6 +57,7 @@ impl Writer {
             }
             // Keys of the last second wait in memory before sled has them.
             if self
+                .setup
                 .deferred
                 .expiry_of(&id)
                 .is_some_and(|expiry| expiry > now)
@@ -55,21 +65,22 @@ impl Writer {
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
-            let (duplicate, overwrites) = match dedup::lookup(&self.dedup, &live, &id, end, now) {
-                Ok(found) => found,
+            let replaces = match dedup::lookup(&self.setup.dedup, &live, &id, end, now) {
+                Ok(Lookup::New { replaces }) => replaces,
+                Ok(Lookup::Duplicate) => {
+                    let _ = reply.send(Ok(Appended::Duplicate));
+                    continue;
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     continue;
                 }
             };
-            if duplicate {
-                let _ = reply.send(Ok(Appended::Duplicate));
-                continue;
-            }
             // Only while keys of an earlier release can still be live: a change of a message
             // accepted before the upgrade may be the state it was accepted in (event/key.rs).
-            if let Some(earlier) = event.earlier_id.filter(|_| now < self.earlier_until) {
-                match dedup::held_earlier(&self.dedup, &live, &earlier, now, self.earlier_until) {
+            let earlier_until = self.setup.earlier_until;
+            if let Some(earlier) = event.earlier_id.filter(|_| now < earlier_until) {
+                match dedup::held_earlier(&self.setup.dedup, &live, &earlier, now, earlier_until) {
                     Ok(false) => {}
                     Ok(true) => {
                         let _ = reply.send(Ok(Appended::DuplicateOf(earlier)));
@@ -85,14 +96,21 @@ impl Writer {
             self.push_staged(
                 &mut staged,
                 event,
-                Some((end, id, expiry, !overwrites)),
+                Some(NewKey {
+                    id,
+                    expiry: Expiry {
+                        slice_end: end,
+                        at_ms: expiry,
+                    },
+                    adds: !replaces,
+                }),
                 Done::Append(reply),
             );
             let Some(len) = staged.get(before).map(|item| u64::from(item.len)) else {
                 continue;
             };
-            if events >= self.limits.max_outbox
-                || bytes.saturating_add(len) > self.limits.max_outbox_bytes
+            if events >= self.setup.limits.max_outbox
+                || bytes.saturating_add(len) > self.setup.limits.max_outbox_bytes
             {
                 self.unstage(&mut staged, Err(StoreError::OutboxFull));
                 continue;
@@ -109,12 +127,12 @@ impl Writer {
         &mut self,
         staged: &mut Vec<Staged>,
         event: Event,
-        key: Option<dedup::Key>,
+        key: Option<NewKey>,
         done: Done,
     ) {
         let offset = self.active.len + self.buf.len() as u64;
         let mark = self.buf.len();
-        match segment::frame(&mut self.buf, self.next_seq, &event) {
+        match frame::frame(&mut self.buf, self.next_seq, &event) {
             Ok(len) => {
                 staged.push(Staged {
                     event,
@@ -146,8 +164,9 @@ impl Writer {
         }
     }
 
-    /// One write and one fdatasync for the whole group; its dedup keys wait in memory for the
-    /// next flush cycle (`deferred`). An error means nothing of the group is durable.
+    /// One write and one fdatasync for the whole group (I1); its dedup keys wait in memory for
+    /// the next flush cycle (`deferred`). An error means nothing of the group is durable, and
+    /// the store takes no more writes (I2).
     pub(super) fn commit(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
         let written = self
             .active
@@ -163,11 +182,11 @@ impl Writer {
                 tracing::error!(error = %cut, "cannot cut a failed write off the segment");
             }
             tracing::error!(error = %e, events = staged.len(), "segment write failed; the store takes no more writes until restarted");
-            return Err(StoreError::Io(e));
+            return Err(e.into());
         }
         self.active.len += size;
-        let mut keys: Vec<dedup::Key> = staged.iter().filter_map(|s| s.key).collect();
-        keys.sort_by_key(|k| k.0);
+        let mut keys: Vec<NewKey> = staged.iter().filter_map(|s| s.key).collect();
+        keys.sort_by_key(|k| k.expiry.slice_end);
         if let Some(last) = staged.last() {
             self.defer_keys(&keys, last.seq);
         }
@@ -185,9 +204,9 @@ impl Writer {
             for item in staged {
                 match item.done {
                     Done::Append(reply) => {
-                        let _ = reply.send(Err(duplicate_error(e)));
+                        let _ = reply.send(Err(e.clone()));
                     }
-                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(duplicate_error(e)),
+                    Done::Requeue(slot, _) => requeue_replies[slot].0 = Err(e.clone()),
                 }
             }
             return;
@@ -198,9 +217,9 @@ impl Writer {
         let mut accepted = Vec::with_capacity(staged.len());
         let mut changed = Vec::new();
         {
-            let mut table = lock(&self.table);
+            let mut table = index::lock(&self.setup.table);
             for item in staged {
-                let found = segment::Found {
+                let found = Found {
                     seq: item.seq,
                     offset: item.offset,
                     len: item.len,
@@ -216,6 +235,7 @@ impl Writer {
                         if let Ok(n) = &mut requeue_replies[slot].0 {
                             *n += 1;
                         }
+                        // The copy is durable: its source goes now (I13).
                         if let Source::Delivered(seq) = source {
                             changed.extend(table.transition(
                                 seq,
@@ -225,7 +245,7 @@ impl Writer {
                             ));
                         }
                         if let Source::Dead(seq) = source {
-                            if let Err(e) = self.dead.remove(record::seq_key(seq)) {
+                            if let Err(e) = self.setup.dead.remove(record::seq_key(seq)) {
                                 requeue_replies[slot].0 = Err(StoreError::Sled(e));
                             }
                         }
@@ -244,27 +264,27 @@ impl Writer {
                 table.pack_settled(self.active.first_seq);
             }
         }
-        // Handed over before the replies: whoever saw a 202 finds the event with the publisher.
-        self.feed.push(handed, high);
+        // Handed over before the replies: whoever saw a 202 finds the event with the publisher (I1).
+        self.setup.feed.push(handed, high);
         for reply in accepted {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
         self.defer_marks(changed);
-        if self.deferred.is_full() {
-            self.hand_over(None);
+        if self.setup.deferred.ask_early() {
+            self.ask_flush(None);
         }
         self.roll_if_full();
     }
 
     /// Starts a new segment once the active one reached `segment_bytes`.
-    pub(super) fn roll_if_full(&mut self) {
-        if self.active.len < self.segment_bytes {
+    fn roll_if_full(&mut self) {
+        if self.active.len < self.setup.segment_bytes {
             return;
         }
-        match retention::open_segment(&self.db, &self.segments_dir, self.next_seq) {
+        match segment::create(&self.setup.db, &self.setup.segments_dir, self.next_seq) {
             Ok((active, segment)) => {
-                let mut table = lock(&self.table);
+                let mut table = index::lock(&self.setup.table);
                 table.segments.insert(active.first_seq, segment);
                 // The segment just closed may be settled already.
                 table.pack_settled(active.first_seq);

@@ -9,8 +9,8 @@
 //! the active segment, see `table`); a segment is unpacked again for the rare change (a replay
 //! marks records `Replayed`) and packed after it.
 
-use super::marks::State;
-use super::table::Entry;
+use super::entry::Entry;
+use crate::store::layout::marks::State;
 
 /// Records between two checkpoints.
 const STRIDE: usize = 256;
@@ -29,7 +29,7 @@ struct Checkpoint {
 
 /// Packed entries, in seq order.
 #[derive(Debug, Default)]
-pub(super) struct Packed {
+pub(crate) struct Packed {
     bytes: Vec<u8>,
     checkpoints: Vec<Checkpoint>,
     /// Records packed (the capacity to unpack them into).
@@ -56,8 +56,8 @@ fn unzigzag(value: u64) -> i64 {
 
 impl Packed {
     /// Packs `entries` (in seq order, as the index keeps them), holding no spare capacity.
-    #[cfg(test)]
-    pub(super) fn pack<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Packed {
+    #[cfg(any(test, feature = "fuzz"))]
+    pub(crate) fn pack<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Packed {
         let mut packed = Packed::default();
         for entry in entries {
             packed.push(entry);
@@ -67,7 +67,7 @@ impl Packed {
     }
 
     /// Appends `entry`, which follows every record packed so far in seq order.
-    pub(super) fn push(&mut self, entry: &Entry) {
+    pub(crate) fn push(&mut self, entry: &Entry) {
         let base = self.base;
         if self.len.is_multiple_of(STRIDE) {
             self.checkpoints.push(Checkpoint {
@@ -93,27 +93,27 @@ impl Packed {
     }
 
     /// Gives back the room kept for appends (the segment was closed).
-    pub(super) fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         self.bytes.shrink_to_fit();
         self.checkpoints.shrink_to_fit();
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub(super) fn last_seq(&self) -> Option<u64> {
+    pub(crate) fn last_seq(&self) -> Option<u64> {
         (self.len > 0).then_some(self.base.prev_seq)
     }
 
     /// Bytes held, for tests and the memory figures.
     #[cfg(test)]
-    pub(super) fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes.capacity() + self.checkpoints.capacity() * std::mem::size_of::<Checkpoint>()
     }
 
     /// The entries with `seq >= from`, in order.
-    pub(super) fn iter_from(&self, from: u64) -> Iter<'_> {
+    pub(crate) fn iter_from(&self, from: u64) -> Iter<'_> {
         // The last checkpoint whose first record is at or before `from` (its base seq is the
         // record before it, so `prev_seq < from` holds for it and every earlier one).
         let at = self
@@ -137,14 +137,14 @@ impl Packed {
     }
 
     /// Every entry, in order.
-    pub(super) fn unpack(&self) -> Vec<Entry> {
+    pub(crate) fn unpack(&self) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.len);
         out.extend(self.iter_from(0));
         out
     }
 }
 
-pub(super) struct Iter<'a> {
+pub(crate) struct Iter<'a> {
     bytes: &'a [u8],
     pos: usize,
     prev_seq: u64,

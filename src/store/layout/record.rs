@@ -9,22 +9,17 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{meta, StoreError};
+use super::meta;
 use crate::event::{Event, EventMeta};
+use crate::store::error::{corrupt, corrupt_json, StoreError};
 
 const LEN_PREFIX: usize = 4;
 
 /// What a dead record adds to the outbox record.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct DeadInfo {
+pub(crate) struct DeadInfo {
     pub reason: String,
     pub dead_at_ms: u64,
-}
-
-/// Builds a `Corrupt` error for layout problems that serde_json did not see itself, so callers
-/// get one error kind for any unreadable record.
-pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(<serde_json::Error as serde::de::Error>::custom(what))
 }
 
 fn prefixed(header: &[u8], capacity_extra: usize) -> Result<Vec<u8>, StoreError> {
@@ -49,24 +44,24 @@ fn split_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
     Ok(rest.split_at(len))
 }
 
-#[cfg(test)]
-pub(super) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128 + event.body.len());
     encode_event_into(&mut out, event)?;
     Ok(out)
 }
 
 /// An event record in the layout of the sled-only version (migration tests write old data dirs).
-#[cfg(test)]
-pub(super) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
-    let meta = serde_json::to_vec(&event.meta).map_err(StoreError::Corrupt)?;
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn encode_event_json(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let meta = serde_json::to_vec(&event.meta).map_err(corrupt_json)?;
     let mut out = prefixed(&meta, event.body.len())?;
     out.extend_from_slice(&event.body);
     Ok(out)
 }
 
 /// Appends the event record of `event` to `out`.
-pub(super) fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<(), StoreError> {
+pub(crate) fn encode_event_into(out: &mut Vec<u8>, event: &Event) -> Result<(), StoreError> {
     meta::encode_into(out, &event.meta)?;
     out.extend_from_slice(&event.body);
     Ok(())
@@ -78,20 +73,17 @@ fn split_event(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         return meta::decode(bytes);
     }
     let (meta, body) = split_prefixed(bytes)?;
-    Ok((
-        serde_json::from_slice(meta).map_err(StoreError::Corrupt)?,
-        body,
-    ))
+    Ok((serde_json::from_slice(meta).map_err(corrupt_json)?, body))
 }
 
 /// The metadata of an event record, without copying its body.
-pub(super) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
+pub(crate) fn decode_meta(bytes: &[u8]) -> Result<EventMeta, StoreError> {
     Ok(split_event(bytes)?.0)
 }
 
 /// Key of a kept delivered event in the sled-only version (`delivered@` slices): delivery time, seq.
 #[cfg(test)]
-pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
+pub(crate) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&delivered_at_ms.to_be_bytes());
     key[8..].copy_from_slice(&seq.to_be_bytes());
@@ -99,12 +91,12 @@ pub(super) fn delivered_key(delivered_at_ms: u64, seq: u64) -> [u8; 16] {
 }
 
 /// As [`decode_event`], the body a slice of `bytes` rather than a copy.
-pub(super) fn decode_event_shared(bytes: &Bytes) -> Result<Event, StoreError> {
+pub(crate) fn decode_event_shared(bytes: &Bytes) -> Result<Event, StoreError> {
     let (meta, body) = split_event(bytes)?;
     Ok(read_back(meta, bytes.slice_ref(body)))
 }
 
-pub(super) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     let (meta, body) = split_event(bytes)?;
     Ok(read_back(meta, Bytes::copy_from_slice(body)))
 }
@@ -123,38 +115,78 @@ fn read_back(mut meta: EventMeta, body: Bytes) -> Event {
 }
 
 /// The part of a dead record in front of the moved outbox record.
-pub(super) fn dead_prefix(reason: &str, dead_at_ms: u64) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn dead_prefix(reason: &str, dead_at_ms: u64) -> Result<Vec<u8>, StoreError> {
     let info = DeadInfo {
         reason: reason.to_owned(),
         dead_at_ms,
     };
-    let info = serde_json::to_vec(&info).map_err(StoreError::Corrupt)?;
+    let info = serde_json::to_vec(&info).map_err(corrupt_json)?;
     prefixed(&info, 0)
 }
 
-pub(super) fn decode_dead(bytes: &[u8]) -> Result<(DeadInfo, Event), StoreError> {
+pub(crate) fn decode_dead(bytes: &[u8]) -> Result<(DeadInfo, Event), StoreError> {
     let (info, record) = split_prefixed(bytes)?;
-    let info: DeadInfo = serde_json::from_slice(info).map_err(StoreError::Corrupt)?;
+    let info: DeadInfo = serde_json::from_slice(info).map_err(corrupt_json)?;
     Ok((info, decode_event(record)?))
 }
 
-pub(super) fn seq_key(seq: u64) -> [u8; 8] {
+pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-pub(super) fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
+pub(crate) fn decode_seq(key: &[u8]) -> Result<u64, StoreError> {
     let key: [u8; 8] = key
         .try_into()
         .map_err(|_| corrupt("sequence key is not 8 bytes"))?;
     Ok(u64::from_be_bytes(key))
 }
 
-pub(super) fn expiry_value(expiry_ms: u64) -> [u8; 8] {
+pub(crate) fn expiry_value(expiry_ms: u64) -> [u8; 8] {
     expiry_ms.to_be_bytes()
 }
 
 /// `None` for a value that is not 8 bytes.
-pub(super) fn decode_expiry(value: &[u8]) -> Option<u64> {
+pub(crate) fn decode_expiry(value: &[u8]) -> Option<u64> {
     let value: [u8; 8] = value.try_into().ok()?;
     Some(u64::from_be_bytes(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::layout::record;
+    use crate::store::tests::event;
+
+    #[test]
+    fn records_round_trip_and_damage_is_reported() {
+        let e = event(3, 1_700_000_000_000);
+        let encoded = record::encode_event(&e).unwrap();
+        assert_eq!(record::decode_event(&encoded).unwrap(), e);
+        assert!(
+            encoded.ends_with(&e.body),
+            "the body sits raw at the end of the record"
+        );
+        let mut dead = record::dead_prefix("why", 42).unwrap();
+        dead.extend_from_slice(&encoded);
+        let (info, back) = record::decode_dead(&dead).unwrap();
+        assert_eq!((info.reason.as_str(), info.dead_at_ms), ("why", 42));
+        assert_eq!(back, e);
+        let old = record::encode_event_json(&e).unwrap();
+        assert_eq!(
+            record::decode_event(&old).unwrap(),
+            e,
+            "the JSON layout still reads"
+        );
+        for damaged in [
+            &encoded[..2],
+            &encoded[..10],
+            &b"\0\0\0\x02{x"[..],
+            &old[..9],
+        ] {
+            assert!(matches!(
+                record::decode_event(damaged),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+    }
 }

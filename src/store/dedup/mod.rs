@@ -7,17 +7,56 @@
 //! checkpoint says up to which seq they are on disk, and opening the store writes them again
 //! for the records after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
-use super::deferred::Keys;
-use super::generations::{Generations, Slice};
-use super::StoreError;
-use super::{record, runs};
 use crate::event::EventId;
+use crate::store::error::{corrupt, StoreError};
+use crate::store::layout::block::IdExpiry;
+use crate::store::layout::record;
+
+mod runs;
+mod slices;
+
+use slices::Slice;
+pub(crate) use slices::Slices;
+
+/// Time slices per dedup window: a slice is dropped once all of it has expired, so up to a
+/// quarter more than the window is kept, in exchange for expiring a slice with one `drop_tree`.
+pub(crate) const SLICES_PER_WINDOW: u64 = 4;
+
+/// Keys on their way to sled, by event id.
+pub(crate) type Keys = HashMap<EventId, Expiry>;
+
+/// When a key expires, and the slice that holds it (the one whose time span holds its expiry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Expiry {
+    pub(crate) slice_end: u64,
+    pub(crate) at_ms: u64,
+}
+
+/// A key the writer took for a new event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NewKey {
+    pub(crate) id: EventId,
+    pub(crate) expiry: Expiry,
+    /// Whether it adds to its slice's count: false when an expired key of its id lies in that
+    /// slice already and is overwritten.
+    pub(crate) adds: bool,
+}
+
+/// What a lookup found of an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// An unexpired key holds it: the event is a duplicate.
+    Duplicate,
+    /// No unexpired key holds it; `replaces` when an expired one lies in the slice its new key
+    /// goes to.
+    New { replaces: bool },
+}
 
 /// The slices that can still hold an unexpired key, newest first (a repeat is most likely recent).
-pub(super) fn live(dedup: &Generations, now: u64) -> Vec<u64> {
+pub(crate) fn live(dedup: &Slices, now: u64) -> Vec<u64> {
     dedup
         .read()
         .range(now.saturating_add(1)..)
@@ -43,28 +82,28 @@ fn expiry_in(slice: &Slice, id: &EventId, now: u64) -> Result<Option<u64>, Store
     Ok(found.max(slice.runs().find(&slice.tree, &id.0, now)?))
 }
 
-/// Whether `id` is held by an unexpired key; and whether its key in slice `end` exists already
-/// (an expired one, overwritten rather than added).
-pub(super) fn lookup(
-    dedup: &Generations,
+/// Whether `id` is held by an unexpired key; if not, whether a key of it lies in slice `end`
+/// already (an expired one, overwritten rather than added).
+pub(crate) fn lookup(
+    dedup: &Slices,
     live: &[u64],
     id: &EventId,
     end: u64,
     now: u64,
-) -> Result<(bool, bool), StoreError> {
+) -> Result<Lookup, StoreError> {
     let slices = dedup.read();
-    let mut overwrites = false;
+    let mut replaces = false;
     for slice_end in live {
         let Some(slice) = slices.get(slice_end) else {
             continue;
         };
         match expiry_in(slice, id, now)? {
-            Some(expiry) if expiry > now => return Ok((true, false)),
-            Some(_) => overwrites |= *slice_end == end,
+            Some(expiry) if expiry > now => return Ok(Lookup::Duplicate),
+            Some(_) => replaces |= *slice_end == end,
             None => {}
         }
     }
-    Ok((false, overwrites))
+    Ok(Lookup::New { replaces })
 }
 
 /// Key in the `meta` tree: the latest expiry of the keys written before this release, which
@@ -77,14 +116,14 @@ const EARLIER_UNTIL_KEY: &[u8] = b"earlier-keys-until";
 /// release writes never count. Every key written later expires later, unless
 /// `storage.dedup_window` was shortened across the upgrade (such a key then counts as an
 /// earlier one until it expires: a change is taken for a repeat, never the other way round).
-pub(super) fn earlier_until(
+pub(crate) fn earlier_until(
     db: &sled::Db,
     meta: &sled::Tree,
-    dedup: &Generations,
+    dedup: &Slices,
 ) -> Result<u64, StoreError> {
     if let Some(value) = meta.get(EARLIER_UNTIL_KEY)? {
         return record::decode_expiry(&value)
-            .ok_or_else(|| record::corrupt("earlier-keys-until is not 8 bytes"));
+            .ok_or_else(|| corrupt("earlier-keys-until is not 8 bytes"));
     }
     let until = dedup.latest_expiry();
     meta.insert(EARLIER_UNTIL_KEY, &record::expiry_value(until)[..])?;
@@ -95,8 +134,8 @@ pub(super) fn earlier_until(
 
 /// Whether `id` is held by an unexpired key written by an earlier release (expiring by
 /// `until`, from [`earlier_until`]).
-pub(super) fn held_earlier(
-    dedup: &Generations,
+pub(crate) fn held_earlier(
+    dedup: &Slices,
     live: &[u64],
     id: &EventId,
     now: u64,
@@ -114,16 +153,19 @@ pub(super) fn held_earlier(
     Ok(false)
 }
 
-/// A key to write: its slice end, id, expiry, and whether it adds to the slice's count.
-pub(super) type Key = (u64, EventId, u64, bool);
-
 /// Writes keys as one run per slice, unflushed (the flusher thread, off the hot path); returns
-/// the slices written to, whose runs may be due a merge ([`Generations::compact`], on the merger
+/// the slices written to, whose runs may be due a merge ([`Slices::compact`], on the merger
 /// thread). They are counted when the writer takes them ([`remember`]).
-pub(super) fn insert(dedup: &Generations, keys: &Keys) -> Result<Vec<u64>, StoreError> {
-    let mut by_slice: BTreeMap<u64, Vec<runs::Entry>> = BTreeMap::new();
-    for (id, &(end, expiry)) in keys {
-        by_slice.entry(end).or_default().push((id.0, expiry));
+pub(crate) fn insert(dedup: &Slices, keys: &Keys) -> Result<Vec<u64>, StoreError> {
+    let mut by_slice: BTreeMap<u64, Vec<IdExpiry>> = BTreeMap::new();
+    for (id, expiry) in keys {
+        by_slice
+            .entry(expiry.slice_end)
+            .or_default()
+            .push(IdExpiry {
+                id: id.0,
+                expiry_ms: expiry.at_ms,
+            });
     }
     let mut written = Vec::with_capacity(by_slice.len());
     for (end, entries) in by_slice {
@@ -145,7 +187,7 @@ pub(super) fn insert(dedup: &Generations, keys: &Keys) -> Result<Vec<u64>, Store
 /// of keys) never holds up a flush or a barrier; as the store closes, a merge in progress stops
 /// at its next block. One cut short leaves keys in both the old runs and the partial new one,
 /// which lookups and the next open take as they are.
-pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<u64>) {
+pub(crate) fn merge_runs(dedup: &Slices, slices: std::sync::mpsc::Receiver<u64>) {
     while let Ok(end) = slices.recv() {
         let due: std::collections::BTreeSet<u64> =
             std::iter::once(end).chain(slices.try_iter()).collect();
@@ -158,21 +200,21 @@ pub(super) fn merge_runs(dedup: &Generations, slices: std::sync::mpsc::Receiver<
     }
 }
 
-/// Takes the writer's new keys into their slices' filters, and the new ones (`Key`'s flag)
-/// into their counts, before they reach sled: from then on a lookup finds them.
-pub(super) fn remember(dedup: &Generations, keys: &[Key]) {
+/// Takes the writer's new keys into their slices' filters, and those that add to a count
+/// (`NewKey::adds`) into their counts, before they reach sled: from then on a lookup finds them (I10).
+pub(crate) fn remember(dedup: &Slices, keys: &[NewKey]) {
     let slices = dedup.read();
-    for (end, id, _, new) in keys {
-        if let Some(slice) = slices.get(end) {
-            slice.remember(&id.0);
-            slice.added(u64::from(*new), 0);
+    for key in keys {
+        if let Some(slice) = slices.get(&key.expiry.slice_end) {
+            slice.remember(&key.id.0);
+            slice.added(u64::from(key.adds), 0);
         }
     }
 }
 
 /// Writes the key of a record found after the checkpoint at start-up (unless it has expired).
-pub(super) fn restore(
-    dedup: &Generations,
+pub(crate) fn restore(
+    dedup: &Slices,
     id: &EventId,
     expiry_ms: u64,
     now: u64,

@@ -1,33 +1,38 @@
 //! The single writer thread: group commit of appends and replays into the active segment (one
 //! `write`, one fdatasync per group), then the hand-off to the publisher and the replies; and,
-//! in the same queue, the publisher's batched confirms and retention. Dedup keys and marks are
-//! handed to the flusher once per flush cycle, which writes them into sled (`deferred`).
+//! in the same queue, the publisher's batched confirms and retention. Dedup keys and marks wait
+//! in `deferred`, which the flusher takes before each flush and writes into sled.
 //!
 //! Only this thread changes the delivery index, the dedup keys and the dead letters, so no check
-//! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does).
+//! can race and nothing needs a sled transaction. Nothing here flushes sled (the flusher does);
+//! requests to the flusher go through an unbounded channel and never block, and the flusher
+//! never waits on this thread (I14). `Writer`'s state is private to this folder: `group`
+//! commits, `settle` applies confirms, dead letters and retention.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::dedup::{self, Slices};
 use super::deferred::{Deferred, FlushRequest};
+use super::error::StoreError;
 use super::feed::Feed;
-use super::generations::Generations;
-use super::table::Table;
-use super::{dedup, flusher, record, retention};
-use super::{now_ms, Appended, Limits, Settlement, StoreError};
+use super::index::{Changed, Table};
+use super::layout::PROBE_KEY;
+use super::ledger::Ledger;
+use super::retention;
+use super::segment::Active;
+use super::types::{Appended, Limits, Reply, Settlement};
+use crate::clock::now_ms;
 use crate::event::Event;
 
+mod group;
+mod settle;
+
 /// Most commands taken into one group: bounds the batch size and the wait of the first.
-pub(super) const MAX_GROUP: usize = 1024;
-
-/// Key in the `meta` tree that write probes overwrite.
-pub(super) const PROBE_KEY: &[u8] = b"probe";
-
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+const MAX_GROUP: usize = 1024;
 
 pub(super) enum Command {
     Append {
@@ -50,11 +55,9 @@ pub(super) enum Command {
     },
     /// Retention: drops whole segments; answers how many kept delivered events went.
     Sweep { reply: Reply<usize> },
-    /// From the flusher before each timed flush: write what waits in memory into sled.
-    Persist { reply: Reply<()> },
 }
 
-/// Where a replayed event comes from; it is taken out there once its copy is durable.
+/// Where a replayed event comes from; it is taken out there once its copy is durable (I13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Source {
     /// Seq key in the `dead` tree.
@@ -68,62 +71,71 @@ pub(super) struct Requeue {
     pub(super) source: Source,
 }
 
-/// The segment being appended to.
-pub(super) struct Active {
-    pub(super) first_seq: u64,
-    pub(super) file: File,
-    pub(super) len: u64,
-}
-
-pub(super) struct Writer {
-    pub(super) dedup: Arc<Generations>,
+/// What the writer is given (`open`): handles it shares and settings.
+pub(super) struct Setup {
+    pub(super) db: sled::Db,
     pub(super) dead: sled::Tree,
     pub(super) meta: sled::Tree,
-    pub(super) db: sled::Db,
+    pub(super) dedup: Arc<Slices>,
     pub(super) table: Arc<Mutex<Table>>,
     pub(super) feed: Arc<Feed>,
+    pub(super) ledger: Arc<Ledger>,
+    /// Dedup keys and marks not yet in sled, shared with the flusher.
+    pub(super) deferred: Arc<Deferred>,
+    pub(super) flush_requests: std::sync::mpsc::Sender<FlushRequest>,
     pub(super) window_ms: u64,
     /// Keys expiring by then may have been written by an earlier release (`dedup::earlier_until`).
     pub(super) earlier_until: u64,
     pub(super) limits: Limits,
+    pub(super) retention: retention::Policy,
     pub(super) segments_dir: PathBuf,
     pub(super) segment_bytes: u64,
-    pub(super) active: Active,
-    pub(super) next_seq: u64,
-    pub(super) progress: Arc<flusher::Progress>,
-    pub(super) flush_requests: std::sync::mpsc::Sender<FlushRequest>,
-    pub(super) retention: retention::Policy,
+}
+
+/// The writer thread's state, its own: no other thread sees it.
+pub(super) struct Writer {
+    setup: Setup,
+    /// The segment appends go to, and the seq the next record gets.
+    active: Active,
+    next_seq: u64,
     /// Set by a failed segment write: the file's state is unknown after a failed fdatasync,
-    /// so nothing more is written until the process reopens the store.
-    pub(super) broken: bool,
-    pub(super) buf: Vec<u8>,
-    /// Dedup keys and marks not yet in sled.
-    pub(super) deferred: Deferred,
+    /// so nothing more is written until the process reopens the store (I2).
+    broken: bool,
+    /// The group's frames, written with one `write`.
+    buf: Vec<u8>,
 }
 
 /// An event that made it into the group, with where it goes.
-pub(super) struct Staged {
-    pub(super) event: Event,
-    pub(super) seq: u64,
-    pub(super) offset: u64,
-    pub(super) len: u32,
-    pub(super) key: Option<dedup::Key>,
-    pub(super) done: Done,
+struct Staged {
+    event: Event,
+    seq: u64,
+    offset: u64,
+    len: u32,
+    key: Option<dedup::NewKey>,
+    done: Done,
 }
 
-pub(super) enum Done {
+enum Done {
     Append(Reply<Appended>),
     /// Index into the group's requeue replies.
     Requeue(usize, Source),
 }
 
-pub(super) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    // Updates are plain field writes the writer makes in one go: a panic leaves nothing torn.
-    table.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Writer {
-    /// Serves until every sender is gone, then returns after finishing what was queued.
+    /// A writer appending to `active`, its next record numbered `next_seq`.
+    pub(super) fn new(setup: Setup, active: Active, next_seq: u64) -> Writer {
+        Writer {
+            setup,
+            active,
+            next_seq,
+            broken: false,
+            buf: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// Serves until every sender is gone, then returns after finishing what was queued. Its
+    /// end drops the flusher's last sender: the flusher then takes what is deferred and
+    /// flushes once more.
     pub(super) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         while let Some(first) = commands.blocking_recv() {
             let mut group = Vec::with_capacity(16);
@@ -136,18 +148,15 @@ impl Writer {
             }
             self.process_group(group);
         }
-        // The flusher's last flush (when this thread drops its sender) makes it durable.
-        self.hand_over(None);
         tracing::debug!("store writer stopped: all store handles dropped");
     }
 
-    pub(super) fn process_group(&mut self, group: Vec<Command>) {
+    fn process_group(&mut self, group: Vec<Command>) {
         let mut appends = Vec::new();
         let mut requeues = Vec::new();
         let mut barriers = Vec::new();
         let mut sweeps = Vec::new();
         let mut probe = false;
-        let mut persist = Vec::new();
         for command in group {
             match command {
                 Command::Append { event, reply } => appends.push((event, reply)),
@@ -167,7 +176,6 @@ impl Writer {
                     barriers.push(reply);
                 }
                 Command::Sweep { reply } => sweeps.push(reply),
-                Command::Persist { reply } => persist.push(reply),
             }
         }
 
@@ -201,10 +209,6 @@ impl Writer {
         for reply in sweeps {
             let _ = reply.send(self.sweep());
         }
-        for reply in persist {
-            self.hand_over(None);
-            let _ = reply.send(Ok(()));
-        }
         for reply in barriers {
             if self.is_broken() {
                 let _ = reply.send(Err(StoreError::Unwritable));
@@ -212,35 +216,46 @@ impl Writer {
             }
             // A probe must exercise the write path, not just a flush of nothing.
             if probe {
-                if let Err(e) = self.meta.insert(PROBE_KEY, &now_ms().to_be_bytes()[..]) {
+                if let Err(e) = self
+                    .setup
+                    .meta
+                    .insert(PROBE_KEY, &now_ms().to_be_bytes()[..])
+                {
                     let _ = reply.send(Err(StoreError::Sled(e)));
                     continue;
                 }
             }
-            self.hand_over(Some(reply));
+            self.ask_flush(Some(reply));
         }
     }
 
     /// Whether this store takes no more writes: a segment write failed here, or writing dedup
-    /// keys or marks into sled failed in the flusher.
-    pub(super) fn is_broken(&self) -> bool {
-        self.broken
-            || self
-                .progress
-                .failed
-                .load(std::sync::atomic::Ordering::Acquire)
+    /// keys or marks into sled failed in the flusher (I2).
+    fn is_broken(&self) -> bool {
+        self.broken || self.setup.ledger.has_failed()
     }
-}
 
-/// One failure answers many waiters; `StoreError` is not `Clone` because its sources are not.
-pub(super) fn duplicate_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Sled(e) => StoreError::Sled(e.clone()),
-        StoreError::Corrupt(e) => record::corrupt(&e.to_string()),
-        StoreError::Io(e) => StoreError::Io(std::io::Error::new(e.kind(), e.to_string())),
-        StoreError::Closed => StoreError::Closed,
-        StoreError::OutboxFull => StoreError::OutboxFull,
-        StoreError::Unwritable => StoreError::Unwritable,
-        StoreError::Migration(text) => StoreError::Migration(text.clone()),
+    /// Keeps the keys of a committed group (whose last seq is `high`) for the flusher, counting
+    /// the new ones in their slices now so that `stats` is exact before they reach sled.
+    fn defer_keys(&mut self, keys: &[dedup::NewKey], high: u64) {
+        let counted = self.setup.deferred.add_keys(keys, high);
+        dedup::remember(&self.setup.dedup, &counted);
+    }
+
+    /// Keeps state changes for the flusher to write as marks (I7).
+    fn defer_marks(&mut self, changed: Vec<Changed>) {
+        self.setup.deferred.add_marks(&self.setup.table, changed);
+    }
+
+    /// Asks the flusher for a flush, with `reply` answered after it; the flusher takes what is
+    /// deferred first. Sent for each barrier, and early when the deferred keys fill up.
+    fn ask_flush(&self, reply: Option<Reply<()>>) {
+        if let Err(std::sync::mpsc::SendError(request)) =
+            self.setup.flush_requests.send(FlushRequest { reply })
+        {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
     }
 }

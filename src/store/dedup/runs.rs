@@ -11,17 +11,15 @@
 //! collide with 24-byte block keys.
 //!
 //! Crash rule: a merge writes its run before the runs it replaces are removed, and sled recovers
-//! a prefix of its writes, so after a crash a key is in the new run, the old ones, or both.
+//! a prefix of its writes, so after a crash a key is in the new run, the old ones, or both (I11).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::StoreError;
+use crate::store::error::StoreError;
+use crate::store::layout::block::{
+    block_key, decode_entry, encode_entry, search, Id, IdExpiry, BLOCK_KEY, BLOCK_KEYS, ENTRY,
+};
 
-const ID: usize = 16;
-const ENTRY: usize = ID + 8;
-const BLOCK_KEY: usize = 8 + ID;
-/// Entries per block: values of about 4 KiB.
-const BLOCK_KEYS: usize = 170;
 /// Runs of one size class merged at once: each key is rewritten about once per class it climbs.
 const FAN_IN: usize = 8;
 /// Above this many runs the newest [`FAN_IN`] are merged whatever their sizes, which bounds the
@@ -30,15 +28,11 @@ const MAX_RUNS: usize = 4 * FAN_IN;
 /// Block writes or removals per sled batch: a batch keeps every node version it replaces.
 const BATCH_BLOCKS: usize = 32;
 
-pub(super) type Id = [u8; ID];
-/// An id and its expiry (unix ms).
-pub(super) type Entry = (Id, u64);
-
 /// One run: its number (the first 8 bytes of its block keys), its entries and its fences.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Run {
-    pub(super) number: u64,
-    pub(super) keys: u64,
+pub(crate) struct Run {
+    pub(crate) number: u64,
+    pub(crate) keys: u64,
     fences: Vec<Id>,
 }
 
@@ -56,14 +50,14 @@ impl Run {
 
 /// A slice's runs, oldest first.
 #[derive(Debug, Default)]
-pub(super) struct Runs {
+pub(crate) struct Runs {
     list: Vec<Run>,
 }
 
 impl Runs {
     /// Rebuilds the runs from a slice's block keys (as [`decode_block_key`] gives them, in
     /// tree order) and their entry counts.
-    pub(super) fn from_blocks(blocks: impl IntoIterator<Item = (u64, Id, u64)>) -> Runs {
+    pub(crate) fn from_blocks(blocks: impl IntoIterator<Item = (u64, Id, u64)>) -> Runs {
         let mut list: Vec<Run> = Vec::new();
         for (number, first, keys) in blocks {
             match list.last_mut() {
@@ -82,15 +76,15 @@ impl Runs {
     }
 
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    pub(super) fn highest_number(&self) -> Option<u64> {
+    pub(crate) fn highest_number(&self) -> Option<u64> {
         self.list.iter().map(|run| run.number).max()
     }
 
-    pub(super) fn push(&mut self, run: Run) {
+    pub(crate) fn push(&mut self, run: Run) {
         if run.keys > 0 {
             self.list.push(run);
         }
@@ -98,7 +92,7 @@ impl Runs {
 
     /// The latest expiry `tree` holds for `id` in these runs, newest run first; stops at the
     /// first one after `now` (enough to call it a duplicate).
-    pub(super) fn find(
+    pub(crate) fn find(
         &self,
         tree: &sled::Tree,
         id: &Id,
@@ -128,7 +122,7 @@ impl Runs {
 
     /// The runs to merge next, if any: the newest [`FAN_IN`] when they share a size class or
     /// when there are more than [`MAX_RUNS`].
-    pub(super) fn to_merge(&self) -> Option<Vec<Run>> {
+    pub(crate) fn to_merge(&self) -> Option<Vec<Run>> {
         let tail = self.list.get(self.list.len().checked_sub(FAN_IN)?..)?;
         let class = tail.first()?.size_class();
         let alike = tail.iter().all(|run| run.size_class() == class);
@@ -136,45 +130,11 @@ impl Runs {
     }
 
     /// Puts `merged` in place of the runs it was merged from.
-    pub(super) fn replace(&mut self, merged_from: &[Run], merged: Run) {
+    pub(crate) fn replace(&mut self, merged_from: &[Run], merged: Run) {
         self.list
             .retain(|run| !merged_from.iter().any(|old| old.number == run.number));
         self.push(merged);
     }
-}
-
-pub(super) fn block_key(run: u64, first: &Id) -> [u8; BLOCK_KEY] {
-    let mut key = [0u8; BLOCK_KEY];
-    key[..8].copy_from_slice(&run.to_be_bytes());
-    key[8..].copy_from_slice(first);
-    key
-}
-
-/// The run number and first id of a block key; `None` for any other key.
-pub(super) fn decode_block_key(key: &[u8]) -> Option<(u64, Id)> {
-    let key: &[u8; BLOCK_KEY] = key.try_into().ok()?;
-    let (run, first) = key.split_at(8);
-    Some((
-        u64::from_be_bytes(run.try_into().ok()?),
-        first.try_into().ok()?,
-    ))
-}
-
-/// A block's entries; a value whose length is not whole entries yields only the whole ones.
-pub(super) fn entries(block: &[u8]) -> impl Iterator<Item = Entry> + '_ {
-    block.as_chunks::<ENTRY>().0.iter().map(decode_entry)
-}
-
-fn decode_entry(chunk: &[u8; ENTRY]) -> Entry {
-    let id = std::array::from_fn(|i| chunk[i]);
-    let expiry = std::array::from_fn(|i| chunk[ID + i]);
-    (id, u64::from_be_bytes(expiry))
-}
-
-fn search(block: &[u8], id: &Id) -> Option<u64> {
-    let chunks = block.as_chunks::<ENTRY>().0;
-    let at = chunks.binary_search_by(|chunk| chunk[..ID].cmp(id)).ok()?;
-    Some(decode_entry(&chunks[at]).1)
 }
 
 /// Writes blocks as they fill, in batches; gives the run they make up.
@@ -200,12 +160,11 @@ impl<'t> RunWriter<'t> {
         }
     }
 
-    fn push(&mut self, (id, expiry): Entry) -> Result<(), StoreError> {
+    fn push(&mut self, key: IdExpiry) -> Result<(), StoreError> {
         if self.block.is_empty() {
-            self.run.fences.push(id);
+            self.run.fences.push(key.id);
         }
-        self.block.extend_from_slice(&id);
-        self.block.extend_from_slice(&expiry.to_be_bytes());
+        encode_entry(&mut self.block, key);
         self.run.keys += 1;
         if self.block.len() >= BLOCK_KEYS * ENTRY {
             self.end_block()?;
@@ -241,17 +200,17 @@ impl<'t> RunWriter<'t> {
 }
 
 /// Writes `entries` (any order; a repeated id keeps its latest expiry) as run `number`.
-pub(super) fn write(
+pub(crate) fn write(
     tree: &sled::Tree,
     number: u64,
-    mut entries: Vec<Entry>,
+    mut entries: Vec<IdExpiry>,
 ) -> Result<Run, StoreError> {
     entries.sort_unstable();
     let mut writer = RunWriter::new(tree, number);
     let mut iter = entries.into_iter().peekable();
     while let Some(entry) = iter.next() {
         // Sorted by (id, expiry): the last of equal ids has the latest expiry.
-        if iter.peek().is_some_and(|next| next.0 == entry.0) {
+        if iter.peek().is_some_and(|next| next.id == entry.id) {
             continue;
         }
         writer.push(entry)?;
@@ -260,22 +219,22 @@ pub(super) fn write(
 }
 
 /// Reads one run's entries in order, a block at a time.
-struct Cursor {
+struct RunReader {
     blocks: sled::Iter,
     block: sled::IVec,
     at: usize,
 }
 
-impl Cursor {
-    fn new(tree: &sled::Tree, run: &Run) -> Cursor {
-        Cursor {
+impl RunReader {
+    fn new(tree: &sled::Tree, run: &Run) -> RunReader {
+        RunReader {
             blocks: tree.scan_prefix(run.number.to_be_bytes()),
             block: sled::IVec::default(),
             at: 0,
         }
     }
 
-    fn peek(&mut self) -> Result<Option<Entry>, StoreError> {
+    fn peek(&mut self) -> Result<Option<IdExpiry>, StoreError> {
         while self.at + ENTRY > self.block.len() {
             let Some(next) = self.blocks.next() else {
                 return Ok(None);
@@ -295,42 +254,42 @@ impl Cursor {
 /// Merges `runs` into run `number` (a repeated id keeps its latest expiry); the merged runs
 /// stay in the tree until [`remove`]. `None` if `stop` was set first (checked once a block): the
 /// blocks written so far stay, a run no list holds whose keys the merged runs still have.
-pub(super) fn merge(
+pub(crate) fn merge(
     tree: &sled::Tree,
     runs: &[Run],
     number: u64,
     stop: &AtomicBool,
 ) -> Result<Option<Run>, StoreError> {
-    let mut cursors: Vec<Cursor> = runs.iter().map(|run| Cursor::new(tree, run)).collect();
+    let mut readers: Vec<RunReader> = runs.iter().map(|run| RunReader::new(tree, run)).collect();
     let mut writer = RunWriter::new(tree, number);
-    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
+    let mut heads: Vec<Option<IdExpiry>> = Vec::with_capacity(readers.len());
     loop {
         if writer.run.keys.is_multiple_of(BLOCK_KEYS as u64) && stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
         heads.clear();
-        for cursor in &mut cursors {
-            heads.push(cursor.peek()?);
+        for reader in &mut readers {
+            heads.push(reader.peek()?);
         }
-        let Some(id) = heads.iter().flatten().map(|(id, _)| *id).min() else {
+        let Some(id) = heads.iter().flatten().map(|head| head.id).min() else {
             break;
         };
-        let mut expiry = 0;
-        for (cursor, head) in cursors.iter_mut().zip(&heads) {
-            if let Some((head_id, head_expiry)) = head {
-                if *head_id == id {
-                    expiry = expiry.max(*head_expiry);
-                    cursor.at += ENTRY;
+        let mut expiry_ms = 0;
+        for (reader, head) in readers.iter_mut().zip(&heads) {
+            if let Some(head) = head {
+                if head.id == id {
+                    expiry_ms = expiry_ms.max(head.expiry_ms);
+                    reader.at += ENTRY;
                 }
             }
         }
-        writer.push((id, expiry))?;
+        writer.push(IdExpiry { id, expiry_ms })?;
     }
     writer.finish().map(Some)
 }
 
 /// Removes the blocks of `runs` from `tree`.
-pub(super) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> {
+pub(crate) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> {
     for run in runs {
         for fences in run.fences.chunks(BATCH_BLOCKS) {
             let mut batch = sled::Batch::default();
@@ -346,6 +305,11 @@ pub(super) fn remove(tree: &sled::Tree, runs: &[Run]) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::layout::block::{decode_block_key, entries, ID};
+
+    fn key(id: Id, expiry_ms: u64) -> IdExpiry {
+        IdExpiry { id, expiry_ms }
+    }
 
     fn id(n: u32) -> Id {
         let mut id = [0u8; ID];
@@ -384,7 +348,9 @@ mod tests {
     #[test]
     fn a_run_finds_every_key_it_holds_and_no_other() {
         let (_db, tree) = tree();
-        let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 5_000 + u64::from(n))).collect();
+        let entries: Vec<IdExpiry> = (0..1000)
+            .map(|n| key(id(n), 5_000 + u64::from(n)))
+            .collect();
         let mut runs = Runs::default();
         runs.push(write(&tree, 1, entries).unwrap());
         assert_eq!(
@@ -406,9 +372,14 @@ mod tests {
     #[test]
     fn a_repeated_id_keeps_its_latest_expiry_in_a_run_and_in_a_merge() {
         let (_db, tree) = tree();
-        let first = write(&tree, 1, vec![(id(1), 10), (id(2), 10), (id(1), 30)]).unwrap();
+        let first = write(
+            &tree,
+            1,
+            vec![key(id(1), 10), key(id(2), 10), key(id(1), 30)],
+        )
+        .unwrap();
         assert_eq!(first.keys, 2);
-        let second = write(&tree, 2, vec![(id(1), 20), (id(3), 10)]).unwrap();
+        let second = write(&tree, 2, vec![key(id(1), 20), key(id(3), 10)]).unwrap();
         let both = [first.clone(), second.clone()];
         let merged = merge(&tree, &both, 3, &AtomicBool::new(false))
             .unwrap()
@@ -425,7 +396,7 @@ mod tests {
     fn a_stopped_merge_leaves_the_runs_it_merges_whole() {
         let (_db, tree) = tree();
         let mut runs = Runs::default();
-        let entries: Vec<Entry> = (0..1000).map(|n| (id(n), 9)).collect();
+        let entries: Vec<IdExpiry> = (0..1000).map(|n| key(id(n), 9)).collect();
         let first = write(&tree, 1, entries[..500].to_vec()).unwrap();
         let second = write(&tree, 2, entries[500..].to_vec()).unwrap();
         runs.push(first.clone());
@@ -441,9 +412,9 @@ mod tests {
     fn find_reports_an_expired_copy_and_a_live_one_in_another_run() {
         let (_db, tree) = tree();
         let mut runs = Runs::default();
-        runs.push(write(&tree, 1, vec![(id(7), 100)]).unwrap());
+        runs.push(write(&tree, 1, vec![key(id(7), 100)]).unwrap());
         assert_eq!(runs.find(&tree, &id(7), 500).unwrap(), Some(100), "expired");
-        runs.push(write(&tree, 2, vec![(id(7), 900)]).unwrap());
+        runs.push(write(&tree, 2, vec![key(id(7), 900)]).unwrap());
         assert_eq!(runs.find(&tree, &id(7), 500).unwrap(), Some(900), "live");
     }
 
@@ -458,7 +429,9 @@ mod tests {
         for flush in 0..200u32 {
             // Sizes vary, so both the size-class and the count rule merge.
             let size = 50 + (flush * 37) % 400;
-            let entries = (next..next + size).map(|n| (id(n), u64::from(n))).collect();
+            let entries = (next..next + size)
+                .map(|n| key(id(n), u64::from(n)))
+                .collect();
             next += size;
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
@@ -504,12 +477,12 @@ mod tests {
         const SPACE: u64 = 3_000;
         for step in 0..120 {
             let size = 1 + random(600);
-            let entries: Vec<Entry> = (0..size)
-                .map(|_| (id(random(SPACE) as u32), 1 + random(1_000_000)))
+            let entries: Vec<IdExpiry> = (0..size)
+                .map(|_| key(id(random(SPACE) as u32), 1 + random(1_000_000)))
                 .collect();
-            for (id, expiry) in &entries {
+            for IdExpiry { id, expiry_ms } in &entries {
                 let slot = model.entry(*id).or_default();
-                *slot = (*slot).max(*expiry);
+                *slot = (*slot).max(*expiry_ms);
             }
             number += 1;
             runs.push(write(&tree, number, entries).unwrap());
@@ -531,18 +504,6 @@ mod tests {
             stored as u64, listed,
             "the tree holds exactly the listed runs"
         );
-    }
-
-    #[test]
-    fn block_keys_are_24_bytes_and_nothing_else_decodes() {
-        let key = block_key(0x0102, &id(9));
-        assert_eq!(decode_block_key(&key), Some((0x0102, id(9))));
-        assert_eq!(
-            decode_block_key(&id(9)),
-            None,
-            "a 16-byte key of earlier versions"
-        );
-        assert_eq!(decode_block_key(&key[..23]), None);
     }
 
     #[test]

@@ -8,11 +8,10 @@
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
-use super::record::corrupt;
-use super::StoreError;
 use crate::event::{Change, EventId, EventMeta, Format, Kind};
+use crate::store::error::{corrupt, StoreError};
 
-pub(super) const TAG: u8 = 0x01;
+pub(crate) const TAG: u8 = 0x01;
 
 const ACTION: u8 = 1;
 const COMPANY: u8 = 2;
@@ -28,7 +27,7 @@ fn long(len: usize) -> Result<[u8; 4], StoreError> {
         .map_err(|_| corrupt("metadata field longer than 4 GiB"))
 }
 
-pub(super) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), StoreError> {
+pub(crate) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), StoreError> {
     let mut flags = 0;
     if meta.action.is_some() {
         flags |= ACTION;
@@ -81,9 +80,9 @@ fn short_name(out: &mut Vec<u8>, name: &str) -> Result<(), StoreError> {
 }
 
 /// Reads fields off the front of a record.
-struct Cursor<'a>(&'a [u8]);
+struct Fields<'a>(&'a [u8]);
 
-impl<'a> Cursor<'a> {
+impl<'a> Fields<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.0.len() < n {
             return Err(corrupt("record metadata cut short"));
@@ -112,42 +111,42 @@ impl<'a> Cursor<'a> {
 }
 
 /// The metadata, and the rest of the record (the body).
-pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
-    let mut cursor = Cursor(bytes);
-    if cursor.array::<1>()? != [TAG] {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
+    let mut fields = Fields(bytes);
+    if fields.array::<1>()? != [TAG] {
         return Err(corrupt("record metadata has an unknown layout"));
     }
-    let id = EventId(cursor.array()?);
-    let received_at_ms = u64::from_be_bytes(cursor.array()?);
-    let [flags] = cursor.array()?;
-    let optional = |bit: u8, cursor: &mut Cursor<'_>| -> Result<Option<i64>, StoreError> {
+    let id = EventId(fields.array()?);
+    let received_at_ms = u64::from_be_bytes(fields.array()?);
+    let [flags] = fields.array()?;
+    let optional = |bit: u8, fields: &mut Fields<'_>| -> Result<Option<i64>, StoreError> {
         if flags & bit == 0 {
             return Ok(None);
         }
-        Ok(Some(i64::from_be_bytes(cursor.array()?)))
+        Ok(Some(i64::from_be_bytes(fields.array()?)))
     };
-    let company_id = optional(COMPANY, &mut cursor)?;
-    let ticket_id = optional(TICKET, &mut cursor)?;
-    let kind_name = cursor.short_name()?;
+    let company_id = optional(COMPANY, &mut fields)?;
+    let ticket_id = optional(TICKET, &mut fields)?;
+    let kind_name = fields.short_name()?;
     let kind = Kind::ALL
         .into_iter()
         .find(|k| k.as_str().as_bytes() == kind_name)
         .ok_or_else(|| corrupt("record metadata names an unknown kind"))?;
-    let connection = cursor.text()?;
+    let connection = fields.text()?;
     let action = if flags & ACTION != 0 {
-        Some(cursor.text()?)
+        Some(fields.text()?)
     } else {
         None
     };
     let format = if flags & FORMAT != 0 {
-        let name = cursor.short_name()?;
+        let name = fields.short_name()?;
         let format = std::str::from_utf8(name).ok().and_then(Format::from_name);
         Some(format.ok_or_else(|| corrupt("record metadata names an unknown format"))?)
     } else {
         None
     };
     let change = if flags & CHANGE != 0 {
-        let name = cursor.short_name()?;
+        let name = fields.short_name()?;
         let change = std::str::from_utf8(name).ok().and_then(Change::from_name);
         Some(change.ok_or_else(|| corrupt("record metadata names an unknown change"))?)
     } else {
@@ -166,7 +165,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         received_at_ms,
         change,
     };
-    Ok((meta, cursor.0))
+    Ok((meta, fields.0))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Time-sliced trees (the dedup keys): entries that expire together live in one sled tree, dropped whole once its slice has expired.
+//! Time slices of the dedup keys: keys that expire together live in one sled tree, dropped whole
+//! once its slice has expired.
 //!
 //! Deleting expired keys one by one left sled's log creeping (segments are reclaimed lazily and
 //! half-empty leaves stay), and every deletion cost a write. A slice is one tree named
@@ -17,14 +18,15 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use growable_bloom_filter::GrowableBloom;
 
 use super::runs::{self, Runs};
-use super::StoreError;
+use crate::store::error::StoreError;
+use crate::store::layout::block;
 
 /// One slice: its tree, running counts of its entries (kept beside it, so no one counts a
 /// tree), and a Bloom filter of its keys.
-pub(super) struct Slice {
-    pub(super) tree: sled::Tree,
-    pub(super) entries: AtomicU64,
-    pub(super) bytes: AtomicU64,
+pub(crate) struct Slice {
+    pub(crate) tree: sled::Tree,
+    pub(crate) entries: AtomicU64,
+    pub(crate) bytes: AtomicU64,
     /// Every key in the tree or on its way to it. Nearly every webhook is new, and proving a
     /// key absent in sled costs a page read (and often a node copy) per slice; the filter
     /// proves it in a few hashes, leaving sled one read in a thousand. Rebuilt at open.
@@ -32,7 +34,7 @@ pub(super) struct Slice {
     /// The runs of packed keys in the tree (`runs`).
     runs: Mutex<Runs>,
     /// Whether the tree also holds single keys (written by earlier versions, and at start-up).
-    pub(super) legacy: AtomicBool,
+    pub(crate) legacy: AtomicBool,
 }
 
 /// False positives the filter allows: each costs one sled read.
@@ -53,12 +55,12 @@ impl Slice {
     }
 
     /// The slice's runs; lookups hold them for their sled reads, merges only to swap runs.
-    pub(super) fn runs(&self) -> MutexGuard<'_, Runs> {
+    pub(crate) fn runs(&self) -> MutexGuard<'_, Runs> {
         // Every change is one call on `Runs`: a panic cannot leave them half-changed.
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn added(&self, entries: u64, bytes: u64) {
+    pub(crate) fn added(&self, entries: u64, bytes: u64) {
         self.entries.fetch_add(entries, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -69,25 +71,25 @@ impl Slice {
     }
 
     /// Adds a key to the filter; call it before the key can be looked up in the tree.
-    pub(super) fn remember(&self, key: &[u8]) {
+    pub(crate) fn remember(&self, key: &[u8]) {
         self.filter().insert(key);
     }
 
     /// False only if the tree cannot hold `key`.
-    pub(super) fn may_hold(&self, key: &[u8]) -> bool {
+    pub(crate) fn may_hold(&self, key: &[u8]) -> bool {
         self.filter().contains(key)
     }
 }
 
 /// Slices by their end time (exclusive), oldest first. Shared, so a merge can work on one
 /// without holding the map's lock.
-pub(super) type Slices = BTreeMap<u64, Arc<Slice>>;
+pub(crate) type SliceMap = BTreeMap<u64, Arc<Slice>>;
 
-pub(super) struct Generations {
+pub(crate) struct Slices {
     db: sled::Db,
     prefix: &'static str,
     width_ms: u64,
-    slices: RwLock<Slices>,
+    slices: RwLock<SliceMap>,
     /// Number of the next run written (`runs`), above every run in any slice.
     next_run: AtomicU64,
     /// Held by a merge and by dropping expired trees: a merge works outside the map's lock, on
@@ -99,22 +101,22 @@ pub(super) struct Generations {
     latest: AtomicU64,
 }
 
-/// What expiry took out: already unreachable, dropped by [`Generations::drop_expired`].
-pub(super) struct Expired {
+/// What expiry took out: already unreachable, dropped by [`Slices::drop_expired`].
+pub(crate) struct Expired {
     names: Vec<String>,
-    pub(super) entries: u64,
-    pub(super) bytes: u64,
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
 }
 
-impl Generations {
+impl Slices {
     /// Opens the slices found in `db`, counting each once. `width_ms` only shapes new slices:
     /// old ones keep their bounds when the setting changes.
-    pub(super) fn open(
+    pub(crate) fn open(
         db: &sled::Db,
         prefix: &'static str,
         width_ms: u64,
-    ) -> Result<Generations, StoreError> {
-        let mut slices = Slices::new();
+    ) -> Result<Slices, StoreError> {
+        let mut slices = SliceMap::new();
         let mut last_run = 0;
         let mut latest = 0;
         for name in db.tree_names() {
@@ -131,18 +133,19 @@ impl Generations {
             for entry in slice.tree.iter() {
                 let (key, value) = entry?;
                 bytes += value.len() as u64;
-                if let Some((run, first)) = runs::decode_block_key(&key) {
+                if let Some((run, first)) = block::decode_block_key(&key) {
                     let mut keys = 0;
-                    for (id, expiry) in runs::entries(&value) {
-                        slice.remember(&id);
-                        latest = latest.max(expiry);
+                    for key in block::entries(&value) {
+                        slice.remember(&key.id);
+                        latest = latest.max(key.expiry_ms);
                         keys += 1;
                     }
                     entries += keys;
                     blocks.push((run, first, keys));
                 } else {
                     slice.remember(&key);
-                    latest = latest.max(super::record::decode_expiry(&value).unwrap_or(0));
+                    latest = latest
+                        .max(crate::store::layout::record::decode_expiry(&value).unwrap_or(0));
                     slice.legacy.store(true, Ordering::Relaxed);
                     entries += 1;
                 }
@@ -153,7 +156,7 @@ impl Generations {
             slice.added(entries, bytes);
             slices.insert(end, Arc::new(slice));
         }
-        Ok(Generations {
+        Ok(Slices {
             db: db.clone(),
             prefix,
             width_ms: width_ms.max(1),
@@ -170,23 +173,23 @@ impl Generations {
         self.latest.load(Ordering::Relaxed)
     }
 
-    /// Counts a key restored at open into [`Generations::latest_expiry`].
+    /// Counts a key restored at open into [`Slices::latest_expiry`].
     pub(super) fn restored(&self, expiry: u64) {
         self.latest.fetch_max(expiry, Ordering::Relaxed);
     }
 
     /// Stops merges: the one in progress at its next block, and every later one.
-    pub(super) fn stop_merges(&self) {
+    pub(crate) fn stop_merges(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// A number for a new run, above every other.
-    pub(super) fn next_run(&self) -> u64 {
+    pub(crate) fn next_run(&self) -> u64 {
         self.next_run.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Merges the runs of slice `end` while any are due (`Runs::to_merge`).
-    pub(super) fn compact(&self, end: u64) -> Result<(), StoreError> {
+    pub(crate) fn compact(&self, end: u64) -> Result<(), StoreError> {
         let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         // Taken out by expiry meanwhile: its tree is dropped once this lets go.
         let Some(slice) = self.read().get(&end).cloned() else {
@@ -202,6 +205,7 @@ impl Generations {
                 return Ok(());
             };
             let keys = merged.keys;
+            // I11: the merged run is written; only now do the runs it replaces go.
             slice.runs().replace(&chosen, merged);
             runs::remove(&slice.tree, &chosen)?;
             tracing::debug!(
@@ -219,8 +223,9 @@ impl Generations {
         format!("{}{end:020}", self.prefix)
     }
 
-    /// Read access to every slice; hold it only for synchronous work.
-    pub(super) fn read(&self) -> RwLockReadGuard<'_, Slices> {
+    /// Read access to every slice; hold it only for synchronous work, and keep no tree handle
+    /// past it (I15).
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, SliceMap> {
         // A panic while holding the lock cannot leave the map half-changed (single inserts/removes).
         self.slices
             .read()
@@ -228,22 +233,22 @@ impl Generations {
     }
 
     /// Write access, for adding and taking out slices only (no sled work under it).
-    fn write(&self) -> RwLockWriteGuard<'_, Slices> {
+    fn write(&self) -> RwLockWriteGuard<'_, SliceMap> {
         self.slices
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// End (the map key) of the slice holding time `at`.
-    pub(super) fn end_of(&self, at: u64) -> u64 {
+    pub(crate) fn end_of(&self, at: u64) -> u64 {
         (at / self.width_ms)
             .saturating_add(1)
             .saturating_mul(self.width_ms)
     }
 
     /// Makes sure the slice holding time `at` exists and returns its end. Look it up under
-    /// [`Generations::read`] right after: it may have expired in between, and is then absent.
-    pub(super) fn ensure(&self, at: u64) -> Result<u64, StoreError> {
+    /// [`Slices::read`] right after: it may have expired in between, and is then absent.
+    pub(crate) fn ensure(&self, at: u64) -> Result<u64, StoreError> {
         let end = self.end_of(at);
         if self.read().contains_key(&end) {
             return Ok(end);
@@ -255,8 +260,9 @@ impl Generations {
         Ok(end)
     }
 
-    /// Takes out every slice ending at or before `cutoff`; after this no one can reach them.
-    pub(super) fn take_expired(&self, cutoff: u64) -> Expired {
+    /// Takes out every slice ending at or before `cutoff`; after this no one can reach them
+    /// (I15). Every key in such a slice expired before its end (I10).
+    pub(crate) fn take_expired(&self, cutoff: u64) -> Expired {
         let mut slices = self.write();
         let keep = slices.split_off(&cutoff.saturating_add(1));
         let gone = std::mem::replace(&mut *slices, keep);
@@ -274,8 +280,8 @@ impl Generations {
         expired
     }
 
-    /// Frees what [`Generations::take_expired`] took out.
-    pub(super) fn drop_expired(&self, expired: &Expired) -> Result<(), StoreError> {
+    /// Frees what [`Slices::take_expired`] took out.
+    pub(crate) fn drop_expired(&self, expired: &Expired) -> Result<(), StoreError> {
         let _maintenance = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         for name in &expired.names {
             self.db.drop_tree(name)?;
@@ -284,7 +290,7 @@ impl Generations {
     }
 
     /// Entries and bytes over all slices.
-    pub(super) fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         self.read()
             .values()
             .fold((0, 0), |(entries, bytes), slice| {
