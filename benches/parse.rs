@@ -182,7 +182,7 @@ fn main() {
         )),
     };
     let only = std::env::var("PARSE_BENCH_CASE").unwrap_or_default();
-    let keys = RedactKeys::new(&Settings::default().redact.keys);
+    let keys = Settings::default().redact.matcher();
 
     let fixtures = fixtures();
     let fixture = |name: &str| {

@@ -118,7 +118,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(settings) => match settings.to_masked_toml() {
                 Ok(text) => {
                     println!("{text}");
-                    eprint!("{}", token_notes(&settings));
+                    eprint!("{}", config_notes(&settings));
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
@@ -168,10 +168,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// What `check-config` adds on stderr: the connections that still need a token in the
-/// configuration, and placeholders that are never accepted.
-fn token_notes(settings: &Settings) -> String {
+/// What `check-config` adds on stderr: a redaction list that dropped built-in credential keys,
+/// the connections that still need a token in the configuration, and placeholders that are
+/// never accepted.
+fn config_notes(settings: &Settings) -> String {
     let mut notes = String::new();
+    if let Some(warning) = settings.redact.warning() {
+        notes.push_str(&format!("warning: {warning}\n"));
+    }
     for (i, conn) in settings.connections.iter().enumerate() {
         if conn.tokens.iter().any(first_run::is_placeholder) {
             notes.push_str(&format!(

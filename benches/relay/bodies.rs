@@ -4,7 +4,6 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::{json, Map, Value};
 use whaticket_relay::config::Settings;
 use whaticket_relay::event;
-use whaticket_relay::event::RedactKeys;
 
 use crate::{CONNECTION, TICKETS};
 
@@ -120,7 +119,7 @@ impl Bodies {
 
     /// Fails unless `count` consecutive bodies parse to distinct event ids (nothing deduplicated).
     fn check_unique(&self, count: u64) -> Result<()> {
-        let keys = RedactKeys::new(&Settings::default().redact.keys);
+        let keys = Settings::default().redact.matcher();
         let mut seen = std::collections::HashSet::new();
         for seq in 0..count {
             let ev = event::parse(CONNECTION, bytes::Bytes::from(self.body(seq)), &keys, 0)

@@ -7,7 +7,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, ensure, Result};
 use whaticket_relay::config::Settings;
 use whaticket_relay::event;
-use whaticket_relay::event::RedactKeys;
 use whaticket_relay::store::{Appended, Store};
 
 use crate::bodies::Bodies;
@@ -29,7 +28,7 @@ pub async fn store_only(bodies: &Arc<Bodies>, n: u64) -> Result<StoreOnly> {
     let store = tokio::task::spawn_blocking(move || Store::open(&storage)).await??;
     store.flush().await?;
     let empty = store.stats().disk_bytes;
-    let keys = Arc::new(RedactKeys::new(&Settings::default().redact.keys));
+    let keys = Arc::new(Settings::default().redact.matcher());
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();

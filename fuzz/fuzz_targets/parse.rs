@@ -32,6 +32,27 @@ fn assert_redacted(value: &Value, keys: &RedactKeys) {
     }
 }
 
+/// Whether `new` is `old` but for items redacted after a listed name in an array: copied
+/// headers as lists of names and values (issue #29), which the Value-tree parser did not know.
+fn same_but_lists(old: &Value, new: &Value, keys: &RedactKeys) -> bool {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && same_but_lists(va, vb, keys))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).enumerate().all(|(i, (x, y))| {
+                    same_but_lists(x, y, keys)
+                        || (i % 2 == 1
+                            && *y == Value::String("[redacted]".into())
+                            && a[i - 1].as_str().is_some_and(|s| keys.matches(s)))
+                })
+        }
+        _ => old == new,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let keys = RedactKeys::new(KEYS);
     let parsed = event::parse("fuzz", Bytes::copy_from_slice(data), &keys, 1);
@@ -43,7 +64,13 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    assert_eq!(first.body, old.body, "one pass and Value tree relay other bytes");
+    if first.body != old.body {
+        let parsed = |body: &[u8]| serde_json::from_slice::<Value>(body).expect("relayed JSON");
+        assert!(
+            same_but_lists(&parsed(&old.body), &parsed(&first.body), &keys),
+            "one pass and Value tree relay other bytes"
+        );
+    }
     let format = first.meta.format;
     assert!(format.is_some(), "a new event always has a format");
     let lower = String::from_utf8_lossy(data).to_ascii_lowercase();

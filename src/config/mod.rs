@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 mod amqp;
 pub mod first_run;
+mod redact;
 mod rules;
 mod secret;
 pub use amqp::{AmqpSettings, QueueType};
+pub use redact::RedactSettings;
 pub use rules::{compile as compile_rules, RuleSettings};
 pub use secret::{decode_secret, AmqpUrl, Secret, SecretError};
 
@@ -117,12 +119,6 @@ pub struct AdminSettings {
     /// Bearer token of the admin API; `None` (unset): no admin listener.
     #[serde(default)]
     pub token: Option<Secret>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RedactSettings {
-    pub keys: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -362,11 +358,7 @@ impl Settings {
         }
         self.validate_admin()?;
         self.amqp.validate()?;
-        for (i, key) in self.redact.keys.iter().enumerate() {
-            if key.is_empty() {
-                return Err(invalid(format!("redact.keys[{i}]"), "must not be empty"));
-            }
-        }
+        self.redact.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
         if self.connections.is_empty() {

@@ -17,7 +17,7 @@ use super::node::{Node, Scalar, Visit};
 use super::offsets::{
     end_before_close, end_before_key, end_by_skimming, subslice_range, Key, KeySeed,
 };
-use super::redact::RedactKeys;
+use super::redact::{Member, RedactKeys};
 use super::ParseError;
 
 /// Nesting level at which serde_json's parser stops (its recursion limit of 128). The walker
@@ -84,6 +84,7 @@ impl<'de, 'k> Scan<'de, 'k> {
             depth: 0,
             redact: true,
             at,
+            place: Place::Plain,
         };
         match walk.deserialize(&mut de).and_then(|()| de.end()) {
             Ok(()) => Ok(()),
@@ -102,6 +103,7 @@ impl<'de, 'k> Scan<'de, 'k> {
             depth: 0,
             redact: false,
             at: [None, None],
+            place: Place::Plain,
         };
         walk.deserialize(&mut de).and_then(|()| de.end())
     }
@@ -121,6 +123,7 @@ impl<'de, 'k> Scan<'de, 'k> {
         depth: usize,
         redact: bool,
         at: At<'k>,
+        place: Place,
     ) -> Result<(), E> {
         let mut de = serde_json::Deserializer::from_str(raw.get());
         let walk = Walk {
@@ -129,6 +132,7 @@ impl<'de, 'k> Scan<'de, 'k> {
             depth,
             redact,
             at,
+            place,
         };
         walk.deserialize(&mut de)
             .map_err(|_| E::custom("a value taken apart does not parse"))
@@ -154,12 +158,49 @@ impl<'de> Scan<'de, '_> {
     }
 }
 
+/// Whether `raw`, an item at a name's place in a list of names and values, is a string naming
+/// a credential.
+fn names_credential(keys: &RedactKeys, raw: &RawValue) -> bool {
+    struct Name<'k>(&'k RedactKeys);
+
+    impl Visitor<'_> for Name<'_> {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a header name")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(self.0.matches(v))
+        }
+    }
+
+    // Only a string is read: any other value would be an error, which allocates.
+    raw.get().starts_with('"')
+        && serde_json::Deserializer::from_str(raw.get())
+            .deserialize_str(Name(keys))
+            .unwrap_or(false)
+}
+
 /// A member taken apart but walked where it stands, whose end the next key (or the object's end)
 /// tells: the n8n body, which is most of an envelope, is then read once.
 struct Open {
     start: usize,
     spans: Vec<Range<usize>>,
     redacted: bool,
+}
+
+/// Where a value stands, for the HTTP headers senders copy into bodies as lists rather than as
+/// objects (whose members the key match covers): `[["Authorization", "Bearer …"], …]` pairs and
+/// Node's flat `rawHeaders`, `["Authorization", "Bearer …", …]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A top-level value or a member's value.
+    Plain,
+    /// The value of a `headers`/`rawHeaders` member: an array there may be a flat header list.
+    Headers,
+    /// An item of an array: an array there may be a `[name, value]` pair.
+    Item,
 }
 
 struct Walk<'s, 'n, 'de, 'k> {
@@ -171,6 +212,7 @@ struct Walk<'s, 'n, 'de, 'k> {
     redact: bool,
     /// Where this value stands in the connection's rule paths.
     at: At<'k>,
+    place: Place,
 }
 
 impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
@@ -222,7 +264,16 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         key: Key<'de>,
     ) -> Result<Option<Open>, A::Error> {
         let (depth, redact) = (self.depth + 1, self.redact);
-        let redacted = redact && self.scan.keys.matches(&key.text);
+        let name = if redact {
+            self.scan.keys.member(&key.text)
+        } else {
+            Member::Other
+        };
+        let redacted = name == Member::Redacted;
+        let place = match name {
+            Member::HeaderList => Place::Headers,
+            _ => Place::Plain,
+        };
         let mut at = self.at_member(&key.text);
         let mut parent = self.node.as_deref_mut();
         let visit = parent
@@ -241,7 +292,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         let child = match (visit, start) {
             (Visit::Apart(child), Some(start)) => {
                 let inner = scan.own_spans(redacted, |scan| {
-                    map.next_value_seed(Walk::child(scan, Some(child), depth, redact, at))
+                    map.next_value_seed(Walk::child(scan, Some(child), depth, redact, at, place))
                 })?;
                 return Ok(Some(Open {
                     start,
@@ -257,7 +308,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                     scan.spans.push(range.clone());
                 }
                 let inner = scan.own_spans(redacted, |scan| {
-                    scan.walk_apart(raw, Some(child), depth, redact, at)
+                    scan.walk_apart(raw, Some(child), depth, redact, at, place)
                 })?;
                 if let Some(parent) = parent {
                     parent.apart(range, inner);
@@ -277,24 +328,33 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
                 child.start(range.start);
             }
             scan.spans.push(range);
-            return scan.walk_apart(raw, child, depth, false, at).map(|()| None);
+            return scan
+                .walk_apart(raw, child, depth, false, at, Place::Plain)
+                .map(|()| None);
         }
         let walked = match child {
             Some(child) if child.wants_start() => {
                 match key.value_start(scan.text) {
                     Some(start) => {
                         child.start(start);
-                        map.next_value_seed(Walk::child(scan, Some(child), depth, redact, at))
+                        map.next_value_seed(Walk::child(
+                            scan,
+                            Some(child),
+                            depth,
+                            redact,
+                            at,
+                            place,
+                        ))
                     }
                     // An escaped key gives no position: the value's own bytes say where it is.
                     None => {
                         let raw: &'de RawValue = map.next_value()?;
                         child.start(scan.range_of(raw)?.start);
-                        scan.walk_apart(raw, Some(child), depth, redact, at)
+                        scan.walk_apart(raw, Some(child), depth, redact, at, place)
                     }
                 }
             }
-            child => map.next_value_seed(Walk::child(scan, child, depth, redact, at)),
+            child => map.next_value_seed(Walk::child(scan, child, depth, redact, at, place)),
         };
         walked.map(|()| None)
     }
@@ -327,6 +387,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         depth: usize,
         redact: bool,
         at: At<'k>,
+        place: Place,
     ) -> Walk<'c, 'm, 'de, 'k> {
         Walk {
             scan,
@@ -334,6 +395,7 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
             depth,
             redact,
             at,
+            place,
         }
     }
 }
@@ -385,6 +447,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         self.enter(Scalar::Array)?;
         let depth = self.depth + 1;
+        // A `[name, value]` pair (an array in an array) or a flat header list: names stand at
+        // even indexes, each followed by its value. Such lists are rare: their names are taken
+        // as raw bytes and read a second time, and no other item pays for it.
+        let names = self.redact && self.place != Place::Plain;
+        let mut hide = false;
         for index in 0.. {
             let visit = self
                 .node
@@ -398,9 +465,27 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
                 [None, None] => [None, None],
                 at => at.map(|t| t.and_then(|t| t.item(index))),
             };
-            let seed = Walk::child(self.scan, child, depth, self.redact, at);
-            if seq.next_element_seed(seed)?.is_none() {
-                break;
+            if names && (hide || index % 2 == 0) {
+                let Some(raw) = seq.next_element::<&'de RawValue>()? else {
+                    break;
+                };
+                if mem::take(&mut hide) {
+                    // The value of a credential header: replaced whole, and walked as a
+                    // redacted member's value is.
+                    let range = self.scan.range_of(raw)?;
+                    self.scan.spans.push(range);
+                    self.scan
+                        .walk_apart(raw, child, depth, false, at, Place::Plain)?;
+                } else {
+                    hide = names_credential(self.scan.keys, raw);
+                    self.scan
+                        .walk_apart(raw, child, depth, true, at, Place::Item)?;
+                }
+            } else {
+                let seed = Walk::child(self.scan, child, depth, self.redact, at, Place::Item);
+                if seq.next_element_seed(seed)?.is_none() {
+                    break;
+                }
             }
             if let Some(node) = self.node.as_deref_mut() {
                 node.item_done(index);

@@ -86,9 +86,13 @@ impl Rules {
                 Ok((c.name.clone(), conn))
             })
             .collect::<Result<_, RulesError>>()?;
+        // At start and at each reload: the list in force is the one to warn about.
+        if let Some(warning) = settings.redact.warning() {
+            tracing::warn!("{warning}");
+        }
         Ok(Self {
             connections,
-            redact: RedactKeys::new(&settings.redact.keys),
+            redact: settings.redact.matcher(),
         })
     }
 }

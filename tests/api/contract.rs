@@ -8,7 +8,7 @@ use bytes::Bytes;
 use lapin::types::AMQPValue;
 use serde_json::{json, Value};
 use whaticket_relay::config::Settings;
-use whaticket_relay::event::{self, Change, Kind, RedactKeys};
+use whaticket_relay::event::{self, Change, Kind};
 use whaticket_relay::publish::topology;
 
 use crate::helpers::{fixture, spawn_app, CONNECTION};
@@ -82,7 +82,7 @@ impl Validators {
 
 /// The kind the relay itself gives a body.
 fn kind_of(body: &[u8]) -> Kind {
-    let redact = RedactKeys::new(Settings::default().redact.keys);
+    let redact = Settings::default().redact.matcher();
     event::parse("contract", Bytes::copy_from_slice(body), &redact, 0)
         .expect("fixture parses")
         .meta

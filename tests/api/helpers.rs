@@ -316,6 +316,20 @@ impl TestApp {
             .expect("unbind");
     }
 
+    /// Puts back the binding [`TestApp::unbind`] removed.
+    pub async fn rebind(&self, kind: Kind) {
+        self.channel
+            .queue_bind(
+                self.queue(kind).as_str().into(),
+                self.settings.amqp.exchange.as_str().into(),
+                format!("{kind}.#").as_str().into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+    }
+
     /// Messages ready in a queue (passive declare).
     pub async fn queue_len(&self, queue: &str) -> u32 {
         self.channel

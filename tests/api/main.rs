@@ -5,6 +5,7 @@ mod changes;
 mod cli;
 mod cluster;
 mod contract;
+mod credentials;
 mod delivery;
 mod deploy;
 mod failover;

@@ -106,19 +106,6 @@ async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-async fn rebind_other(app: &TestApp) {
-    app.channel
-        .queue_bind(
-            app.queue(Kind::Other).as_str().into(),
-            app.settings.amqp.exchange.as_str().into(),
-            "other.#".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-}
-
 fn message_id(message: &lapin::message::BasicGetMessage) -> String {
     message
         .delivery
@@ -305,7 +292,7 @@ async fn dead_letters_list_show_and_replay_through_the_cli() {
     assert_eq!(shown["seq"].as_u64().unwrap().to_string(), seq);
     assert_eq!(shown["body"]["acao"], "nobody-listens", "{shown}");
 
-    rebind_other(&app).await;
+    app.rebind(Kind::Other).await;
     let replayed = relay_cli(config.clone(), &["dead", "replay", &seq]).await;
     assert_eq!(replayed["replayed"], 1, "{replayed}");
     let message = app.take(&app.queue(Kind::Other)).await;

@@ -53,23 +53,32 @@ async fn logs_carry_no_personal_data_or_secrets() {
 
     let mut sensitive = BTreeSet::new();
     let mut accepted = 0;
-    // Every body shipped: Whaticket's own and the other forks' (their index file is no body).
+    // Every body shipped: Whaticket's own, the other forks' and those carrying credentials
+    // (their index files are no bodies).
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-    let mut names: Vec<String> = ["", "forks/"]
+    let mut names: Vec<String> = ["", "forks/", "credentials/"]
         .iter()
         .flat_map(|dir| {
             std::fs::read_dir(format!("{root}/{dir}"))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .filter(|name| name.ends_with(".json") && name != "expected.json")
+                .filter(|name| name.ends_with(".json"))
+                .filter(|name| name != "expected.json" && name != "secrets.json")
                 .map(move |name| format!("{dir}{name}"))
         })
         .collect();
     names.sort();
     assert!(
-        names.len() >= 24,
-        "both fixture folders were read: {names:?}"
+        names.len() >= 31,
+        "the three fixture folders were read: {names:?}"
     );
+    // The credentials' values, wherever they stand in their bodies.
+    let secrets: Value = serde_json::from_slice(&fixture("credentials/secrets.json")).unwrap();
+    for spec in secrets.as_object().unwrap().values() {
+        for value in spec["secret_values"].as_array().unwrap() {
+            sensitive.insert(value.as_str().unwrap().to_owned());
+        }
+    }
     for name in &names {
         let body = fixture(name);
         collect(&serde_json::from_slice(&body).unwrap(), &mut sensitive);
