@@ -3,8 +3,9 @@
 //! The path of one webhook, and the module that owns each step:
 //!
 //! ```text
-//! http      POST /hooks/{connection}[/{token}]: routes, credentials (verify), body limits,
-//!   │       the one mapping of errors to statuses; health, readiness, /metrics
+//! http      POST /hooks/{connection}[/{token}]: routes, connection slots, credentials from the
+//!   │       head then the body (verify), body limits, the one mapping of errors to statuses;
+//!   │       health, readiness; /metrics on a listener of its own
 //!   ▼
 //! event     pure: the raw bytes parsed once → kind, ids, dedup key, redacted body
 //!   ▼
@@ -13,10 +14,11 @@
 //! publish   confirmed publishes to RabbitMQ, per-ticket order, reconnects (topology: queues)
 //! ```
 //!
-//! Beside the path: `ops` (admin API and status page, offline commands, their HTTP client),
-//! `process` (signals, hand-over, config reload, logging), `config` (typed, layered settings),
-//! `metrics` (a leaf the others count into, with the status page's per-minute history), `app`
-//! (wires it all into one [`Application`]) and `cli` (the command line).
+//! Beside the path: `ops` (admin API and status page, offline commands, their HTTP client, the
+//! throttle on guessing its token), `process` (signals, hand-over, config reload, logging, the
+//! umask), `config` (typed, layered settings), `metrics` (a leaf the others count into, with the
+//! status page's per-minute history), `report` (errors and refusals as log lines), `app` (wires
+//! it all into one [`Application`]) and `cli` (the command line).
 
 pub mod config;
 pub mod event;
