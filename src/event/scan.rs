@@ -41,6 +41,8 @@ pub(crate) struct Scan<'de, 'k> {
     rules: Option<&'k Trie>,
     /// The values at the rules' pointers, per set of [`At`].
     pub captured: [Vec<Scalar<'de>>; 2],
+    /// Whether the records' `facts` members are filled too (a CloudEvents body is built).
+    facts: bool,
 }
 
 impl<'de, 'k> Scan<'de, 'k> {
@@ -51,7 +53,14 @@ impl<'de, 'k> Scan<'de, 'k> {
             spans: Vec::new(),
             rules: None,
             captured: [Vec::new(), Vec::new()],
+            facts: false,
         }
+    }
+
+    /// Records the facts a CloudEvents body carries, in the same pass.
+    pub fn with_facts(mut self, facts: bool) -> Self {
+        self.facts = facts;
+        self
     }
 
     /// Follows a connection's rule paths too, keeping `slots` values.
@@ -498,7 +507,10 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
         self.enter(Scalar::Object)?;
         let base = self.scan.text.as_ptr() as usize;
         let mut open = None;
-        while let Some(key) = map.next_key_seed(KeySeed { base })? {
+        while let Some(key) = map.next_key_seed(KeySeed {
+            base,
+            facts: self.scan.facts,
+        })? {
             if let Some(open) = open.take() {
                 self.close(open, Some(key.quote()))?;
             }

@@ -89,15 +89,19 @@ pub(super) const fn sketch(name: &str) -> (usize, u8) {
 }
 
 /// Declares a record of named members: its fields, the member names the body spells them with,
-/// and optionally fields of its own that its [`Node`] impl fills.
+/// optionally `facts` members read only when the walk records a CloudEvents body's facts (raw
+/// mode pays one flag test per member they would otherwise have been compared with), and
+/// optionally fields of its own that its [`Node`] impl fills.
 macro_rules! record {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ident = $key:literal,)* }
+        $(facts { $($fact:ident: $fact_ty:ident = $fact_key:literal,)* })?
         $(extra { $($(#[$extra_doc:meta])* $extra:ident: $extra_ty:ty,)* })?) => {
         $(#[$doc])*
         #[derive(Default)]
         pub(crate) struct $name<'de> {
             shape: Scalar<'de>,
             $(pub $field: Slot<'de, $ty<'de>>,)*
+            $($(pub $fact: Slot<'de, $fact_ty<'de>>,)*)?
             $($($(#[$extra_doc])* pub $extra: $extra_ty,)*)?
         }
 
@@ -113,6 +117,13 @@ macro_rules! record {
                         return Visit::Into(record);
                     }
                 })*
+                $(if key.facts {
+                    $(if seen == { const NAME: (usize, u8) = sketch($fact_key); NAME } {
+                        if let Some(record) = self.$fact.offer($fact_key, key) {
+                            return Visit::Into(record);
+                        }
+                    })*
+                })?
                 Visit::Skip
             }
 
@@ -132,8 +143,8 @@ macro_rules! record {
 
 /// Declares a [`record!`] that is walked plainly: members only.
 macro_rules! plain_record {
-    ($(#[$doc:meta])* $name:ident $fields:tt) => {
-        record!($(#[$doc])* $name $fields);
+    ($(#[$doc:meta])* $name:ident $($rest:tt)+) => {
+        record!($(#[$doc])* $name $($rest)+);
 
         impl<'de> Node<'de> for $name<'de> {
             fn value(&mut self, value: Scalar<'de>) {

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
@@ -38,8 +38,6 @@ pub(crate) const CONNECTION_NAME: &str = "whaticket-relay";
 const APP_ID: &str = "whaticket-relay";
 /// Upper bound between looks at the store and at the connection status when idle.
 pub(crate) const IDLE_TICK: Duration = Duration::from_secs(1);
-/// `Rfc3339Timestamp`'s Display fails (and `to_string` would panic) from the year 10000 on.
-const MAX_RFC3339_SECS: u64 = 253_402_300_800;
 
 /// Why a broker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -239,19 +237,15 @@ pub fn properties(meta: &EventMeta) -> BasicProperties {
     if let Some(from_me) = meta.from_me {
         headers.insert("from_me".into(), AMQPValue::Boolean(from_me));
     }
-    let received_at = Duration::from_millis(meta.received_at_ms);
-    if received_at.as_secs() < MAX_RFC3339_SECS {
-        if let Some(time) = UNIX_EPOCH.checked_add(received_at) {
-            let text = humantime::format_rfc3339_millis(time).to_string();
-            headers.insert(
-                "received_at".into(),
-                AMQPValue::LongString(LongString::from(text)),
-            );
-        }
+    if let Some(text) = crate::clock::rfc3339_millis(meta.received_at_ms) {
+        headers.insert(
+            "received_at".into(),
+            AMQPValue::LongString(LongString::from(text)),
+        );
     }
     BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into())
+        .with_content_type(meta.body.content_type().into())
         .with_message_id(meta.id.hex().as_str().into())
         .with_type(meta.kind.as_str().into())
         .with_timestamp(meta.received_at_ms / 1000)
