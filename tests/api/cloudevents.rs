@@ -1,0 +1,185 @@
+//! `amqp.body = "cloudevents"` and a connection's own `body`: what the relay really publishes
+//! for every fixture validates against docs/schemas/cloudevents/{kind}.json, carries in
+//! `data.raw` what raw mode publishes for the same body, and is the same event (kind, change,
+//! routing) as raw mode's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+use whaticket_relay::config::Secret;
+use whaticket_relay::event::{BodyMode, Kind};
+
+use crate::contract::{fixtures, Validators};
+use crate::helpers::*;
+
+/// A second connection, publishing CloudEvents by `amqp.body` (the first says `raw` itself).
+const CE_CONNECTION: &str = "suporte-ce";
+const CE_TOKEN: &str = "ce-token-0123456789";
+
+fn content_type(delivery: &lapin::message::BasicGetMessage) -> Option<&str> {
+    delivery
+        .properties
+        .content_type()
+        .as_ref()
+        .map(|s| s.as_str())
+}
+
+/// The answer's status and event id.
+async fn post(app: &TestApp, connection: &str, token: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app.post_hook_as(connection, token, body).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON answer"))
+}
+
+/// Both modes of one accepted body.
+struct Pair {
+    name: String,
+    kind: Kind,
+    raw_id: String,
+    ce_id: String,
+}
+
+#[tokio::test]
+async fn cloudevents_mode_publishes_every_fixture_valid_with_the_raw_body_in_data() {
+    let mut options = Options::new();
+    let settings = &mut options.settings;
+    settings.amqp.body = BodyMode::CloudEvents;
+    settings.connections[0].body = Some(BodyMode::Raw);
+    let mut ce = settings.connections[0].clone();
+    ce.name = CE_CONNECTION.to_owned();
+    ce.tokens = vec![Secret::new(CE_TOKEN)];
+    ce.hmac_secrets = Vec::new();
+    ce.body = None;
+    settings.connections.push(ce);
+    let app = spawn_app_with(options).await;
+    app.wait_ready().await;
+    let validators = Validators::cloudevents();
+
+    let mut bodies = fixtures();
+    bodies.push((
+        "other".to_owned(),
+        br#"{"acao":"inventory-sync","companyId":3,"items":[1,2]}"#.to_vec(),
+    ));
+    let mut pairs = Vec::new();
+    for (name, body) in bodies {
+        let (raw_status, raw) = post(&app, CONNECTION, TOKEN, body.clone()).await;
+        let (ce_status, ce) = post(&app, CE_CONNECTION, CE_TOKEN, body).await;
+        // The mode never changes what is a repeat.
+        assert_eq!(raw_status, ce_status, "{name}: {raw} / {ce}");
+        assert!(raw_status == 202 || raw_status == 200, "{name}: {raw}");
+        if raw_status == 202 {
+            assert_eq!(raw["kind"], ce["kind"], "{name}");
+            let kind = Kind::from_name(raw["kind"].as_str().expect("kind")).expect("a kind");
+            let id = |answer: &Value| answer["id"].as_str().expect("id").to_owned();
+            pairs.push(Pair {
+                name,
+                kind,
+                raw_id: id(&raw),
+                ce_id: id(&ce),
+            });
+        }
+    }
+    let covered: BTreeSet<&str> = pairs.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(covered.len(), Kind::ALL.len(), "every kind: {covered:?}");
+
+    let mut delivered: BTreeMap<String, lapin::message::BasicGetMessage> = app
+        .take_each(pairs.iter().flat_map(|p| [p.kind, p.kind]))
+        .await
+        .into_iter()
+        .map(|(_, id, delivery)| (id, delivery))
+        .collect();
+    let mut edited = false;
+    for pair in &pairs {
+        let name = &pair.name;
+        let raw = delivered.remove(&pair.raw_id).expect("raw event delivered");
+        let ce = delivered
+            .remove(&pair.ce_id)
+            .expect("CloudEvents event delivered");
+        assert_eq!(content_type(&raw), Some("application/json"), "{name}");
+        assert_eq!(
+            content_type(&ce),
+            Some("application/cloudevents+json"),
+            "{name}"
+        );
+        let envelope = json_of(&ce.data);
+        if let Err(e) = validators.check(pair.kind.as_str(), &envelope) {
+            panic!("{name}: published CloudEvent breaks docs/schemas/cloudevents/{}.json: {e}\n{envelope:#}", pair.kind);
+        }
+        assert_eq!(
+            envelope["data"]["raw"],
+            json_of(&raw.data),
+            "{name}: data.raw"
+        );
+        assert_eq!(envelope["id"], pair.ce_id.as_str(), "{name}");
+        assert_eq!(
+            envelope["source"],
+            format!("/whaticket-relay/{CE_CONNECTION}")
+        );
+        let change = header_text(&ce, "change").expect("change header");
+        assert_eq!(
+            header_text(&raw, "change").as_deref(),
+            Some(change.as_str())
+        );
+        assert_eq!(
+            envelope["type"],
+            format!("whaticket.{}.{change}", pair.kind),
+            "{name}"
+        );
+        assert_eq!(envelope["data"]["change"], change.as_str());
+        // The routing key is raw mode's, the connection aside.
+        assert_eq!(
+            ce.routing_key.as_str(),
+            raw.routing_key
+                .as_str()
+                .replace(&format!(".{CONNECTION}."), &format!(".{CE_CONNECTION}.")),
+            "{name}"
+        );
+        for header in ["format", "action"] {
+            assert_eq!(
+                header_text(&ce, header),
+                header_text(&raw, header),
+                "{name}"
+            );
+        }
+        if name == "changes/whazing-edited.json" {
+            assert_eq!(envelope["type"], "whaticket.message.edited");
+            assert_eq!(envelope["data"]["message"]["id"], "3EB0A7F00D0000000012");
+            edited = true;
+        }
+    }
+    assert!(edited, "the edited message was relayed");
+    assert!(
+        delivered.is_empty(),
+        "unexpected deliveries: {:?}",
+        delivered.keys()
+    );
+
+    // The schemas are strict where the relay is: a wrong type or kind is caught.
+    let start = fixture("message-start.json");
+    let (status, answer) = post(&app, CE_CONNECTION, CE_TOKEN, reordered(&start)).await;
+    assert_eq!(status, 200, "a repeat in CloudEvents mode too: {answer}");
+    let mut changed = json_of(&start);
+    changed["mensagem"] = json!("outra mensagem");
+    let (status, answer) = post(&app, CE_CONNECTION, CE_TOKEN, changed.to_string().into()).await;
+    assert_eq!(status, 202, "{answer}");
+    let delivery = app.take(&app.queue(Kind::Message)).await;
+    let envelope = json_of(&delivery.data);
+    assert_eq!(envelope["id"], answer["id"]);
+    assert_eq!(envelope["data"]["message"]["text"], "outra mensagem");
+    assert_eq!(envelope["subject"], "357");
+    for (pointer, wrong) in [
+        ("/type", json!("whaticket.message.closed")),
+        ("/data/ticket/id", json!("357")),
+        ("/data/kind", json!("status")),
+        ("/data/raw/mensagem", json!(5)),
+        ("/specversion", json!("0.3")),
+    ] {
+        let mut broken = envelope.clone();
+        *broken.pointer_mut(pointer).expect("member exists") = wrong;
+        assert!(
+            validators.check("message", &broken).is_err(),
+            "the message schema accepts {pointer} = {}",
+            broken.pointer(pointer).expect("set")
+        );
+    }
+}
