@@ -183,3 +183,52 @@ async fn cloudevents_mode_publishes_every_fixture_valid_with_the_raw_body_in_dat
         );
     }
 }
+
+/// The relay with a broker it cannot reach: whatever it accepts stays in its outbox.
+fn offline(mut options: Options) -> Options {
+    options.settings.amqp.url =
+        whaticket_relay::config::AmqpUrl::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    options
+}
+
+#[tokio::test]
+async fn a_backlog_is_published_in_the_shape_it_was_stored_in_whatever_the_mode_is_now() {
+    // Stored as CloudEvents while the broker is away, published after a restart in raw mode.
+    let mut options = offline(Options::new());
+    options.settings.amqp.body = BodyMode::CloudEvents;
+    let app = spawn_app_with(options).await;
+    let stored = app.accept(fixture("message-start.json")).await;
+    let (mut settings, data_dir) = app.stop().await;
+    settings.amqp.url = whaticket_relay::config::AmqpUrl::new(BROKER_URL);
+    settings.amqp.body = BodyMode::Raw;
+    let app = spawn_app_with(Options {
+        settings,
+        data_dir: Some(data_dir),
+    })
+    .await;
+    app.wait_ready().await;
+    // A repeat is a repeat across the change of mode.
+    let (status, again) = post(&app, CONNECTION, TOKEN, fixture("message-start.json")).await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(stored.as_str())));
+    let fresh = app.accept(fixture("status-open.json")).await;
+
+    let backlog = app.take(&app.queue(Kind::Message)).await;
+    assert_eq!(content_type(&backlog), Some("application/cloudevents+json"));
+    let envelope = json_of(&backlog.data);
+    assert_eq!(envelope["id"], stored.as_str());
+    assert_eq!(
+        envelope["data"]["raw"],
+        json_of(&fixture("message-start.json"))
+    );
+    if let Err(e) = Validators::cloudevents().check("message", &envelope) {
+        panic!("the stored envelope breaks its schema: {e}");
+    }
+    let now = app.take(&app.queue(Kind::Status)).await;
+    assert_eq!(content_type(&now), Some("application/json"));
+    assert_eq!(
+        now.properties.message_id().as_ref().map(|s| s.as_str()),
+        Some(fresh.as_str())
+    );
+    assert_eq!(json_of(&now.data), json_of(&fixture("status-open.json")));
+    app.wait_outbox_empty().await;
+}
