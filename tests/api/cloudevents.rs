@@ -145,6 +145,7 @@ async fn cloudevents_mode_publishes_every_fixture_valid_with_the_raw_body_in_dat
             assert_eq!(envelope["type"], "whaticket.message.edited");
             assert_eq!(envelope["data"]["message"]["id"], "3EB0A7F00D0000000012");
             edited = true;
+            consumers_read_both(&raw, &ce);
         }
     }
     assert!(edited, "the edited message was relayed");
@@ -182,6 +183,66 @@ async fn cloudevents_mode_publishes_every_fixture_valid_with_the_raw_body_in_dat
             broken.pointer(pointer).expect("set")
         );
     }
+}
+
+/// examples/consumer.rs, compiled into the tests so that its reader is what they call.
+#[allow(dead_code)]
+#[path = "../../examples/consumer.rs"]
+mod consumer_example;
+
+/// The README's Python reader (its `read`, without pika) on `body` with `content_type`: the raw
+/// body and the facts it returns, as JSON.
+fn python_read(content_type: Option<&str>, body: &[u8]) -> Value {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("def read(")
+        .expect("the README's Python read()");
+    let end = start
+        + readme[start..]
+            .find("\ndef ")
+            .expect("a function after read()");
+    let script = format!(
+        "import json, sys, types\n{}\nprops = types.SimpleNamespace(content_type=sys.argv[1] or None)\n\
+         raw, facts = read(props, sys.stdin.buffer.read())\nprint(json.dumps([raw, facts]))\n",
+        &readme[start..end]
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script, content_type.unwrap_or("")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the README's consumer is checked with it)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body)
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(out.status.success(), "the README's read() failed");
+    serde_json::from_slice(&out.stdout).expect("python3 printed JSON")
+}
+
+/// Both consumer examples read the raw body and the CloudEvent of one event alike: the same
+/// sender's body, and the facts only from the CloudEvent.
+fn consumers_read_both(
+    raw: &lapin::message::BasicGetMessage,
+    ce: &lapin::message::BasicGetMessage,
+) {
+    let sender_body = json_of(&raw.data);
+    let from_raw = consumer_example::read(raw).expect("the Rust example reads raw mode");
+    let from_ce = consumer_example::read(ce).expect("the Rust example reads CloudEvents");
+    assert_eq!(from_raw.raw, sender_body);
+    assert_eq!(from_ce.raw, sender_body);
+    assert!(from_raw.facts.is_none());
+    let facts = from_ce.facts.expect("facts from the CloudEvent");
+    assert_eq!(facts["change"], "edited");
+
+    let [py_raw, py_ce] = [raw, ce].map(|d| python_read(content_type(d), &d.data));
+    assert_eq!(py_raw, json!([sender_body, null]));
+    assert_eq!(py_ce, json!([sender_body, facts]));
 }
 
 /// The relay with a broker it cannot reach: whatever it accepts stays in its outbox.
