@@ -541,6 +541,11 @@ mod tests {
                 "[amqp]\nurls = [\"amqp://u:p@a\", \"amqp://v:q@a:5672/other\"]\n",
                 "amqp.urls[1]",
             ),
+            ("[amqp]\nbody = \"xml\"\n", "amqp.body"),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\nbody = \"CloudEvents\"\n",
+                "connections.0.body",
+            ),
             ("[amqp]\nquorum_initial_group_size = 0\n", "amqp.quorum_initial_group_size"),
             (
                 "[amqp]\nqueue_type = \"classic\"\nquorum_initial_group_size = 3\n",
