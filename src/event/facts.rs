@@ -158,7 +158,10 @@ pub(crate) fn read<'a, 'de: 'a>(root: &'a Root<'de>, known: Known<'a, 'de>) -> F
             .or_else(|| leaf(&root.push_name))
             .or_else(|| leaf(&root.notify_name)),
     };
-    let contact = (contact.number.is_some() || contact.name.is_some()).then_some(contact);
+    // A session's `name` is the connection's, and an unknown shape's members could be anything.
+    let about_a_contact = !matches!(known.kind, Kind::Connection | Kind::Other);
+    let contact = (about_a_contact && (contact.number.is_some() || contact.name.is_some()))
+        .then_some(contact);
 
     let message = matches!(known.kind, Kind::Message | Kind::Media | Kind::Receipt)
         .then(|| message(root, &known));

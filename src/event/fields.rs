@@ -324,6 +324,10 @@ impl<'de> Node<'de> for Mensagem<'de> {
         self.offer(key)
     }
 
+    fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+        self.offer_with_facts(key)
+    }
+
     fn item(&mut self, _index: usize) -> Visit<'_, 'de> {
         self.item = MessageItem::default();
         Visit::Into(&mut self.item)

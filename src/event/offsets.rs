@@ -14,9 +14,6 @@ use serde_json::value::RawValue;
 pub(crate) struct Key<'de> {
     pub text: Cow<'de, str>,
     end: Option<usize>,
-    /// Whether the walk records the facts a CloudEvents body carries (`record!`'s `facts`
-    /// members): off in raw mode, where those members cost one test of this flag.
-    pub facts: bool,
 }
 
 impl Key<'_> {
@@ -82,7 +79,6 @@ fn after_blanks_back(bytes: &[u8], at: usize, mark: u8) -> Option<usize> {
 /// Reads an object key; `base` is the body's address, to place a borrowed key in it.
 pub(crate) struct KeySeed {
     pub base: usize,
-    pub facts: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
@@ -107,7 +103,6 @@ impl<'de> Visitor<'de> for KeySeed {
         Ok(Key {
             text: Cow::Borrowed(v),
             end,
-            facts: self.facts,
         })
     }
 
@@ -115,7 +110,6 @@ impl<'de> Visitor<'de> for KeySeed {
         Ok(Key {
             text: Cow::Owned(v.to_owned()),
             end: None,
-            facts: self.facts,
         })
     }
 }

@@ -285,9 +285,14 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         };
         let mut at = self.at_member(&key.text);
         let mut parent = self.node.as_deref_mut();
-        let visit = parent
-            .as_deref_mut()
-            .map_or(Visit::Skip, |n| n.member(&key));
+        let facts = self.scan.facts;
+        let visit = parent.as_deref_mut().map_or(Visit::Skip, |n| {
+            if facts {
+                n.member_with_facts(&key)
+            } else {
+                n.member(&key)
+            }
+        });
         if matches!(visit, Visit::Apart(_)) {
             // The member taken apart may be the event itself: its paths start again at its top.
             at[1] = self.scan.rules;
@@ -507,10 +512,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de, '_> {
         self.enter(Scalar::Object)?;
         let base = self.scan.text.as_ptr() as usize;
         let mut open = None;
-        while let Some(key) = map.next_key_seed(KeySeed {
-            base,
-            facts: self.scan.facts,
-        })? {
+        while let Some(key) = map.next_key_seed(KeySeed { base })? {
             if let Some(open) = open.take() {
                 self.close(open, Some(key.quote()))?;
             }

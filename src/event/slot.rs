@@ -30,6 +30,13 @@ pub(crate) trait Nullable {
 }
 
 impl<'de, T: Default + Nullable> Slot<'de, T> {
+    /// Whether [`Slot::offer`] would take `key`.
+    pub(super) fn takes(&self, name: &str, key: &Key<'de>) -> bool {
+        key.text == name
+            || (key.text.eq_ignore_ascii_case(name)
+                && !self.folded.as_ref().is_some_and(|f| key.text > f.0))
+    }
+
     /// The record to walk `key`'s value into, fresh, when it is (so far) the one that counts.
     pub(super) fn offer(&mut self, name: &str, key: &Key<'de>) -> Option<&mut T> {
         if key.text == name {
@@ -89,9 +96,9 @@ pub(super) const fn sketch(name: &str) -> (usize, u8) {
 }
 
 /// Declares a record of named members: its fields, the member names the body spells them with,
-/// optionally `facts` members read only when the walk records a CloudEvents body's facts (raw
-/// mode pays one flag test per member they would otherwise have been compared with), and
-/// optionally fields of its own that its [`Node`] impl fills.
+/// optionally `facts` members offered only when the walk records a CloudEvents body's facts
+/// (`offer_with_facts`; raw mode's `offer` never looks at them), and optionally fields of its
+/// own that its [`Node`] impl fills.
 macro_rules! record {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ident = $key:literal,)* }
         $(facts { $($fact:ident: $fact_ty:ident = $fact_key:literal,)* })?
@@ -117,14 +124,26 @@ macro_rules! record {
                         return Visit::Into(record);
                     }
                 })*
-                $(if key.facts {
-                    $(if seen == { const NAME: (usize, u8) = sketch($fact_key); NAME } {
-                        if let Some(record) = self.$fact.offer($fact_key, key) {
-                            return Visit::Into(record);
-                        }
-                    })*
-                })?
                 Visit::Skip
+            }
+
+            /// [`Self::offer`], then the `facts` members.
+            #[allow(unused_variables, dead_code)]
+            fn offer_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+                $(
+                    let seen = sketch(&key.text);
+                    // Tested before taken: a record returned from one branch only would hold
+                    // `self` for the rest of the function.
+                    $(if seen == { const NAME: (usize, u8) = sketch($fact_key); NAME }
+                        && self.$fact.takes($fact_key, key)
+                    {
+                        return match self.$fact.offer($fact_key, key) {
+                            Some(record) => Visit::Into(record),
+                            None => Visit::Skip,
+                        };
+                    })*
+                )?
+                self.offer(key)
             }
 
             #[allow(dead_code)]
@@ -153,6 +172,10 @@ macro_rules! plain_record {
 
             fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
                 self.offer(key)
+            }
+
+            fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+                self.offer_with_facts(key)
             }
         }
     };

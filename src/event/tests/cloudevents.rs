@@ -192,6 +192,8 @@ fn fork_facts() {
         json!({"number": "5511900001111", "name": "Cliente Teste"})
     );
     assert_eq!(chamado["ticket"]["status"], "pending");
+    // A session's name is no contact's.
+    assert_eq!(data("forks/izing-session")["contact"], Value::Null);
     let izing = data("forks/izing-ack");
     assert_eq!(izing["ack"], "read");
     assert_eq!(izing["message"]["id"], "3EB0BEEF00000001");
