@@ -83,14 +83,14 @@ pub(crate) fn envelope(meta: &EventMeta, facts: &Facts<'_>, raw: &[u8]) -> Optio
         datacontenttype: "application/json",
         data: facts,
     };
-    let mut out = Vec::with_capacity(raw.len() + 512);
-    serde_json::to_writer(&mut out, &head).ok()?;
-    // `…"data":{…}}`: drop the two closing braces, add `raw`, close both again.
-    if !out.ends_with(b"}}") {
-        return None;
-    }
-    out.truncate(out.len() - 2);
-    out.extend_from_slice(b",\"raw\":");
+    let head = serde_json::to_vec(&head).ok()?;
+    // `…"data":{…}}`: the two closing braces dropped, `raw` added, both closed again; the
+    // envelope's buffer is allocated once, at its size.
+    let open = head.strip_suffix(b"}}")?;
+    const RAW: &[u8] = b",\"raw\":";
+    let mut out = Vec::with_capacity(open.len() + RAW.len() + raw.len() + 2);
+    out.extend_from_slice(open);
+    out.extend_from_slice(RAW);
     out.extend_from_slice(raw);
     out.extend_from_slice(b"}}");
     Some(Bytes::from(out))
