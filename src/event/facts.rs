@@ -78,7 +78,7 @@ pub(crate) struct Known<'a, 'de> {
     pub state: Option<&'a State<'de>>,
 }
 
-fn leaf<'a, 'de>(slot: &'a Slot<'de, Leaf<'de>>) -> Option<Cow<'de, str>> {
+fn leaf<'de>(slot: &Slot<'de, Leaf<'de>>) -> Option<Cow<'de, str>> {
     slot.scalar().and_then(Scalar::text)
 }
 

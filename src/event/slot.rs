@@ -34,7 +34,7 @@ impl<'de, T: Default + Nullable> Slot<'de, T> {
     pub(super) fn takes(&self, name: &str, key: &Key<'de>) -> bool {
         key.text == name
             || (key.text.eq_ignore_ascii_case(name)
-                && !self.folded.as_ref().is_some_and(|f| key.text > f.0))
+                && self.folded.as_ref().is_none_or(|f| key.text <= f.0))
     }
 
     /// The record to walk `key`'s value into, fresh, when it is (so far) the one that counts.

@@ -464,4 +464,27 @@ mod tests {
         assert_eq!(keys, ["change", "connection", "received_at"]);
         assert_eq!(long_string(&headers["change"]), "other");
     }
+
+    #[test]
+    fn the_content_type_is_the_stored_body_s() {
+        let raw = meta(1, Kind::Message, Some(3));
+        let cloud = EventMeta {
+            body: crate::event::BodyMode::CloudEvents,
+            ..raw.clone()
+        };
+        let content_type = |m: &EventMeta| {
+            properties(m)
+                .content_type()
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+        };
+        assert_eq!(content_type(&raw).as_deref(), Some("application/json"));
+        assert_eq!(
+            content_type(&cloud).as_deref(),
+            Some("application/cloudevents+json")
+        );
+        // Everything else is the same in both shapes.
+        let headers = |m: &EventMeta| properties(m).headers().clone();
+        assert_eq!(headers(&raw), headers(&cloud));
+    }
 }
