@@ -200,7 +200,9 @@ fn message<'a, 'de: 'a>(root: &'a Root<'de>, known: &Known<'a, 'de>) -> Message<
     let media_type = leaf(&root.media_type)
         .or_else(|| row.and_then(|r| leaf(&r.media_type)))
         .or_else(|| payload.and_then(|p| leaf(&p.media_type)))
-        .or_else(|| root.wrapped().find_map(|m| leaf(&m.media_type)));
+        .or_else(|| root.wrapped().find_map(|m| leaf(&m.media_type)))
+        // whatsapp-web.js' message `type` (`chat`, `image`, `ptt`, …).
+        .or_else(|| (known.format == Format::Wwebjs).then(|| leaf(&root.kind))?);
     let media_url = known
         .state
         .and_then(State::media)

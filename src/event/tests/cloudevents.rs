@@ -186,6 +186,10 @@ fn fork_facts() {
     let wwebjs = data("forks/wwebjs-raw");
     assert_eq!(wwebjs["contact"]["number"], "5511900001111");
     assert_eq!(wwebjs["message"]["text"], "preciso de ajuda");
+    assert_eq!(
+        wwebjs["message"]["media"],
+        json!({"type": "chat", "url": null})
+    );
     let chamado = data("forks/chamado-start");
     assert_eq!(
         chamado["contact"],
