@@ -9,7 +9,8 @@
 //! Environment: `PARSE_BENCH_MILLIS` (time per case, default 300); `PARSE_BENCH_ITERS` (a fixed
 //! count of parses per case instead, for instruction counts under
 //! `valgrind --tool=callgrind --toggle-collect='*measure*'`); `PARSE_BENCH_CASE` (only the cases
-//! whose name contains it).
+//! whose name contains it); `PARSE_BENCH_BODY=cloudevents` (parse as a connection publishing
+//! CloudEvents does: the facts recorded in the same pass and the envelope built; default raw).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use whaticket_relay::config::Settings;
-use whaticket_relay::event::{self, RedactKeys};
+use whaticket_relay::event::{self, BodyMode, CustomRules, Event, ParseError, RedactKeys};
 
 struct Counting;
 
@@ -125,16 +126,21 @@ enum Budget {
     Parses(u64),
 }
 
+/// The parse the relay runs for a connection whose body mode is `mode`.
+fn parse(raw: Bytes, keys: &RedactKeys, mode: BodyMode) -> Result<Event, ParseError> {
+    event::parse_with("bench", raw, keys, &CustomRules::default(), 0, None, mode)
+}
+
 #[inline(never)]
-fn measure(body: &[u8], keys: &RedactKeys, budget: Budget) -> Figures {
+fn measure(body: &[u8], keys: &RedactKeys, mode: BodyMode, budget: Budget) -> Figures {
     let raw = Bytes::from(body.to_vec());
     // Once outside the counters: the first clone of a `Bytes` made from a Vec shares it (one
     // allocation the relay pays per request anyway, not per parse).
-    let _ = event::parse("bench", raw.clone(), keys, 0);
+    let _ = parse(raw.clone(), keys, mode);
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let allocated = ALLOCATED.load(Ordering::Relaxed);
     let (ns, rounds) = repeat(budget, || {
-        let event = event::parse("bench", black_box(raw.clone()), keys, 0);
+        let event = parse(black_box(raw.clone()), keys, mode);
         black_box(&event);
     });
     let n = rounds as f64;
@@ -183,6 +189,11 @@ fn main() {
     };
     let only = std::env::var("PARSE_BENCH_CASE").unwrap_or_default();
     let keys = Settings::default().redact.matcher();
+    let mode = match std::env::var("PARSE_BENCH_BODY").as_deref() {
+        Ok("cloudevents") => BodyMode::CloudEvents,
+        _ => BodyMode::Raw,
+    };
+    println!("body mode: {}", mode.as_str());
 
     let fixtures = fixtures();
     let fixture = |name: &str| {
@@ -213,11 +224,11 @@ fn main() {
     );
     let (mut total_ns, mut total_bytes, mut measured) = (0.0, 0.0, 0);
     for (name, body) in cases.iter().filter(|(name, _)| name.contains(&only)) {
-        if event::parse("bench", Bytes::from(body.clone()), &keys, 0).is_err() {
+        if parse(Bytes::from(body.clone()), &keys, mode).is_err() {
             println!("{name}: does not parse, skipped");
             continue;
         }
-        let f = measure(body, &keys, budget);
+        let f = measure(body, &keys, mode, budget);
         let validation_ns = measure_validation(body, budget);
         total_ns += f.ns;
         measured += 1;

@@ -90,6 +90,7 @@ fn event(n: u64, body_len: usize) -> Event {
             from_me: Some(false),
             received_at_ms: now_ms(),
             change: Some(Change::Created),
+            body: Default::default(),
         },
         body: Bytes::from(body),
         earlier_id: None,

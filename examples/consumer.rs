@@ -9,6 +9,11 @@
 //! twice), and the same event always carries the same `message_id` on every relay. This consumer
 //! remembers the last `DEDUP_CAPACITY` ids in memory; a real one keeps them where its results go
 //! (e.g. a unique index on `message_id` in the same transaction), so that they survive restarts.
+//!
+//! It reads both body shapes, told apart by `content_type`, event by event (a connection can
+//! switch modes with a backlog queued): the sender's own JSON (`application/json`, raw mode) and a
+//! CloudEvents envelope (`application/cloudevents+json`, `amqp.body = "cloudevents"`), whose
+//! `data` has the same facts for every fork and whose `data.raw` is what raw mode publishes.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -18,6 +23,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
+use serde_json::Value;
 
 /// The ids seen most recently, at most `capacity`: the oldest is forgotten first.
 ///
@@ -63,31 +69,86 @@ enum Outcome {
     Poison(&'static str),
 }
 
-/// The application's work. Here: parse the body and print what identifies it (never the body:
-/// it carries names and phone numbers).
+const CLOUDEVENTS: &str = "application/cloudevents+json";
+
+/// What the application works on, from either shape: the sender's body, and the normalised
+/// facts where the relay gave them (CloudEvents mode). Public, as [`read`] is, for the tests
+/// that run this reader on what the relay publishes (tests/api/cloudevents.rs).
+pub struct Received {
+    /// The sender's body, redacted: the whole raw body, or a CloudEvent's `data.raw`.
+    pub raw: Value,
+    /// A CloudEvent's `data`, less `raw`.
+    pub facts: Option<Value>,
+}
+
+/// Reads a delivery in either shape: a raw body is a JSON object; a CloudEvent is one whose
+/// `specversion` is 1.0 and whose `data.raw` is the object raw mode would have published.
+pub fn read(delivery: &Delivery) -> Result<Received, &'static str> {
+    let body: Value = serde_json::from_slice(&delivery.data).map_err(|_| "body is not JSON")?;
+    let content_type = delivery.properties.content_type().as_ref();
+    if content_type.is_some_and(|c| c.as_str() == CLOUDEVENTS) {
+        let Value::Object(mut envelope) = body else {
+            return Err("CloudEvent is not a JSON object");
+        };
+        if envelope.get("specversion").and_then(Value::as_str) != Some("1.0") {
+            return Err("not a CloudEvents 1.0 event");
+        }
+        let mut data = envelope.remove("data").ok_or("CloudEvent without data")?;
+        let raw = data
+            .as_object_mut()
+            .and_then(|d| d.remove("raw"))
+            .ok_or("CloudEvent without data.raw")?;
+        return Ok(Received {
+            raw,
+            facts: Some(data),
+        });
+    }
+    if !body.is_object() {
+        return Err("body is not a JSON object");
+    }
+    Ok(Received {
+        raw: body,
+        facts: None,
+    })
+}
+
+/// The application's work. Here: print what identifies the event (never the body or the
+/// contact: they carry names and phone numbers).
 fn process(delivery: &Delivery) -> Outcome {
-    match serde_json::from_slice::<serde_json::Value>(&delivery.data) {
-        Ok(serde_json::Value::Object(body)) => {
-            let kind = delivery
-                .properties
-                .kind()
-                .as_ref()
-                .map(|k| k.as_str())
-                .unwrap_or("?");
-            let action = body
+    let received = match read(delivery) {
+        Ok(received) => received,
+        Err(why) => return Outcome::Poison(why),
+    };
+    let kind = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map(|k| k.as_str())
+        .unwrap_or("?");
+    match &received.facts {
+        // One shape for every fork: the ticket, the message id, what changed.
+        Some(facts) => println!(
+            "{kind} event on {}: {} of ticket {} (message {})",
+            delivery.routing_key.as_str(),
+            facts["change"].as_str().unwrap_or("-"),
+            facts["ticket"]["id"],
+            facts["message"]["id"].as_str().unwrap_or("-"),
+        ),
+        // The sender's own shape: here the SaaS `acao`/`action`.
+        None => {
+            let action = received
+                .raw
                 .get("acao")
-                .or_else(|| body.get("action"))
+                .or_else(|| received.raw.get("action"))
                 .and_then(|a| a.as_str());
             println!(
                 "{kind} event on {} (action {})",
                 delivery.routing_key.as_str(),
                 action.unwrap_or("-")
             );
-            Outcome::Processed
         }
-        Ok(_) => Outcome::Poison("body is not a JSON object"),
-        Err(_) => Outcome::Poison("body is not JSON"),
     }
+    Outcome::Processed
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -265,6 +265,7 @@ impl Route {
                     from_me: Some(false),
                     received_at_ms: now_ms(),
                     change: Some(Change::Created),
+                    body: Default::default(),
                 };
                 (exchange, meta.routing_key(), properties(&meta))
             }

@@ -37,6 +37,7 @@ fn relay_like_properties(seq: u64) -> BasicProperties {
         from_me: Some(false),
         received_at_ms: now_ms(),
         change: Some(Change::Created),
+        body: Default::default(),
     })
 }
 

@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
         RuleSpec { pointer: "/body/0/x~1y", equals: Some("a"), kind: "connection", id: None, ticket: None, time: None },
     ])
     .expect("valid rules");
-    let ruled = event::parse_with("fuzz", Bytes::copy_from_slice(data), &keys, &rules, 1, None)
+    let ruled = event::parse_with("fuzz", Bytes::copy_from_slice(data), &keys, &rules, 1, None, event::BodyMode::Raw)
         .expect("rules never refuse a body");
     assert_eq!(ruled.body, first.body, "rules never change the relayed bytes");
     let relayed: Value = serde_json::from_slice(&first.body).expect("a relayed body is valid JSON");

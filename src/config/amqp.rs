@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, AmqpUrl, ConfigError};
+use crate::event::BodyMode;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -43,6 +44,10 @@ pub struct AmqpSettings {
     #[serde(default = "declare_by_default")]
     pub declare_topology: bool,
     pub max_in_flight: usize,
+    /// What consumers read: the sender's body (`raw`) or a CloudEvents envelope
+    /// (`cloudevents`); a connection's own `body` decides for it.
+    #[serde(default)]
+    pub body: BodyMode,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(with = "humantime_serde")]

@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::event::BodyMode;
+
 mod amqp;
 pub mod first_run;
 mod redact;
@@ -149,6 +151,16 @@ pub struct ConnectionSettings {
     /// built-in ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleSettings>,
+    /// This connection's `amqp.body`; unset: `amqp.body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyMode>,
+}
+
+impl ConnectionSettings {
+    /// The body this connection's events are published with.
+    pub fn body_mode(&self, amqp: &AmqpSettings) -> BodyMode {
+        self.body.unwrap_or(amqp.body)
+    }
 }
 
 /// `config/default.toml`, built in: the bottom layer, so every key has a default even when the
@@ -528,6 +540,11 @@ mod tests {
             (
                 "[amqp]\nurls = [\"amqp://u:p@a\", \"amqp://v:q@a:5672/other\"]\n",
                 "amqp.urls[1]",
+            ),
+            ("[amqp]\nbody = \"xml\"\n", "amqp.body"),
+            (
+                "[[connections]]\nname = \"a\"\ntokens = [\"abcdefgh\"]\nbody = \"CloudEvents\"\n",
+                "connections.0.body",
             ),
             ("[amqp]\nquorum_initial_group_size = 0\n", "amqp.quorum_initial_group_size"),
             (

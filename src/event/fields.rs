@@ -54,6 +54,24 @@ plain_record!(
         // Seen here inside an n8n envelope only: at the top the envelope takes `body` (n8n.rs).
         body: Leaf = "body",
     }
+    facts {
+        // The contact: SaaS `sender` (a number, or `{number, name}`) and `name`; a tag sync's,
+        // Whazing's `contact`; Baileys' `pushName`; whatsapp-web.js' `fromNumber`/`notifyName`.
+        sender: Contact = "sender",
+        name: Leaf = "name",
+        contact: Contact = "contact",
+        push_name: Leaf = "pushName",
+        notify_name: Leaf = "notifyName",
+        from_number: Leaf = "fromNumber",
+        // The ticket's queue: its id, and the SaaS chosen queue's name.
+        queue_id: Leaf = "queueId",
+        queue_name: Leaf = "filaescolhida",
+        // The media: Whazing's and Izing's type; a SaaS media file's parts (`fila-data`).
+        media_type: Leaf = "mediaType",
+        media_folder: Leaf = "mediaFolder",
+        backend_url: Leaf = "backendURL",
+        quoted_id: Leaf = "quotedMsgId",
+    }
 );
 
 plain_record!(
@@ -72,6 +90,11 @@ plain_record!(
         has_reaction: Leaf = "hasReaction",
         latest_edit: Leaf = "latestEditSenderTimestampMs",
         stub_type: Leaf = "messageStubType",
+    }
+    facts {
+        media_type: Leaf = "mediaType",
+        // Baileys' plain text message.
+        conversation: Leaf = "conversation",
     }
 );
 
@@ -158,6 +181,11 @@ plain_record!(
         is_deleted: Leaf = "isDeleted",
         media_url: Leaf = "mediaUrl",
     }
+    facts {
+        contact: Contact = "contact",
+        media_type: Leaf = "mediaType",
+        quoted_id: Leaf = "quotedMsgId",
+    }
 );
 
 plain_record!(
@@ -196,6 +224,30 @@ plain_record!(
         id: Leaf = "id",
         updated_at: Leaf = "updatedAt",
     }
+    facts {
+        contact: Contact = "contact",
+        queue: Queue = "queue",
+        queue_id: Leaf = "queueId",
+    }
+);
+
+plain_record!(
+    /// A contact as senders nest it; a SaaS `sender` number stays in the shape.
+    Contact {}
+    facts {
+        number: Leaf = "number",
+        phone_number: Leaf = "phoneNumber",
+        name: Leaf = "name",
+    }
+);
+
+plain_record!(
+    /// A ticket's queue.
+    Queue {}
+    facts {
+        id: Leaf = "id",
+        name: Leaf = "name",
+    }
 );
 
 plain_record!(
@@ -216,6 +268,9 @@ plain_record!(
     /// One message of a Baileys message list.
     MessageItem {
         original_data: OriginalData = "originalData",
+    }
+    facts {
+        text: Leaf = "text",
     }
 );
 
@@ -244,12 +299,18 @@ record!(
         body: Leaf = "body",
         media_url: Leaf = "mediaUrl",
     }
+    facts {
+        media_type: Leaf = "mediaType",
+        quoted_id: Leaf = "quotedMsgId",
+    }
     extra {
         start: Option<usize>,
         /// `originalData.key.id` of the first list item that has one.
         key_id: Option<Cow<'de, str>>,
         /// `originalData.key.fromMe` of the first list item.
         first_from_me: Option<bool>,
+        /// The first list item's `text` (recorded with the facts only).
+        first_text: Option<Cow<'de, str>>,
         item: MessageItem<'de>,
     }
 );
@@ -261,6 +322,10 @@ impl<'de> Node<'de> for Mensagem<'de> {
 
     fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
         self.offer(key)
+    }
+
+    fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+        self.offer_with_facts(key)
     }
 
     fn item(&mut self, _index: usize) -> Visit<'_, 'de> {
@@ -277,6 +342,7 @@ impl<'de> Node<'de> for Mensagem<'de> {
             self.first_from_me = key
                 .and_then(|k| k.from_me.scalar())
                 .and_then(Scalar::as_flag);
+            self.first_text = self.item.text.scalar().and_then(Scalar::text);
         }
     }
 

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 mod change;
 mod classify;
+mod cloudevents;
 mod custom;
 mod error;
+mod facts;
 mod fields;
 mod format;
 mod key;
@@ -25,6 +27,7 @@ mod state;
 mod wamid;
 
 pub use change::Change;
+pub use cloudevents::{event_type, source, BodyMode};
 pub use custom::{pointer_tokens, CustomRules, RuleError, RuleSpec};
 pub use format::Format;
 pub use redact::{RedactKeys, REDACTED, UNPARSEABLE};
@@ -160,6 +163,11 @@ pub struct EventMeta {
     /// store reads its body back ([`stored_change`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// What the stored body is: the sender's (raw; every record written before CloudEvents) or a
+    /// CloudEvents envelope. Kept with the record, so a backlog is published as it was stored
+    /// whatever the connection's mode is by then.
+    #[serde(default, skip_serializing_if = "BodyMode::is_raw")]
+    pub body: BodyMode,
 }
 
 impl EventMeta {
@@ -221,6 +229,7 @@ pub fn parse(
         &CustomRules::default(),
         received_at_ms,
         None,
+        BodyMode::Raw,
     )
 }
 
@@ -228,7 +237,9 @@ pub fn parse(
 /// ones (the operator declared them for the sender posting to this connection), and the event's
 /// id as its sender signed it (a verified Standard Webhooks `webhook-id`): given, it alone keys
 /// the event with the connection, whatever the body; the kind, ticket and company still come
-/// from the body.
+/// from the body. `body_mode` is the connection's: in CloudEvents mode the same pass records the
+/// facts too, and the stored body is the envelope (the id is the same in both modes).
+#[allow(clippy::too_many_arguments)]
 pub fn parse_with(
     connection: &str,
     raw: Bytes,
@@ -236,11 +247,14 @@ pub fn parse_with(
     rules: &CustomRules,
     received_at_ms: u64,
     sender_id: Option<&[u8]>,
+    body_mode: BodyMode,
 ) -> Result<Event, ParseError> {
     // Checked up front so the error can say "invalid UTF-8" instead of a misleading token error.
     let text = std::str::from_utf8(&raw).map_err(|err| error::utf8_error(&raw, err))?;
     let mut envelope = Envelope::default();
-    let mut scan = Scan::new(text, redact).with_rules(rules.trie(), rules.slots());
+    let mut scan = Scan::new(text, redact)
+        .with_rules(rules.trie(), rules.slots())
+        .with_facts(body_mode == BodyMode::CloudEvents);
     scan.run(&mut envelope)?;
     if !envelope.is_object() {
         return Err(ParseError::NotAnObject);
@@ -316,7 +330,7 @@ pub fn parse_with(
     let id = keyed.id.unwrap_or_else(|| ids.body_key());
     let earlier_id = keyed.earlier.filter(|earlier| *earlier != id);
 
-    let meta = EventMeta {
+    let mut meta = EventMeta {
         id,
         kind,
         connection: connection.to_owned(),
@@ -327,10 +341,29 @@ pub fn parse_with(
         from_me,
         received_at_ms,
         change: Some(change),
+        body: BodyMode::Raw,
     };
+    let mut body = redact::splice(&body, spans, origin);
+    if body_mode == BodyMode::CloudEvents {
+        let known = facts::Known {
+            kind,
+            change,
+            format,
+            connection,
+            company: company_id,
+            ticket_id,
+            from_me,
+            state: state.as_ref(),
+        };
+        let facts = facts::read(root, known);
+        if let Some(envelope) = cloudevents::envelope(&meta, &facts, &body) {
+            meta.body = BodyMode::CloudEvents;
+            body = envelope;
+        }
+    }
     Ok(Event {
         meta,
-        body: redact::splice(&body, spans, origin),
+        body,
         earlier_id,
     })
 }

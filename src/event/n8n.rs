@@ -57,6 +57,23 @@ impl<'de> Node<'de> for Envelope<'de> {
     }
 
     fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+        self.member_of(key, false)
+    }
+
+    fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+        self.member_of(key, true)
+    }
+
+    fn apart(&mut self, range: Range<usize>, spans: Vec<Range<usize>>) {
+        if let Some(root) = self.next.take() {
+            self.inner = Some(Inner { root, range, spans });
+        }
+    }
+}
+
+impl<'de> Envelope<'de> {
+    /// A top-level member: `body` walked apart, the rest into the outer record.
+    fn member_of(&mut self, key: &Key<'de>, facts: bool) -> Visit<'_, 'de> {
         match &*key.text {
             "body" => {
                 return Visit::Apart(&mut **self.next.insert(Box::default()));
@@ -65,12 +82,10 @@ impl<'de> Node<'de> for Envelope<'de> {
             "webhookUrl" | "executionMode" => self.marker = true,
             _ => {}
         }
-        self.outer.member(key)
-    }
-
-    fn apart(&mut self, range: Range<usize>, spans: Vec<Range<usize>>) {
-        if let Some(root) = self.next.take() {
-            self.inner = Some(Inner { root, range, spans });
+        if facts {
+            self.outer.member_with_facts(key)
+        } else {
+            self.outer.member(key)
         }
     }
 }

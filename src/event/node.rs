@@ -42,6 +42,12 @@ pub(crate) trait Node<'de> {
         Visit::Skip
     }
 
+    /// [`Node::member`] when the walk records a CloudEvents body's facts too (`record!`'s
+    /// `facts` members): a method of its own, so raw mode's walk is untouched by them.
+    fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+        self.member(key)
+    }
+
     fn item(&mut self, _index: usize) -> Visit<'_, 'de> {
         Visit::Skip
     }

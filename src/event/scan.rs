@@ -41,6 +41,8 @@ pub(crate) struct Scan<'de, 'k> {
     rules: Option<&'k Trie>,
     /// The values at the rules' pointers, per set of [`At`].
     pub captured: [Vec<Scalar<'de>>; 2],
+    /// Whether the records' `facts` members are filled too (a CloudEvents body is built).
+    facts: bool,
 }
 
 impl<'de, 'k> Scan<'de, 'k> {
@@ -51,7 +53,14 @@ impl<'de, 'k> Scan<'de, 'k> {
             spans: Vec::new(),
             rules: None,
             captured: [Vec::new(), Vec::new()],
+            facts: false,
         }
+    }
+
+    /// Records the facts a CloudEvents body carries, in the same pass.
+    pub fn with_facts(mut self, facts: bool) -> Self {
+        self.facts = facts;
+        self
     }
 
     /// Follows a connection's rule paths too, keeping `slots` values.
@@ -276,9 +285,14 @@ impl<'de, 'k> Walk<'_, '_, 'de, 'k> {
         };
         let mut at = self.at_member(&key.text);
         let mut parent = self.node.as_deref_mut();
-        let visit = parent
-            .as_deref_mut()
-            .map_or(Visit::Skip, |n| n.member(&key));
+        let facts = self.scan.facts;
+        let visit = parent.as_deref_mut().map_or(Visit::Skip, |n| {
+            if facts {
+                n.member_with_facts(&key)
+            } else {
+                n.member(&key)
+            }
+        });
         if matches!(visit, Visit::Apart(_)) {
             // The member taken apart may be the event itself: its paths start again at its top.
             at[1] = self.scan.rules;

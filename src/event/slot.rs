@@ -30,6 +30,13 @@ pub(crate) trait Nullable {
 }
 
 impl<'de, T: Default + Nullable> Slot<'de, T> {
+    /// Whether [`Slot::offer`] would take `key`.
+    pub(super) fn takes(&self, name: &str, key: &Key<'de>) -> bool {
+        key.text == name
+            || (key.text.eq_ignore_ascii_case(name)
+                && self.folded.as_ref().is_none_or(|f| key.text <= f.0))
+    }
+
     /// The record to walk `key`'s value into, fresh, when it is (so far) the one that counts.
     pub(super) fn offer(&mut self, name: &str, key: &Key<'de>) -> Option<&mut T> {
         if key.text == name {
@@ -89,15 +96,19 @@ pub(super) const fn sketch(name: &str) -> (usize, u8) {
 }
 
 /// Declares a record of named members: its fields, the member names the body spells them with,
-/// and optionally fields of its own that its [`Node`] impl fills.
+/// optionally `facts` members offered only when the walk records a CloudEvents body's facts
+/// (`offer_with_facts`; raw mode's `offer` never looks at them), and optionally fields of its
+/// own that its [`Node`] impl fills.
 macro_rules! record {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ident = $key:literal,)* }
+        $(facts { $($fact:ident: $fact_ty:ident = $fact_key:literal,)* })?
         $(extra { $($(#[$extra_doc:meta])* $extra:ident: $extra_ty:ty,)* })?) => {
         $(#[$doc])*
         #[derive(Default)]
         pub(crate) struct $name<'de> {
             shape: Scalar<'de>,
             $(pub $field: Slot<'de, $ty<'de>>,)*
+            $($(pub $fact: Slot<'de, $fact_ty<'de>>,)*)?
             $($($(#[$extra_doc])* pub $extra: $extra_ty,)*)?
         }
 
@@ -116,6 +127,25 @@ macro_rules! record {
                 Visit::Skip
             }
 
+            /// [`Self::offer`], then the `facts` members.
+            #[allow(unused_variables, dead_code)]
+            fn offer_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+                $(
+                    let seen = sketch(&key.text);
+                    // Tested before taken: a record returned from one branch only would hold
+                    // `self` for the rest of the function.
+                    $(if seen == { const NAME: (usize, u8) = sketch($fact_key); NAME }
+                        && self.$fact.takes($fact_key, key)
+                    {
+                        return match self.$fact.offer($fact_key, key) {
+                            Some(record) => Visit::Into(record),
+                            None => Visit::Skip,
+                        };
+                    })*
+                )?
+                self.offer(key)
+            }
+
             #[allow(dead_code)]
             pub fn shape(&self) -> &Scalar<'de> {
                 &self.shape
@@ -132,8 +162,8 @@ macro_rules! record {
 
 /// Declares a [`record!`] that is walked plainly: members only.
 macro_rules! plain_record {
-    ($(#[$doc:meta])* $name:ident $fields:tt) => {
-        record!($(#[$doc])* $name $fields);
+    ($(#[$doc:meta])* $name:ident $($rest:tt)+) => {
+        record!($(#[$doc])* $name $($rest)+);
 
         impl<'de> Node<'de> for $name<'de> {
             fn value(&mut self, value: Scalar<'de>) {
@@ -142,6 +172,10 @@ macro_rules! plain_record {
 
             fn member(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
                 self.offer(key)
+            }
+
+            fn member_with_facts(&mut self, key: &Key<'de>) -> Visit<'_, 'de> {
+                self.offer_with_facts(key)
             }
         }
     };

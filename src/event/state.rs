@@ -49,6 +49,21 @@ impl<'de> State<'de> {
         }
     }
 
+    /// The message's text or caption, as its sender gave it.
+    pub fn text(&self) -> Option<&Cow<'de, str>> {
+        self.text.as_ref()
+    }
+
+    /// The media URL the sender gave.
+    pub fn media(&self) -> Option<&Cow<'de, str>> {
+        self.media.as_ref()
+    }
+
+    /// The ack the message was re-posted with, if any.
+    pub fn ack(&self) -> Option<Change> {
+        self.ack
+    }
+
     /// Whether this is the state a message is created in: its key is then the WhatsApp id
     /// alone, as it was before states were told apart (key.rs).
     pub fn is_created(&self) -> bool {

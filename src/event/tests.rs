@@ -7,6 +7,7 @@ use super::key::{digest_key, Ids};
 use super::*;
 
 mod changes;
+mod cloudevents;
 mod pinned;
 mod redaction;
 mod sender_id;

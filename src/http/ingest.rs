@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::{compile_rules, Settings};
-use crate::event::{self, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
+use crate::event::{self, BodyMode, CustomRules, EventId, Format, Kind, RedactKeys, RuleError};
 use crate::http::body::{check_content_type, declared_length, read_body};
 use crate::http::error::IngestError;
 use crate::http::verify::{HeadCheck, Presented, SecretError, Verified, Verifier};
@@ -56,6 +56,8 @@ struct Connection {
     company_id: Option<i64>,
     /// The connection's own classification rules (compiled once per config).
     rules: CustomRules,
+    /// The body its events are stored and published with.
+    body: BodyMode,
     /// Stamped per event received (accepted or duplicate), for the silent-connection alert.
     last_event: EventClock,
     /// Its minute ring for the status page, kept by `metrics` across reloads.
@@ -80,6 +82,7 @@ impl Rules {
                     verifier: Verifier::new(c)?,
                     company_id: c.company_id,
                     rules: compile_rules(&c.rules)?,
+                    body: c.body_mode(&settings.amqp),
                     last_event: metrics.event_clock(&c.name),
                     history: metrics.history().connection(&c.name),
                 };
@@ -351,6 +354,7 @@ async fn accept(
         &conn.rules,
         received_at_ms,
         verified.sender_id(),
+        conn.body,
     )?;
     if let (Some(expected), Some(got)) = (conn.company_id, event.meta.company_id) {
         if expected != got {

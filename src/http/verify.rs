@@ -459,6 +459,7 @@ mod tests {
             hmac_secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             company_id: None,
             rules: Vec::new(),
+            body: None,
         }
     }
 

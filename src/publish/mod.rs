@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
@@ -38,8 +38,6 @@ pub(crate) const CONNECTION_NAME: &str = "whaticket-relay";
 const APP_ID: &str = "whaticket-relay";
 /// Upper bound between looks at the store and at the connection status when idle.
 pub(crate) const IDLE_TICK: Duration = Duration::from_secs(1);
-/// `Rfc3339Timestamp`'s Display fails (and `to_string` would panic) from the year 10000 on.
-const MAX_RFC3339_SECS: u64 = 253_402_300_800;
 
 /// Why a broker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -239,19 +237,15 @@ pub fn properties(meta: &EventMeta) -> BasicProperties {
     if let Some(from_me) = meta.from_me {
         headers.insert("from_me".into(), AMQPValue::Boolean(from_me));
     }
-    let received_at = Duration::from_millis(meta.received_at_ms);
-    if received_at.as_secs() < MAX_RFC3339_SECS {
-        if let Some(time) = UNIX_EPOCH.checked_add(received_at) {
-            let text = humantime::format_rfc3339_millis(time).to_string();
-            headers.insert(
-                "received_at".into(),
-                AMQPValue::LongString(LongString::from(text)),
-            );
-        }
+    if let Some(text) = crate::clock::rfc3339_millis(meta.received_at_ms) {
+        headers.insert(
+            "received_at".into(),
+            AMQPValue::LongString(LongString::from(text)),
+        );
     }
     BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into())
+        .with_content_type(meta.body.content_type().into())
         .with_message_id(meta.id.hex().as_str().into())
         .with_type(meta.kind.as_str().into())
         .with_timestamp(meta.received_at_ms / 1000)
@@ -469,5 +463,28 @@ mod tests {
         // The change is always named, as the routing key's last word: `other` when unknown.
         assert_eq!(keys, ["change", "connection", "received_at"]);
         assert_eq!(long_string(&headers["change"]), "other");
+    }
+
+    #[test]
+    fn the_content_type_is_the_stored_body_s() {
+        let raw = meta(1, Kind::Message, Some(3));
+        let cloud = EventMeta {
+            body: crate::event::BodyMode::CloudEvents,
+            ..raw.clone()
+        };
+        let content_type = |m: &EventMeta| {
+            properties(m)
+                .content_type()
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+        };
+        assert_eq!(content_type(&raw).as_deref(), Some("application/json"));
+        assert_eq!(
+            content_type(&cloud).as_deref(),
+            Some("application/cloudevents+json")
+        );
+        // Everything else is the same in both shapes.
+        let headers = |m: &EventMeta| properties(m).headers().clone();
+        assert_eq!(headers(&raw), headers(&cloud));
     }
 }

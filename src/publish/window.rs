@@ -202,6 +202,7 @@ pub(crate) mod tests {
             from_me: Some(false),
             received_at_ms: 1_700_000_000_123,
             change: Some(Change::Other),
+            body: Default::default(),
         }
     }
 

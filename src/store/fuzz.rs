@@ -371,6 +371,7 @@ fn event(n: u8, format: Option<Format>, body: Bytes) -> Event {
             from_me: [None, Some(true), Some(false)][usize::from(n) % 3],
             received_at_ms: 1_700_000_000_000 + u64::from(n),
             change: Some(Change::ALL[usize::from(n) % Change::ALL.len()]),
+            body: Default::default(),
         },
         body,
         earlier_id: None,

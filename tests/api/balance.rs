@@ -183,6 +183,7 @@ async fn two_relays_behind_nginx_share_connections_and_hand_them_over() {
             hmac_secrets: Vec::new(),
             company_id: None,
             rules: Vec::new(),
+            body: None,
         })
         .collect();
     let mut b = Options::new();

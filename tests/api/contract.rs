@@ -13,13 +13,13 @@ use whaticket_relay::publish::topology;
 
 use crate::helpers::{fixture, spawn_app, CONNECTION};
 
-fn docs(path: &str) -> PathBuf {
+pub(crate) fn docs(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
         .join(path)
 }
 
-fn asyncapi() -> Value {
+pub(crate) fn asyncapi() -> Value {
     let path = docs("asyncapi.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_norway::from_str(&text)
@@ -32,7 +32,7 @@ fn json_file(path: &Path) -> Value {
 }
 
 /// Compiled JSON Schemas, by name.
-struct Validators {
+pub(crate) struct Validators {
     schemas: boon::Schemas,
     index: BTreeMap<String, boon::SchemaIndex>,
 }
@@ -57,7 +57,7 @@ impl Validators {
         self.index.insert(name.to_owned(), index);
     }
 
-    fn check(&self, name: &str, value: &Value) -> Result<(), String> {
+    pub(crate) fn check(&self, name: &str, value: &Value) -> Result<(), String> {
         let index = *self
             .index
             .get(name)
@@ -65,6 +65,21 @@ impl Validators {
         self.schemas
             .validate(value, index)
             .map_err(|e| format!("{e:#}"))
+    }
+
+    /// The CloudEvents JSON Schema of every kind, docs/schemas/cloudevents/{kind}.json, compiled
+    /// from the file so that its `data.raw` reference loads the raw schema of the kind beside it.
+    pub(crate) fn cloudevents() -> Self {
+        let mut validators = Self::new();
+        for kind in Kind::ALL {
+            let path = docs(&format!("schemas/cloudevents/{kind}.json"));
+            let path = path.to_str().expect("UTF-8 path");
+            let index = boon::Compiler::new()
+                .compile(path, &mut validators.schemas)
+                .unwrap_or_else(|e| panic!("{path} is not a valid JSON Schema: {e:#}"));
+            validators.index.insert(kind.as_str().to_owned(), index);
+        }
+        validators
     }
 
     /// The JSON Schema of every kind, from docs/schemas/{kind}.json.
@@ -90,7 +105,7 @@ fn kind_of(body: &[u8]) -> Kind {
 }
 
 /// Every fixture, the other senders' (`forks/`) and their changes (`changes/`) included.
-fn fixtures() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn fixtures() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut names: Vec<String> = Vec::new();
     for sub in ["", "forks/", "changes/"] {
@@ -252,9 +267,17 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
     }
     let expected: BTreeSet<String> = Kind::ALL
         .iter()
-        .map(|k| format!("schemas/{k}.json"))
+        .flat_map(|k| {
+            [
+                format!("schemas/{k}.json"),
+                format!("schemas/cloudevents/{k}.json"),
+            ]
+        })
         .collect();
-    assert_eq!(files, expected, "a payload schema per kind");
+    assert_eq!(
+        files, expected,
+        "a payload schema per kind, raw and CloudEvents"
+    );
 
     // Names are the relay's defaults, computed as the relay computes them.
     let amqp = Settings::default().amqp;
@@ -293,6 +316,22 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
             format!("./schemas/{kind}.json")
         );
         assert_eq!(message["bindings"]["amqp"]["messageType"], kind.as_str());
+        let cloud = &doc["components"]["messages"][format!("{kind}CloudEvent")];
+        assert_eq!(
+            cloud["payload"]["schema"]["$ref"],
+            format!("./schemas/cloudevents/{kind}.json")
+        );
+        assert_eq!(cloud["bindings"]["amqp"]["messageType"], kind.as_str());
+        for channel in [events, queue] {
+            let names: BTreeSet<&str> = channel["messages"]
+                .as_object()
+                .expect("messages")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let cloud_name = format!("{kind}CloudEvent");
+            assert_eq!(names, BTreeSet::from([kind.as_str(), cloud_name.as_str()]));
+        }
 
         let publish = operations
             .values()
@@ -305,7 +344,16 @@ fn asyncapi_document_is_valid_and_true_to_the_topology() {
     assert_eq!(dead["address"], topology::dead_queue_name(&amqp).as_str());
     assert_eq!(
         dead["messages"].as_object().map(|m| m.len()),
-        Some(Kind::ALL.len())
+        Some(2 * Kind::ALL.len()),
+        "every kind, raw and CloudEvents"
+    );
+    assert_eq!(
+        doc["components"]["messageTraits"]["cloudevents"]["contentType"],
+        event::BodyMode::CloudEvents.content_type()
+    );
+    assert_eq!(
+        doc["components"]["messageTraits"]["relayed"]["contentType"],
+        event::BodyMode::Raw.content_type()
     );
     assert_eq!(channels.len(), 2 * Kind::ALL.len() + 1);
 }

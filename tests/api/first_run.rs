@@ -238,6 +238,7 @@ async fn a_connection_added_without_a_token_by_a_reload_gets_one() {
         hmac_secrets: Vec::new(),
         company_id: None,
         rules: Vec::new(),
+        body: None,
     });
     let done = app.reload.apply(settings.clone()).expect("reload");
     assert_eq!(done.connections, 2);

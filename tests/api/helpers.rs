@@ -130,6 +130,7 @@ pub fn test_settings(data_dir: &TempDir) -> Settings {
         hmac_secrets: vec![Secret::new(HMAC_SECRET)],
         company_id: None,
         rules: Vec::new(),
+        body: None,
     }];
     s
 }

@@ -3,6 +3,7 @@
 mod balance;
 mod changes;
 mod cli;
+mod cloudevents;
 mod cluster;
 mod contract;
 mod credentials;

@@ -82,6 +82,7 @@ pub fn parse(
         received_at_ms,
         // The old parser named no changes.
         change: None,
+        body: Default::default(),
     };
     Ok(Event {
         meta,

@@ -32,6 +32,7 @@ fn meta(id: u8, kind: Kind, ticket: Option<i64>) -> EventMeta {
         from_me: Some(false),
         received_at_ms: 1_700_000_000_123,
         change: Some(Change::Updated),
+        body: Default::default(),
     }
 }
 

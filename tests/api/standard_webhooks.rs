@@ -77,6 +77,7 @@ fn verifier(secret: &str) -> Verifier {
         hmac_secrets: vec![Secret::new(secret)],
         company_id: None,
         rules: Vec::new(),
+        body: None,
     })
     .unwrap_or_else(|e| panic!("{secret}: {e}"))
 }

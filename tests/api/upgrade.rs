@@ -162,3 +162,59 @@ async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbo
         );
     }
 }
+
+/// The same data dir opened by a relay publishing CloudEvents: the keys hold (repeats are the
+/// events that release accepted), the outbox it left is published raw, as it was stored, and
+/// what is accepted now is published as CloudEvents.
+#[tokio::test]
+async fn a_data_dir_of_the_release_before_opens_in_cloudevents_mode() {
+    let mut options = Options::new();
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade");
+    copy_dir(&fixture_dir.join("data"), &options.settings.storage.path);
+    options.settings.storage.dedup_window = WINDOW;
+    options.settings.amqp.body = whaticket_relay::event::BodyMode::CloudEvents;
+    let app = spawn_app_with(options).await;
+    app.wait_ready().await;
+
+    let answers: Vec<Value> =
+        serde_json::from_slice(&fixture("upgrade/answers.json")).expect("answers.json");
+    for answer in &answers {
+        let file = answer["file"].as_str().expect("file");
+        let body = fixture(&format!("upgrade/bodies/{file}"));
+        let (status, again) = post(&app, file, body).await;
+        assert_eq!(status, StatusCode::OK, "{file}: {again}");
+        assert_eq!(again["id"], answer["id"], "{file}");
+    }
+    for (kind, id, delivery) in app.take_each(OUTBOX.iter().map(|(_, kind, _)| *kind)).await {
+        assert_eq!(
+            delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|s| s.as_str()),
+            Some("application/json"),
+            "{kind} {id}: stored raw, published raw"
+        );
+        let body = json_of(&delivery.data);
+        assert!(body.get("specversion").is_none(), "{kind} {id}: {body}");
+    }
+    app.wait_outbox_empty().await;
+
+    let mut created = json_of(&fixture("changes/whazing-message.json"));
+    created["messageId"] = json!("3EB0A7F00D0000000078");
+    let (status, first) = post(&app, "00-whazing", created.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let delivery = app.take(&app.queue(Kind::Message)).await;
+    assert_eq!(
+        delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("application/cloudevents+json")
+    );
+    let envelope = json_of(&delivery.data);
+    assert_eq!(envelope["id"], first["id"]);
+    assert_eq!(envelope["type"], "whaticket.message.created");
+    assert_eq!(envelope["data"]["raw"], created);
+}

@@ -639,6 +639,7 @@ async fn reload_handle_swaps_credentials_atomically_and_keeps_them_on_an_invalid
         hmac_secrets: vec![],
         company_id: None,
         rules: Vec::new(),
+        body: None,
     }];
     let done = reload.apply(rotated.clone()).expect("valid config applies");
     assert!(done.needs_restart.is_empty(), "{done:?}");

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{ok, ALL, CLOSED, FIXTURES, OPEN, START};
 use crate::event::key::{digest_key, sender_key};
-use crate::event::{parse_with, CustomRules, Event, RedactKeys, RuleSpec};
+use crate::event::{parse_with, BodyMode, CustomRules, Event, RedactKeys, RuleSpec};
 
 const ID: &[u8] = b"msg_p5jXN8AQM9LWM0D4loKWxJek";
 
@@ -20,6 +20,7 @@ fn signed_with(connection: &str, body: &[u8], sender_id: &[u8], rules: &CustomRu
         rules,
         7,
         Some(sender_id),
+        BodyMode::Raw,
     ) {
         Ok(event) => event,
         Err(e) => panic!("{e}"),

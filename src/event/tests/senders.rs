@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{ev, n8n, ok, START};
 use crate::event::{
-    parse_with, CustomRules, EventId, EventMeta, Format, Kind, RedactKeys, RuleSpec,
+    parse_with, BodyMode, CustomRules, EventId, EventMeta, Format, Kind, RedactKeys, RuleSpec,
 };
 
 macro_rules! fork {
@@ -370,6 +370,7 @@ fn with(rules: &CustomRules, body: &str) -> EventMeta {
         rules,
         7,
         None,
+        BodyMode::Raw,
     ) {
         Ok(event) => event.meta,
         Err(e) => panic!("{e}"),

@@ -4,11 +4,12 @@
 //! `[TAG][id: 16][received_at_ms: u64 BE][flags][company_id: i64 BE]?[ticket_id: i64 BE]?`
 //! `[kind: u8 len + name][connection: u32 BE len + bytes][action: u32 BE len + bytes]?`
 //! `[format: u8 len + name]?[change: u8 len + name]?`, then the body (records from before formats
-//! have no format bit, from before changes were named no change bit). The tag is never the first byte of the JSON layout (its u32 BE length starts with
+//! have no format bit, from before changes were named no change bit). The flag's top bit says
+//! the body is a CloudEvents envelope (no byte of its own: records from before, raw, lack it). The tag is never the first byte of the JSON layout (its u32 BE length starts with
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
-use crate::event::{Change, EventId, EventMeta, Format, Kind};
+use crate::event::{BodyMode, Change, EventId, EventMeta, Format, Kind};
 use crate::store::error::{corrupt, StoreError};
 
 pub(crate) const TAG: u8 = 0x01;
@@ -20,6 +21,7 @@ const FROM_ME: u8 = 8;
 const FROM_ME_TRUE: u8 = 16;
 const FORMAT: u8 = 32;
 const CHANGE: u8 = 64;
+const CLOUDEVENTS: u8 = 128;
 
 fn long(len: usize) -> Result<[u8; 4], StoreError> {
     u32::try_from(len)
@@ -48,6 +50,9 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, meta: &EventMeta) -> Result<(), Sto
     }
     if meta.change.is_some() {
         flags |= CHANGE;
+    }
+    if meta.body == BodyMode::CloudEvents {
+        flags |= CLOUDEVENTS;
     }
     out.push(TAG);
     out.extend_from_slice(&meta.id.0);
@@ -153,6 +158,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         None
     };
     let from_me = (flags & FROM_ME != 0).then_some(flags & FROM_ME_TRUE != 0);
+    let body = if flags & CLOUDEVENTS != 0 {
+        BodyMode::CloudEvents
+    } else {
+        BodyMode::Raw
+    };
     let meta = EventMeta {
         id,
         kind,
@@ -164,6 +174,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         from_me,
         received_at_ms,
         change,
+        body,
     };
     Ok((meta, fields.0))
 }
@@ -184,6 +195,7 @@ mod tests {
             from_me: Some(true),
             received_at_ms: 1_700_000_000_123,
             change: Some(Change::SessionError),
+            body: Default::default(),
         }
     }
 
@@ -203,6 +215,10 @@ mod tests {
             from_me: Some(false),
             ..meta()
         };
+        let cloudevents = EventMeta {
+            body: BodyMode::CloudEvents,
+            ..bare.clone()
+        };
         let every_format = Format::ALL.map(|format| EventMeta {
             format: Some(format),
             ..meta()
@@ -211,7 +227,7 @@ mod tests {
             change: Some(change),
             ..meta()
         });
-        for m in [full, bare, not_me]
+        for m in [full, bare, not_me, cloudevents]
             .into_iter()
             .chain(every_format)
             .chain(every_change)

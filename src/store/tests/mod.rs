@@ -68,6 +68,7 @@ pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
             from_me: Some(false),
             received_at_ms,
             change: Some(Change::Other),
+            body: Default::default(),
         },
         // Not UTF-8 on purpose: the body must come back byte for byte.
         body: Bytes::from(vec![b'{', 0xFF, 0x00, id, b'}']),
