@@ -583,3 +583,29 @@ async fn status_page_speaks_the_readers_language_and_the_root_leads_to_it() {
         assert_eq!(catalogue["conn.title"], heading, "{lang}");
     }
 }
+
+/// The Portuguese quick start quotes the README's two commands as they are, and the README's top
+/// section points to it.
+#[test]
+fn the_portuguese_quick_start_quotes_the_readme_commands() {
+    let read = |path: &str| {
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let first_sh = |text: &str| {
+        text.split("```sh\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .map(str::to_owned)
+            .expect("a sh block")
+    };
+    let readme = read("README.md");
+    let quick = read("docs/pt-BR/README.md");
+    let commands = first_sh(&readme);
+    assert_eq!(commands.lines().count(), 2, "{commands}");
+    assert_eq!(first_sh(&quick), commands);
+    let top = readme.split("\n## ").next().unwrap();
+    assert!(top.contains("(docs/pt-BR/README.md)"), "{top}");
+    assert!(quick.contains("**Conexões → (seu WhatsApp) → Webhook**"));
+    assert!(quick.contains("http://127.0.0.1:8081/"));
+}

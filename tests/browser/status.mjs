@@ -58,10 +58,25 @@ async function until(page, what, predicate, arg) {
 }
 
 const errors = [];
+/** Pages this test is navigating away from: their polls in flight are aborted, as they should be. */
+const leaving = new WeakSet();
 function watch(page, name) {
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name} console: ${m.text()}`); });
   page.on("pageerror", (e) => errors.push(`${name} page error: ${e.message}`));
-  page.on("requestfailed", (r) => errors.push(`${name} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("requestfailed", (r) => {
+    if (leaving.has(page) && r.failure()?.errorText === "net::ERR_ABORTED") return;
+    errors.push(`${name} request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
+}
+
+/** Runs `navigation` (a click that leaves the page, a reload) on a page whose requests it may abort. */
+async function leave(page, navigation) {
+  leaving.add(page);
+  try {
+    await navigation();
+  } finally {
+    leaving.delete(page);
+  }
 }
 
 /** Logs in through the form; resolves with the status of the form's POST. */
@@ -160,11 +175,13 @@ async function formatted(page, lang, seq) {
 
 /** Clicks the switch's `lang` and waits for the page it leads back to. */
 async function switchTo(page, lang) {
-  await Promise.all([
-    page.waitForResponse((r) => r.url() === STATUS_URL && r.request().isNavigationRequest() && r.status() === 200, WAIT),
-    page.click(`nav.lang a[data-lang="${lang}"]`),
-  ]);
-  await page.waitForLoadState("load");
+  await leave(page, async () => {
+    await Promise.all([
+      page.waitForResponse((r) => r.url() === STATUS_URL && r.request().isNavigationRequest() && r.status() === 200, WAIT),
+      page.click(`nav.lang a[data-lang="${lang}"]`),
+    ]);
+    await page.waitForLoadState("load");
+  });
 }
 
 /**
@@ -197,7 +214,7 @@ async function languages(seq) {
   await switchTo(br, "en");
   const firstPaint = await context.request.get(STATUS_URL);
   check((await firstPaint.text()).includes('<html lang="en">'), "the server did not render the chosen language");
-  await br.reload();
+  await leave(br, () => br.reload());
   await br.locator(`tr[data-seq="${seq}"]`).waitFor(WAIT);
   await until(br, "the en page updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
   const en = await formatted(br, "en", seq);
@@ -208,7 +225,7 @@ async function languages(seq) {
 
   // And back: a browser asking for English gets Portuguese once it chose it.
   await switchTo(br, "pt-BR");
-  await br.reload();
+  await leave(br, () => br.reload());
   await until(br, "the page back in Portuguese", () => document.documentElement.lang === "pt-BR" && document.querySelector("#updated").textContent.startsWith("atualizado"));
   await speaks(br, "pt-BR", "main view switched back");
   await context.close();
