@@ -285,13 +285,20 @@
     cell.append(yes, " ", no);
   }
 
+  // The publisher writes why the broker returned an event as `unroutable: <AMQP code and text>`;
+  // the AMQP part is the broker's own words, kept as they are.
+  function reason(text) {
+    const reply = text.startsWith("unroutable: ") ? text.slice("unroutable: ".length) : null;
+    return reply === null ? text : t("dead.unroutable", { reply: reply });
+  }
+
   async function loadDead() {
     const list = await api("/status/api/dead");
     const rows = $("dead-rows");
     rows.replaceChildren();
     for (const d of list) {
       const tr = el("tr", { "data-seq": d.seq });
-      for (const text of [d.seq, d.kind, d.connection, d.action || "", d.ticket_id === undefined ? "" : d.ticket_id, d.reason, dateTime(d.dead_at)]) {
+      for (const text of [d.seq, d.kind, d.connection, d.action || "", d.ticket_id === undefined ? "" : d.ticket_id, reason(d.reason), dateTime(d.dead_at)]) {
         tr.appendChild(el("td", {}, text));
       }
       const cell = el("td", { class: "actions" });
