@@ -215,6 +215,7 @@ async fn status_page_in_a_real_browser() {
         .env("SHOTS_DIR", &shots)
         .env("CHROMIUM", &chromium)
         .env("PERSONAL", format!("{PERSONAL_NAME},{PERSONAL_PHONE}"))
+        .env("MAX_OUTBOX", app.settings.storage.max_outbox.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -275,6 +276,9 @@ async fn status_page_in_a_real_browser() {
         "status-phone.png",
         "status-broker-down.png",
         "status-page.png",
+        "status-login-pt-BR.png",
+        "status-pt-BR.png",
+        "status-en.png",
     ] {
         let path = shots.join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -439,4 +443,169 @@ async fn status_page_needs_a_session_and_csrf_and_shows_no_personal_data() {
     assert_eq!(logout.status(), 204);
     let after = state_with_cookie().await.unwrap();
     assert_eq!(after.status(), 401);
+}
+
+#[tokio::test]
+async fn status_page_speaks_the_readers_language_and_the_root_leads_to_it() {
+    let app = spawn_app_with(with_admin(Options::new())).await;
+    let base = format!("http://127.0.0.1:{}", app.admin_port.unwrap());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, accept: Option<&str>, cookie: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(accept) = accept {
+            request = request.header("accept-language", accept);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+
+    // `GET /` on the admin listener leads to the page; the public port still knows nothing of it.
+    let root = get("/", None, None).await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/status");
+    assert_eq!(app.get("/").await.status(), 404);
+
+    // The login form in the browser's language: any Portuguese ranked first, else English.
+    for (accept, lang, says) in [
+        (
+            Some("pt-BR,pt;q=0.9,en;q=0.8"),
+            "pt-BR",
+            "Token de administração",
+        ),
+        (Some("pt-PT"), "pt-BR", "Entrar"),
+        (Some("en-US,en;q=0.9,pt;q=0.5"), "en", "Admin token"),
+        (Some("de-DE"), "en", "Log in"),
+        (None, "en", "Log in"),
+    ] {
+        let response = get("/status", accept, None).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-language"], lang, "{accept:?}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(&format!(r#"<html lang="{lang}">"#)),
+            "{accept:?}"
+        );
+        assert!(html.contains(says), "{accept:?}: {html}");
+        assert!(
+            !html.contains("{{"),
+            "{accept:?}: an unfilled field in {html}"
+        );
+    }
+
+    // The switch is a cookie the server reads before the header; an unknown code sets none.
+    let switched = get("/status/lang/pt-BR", Some("en"), None).await.unwrap();
+    assert_eq!(switched.status(), 303);
+    assert_eq!(switched.headers()["location"], "/status");
+    let set_cookie = switched.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["relay_lang=pt-BR", "Path=/status", "HttpOnly", "Max-Age="] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let unknown = get("/status/lang/xx", None, None).await.unwrap();
+    assert_eq!(unknown.status(), 303);
+    assert!(unknown.headers().get("set-cookie").is_none());
+    let remembered = get("/status", Some("en-US"), Some("relay_lang=pt-BR"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        remembered.contains(r#"<html lang="pt-BR">"#),
+        "{remembered}"
+    );
+
+    // Server-side notices in the chosen language: a wrong token, and a login from elsewhere.
+    let wrong = client
+        .post(format!("{base}/status/login"))
+        .header("origin", &base)
+        .header("accept-language", "pt-BR")
+        .form(&[("token", "not-the-admin-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 303);
+    let refused = get("/status?refused", Some("pt-BR"), None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("Token incorreto."), "{refused}");
+    let foreign = client
+        .post(format!("{base}/status/login"))
+        .header("origin", "http://evil.example")
+        .header("cookie", "relay_lang=pt-BR")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let text = foreign.text().await.unwrap();
+    assert!(
+        text.contains("precisa ser enviado a partir desta página"),
+        "{text}"
+    );
+
+    // The logged-in page: its strings and the catalogue its script formats with, in one language.
+    let (cookie, _) = http_login(&app, &base).await;
+    for (lang, heading, other) in [
+        ("pt-BR", "Conexões", "Connections"),
+        ("en", "Connections", "Conexões"),
+    ] {
+        let page = get(
+            "/status",
+            None,
+            Some(&format!("{cookie}; relay_lang={lang}")),
+        )
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(
+            page.contains(heading) && !page.contains(other),
+            "{lang}: {page}"
+        );
+        let catalogue = page
+            .split(r#"<script type="application/json" id="i18n">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .expect("the page carries its catalogue");
+        let catalogue: Value = serde_json::from_str(catalogue).unwrap();
+        assert_eq!(catalogue["conn.title"], heading, "{lang}");
+    }
+}
+
+/// The Portuguese quick start quotes the README's two commands as they are, and the README's top
+/// section points to it.
+#[test]
+fn the_portuguese_quick_start_quotes_the_readme_commands() {
+    let read = |path: &str| {
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let first_sh = |text: &str| {
+        text.split("```sh\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .map(str::to_owned)
+            .expect("a sh block")
+    };
+    let readme = read("README.md");
+    let quick = read("docs/pt-BR/README.md");
+    let commands = first_sh(&readme);
+    assert_eq!(commands.lines().count(), 2, "{commands}");
+    assert_eq!(first_sh(&quick), commands);
+    let top = readme.split("\n## ").next().unwrap();
+    assert!(top.contains("(docs/pt-BR/README.md)"), "{top}");
+    assert!(quick.contains("**Conexões → (seu WhatsApp) → Webhook**"));
+    assert!(quick.contains("http://127.0.0.1:8081/"));
 }

@@ -5,10 +5,11 @@
 //
 // Environment: STATUS_URL (http://127.0.0.1:<admin port>/status), ADMIN_TOKEN, CONNECTION,
 // SHOTS_DIR (screenshots), CHROMIUM (default /usr/bin/chromium), PERSONAL (comma-separated
-// strings the posted bodies carry that no view may show unless a body is opened).
+// strings the posted bodies carry that no view may show unless a body is opened), MAX_OUTBOX
+// (the relay's storage.max_outbox, shown formatted per locale).
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const env = (name, fallback) => {
@@ -22,6 +23,12 @@ const CONNECTION = env("CONNECTION");
 const SHOTS = env("SHOTS_DIR");
 const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 const PERSONAL = env("PERSONAL", "").split(",").filter(Boolean);
+const MAX_OUTBOX = Number(env("MAX_OUTBOX"));
+/** The page's two catalogues, as the relay embeds them. */
+const catalogue = (lang) => JSON.parse(readFileSync(new URL(`../../src/ops/status/assets/i18n/${lang}.json`, import.meta.url), "utf8"));
+const CATALOGUES = { "pt-BR": catalogue("pt-BR"), en: catalogue("en") };
+// The page is checked in Brazil's time zone, where dates read day first.
+const TIME_ZONE = "America/Sao_Paulo";
 const WAIT = { timeout: 30_000 };
 
 mkdirSync(SHOTS, { recursive: true });
@@ -51,10 +58,25 @@ async function until(page, what, predicate, arg) {
 }
 
 const errors = [];
+/** Pages this test is navigating away from: their polls in flight are aborted, as they should be. */
+const leaving = new WeakSet();
 function watch(page, name) {
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name} console: ${m.text()}`); });
   page.on("pageerror", (e) => errors.push(`${name} page error: ${e.message}`));
-  page.on("requestfailed", (r) => errors.push(`${name} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("requestfailed", (r) => {
+    if (leaving.has(page) && r.failure()?.errorText === "net::ERR_ABORTED") return;
+    errors.push(`${name} request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
+}
+
+/** Runs `navigation` (a click that leaves the page, a reload) on a page whose requests it may abort. */
+async function leave(page, navigation) {
+  leaving.add(page);
+  try {
+    await navigation();
+  } finally {
+    leaving.delete(page);
+  }
 }
 
 /** Logs in through the form; resolves with the status of the form's POST. */
@@ -78,6 +100,138 @@ async function noPersonalData(page, where) {
 
 const card = (page) => page.locator(`[data-connection="${CONNECTION}"]`);
 
+/**
+ * The strings of `lang`'s catalogue that the other one says differently: each literal piece
+ * between `{fields}` of three characters or more, as a whole word, case and all.
+ */
+function foreignStrings(lang) {
+  const other = lang === "en" ? "pt-BR" : "en";
+  const own = CATALOGUES[lang];
+  const pieces = new Set();
+  for (const [key, text] of Object.entries(CATALOGUES[other])) {
+    // The switch names each language in that language, on every page.
+    if (own[key] === text || key === "lang.name") continue;
+    for (const piece of text.split(/\{\w+\}/)) {
+      const trimmed = piece.trim();
+      if (trimmed.length >= 3) pieces.add(trimmed);
+    }
+  }
+  return [...pieces];
+}
+
+/** `piece` as a whole word, case and all. */
+function wordPattern(piece) {
+  const escaped = piece.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(?<![\\p{L}\\p{N}])${escaped}(?![\\p{L}\\p{N}])`, "u");
+}
+
+/**
+ * The page is in `lang` only: its <html lang>, and no string of the other language in its
+ * visible text, its hidden text (messages shown later) or what it says to screen readers.
+ */
+async function speaks(page, lang, where) {
+  check((await page.getAttribute("html", "lang")) === lang, `${where}: <html lang> is not ${lang}`);
+  const said = await page.evaluate(() => ({
+    visible: document.title + "\n" + document.body.innerText,
+    hidden: document.body.textContent,
+    labels: [...document.querySelectorAll("[aria-label], [title], [alt], [placeholder]")]
+      .flatMap((e) => ["aria-label", "title", "alt", "placeholder"].map((a) => e.getAttribute(a)).filter(Boolean))
+      .join("\n"),
+  }));
+  const foreign = foreignStrings(lang);
+  check(foreign.length > 60, `only ${foreign.length} strings to look for`);
+  for (const piece of foreign) {
+    const word = wordPattern(piece);
+    for (const [what, text] of Object.entries(said)) check(!word.test(text), `${where}: the ${lang} page's ${what} text says "${piece}"`);
+  }
+}
+
+/** `n` with `separator` between groups of three digits, written out here rather than by Intl. */
+const grouped = (n, separator) => String(n).replace(/\B(?=(\d{3})+$)/g, separator);
+
+/** Today in `TIME_ZONE` (UTC-3, no daylight saving since 2019), a minute ago or now. */
+function brazilDays() {
+  return [60_000, 0].map((back) => {
+    const d = new Date(Date.now() - back - 3 * 3600_000);
+    return { day: d.getUTCDate(), month: d.getUTCMonth() + 1, year: d.getUTCFullYear() };
+  });
+}
+
+/** Numbers and dates in `lang`'s conventions: the outbox limit, the dead letter's date, the update time. */
+async function formatted(page, lang, seq) {
+  const pad = (n) => String(n).padStart(2, "0");
+  const events = `0 ${lang === "en" ? "of" : "de"} ${grouped(MAX_OUTBOX, lang === "en" ? "," : ".")}`;
+  await until(page, `the outbox shown as "${events}"`, (want) => document.querySelector("#outbox-events").textContent === want, events);
+  const when = await page.textContent(`tr[data-seq="${seq}"] td:nth-child(7)`);
+  const days = brazilDays().map((d) => (lang === "en" ? `${pad(d.month)}/${pad(d.day)}/${d.year}` : `${pad(d.day)}/${pad(d.month)}/${d.year}`));
+  const clock = lang === "en" ? /^\d{2}:\d{2} [AP]M$/ : /^([01]\d|2[0-3]):[0-5]\d$/;
+  const [day, ...time] = when.split(" ");
+  check(days.includes(day) && clock.test(time.join(" ")), `${lang}: dead since "${when}", want ${days.join(" or ")} and a ${clock} time`);
+  const updated = await page.textContent("#updated");
+  const stamp = lang === "en" ? /^updated \d{2}:\d{2}:\d{2} [AP]M$/ : /^atualizado às ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$/;
+  check(stamp.test(updated), `${lang}: "${updated}"`);
+  return { events, when, updated };
+}
+
+/** Clicks the switch's `lang` and waits for the page it leads back to. */
+async function switchTo(page, lang) {
+  await leave(page, async () => {
+    await Promise.all([
+      page.waitForResponse((r) => r.url() === STATUS_URL && r.request().isNavigationRequest() && r.status() === 200, WAIT),
+      page.click(`nav.lang a[data-lang="${lang}"]`),
+    ]);
+    await page.waitForLoadState("load");
+  });
+}
+
+/**
+ * The page in Brazilian Portuguese for a browser asking for it (through `/`), in English after
+ * the switch, remembered across a reload; numbers and dates in each one's conventions.
+ */
+async function languages(seq) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "pt-BR", timezoneId: TIME_ZONE });
+  const br = await context.newPage();
+  watch(br, "pt-BR");
+  await br.goto(new URL("/", STATUS_URL).href);
+  check(new URL(br.url()).pathname === "/status", `/ led to ${br.url()}`);
+  await br.locator("#login-form").waitFor(WAIT);
+  await speaks(br, "pt-BR", "login form");
+  await br.screenshot({ path: join(SHOTS, "status-login-pt-BR.png") });
+  check((await login(br, "not-the-admin-token-at-all")) === 303, "wrong token in pt-BR");
+  check((await br.textContent("#login-error")) === CATALOGUES["pt-BR"]["login.refused"], "the refusal is not in Portuguese");
+  await speaks(br, "pt-BR", "refused login");
+  check((await login(br, TOKEN)) === 303, "login in pt-BR");
+  await br.locator(`tr[data-seq="${seq}"]`).waitFor(WAIT);
+  await until(br, "the pt-BR page updated", () => document.querySelector("#updated").textContent.startsWith("atualizado"));
+  await until(br, "the broker shown connected in Portuguese", () => document.querySelector("#broker-state").textContent === "conectado");
+  const pt = await formatted(br, "pt-BR", seq);
+  await speaks(br, "pt-BR", "main view");
+  await noPersonalData(br, "pt-BR main view");
+  await br.screenshot({ path: join(SHOTS, "status-pt-BR.png"), fullPage: true });
+  console.log(`pt-BR: ${pt.events}, dead since ${pt.when}, ${pt.updated}`);
+
+  // The switch: English from the first paint on (the server renders it), and after a reload.
+  await switchTo(br, "en");
+  const firstPaint = await context.request.get(STATUS_URL);
+  check((await firstPaint.text()).includes('<html lang="en">'), "the server did not render the chosen language");
+  await leave(br, () => br.reload());
+  await br.locator(`tr[data-seq="${seq}"]`).waitFor(WAIT);
+  await until(br, "the en page updated", () => document.querySelector("#updated").textContent.startsWith("updated"));
+  const en = await formatted(br, "en", seq);
+  await speaks(br, "en", "main view after the switch and a reload");
+  check((await br.getAttribute('nav.lang a[data-lang="en"]', "aria-current")) === "true", "the switch does not mark English");
+  await br.screenshot({ path: join(SHOTS, "status-en.png"), fullPage: true });
+  console.log(`en: ${en.events}, dead since ${en.when}, ${en.updated}`);
+
+  // And back: a browser asking for English gets Portuguese once it chose it.
+  await switchTo(br, "pt-BR");
+  await leave(br, () => br.reload());
+  await until(br, "the page back in Portuguese", () => document.documentElement.lang === "pt-BR" && document.querySelector("#updated").textContent.startsWith("atualizado"));
+  await speaks(br, "pt-BR", "main view switched back");
+  await context.close();
+  console.log("pt-BR for a Portuguese browser, the switch to English and back remembered, numbers and dates per locale");
+}
+
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
@@ -87,7 +241,7 @@ const browser = await chromium.launch({
 });
 let page;
 try {
-  const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-US", timezoneId: TIME_ZONE });
   page = await desktop.newPage();
   watch(page, "desktop");
 
@@ -146,6 +300,7 @@ try {
   await row.waitFor(WAIT);
   check((await page.textContent("#dead-count")) === "1", "dead letter count");
   await noPersonalData(page, "dead letter table");
+  await languages(seq);
   await row.locator(".show-body").click();
   await page.locator("#dead-body").waitFor(WAIT);
   const body = await page.textContent("#dead-body");

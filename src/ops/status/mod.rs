@@ -1,6 +1,6 @@
 //! The live status page of the admin listener: what it shows (this file: one JSON state built
 //! from counters the relay keeps anyway, and a sampler for the outbox's last hour), who may see
-//! it (`session`) and its routes and embedded assets (`routes`).
+//! it (`session`), its routes and embedded assets (`routes`) and its languages (`i18n`).
 //!
 //! Counts, sizes, ages and configured names only: no view carries a body's content except a dead
 //! letter's body that an operator opens explicitly.
@@ -18,6 +18,7 @@ use crate::metrics::{ConnectionTotals, Metrics, UNKNOWN_CONNECTION};
 use crate::publish::PublisherStats;
 use crate::store::Store;
 
+pub mod i18n;
 pub mod routes;
 pub mod session;
 

@@ -1,6 +1,6 @@
-//! The status page's routes under `/status` on the admin listener, and its assets, embedded in
-//! the binary (no CDN: the page works without internet access). `GET /admin/status` gives the
-//! same JSON to a bearer-token client.
+//! The status page's routes under `/status` on the admin listener (`/` leads there), and its
+//! assets, embedded in the binary (no CDN: the page works without internet access), in the
+//! reader's language (`i18n`). `GET /admin/status` gives the same JSON to a bearer-token client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +10,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 
+use super::i18n::{self, Lang, Notice};
 use super::session::{self, Sessions};
 use super::{Samples, Sources};
 use crate::http::error::json_error;
 use crate::ops::web::{blocking, parse, replayed, AdminAuth, Checked, THROTTLED_RETRY_AFTER};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
-const LOGIN_HTML: &str = include_str!("assets/login.html");
 const STATUS_JS: &str = include_str!("assets/status.js");
 const STATUS_CSS: &str = include_str!("assets/status.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
@@ -40,8 +39,10 @@ pub struct StatusPage {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/status", web::get().to(page))
+    cfg.route("/", web::get().to(root))
+        .route("/status", web::get().to(page))
         .route("/status/", web::get().to(page))
+        .route("/status/lang/{code}", web::get().to(choose_lang))
         .route("/status/login", web::post().to(login))
         .route("/status/logout", web::post().to(logout))
         .route("/status/assets/status.js", web::get().to(script))
@@ -67,9 +68,11 @@ fn secured(status: StatusCode) -> HttpResponseBuilder {
     builder
 }
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
+fn html(status: StatusCode, lang: Lang, body: String) -> HttpResponse {
     secured(status)
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_LANGUAGE, lang.code()))
+        .insert_header((header::VARY, "Accept-Language, Cookie"))
         .body(body)
 }
 
@@ -79,8 +82,14 @@ fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
-fn login_page(status: StatusCode, message: &str) -> HttpResponse {
-    html(status, LOGIN_HTML.replace("{{message}}", message))
+fn login_page(req: &HttpRequest, status: StatusCode, notice: Notice) -> HttpResponse {
+    let lang = Lang::of(req);
+    let (_, login) = i18n::pages(lang);
+    html(
+        status,
+        lang,
+        login.replace("{{notice}}", &notice.text(lang)),
+    )
 }
 
 fn unauthorized() -> HttpResponse {
@@ -115,11 +124,32 @@ fn changing(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
 /// reload does not post the token again.
 async fn page(req: HttpRequest, page: web::Data<StatusPage>) -> HttpResponse {
     match page.sessions.csrf_of(&req) {
-        // The token is hex: nothing in it needs escaping.
-        Some(csrf) => html(StatusCode::OK, INDEX_HTML.replace("{{csrf}}", &csrf)),
-        None if req.query_string() == "refused" => login_page(StatusCode::OK, "Wrong token."),
-        None => login_page(StatusCode::OK, ""),
+        Some(csrf) => {
+            let lang = Lang::of(&req);
+            let (index, _) = i18n::pages(lang);
+            // The token is hex: nothing in it needs escaping.
+            html(StatusCode::OK, lang, index.replace("{{csrf}}", &csrf))
+        }
+        None if req.query_string() == "refused" => {
+            login_page(&req, StatusCode::OK, Notice::Refused)
+        }
+        None => login_page(&req, StatusCode::OK, Notice::Nothing),
     }
+}
+
+/// `GET /`: an operator who types the listener's address finds the page.
+async fn root() -> HttpResponse {
+    see_other("/status").finish()
+}
+
+/// The language switch: remembered in a cookie, then the page again (logged in or not). An
+/// unknown code changes nothing.
+async fn choose_lang(req: HttpRequest, code: web::Path<String>) -> HttpResponse {
+    let mut response = see_other("/status");
+    if let Some(lang) = Lang::from_code(&code) {
+        response.cookie(i18n::cookie(&req, lang));
+    }
+    response.finish()
 }
 
 fn see_other(location: &'static str) -> HttpResponseBuilder {
@@ -140,10 +170,7 @@ async fn login(
 ) -> HttpResponse {
     // Login CSRF: another site must not log a browser into a session of its choosing.
     if !session::same_origin(&req) {
-        return login_page(
-            StatusCode::FORBIDDEN,
-            "This form must be sent from this page.",
-        );
+        return login_page(&req, StatusCode::FORBIDDEN, Notice::CrossOrigin);
     }
     match page.auth.check(
         &req,
@@ -156,10 +183,7 @@ async fn login(
             return see_other("/status?refused").finish();
         }
         Checked::Throttled => {
-            let mut page = login_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many wrong tokens: wait a few seconds and try again.",
-            );
+            let mut page = login_page(&req, StatusCode::TOO_MANY_REQUESTS, Notice::Throttled);
             page.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(THROTTLED_RETRY_AFTER),
@@ -176,10 +200,7 @@ async fn login(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot start a status page session");
-            login_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The relay could not start a session.",
-            )
+            login_page(&req, StatusCode::INTERNAL_SERVER_ERROR, Notice::NoSession)
         }
     }
 }

@@ -1,5 +1,7 @@
 // The status page: polls /status/api/state every two seconds and draws it; no framework, no CDN.
-// Data goes into the page as text only (textContent), never as markup.
+// Data goes into the page as text only (textContent), never as markup. Its strings come from
+// the catalogue the server put in the page (the page's language); numbers and dates are formatted
+// with Intl in the reader's locale.
 "use strict";
 (function () {
   const POLL_MS = 2000;
@@ -9,6 +11,36 @@
   const $ = (id) => document.getElementById(id);
   let deadShown = -1;
   let polls = 0;
+
+  const TEXT = JSON.parse($("i18n").textContent);
+  const LANG = document.documentElement.lang;
+  // The browser's own locale where it speaks the page's language (pt-PT, en-GB), else the page's.
+  const LOCALE = (navigator.languages || []).find((l) => l.split("-")[0] === LANG.split("-")[0]) || LANG;
+  const numbers = new Intl.NumberFormat(LOCALE);
+  const oneDecimal = new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const twoDecimals = new Intl.NumberFormat(LOCALE, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const dayFormat = new Intl.DateTimeFormat(LOCALE, { day: "2-digit", month: "2-digit", year: "numeric" });
+  const minuteFormat = new Intl.DateTimeFormat(LOCALE, { hour: "2-digit", minute: "2-digit" });
+  const secondFormat = new Intl.DateTimeFormat(LOCALE, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const plurals = new Intl.PluralRules(LOCALE);
+
+  /** The catalogue's string for `key` with its `{name}` fields filled from `fields`. */
+  function t(key, fields) {
+    const text = TEXT[key];
+    if (text === undefined) {
+      console.error("no string " + key + " in the " + LANG + " catalogue");
+      return key;
+    }
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (fields && name in fields ? String(fields[name]) : whole));
+  }
+
+  const num = (n) => numbers.format(n);
+  // Day and time apart: `07/12/2026 14:05`, without the comma some locales put between them.
+  // `at`: milliseconds or an RFC 3339 string, as the relay's JSON gives them.
+  function dateTime(at) {
+    const date = new Date(at);
+    return dayFormat.format(date) + " " + minuteFormat.format(date);
+  }
 
   function el(tag, attrs, text) {
     const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
@@ -24,33 +56,50 @@
   }
 
   function age(secs) {
-    if (secs === null || secs === undefined) return "never";
-    if (secs < 60) return secs + " s";
-    if (secs < 3600) return Math.floor(secs / 60) + " min " + (secs % 60) + " s";
-    if (secs < 86400) return Math.floor(secs / 3600) + " h " + Math.floor((secs % 3600) / 60) + " min";
-    return Math.floor(secs / 86400) + " d " + Math.floor((secs % 86400) / 3600) + " h";
+    if (secs === null || secs === undefined) return t("common.never");
+    if (secs < 60) return t("unit.secs", { s: num(secs) });
+    if (secs < 3600) return t("unit.mins", { m: num(Math.floor(secs / 60)), s: num(secs % 60) });
+    if (secs < 86400) return t("unit.hours", { h: num(Math.floor(secs / 3600)), m: num(Math.floor((secs % 3600) / 60)) });
+    return t("unit.days", { d: num(Math.floor(secs / 86400)), h: num(Math.floor((secs % 86400) / 3600)) });
   }
 
   function bytes(n) {
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+    return (i === 0 ? num(n) : oneDecimal.format(n)) + " " + units[i];
   }
 
-  const num = (n) => Number(n).toLocaleString("en");
+  /** What an error answer from the relay means, in the page's language. */
+  function refusal(status, code) {
+    switch (code) {
+      case "unauthorized": return t("error.unauthorized");
+      case "forbidden": return t("error.forbidden");
+      case "not_found": return t("error.not_found");
+      case "bad_request": return t("error.bad_request");
+      case "too_many_requests": return t("error.too_many_requests");
+      case "store_error": return t("error.store_error");
+      case "internal": return t("error.internal");
+      default: return t("error.http", { status: status });
+    }
+  }
 
   // Unauthenticated (session expired, relay restarted): the page itself shows the login form.
   async function api(path, options) {
-    const response = await fetch(path, Object.assign({ credentials: "same-origin", cache: "no-store" }, options));
+    let response;
+    try {
+      response = await fetch(path, Object.assign({ credentials: "same-origin", cache: "no-store" }, options));
+    } catch (_) {
+      throw new Error(t("error.network"));
+    }
     if (response.status === 401) {
       // During a logout the logout handler reloads once its own request is answered: reloading
       // here would abort that request.
       if (!loggingOut) window.location.reload();
-      throw new Error("session ended");
+      throw new Error(t("error.unauthorized"));
     }
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || body.error || ("HTTP " + response.status));
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(refusal(response.status, body.error));
     return body;
   }
 
@@ -80,13 +129,13 @@
     });
     svg.setAttribute("data-total", total);
     const last = minutes[minutes.length - 1];
-    svg.setAttribute("aria-label", "Last hour per minute; this minute: " + last.accepted + " accepted, " + last.duplicate + " duplicate, " + last.rejected + " rejected");
+    svg.setAttribute("aria-label", t("conn.chart", { accepted: num(last.accepted), duplicate: num(last.duplicate), rejected: num(last.rejected) }));
   }
 
   function tags(container, label, map) {
     container.replaceChildren(label + ": ");
     const entries = Object.entries(map);
-    if (entries.length === 0) container.append("none");
+    if (entries.length === 0) container.append(t("common.none"));
     for (const [k, v] of entries) container.appendChild(el("span", {}, k + " " + num(v)));
   }
 
@@ -97,7 +146,8 @@
     card = el("section", { class: "card connection", "data-connection": name, "data-testid": id });
     card.appendChild(el("h2", {}, name));
     const counts = el("div", { class: "counts" });
-    for (const [cls, label] of [["accepted", "accepted"], ["duplicate", "duplicate"], ["rejected", "rejected"]]) {
+    const labels = [["accepted", t("count.accepted")], ["duplicate", t("count.duplicate")], ["rejected", t("count.rejected")]];
+    for (const [cls, label] of labels) {
       const span = el("span", { class: cls });
       span.appendChild(el("b", { class: "n" }, "0"));
       span.append(" " + label);
@@ -107,13 +157,13 @@
     card.appendChild(el("p", { class: "last" }, ""));
     card.appendChild(el("svg:svg", { class: "chart", viewBox: "0 0 240 60", preserveAspectRatio: "none", role: "img" }));
     const axis = el("p", { class: "axis" });
-    axis.append(el("span", {}, "60 min ago"), el("span", {}, "now"));
+    axis.append(el("span", {}, t("chart.start")), el("span", {}, t("chart.end")));
     card.appendChild(axis);
     const legend = el("p", { class: "legend" }, "");
-    for (const [cls, label] of [["a", "accepted"], ["d", "duplicate"], ["r", "rejected"]]) {
-      legend.appendChild(el("span", { class: "key " + cls }));
+    labels.forEach(([, label], i) => {
+      legend.appendChild(el("span", { class: "key " + ["a", "d", "r"][i] }));
       legend.append(label);
-    }
+    });
     card.appendChild(legend);
     card.appendChild(el("p", { class: "tags rejections" }));
     card.appendChild(el("p", { class: "tags formats" }));
@@ -125,7 +175,7 @@
 
   function renderConnections(list) {
     if (list.length === 0) {
-      $("connection-cards").replaceChildren(el("p", { class: "empty" }, "No connection configured."));
+      $("connection-cards").replaceChildren(el("p", { class: "empty" }, t("conn.none")));
       return;
     }
     for (const c of list) {
@@ -134,34 +184,38 @@
       card.querySelector(".duplicate .n").textContent = num(c.hour.duplicate);
       card.querySelector(".rejected .n").textContent = num(c.hour.rejected);
       card.querySelector(".last").textContent = c.last_event_age_secs === null
-        ? "No event received since the relay started."
-        : "Last event " + age(c.last_event_age_secs) + " ago";
+        ? t("conn.no_event")
+        : t("conn.last_event", { age: age(c.last_event_age_secs) });
       drawMinutes(card.querySelector("svg"), c.minutes);
-      tags(card.querySelector(".rejections"), "Rejections since start", c.rejections);
-      tags(card.querySelector(".formats"), "Sender formats", c.formats);
+      tags(card.querySelector(".rejections"), t("conn.rejections"), c.rejections);
+      tags(card.querySelector(".formats"), t("conn.formats"), c.formats);
     }
   }
 
   function renderBroker(b) {
     const cls = b.connected ? "big state-ok" : "big state-bad";
-    set("broker-state", b.connected ? "connected" : "disconnected", cls);
-    set("broker-badge", b.connected ? "broker connected" : "broker disconnected", b.connected ? "badge ok" : "badge bad");
-    set("broker-since", age(b.since_secs) + " ago");
-    $("broker-since").title = new Date(b.since_ms).toLocaleString();
+    set("broker-state", b.connected ? t("broker.connected") : t("broker.disconnected"), cls);
+    set("broker-badge", b.connected ? t("broker.badge_connected") : t("broker.badge_disconnected"), b.connected ? "badge ok" : "badge bad");
+    set("broker-since", t("common.ago", { age: age(b.since_secs) }));
+    $("broker-since").title = dateTime(b.since_ms);
     set("broker-reconnects", num(b.reconnects));
-    set("broker-rate", b.publish_rate_per_sec === null ? "–" : b.publish_rate_per_sec.toFixed(2) + " /s");
-    set("broker-latency", b.confirm_latency_ms === null ? "–" : b.confirm_latency_ms.toFixed(1) + " ms");
+    set("broker-rate", b.publish_rate_per_sec === null ? "–" : t("unit.per_sec", { value: twoDecimals.format(b.publish_rate_per_sec) }));
+    set("broker-latency", b.confirm_latency_ms === null ? "–" : t("unit.ms", { value: oneDecimal.format(b.confirm_latency_ms) }));
     set("broker-totals", num(b.published) + " / " + num(b.confirms));
     set("broker-refused", num(b.nacks) + " / " + num(b.returns));
   }
 
   function renderOutbox(o) {
-    set("outbox-events", num(o.events) + " of " + num(o.max_events));
-    set("outbox-bytes", bytes(o.bytes) + " of " + bytes(o.max_bytes));
-    set("outbox-oldest", o.events === 0 ? "none waiting" : age(o.oldest_pending_age_secs));
-    const pressure = { ok: ["accepting", "state-ok", "ok"], near: ["near the limit", "state-warn", "warn"], full: ["full: webhooks refused (503)", "state-bad", "bad"] }[o.back_pressure];
+    set("outbox-events", t("common.of", { count: num(o.events), total: num(o.max_events) }));
+    set("outbox-bytes", t("common.of", { count: bytes(o.bytes), total: bytes(o.max_bytes) }));
+    set("outbox-oldest", o.events === 0 ? t("outbox.none_waiting") : age(o.oldest_pending_age_secs));
+    const pressure = {
+      ok: [t("outbox.ok"), "state-ok", "ok"],
+      near: [t("outbox.near"), "state-warn", "warn"],
+      full: [t("outbox.full"), "state-bad", "bad"],
+    }[o.back_pressure];
     set("outbox-pressure", pressure[0], pressure[1]);
-    set("pressure-badge", "outbox " + pressure[0], "badge " + pressure[2]);
+    set("pressure-badge", t("outbox.badge", { state: pressure[0] }), "badge " + pressure[2]);
     // Depth as bars per minute, the oldest pending age as a line with a dot per minute.
     const svg = $("outbox-chart");
     svg.replaceChildren();
@@ -190,9 +244,9 @@
     set("store-kept", num(s.delivered_kept) + " (" + bytes(s.delivered_kept_bytes) + ")");
     // Found when the store was opened; the log's error names the segment and the seqs lost.
     if (s.damaged_bytes > 0) {
-      set("store-damage", bytes(s.damaged_bytes) + " damaged, " + num(s.lost_records) + " records lost (see the start-up log)", "state-bad");
+      set("store-damage", t("store.damaged", { bytes: bytes(s.damaged_bytes), records: num(s.lost_records) }), "state-bad");
     } else {
-      set("store-damage", "none", "state-ok");
+      set("store-damage", t("common.none"), "state-ok");
     }
   }
 
@@ -206,23 +260,23 @@
       $("dead-body").textContent = text;
       $("dead-body-box").hidden = false;
     } catch (e) {
-      set("dead-notice", "Cannot open dead letter " + seq + ": " + e.message, "notice error");
+      set("dead-notice", t("dead.cannot_open", { seq: seq, error: e.message }), "notice error");
     }
   }
 
   function askReplay(cell, seq) {
     cell.replaceChildren();
-    cell.append("Publish again? ");
-    const yes = el("button", { type: "button", class: "danger confirm-replay" }, "Yes, replay");
-    const no = el("button", { type: "button", class: "quiet" }, "Cancel");
+    cell.append(t("dead.ask") + " ");
+    const yes = el("button", { type: "button", class: "danger confirm-replay" }, t("action.yes_replay"));
+    const no = el("button", { type: "button", class: "quiet" }, t("action.cancel"));
     yes.addEventListener("click", async () => {
       yes.disabled = true;
       try {
         const r = await post("/status/api/dead/replay", { ids: [String(seq)] });
-        set("dead-notice", "Dead letter " + seq + " is back in the outbox (" + r.replayed + " replayed).", "notice");
+        set("dead-notice", t("dead.replayed", { seq: seq, count: num(r.replayed) }), "notice");
         if ($("dead-body-seq").textContent === String(seq)) $("dead-body-box").hidden = true;
       } catch (e) {
-        set("dead-notice", "Replay failed: " + e.message, "notice error");
+        set("dead-notice", t("action.failed", { error: e.message }), "notice error");
       }
       deadShown = -1;
       poll();
@@ -231,19 +285,26 @@
     cell.append(yes, " ", no);
   }
 
+  // The publisher writes why the broker returned an event as `unroutable: <AMQP code and text>`;
+  // the AMQP part is the broker's own words, kept as they are.
+  function reason(text) {
+    const reply = text.startsWith("unroutable: ") ? text.slice("unroutable: ".length) : null;
+    return reply === null ? text : t("dead.unroutable", { reply: reply });
+  }
+
   async function loadDead() {
     const list = await api("/status/api/dead");
     const rows = $("dead-rows");
     rows.replaceChildren();
     for (const d of list) {
       const tr = el("tr", { "data-seq": d.seq });
-      for (const text of [d.seq, d.kind, d.connection, d.action || "", d.ticket_id === undefined ? "" : d.ticket_id, d.reason, new Date(d.dead_at).toLocaleString()]) {
+      for (const text of [d.seq, d.kind, d.connection, d.action || "", d.ticket_id === undefined ? "" : d.ticket_id, reason(d.reason), dateTime(d.dead_at)]) {
         tr.appendChild(el("td", {}, text));
       }
       const cell = el("td", { class: "actions" });
-      const show = el("button", { type: "button", class: "quiet show-body" }, "Body");
+      const show = el("button", { type: "button", class: "quiet show-body" }, t("dead.show_body"));
       show.addEventListener("click", () => showBody(d.seq));
-      const replay = el("button", { type: "button", class: "replay" }, "Replay…");
+      const replay = el("button", { type: "button", class: "replay" }, t("replay.start"));
       replay.addEventListener("click", () => askReplay(cell, d.seq));
       cell.append(show, " ", replay);
       tr.appendChild(cell);
@@ -260,17 +321,17 @@
       renderBroker(state.broker);
       renderOutbox(state.outbox);
       renderStore(state.store);
-      set("dead-count", String(state.dead_letters));
+      set("dead-count", num(state.dead_letters));
       // The table is reloaded when the count moves, and now and then for changes that keep it.
       if (state.dead_letters !== deadShown || polls % 15 === 0) {
         await loadDead();
         deadShown = state.dead_letters;
       }
       polls++;
-      set("updated", "updated " + new Date(state.now_ms).toLocaleTimeString());
+      set("updated", t("header.updated", { time: secondFormat.format(state.now_ms) }));
       $("poll-error").hidden = true;
     } catch (e) {
-      set("poll-error", "Cannot reach the relay's admin listener: " + e.message);
+      set("poll-error", t("poll.unreachable", { error: e.message }));
       $("poll-error").hidden = false;
     }
   }
@@ -293,9 +354,10 @@
     if ($("replay-connection").value) request.connection = $("replay-connection").value;
     try {
       const r = await post("/status/api/replay", request);
-      set("replay-notice", r.replayed + " delivered events are back in the outbox.", "notice");
+      const done = plurals.select(r.replayed) === "one" ? t("replay.done.one", { count: num(r.replayed) }) : t("replay.done.other", { count: num(r.replayed) });
+      set("replay-notice", done, "notice");
     } catch (e) {
-      set("replay-notice", "Replay failed: " + e.message, "notice error");
+      set("replay-notice", t("action.failed", { error: e.message }), "notice error");
     }
     $("replay-confirm").hidden = true;
     $("replay-submit").hidden = false;
