@@ -25,7 +25,9 @@ use crate::event::EventMeta;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
+mod backlog;
 mod connection;
+mod lines;
 mod returns;
 mod session;
 pub mod topology;
@@ -90,6 +92,8 @@ pub struct PublisherStats {
     /// Confirmed but returned as unroutable: resent after the topology is declared again, or
     /// moved to the dead letters when returned after that too.
     pub returned: AtomicU64,
+    /// Pending records that could not be read from their segment: moved to the dead letters.
+    pub unreadable: AtomicU64,
     /// Connection attempts after the first one.
     pub reconnects: AtomicU64,
     /// Unix ms of the last change between connected and not (the start counts as one).

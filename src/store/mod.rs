@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! open, replay    Store::open (sled, migration, recovery, the threads); operator reads, replays
+//! read            the publisher's reads of pending records: after a seq, or by seq
 //! (this file)     Store: the API the relay calls
 //! writer/         the writer thread: group commit (group), confirms, dead letters, retention (settle)
 //! flusher         the flusher thread: deferred keys and marks into sled, checkpoint, flush
@@ -169,6 +170,7 @@ mod ledger;
 mod migrate;
 mod open;
 mod private;
+mod read;
 mod recovery;
 mod replay;
 mod retention;
@@ -183,7 +185,8 @@ pub(crate) mod tests;
 pub use error::{Corrupt, StoreError};
 pub use feed::Next;
 pub use types::{
-    Appended, Damaged, DeadLetter, Delivered, Pending, ReplayFilter, Room, Settlement, StoreStats,
+    Appended, Damaged, DeadLetter, Delivered, Pending, Records, ReplayFilter, Room, Settlement,
+    StoreStats,
 };
 
 use dedup::Slices;
@@ -263,62 +266,6 @@ impl Store {
     /// Resolves once new events were handed over since the last call.
     pub async fn appended(&self) {
         self.inner.feed.pushed().await;
-    }
-
-    /// Up to `limit` pending events with `after < seq <= until`, in seq order, read from the
-    /// segments. Blocking file reads: call it off the async workers (see [`Store::read_pending`]).
-    pub fn pending_between(
-        &self,
-        after: Option<u64>,
-        until: u64,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        let found = index::lock(&self.inner.table).pending_between(after, until, room);
-        let mut out = Vec::with_capacity(found.len());
-        // Pending records mostly follow each other in their segment: one read per run of them.
-        let mut rest = &found[..];
-        while let Some((file, first)) = rest.first() {
-            let mut end = first.offset + u64::from(first.len);
-            let run = 1 + rest[1..]
-                .iter()
-                .take_while(|(f, e)| {
-                    let next = Arc::ptr_eq(f, file) && e.offset == end;
-                    end += u64::from(e.len);
-                    next
-                })
-                .count();
-            let lens: Vec<u32> = rest[..run].iter().map(|(_, e)| e.len).collect();
-            for (seq, event) in segment::read_run(file, first.offset, &lens)? {
-                out.push(Pending {
-                    seq,
-                    event: Arc::new(event),
-                });
-            }
-            rest = &rest[run..];
-        }
-        Ok(out)
-    }
-
-    /// As [`Store::pending_between`] with no upper bound.
-    pub fn pending_after(
-        &self,
-        after: Option<u64>,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        self.pending_between(after, u64::MAX, room)
-    }
-
-    /// [`Store::pending_between`] on the blocking pool: one hop per batch, not per event.
-    pub async fn read_pending(
-        &self,
-        after: Option<u64>,
-        until: u64,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.pending_between(after, until, room))
-            .await
-            .map_err(|_| StoreError::Closed)?
     }
 
     /// Queues confirms and dead letters for the writer without waiting for them to be applied

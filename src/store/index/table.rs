@@ -282,6 +282,24 @@ impl Table {
         out
     }
 
+    /// The records of `seqs` (in seq order) that are pending.
+    pub(crate) fn pending_at(&self, seqs: &[u64]) -> Vec<(Arc<File>, Entry)> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let Some((_, segment)) = self.segments.range(..=seq).next_back() else {
+                continue;
+            };
+            // A record's turn comes while it is pending, so it is an entry, never packed.
+            let at = segment.entries.partition_point(|e| e.seq < seq);
+            if let Some(entry) = segment.entries.get(at) {
+                if entry.seq == seq && entry.state == State::Pending {
+                    out.push((Arc::clone(&segment.file), *entry));
+                }
+            }
+        }
+        out
+    }
+
     pub(crate) fn oldest_pending_ms(&self) -> Option<u64> {
         let segment = self.segments.values().find(|s| !s.is_settled())?;
         segment
