@@ -1,0 +1,110 @@
+//! Draining a backlog built while the broker was out of reach: each ticket's events in order,
+//! and no ticket waiting behind a busy one (fairness, read from the queue's delivery order).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use whaticket_relay::config::{AmqpUrl, QueueType};
+use whaticket_relay::event::Kind;
+
+use crate::helpers::*;
+
+/// An event of `ticket` numbered `n` in acceptance order.
+fn ticket_event(n: usize, ticket: u64) -> String {
+    format!(r#"{{"acao":"backlog-test","n":{n},"chamadoId":{ticket},"companyId":1}}"#)
+}
+
+/// The ticket and number of each message, in the order the queue holds them.
+fn delivered(messages: &[lapin::message::BasicGetMessage]) -> Vec<(u64, usize)> {
+    messages
+        .iter()
+        .map(|m| {
+            let v = json_of(&m.delivery.data);
+            (
+                v["chamadoId"].as_u64().unwrap(),
+                v["n"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect()
+}
+
+/// One hot ticket (a busy WhatsApp group) with most of a backlog, many others with a few
+/// events each, interleaved, accepted while the broker was out of reach, then drained into a
+/// quorum queue. Every ticket's events arrive in acceptance order, and every other ticket's
+/// events are in the queue while the hot ticket's backlog is still mostly waiting: they did
+/// not wait behind its one-at-a-time confirms.
+#[tokio::test]
+async fn a_hot_tickets_backlog_holds_up_no_other_ticket() {
+    const HOT: u64 = 1;
+    const HOT_EVENTS: usize = 300;
+    const OTHERS: u64 = 100;
+    const EACH: usize = 3;
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse::<SocketAddr>().unwrap()).await;
+    proxy.cut();
+    let mut options = Options::new();
+    options.settings.amqp.url = AmqpUrl::new(proxy.url());
+    options.settings.amqp.queue_type = QueueType::Quorum;
+    // The backlog many times the window, as 12 000 events are for the default 256.
+    options.settings.amqp.max_in_flight = 16;
+    let app = spawn_app_with(options).await;
+
+    // Per round, for each other ticket: one event of the hot ticket, then one of it; so
+    // the others' events lie all along the backlog, the last of them at its very end.
+    let mut plan = Vec::new();
+    let mut hot = 0;
+    for _round in 0..EACH {
+        for other in 0..OTHERS {
+            for _ in 0..HOT_EVENTS / (EACH * OTHERS as usize) {
+                plan.push(HOT);
+                hot += 1;
+            }
+            plan.push(10 + other);
+        }
+    }
+    assert_eq!(hot, HOT_EVENTS);
+    for (n, ticket) in plan.iter().enumerate() {
+        let response = app.post_hook(ticket_event(n, *ticket)).await;
+        assert_eq!(response.status(), 202, "event {n}");
+    }
+    assert_eq!(app.store.stats().outbox, plan.len(), "a backlog is built");
+
+    proxy.restore();
+    // Connected means the queues are declared.
+    app.wait_ready().await;
+    let messages = app.take_n(&app.queue(Kind::Other), plan.len()).await;
+    let order = delivered(&messages);
+    app.wait_outbox_empty().await;
+
+    // Each ticket's events in acceptance order, none lost or repeated.
+    let mut last: HashMap<u64, usize> = HashMap::new();
+    for &(ticket, n) in &order {
+        if let Some(before) = last.insert(ticket, n) {
+            assert!(
+                before < n,
+                "ticket {ticket}: event {n} after event {before}"
+            );
+        }
+        assert_eq!(plan[n], ticket, "event {n} is of ticket {}", plan[n]);
+    }
+    let mut ns: Vec<usize> = order.iter().map(|(_, n)| *n).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..plan.len()).collect::<Vec<_>>(), "every event once");
+
+    // Fairness: where the other tickets' last event stands in the queue, and how many of the
+    // hot ticket's events went before it. Held behind the hot ticket, the others would end
+    // near the queue's end, after nearly all of its events.
+    let last_other = order
+        .iter()
+        .rposition(|(ticket, _)| *ticket != HOT)
+        .expect("other tickets' events");
+    let hot_before = order[..last_other]
+        .iter()
+        .filter(|(ticket, _)| *ticket == HOT)
+        .count();
+    assert!(
+        hot_before < HOT_EVENTS / 4,
+        "the other tickets' last event is at position {last_other} of {}, after {hot_before} \
+         of the hot ticket's {HOT_EVENTS} events",
+        order.len()
+    );
+}
