@@ -102,7 +102,12 @@
 //! - **I4, damage is read past, a torn tail is cut.** At open, a bad stretch that a whole frame
 //!   follows is damage: reported (`Damaged`), never cut. A bad stretch at the end of the newest
 //!   segment is a write a crash cut short (never acknowledged) and is cut off; at the end of an
-//!   older segment it is left in place and reported.
+//!   older segment it is left in place and reported. A record in a damaged stretch whose seq
+//!   still reads where a frame's would and that has no mark stays pending, its extent up to
+//!   the next such record or the stretch's end; a pending record that fails its checks when
+//!   read (then or later) is handed to the publisher apart (`Records::unreadable`), with what
+//!   could be read of it, and goes to the dead letters with its reason like a refused event:
+//!   a reader never stops behind it.
 //! - **I5, seqs are never reused.** The next seq is above every seq in the segments, the dead
 //!   letters and a migrated outbox; a segment is named by a seq no record in it is below.
 //! - **I6, keys can always be rebuilt.** Before each sled flush the checkpoint is set to the

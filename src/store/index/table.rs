@@ -131,6 +131,28 @@ impl Segment {
         self.entries.push_back(entry);
     }
 
+    /// Adds a record amid those found (a pending one made out in damage, found after the
+    /// records around it); counts it by state as [`Segment::push`] does. False when its seq
+    /// is there already.
+    pub(crate) fn insert(&mut self, entry: Entry) -> bool {
+        self.unpack();
+        let at = self.entries.partition_point(|e| e.seq < entry.seq);
+        if self.entries.get(at).is_some_and(|e| e.seq == entry.seq) {
+            return false;
+        }
+        match entry.state {
+            State::Pending => self.pending += 1,
+            State::Delivered => {
+                self.delivered += 1;
+                self.delivered_bytes += u64::from(entry.len);
+            }
+            State::Dead | State::Replayed => {}
+        }
+        self.entries.insert(at, entry);
+        self.first_pending = self.first_pending.min(at);
+        true
+    }
+
     /// Where `seq` lies in `entries`, unpacking the segment if it is a packed record.
     fn index_of(&mut self, seq: u64) -> Option<usize> {
         if self.packed.last_seq().is_some_and(|last| last >= seq) {
