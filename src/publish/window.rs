@@ -1,12 +1,13 @@
 //! The in-flight window: what may be published next, so that at most `max_in_flight` events are
 //! unconfirmed, a ticket never has two events out, and a busy ticket never holds up another.
 //!
-//! Events are read in seq order. One whose ticket has an event out is not held: its seq is put
-//! in its ticket's line (`lines`) and the reading goes on past it, so the window fills with
-//! what may go now. When a ticket's event is settled, its next one is due and read back from
-//! the store by seq; where a line kept no seqs (a cap bounds them) the store is looked through
-//! again for that ticket. Memory stays bounded whatever the backlog: bodies only of what may
-//! go now and what is in flight, seqs of the rest up to the cap.
+//! Events are read in seq order. One whose ticket has an event out does not hold the window: it
+//! is put in its ticket's line (`lines`; whole within a small byte budget, else as its seq) and
+//! the reading goes on past it, so the window fills with what may go now. When a ticket's event
+//! is settled, its next one goes, or is due and read back from the store by seq; where a line
+//! kept none (a cap bounds them) the store is looked through again for that ticket. Memory
+//! stays bounded whatever the backlog: bodies of what may go now, what is in flight and the
+//! lines' budget; seqs of the rest up to the cap.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -122,10 +123,11 @@ impl Window {
     /// what may go now is kept ready, the rest put in its ticket's line as a seq.
     pub(crate) fn load(&mut self, batch: Vec<Pending>) {
         for pending in batch {
-            self.pass(pending.seq);
-            if self.next_after == Some(pending.seq)
-                && self.lines.admit(&pending.event.meta, pending.seq)
-            {
+            if self.next_after.is_some_and(|after| pending.seq <= after) {
+                continue;
+            }
+            self.next_after = Some(pending.seq);
+            if let Some(pending) = self.lines.admit(pending) {
                 self.make_ready(pending);
             }
         }
@@ -165,7 +167,13 @@ impl Window {
     }
 
     fn next_turn(&mut self, ticket: Ticket) {
-        match self.lines.next_turn(&ticket) {
+        let turn = self.lines.next_turn(&ticket);
+        self.take_turn(ticket, turn);
+    }
+
+    fn take_turn(&mut self, ticket: Ticket, turn: Turn) {
+        match turn {
+            Turn::Ready(pending) => self.make_ready(pending),
             Turn::Due(seq) => self.due.push((seq, ticket)),
             Turn::LookAfter(after) => self.look_again.push((ticket, after)),
             Turn::Free => {}
@@ -212,11 +220,8 @@ impl Window {
     /// A look again found `seqs` of the ticket in order and, if it stopped early, more after
     /// `more_after`; its first is due now.
     pub(crate) fn found(&mut self, ticket: Ticket, seqs: Vec<u64>, more_after: Option<u64>) {
-        match self.lines.found(&ticket, seqs, more_after) {
-            Turn::Due(seq) => self.due.push((seq, ticket)),
-            Turn::LookAfter(after) => self.look_again.push((ticket, after)),
-            Turn::Free => {}
-        }
+        let turn = self.lines.found(&ticket, seqs, more_after);
+        self.take_turn(ticket, turn);
     }
 
     /// Whether reads by seq or looks again are owed before more is published.
@@ -338,7 +343,8 @@ pub(crate) mod tests {
             pending(5, meta(5, Kind::Message, Some(5))),
         ];
         let mut outbox = Outbox::new(&events);
-        let mut window = Window::new(10);
+        // No bytes for whole events in line: each is read back when its turn comes.
+        let mut window = Window::with_lines(10, WINDOW_BYTES, Lines::with_caps(100, 100, 0));
         window.load(events);
         assert_eq!(window.next_after(), Some(5));
         assert_eq!(
@@ -439,16 +445,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_busy_tickets_next_events_kept_whole_need_no_read() {
+        let events: Vec<Pending> = (1..=3)
+            .map(|seq| pending(seq, meta(1, Kind::Message, Some(1))))
+            .collect();
+        let mut outbox = Outbox::new(&events);
+        let mut window = Window::new(8);
+        window.load(events);
+        assert_eq!(publish_all(&mut window), [1]);
+        outbox.settle(&mut window, 1);
+        assert!(!window.owes_reads(), "seq 2 was kept whole");
+        assert_eq!(publish_all(&mut window), [2]);
+    }
+
+    #[test]
     fn a_busy_tickets_events_are_kept_as_seqs_and_never_fill_the_window() {
         // One hot ticket's 500 events, then 20 other tickets' one each: all 20 are ready at
-        // once behind the hot ticket's first, none of the hot ticket's others held as a body.
+        // once behind the hot ticket's first, none of the hot ticket's others held as a body
+        // (past the lines' byte budget, 30 bytes here: three bodies).
         let mut events: Vec<Pending> = (1..=500)
             .map(|seq| pending(seq, meta(1, Kind::Message, Some(1))))
             .collect();
         events
             .extend((501..=520).map(|seq| pending(seq, meta(2, Kind::Message, Some(seq as i64)))));
         let mut outbox = Outbox::new(&events);
-        let mut window = Window::new(32);
+        let mut window = Window::with_lines(32, WINDOW_BYTES, Lines::with_caps(1000, 1000, 30));
         window.load(events);
         assert!(window.wants_more(), "21 ready of 32");
         assert_eq!(window.waiting(), 21);
@@ -490,17 +511,27 @@ pub(crate) mod tests {
 
     #[test]
     fn window_ignores_entries_already_loaded() {
-        let mut window = Window::new(10);
+        let mut window = Window::with_bytes(10, 1000);
         window.load(vec![
             pending(1, meta(1, Kind::Message, None)),
-            pending(2, meta(2, Kind::Message, None)),
+            pending(2, meta(2, Kind::Message, Some(5))),
         ]);
         window.load(vec![
-            pending(2, meta(2, Kind::Message, None)),
+            pending(2, meta(2, Kind::Message, Some(5))),
             pending(3, meta(3, Kind::Message, None)),
         ]);
         assert_eq!(window.waiting(), 3);
         assert_eq!(window.next_after(), Some(3));
+        assert_eq!(
+            window.lines(),
+            (1, 0),
+            "seq 2 is not put in line behind itself"
+        );
+        assert_eq!(
+            window.room().bytes,
+            1000 - 27,
+            "three bodies of 9 bytes held"
+        );
     }
 
     #[derive(Clone, Debug)]
@@ -607,6 +638,7 @@ pub(crate) mod tests {
             max_in_flight in 1usize..8,
             max_kept in 0usize..12,
             per_ticket in 1usize..5,
+            line_bytes in prop::sample::select(vec![0u64, 30, u64::MAX]),
             batch in 1usize..5,
             steps in proptest::collection::vec(step(), 1..400),
         ) {
@@ -616,7 +648,7 @@ pub(crate) mod tests {
                 .map(|(n, ticket)| pending(n as u64 + 1, meta(n as u8, Kind::Message, *ticket)))
                 .collect();
             let mut sim = Sim {
-                window: Window::with_lines(max_in_flight, u64::MAX, Lines::with_caps(max_kept, per_ticket)),
+                window: Window::with_lines(max_in_flight, u64::MAX, Lines::with_caps(max_kept, per_ticket, line_bytes)),
                 outbox: Outbox::new(&events),
                 unread: events.iter().cloned().collect(),
                 batch,
