@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::message::BasicGetMessage;
-use lapin::options::BasicGetOptions;
 
 use whaticket_relay::config::{AmqpUrl, QueueType};
 use whaticket_relay::event::Kind;
@@ -17,33 +16,6 @@ use crate::helpers::*;
 fn ticket_event(n: usize, ticket: u64, pad: usize) -> String {
     let pad = "x".repeat(pad);
     format!(r#"{{"acao":"backlog-test","n":{n},"chamadoId":{ticket},"companyId":1,"pad":"{pad}"}}"#)
-}
-
-/// Takes `count` messages from `queue`, in its order. The hot ticket drains one confirm round trip
-/// at a time, which a loaded machine's quorum queue stretches to tens of milliseconds: this waits
-/// up to 2 minutes, not the 15 s of `take_n` (nothing here is timed).
-async fn take_within(app: &TestApp, queue: &str, count: usize) -> Vec<BasicGetMessage> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut out = Vec::new();
-    while out.len() < count {
-        let got = app
-            .channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap_or_else(|e| panic!("basic_get {queue}: {e}"));
-        match got {
-            Some(message) => out.push(message),
-            None => {
-                assert!(
-                    Instant::now() < deadline,
-                    "only {} of {count} messages arrived in {queue} within 2 minutes",
-                    out.len()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    out
 }
 
 /// The ticket and number of each message, in the order the queue holds them.
@@ -98,7 +70,16 @@ async fn a_hot_tickets_backlog_holds_up_no_other_ticket() {
     proxy.restore();
     // Connected means the queues are declared.
     app.wait_ready().await;
-    let messages = take_within(&app, &app.queue(Kind::Other), plan.len()).await;
+    // The hot ticket drains one confirm round trip at a time, which a loaded machine's quorum
+    // queue stretches to tens of milliseconds: this waits longer than `take_n` (nothing here is
+    // timed).
+    let messages = app
+        .take_n_within(
+            &app.queue(Kind::Other),
+            plan.len(),
+            Duration::from_secs(120),
+        )
+        .await;
     let order = delivered(&messages);
     app.wait_outbox_empty().await;
 

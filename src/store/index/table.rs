@@ -110,8 +110,8 @@ impl Segment {
         self.entries.is_empty() && self.packed.len() > 0
     }
 
-    /// Adds a record found or written; counts it by state.
-    pub(crate) fn push(&mut self, entry: Entry) {
+    /// Counts a record added, by state.
+    fn count(&mut self, entry: &Entry) {
         match entry.state {
             State::Pending => self.pending += 1,
             State::Delivered => {
@@ -120,6 +120,11 @@ impl Segment {
             }
             State::Dead | State::Replayed => {}
         }
+    }
+
+    /// Adds a record found or written; counts it by state.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        self.count(&entry);
         if entry.state != State::Pending {
             self.last_settled_ms = self.last_settled_ms.max(entry.at_ms);
             if self.entries.is_empty() && self.packed.last_seq().is_none_or(|l| l < entry.seq) {
@@ -140,14 +145,7 @@ impl Segment {
         if self.entries.get(at).is_some_and(|e| e.seq == entry.seq) {
             return false;
         }
-        match entry.state {
-            State::Pending => self.pending += 1,
-            State::Delivered => {
-                self.delivered += 1;
-                self.delivered_bytes += u64::from(entry.len);
-            }
-            State::Dead | State::Replayed => {}
-        }
+        self.count(&entry);
         self.entries.insert(at, entry);
         self.first_pending = self.first_pending.min(at);
         true
