@@ -6,7 +6,8 @@
 //! what was unconfirmed. That gives at-least-once delivery: a resent event keeps its `message_id`.
 //!
 //! Events come from the store's in-memory hand-off (read from the segments only after a restart
-//! or when memory overflowed); confirms and dead letters go back to it in batches.
+//! or when memory overflowed, and a busy ticket's later events when their turn comes: `window`,
+//! `backlog`); confirms and dead letters go back to it in batches.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
