@@ -205,27 +205,10 @@ fn made_out(
     states: &HashMap<u64, Mark>,
 ) -> Result<(Vec<Entry>, u64), StoreError> {
     let lowest = damage.after_seq.map_or(first, |before| before + 1);
-    let size = damage.to - damage.from;
-    if damage.resumed_seq <= lowest || size > u64::from(frame::MAX_PAYLOAD) {
+    if damage.resumed_seq <= lowest {
         return Ok((Vec::new(), 0));
     }
-    let mut bytes = vec![0u8; size as usize];
-    file.read_exact_at(&mut bytes, damage.from)?;
-    // Where a frame's seq field reads as the next seq missing, in order. A stray match would
-    // need eight bytes of a seq inside a JSON body (text, no NUL bytes).
-    let mut starts: Vec<(usize, u64)> = Vec::new();
-    let mut want = lowest;
-    let mut at = 0;
-    while at + frame::HEADER + frame::SEQ <= bytes.len() && want < damage.resumed_seq {
-        let seq = frame::seq_of(&bytes[at + frame::HEADER..]);
-        if (want..damage.resumed_seq).contains(&seq) {
-            starts.push((at, seq));
-            want = seq + 1;
-            at += frame::HEADER + frame::SEQ;
-        } else {
-            at += 1;
-        }
-    }
+    let starts = seq_fields(file, damage, lowest)?;
     let now = now_ms();
     let mut out = Vec::new();
     let mut settled = 0;
@@ -234,17 +217,69 @@ fn made_out(
             settled += 1;
             continue;
         }
-        let end = starts.get(n + 1).map_or(bytes.len(), |(next, _)| *next);
-        let received_at_ms = record::decode_meta(&bytes[at + frame::HEADER + frame::SEQ..end])
+        let end = starts.get(n + 1).map_or(damage.to, |(next, _)| *next);
+        // Larger than any record: not one, whatever its seq field says.
+        let Some(len) = u32::try_from(end - at)
+            .ok()
+            .filter(|len| *len <= frame::MAX_PAYLOAD + frame::HEADER as u32)
+        else {
+            continue;
+        };
+        // The metadata leads the record: a few KiB of it tell the receive time.
+        let mut head = vec![0u8; len.min(64 * 1024) as usize];
+        file.read_exact_at(&mut head, at)?;
+        let received_at_ms = head
+            .get(frame::HEADER + frame::SEQ..)
+            .and_then(|record| record::decode_meta(record).ok())
             .map_or(now, |meta| meta.received_at_ms);
         let found = Found {
             seq,
-            offset: damage.from + at as u64,
-            len: (end - at) as u32,
+            offset: at,
+            len,
         };
         out.push(Entry::pending(found, received_at_ms));
     }
     Ok((out, settled))
+}
+
+/// Where in a damaged stretch a frame's seq field reads as the next seq missing (from `lowest`
+/// up to the seq the scan resumed at), in order: the offsets of those frames and their seqs.
+/// Read a MiB at a time, however long the stretch. A stray match would need eight bytes of a
+/// seq inside a JSON body (text: no NUL bytes).
+fn seq_fields(
+    file: &File,
+    damage: &segment::Damage,
+    lowest: u64,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    const PROBE: u64 = (frame::HEADER + frame::SEQ) as u64;
+    const CHUNK: u64 = 1 << 20;
+    let mut starts = Vec::new();
+    let mut want = lowest;
+    let mut buf = Vec::new();
+    // The next offset that may start a frame (past the seq field of the last one found).
+    let mut next = damage.from;
+    let mut base = damage.from;
+    while base + PROBE <= damage.to && want < damage.resumed_seq {
+        let have = (damage.to - base).min(CHUNK + PROBE);
+        buf.resize(have as usize, 0);
+        file.read_exact_at(&mut buf, base)?;
+        let probes = (have - PROBE + 1).min(CHUNK);
+        for i in 0..probes {
+            let at = base + i;
+            if at < next || want >= damage.resumed_seq {
+                continue;
+            }
+            let field = i as usize + frame::HEADER;
+            let seq = frame::seq_of(&buf[field..field + frame::SEQ]);
+            if (want..damage.resumed_seq).contains(&seq) {
+                starts.push((at, seq));
+                want = seq + 1;
+                next = at + PROBE;
+            }
+        }
+        base += probes;
+    }
+    Ok(starts)
 }
 
 /// Damage with whole records after it is never cut: those records are read, and what the stretch

@@ -216,6 +216,40 @@ async fn a_pending_record_with_a_torn_header_goes_to_the_dead_letters_whole() {
     assert_eq!(store.stats().outbox, 2);
 }
 
+/// Two damaged records side by side make one stretch: each is made out by its seq, with its
+/// own extent, and goes to the dead letters with its own event.
+#[tokio::test]
+async fn records_damaged_side_by_side_are_each_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (segment_path, seqs_before) = {
+        let (store, pending) = with_events(&dir, 1..=4).await;
+        (first_segment(&store), seqs(&pending))
+    };
+    let frame = frame_len() as usize;
+    flip_bit(&segment_path, |_| 2 * frame - 1);
+    flip_bit(&segment_path, |_| 3 * frame - 1);
+
+    let store = open(&dir, HOUR);
+    assert_eq!(store.stats().damaged.bytes, 2 * frame_len());
+    assert_eq!(store.stats().damaged.lost_records, 0);
+    let records = store
+        .records_between(None, u64::MAX, Room::events(10))
+        .unwrap();
+    assert_eq!(seqs(&records.events), [seqs_before[0], seqs_before[3]]);
+    let dead: Vec<(u64, EventId)> = records
+        .unreadable
+        .iter()
+        .map(|(p, _)| (p.seq, p.event.meta.id))
+        .collect();
+    assert_eq!(
+        dead,
+        [
+            (seqs_before[1], event(2, 0).meta.id),
+            (seqs_before[2], event(3, 0).meta.id)
+        ]
+    );
+}
+
 /// Bytes of a record made out by its seq but too damaged to decode: the dead letter keeps
 /// them as the body of an event of unknown kind, and the reason says why.
 #[tokio::test]
