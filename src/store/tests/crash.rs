@@ -268,6 +268,8 @@ async fn a_pending_record_that_no_longer_decodes_is_kept_as_bytes() {
     let (_store, readable, letter) = bury_the_unreadable(&dir).await;
     assert_eq!(readable.len(), 2);
     assert_eq!(letter.event.meta.kind, crate::event::Kind::Other);
+    assert_eq!(letter.event.meta.id, EventId([0; 16]));
+    assert_eq!(letter.event.meta.connection, "");
     assert_eq!(letter.event.body.len() as u64, frame_len());
     assert!(
         letter.reason.starts_with("unreadable in its segment"),
