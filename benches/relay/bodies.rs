@@ -104,17 +104,18 @@ impl Bodies {
     /// Body number `seq`: fixtures in turn, ticket `1000 + seq % TICKETS`.
     pub fn body(&self, seq: u64) -> Vec<u8> {
         let template = &self.templates[(seq % self.templates.len() as u64) as usize];
-        let seq_text = seq.to_string();
-        let ticket_text = (1000 + seq % TICKETS).to_string();
-        let mut out = Vec::with_capacity(self.mean_len.max(1024) * 2);
-        for part in &template.parts {
-            match part {
-                Part::Lit(bytes) => out.extend_from_slice(bytes),
-                Part::Seq => out.extend_from_slice(seq_text.as_bytes()),
-                Part::Ticket => out.extend_from_slice(ticket_text.as_bytes()),
-            }
-        }
-        out
+        fill(template, seq, 1000 + seq % TICKETS, self.mean_len)
+    }
+
+    /// Body number `seq` of ticket `ticket`: the fixtures that name a ticket, in turn.
+    pub fn ticket_body(&self, seq: u64, ticket: u64) -> Vec<u8> {
+        let ticketed: Vec<&Template> = self
+            .templates
+            .iter()
+            .filter(|t| t.parts.iter().any(|p| matches!(p, Part::Ticket)))
+            .collect();
+        let template = ticketed[(seq % ticketed.len() as u64) as usize];
+        fill(template, seq, ticket, self.mean_len)
     }
 
     /// Fails unless `count` consecutive bodies parse to distinct event ids (nothing deduplicated).
@@ -131,6 +132,20 @@ impl Bodies {
         }
         Ok(())
     }
+}
+
+/// A template with `seq` and `ticket` put in.
+fn fill(template: &Template, seq: u64, ticket: u64, mean_len: usize) -> Vec<u8> {
+    let (seq_text, ticket_text) = (seq.to_string(), ticket.to_string());
+    let mut out = Vec::with_capacity(mean_len.max(1024) * 2);
+    for part in &template.parts {
+        match part {
+            Part::Lit(bytes) => out.extend_from_slice(bytes),
+            Part::Seq => out.extend_from_slice(seq_text.as_bytes()),
+            Part::Ticket => out.extend_from_slice(ticket_text.as_bytes()),
+        }
+    }
+    out
 }
 
 fn set_if_present(map: &mut Map<String, Value>, key: &str, value: Value) {

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use lapin::options::{
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -99,6 +100,17 @@ pub async fn await_counted(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A consumer of `queue` that takes each message as it comes (no acks).
+pub async fn consume(channel: &Channel, queue: &str) -> Result<lapin::Consumer> {
+    let options = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    Ok(channel
+        .basic_consume(queue.into(), "".into(), options, FieldTable::default())
+        .await?)
 }
 
 pub async fn purge(channel: &Channel, queues: &[String]) -> Result<()> {

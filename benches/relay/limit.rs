@@ -95,7 +95,16 @@ pub async fn measure(
     let broker_pid = broker_pid();
     let pid = Some(("durable_limit", limit.pid()));
     let before = CpuMark::now(pid, broker_pid)?;
-    let sat = saturation(http, bodies, n, plan.clients, &target, &channel).await?;
+    let sat = saturation(
+        http,
+        bodies,
+        plan.saturation(n),
+        plan.clients,
+        &target,
+        &channel,
+    )
+    .await?;
+    let n = sat.requests;
     let cpu = CpuMark::now(pid, broker_pid)?.per_event(&before, n);
     let peak = limit.memory()?.hwm_kb;
     let steady = match publishes {
@@ -127,6 +136,7 @@ pub async fn measure(
         "the durable limit's file holds {file} bytes, {expected} expected for {sent} bodies"
     );
     let mut figures = json!({
+        "requests": n,
         "accepted_per_sec": sat.accepted_per_sec.round(),
         "latency_202": sat.latency,
         "all_confirmed_after_load_secs": (sat.drain_secs * 1000.0).round() / 1000.0,

@@ -47,7 +47,17 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(u
     Ok((status, answer))
 }
 
+/// How long the closed loop runs: so many requests, or so long.
+#[derive(Clone, Copy, Debug)]
+pub enum Load {
+    Requests(u64),
+    For(Duration),
+}
+
 pub struct Saturation {
+    /// Requests sent (and answered 202), bodies `0..requests`.
+    pub requests: u64,
+    pub load_secs: f64,
     pub accepted_per_sec: f64,
     pub latency: Value,
     /// From the last answer until the last event was counted in its queue.
@@ -63,12 +73,13 @@ pub struct Target {
     pub dead: Option<String>,
 }
 
-/// Closed loop: `clients` keep-alive clients send bodies 0..n as fast as they are answered; then
-/// every accepted event must arrive in the target's queues, exactly once each.
+/// Closed loop: `clients` keep-alive clients send bodies 0, 1, … as fast as they are answered,
+/// for as long as `load` says; then every accepted event must arrive in the target's queues,
+/// exactly once each.
 pub async fn saturation(
     http: &reqwest::Client,
     bodies: &Arc<Bodies>,
-    n: u64,
+    load: Load,
     clients: usize,
     target: &Target,
     channel: &Channel,
@@ -83,10 +94,18 @@ pub async fn saturation(
             let mut hist = histogram();
             let mut refused: HashMap<u16, u64> = HashMap::new();
             loop {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                if seq >= n {
+                // A number taken is always sent, and none is taken once the load is over: the
+                // bodies sent are 0..the count.
+                let taken = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |seq| {
+                    let over = match load {
+                        Load::Requests(n) => seq >= n,
+                        Load::For(d) => started.elapsed() >= d,
+                    };
+                    (!over).then_some(seq + 1)
+                });
+                let Ok(seq) = taken else {
                     return Ok::<_, anyhow::Error>((hist, refused));
-                }
+                };
                 let body = bodies.body(seq);
                 let sent = Instant::now();
                 let (status, _) = post(&http, &url, body).await?;
@@ -108,6 +127,7 @@ pub async fn saturation(
     }
     let load_secs = started.elapsed().as_secs_f64();
     let load_end = Instant::now();
+    let n = next.load(Ordering::Relaxed);
     ensure!(
         refused.is_empty(),
         "not every request was answered 202: {refused:?}"
@@ -119,6 +139,8 @@ pub async fn saturation(
     await_counted(channel, &target.queues, target.dead.as_deref(), accepted).await?;
     let drain_secs = load_end.elapsed().as_secs_f64();
     Ok(Saturation {
+        requests: n,
+        load_secs,
         accepted_per_sec: n as f64 / load_secs,
         latency: latency(&hist),
         drain_secs,

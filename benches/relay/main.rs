@@ -16,7 +16,11 @@
 //!    with what RabbitMQ and the disk wrote meanwhile (`disk`: a quorum-queue WAL rollover on the
 //!    shared disk stalls every fdatasync);
 //! 5. the relay's memory (its own process) and the store's bytes on disk per event and per dedup
-//!    key (`store_only` and the data dir after the run).
+//!    key (`store_only` and the data dir after the run);
+//! 6. the skewed backlog (issue #31, `skewed`): a backlog accepted with the broker out of reach,
+//!    then drained into quorum queues by the relay started again on it; uniform, with half of it
+//!    on one hot ticket, and the hot ticket's share left out: the drain time, when every other
+//!    ticket's events are delivered, and the hot ticket's own rate.
 //!
 //! The relay runs as its own process: the real `whaticket-relay serve` binary (its default config
 //! plus `RELAY__…` overrides for the port, data dir and names, logging on at the configured level),
@@ -25,7 +29,12 @@
 //! read from /proc (`process`), to show what limits a run. Figures and the issue's targets, met or
 //! not, are printed and written to target/bench/relay.json (`report`).
 //!
+//! The relay and the durable limit are saturated for `BENCH_SATURATION_SECS` (15 s, as in issue
+//! #31, so that a backlog builds behind the publisher; `0`: `BENCH_REQUESTS` requests instead,
+//! as `BENCH_QUICK` does); the ceiling takes `BENCH_REQUESTS` messages.
+//!
 //! Environment: `BENCH_QUICK=1` (smoke run: small counts, 3 s steady), `BENCH_REQUESTS`,
+//! `BENCH_SATURATION_SECS`, `BENCH_BACKLOG` (events of the skewed backlog, 12 000),
 //! `BENCH_CLIENTS`, `BENCH_RATE`, `BENCH_STEADY_SECS`, `BENCH_SIZES=18KB` (only the sizes listed),
 //! `BENCH_ROUNDS` (times each size is measured, 3 by default, 1 with `BENCH_QUICK`; the targets
 //! are judged on the median round, the worst for memory and disk), `BENCH_AMQP_URL`,
@@ -43,6 +52,7 @@ mod plan;
 mod process;
 mod relay;
 mod report;
+mod skewed;
 mod steady;
 mod store_only;
 mod targets;
@@ -117,13 +127,19 @@ async fn run_all(
     cleanup: &mut Cleanup,
 ) -> Result<Value> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let saturation = match plan.saturation_secs {
+        Some(secs) => format!(", saturation {secs} s"),
+        None => String::new(),
+    };
     println!(
-        "whaticket-relay benchmark{}: {} requests per size, {} clients, steady {}/s x {} s, {cpus} CPUs",
+        "whaticket-relay benchmark{}: {} requests per size{saturation}, {} clients, steady {}/s x {} s, \
+         skewed backlog of {}, {cpus} CPUs",
         if plan.quick { " (BENCH_QUICK)" } else { "" },
         plan.requests.map(|n| n.to_string()).join("/"),
         plan.clients,
         plan.rate,
-        plan.steady_secs
+        plan.steady_secs,
+        plan.backlog
     );
     if plan.rounds > 1 {
         println!(
@@ -277,6 +293,8 @@ impl SizeRun<'_> {
         );
 
         let mut figures = relay::measure(self, ceiling, cleanup).await?;
+        self.clear_broker(cleanup, broker_pid).await?;
+        figures["skewed_backlog"] = skewed::measure(self, cleanup).await?;
         self.clear_broker(cleanup, broker_pid).await?;
         let sat = figures["saturation"].clone();
         figures["vs_durable_limit"] = versus(&sat, &limit);

@@ -16,6 +16,13 @@ pub struct Plan {
     /// Times each size is measured, all phases each time; the targets are judged on the median
     /// round (worst for memory and disk), since one run's ratios move by a third on this machine.
     pub rounds: u64,
+    /// How long the relay and the durable limit are saturated (`BENCH_SATURATION_SECS`; 0:
+    /// `requests` instead). 15 s by default, as issue #31's run with wrk: long enough that a
+    /// backlog builds up behind the publisher (its drain took 11–13 s more there).
+    pub saturation_secs: Option<u64>,
+    /// Events of the skewed-backlog scenario's backlog (`BENCH_BACKLOG`): 12 000 as in issue
+    /// #31, 1 200 with `BENCH_QUICK`.
+    pub backlog: u64,
 }
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
@@ -55,7 +62,22 @@ impl Plan {
                 None if quick => 1,
                 None => 3,
             },
+            saturation_secs: match env_u64("BENCH_SATURATION_SECS")? {
+                Some(0) => None,
+                Some(secs) => Some(secs),
+                None if quick => None,
+                None => Some(15),
+            },
+            backlog: env_u64("BENCH_BACKLOG")?.unwrap_or(if quick { 1200 } else { 12_000 }),
         })
+    }
+
+    /// The saturation load of a size whose request count is `n`.
+    pub fn saturation(&self, n: u64) -> crate::load::Load {
+        match self.saturation_secs {
+            Some(secs) => crate::load::Load::For(std::time::Duration::from_secs(secs)),
+            None => crate::load::Load::Requests(n),
+        }
     }
 
     /// Whether the size labelled `label` is to run.

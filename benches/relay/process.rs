@@ -29,20 +29,26 @@ impl Server {
         let dir = tempfile::Builder::new()
             .prefix(&format!("relay-bench-{what}-"))
             .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = build(port, dir.path())?
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start the {what} process"))?;
+        let (child, port) = start(what, dir.path(), build)?;
         Ok(Server {
             child,
             port,
             dir,
             what,
         })
+    }
+
+    /// Starts it again once stopped, on the same temp dir, with the command `build` makes for a
+    /// new free port.
+    pub fn restart(&mut self, build: impl FnOnce(u16, &Path) -> Result<Command>) -> Result<()> {
+        ensure!(
+            self.child.try_wait()?.is_some(),
+            "the {} is still running",
+            self.what
+        );
+        let (child, port) = start(self.what, self.dir.path(), build)?;
+        (self.child, self.port) = (child, port);
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -102,6 +108,23 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The command `build` makes for a free port and `dir`, started.
+fn start(
+    what: &str,
+    dir: &Path,
+    build: impl FnOnce(u16, &Path) -> Result<Command>,
+) -> Result<(Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = build(port, dir)?
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start the {what} process"))?;
+    Ok((child, port))
 }
 
 impl Drop for Server {

@@ -1,5 +1,6 @@
 //! The relay under test: the real binary started, saturated, held at a steady rate, its memory and disk read.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
@@ -36,14 +37,23 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
     let broker_pid = broker_pid();
     let relay_pid = Some(("relay", relay.pid()));
     let before = CpuMark::now(relay_pid, broker_pid)?;
-    let sat = saturation(http, bodies, n, plan.clients, &target, &channel)
-        .await
-        .context("saturation")?;
+    let sat = saturation(
+        http,
+        bodies,
+        plan.saturation(n),
+        plan.clients,
+        &target,
+        &channel,
+    )
+    .await
+    .context("saturation")?;
+    let n = sat.requests;
     let saturation_cpu = CpuMark::now(relay_pid, broker_pid)?.per_event(&before, n);
     let after_saturation = relay.memory()?;
     println!(
-        "saturation: {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s); \
+        "saturation: {n} events in {:.1} s, {:.0} accepted/s, all confirmed {:.2} s after the last 202 ({:.0} end-to-end/s); \
          CPU per event: relay {} µs, broker {} µs, load generator {} µs",
+        sat.load_secs,
         sat.accepted_per_sec,
         sat.drain_secs,
         sat.confirmed_per_sec,
@@ -90,6 +100,8 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
 
     Ok(json!({
         "saturation": {
+            "requests": n,
+            "load_secs": (sat.load_secs * 100.0).round() / 100.0,
             "accepted_per_sec": sat.accepted_per_sec.round(),
             "latency_202": sat.latency,
             "all_confirmed_after_load_secs": (sat.drain_secs * 1000.0).round() / 1000.0,
@@ -126,42 +138,45 @@ pub async fn measure(run: &SizeRun<'_>, ceiling: f64, cleanup: &mut Cleanup) -> 
 }
 
 /// The real `whaticket-relay serve`: the shipped config plus overrides for port, data and names.
-fn spawn_relay(broker: &str, amqp: &AmqpSettings) -> Result<Server> {
-    Server::spawn("relay", |port, dir| {
-        let exe = env!("CARGO_BIN_EXE_whaticket-relay");
-        // A profiler to run the relay under (its CPU and memory figures are then the wrapper's).
-        let wrap = std::env::var("BENCH_RELAY_WRAP").unwrap_or_default();
-        let mut words = wrap.split_whitespace();
-        let mut command = match words.next() {
-            Some(program) => {
-                let mut command = Command::new(program);
-                command.args(words).arg(exe);
-                command
-            }
-            None => Command::new(exe),
-        };
-        // The relay's config must be the shipped one plus these overrides only.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RELAY__") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
+pub fn spawn_relay(broker: &str, amqp: &AmqpSettings) -> Result<Server> {
+    Server::spawn("relay", |port, dir| relay_command(port, dir, broker, amqp))
+}
+
+/// The command line and environment of [`spawn_relay`], for `port` and the data under `dir`.
+pub fn relay_command(port: u16, dir: &Path, broker: &str, amqp: &AmqpSettings) -> Result<Command> {
+    let exe = env!("CARGO_BIN_EXE_whaticket-relay");
+    // A profiler to run the relay under (its CPU and memory figures are then the wrapper's).
+    let wrap = std::env::var("BENCH_RELAY_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(exe);
+            command
         }
-        let log = match std::env::var_os("BENCH_RELAY_LOG") {
-            Some(path) => Stdio::from(std::fs::File::create(&path).context("BENCH_RELAY_LOG")?),
-            None => Stdio::null(),
-        };
-        command
-            .arg("serve")
-            .env("RELAY__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env("RELAY__STORAGE__PATH", dir.join("data"))
-            .env("RELAY__AMQP__URL", broker)
-            .env("RELAY__AMQP__EXCHANGE", &amqp.exchange)
-            .env("RELAY__AMQP__QUEUE_PREFIX", &amqp.queue_prefix)
-            .env(
-                "RELAY__CONNECTIONS",
-                format!(r#"[{{name="{CONNECTION}",tokens=["{TOKEN}"]}}]"#),
-            )
-            .stdout(log);
-        Ok(command)
-    })
+        None => Command::new(exe),
+    };
+    // The relay's config must be the shipped one plus these overrides only.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RELAY__") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    let log = match std::env::var_os("BENCH_RELAY_LOG") {
+        Some(path) => Stdio::from(std::fs::File::create(&path).context("BENCH_RELAY_LOG")?),
+        None => Stdio::null(),
+    };
+    command
+        .arg("serve")
+        .env("RELAY__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("RELAY__STORAGE__PATH", dir.join("data"))
+        .env("RELAY__AMQP__URL", broker)
+        .env("RELAY__AMQP__EXCHANGE", &amqp.exchange)
+        .env("RELAY__AMQP__QUEUE_PREFIX", &amqp.queue_prefix)
+        .env(
+            "RELAY__CONNECTIONS",
+            format!(r#"[{{name="{CONNECTION}",tokens=["{TOKEN}"]}}]"#),
+        )
+        .stdout(log);
+    Ok(command)
 }

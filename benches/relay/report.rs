@@ -112,6 +112,10 @@ const ROWS: &[(&str, Cell)] = &[
         Cell::Num("saturation/accepted_per_sec"),
     ),
     (
+        "  events, seconds of load",
+        Cell::Nums(&["saturation/requests", "saturation/load_secs"]),
+    ),
+    (
         "  % of ceiling",
         Cell::Num("saturation/accepted_pct_of_ceiling"),
     ),
@@ -217,6 +221,35 @@ const ROWS: &[(&str, Cell)] = &[
         "disk bytes per dedup key after run",
         Cell::Num("disk/bytes_per_dedup_key_after_run"),
     ),
+    (
+        "skewed backlog: drain uniform/skewed (s)",
+        Cell::Nums(&[
+            "skewed_backlog/uniform/drain_secs",
+            "skewed_backlog/skewed/drain_secs",
+        ]),
+    ),
+    (
+        "  others done: skewed / alone (s)",
+        Cell::Nums(&[
+            "skewed_backlog/skewed/others_done_secs",
+            "skewed_backlog/others alone/others_done_secs",
+        ]),
+    ),
+    (
+        "  others done, skewed ÷ alone",
+        Cell::Num("skewed_backlog/others_done_skewed_to_alone"),
+    ),
+    (
+        "  others' last delivery: position",
+        Cell::Num("skewed_backlog/skewed/others_last_position"),
+    ),
+    (
+        "  hot ticket: events/s, ms per event",
+        Cell::Nums(&[
+            "skewed_backlog/skewed/hot_per_sec",
+            "skewed_backlog/skewed/hot_ms_per_event",
+        ]),
+    ),
 ];
 
 fn num(v: &Value) -> String {
@@ -318,10 +351,10 @@ pub fn print_table(figures: &Value) {
             );
         }
         println!(
-            "\ntargets (issue #10), median of {rounds} rounds (worst for memory and disk; each round in brackets):"
+            "\ntargets (issues #10, #31), median of {rounds} rounds (worst for memory and disk; each round in brackets):"
         );
     } else {
-        println!("\ntargets (issue #10):");
+        println!("\ntargets (issues #10, #31):");
     }
     let count = sizes
         .first()

@@ -7,13 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use futures_util::stream::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use serde_json::Value;
 
 use crate::bodies::Bodies;
-use crate::broker::purge;
+use crate::broker::{consume, purge};
 use crate::disk;
 use crate::load::{histogram, latency, post, record, Target};
 use crate::plan::Plan;
@@ -63,18 +61,7 @@ pub async fn steady(
     let delivered_count = Arc::new(AtomicUsize::new(0));
     let mut consumers = Vec::new();
     for queue in &target.queues {
-        let options = BasicConsumeOptions {
-            no_ack: true,
-            ..Default::default()
-        };
-        let mut consumer = consumer_channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                options,
-                FieldTable::default(),
-            )
-            .await?;
+        let mut consumer = consume(&consumer_channel, queue).await?;
         let (deliveries, count) = (deliveries.clone(), delivered_count.clone());
         consumers.push(tokio::spawn(async move {
             while let Some(delivery) = consumer.next().await {

@@ -77,6 +77,7 @@ impl Exporter {
                 confirms: p.acked.load(Relaxed),
                 nacks: p.nacked.load(Relaxed),
                 returns: p.returned.load(Relaxed),
+                unreadable: p.unreadable.load(Relaxed),
                 reconnects: p.reconnects.load(Relaxed),
             },
             broker_connected: self.publisher_connected.borrow().is_some(),

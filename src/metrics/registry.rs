@@ -45,6 +45,7 @@ pub(super) struct Inner {
     pub(super) confirms: IntCounter,
     pub(super) nacks: IntCounter,
     pub(super) returns: IntCounter,
+    pub(super) unreadable: IntCounter,
     pub(super) reconnects: IntCounter,
     pub(super) broker_connected: IntGauge,
     pub(super) store_writable: IntGauge,
@@ -224,6 +225,12 @@ impl Inner {
                 &r,
                 "relay_publish_returns_total",
                 "Publishes returned unroutable (resent after declaring the topology again)",
+            ),
+            unreadable: counter(
+                &r,
+                "relay_outbox_unreadable_total",
+                "Pending records that could not be read from their segment (a flipped bit, a torn \
+                 header): moved to the dead letters with the reason",
             ),
             reconnects: counter(
                 &r,

@@ -83,6 +83,7 @@ impl Metrics {
             (&inner.confirms, publisher.confirms),
             (&inner.nacks, publisher.nacks),
             (&inner.returns, publisher.returns),
+            (&inner.unreadable, publisher.unreadable),
             (&inner.reconnects, publisher.reconnects),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
@@ -157,6 +158,8 @@ pub struct PublisherTotals {
     pub confirms: u64,
     pub nacks: u64,
     pub returns: u64,
+    /// Pending records moved to the dead letters because they could not be read.
+    pub unreadable: u64,
     pub reconnects: u64,
 }
 

@@ -6,7 +6,8 @@
 //! what was unconfirmed. That gives at-least-once delivery: a resent event keeps its `message_id`.
 //!
 //! Events come from the store's in-memory hand-off (read from the segments only after a restart
-//! or when memory overflowed); confirms and dead letters go back to it in batches.
+//! or when memory overflowed, and a busy ticket's later events when their turn comes: `window`,
+//! `backlog`); confirms and dead letters go back to it in batches.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,9 @@ use crate::event::EventMeta;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
+mod backlog;
 mod connection;
+mod lines;
 mod returns;
 mod session;
 pub mod topology;
@@ -88,6 +91,8 @@ pub struct PublisherStats {
     /// Confirmed but returned as unroutable: resent after the topology is declared again, or
     /// moved to the dead letters when returned after that too.
     pub returned: AtomicU64,
+    /// Pending records that could not be read from their segment: moved to the dead letters.
+    pub unreadable: AtomicU64,
     /// Connection attempts after the first one.
     pub reconnects: AtomicU64,
     /// Unix ms of the last change between connected and not (the start counts as one).

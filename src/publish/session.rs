@@ -92,6 +92,7 @@ impl Publisher {
                 return self.drain(window, &mut in_flight, &mut returns).await;
             }
 
+            self.catch_up(window).await?;
             while !drained && window.wants_more() {
                 drained = self.refill(window, disk_until).await?;
             }
@@ -341,17 +342,17 @@ impl Publisher {
     ) -> Result<bool, PublishError> {
         let room = window.room();
         if let Some(until) = *disk_until {
-            let batch = self
+            let records = self
                 .store
-                .read_pending(window.next_after(), until, room)
+                .read_records(window.next_after(), until, room)
                 .await?;
             // A batch ends at the room as well as at the last record: only an empty one says
             // the disk is caught up (the room always admits one record).
-            if batch.is_empty() {
+            if records.last.is_none() {
                 // Caught up with the disk: the hand-off holds everything after `until`.
                 *disk_until = None;
             }
-            window.load(batch);
+            self.load(window, records).await?;
             return Ok(false);
         }
         match self.store.take_new(room) {

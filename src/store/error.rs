@@ -19,6 +19,9 @@ pub enum StoreError {
     /// Bytes read back that hold no valid record, key or value.
     #[error("stored record is corrupt")]
     Corrupt(#[source] Corrupt),
+    /// A pending record that fails its checks (a reader that cannot set it aside).
+    #[error("pending record {0} cannot be read")]
+    Unreadable(u64),
     /// A segment file could not be read or written.
     #[error("segment I/O failure: {0}")]
     Io(#[source] Arc<io::Error>),

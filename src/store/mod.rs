@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! open, replay    Store::open (sled, migration, recovery, the threads); operator reads, replays
+//! read            the publisher's reads of pending records: after a seq, or by seq
 //! (this file)     Store: the API the relay calls
 //! writer/         the writer thread: group commit (group), confirms, dead letters, retention (settle)
 //! flusher         the flusher thread: deferred keys and marks into sled, checkpoint, flush
@@ -101,7 +102,12 @@
 //! - **I4, damage is read past, a torn tail is cut.** At open, a bad stretch that a whole frame
 //!   follows is damage: reported (`Damaged`), never cut. A bad stretch at the end of the newest
 //!   segment is a write a crash cut short (never acknowledged) and is cut off; at the end of an
-//!   older segment it is left in place and reported.
+//!   older segment it is left in place and reported. A record in a damaged stretch whose seq
+//!   still reads where a frame's would and that has no mark stays pending, its extent up to
+//!   the next such record or the stretch's end; a pending record that fails its checks when
+//!   read (then or later) is handed to the publisher apart (`Records::unreadable`), with what
+//!   could be read of it, and goes to the dead letters with its reason like a refused event:
+//!   a reader never stops behind it.
 //! - **I5, seqs are never reused.** The next seq is above every seq in the segments, the dead
 //!   letters and a migrated outbox; a segment is named by a seq no record in it is below.
 //! - **I6, keys can always be rebuilt.** Before each sled flush the checkpoint is set to the
@@ -169,6 +175,7 @@ mod ledger;
 mod migrate;
 mod open;
 mod private;
+mod read;
 mod recovery;
 mod replay;
 mod retention;
@@ -183,7 +190,8 @@ pub(crate) mod tests;
 pub use error::{Corrupt, StoreError};
 pub use feed::Next;
 pub use types::{
-    Appended, Damaged, DeadLetter, Delivered, Pending, ReplayFilter, Room, Settlement, StoreStats,
+    Appended, Damaged, DeadLetter, Delivered, Pending, Records, ReplayFilter, Room, Settlement,
+    StoreStats,
 };
 
 use dedup::Slices;
@@ -263,62 +271,6 @@ impl Store {
     /// Resolves once new events were handed over since the last call.
     pub async fn appended(&self) {
         self.inner.feed.pushed().await;
-    }
-
-    /// Up to `limit` pending events with `after < seq <= until`, in seq order, read from the
-    /// segments. Blocking file reads: call it off the async workers (see [`Store::read_pending`]).
-    pub fn pending_between(
-        &self,
-        after: Option<u64>,
-        until: u64,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        let found = index::lock(&self.inner.table).pending_between(after, until, room);
-        let mut out = Vec::with_capacity(found.len());
-        // Pending records mostly follow each other in their segment: one read per run of them.
-        let mut rest = &found[..];
-        while let Some((file, first)) = rest.first() {
-            let mut end = first.offset + u64::from(first.len);
-            let run = 1 + rest[1..]
-                .iter()
-                .take_while(|(f, e)| {
-                    let next = Arc::ptr_eq(f, file) && e.offset == end;
-                    end += u64::from(e.len);
-                    next
-                })
-                .count();
-            let lens: Vec<u32> = rest[..run].iter().map(|(_, e)| e.len).collect();
-            for (seq, event) in segment::read_run(file, first.offset, &lens)? {
-                out.push(Pending {
-                    seq,
-                    event: Arc::new(event),
-                });
-            }
-            rest = &rest[run..];
-        }
-        Ok(out)
-    }
-
-    /// As [`Store::pending_between`] with no upper bound.
-    pub fn pending_after(
-        &self,
-        after: Option<u64>,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        self.pending_between(after, u64::MAX, room)
-    }
-
-    /// [`Store::pending_between`] on the blocking pool: one hop per batch, not per event.
-    pub async fn read_pending(
-        &self,
-        after: Option<u64>,
-        until: u64,
-        room: Room,
-    ) -> Result<Vec<Pending>, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.pending_between(after, until, room))
-            .await
-            .map_err(|_| StoreError::Closed)?
     }
 
     /// Queues confirms and dead letters for the writer without waiting for them to be applied

@@ -1,14 +1,16 @@
 //! Opening the segments: scan each, read past damage, cut a torn tail, rebuild the delivery index from the marks,
 //! and write again the dedup keys of the records after the flusher's checkpoint.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::dedup::{self, Slices};
 use super::error::StoreError;
 use super::index::{Entry, Segment, Table};
-use super::layout::frame::Found;
+use super::layout::frame::{self, Found};
 use super::layout::marks::{decode_mark, furthest, marks_tree_name, parse_marks_tree_name, Mark};
 use super::layout::record;
 use super::segment::{self, Active};
@@ -114,7 +116,15 @@ pub(super) fn open(
         let last = Some(&first) == firsts.last();
         for damage in &scan.damaged {
             damaged.bytes += damage.to - damage.from;
-            damaged.lost_records += report_damage(&path, first, damage);
+            let (pending, settled) = made_out(&reader, first, damage, &states)?;
+            let mut kept = 0;
+            for entry in pending {
+                if info.insert(entry) {
+                    table.added_pending(entry.len);
+                    kept += 1;
+                }
+            }
+            damaged.lost_records += report_damage(&path, first, damage, kept, settled);
         }
         match scan.torn {
             // Only the active segment is written to: a bad frame there that no whole frame
@@ -182,10 +192,108 @@ pub(super) fn open(
     })
 }
 
+/// The pending records (no mark) of a damaged stretch whose frame can still be made out by its
+/// seq: kept in the index as pending, so that the publisher reads them, finds them unreadable
+/// and moves them to the dead letters with what can be read of them and why, rather than their
+/// being lost in silence (I4). Each runs to where the next one made out begins, or to the
+/// stretch's end. `first` is the seq the segment is named for. Also how many were made out
+/// that had settled already (delivered, or dead-lettered at an earlier open).
+fn made_out(
+    file: &File,
+    first: u64,
+    damage: &segment::Damage,
+    states: &HashMap<u64, Mark>,
+) -> Result<(Vec<Entry>, u64), StoreError> {
+    let lowest = damage.after_seq.map_or(first, |before| before + 1);
+    if damage.resumed_seq <= lowest {
+        return Ok((Vec::new(), 0));
+    }
+    let starts = seq_fields(file, damage, lowest)?;
+    let now = now_ms();
+    let mut out = Vec::new();
+    let mut settled = 0;
+    for (n, &(at, seq)) in starts.iter().enumerate() {
+        if states.contains_key(&seq) {
+            settled += 1;
+            continue;
+        }
+        let end = starts.get(n + 1).map_or(damage.to, |(next, _)| *next);
+        // Larger than any record: not one, whatever its seq field says.
+        let Some(len) = u32::try_from(end - at)
+            .ok()
+            .filter(|len| *len <= frame::MAX_PAYLOAD + frame::HEADER as u32)
+        else {
+            continue;
+        };
+        // The metadata leads the record: a few KiB of it tell the receive time.
+        let mut head = vec![0u8; len.min(64 * 1024) as usize];
+        file.read_exact_at(&mut head, at)?;
+        let received_at_ms = head
+            .get(frame::HEADER + frame::SEQ..)
+            .and_then(|record| record::decode_meta(record).ok())
+            .map_or(now, |meta| meta.received_at_ms);
+        let found = Found {
+            seq,
+            offset: at,
+            len,
+        };
+        out.push(Entry::pending(found, received_at_ms));
+    }
+    Ok((out, settled))
+}
+
+/// Where in a damaged stretch a frame's seq field reads as the next seq missing (from `lowest`
+/// up to the seq the scan resumed at), in order: the offsets of those frames and their seqs.
+/// Read a MiB at a time, however long the stretch. A stray match would need eight bytes of a
+/// seq inside a JSON body (text: no NUL bytes).
+fn seq_fields(
+    file: &File,
+    damage: &segment::Damage,
+    lowest: u64,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    const PROBE: u64 = (frame::HEADER + frame::SEQ) as u64;
+    const CHUNK: u64 = 1 << 20;
+    let mut starts = Vec::new();
+    let mut want = lowest;
+    let mut buf = Vec::new();
+    // The next offset that may start a frame (past the seq field of the last one found).
+    let mut next = damage.from;
+    let mut base = damage.from;
+    while base + PROBE <= damage.to && want < damage.resumed_seq {
+        let have = (damage.to - base).min(CHUNK + PROBE);
+        buf.resize(have as usize, 0);
+        file.read_exact_at(&mut buf, base)?;
+        let probes = (have - PROBE + 1).min(CHUNK);
+        for i in 0..probes {
+            let at = base + i;
+            if at < next || want >= damage.resumed_seq {
+                continue;
+            }
+            let field = i as usize + frame::HEADER;
+            let seq = frame::seq_of(&buf[field..field + frame::SEQ]);
+            if (want..damage.resumed_seq).contains(&seq) {
+                starts.push((at, seq));
+                want = seq + 1;
+                next = at + PROBE;
+            }
+        }
+        base += probes;
+    }
+    Ok(starts)
+}
+
 /// Damage with whole records after it is never cut: those records are read, and what the stretch
 /// held is named so that an operator can look for it elsewhere (the broker, the sender).
-/// `first` is the seq the segment is named for. Returns how many records the stretch held.
-fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
+/// `first` is the seq the segment is named for; `kept` of its records were made out and kept
+/// as pending, `settled` made out and settled before (`made_out`). Returns how many records
+/// are lost with the stretch.
+fn report_damage(
+    path: &Path,
+    first: u64,
+    damage: &segment::Damage,
+    kept: u64,
+    settled: u64,
+) -> u64 {
     let lowest = damage.after_seq.map_or(first, |before| before + 1);
     // A frame out of sequence may stand where no seq was missing.
     let lost_count = damage.resumed_seq.saturating_sub(lowest);
@@ -201,10 +309,12 @@ fn report_damage(path: &Path, first: u64, damage: &segment::Damage) -> u64 {
         bytes = damage.to - damage.from,
         reason = damage.reason,
         lost_seqs = %lost,
+        waiting = kept,
         "a segment is damaged; the records in this stretch are lost (they may have been \
-         acknowledged and delivered), the records after it are read"
+         acknowledged and delivered), except those still waiting whose seq reads (they go to the \
+         dead letters with what can be read of them); the records after it are read"
     );
-    lost_count
+    lost_count.saturating_sub(kept + settled)
 }
 
 fn settled_entry(found: Found, mark: Option<Mark>) -> Entry {

@@ -234,23 +234,35 @@ pub(super) fn read(file: &File, offset: u64, len: u32) -> Result<(u64, Event), S
 
 /// Reads frames that follow each other in `file` from `offset`, of these lengths, with one read;
 /// their bodies share the buffer read (no copy each).
+#[cfg(test)]
 pub(super) fn read_run(
     file: &File,
     offset: u64,
     lens: &[u32],
 ) -> Result<Vec<(u64, Event)>, StoreError> {
+    read_frames(file, offset, lens)?
+        .iter()
+        .map(frame::decode_frame)
+        .collect()
+}
+
+/// The bytes of frames that follow each other in `file` from `offset`, of these lengths, with
+/// one read (slices of one buffer), unchecked.
+pub(super) fn read_frames(file: &File, offset: u64, lens: &[u32]) -> io::Result<Vec<Bytes>> {
     let total: usize = lens.iter().map(|len| *len as usize).sum();
     let mut buf = vec![0u8; total];
     file.read_exact_at(&mut buf, offset)?;
     let buf = Bytes::from(buf);
     let mut start = 0;
-    let mut out = Vec::with_capacity(lens.len());
-    for len in lens {
-        let end = start + *len as usize;
-        out.push(frame::decode_frame(&buf.slice(start..end))?);
-        start = end;
-    }
-    Ok(out)
+    Ok(lens
+        .iter()
+        .map(|len| {
+            let end = start + *len as usize;
+            let frame = buf.slice(start..end);
+            start = end;
+            frame
+        })
+        .collect())
 }
 
 /// Makes a new or removed directory entry durable (an fdatasync of the file does not).

@@ -54,6 +54,18 @@ pub struct Pending {
     pub event: Arc<Event>,
 }
 
+/// Pending records read from the segments, in seq order.
+#[derive(Debug, Default)]
+pub struct Records {
+    pub events: Vec<Pending>,
+    /// Records that fail their checks (a flipped bit, a torn header): what could be made of
+    /// each (its event if its record still decodes, else its bytes as the body) and why, for
+    /// the publisher to move to the dead letters.
+    pub unreadable: Vec<(Pending, String)>,
+    /// The highest seq read, readable or not.
+    pub last: Option<u64>,
+}
+
 /// What the publisher hands back: confirmed seqs, and events the broker refused for good
 /// (with the reason), carried whole so the dead letter needs no read of the segment.
 #[derive(Debug, Default)]

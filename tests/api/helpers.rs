@@ -385,7 +385,18 @@ impl TestApp {
 
     /// Takes every message that arrives in `queue` until `count` are there or 15 s pass.
     pub async fn take_n(&self, queue: &str, count: usize) -> Vec<lapin::message::BasicGetMessage> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.take_n_within(queue, count, Duration::from_secs(15))
+            .await
+    }
+
+    /// As [`TestApp::take_n`], waiting up to `within`.
+    pub async fn take_n_within(
+        &self,
+        queue: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<lapin::message::BasicGetMessage> {
+        let deadline = Instant::now() + within;
         let mut out = Vec::new();
         while out.len() < count {
             let got = self
@@ -398,7 +409,7 @@ impl TestApp {
                 None => {
                     assert!(
                         Instant::now() < deadline,
-                        "only {} of {count} messages arrived in {queue} within 15 s",
+                        "only {} of {count} messages arrived in {queue} within {within:?}",
                         out.len()
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a real relay on port 0, a real RabbitMQ.
 
+mod backlog;
 mod balance;
 mod changes;
 mod cli;

@@ -150,14 +150,17 @@ async fn restart_keeps_dedup_and_outbox() {
     app.wait_outbox_empty().await;
 }
 
-/// One flipped bit in an acknowledged record amid others: after a restart the records around it
-/// are delivered, and the loss is shown where operators look (metrics, `stats`), not only logged.
-#[tokio::test]
-async fn damaged_record_is_counted_and_the_records_around_it_delivered() {
+/// The relay of [`outbox_of_three`] stopped, its middle record (of [`THREE`]) damaged on disk by
+/// `damage` (given the segment's bytes and where that record's body lies), then started again
+/// with the broker in reach: the records around it are delivered, and so is one accepted after
+/// the restart; the damaged one is a dead letter with its reason, counted in the metrics.
+/// Returns the dead letter and the restarted relay.
+async fn restart_on_a_damaged_pending_record(
+    damage: impl FnOnce(&mut Vec<u8>, usize),
+) -> (whaticket_relay::store::DeadLetter, TestApp) {
     let (app, proxy) = outbox_of_three().await;
     let (settings, data_dir) = app.stop().await;
 
-    // The middle record's body, found in the only segment file, gets one bit flipped.
     let segments = settings.storage.path.join("segments");
     let mut files: Vec<_> = std::fs::read_dir(&segments)
         .unwrap()
@@ -171,30 +174,68 @@ async fn damaged_record_is_counted_and_the_records_around_it_delivered() {
         .windows(body.len())
         .position(|w| w == body.as_slice())
         .expect("the body is stored as received");
-    bytes[at + body.len() / 2] ^= 0x01;
+    damage(&mut bytes, at);
     std::fs::write(&file, &bytes).unwrap();
 
     proxy.restore();
     let app = restart(settings, data_dir).await;
     app.take(&app.queue(Kind::Message)).await;
     app.take(&app.queue(Kind::Tags)).await;
+    app.wait_dead(1, Duration::from_secs(20)).await;
     app.wait_outbox_empty().await;
+    // Publishing goes on after it.
+    assert_eq!(app.post_hook(unique_event(1)).await.status(), 202);
+    app.take(&app.queue(Kind::Other)).await;
     assert_eq!(app.queue_len(&app.queue(Kind::Status)).await, 0);
 
     let stats = app.store.stats();
-    assert_eq!(stats.damaged.lost_records, 1, "{stats:?}");
+    assert_eq!(stats.damaged.lost_records, 0, "{stats:?}");
     assert!(stats.damaged.bytes > body.len() as u64, "{stats:?}");
     let text = app.metrics_text().await;
-    assert_eq!(
-        crate::ops::sample(&text, "relay_store_lost_records"),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        crate::ops::sample(&text, "relay_store_damaged_bytes"),
-        Some(stats.damaged.bytes as f64),
-        "{text}"
-    );
+    for (name, want) in [
+        ("relay_outbox_unreadable_total", 1.0),
+        ("relay_dead_letters", 1.0),
+        ("relay_store_lost_records", 0.0),
+        ("relay_store_damaged_bytes", stats.damaged.bytes as f64),
+    ] {
+        assert_eq!(
+            crate::ops::sample(&text, name),
+            Some(want),
+            "{name}: {text}"
+        );
+    }
+    let mut letters = app.store.dead_list(10).unwrap();
+    assert_eq!(letters.len(), 1);
+    (letters.pop().unwrap(), app)
+}
+
+/// One flipped bit in the body of an acknowledged record amid others: after a restart it is a
+/// dead letter holding what was read of it (its event, one bit off), with the reason.
+#[tokio::test]
+async fn a_pending_record_with_a_flipped_bit_is_dead_lettered_and_the_rest_delivered() {
+    let body = fixture(THREE[1]);
+    let (letter, _app) =
+        restart_on_a_damaged_pending_record(|bytes, at| bytes[at + body.len() / 2] ^= 0x01).await;
+    assert!(letter.reason.contains("checksum"), "{}", letter.reason);
+    assert_eq!(letter.event.meta.kind, Kind::Status);
+    assert_eq!(letter.event.body.len(), body.len());
+    assert_ne!(letter.event.body[..], body[..]);
+}
+
+/// A torn frame header (its length overwritten) on an acknowledged record amid others: after a
+/// restart it is a dead letter with its whole event and the reason.
+#[tokio::test]
+async fn a_pending_record_with_a_torn_header_is_dead_lettered_and_the_rest_delivered() {
+    let (letter, _app) = restart_on_a_damaged_pending_record(|bytes, _| {
+        // The second frame starts after the first: [len: u32 LE][crc: u32 LE][payload].
+        let first = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        let second = 8 + first;
+        bytes[second..second + 4].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+    })
+    .await;
+    assert!(letter.reason.contains("length"), "{}", letter.reason);
+    assert_eq!(letter.event.meta.kind, Kind::Status);
+    assert_eq!(letter.event.body[..], fixture(THREE[1])[..]);
 }
 
 #[tokio::test]

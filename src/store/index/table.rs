@@ -110,8 +110,8 @@ impl Segment {
         self.entries.is_empty() && self.packed.len() > 0
     }
 
-    /// Adds a record found or written; counts it by state.
-    pub(crate) fn push(&mut self, entry: Entry) {
+    /// Counts a record added, by state.
+    fn count(&mut self, entry: &Entry) {
         match entry.state {
             State::Pending => self.pending += 1,
             State::Delivered => {
@@ -120,6 +120,11 @@ impl Segment {
             }
             State::Dead | State::Replayed => {}
         }
+    }
+
+    /// Adds a record found or written; counts it by state.
+    pub(crate) fn push(&mut self, entry: Entry) {
+        self.count(&entry);
         if entry.state != State::Pending {
             self.last_settled_ms = self.last_settled_ms.max(entry.at_ms);
             if self.entries.is_empty() && self.packed.last_seq().is_none_or(|l| l < entry.seq) {
@@ -129,6 +134,21 @@ impl Segment {
             }
         }
         self.entries.push_back(entry);
+    }
+
+    /// Adds a record amid those found (a pending one made out in damage, found after the
+    /// records around it); counts it by state as [`Segment::push`] does. False when its seq
+    /// is there already.
+    pub(crate) fn insert(&mut self, entry: Entry) -> bool {
+        self.unpack();
+        let at = self.entries.partition_point(|e| e.seq < entry.seq);
+        if self.entries.get(at).is_some_and(|e| e.seq == entry.seq) {
+            return false;
+        }
+        self.count(&entry);
+        self.entries.insert(at, entry);
+        self.first_pending = self.first_pending.min(at);
+        true
     }
 
     /// Where `seq` lies in `entries`, unpacking the segment if it is a packed record.
@@ -275,6 +295,24 @@ impl Table {
                         return out;
                     }
                     bytes += u64::from(entry.len);
+                    out.push((Arc::clone(&segment.file), *entry));
+                }
+            }
+        }
+        out
+    }
+
+    /// The records of `seqs` (in seq order) that are pending.
+    pub(crate) fn pending_at(&self, seqs: &[u64]) -> Vec<(Arc<File>, Entry)> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let Some((_, segment)) = self.segments.range(..=seq).next_back() else {
+                continue;
+            };
+            // A record's turn comes while it is pending, so it is an entry, never packed.
+            let at = segment.entries.partition_point(|e| e.seq < seq);
+            if let Some(entry) = segment.entries.get(at) {
+                if entry.seq == seq && entry.state == State::Pending {
                     out.push((Arc::clone(&segment.file), *entry));
                 }
             }

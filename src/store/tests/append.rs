@@ -268,3 +268,23 @@ fn one_error_can_answer_many_waiters() {
         StoreError::Corrupt(Corrupt::Layout("cut short"))
     ));
 }
+
+/// The publisher's read of a busy ticket's next events by seq: those still pending, in seq
+/// order, across segments; a seq settled or unknown is left out.
+#[tokio::test]
+async fn records_are_read_back_by_seq_while_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 6, |_| {}).await;
+    let all = store.pending_after(None, Room::events(100)).unwrap();
+    assert!(index::lock(&store.inner.table).segments.len() >= 2);
+    let (first, last) = (all[0].seq, all[all.len() - 1].seq);
+    deliver(&store, &[all[1].seq]).await;
+    let asked = [last, first, all[1].seq, all[2].seq, last + 100];
+    let mut sorted = asked.to_vec();
+    sorted.sort_unstable();
+    let read = store.read_seqs(sorted).await.unwrap();
+    assert!(read.unreadable.is_empty());
+    assert_eq!(seqs(&read.events), [first, all[2].seq, last]);
+    assert_eq!(*read.events[2].event, *all[all.len() - 1].event);
+    assert_eq!(read.last, Some(last));
+}

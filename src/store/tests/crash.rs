@@ -112,8 +112,30 @@ async fn a_torn_tail_is_cut_at_open_and_appends_continue_after_it() {
     assert_eq!(all[3].event.meta.id, event(4, 0).meta.id);
 }
 
+/// Opens the store in `dir` and hands the one unreadable record it reads to the dead letters,
+/// as the publisher does; returns the store, the readable records' seqs and the dead letter.
+async fn bury_the_unreadable(dir: &tempfile::TempDir) -> (Store, Vec<u64>, DeadLetter) {
+    let store = open(dir, HOUR);
+    let records = store
+        .records_between(None, u64::MAX, Room::events(10))
+        .unwrap();
+    assert_eq!(records.unreadable.len(), 1, "{records:?}");
+    let (pending, reason) = records.unreadable.into_iter().next().unwrap();
+    let seq = pending.seq;
+    assert!(
+        matches!(
+            store.pending_after(None, Room::events(10)),
+            Err(StoreError::Unreadable(s)) if s == seq
+        ),
+        "a reader that cannot set it aside fails"
+    );
+    kill(&store, pending, &reason).await;
+    let letter = store.dead_get(seq).unwrap().expect("a dead letter");
+    (store, seqs(&records.events), letter)
+}
+
 #[tokio::test]
-async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
+async fn a_pending_record_damaged_mid_segment_goes_to_the_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let (segment_path, valid, seqs_before) = {
         let (store, pending) = with_events(&dir, 1..=4).await;
@@ -125,41 +147,135 @@ async fn damage_mid_active_segment_loses_one_record_and_cuts_nothing() {
             seqs(&pending),
         )
     };
-    // One flipped bit inside the second record: whole records follow it, so it is not a
-    // torn write and the records after it were acknowledged to their senders.
-    flip_bit(&segment_path, |_| frame_len() as usize + frame::HEADER + 12);
+    // One flipped bit in the second record's body (its last byte): whole records follow it,
+    // so it is not a torn write and the records after it were acknowledged to their senders.
+    flip_bit(&segment_path, |_| 2 * frame_len() as usize - 1);
 
-    let store = open(&dir, HOUR);
+    let (store, readable, letter) = bury_the_unreadable(&dir).await;
     assert_eq!(
         std::fs::metadata(&segment_path).unwrap().len(),
         valid,
         "records after the damage are not cut"
     );
     let survivors = [seqs_before[0], seqs_before[2], seqs_before[3]];
-    assert_eq!(seqs(&take_all(&store)), survivors);
-    assert_eq!(store.stats().outbox, 3);
-    // The stretch is the one record's frame, for the metrics and `stats`.
+    assert_eq!(readable, survivors);
+    // The stretch is the one record's frame, for the metrics and `stats`; its seq still reads,
+    // so it is not lost but dead-lettered with its event (a bit of it flipped) and why.
     assert_eq!(
         store.stats().damaged,
         Damaged {
             bytes: frame_len(),
-            lost_records: 1
+            lost_records: 0
         }
     );
+    assert_eq!(letter.seq, seqs_before[1]);
+    assert_eq!(letter.event.meta.id, event(2, 0).meta.id);
+    assert_eq!(
+        &letter.event.body[..],
+        [b'{', 0xFF, 0x00, 2, b'|'],
+        "what was read"
+    );
+    assert!(letter.reason.contains("checksum"), "{}", letter.reason);
+    assert_eq!(store.stats().outbox, 3);
     assert_eq!(
         store.append(event(5, now_ms())).await.unwrap(),
         Appended::Accepted
     );
     drop(store);
 
-    // Opened again, the same stretch is read past and the new record follows the others.
+    // Opened again, the same stretch is read past, its record dead (not pending again), and
+    // the new record follows the others.
     let store = open(&dir, HOUR);
-    assert_eq!(store.stats().damaged.lost_records, 1);
+    assert_eq!(store.stats().damaged.lost_records, 0);
+    assert_eq!(store.stats().dead, 1);
     let all = store.pending_after(None, Room::events(10)).unwrap();
     assert_eq!(&seqs(&all)[..3], survivors);
     assert_eq!(all.len(), 4);
     assert_eq!(all[3].event.meta.id, event(5, 0).meta.id);
     assert!(all[3].seq > seqs_before[3]);
+}
+
+#[tokio::test]
+async fn a_pending_record_with_a_torn_header_goes_to_the_dead_letters_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (segment_path, seqs_before) = {
+        let (store, pending) = with_events(&dir, 1..=3).await;
+        (first_segment(&store), seqs(&pending))
+    };
+    // The second frame's length field overwritten: its record and checksum are intact.
+    let mut bytes = std::fs::read(&segment_path).unwrap();
+    let at = frame_len() as usize;
+    bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&segment_path, &bytes).unwrap();
+
+    let (store, readable, letter) = bury_the_unreadable(&dir).await;
+    assert_eq!(readable, [seqs_before[0], seqs_before[2]]);
+    assert_eq!(letter.seq, seqs_before[1]);
+    assert_eq!(letter.event, event(2, letter.event.meta.received_at_ms));
+    assert!(letter.reason.contains("length"), "{}", letter.reason);
+    assert_eq!(store.stats().outbox, 2);
+}
+
+/// Two damaged records side by side make one stretch: each is made out by its seq, with its
+/// own extent, and goes to the dead letters with its own event.
+#[tokio::test]
+async fn records_damaged_side_by_side_are_each_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (segment_path, seqs_before) = {
+        let (store, pending) = with_events(&dir, 1..=4).await;
+        (first_segment(&store), seqs(&pending))
+    };
+    let frame = frame_len() as usize;
+    flip_bit(&segment_path, |_| 2 * frame - 1);
+    flip_bit(&segment_path, |_| 3 * frame - 1);
+
+    let store = open(&dir, HOUR);
+    assert_eq!(store.stats().damaged.bytes, 2 * frame_len());
+    assert_eq!(store.stats().damaged.lost_records, 0);
+    let records = store
+        .records_between(None, u64::MAX, Room::events(10))
+        .unwrap();
+    assert_eq!(seqs(&records.events), [seqs_before[0], seqs_before[3]]);
+    let dead: Vec<(u64, EventId)> = records
+        .unreadable
+        .iter()
+        .map(|(p, _)| (p.seq, p.event.meta.id))
+        .collect();
+    assert_eq!(
+        dead,
+        [
+            (seqs_before[1], event(2, 0).meta.id),
+            (seqs_before[2], event(3, 0).meta.id)
+        ]
+    );
+}
+
+/// Bytes of a record made out by its seq but too damaged to decode: the dead letter keeps
+/// them as the body of an event of unknown kind, and the reason says why.
+#[tokio::test]
+async fn a_pending_record_that_no_longer_decodes_is_kept_as_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_path = {
+        let (store, _) = with_events(&dir, 1..=3).await;
+        first_segment(&store)
+    };
+    // The second record's tag byte, right after its seq, broken.
+    let mut bytes = std::fs::read(&segment_path).unwrap();
+    let at = frame_len() as usize + frame::HEADER + frame::SEQ;
+    bytes[at] = 0xff;
+    std::fs::write(&segment_path, &bytes).unwrap();
+
+    let (_store, readable, letter) = bury_the_unreadable(&dir).await;
+    assert_eq!(readable.len(), 2);
+    assert_eq!(letter.event.meta.kind, crate::event::Kind::Other);
+    assert_eq!(letter.event.meta.id, EventId([0; 16]));
+    assert_eq!(letter.event.meta.connection, "");
+    assert_eq!(letter.event.body.len() as u64, frame_len());
+    assert!(
+        letter.reason.starts_with("unreadable in its segment"),
+        "{}",
+        letter.reason
+    );
 }
 
 #[tokio::test]
