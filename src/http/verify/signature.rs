@@ -53,7 +53,11 @@ fn standard_mac(key: &[u8], id: &[u8], timestamp: &[u8], body: &[u8]) -> HmacSha
 }
 
 impl Verifier {
-    pub(super) fn check_signature_256(&self, header: &[u8], body: &[u8]) -> Result<(), VerifyError> {
+    pub(super) fn check_signature_256(
+        &self,
+        header: &[u8],
+        body: &[u8],
+    ) -> Result<(), VerifyError> {
         let header = header.trim_ascii();
         let (prefix, digits) = header.split_at_checked(7).ok_or(VerifyError::Malformed)?;
         if !prefix.eq_ignore_ascii_case(b"sha256=") {
