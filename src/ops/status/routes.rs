@@ -18,6 +18,7 @@ use crate::ops::web::{blocking, parse, replayed, AdminAuth, Checked, THROTTLED_R
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 
 const STATUS_JS: &str = include_str!("assets/status.js");
+const EVENTS_JS: &str = include_str!("assets/events.js");
 const STATUS_CSS: &str = include_str!("assets/status.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/status/login", web::post().to(login))
         .route("/status/logout", web::post().to(logout))
         .route("/status/assets/status.js", web::get().to(script))
+        .route("/status/assets/events.js", web::get().to(events_script))
         .route("/status/assets/status.css", web::get().to(style))
         .route("/status/assets/icon.svg", web::get().to(icon))
         .route("/status/api/state", web::get().to(state))
@@ -217,6 +219,10 @@ async fn logout(req: HttpRequest, page: web::Data<StatusPage>) -> HttpResponse {
 
 async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", STATUS_JS)
+}
+
+async fn events_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", EVENTS_JS)
 }
 
 async fn style() -> HttpResponse {
