@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::http::error::json_error;
-use crate::ops::status::routes::{self as status, StatusPage};
-use crate::ops::status::{sample_forever, Sources};
+use crate::ops::status::routes::StatusPage;
+use crate::ops::status::{self, sample_forever, Sources};
 use crate::ops::web::{blocking, parse, replayed, AdminAuth};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 use crate::store::Store;

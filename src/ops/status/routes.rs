@@ -1,6 +1,7 @@
 //! The status page's routes under `/status` on the admin listener (`/` leads there), and its
 //! assets, embedded in the binary (no CDN: the page works without internet access), in the
 //! reader's language (`i18n`). `GET /admin/status` gives the same JSON to a bearer-token client.
+//! The Events view's API is in `events`, behind the same session and CSRF checks (these).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The headers every status response carries: nothing cached, nothing framed or sniffed.
-fn secured(status: StatusCode) -> HttpResponseBuilder {
+pub(super) fn secured(status: StatusCode) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -99,12 +100,12 @@ fn unauthorized() -> HttpResponse {
 }
 
 /// The answer to a request without a live session; `None`: it has one.
-fn session(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
+pub(super) fn session(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
     page.sessions.csrf_of(req).is_none().then(unauthorized)
 }
 
 /// As [`session`], for a state-changing request: it also needs its CSRF token and origin.
-fn changing(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
+pub(super) fn changing(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
     let Some(csrf) = page.sessions.csrf_of(req) else {
         return Some(unauthorized());
     };

@@ -37,6 +37,20 @@
     duplicate: t("step.duplicate"),
   })[step] || step;
 
+  /** What the relay says of a step, in the page's language where it is one of its phrases. */
+  function stepDetail(step, d) {
+    if (step.step === "duplicate") {
+      return t("step.duplicates", { count: num(d.duplicates.count) });
+    }
+    const copy = /^copy (\d+)$/.exec(step.detail || "");
+    if (copy) return t("step.copy", { n: num(Number(copy[1])) });
+    // A dead letter's reason: the publisher's `unroutable: ` and the broker's own words.
+    if (step.step === "dead" && step.detail && step.detail.startsWith("unroutable: ")) {
+      return t("dead.unroutable", { reply: step.detail.slice("unroutable: ".length) });
+    }
+    return step.detail || "";
+  }
+
   const dash = (value) => (value === null || value === undefined || value === "" ? "–" : String(value));
   const kindChange = (e) => (e.change ? e.kind + " · " + e.change : e.kind);
   const ms = (at) => Date.parse(at);
@@ -104,6 +118,7 @@
   function fillRow(tr, e) {
     tr.replaceChildren();
     tr.dataset.state = e.state;
+    tr.dataset.at = String(ms(e.received_at));
     const time = el("td", { class: "time" });
     const open = el("button", { type: "button", class: "link open-event" }, dateTime(e.received_at, true));
     open.addEventListener("click", () => openEvent(e.event_id));
@@ -139,21 +154,33 @@
     $("events-more").hidden = cursor === null;
   }
 
-  /** Adds or updates `events` (newest first), keeping the list in received order. */
+  /**
+   * Adds or updates `events` (newest first), keeping the list in received order, one row per
+   * event: a replay's copy is a record of the same event id, newer than the original. The row
+   * shows the newest record's state and the duplicates counted (on the original).
+   */
   function merge(events) {
     const rows = $("events-rows");
-    for (const e of events) {
-      const known = rowOf.get(e.event_id);
-      if (known) {
-        fillRow(known, e);
-        listed[listed.findIndex((l) => l.event_id === e.event_id)] = e;
+    const seen = new Set();
+    for (const found of events) {
+      const at = listed.findIndex((l) => l.event_id === found.event_id);
+      let e = found;
+      if (at !== -1) {
+        const known = listed[at];
+        const dups = known.duplicates.count > e.duplicates.count ? known.duplicates : e.duplicates;
+        // An older record of an event this answer already gave: its duplicates only.
+        e = Object.assign({}, seen.has(e.event_id) ? known : e, { duplicates: dups });
+        listed[at] = e;
+        fillRow(rowOf.get(e.event_id), e);
+        seen.add(e.event_id);
         continue;
       }
+      seen.add(e.event_id);
       // New ones are normally the newest: found from the top.
-      let at = listed.findIndex((l) => ms(l.received_at) < ms(e.received_at));
-      if (at === -1) at = listed.length;
-      listed.splice(at, 0, e);
-      rows.insertBefore(makeRow(e), rows.children[at] || null);
+      let place = listed.findIndex((l) => ms(l.received_at) < ms(e.received_at));
+      if (place === -1) place = listed.length;
+      listed.splice(place, 0, e);
+      rows.insertBefore(makeRow(e), rows.children[place] || null);
     }
   }
 
@@ -170,6 +197,8 @@
       cursor = page.next_cursor;
       merge(page.events);
       summary();
+      // What the list answers, for a reader (and a test) to tell it from the one before.
+      $("events-rows").dataset.query = [...filters].map(([k, v]) => k + "=" + v).sort().join("&");
       showError("");
     } catch (e) {
       if (mine === generation) showError(t("events.failed", { error: e.message }));
@@ -243,7 +272,8 @@
         when.append(" ", el("small", {}, "+" + (after < 1000 ? t("unit.ms", { value: num(after) }) : age(Math.round(after / 1000)))));
       }
       li.appendChild(when);
-      if (step.detail) li.appendChild(el("span", { class: "detail" }, step.detail));
+      const detail = stepDetail(step, d);
+      if (detail) li.appendChild(el("span", { class: "detail" }, detail));
       return li;
     });
     $("d-timeline").replaceChildren(...items);
@@ -274,6 +304,8 @@
 
   function closeDetail() {
     openId = null;
+    $("detail-body-box").hidden = true;
+    $("detail-body").textContent = "";
     $("event-detail").hidden = true;
     $("events-grid").classList.remove("with-detail");
     for (const tr of rowOf.values()) tr.classList.remove("selected");
@@ -352,7 +384,11 @@
   $("events-more").addEventListener("click", more);
   $("detail-close").addEventListener("click", closeDetail);
   $("detail-body-open").addEventListener("click", openBody);
-  $("detail-body-close").addEventListener("click", () => { $("detail-body-box").hidden = true; });
+  // A closed body leaves the page: no hidden copy of what a reader closed.
+  $("detail-body-close").addEventListener("click", () => {
+    $("detail-body-box").hidden = true;
+    $("detail-body").textContent = "";
+  });
   $("detail-replay").addEventListener("click", () => {
     $("detail-replay").hidden = true;
     $("detail-confirm").hidden = false;

@@ -79,6 +79,7 @@
       case "unauthorized": return t("error.unauthorized");
       case "forbidden": return t("error.forbidden");
       case "not_found": return t("error.not_found");
+      case "conflict": return t("error.conflict");
       case "bad_request": return t("error.bad_request");
       case "too_many_requests": return t("error.too_many_requests");
       case "store_error": return t("error.store_error");
@@ -277,7 +278,10 @@
       try {
         const r = await post("/status/api/dead/replay", { ids: [String(seq)] });
         set("dead-notice", t("dead.replayed", { seq: seq, count: num(r.replayed) }), "notice");
-        if ($("dead-body-seq").textContent === String(seq)) $("dead-body-box").hidden = true;
+        if ($("dead-body-seq").textContent === String(seq)) {
+          $("dead-body-box").hidden = true;
+          $("dead-body").textContent = "";
+        }
       } catch (e) {
         set("dead-notice", t("action.failed", { error: e.message }), "notice error");
       }
@@ -340,7 +344,11 @@
     }
   }
 
-  $("dead-body-close").addEventListener("click", () => { $("dead-body-box").hidden = true; });
+  // A closed body leaves the page: no hidden copy of what a reader closed.
+  $("dead-body-close").addEventListener("click", () => {
+    $("dead-body-box").hidden = true;
+    $("dead-body").textContent = "";
+  });
 
   $("replay-form").addEventListener("submit", (event) => {
     event.preventDefault();
