@@ -331,6 +331,7 @@ async fn status_page_in_a_real_browser() {
         "events-detail-pt-BR.png",
         "events-list-en.png",
         "events-detail-en.png",
+        "events-phone.png",
     ] {
         let path = shots.join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -326,9 +326,23 @@ async function eventsView(page) {
   await page.locator("#events-rows tr .open-event").first().click();
   await until(page, "the status event's replay by the form on its timeline", () => {
     const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
-    return s.includes("confirmed") && s.includes("replayed");
+    return document.querySelector("#d-ticket").textContent === "9002" && s.includes("confirmed") && s.includes("replayed");
   });
   console.log(`found by ticket: ${found.join(" | ")}; timeline ${(await steps(page)).join(" → ")}`);
+
+  // The time range: the last 15 minutes hold it, a range in 2020 holds nothing.
+  check((await findOne(page, { ticket: "9002", kind: "status" }, "by ticket"))[3] === "9002", "the ticket search again");
+  await page.selectOption("#f-range", "15m");
+  await page.click("#events-search");
+  await until(page, "the last 15 minutes hold it", () => document.querySelector("#events-rows").dataset.query.includes("since=15m")
+    && document.querySelectorAll("#events-rows tr").length === 1);
+  await page.selectOption("#f-range", "between");
+  await page.fill("#f-from", "2020-01-01T00:00:00");
+  await page.fill("#f-to", "2020-12-31T23:59:59");
+  await page.click("#events-search");
+  await until(page, "a range in 2020 holds nothing", () => document.querySelector("#events-rows").dataset.query.includes("until=2021-01-01T02:59:59.000Z")
+    && document.querySelectorAll("#events-rows tr").length === 0 && !document.querySelector("#events-empty").hidden);
+  console.log("time ranges: the last 15 minutes, and a range in the reader's time zone");
   return { eventId, ticket };
 }
 
@@ -496,8 +510,15 @@ try {
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the phone view is ${overflow}px wider than the screen`);
   await mobile.screenshot({ path: join(SHOTS, "status-phone.png"), fullPage: true });
+  // The Events view with an event open: the list scrolls inside its card, the page does not.
+  await mobile.click("#tab-events");
+  await mobile.locator("#events-rows tr .open-event").first().click();
+  await mobile.locator("#event-detail").waitFor(WAIT);
+  const eventsOverflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(eventsOverflow <= 0, `the phone's Events view is ${eventsOverflow}px wider than the screen`);
+  await mobile.screenshot({ path: join(SHOTS, "events-phone.png"), fullPage: true });
   await phone.close();
-  console.log("phone layout fits");
+  console.log("phone layout fits, the Events view's too");
 
   // The broker goes away (the test cuts its proxy): the page says so, and recovers.
   await ask("cut");
@@ -515,7 +536,8 @@ try {
   const waiting = page.locator("#events-rows tr").first();
   check((await waiting.getAttribute("data-state")) === "pending", `the waiting event is ${await waiting.getAttribute("data-state")}`);
   await waiting.locator(".open-event").click();
-  await until(page, "the waiting event's detail", () => !document.querySelector("#event-detail").hidden && (document.querySelector("#d-timeline").dataset.steps || "") !== "");
+  await until(page, "the waiting event's detail", (ticket) => !document.querySelector("#event-detail").hidden
+    && document.querySelector("#d-ticket").textContent === ticket && (document.querySelector("#d-timeline").dataset.steps || "") !== "", waitingTicket);
   const stopped = await steps(page);
   check(!stopped.includes("confirmed"), `a waiting event's timeline: ${stopped.join(" → ")}`);
   await ask("restore");

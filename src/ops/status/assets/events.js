@@ -286,6 +286,11 @@
   }
 
   async function openEvent(id) {
+    if ($("d-id").textContent !== id) {
+      // Nothing of the event shown before stays under the new one's name meanwhile.
+      $("d-timeline").replaceChildren();
+      $("d-timeline").dataset.steps = "";
+    }
     openId = id;
     for (const [eventId, tr] of rowOf) tr.classList.toggle("selected", eventId === id);
     $("detail-body-box").hidden = true;
@@ -297,6 +302,8 @@
       await loadDetail(id);
       $("event-detail").hidden = false;
       $("events-grid").classList.add("with-detail");
+      // In one column (a phone) the detail is under the list: brought into sight.
+      if (window.matchMedia("(max-width: 900px)").matches) $("event-detail").scrollIntoView({ block: "start" });
     } catch (e) {
       showError(t("detail.cannot_open", { id: id, error: e.message }));
     }
