@@ -28,7 +28,7 @@ const NO_TICKET: i64 = i64::MIN;
 /// A connection past the interned ones: its rows are told apart by their summaries.
 const OTHER_CONNECTION: u16 = u16::MAX;
 
-/// One event as a search sees it.
+/// One event as a search sees it (48 bytes).
 #[derive(Clone, Copy, Debug)]
 struct Row {
     seq: u64,
@@ -42,6 +42,8 @@ struct Row {
     kind: u8,
     /// A marks state code (0 pending).
     state: u8,
+    /// A replay copied it into a later record, which a search lists in its stead.
+    replaced: bool,
 }
 
 #[derive(Default)]
@@ -171,6 +173,7 @@ impl Events {
                 || id.is_some_and(|i| i != row.id)
                 || kind.is_some_and(|k| k != row.kind)
                 || connection.is_some_and(|c| c != row.connection)
+                || row.replaced
                 || states.is_some_and(|s| !s.contains(&row.state))
                 || row.received_ms < since
                 || row.received_ms >= until
@@ -228,7 +231,13 @@ impl Rows {
             connection: self.connection_id(&s.connection),
             kind: kind_code(s.kind),
             state: state.code(),
+            replaced: false,
         };
+        if let Some(source) = s.replay_of {
+            if let Ok(at) = self.rows.binary_search_by_key(&source, |r| r.seq) {
+                self.rows[at].replaced = true;
+            }
+        }
         match self.rows.last() {
             Some(last) if last.seq >= row.seq => {
                 let at = self.rows.partition_point(|r| r.seq < row.seq);

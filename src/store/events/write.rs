@@ -19,6 +19,8 @@ pub(crate) struct Note {
     /// When its group was made durable.
     pub(crate) stored_at_ms: u64,
     pub(crate) event: Arc<Event>,
+    /// The record a replay copied into this one: listed in its stead from now on.
+    pub(crate) replay_of: Option<u64>,
 }
 
 impl Events {
@@ -30,11 +32,15 @@ impl Events {
         }
         let mut by_segment: BTreeMap<u64, Vec<Summary>> = BTreeMap::new();
         for note in notes {
-            let wa_id = note.event.wa_id.clone();
-            by_segment
-                .entry(note.segment)
-                .or_default()
-                .push(Summary::of(note.seq, &note.event, note.stored_at_ms, wa_id));
+            // A replayed copy was read back from its record, which does not keep the WhatsApp
+            // id: read again from the body (replays are rare).
+            let wa_id = match (&note.event.wa_id, note.replay_of) {
+                (None, Some(_)) => crate::event::stored_wa_id(&note.event.body),
+                (wa_id, _) => wa_id.clone(),
+            };
+            let mut summary = Summary::of(note.seq, &note.event, note.stored_at_ms, wa_id);
+            summary.replay_of = note.replay_of;
+            by_segment.entry(note.segment).or_default().push(summary);
         }
         for (segment, summaries) in by_segment {
             let tree = self.tree_for(db, segment)?;

@@ -6,8 +6,9 @@
 //! summary  [seq: u64 BE][id: 16][received_at_ms: u64 BE][stored_at_ms: u64 BE][size: u32 BE]
 //!          [flags: u8][company_id: i64 BE]?[ticket_id: i64 BE]?[kind: u8 len + name]
 //!          [connection: u16 BE len + UTF-8][change: u8 len + name]?[format: u8 len + name]?
-//!          [wa_id: u8 len + UTF-8]?
-//!          flags: 1 company_id, 2 ticket_id, 4 change, 8 format, 16 wa_id
+//!          [wa_id: u8 len + UTF-8]?[replay_of: u64 BE]?
+//!          flags: 1 company_id, 2 ticket_id, 4 change, 8 format, 16 wa_id, 32 replay_of (the
+//!          record this one is a replayed copy of)
 //! block    [count: u16 BE][summary]*          key: the first summary's seq, u64 BE
 //! dups     [count: u32 BE][last_at_ms: u64 BE]   key: event id, 16 bytes
 //! ```
@@ -27,6 +28,7 @@ const TICKET: u8 = 2;
 const CHANGE: u8 = 4;
 const FORMAT: u8 = 8;
 const WA_ID: u8 = 16;
+const REPLAY_OF: u8 = 32;
 
 pub(crate) fn events_tree_name(first_seq: u64) -> String {
     format!("{EVENTS_PREFIX}{first_seq:020}")
@@ -53,6 +55,8 @@ pub(crate) struct Summary {
     pub(crate) change: Option<Change>,
     pub(crate) format: Option<Format>,
     pub(crate) wa_id: Option<String>,
+    /// The seq of the record a replay copied into this one.
+    pub(crate) replay_of: Option<u64>,
 }
 
 impl Summary {
@@ -74,6 +78,7 @@ impl Summary {
             format: meta.format,
             // Longer than a byte's count is no WhatsApp id: left out rather than cut.
             wa_id: wa_id.filter(|w| w.len() <= usize::from(u8::MAX)),
+            replay_of: None,
         }
     }
 }
@@ -93,6 +98,7 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
         (CHANGE, s.change.is_some()),
         (FORMAT, s.format.is_some()),
         (WA_ID, s.wa_id.is_some()),
+        (REPLAY_OF, s.replay_of.is_some()),
     ] {
         if set {
             flags |= bit;
@@ -120,6 +126,9 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
     }
     if let Some(wa_id) = &s.wa_id {
         short(out, wa_id);
+    }
+    if let Some(seq) = s.replay_of {
+        out.extend_from_slice(&seq.to_be_bytes());
     }
 }
 
@@ -201,6 +210,11 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     } else {
         None
     };
+    let replay_of = if flags & REPLAY_OF != 0 {
+        Some(u64::from_be_bytes(fields.array()?))
+    } else {
+        None
+    };
     Ok(Summary {
         seq,
         id,
@@ -214,6 +228,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
         change,
         format,
         wa_id,
+        replay_of,
     })
 }
 
@@ -259,6 +274,7 @@ mod tests {
             change: Some(Change::Created),
             format: Some(Format::WhaticketSaas),
             wa_id: Some("3EB0C767D82B3A2E1B2F".into()),
+            replay_of: Some(3),
         };
         let bare = Summary {
             seq: 8,
@@ -267,6 +283,7 @@ mod tests {
             change: None,
             format: None,
             wa_id: None,
+            replay_of: None,
             ..full.clone()
         };
         let block = encode_block(&[full.clone(), bare.clone()]);

@@ -167,6 +167,15 @@ async fn duplicates_are_counted_on_their_event_and_replays_are_its_later_records
     assert_eq!(records.len(), 2, "the event and its replayed copy");
     assert!(records[0].replayed_at_ms.is_some());
     assert_eq!(records[1].state, EventState::Pending);
+    // Listed once: the copy in the original's stead.
+    let listed = search(
+        &store,
+        &EventFilter {
+            id: Some(id),
+            ..Default::default()
+        },
+    );
+    assert_eq!(listed, [records[1].seq]);
     let body = store.event_record(records[1].seq).unwrap().unwrap();
     assert_eq!(body.body, first.body);
 
@@ -179,6 +188,18 @@ async fn duplicates_are_counted_on_their_event_and_replays_are_its_later_records
     assert_eq!(again[0].duplicates, 3);
     assert_eq!(again[0].wa_id, first.wa_id);
     assert!(again[0].replayed_at_ms.is_some());
+    let listed = search(
+        &store,
+        &EventFilter {
+            id: Some(id),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        listed,
+        [again[1].seq],
+        "the copy stands in after a reopen too"
+    );
 }
 
 #[tokio::test]

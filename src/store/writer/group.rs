@@ -235,6 +235,10 @@ impl Writer {
                     segment.push(Entry::pending(found, item.event.meta.received_at_ms));
                 }
                 table.added_pending(item.len);
+                let replay_of = match &item.done {
+                    Done::Requeue(_, Source::Dead(seq) | Source::Delivered(seq)) => Some(*seq),
+                    Done::Append(_) => None,
+                };
                 match item.done {
                     Done::Append(reply) => accepted.push(reply),
                     Done::Requeue(slot, source) => {
@@ -263,6 +267,7 @@ impl Writer {
                     seq: item.seq,
                     stored_at_ms: now,
                     event: Arc::clone(&event),
+                    replay_of,
                 });
                 handed.push((
                     Pending {
