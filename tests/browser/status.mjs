@@ -346,20 +346,28 @@ async function eventsView(page) {
   return { eventId, ticket };
 }
 
-/** More events than a page holds: the newest page, then older ones on demand, none twice. */
+/**
+ * More events than a page holds: listed live as they come (all of them, past one page), then
+ * a new search shows the newest page of 50 and the older ones on demand, none twice.
+ */
 async function paging(page, eventId) {
-  await ask("post 55");
   await page.click("#events-clear");
-  await until(page, "a full first page and the button for older ones", () => document.querySelectorAll("#events-rows tr").length >= 50
+  await until(page, "the unfiltered list", () => document.querySelector("#events-rows").dataset.query === "");
+  const before = await page.locator("#events-rows tr").count();
+  await ask("post 55");
+  // Live: all of them, or (more than a page at once) the newest page again, with older ones behind it.
+  await until(page, "the new events listed live", () => document.querySelectorAll("#events-rows tr").length >= 50);
+  await page.click("#events-search");
+  await until(page, "a new search: the newest 50 and the button for older ones", () => document.querySelectorAll("#events-rows tr").length >= 50
     && !document.querySelector("#events-more").hidden);
   await page.click("#events-more");
-  await until(page, "the older events under the first page", () => document.querySelectorAll("#events-rows tr").length > 50
-    && document.querySelector("#events-more").hidden);
+  await until(page, "the older events under the first page", (want) => document.querySelectorAll("#events-rows tr").length === want
+    && document.querySelector("#events-more").hidden, before + 55);
   const order = await page.evaluate(() => [...document.querySelectorAll("#events-rows tr")].map((r) => [r.dataset.event, Number(r.dataset.at)]));
   check(new Set(order.map(([id]) => id)).size === order.length, "an event listed twice");
   check(order.every(([, at], i) => i === 0 || order[i - 1][1] >= at), "the list is not newest first");
   check(order.some(([id]) => id === eventId), "the message is not among the older events");
-  console.log(`${order.length} events listed, a page of 50 (and any newer arriving meanwhile) then the older ones, newest first`);
+  console.log(`${before} events, then 55 more listed live; a new search shows a page of 50, then the older ones: ${order.length}, newest first, none twice`);
 }
 
 /** The Events view in both languages, screenshots of its list and of a detail in each. */

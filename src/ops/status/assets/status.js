@@ -378,7 +378,9 @@
   $("logout").addEventListener("click", async () => {
     loggingOut = true;
     clearInterval(poller);
-    await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
+    const answer = await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
+    // The answer read to its end first: a reload while it is still being received aborts it.
+    await answer.arrayBuffer().catch(() => null);
     window.location.reload();
   });
 
