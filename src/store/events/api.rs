@@ -162,6 +162,19 @@ impl Store {
         self.inner.events.heap_bytes()
     }
 
+    /// Bytes of the event index's summaries in sled (keys and values, before sled's own
+    /// overhead), for the benchmarks.
+    pub fn events_index_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for tree in self.inner.events.trees() {
+            for item in tree.iter() {
+                let (key, value) = item?;
+                total += (key.len() + value.len()) as u64;
+            }
+        }
+        Ok(total)
+    }
+
     /// The stored record of `seq` (its body redacted, as relayed): from its segment, or from
     /// its dead letter once the segment is gone.
     pub fn event_record(&self, seq: u64) -> Result<Option<Event>, StoreError> {

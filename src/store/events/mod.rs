@@ -194,6 +194,11 @@ impl Events {
         rows.trees.range(..=seq).next_back().map(|(_, t)| t.clone())
     }
 
+    /// Every live segment's `events@` tree.
+    pub(crate) fn trees(&self) -> Vec<sled::Tree> {
+        self.read().trees.values().cloned().collect()
+    }
+
     /// Every seq whose row carries `id`'s prefix, oldest first.
     pub(crate) fn seqs_of(&self, id: &EventId) -> Vec<u64> {
         let prefix = id_prefix(id);
