@@ -94,6 +94,7 @@ fn event(n: u64, body_len: usize) -> Event {
         },
         body: Bytes::from(body),
         earlier_id: None,
+        wa_id: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check-config`, and the operators' `stats`, `dead` and `replay`.
+//! Command line: `serve`, `check-config`, and the operators' `stats`, `dead`, `replay` and `events`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use crate::app::Application;
 use crate::config::first_run::{self, Pending};
 use crate::config::Settings;
 use crate::ops::client::{self, DeadCommand, Request};
+use crate::ops::events::EventQuery;
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 use crate::process::telemetry;
 use crate::report::chain;
@@ -66,6 +67,70 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Find stored events, newest first: a table without personal data, or --json.
+    Events {
+        #[command(flatten)]
+        filters: EventFlags,
+        /// JSON for scripts (`{"events": [...], "next_cursor": ...}`).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The filters of `events`, named as the admin API's query parameters.
+#[derive(Debug, clap::Args)]
+pub struct EventFlags {
+    /// Ticket number.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// WhatsApp message id.
+    #[arg(long)]
+    id: Option<String>,
+    /// Event id (32 hex digits, the message_id relayed).
+    #[arg(long)]
+    event: Option<String>,
+    /// message, media, status, tags, receipt, connection, other.
+    #[arg(long)]
+    kind: Option<String>,
+    #[arg(long)]
+    connection: Option<String>,
+    /// pending, published, confirmed or dead.
+    #[arg(long)]
+    state: Option<String>,
+    /// Received at or after: RFC 3339 or an age (2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before (same forms).
+    #[arg(long)]
+    until: Option<String>,
+    /// Where the last page ended (its next_cursor).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Events per page (default 50, at most 500).
+    #[arg(long)]
+    limit: Option<String>,
+}
+
+impl EventFlags {
+    fn params(self) -> std::collections::HashMap<String, String> {
+        [
+            ("ticket", self.ticket),
+            ("id", self.id),
+            ("event", self.event),
+            ("kind", self.kind),
+            ("connection", self.connection),
+            ("state", self.state),
+            ("since", self.since),
+            ("until", self.until),
+            ("cursor", self.cursor),
+            ("limit", self.limit),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+        .collect()
+    }
 }
 
 /// Runs the parsed command; the process exit code is the result.
@@ -114,6 +179,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Events {
+            filters,
+            json,
+            config,
+        } => match EventQuery::from_params(&filters.params(), crate::store::now_ms()) {
+            Ok(query) => client::run(config.as_deref(), Request::Events { query, json }).await,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { config } => match Settings::load(config.as_deref()) {
             Ok(settings) => match settings.to_masked_toml() {
                 Ok(text) => {

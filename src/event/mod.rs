@@ -198,6 +198,10 @@ pub struct Event {
     /// `meta.id` (key.rs says why): the store answers a repeat of an event accepted under it
     /// before the upgrade as its duplicate. Never stored.
     pub earlier_id: Option<EventId>,
+    /// The WhatsApp message id the body carries (one spelling, `wamid`), for the store's event
+    /// index; not a name, number or text. Never stored in the record: read again from the body
+    /// ([`stored_wa_id`]) where an index entry must be rebuilt.
+    pub wa_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -329,6 +333,7 @@ pub fn parse_with(
     };
     let id = keyed.id.unwrap_or_else(|| ids.body_key());
     let earlier_id = keyed.earlier.filter(|earlier| *earlier != id);
+    let wa_id = wamid::message_id(root, format).map(std::borrow::Cow::into_owned);
 
     let mut meta = EventMeta {
         id,
@@ -365,6 +370,7 @@ pub fn parse_with(
         meta,
         body,
         earlier_id,
+        wa_id,
     })
 }
 
@@ -387,6 +393,20 @@ pub fn stored_change(kind: Kind, body: &[u8]) -> Change {
     let state =
         (kind == Kind::Message).then(|| state::read(root, format, word, envelope.own_body()));
     change::name(kind, root, format, word, state.as_ref().map(State::change))
+}
+
+/// The WhatsApp message id of a stored body (unwrapped and redacted, which leaves it), read
+/// again for an index entry the store rebuilds; `None` if it has none or no longer parses.
+pub fn stored_wa_id(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let keys = RedactKeys::default();
+    let mut envelope = Envelope::default();
+    if Scan::new(text, &keys).run(&mut envelope).is_err() || !envelope.is_object() {
+        return None;
+    }
+    let root = &envelope.outer;
+    let format = format::detect(root, classify::word(root));
+    wamid::message_id(root, format).map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]

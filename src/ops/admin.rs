@@ -2,6 +2,7 @@
 //! a running relay, and the status page beside it (`ops::status`): only `admin.token` opens
 //! them, never a connection's credentials.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -12,10 +13,10 @@ use serde::Deserialize;
 
 use crate::config::Secret;
 use crate::http::error::json_error;
-use crate::ops::status::routes::{self as status, StatusPage};
-use crate::ops::status::{sample_forever, Sources};
+use crate::ops::status::routes::StatusPage;
+use crate::ops::status::{self, sample_forever, Sources};
 use crate::ops::web::{blocking, parse, replayed, AdminAuth};
-use crate::ops::{self, DeadReplayRequest, ReplayRequest};
+use crate::ops::{self, events, DeadReplayRequest, ReplayRequest};
 use crate::store::Store;
 
 struct AdminState {
@@ -77,6 +78,10 @@ pub fn start(addr: SocketAddr, token: Secret, sources: Sources) -> std::io::Resu
             .route("/admin/dead/replay", web::post().to(dead_replay))
             .route("/admin/dead/{id}", web::get().to(dead_show))
             .route("/admin/replay", web::post().to(replay))
+            .route("/admin/events", web::get().to(events_search))
+            .route("/admin/events/{id}", web::get().to(event_show))
+            .route("/admin/events/{id}/body", web::get().to(event_body))
+            .route("/admin/events/{id}/replay", web::post().to(event_replay))
             .default_service(web::to(not_found))
     })
     .workers(1)
@@ -167,6 +172,74 @@ async fn replay(req: HttpRequest, state: web::Data<AdminState>, body: web::Bytes
         Err(response) => return *response,
     };
     replayed(ops::replay(&state.store, &body).await, "delivered events")
+}
+
+/// `GET /admin/events?ticket=&id=&event=&kind=&connection=&state=&since=&until=&cursor=&limit=`.
+async fn events_search(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    query: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    if let Some(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    let store = state.store.clone();
+    let params = query.into_inner();
+    let work = move || {
+        let q = events::EventQuery::from_params(&params, crate::store::now_ms())?;
+        events::events_search(&store, &q)
+    };
+    match blocking(work).await {
+        Ok(page) => HttpResponse::Ok().json(page),
+        Err(response) => response,
+    }
+}
+
+async fn event_show(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if let Some(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    let store = state.store.clone();
+    let id = id.into_inner();
+    match blocking(move || events::event_show(&store, &id)).await {
+        Ok(detail) => HttpResponse::Ok().json(detail),
+        Err(response) => response,
+    }
+}
+
+/// The body as stored (redacted), as relayed, under its own content type.
+async fn event_body(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if let Some(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    let store = state.store.clone();
+    let id = id.into_inner();
+    match blocking(move || events::event_body(&store, &id)).await {
+        Ok(body) => HttpResponse::Ok()
+            .content_type(body.content_type)
+            .body(body.bytes),
+        Err(response) => response,
+    }
+}
+
+async fn event_replay(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    if let Some(refused) = authorized(&req, &state) {
+        return refused;
+    }
+    let id = id.into_inner();
+    replayed(events::event_replay(&state.store, &id).await, "one event")
 }
 
 async fn not_found() -> HttpResponse {

@@ -1,4 +1,4 @@
-//! The operators' subcommands (`stats`, `dead …`, `replay`): on the data directory when no relay
+//! The operators' subcommands (`stats`, `dead …`, `replay`, `events`): on the data directory when no relay
 //! holds it, else through the running relay's admin API. Output is JSON, for people and `jq`.
 
 use std::path::Path;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::{AdminSettings, Settings};
+use crate::ops::events::{self, EventPage, EventQuery};
 use crate::ops::{
     self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats,
 };
@@ -44,10 +45,19 @@ pub enum DeadCommand {
 #[derive(Debug)]
 pub enum Request {
     Stats,
-    DeadList { limit: usize },
-    DeadShow { id: String },
+    DeadList {
+        limit: usize,
+    },
+    DeadShow {
+        id: String,
+    },
     DeadReplay(DeadReplayRequest),
     Replay(ReplayRequest),
+    /// `events`: a search, printed as JSON or as a table for people.
+    Events {
+        query: EventQuery,
+        json: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +154,56 @@ async fn local(store: &Store, request: Request) -> Result<String, CliError> {
             store.flush().await?;
             pretty(&replayed)
         }
+        Request::Events { query, json } => shown(&events::events_search(store, &query)?, json),
     }
+}
+
+/// A page of events as JSON, or as a table: no personal data is in either.
+fn shown(page: &EventPage, json: bool) -> Result<String, CliError> {
+    if json {
+        return pretty(page);
+    }
+    Ok(events_table(page))
+}
+
+/// One line per event, newest first, then where the next page starts.
+pub fn events_table(page: &EventPage) -> String {
+    let mut out = format!(
+        "{:<24}  {:<32}  {:<10}  {:<8}  {:<10}  {:<14}  {:>8}  {:>4}  {:<12}  {}\n",
+        "RECEIVED",
+        "EVENT",
+        "STATE",
+        "TICKET",
+        "KIND",
+        "CHANGE",
+        "BYTES",
+        "DUPS",
+        "CONNECTION",
+        "WHATSAPP ID"
+    );
+    for e in &page.events {
+        out.push_str(&format!(
+            "{:<24}  {:<32}  {:<10}  {:<8}  {:<10}  {:<14}  {:>8}  {:>4}  {:<12}  {}\n",
+            e.received_at,
+            e.event_id,
+            e.state,
+            e.ticket.as_deref().unwrap_or("-"),
+            e.kind,
+            e.change.as_deref().unwrap_or("-"),
+            e.size,
+            e.duplicates.count,
+            e.connection,
+            e.wa_id.as_deref().unwrap_or("-"),
+        ));
+    }
+    match &page.next_cursor {
+        Some(cursor) => out.push_str(&format!(
+            "{} events; more with --cursor {cursor}",
+            page.events.len()
+        )),
+        None => out.push_str(&format!("{} events", page.events.len())),
+    }
+    out
 }
 
 /// The same request through `http://{admin.bind}/admin/…`.
@@ -184,6 +243,10 @@ fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
             pretty(&client.post::<_, Replayed>("/admin/dead/replay", &req)?)
         }
         Request::Replay(req) => pretty(&client.post::<_, Replayed>("/admin/replay", &req)?),
+        Request::Events { query, json } => {
+            let page = client.get_query::<EventPage>("/admin/events", &query.to_params())?;
+            shown(&page, json)
+        }
     }
 }
 
@@ -195,10 +258,20 @@ struct Client {
 
 impl Client {
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.get_query(path, &[])
+    }
+
+    /// A GET with query parameters (encoded by the client).
+    fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<T, CliError> {
         let url = format!("{}{path}", self.base);
         let response = self
             .agent
             .get(&url)
+            .query_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
             .header("authorization", &self.auth)
             .call()
             .map_err(|source| CliError::Http {

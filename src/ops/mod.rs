@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod client;
+pub mod events;
 pub mod status;
 pub mod throttle;
 pub mod web;
@@ -27,8 +28,14 @@ pub enum OpsError {
     NotFound(String),
     #[error("`{0}` is neither an RFC 3339 time nor a duration such as 2h")]
     BadTime(String),
-    #[error("unknown kind `{0}` (message, media, status, tags, other)")]
+    #[error("unknown kind `{0}` (message, media, status, tags, receipt, connection, other)")]
     BadKind(String),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("no event `{0}` is kept")]
+    UnknownEvent(String),
+    #[error("event `{0}` has nothing to replay yet (pending, or replayed and not yet confirmed)")]
+    NotReplayable(String),
 }
 
 /// One dead letter as listed: metadata only, no body.

@@ -113,8 +113,14 @@ pub fn ops_error(err: &OpsError) -> HttpResponse {
                 "the store failed; see the relay's log",
             )
         }
-        OpsError::NotFound(_) => json_error(StatusCode::NOT_FOUND, "not_found", err.to_string()),
-        OpsError::BadId(_) | OpsError::BadTime(_) | OpsError::BadKind(_) => {
+        OpsError::NotFound(_) | OpsError::UnknownEvent(_) => {
+            json_error(StatusCode::NOT_FOUND, "not_found", err.to_string())
+        }
+        OpsError::NotReplayable(_) => json_error(StatusCode::CONFLICT, "conflict", err.to_string()),
+        OpsError::BadId(_)
+        | OpsError::BadTime(_)
+        | OpsError::BadKind(_)
+        | OpsError::BadQuery(_) => {
             json_error(StatusCode::BAD_REQUEST, "bad_request", err.to_string())
         }
     }

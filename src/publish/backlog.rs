@@ -133,6 +133,7 @@ mod tests {
                 meta: m,
                 body: bytes::Bytes::from(format!("{{\"n\":{n}}}")),
                 earlier_id: None,
+                wa_id: None,
             };
             let store = store.clone();
             async move { store.append(event).await }

@@ -280,6 +280,7 @@ pub(crate) mod tests {
                 meta,
                 body: Bytes::from(format!("{{\"seq\":{seq}}}")),
                 earlier_id: None,
+                wa_id: None,
             }),
         }
     }

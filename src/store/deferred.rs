@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::dedup::{Keys, NewKey};
+use super::events::Note;
 use super::index::{self, Changed, Table};
 use super::layout::marks::Mark;
 use super::types::Reply;
@@ -22,6 +23,11 @@ use crate::event::EventId;
 /// Keys held before the writer asks for an early flush between two timed ones: bounds the
 /// memory (about 40 B a key) under a flood.
 const MAX_KEYS: usize = 1 << 16;
+
+/// Bytes of bodies the notes for the event index may hold before the writer asks the flusher
+/// to take them early (without a flush): the notes share the events, bodies and all, and a
+/// second of them at saturation would be tens of megabytes (as much as the feed holds).
+const MAX_NOTE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What the flusher writes into sled before its next flush.
 pub(super) struct Batch {
@@ -34,12 +40,17 @@ pub(super) struct Batch {
     pub(super) committed: Option<u64>,
     /// This batch's number among those with marks, if it has any.
     pub(super) marks_batch: Option<u64>,
+    /// For the event index (I16): events stored, and duplicates answered (id, when).
+    pub(super) notes: Vec<Note>,
+    pub(super) dups: Vec<(EventId, u64)>,
 }
 
 /// A request to the flusher: flush now (taking what waits in [`Deferred`] first), and answer
 /// `reply` after. The channel is unbounded, so the writer never waits to send one (I14).
 pub(super) struct FlushRequest {
     pub(super) reply: Option<Reply<()>>,
+    /// Only take the notes for the event index (they filled up): no flush, no batch.
+    pub(super) notes_only: bool,
 }
 
 /// Shared by the writer and the flusher; each holds the lock only to move a few things in or out.
@@ -62,6 +73,11 @@ struct Waiting {
     marks_batches: u64,
     /// An early flush was asked for and has not taken the keys yet.
     asked: bool,
+    notes: Vec<Note>,
+    note_bytes: u64,
+    dups: Vec<(EventId, u64)>,
+    /// An early take of the notes was asked for and has not happened yet.
+    notes_asked: bool,
 }
 
 impl Deferred {
@@ -132,15 +148,50 @@ impl Deferred {
         ask
     }
 
+    /// Keeps the writer's notes of events it stored and duplicates it answered for the event
+    /// index; true when they fill up and no early take was asked for since (the caller asks).
+    pub(super) fn add_notes(&self, notes: Vec<Note>, dups: Vec<(EventId, u64)>) -> bool {
+        if notes.is_empty() && dups.is_empty() {
+            return false;
+        }
+        let mut waiting = self.lock();
+        let bytes: u64 = notes.iter().map(|n| n.event.body.len() as u64).sum();
+        waiting.note_bytes += bytes;
+        waiting.notes.extend(notes);
+        waiting.dups.extend(dups);
+        let ask = waiting.note_bytes >= MAX_NOTE_BYTES && !waiting.notes_asked;
+        waiting.notes_asked |= ask;
+        ask
+    }
+
+    /// Takes the notes alone (an early take, between flushes).
+    pub(super) fn take_notes(&self) -> (Vec<Note>, Vec<(EventId, u64)>) {
+        let mut waiting = self.lock();
+        waiting.notes_asked = false;
+        waiting.note_bytes = 0;
+        (
+            std::mem::take(&mut waiting.notes),
+            std::mem::take(&mut waiting.dups),
+        )
+    }
+
     /// Takes what waits as the next batch (the flusher, before each flush); `None` if nothing
     /// does. Its keys are still answered for until [`Deferred::written`].
     pub(super) fn take(&self, table: &Mutex<Table>) -> Option<Batch> {
-        let (number, keys, changed, committed, marks_batch) = {
+        let (number, keys, changed, committed, marks_batch, notes, dups) = {
             let mut waiting = self.lock();
             waiting.asked = false;
-            if waiting.keys.is_empty() && waiting.marks.is_empty() {
+            if waiting.keys.is_empty()
+                && waiting.marks.is_empty()
+                && waiting.notes.is_empty()
+                && waiting.dups.is_empty()
+            {
                 return None;
             }
+            waiting.notes_asked = false;
+            waiting.note_bytes = 0;
+            let notes = std::mem::take(&mut waiting.notes);
+            let dups = std::mem::take(&mut waiting.dups);
             waiting.last_number += 1;
             let number = waiting.last_number;
             let keys = Arc::new(std::mem::take(&mut waiting.keys));
@@ -150,7 +201,15 @@ impl Deferred {
                 waiting.marks_batches
             });
             let changed = std::mem::take(&mut waiting.marks);
-            (number, keys, changed, waiting.committed, marks_batch)
+            (
+                number,
+                keys,
+                changed,
+                waiting.committed,
+                marks_batch,
+                notes,
+                dups,
+            )
         };
         Some(Batch {
             number,
@@ -158,6 +217,8 @@ impl Deferred {
             marks: marks_by_segment(table, changed),
             committed,
             marks_batch,
+            notes,
+            dups,
         })
     }
 

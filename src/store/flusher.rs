@@ -13,11 +13,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::dedup::{self, Slices};
 use super::deferred::{Batch, Deferred, FlushRequest};
 use super::error::StoreError;
+use super::events::Events;
 use super::index::Table;
 use super::layout::marks::{mark_key, mark_value, runs};
 use super::layout::CHECKPOINT_KEY;
@@ -34,22 +35,49 @@ pub(super) struct Flusher {
     pub(super) interval: Duration,
     /// Slices whose runs were added to, for the merger thread ([`dedup::merge_runs`]).
     pub(super) merges: std::sync::mpsc::Sender<u64>,
+    /// The event index and its `event-dups` tree (I16).
+    pub(super) events: Arc<Events>,
+    pub(super) dups: sled::Tree,
 }
 
 impl Flusher {
     /// Flushes every `interval` and for each request, until every sender is gone (one last flush).
     pub(super) fn run(self, requests: Receiver<FlushRequest>) {
+        let mut due = Instant::now() + self.interval;
         loop {
             let mut waiters = Vec::new();
-            let last = match requests.recv_timeout(self.interval) {
+            // An early take of the notes alone does not move the next timed flush.
+            let mut flush = false;
+            let mut take = |request: FlushRequest, flush: &mut bool| {
+                *flush |= !request.notes_only;
+                waiters.extend(request.reply);
+            };
+            let last = match requests.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(request) => {
-                    waiters.extend(request.reply);
+                    take(request, &mut flush);
                     false
                 }
-                Err(RecvTimeoutError::Timeout) => false,
-                Err(RecvTimeoutError::Disconnected) => true,
+                Err(RecvTimeoutError::Timeout) => {
+                    flush = true;
+                    false
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    flush = true;
+                    true
+                }
             };
-            waiters.extend(requests.try_iter().filter_map(|request| request.reply));
+            for request in requests.try_iter() {
+                take(request, &mut flush);
+            }
+            if !flush {
+                let (notes, dups) = self.deferred.take_notes();
+                if let Err(e) = self.index(notes, dups) {
+                    // The index is beside the path: it is made good at the next open.
+                    tracing::error!(error = %e, "event index not written");
+                }
+                continue;
+            }
+            due = Instant::now() + self.interval;
             // Whatever the writer deferred before it sent a request is taken here.
             if let Some(batch) = self.deferred.take(&self.table) {
                 let number = batch.number;
@@ -77,9 +105,24 @@ impl Flusher {
         }
     }
 
+    /// The event index's notes and duplicates into sled and the rows (I16).
+    fn index(
+        &self,
+        notes: Vec<super::events::Note>,
+        dups: Vec<(crate::event::EventId, u64)>,
+    ) -> Result<(), StoreError> {
+        self.events.write_notes(&self.db, notes)?;
+        self.events.write_dups(&self.dups, dups)
+    }
+
     /// Writes a batch the writer deferred into sled (unflushed), then moves what the next
     /// flush's checkpoint and marks batch cover.
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        // Before the keys: a segment retention may drop once its keys are flushed has its
+        // summaries written too (I7, I16).
+        if let Err(e) = self.index(batch.notes, batch.dups) {
+            tracing::error!(error = %e, "event index not written");
+        }
         for end in dedup::insert(&self.dedup, &batch.keys)? {
             // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
             let _ = self.merges.send(end);
@@ -90,6 +133,7 @@ impl Flusher {
                 sled_batch.insert(&mark_key(&run)[..], &mark_value(&run)[..]);
             }
             tree.apply_batch(sled_batch)?;
+            self.events.apply_marks(marks);
         }
         let ledger = &self.ledger;
         if let Some(high) = batch.committed {

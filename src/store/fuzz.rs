@@ -375,6 +375,7 @@ fn event(n: u8, format: Option<Format>, body: Bytes) -> Event {
         },
         body,
         earlier_id: None,
+        wa_id: None,
     }
 }
 

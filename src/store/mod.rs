@@ -19,6 +19,7 @@
 //! segment         segment files: create, scan, read back
 //! dedup/          dedup keys: lookups and writes (mod), time slices (slices), runs of blocks (runs)
 //! index/          the delivery index in memory: entries, packed settled records, per-segment table
+//! events/         the event index (I16): rows in memory, summaries in sled, search, rebuild
 //! feed            the in-memory hand-off of new events to the publisher
 //! layout/         byte layouts, pure: frame, record, meta, marks, block; tree and key names
 //! types, error    public types and the one error type
@@ -81,6 +82,9 @@
 //! dedup@<slice end ms, 20>   id: 16 (earlier versions; at open)  expiry ms: u64 BE
 //! marks@<first seq, 20>      [first seq: u64 BE][count: u32 BE]  [state: u8][at ms: u64 BE]
 //!                                                                state 1 delivered, 2 dead, 3 replayed
+//! events@<first seq, 20>     [first seq of block: u64 BE]         block of event summaries (I16,
+//!                                                                `layout::summary`)
+//! event-dups                 id: 16                              [count: u32 BE][last at ms: u64 BE]
 //! outbox, delivered@<…>      the sled-only version's outbox and kept events: migrated, then dropped
 //! ```
 //!
@@ -146,6 +150,16 @@
 //!   never back: the writer's requests to the flusher go through an unbounded channel and never
 //!   block, the flusher takes what the writer deferred without asking it, and nothing the
 //!   flusher or the merger does waits on the writer.
+//! - **I16, the event index is beside the path and lives with its records.** A segment's
+//!   `events@` tree holds a summary of each of its records (ids, numbers, times, the
+//!   connection's name, kind, change, format, size: never a name, phone number or text), and
+//!   `event-dups` the duplicates answered per event id. The writer only hands over what it
+//!   has (the stored events, shared, and the ids it answered as duplicates) in `deferred`; the
+//!   flusher writes them into sled in its batches, before the keys of the same records (so I7's
+//!   checkpoint rule keeps a segment until its summaries are written too), with no flush of its
+//!   own. A tree goes with its segment, a duplicate count with the last record of its id. A
+//!   summary sled lacks (a crash before the flush, a data dir of an earlier version) is made
+//!   again from the record at open; states come from the delivery index (the marks).
 //! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
 //!   read lock; an expired slice is taken out of the map first and its tree dropped after,
 //!   under the maintenance lock that merges hold.
@@ -163,6 +177,7 @@ use crate::event::Event;
 mod dedup;
 mod deferred;
 mod error;
+mod events;
 mod feed;
 mod flusher;
 /// For the fuzz targets in `fuzz/` (and the store's tests); not an API.
@@ -188,6 +203,7 @@ mod writer;
 pub(crate) mod tests;
 
 pub use error::{Corrupt, StoreError};
+pub use events::{EventFilter, EventState, IndexedEvent};
 pub use feed::Next;
 pub use types::{
     Appended, Damaged, DeadLetter, Delivered, Pending, Records, ReplayFilter, Room, Settlement,
@@ -230,6 +246,7 @@ struct Inner {
     meta: sled::Tree,
     table: Arc<Mutex<Table>>,
     feed: Arc<Feed>,
+    events: Arc<events::Events>,
     window: Duration,
     keep_delivered: Duration,
     /// Found by the scan at open; never changes while the store runs.

@@ -18,7 +18,7 @@ use super::ledger::Ledger;
 use super::threads::spawn;
 use super::types::Limits;
 use super::writer::{Setup, Writer};
-use super::{migrate, private, recovery, retention, segment};
+use super::{events, migrate, private, recovery, retention, segment};
 use super::{Inner, Store};
 use crate::config::StorageSettings;
 
@@ -106,6 +106,8 @@ impl Store {
         let recovered = recovery::open(&db, &segments_dir, &dedup, window_ms, checkpoint, floor)?;
         let earlier_until = dedup::earlier_until(&db, &meta, &dedup)?;
         let ledger = Arc::new(Ledger::new(recovered.high, checkpoint.min(recovered.high)));
+        let (events, event_dups) = events::rebuild(&db, &recovered.table)?;
+        let events = Arc::new(events);
         let pending_at_open = recovered.table.outbox > 0;
         let table = Arc::new(Mutex::new(recovered.table));
         let feed_bytes = tuning.feed_bytes.min(settings.max_outbox_bytes.max(1));
@@ -129,6 +131,8 @@ impl Store {
             table: Arc::clone(&table),
             interval: tuning.flush_interval,
             merges,
+            events: Arc::clone(&events),
+            dups: event_dups.clone(),
         };
         let flusher = spawn("store-flusher", move || flusher.run(flush_receiver))?;
 
@@ -155,6 +159,8 @@ impl Store {
                 },
                 segments_dir,
                 segment_bytes: settings.segment_bytes,
+                events: Arc::clone(&events),
+                event_dups,
             },
             recovered.active,
             recovered.next_seq,
@@ -173,6 +179,7 @@ impl Store {
                 meta,
                 table,
                 feed,
+                events,
                 window: settings.dedup_window,
                 keep_delivered: settings.keep_delivered,
                 damaged: recovered.damaged,

@@ -173,7 +173,7 @@ impl Store {
         }
     }
 
-    async fn requeue(&self, items: Vec<Requeue>) -> Result<usize, StoreError> {
+    pub(super) async fn requeue(&self, items: Vec<Requeue>) -> Result<usize, StoreError> {
         if items.is_empty() {
             return Ok(0);
         }

@@ -10,6 +10,7 @@ mod contract;
 mod credentials;
 mod delivery;
 mod deploy;
+mod events;
 mod failover;
 mod faults;
 mod first_run;

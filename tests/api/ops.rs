@@ -64,7 +64,7 @@ pub(crate) async fn eventually_metric(app: &TestApp, series: &str, want: f64) ->
     }
 }
 
-fn admin_url(app: &TestApp, path: &str) -> String {
+pub(crate) fn admin_url(app: &TestApp, path: &str) -> String {
     format!(
         "http://127.0.0.1:{}{path}",
         app.admin_port.expect("admin API enabled")
@@ -72,7 +72,7 @@ fn admin_url(app: &TestApp, path: &str) -> String {
 }
 
 /// A config file for the binary pointing at the test relay's data dir and admin API.
-fn config_file(app: &TestApp) -> PathBuf {
+pub(crate) fn config_file(app: &TestApp) -> PathBuf {
     let path = app.data_dir.path().join("ops.toml");
     let text = format!(
         "[storage]\npath = {:?}\n\n[admin]\nbind = \"127.0.0.1:{}\"\ntoken = \"{ADMIN_TOKEN}\"\n\n[[connections]]\nname = \"x\"\ntokens = [\"some-connection-token\"]\n",
@@ -84,7 +84,7 @@ fn config_file(app: &TestApp) -> PathBuf {
 }
 
 /// Runs the binary (blocking work off the test runtime); returns stdout as JSON.
-async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
+pub(crate) async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_whaticket-relay"))
@@ -106,7 +106,7 @@ async fn relay_cli(config: PathBuf, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-fn message_id(message: &lapin::message::BasicGetMessage) -> String {
+pub(crate) fn message_id(message: &lapin::message::BasicGetMessage) -> String {
     message
         .delivery
         .properties

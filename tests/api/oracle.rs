@@ -88,6 +88,7 @@ pub fn parse(
         meta,
         body: redact_body(&body, redact),
         earlier_id: None,
+        wa_id: None,
     })
 }
 

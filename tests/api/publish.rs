@@ -231,6 +231,7 @@ async fn append(store: &Store, meta: &EventMeta, n: usize) {
         meta: meta.clone(),
         body: Bytes::from(format!("{{\"n\":{n}}}")),
         earlier_id: None,
+        wa_id: None,
     };
     store.append(event).await.expect("append");
 }
@@ -367,6 +368,7 @@ async fn returns_among_many_in_flight_resend_exactly_the_returned_events() {
                 meta: m,
                 body: Bytes::from(format!("{{\"n\":{n}}}")),
                 earlier_id: None,
+                wa_id: None,
             };
             let store = store.clone();
             tokio::spawn(async move { store.append(event).await.expect("append") });

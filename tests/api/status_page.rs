@@ -1,7 +1,8 @@
 //! The status page in a real browser: tests/browser/status.mjs drives Debian's headless Chromium
 //! (playwright-core) against a relay whose broker connection runs through a proxy this test can
 //! cut; it asks this side, line by line, to post webhooks, make a dead letter, check that a
-//! replayed one was published, and cut or restore the broker.
+//! replayed one was published, post a message of its own (and again, a duplicate), and cut or
+//! restore the broker.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -67,18 +68,37 @@ fn message_body() -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// A message of a ticket of its own with its own WhatsApp id (`wid`), carrying personal values
+/// and a secret under a redacted key.
+fn indexed_message(ticket: i64) -> (Vec<u8>, String) {
+    let wa_id = format!("3EB0E7E47C{ticket:010}");
+    let mut body: Value = serde_json::from_slice(&fixture("message-from-internal.json")).unwrap();
+    body["mensagem"]["wid"] = wa_id.clone().into();
+    body["mensagem"]["ticketId"] = ticket.into();
+    body["chamadoId"] = ticket.into();
+    body["ticketData"]["id"] = ticket.into();
+    body["ticketData"]["contact"]["name"] = PERSONAL_NAME.into();
+    body["name"] = PERSONAL_NAME.into();
+    body["sender"] = PERSONAL_PHONE.into();
+    body["token"] = SECRET_VALUE.into();
+    (serde_json::to_vec(&body).unwrap(), wa_id)
+}
+
 /// The browser side's requests, answered `ok ...` or `fail <why>`.
 struct Driver<'a> {
     app: &'a TestApp,
     proxy: &'a TcpProxy,
     next_ticket: i64,
+    /// The last `message` posted, for `duplicate`.
+    last_message: Option<Vec<u8>>,
 }
 
 impl Driver<'_> {
     async fn answer(&mut self, request: &str) -> Result<String, String> {
         let words: Vec<&str> = request.split_whitespace().collect();
         match words.as_slice() {
-            // `n` new events, then the last one again (a duplicate) and one with a wrong token.
+            // `n` new events, then the last one again (a duplicate) and one with a wrong token;
+            // answers the last one's ticket.
             ["post", n] => {
                 let n: i64 = n.parse().map_err(|_| format!("bad count {n}"))?;
                 let mut body = Vec::new();
@@ -104,7 +124,32 @@ impl Driver<'_> {
                 if again != 200 || wrong != 401 {
                     return Err(format!("duplicate answered {again}, wrong token {wrong}"));
                 }
-                Ok(String::new())
+                Ok(self.next_ticket.to_string())
+            }
+            // A new message: its event id, WhatsApp id and ticket.
+            ["message"] => {
+                let ticket = 7001;
+                let (body, wa_id) = indexed_message(ticket);
+                let response = self.app.post_hook(body.clone()).await;
+                if response.status() != 202 {
+                    return Err(format!("message answered {}", response.status()));
+                }
+                let answer: Value = response.json().await.map_err(|e| e.to_string())?;
+                let id = answer["id"]
+                    .as_str()
+                    .ok_or("no id in the answer")?
+                    .to_owned();
+                self.last_message = Some(body);
+                Ok(format!("{id} {wa_id} {ticket}"))
+            }
+            ["duplicate"] => {
+                let body = self.last_message.clone().ok_or("no message posted yet")?;
+                let status = self.app.post_hook(body).await.status();
+                if status == 200 {
+                    Ok(String::new())
+                } else {
+                    Err(format!("the duplicate answered {status}"))
+                }
             }
             ["deadletter"] => {
                 self.app.unbind(Kind::Message).await;
@@ -216,6 +261,7 @@ async fn status_page_in_a_real_browser() {
         .env("CHROMIUM", &chromium)
         .env("PERSONAL", format!("{PERSONAL_NAME},{PERSONAL_PHONE}"))
         .env("MAX_OUTBOX", app.settings.storage.max_outbox.to_string())
+        .env("SECRET", SECRET_VALUE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -237,6 +283,7 @@ async fn status_page_in_a_real_browser() {
         app: &app,
         proxy: &proxy,
         next_ticket: 9000,
+        last_message: None,
     };
     let deadline = tokio::time::Instant::now() + RUN_LIMIT;
     let mut transcript = Vec::new();
@@ -279,6 +326,12 @@ async fn status_page_in_a_real_browser() {
         "status-login-pt-BR.png",
         "status-pt-BR.png",
         "status-en.png",
+        "events-desktop.png",
+        "events-list-pt-BR.png",
+        "events-detail-pt-BR.png",
+        "events-list-en.png",
+        "events-detail-en.png",
+        "events-phone.png",
     ] {
         let path = shots.join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -608,4 +661,185 @@ fn the_portuguese_quick_start_quotes_the_readme_commands() {
     assert!(top.contains("(docs/pt-BR/README.md)"), "{top}");
     assert!(quick.contains("**Conexões → (seu WhatsApp) → Webhook**"));
     assert!(quick.contains("http://127.0.0.1:8081/"));
+}
+
+/// The Events view's API: behind the session (every route) and the CSRF check (the replay), no
+/// personal data in a search's answer, the body only where asked for (redacted), and an event
+/// nobody knows is a 404.
+#[tokio::test]
+async fn status_events_need_a_session_and_csrf_and_an_unknown_event_is_not_found() {
+    let app = spawn_app_with(with_admin(Options::new())).await;
+    app.wait_ready().await;
+    let base = format!("http://127.0.0.1:{}", app.admin_port.unwrap());
+    let (message, wa_id) = indexed_message(7101);
+    let posted = app.post_hook(message).await;
+    assert_eq!(posted.status(), 202);
+    let id = posted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = app.take(&app.queue(Kind::Message)).await;
+    assert_eq!(
+        first
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some(id.as_str())
+    );
+
+    let get = |path: String, cookie: Option<&str>| {
+        let mut request = app.http.get(format!("{base}{path}"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let reads = [
+        "/status/api/events".to_owned(),
+        "/status/api/events?ticket=7101".to_owned(),
+        format!("/status/api/events/{id}"),
+        format!("/status/api/events/{id}/body"),
+    ];
+    for path in &reads {
+        let anonymous = get(path.clone(), None).await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let forged = format!("relay_status={}", "ab".repeat(32));
+        assert_eq!(
+            get(path.clone(), Some(&forged)).await.unwrap().status(),
+            401,
+            "{path}"
+        );
+    }
+    let (cookie, csrf) = http_login(&app, &base).await;
+    let replay = |event: &str, csrf: Option<&str>, origin: &str| {
+        let mut request = app
+            .http
+            .post(format!("{base}/status/api/events/{event}/replay"))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .json(&serde_json::json!({}));
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        request.send()
+    };
+    let anonymous = app
+        .http
+        .post(format!("{base}/status/api/events/{id}/replay"))
+        .header("origin", &base)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Found by its ticket and by its WhatsApp id (once the index has it: within a second); the
+    // answer carries no personal value.
+    for query in ["ticket=7101".to_owned(), format!("id={wa_id}")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let found = get(format!("/status/api/events?{query}"), Some(&cookie))
+                .await
+                .unwrap();
+            assert_eq!(found.status(), 200, "{query}");
+            assert_eq!(found.headers()["cache-control"], "no-store");
+            let text = found.text().await.unwrap();
+            if text.contains(&id) || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for personal in [PERSONAL_NAME, PERSONAL_PHONE, SECRET_VALUE] {
+            assert!(!text.contains(personal), "{personal} in {text}");
+        }
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let events = page["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{query}: {page}");
+        assert_eq!(events[0]["event_id"], id.as_str(), "{page}");
+        assert_eq!(events[0]["wa_id"], wa_id.as_str(), "{page}");
+    }
+    let detail: Value = get(format!("/status/api/events/{id}"), Some(&cookie))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["event_id"], id.as_str(), "{detail}");
+    assert_eq!(detail["timeline"][0]["step"], "received", "{detail}");
+    // A query the relay cannot read is refused as such, behind the session too.
+    let bad = get("/status/api/events?state=lost".to_owned(), Some(&cookie))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = get(format!("/status/api/events/{id}/body"), Some(&cookie))
+        .await
+        .unwrap();
+    assert_eq!(body.status(), 200);
+    let body: Value = body.json().await.unwrap();
+    let text = body["body_text"].as_str().unwrap();
+    assert!(
+        text.contains("[redacted]") && text.contains(PERSONAL_NAME),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET_VALUE), "{text}");
+
+    // An unknown event: 404 to every route, the replay's included (its CSRF check passed).
+    let unknown = "0".repeat(32);
+    for path in [
+        format!("/status/api/events/{unknown}"),
+        format!("/status/api/events/{unknown}/body"),
+    ] {
+        let response = get(path.clone(), Some(&cookie)).await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    assert_eq!(
+        replay(&unknown, Some(&csrf), &base).await.unwrap().status(),
+        404
+    );
+
+    // The replay needs the CSRF token and the page's origin; then it publishes the event again
+    // (once the index has its confirm: the flusher takes it within a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail: Value = get(format!("/status/api/events/{id}"), Some(&cookie))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["state"] == "confirmed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never confirmed: {detail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replay(&id, None, &base).await.unwrap().status(), 403);
+    let wrong = "0".repeat(64);
+    assert_eq!(
+        replay(&id, Some(&wrong), &base).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        replay(&id, Some(&csrf), "http://evil.example")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(app.queue_len(&app.queue(Kind::Message)).await, 0);
+    let done = replay(&id, Some(&csrf), &base).await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert_eq!(done.json::<Value>().await.unwrap()["replayed"], 1);
+    let again = app.take(&app.queue(Kind::Message)).await;
+    assert_eq!(
+        again
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some(id.as_str())
+    );
 }

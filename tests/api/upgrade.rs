@@ -3,7 +3,8 @@
 //! unreachable broker, so its outbox still holds what it accepted) opened by this one. Repeats of
 //! the events it accepted are still duplicates, answered with the ids it answered; its outbox is
 //! published with four-word routing keys and the change read from each body; changes of messages
-//! first seen after the upgrade are events.
+//! first seen after the upgrade are events; its events are found in the event index, which it did
+//! not have, rebuilt at open.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use whaticket_relay::event::Kind;
+use whaticket_relay::ops::events::parse_event_id;
+use whaticket_relay::store::{EventFilter, EventState};
 
 use crate::helpers::*;
 
@@ -121,6 +124,33 @@ async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbo
         );
     }
     app.wait_outbox_empty().await;
+
+    // The event index, which that release did not have: rebuilt at open from its records, with
+    // the WhatsApp ids read from the bodies and the repeats above counted as duplicates (#32).
+    app.store.flush().await.expect("flush");
+    for (file, kind, _) in OUTBOX {
+        let id = parse_event_id(&id_of(file)).expect("event id");
+        let records = app.store.events_of(&id).expect("index");
+        let first = records
+            .first()
+            .unwrap_or_else(|| panic!("{file}: not indexed"));
+        assert_eq!(
+            (first.kind, first.state),
+            (kind, EventState::Confirmed),
+            "{file}"
+        );
+        assert_eq!(first.connection, CONNECTION, "{file}");
+    }
+    let created = parse_event_id(&id_of("01-whazing-created.json")).expect("event id");
+    let created = &app.store.events_of(&created).expect("index")[0];
+    assert!(created.wa_id.is_some(), "{created:?}");
+    assert!(created.duplicates >= 2, "{created:?}");
+    let filter = EventFilter {
+        wa_id: created.wa_id.clone(),
+        ..Default::default()
+    };
+    let (found, _) = app.store.events_search(&filter, None, 10).expect("search");
+    assert!(found.iter().any(|e| e.id == created.id), "{found:?}");
 
     // After the upgrade: a message first seen now, and its change, are two events.
     let created = json_of(&fixture("changes/whazing-message.json"));

@@ -6,7 +6,8 @@
 // Environment: STATUS_URL (http://127.0.0.1:<admin port>/status), ADMIN_TOKEN, CONNECTION,
 // SHOTS_DIR (screenshots), CHROMIUM (default /usr/bin/chromium), PERSONAL (comma-separated
 // strings the posted bodies carry that no view may show unless a body is opened), MAX_OUTBOX
-// (the relay's storage.max_outbox, shown formatted per locale).
+// (the relay's storage.max_outbox, shown formatted per locale), SECRET (a value under a redacted
+// key of a posted body: never shown, not even in an opened body).
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { mkdirSync, readFileSync } from "node:fs";
@@ -24,6 +25,7 @@ const SHOTS = env("SHOTS_DIR");
 const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 const PERSONAL = env("PERSONAL", "").split(",").filter(Boolean);
 const MAX_OUTBOX = Number(env("MAX_OUTBOX"));
+const SECRET = env("SECRET");
 /** The page's two catalogues, as the relay embeds them. */
 const catalogue = (lang) => JSON.parse(readFileSync(new URL(`../../src/ops/status/assets/i18n/${lang}.json`, import.meta.url), "utf8"));
 const CATALOGUES = { "pt-BR": catalogue("pt-BR"), en: catalogue("en") };
@@ -232,6 +234,168 @@ async function languages(seq) {
   console.log("pt-BR for a Portuguese browser, the switch to English and back remembered, numbers and dates per locale");
 }
 
+/** The steps of the event detail's timeline, in order. */
+const steps = (page) => page.evaluate(() => (document.querySelector("#d-timeline").dataset.steps || "").split(" ").filter(Boolean));
+
+/** The Events view's filter fields, by the query parameter each one sets. */
+const FILTER_FIELDS = { ticket: "#f-ticket", id: "#f-id", event: "#f-event", kind: "#f-kind", connection: "#f-connection", state: "#f-state" };
+
+/**
+ * Sets the Events view's filters (the others cleared: text fields filled, selects chosen) and
+ * waits for the list answering them to hold exactly one row; resolves with its cells.
+ */
+async function findOne(page, filters, what) {
+  await page.click("#events-clear");
+  await until(page, "the filters cleared", () => document.querySelector("#f-ticket").value === "");
+  for (const [name, value] of Object.entries(filters)) {
+    const field = FILTER_FIELDS[name];
+    if ((await page.locator(field).evaluate((e) => e.tagName)) === "SELECT") await page.selectOption(field, value);
+    else await page.fill(field, value);
+  }
+  await page.click("#events-search");
+  const query = Object.entries(filters).map(([k, v]) => k + "=" + v).sort().join("&");
+  await until(page, `${what}: one event listed for ${query}`, (want) => document.querySelector("#events-rows").dataset.query === want
+    && document.querySelectorAll("#events-rows tr").length === 1, query);
+  return page.locator("#events-rows tr").first().locator("td").allTextContents();
+}
+
+/**
+ * The Events view: a new event appears without a reload, is found by its WhatsApp id, its
+ * timeline reaches "confirmed", a duplicate post is answered on it, its body opens redacted, a
+ * replay shows in its timeline and on the queue; a status event is found by its ticket.
+ */
+async function eventsView(page) {
+  await page.click("#tab-events");
+  await page.locator("#events-filter").waitFor(WAIT);
+  check(new URL(page.url()).hash === "#events", `the Events tab led to ${page.url()}`);
+  check(await page.locator("#overview").isHidden(), "the overview is still shown beside the events");
+  await until(page, "the events listed", () => document.querySelectorAll("#events-rows tr").length > 0);
+  const [eventId, waId, ticket] = await ask("message");
+  const row = page.locator(`tr[data-event="${eventId}"]`);
+  await row.waitFor(WAIT);
+  check(await page.evaluate(() => window.__sameDocument === true), "the page reloaded for a new event");
+  check((await page.locator("#events-rows tr").first().getAttribute("data-event")) === eventId, "the new event is not listed first");
+  const cells = await row.locator("td").allTextContents();
+  check(cells[1].startsWith("message") && cells[3] === ticket, `the new event's row: ${JSON.stringify(cells)}`);
+  await noPersonalData(page, "the events list");
+  console.log(`a new event listed live: ${cells.join(" | ")}`);
+
+  await findOne(page, { id: waId }, "by WhatsApp id");
+  check((await page.locator("#events-rows tr").first().getAttribute("data-event")) === eventId, "another event found by its WhatsApp id");
+  await row.locator(".open-event").click();
+  await page.locator("#event-detail").waitFor(WAIT);
+  check((await page.textContent("#d-id")) === eventId, "the detail is of another event");
+  check((await page.textContent("#d-wa")) === waId, "the detail lacks the WhatsApp id");
+  await until(page, "its timeline confirmed", () => (document.querySelector("#d-timeline").dataset.steps || "").split(" ").includes("confirmed"));
+  const path = await steps(page);
+  check(JSON.stringify(path.slice(0, 3)) === JSON.stringify(["received", "stored", "confirmed"]), `timeline ${path.join(" → ")}`);
+  check((await row.getAttribute("data-state")) === "confirmed" || (await page.locator(`tr[data-event="${eventId}"] [data-state="confirmed"]`).count()) === 1, "the row is not confirmed");
+  console.log(`found by WhatsApp id; timeline ${path.join(" → ")}`);
+
+  await ask("duplicate");
+  await until(page, "the duplicate on its timeline and in the list", (id) => (document.querySelector("#d-timeline").dataset.steps || "").split(" ").includes("duplicate")
+    && document.querySelector(`tr[data-event="${id}"] .dups`).textContent === "1", eventId);
+  check((await page.textContent("#d-dups")).startsWith("1, the last at "), `duplicates: ${await page.textContent("#d-dups")}`);
+  await noPersonalData(page, "the event's detail");
+  console.log("the duplicate post answered on the first event, live");
+
+  check(await page.locator("#detail-body-box").isHidden(), "the body is open before a click");
+  await page.click("#detail-body-open");
+  await page.locator("#detail-body").waitFor(WAIT);
+  const body = await page.textContent("#detail-body");
+  check(body.includes("[redacted]") && !body.includes(SECRET), "the opened body is not the redacted one");
+  check(PERSONAL.length === 0 || body.includes(PERSONAL[0]), "the opened body lacks its content");
+  await page.click("#detail-body-close");
+
+  await page.click("#detail-replay");
+  await page.locator("#detail-yes").waitFor(WAIT);
+  await page.click("#detail-yes");
+  await until(page, "the replay and its copy's confirm in its timeline", () => {
+    const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
+    return s.includes("replayed") && s.lastIndexOf("confirmed") > s.indexOf("replayed");
+  });
+  check((await page.textContent("#detail-notice")).includes("same message_id"), `replay notice: ${await page.textContent("#detail-notice")}`);
+  await ask("queued message 2");
+  await ask(`published ${eventId}`);
+  await ask(`published ${eventId}`);
+  console.log(`body opened redacted; replayed, on the queue twice with its message_id; timeline ${(await steps(page)).join(" → ")}`);
+
+  // A status event of the first `post`, by its ticket (and kind): confirmed, replayed once by the form.
+  const found = await findOne(page, { ticket: "9002", kind: "status" }, "by ticket");
+  check(found[1].startsWith("status") && found[3] === "9002", `found by ticket: ${JSON.stringify(found)}`);
+  await page.locator("#events-rows tr .open-event").first().click();
+  await until(page, "the status event's replay by the form on its timeline", () => {
+    const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
+    return document.querySelector("#d-ticket").textContent === "9002" && s.includes("confirmed") && s.includes("replayed");
+  });
+  console.log(`found by ticket: ${found.join(" | ")}; timeline ${(await steps(page)).join(" → ")}`);
+
+  // The time range: the last 15 minutes hold it, a range in 2020 holds nothing.
+  check((await findOne(page, { ticket: "9002", kind: "status" }, "by ticket"))[3] === "9002", "the ticket search again");
+  await page.selectOption("#f-range", "15m");
+  await page.click("#events-search");
+  await until(page, "the last 15 minutes hold it", () => document.querySelector("#events-rows").dataset.query.includes("since=15m")
+    && document.querySelectorAll("#events-rows tr").length === 1);
+  await page.selectOption("#f-range", "between");
+  await page.fill("#f-from", "2020-01-01T00:00:00");
+  await page.fill("#f-to", "2020-12-31T23:59:59");
+  await page.click("#events-search");
+  await until(page, "a range in 2020 holds nothing", () => document.querySelector("#events-rows").dataset.query.includes("until=2021-01-01T02:59:59.000Z")
+    && document.querySelectorAll("#events-rows tr").length === 0 && !document.querySelector("#events-empty").hidden);
+  console.log("time ranges: the last 15 minutes, and a range in the reader's time zone");
+  return { eventId, ticket };
+}
+
+/**
+ * More events than a page holds: listed live as they come (all of them, past one page), then
+ * a new search shows the newest page of 50 and the older ones on demand, none twice.
+ */
+async function paging(page, eventId) {
+  await page.click("#events-clear");
+  await until(page, "the unfiltered list", () => document.querySelector("#events-rows").dataset.query === "");
+  const before = await page.locator("#events-rows tr").count();
+  await ask("post 55");
+  // Live: all of them, or (more than a page at once) the newest page again, with older ones behind it.
+  await until(page, "the new events listed live", () => document.querySelectorAll("#events-rows tr").length >= 50);
+  await page.click("#events-search");
+  await until(page, "a new search: the newest 50 and the button for older ones", () => document.querySelectorAll("#events-rows tr").length >= 50
+    && !document.querySelector("#events-more").hidden);
+  await page.click("#events-more");
+  await until(page, "the older events under the first page", (want) => document.querySelectorAll("#events-rows tr").length === want
+    && document.querySelector("#events-more").hidden, before + 55);
+  const order = await page.evaluate(() => [...document.querySelectorAll("#events-rows tr")].map((r) => [r.dataset.event, Number(r.dataset.at)]));
+  check(new Set(order.map(([id]) => id)).size === order.length, "an event listed twice");
+  check(order.every(([, at], i) => i === 0 || order[i - 1][1] >= at), "the list is not newest first");
+  check(order.some(([id]) => id === eventId), "the message is not among the older events");
+  console.log(`${before} events, then 55 more listed live; a new search shows a page of 50, then the older ones: ${order.length}, newest first, none twice`);
+}
+
+/** The Events view in both languages, screenshots of its list and of a detail in each. */
+async function eventsLanguages(eventId) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "pt-BR", timezoneId: TIME_ZONE });
+  const br = await context.newPage();
+  watch(br, "events pt-BR");
+  check((await login(br, TOKEN)) === 303, "login in pt-BR");
+  await leave(br, () => br.goto(STATUS_URL + "#events"));
+  for (const lang of ["pt-BR", "en"]) {
+    await br.locator(`tr[data-event="${eventId}"]`).waitFor(WAIT);
+    check(await br.locator("#overview").isHidden(), `${lang}: not on the Events view`);
+    await speaks(br, lang, "events list");
+    await noPersonalData(br, `${lang} events list`);
+    await br.screenshot({ path: join(SHOTS, `events-list-${lang}.png`), fullPage: true });
+    await br.locator(`tr[data-event="${eventId}"] .open-event`).click();
+    await until(br, `${lang}: the detail's timeline`, () => (document.querySelector("#d-timeline").dataset.steps || "").split(" ").includes("replayed"));
+    await speaks(br, lang, "event detail");
+    await noPersonalData(br, `${lang} event detail`);
+    await br.screenshot({ path: join(SHOTS, `events-detail-${lang}.png`), fullPage: true });
+    const state = await br.textContent("#d-state");
+    console.log(`${lang}: events list and detail shown (state "${state}", received ${await br.textContent("#d-received")})`);
+    // The switch leads back to the Events view, in the other language.
+    if (lang === "pt-BR") await switchTo(br, "en");
+  }
+  await context.close();
+}
+
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
@@ -327,6 +491,13 @@ try {
   await ask("queued status 6");
   console.log("3 delivered status events replayed from the form and published again");
 
+  const found = await eventsView(page);
+  await page.screenshot({ path: join(SHOTS, "events-desktop.png"), fullPage: true });
+  await eventsLanguages(found.eventId);
+  await paging(page, found.eventId);
+  await page.click("#tab-overview");
+  await card(page).waitFor(WAIT);
+
   // The docs' picture: the top of the main view at a modest size.
   const small = await browser.newContext({ viewport: { width: 960, height: 720 } });
   const docs = await small.newPage();
@@ -347,24 +518,45 @@ try {
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the phone view is ${overflow}px wider than the screen`);
   await mobile.screenshot({ path: join(SHOTS, "status-phone.png"), fullPage: true });
+  // The Events view with an event open: the list scrolls inside its card, the page does not.
+  await mobile.click("#tab-events");
+  await mobile.locator("#events-rows tr .open-event").first().click();
+  await mobile.locator("#event-detail").waitFor(WAIT);
+  const eventsOverflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(eventsOverflow <= 0, `the phone's Events view is ${eventsOverflow}px wider than the screen`);
+  await mobile.screenshot({ path: join(SHOTS, "events-phone.png"), fullPage: true });
   await phone.close();
-  console.log("phone layout fits");
+  console.log("phone layout fits, the Events view's too");
 
   // The broker goes away (the test cuts its proxy): the page says so, and recovers.
   await ask("cut");
   await until(page, "broker shown disconnected", () => document.querySelector("#broker-state").textContent === "disconnected");
   check((await page.textContent("#broker-badge")) === "broker disconnected", "badge still says connected");
   // Webhooks are still taken meanwhile: they wait in the outbox, and the page shows it.
-  await ask("post 1");
+  const [waitingTicket] = await ask("post 1");
   await until(page, "the waiting event shown in the outbox and its chart", () => document.querySelector("#outbox-events").textContent.startsWith("1 of")
     && document.querySelector("#outbox-oldest").textContent !== "none waiting"
     && document.querySelectorAll("#outbox-chart rect.depth-bar").length > 0);
   await page.screenshot({ path: join(SHOTS, "status-broker-down.png"), fullPage: true });
+  // The waiting event in the Events view: pending, its timeline stopped at "stored".
+  await page.click("#tab-events");
+  await findOne(page, { ticket: waitingTicket }, "the waiting event by its ticket");
+  const waiting = page.locator("#events-rows tr").first();
+  check((await waiting.getAttribute("data-state")) === "pending", `the waiting event is ${await waiting.getAttribute("data-state")}`);
+  await waiting.locator(".open-event").click();
+  await until(page, "the waiting event's detail", (ticket) => !document.querySelector("#event-detail").hidden
+    && document.querySelector("#d-ticket").textContent === ticket && (document.querySelector("#d-timeline").dataset.steps || "") !== "", waitingTicket);
+  const stopped = await steps(page);
+  check(!stopped.includes("confirmed"), `a waiting event's timeline: ${stopped.join(" → ")}`);
   await ask("restore");
   await until(page, "broker reconnected and outbox drained", () => document.querySelector("#broker-state").textContent === "connected"
     && document.querySelector("#outbox-events").textContent.startsWith("0 of"));
   check(Number(await page.textContent("#broker-reconnects")) >= 1, "reconnects not counted");
-  console.log("broker loss and the waiting event shown, then the reconnect and the drained outbox");
+  // And, without a reload, its row and its timeline go to "confirmed".
+  await until(page, "the waiting event confirmed, live", () => document.querySelector("#events-rows tr").dataset.state === "confirmed"
+    && (document.querySelector("#d-timeline").dataset.steps || "").split(" ").includes("confirmed"));
+  console.log(`broker loss and the waiting event shown, then the reconnect and the drained outbox; the event went ${stopped.join(" → ")} to ${(await steps(page)).join(" → ")}`);
+  await page.click("#tab-overview");
 
   // Logging out ends the session server-side.
   await page.click("#logout");

@@ -228,7 +228,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    const STATUS_JS: &str = include_str!("assets/status.js");
+    const SCRIPTS: [&str; 2] = [
+        include_str!("assets/status.js"),
+        include_str!("assets/events.js"),
+    ];
 
     /// The `{name}` fields of a string, which a translation must keep.
     fn fields(text: &str) -> BTreeSet<&str> {
@@ -286,12 +289,13 @@ mod tests {
 
     /// Strings Brazilian readers know in their English form (product and technical names, unit
     /// symbols): the only ones the two catalogues may share, so none is left untranslated.
-    const SAME_IN_BOTH: [&str; 11] = [
+    const SAME_IN_BOTH: [&str; 12] = [
         "title.page",
         "header.broker_loading",
         "broker.title",
         "outbox.bytes",
         "dead.ticket",
+        "events.ticket",
         "unit.per_sec",
         "unit.ms",
         "unit.secs",
@@ -323,8 +327,10 @@ mod tests {
         for template in [INDEX_HTML, LOGIN_HTML] {
             used.extend(between(template, "{{t:", "}}"));
         }
-        // The script names its strings only as literal `t("key"` calls.
-        used.extend(js_keys(STATUS_JS));
+        // The scripts name their strings only as literal `t("key"` calls.
+        for script in SCRIPTS {
+            used.extend(js_keys(script));
+        }
         used.extend(["lang.name", "lang.switch"]);
         let notices = [
             Notice::Refused,

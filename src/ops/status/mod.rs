@@ -1,6 +1,7 @@
 //! The live status page of the admin listener: what it shows (this file: one JSON state built
 //! from counters the relay keeps anyway, and a sampler for the outbox's last hour), who may see
-//! it (`session`), its routes and embedded assets (`routes`) and its languages (`i18n`).
+//! it (`session`), its routes and embedded assets (`routes`, the Events view's in `events`) and
+//! its languages (`i18n`).
 //!
 //! Counts, sizes, ages and configured names only: no view carries a body's content except a dead
 //! letter's body that an operator opens explicitly.
@@ -18,9 +19,16 @@ use crate::metrics::{ConnectionTotals, Metrics, UNKNOWN_CONNECTION};
 use crate::publish::PublisherStats;
 use crate::store::Store;
 
+pub mod events;
 pub mod i18n;
 pub mod routes;
 pub mod session;
+
+/// All the page's routes, on the admin listener.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    routes::configure(cfg);
+    events::configure(cfg);
+}
 
 /// How often the sampler records the outbox and the publisher's totals.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);

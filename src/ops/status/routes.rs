@@ -1,6 +1,7 @@
 //! The status page's routes under `/status` on the admin listener (`/` leads there), and its
 //! assets, embedded in the binary (no CDN: the page works without internet access), in the
 //! reader's language (`i18n`). `GET /admin/status` gives the same JSON to a bearer-token client.
+//! The Events view's API is in `events`, behind the same session and CSRF checks (these).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::ops::web::{blocking, parse, replayed, AdminAuth, Checked, THROTTLED_R
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
 
 const STATUS_JS: &str = include_str!("assets/status.js");
+const EVENTS_JS: &str = include_str!("assets/events.js");
 const STATUS_CSS: &str = include_str!("assets/status.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 
@@ -46,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/status/login", web::post().to(login))
         .route("/status/logout", web::post().to(logout))
         .route("/status/assets/status.js", web::get().to(script))
+        .route("/status/assets/events.js", web::get().to(events_script))
         .route("/status/assets/status.css", web::get().to(style))
         .route("/status/assets/icon.svg", web::get().to(icon))
         .route("/status/api/state", web::get().to(state))
@@ -57,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The headers every status response carries: nothing cached, nothing framed or sniffed.
-fn secured(status: StatusCode) -> HttpResponseBuilder {
+pub(super) fn secured(status: StatusCode) -> HttpResponseBuilder {
     let mut builder = HttpResponse::build(status);
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -97,12 +100,12 @@ fn unauthorized() -> HttpResponse {
 }
 
 /// The answer to a request without a live session; `None`: it has one.
-fn session(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
+pub(super) fn session(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
     page.sessions.csrf_of(req).is_none().then(unauthorized)
 }
 
 /// As [`session`], for a state-changing request: it also needs its CSRF token and origin.
-fn changing(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
+pub(super) fn changing(req: &HttpRequest, page: &StatusPage) -> Option<HttpResponse> {
     let Some(csrf) = page.sessions.csrf_of(req) else {
         return Some(unauthorized());
     };
@@ -217,6 +220,10 @@ async fn logout(req: HttpRequest, page: web::Data<StatusPage>) -> HttpResponse {
 
 async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", STATUS_JS)
+}
+
+async fn events_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", EVENTS_JS)
 }
 
 async fn style() -> HttpResponse {

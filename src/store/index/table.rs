@@ -211,6 +211,21 @@ impl Table {
         (entry.seq == seq).then_some(entry.state)
     }
 
+    /// The record `seq` with its segment's read handle (packed or not), for the event index.
+    pub(crate) fn entry_at(&self, seq: u64) -> Option<(Arc<File>, Entry)> {
+        let (_, segment) = self.segments.range(..=seq).next_back()?;
+        let entry = segment.entries_from(seq).next()?;
+        (entry.seq == seq).then(|| (Arc::clone(&segment.file), entry))
+    }
+
+    /// Every record of the segment starting at `first`, in seq order (the event index's rebuild).
+    pub(crate) fn entries_of(&self, first: u64) -> Vec<Entry> {
+        self.segments
+            .get(&first)
+            .map(|segment| segment.entries_from(0).collect())
+            .unwrap_or_default()
+    }
+
     /// Packs every settled segment but the active one that is not packed yet: once when it is
     /// settled, and again after a replay unpacked it to mark records (`transition`).
     pub(crate) fn pack_settled(&mut self, active_first: u64) {

@@ -104,6 +104,7 @@ pub(crate) fn salvage(frame: &Bytes, seq: u64) -> Event {
         meta: unknown_meta(),
         body: frame.clone(),
         earlier_id: None,
+        wa_id: None,
     })
 }
 

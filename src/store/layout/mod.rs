@@ -10,6 +10,7 @@ pub(crate) mod frame;
 pub(crate) mod marks;
 pub(crate) mod meta;
 pub(crate) mod record;
+pub(crate) mod summary;
 
 /// Tree of dead letters: seq → dead record.
 pub(crate) const DEAD_TREE: &str = "dead";

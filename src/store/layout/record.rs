@@ -111,6 +111,7 @@ fn read_back(mut meta: EventMeta, body: Bytes) -> Event {
         meta,
         body,
         earlier_id: None,
+        wa_id: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod append;
 mod crash;
 mod dedup;
 mod earlier;
+mod events;
 mod migration;
 mod model;
 mod replay;
@@ -73,6 +74,7 @@ pub(super) fn event(id: u8, received_at_ms: u64) -> Event {
         // Not UTF-8 on purpose: the body must come back byte for byte.
         body: Bytes::from(vec![b'{', 0xFF, 0x00, id, b'}']),
         earlier_id: None,
+        wa_id: None,
     }
 }
 

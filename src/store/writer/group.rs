@@ -10,6 +10,7 @@ use crate::clock::now_ms;
 use crate::event::Event;
 use crate::store::dedup::{self, Expiry, Lookup, NewKey};
 use crate::store::error::StoreError;
+use crate::store::events::Note;
 use crate::store::index::{self, Entry};
 use crate::store::layout::frame::{self, Found};
 use crate::store::layout::marks::State;
@@ -39,6 +40,7 @@ impl Writer {
             }
             let id = event.meta.id;
             if in_group.contains(&id) {
+                self.dups.push((id, now));
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
@@ -62,12 +64,14 @@ impl Writer {
                 .expiry_of(&id)
                 .is_some_and(|expiry| expiry > now)
             {
+                self.dups.push((id, now));
                 let _ = reply.send(Ok(Appended::Duplicate));
                 continue;
             }
             let replaces = match dedup::lookup(&self.setup.dedup, &live, &id, end, now) {
                 Ok(Lookup::New { replaces }) => replaces,
                 Ok(Lookup::Duplicate) => {
+                    self.dups.push((id, now));
                     let _ = reply.send(Ok(Appended::Duplicate));
                     continue;
                 }
@@ -83,6 +87,7 @@ impl Writer {
                 match dedup::held_earlier(&self.setup.dedup, &live, &earlier, now, earlier_until) {
                     Ok(false) => {}
                     Ok(true) => {
+                        self.dups.push((earlier, now));
                         let _ = reply.send(Ok(Appended::DuplicateOf(earlier)));
                         continue;
                     }
@@ -214,6 +219,7 @@ impl Writer {
         let now = now_ms();
         let high = self.next_seq.saturating_sub(1);
         let mut handed = Vec::with_capacity(staged.len());
+        let mut notes = Vec::with_capacity(staged.len());
         let mut accepted = Vec::with_capacity(staged.len());
         let mut changed = Vec::new();
         {
@@ -229,6 +235,10 @@ impl Writer {
                     segment.push(Entry::pending(found, item.event.meta.received_at_ms));
                 }
                 table.added_pending(item.len);
+                let replay_of = match &item.done {
+                    Done::Requeue(_, Source::Dead(seq) | Source::Delivered(seq)) => Some(*seq),
+                    Done::Append(_) => None,
+                };
                 match item.done {
                     Done::Append(reply) => accepted.push(reply),
                     Done::Requeue(slot, source) => {
@@ -251,10 +261,18 @@ impl Writer {
                         }
                     }
                 }
+                let event = Arc::new(item.event);
+                notes.push(Note {
+                    segment: self.active.first_seq,
+                    seq: item.seq,
+                    stored_at_ms: now,
+                    event: Arc::clone(&event),
+                    replay_of,
+                });
                 handed.push((
                     Pending {
                         seq: item.seq,
-                        event: Arc::new(item.event),
+                        event,
                     },
                     item.len,
                 ));
@@ -271,6 +289,7 @@ impl Writer {
             let _ = reply.send(Ok(Appended::Accepted));
         }
         self.defer_marks(changed);
+        self.hand_notes(notes);
         if self.setup.deferred.ask_early() {
             self.ask_flush(None);
         }

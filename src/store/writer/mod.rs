@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::dedup::{self, Slices};
 use super::deferred::{Deferred, FlushRequest};
 use super::error::StoreError;
+use super::events::{Events, Note};
 use super::feed::Feed;
 use super::index::{Changed, Table};
 use super::layout::PROBE_KEY;
@@ -90,6 +91,9 @@ pub(super) struct Setup {
     pub(super) retention: retention::Policy,
     pub(super) segments_dir: PathBuf,
     pub(super) segment_bytes: u64,
+    /// The event index, which retention prunes, and its `event-dups` tree (I16).
+    pub(super) events: Arc<Events>,
+    pub(super) event_dups: sled::Tree,
 }
 
 /// The writer thread's state, its own: no other thread sees it.
@@ -103,6 +107,8 @@ pub(super) struct Writer {
     broken: bool,
     /// The group's frames, written with one `write`.
     buf: Vec<u8>,
+    /// Duplicates the group answered (the id it repeats, when), for the event index.
+    dups: Vec<(crate::event::EventId, u64)>,
 }
 
 /// An event that made it into the group, with where it goes.
@@ -130,6 +136,7 @@ impl Writer {
             next_seq,
             broken: false,
             buf: Vec::with_capacity(1 << 20),
+            dups: Vec::new(),
         }
     }
 
@@ -247,11 +254,26 @@ impl Writer {
         self.setup.deferred.add_marks(&self.setup.table, changed);
     }
 
+    /// Hands the event index what the group stored and answered (I16): the events it already
+    /// holds, shared, and the duplicates; asks the flusher to take them early when they fill up.
+    fn hand_notes(&mut self, notes: Vec<Note>) {
+        let dups = std::mem::take(&mut self.dups);
+        if self.setup.deferred.add_notes(notes, dups) {
+            let _ = self.setup.flush_requests.send(FlushRequest {
+                reply: None,
+                notes_only: true,
+            });
+        }
+    }
+
     /// Asks the flusher for a flush, with `reply` answered after it; the flusher takes what is
     /// deferred first. Sent for each barrier, and early when the deferred keys fill up.
     fn ask_flush(&self, reply: Option<Reply<()>>) {
         if let Err(std::sync::mpsc::SendError(request)) =
-            self.setup.flush_requests.send(FlushRequest { reply })
+            self.setup.flush_requests.send(FlushRequest {
+                reply,
+                notes_only: false,
+            })
         {
             if let Some(reply) = request.reply {
                 let _ = reply.send(Err(StoreError::Closed));

@@ -10,6 +10,7 @@ use crate::store::error::StoreError;
 use crate::store::index;
 use crate::store::layout::marks::{marks_tree_name, State};
 use crate::store::layout::record;
+use crate::store::layout::summary::events_tree_name;
 use crate::store::retention;
 use crate::store::types::Settlement;
 
@@ -84,6 +85,16 @@ impl Writer {
             }
             drop(s);
             self.setup.db.drop_tree(marks_tree_name(first))?;
+            // The event index keeps an event as long as its record (I16).
+            let next = index::lock(&self.setup.table)
+                .segments
+                .range(first..)
+                .next()
+                .map_or(u64::MAX, |(&next, _)| next);
+            for id in self.setup.events.drop_range(first, next) {
+                self.setup.event_dups.remove(id.0)?;
+            }
+            self.setup.db.drop_tree(events_tree_name(first))?;
         }
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }

@@ -1,7 +1,8 @@
 // The status page: polls /status/api/state every two seconds and draws it; no framework, no CDN.
 // Data goes into the page as text only (textContent), never as markup. Its strings come from
 // the catalogue the server put in the page (the page's language); numbers and dates are formatted
-// with Intl in the reader's locale.
+// with Intl in the reader's locale. What the Events view (events.js) shares with it is handed
+// over as `window.statusPage`, its polls included.
 "use strict";
 (function () {
   const POLL_MS = 2000;
@@ -11,6 +12,8 @@
   const $ = (id) => document.getElementById(id);
   let deadShown = -1;
   let polls = 0;
+  /** Called with each state read, in order, after the page drew it (the Events view's live part). */
+  const pollHooks = [];
 
   const TEXT = JSON.parse($("i18n").textContent);
   const LANG = document.documentElement.lang;
@@ -37,9 +40,9 @@
   const num = (n) => numbers.format(n);
   // Day and time apart: `07/12/2026 14:05`, without the comma some locales put between them.
   // `at`: milliseconds or an RFC 3339 string, as the relay's JSON gives them.
-  function dateTime(at) {
+  function dateTime(at, withSeconds) {
     const date = new Date(at);
-    return dayFormat.format(date) + " " + minuteFormat.format(date);
+    return dayFormat.format(date) + " " + (withSeconds ? secondFormat : minuteFormat).format(date);
   }
 
   function el(tag, attrs, text) {
@@ -76,6 +79,7 @@
       case "unauthorized": return t("error.unauthorized");
       case "forbidden": return t("error.forbidden");
       case "not_found": return t("error.not_found");
+      case "conflict": return t("error.conflict");
       case "bad_request": return t("error.bad_request");
       case "too_many_requests": return t("error.too_many_requests");
       case "store_error": return t("error.store_error");
@@ -274,7 +278,10 @@
       try {
         const r = await post("/status/api/dead/replay", { ids: [String(seq)] });
         set("dead-notice", t("dead.replayed", { seq: seq, count: num(r.replayed) }), "notice");
-        if ($("dead-body-seq").textContent === String(seq)) $("dead-body-box").hidden = true;
+        if ($("dead-body-seq").textContent === String(seq)) {
+          $("dead-body-box").hidden = true;
+          $("dead-body").textContent = "";
+        }
       } catch (e) {
         set("dead-notice", t("action.failed", { error: e.message }), "notice error");
       }
@@ -327,6 +334,7 @@
         await loadDead();
         deadShown = state.dead_letters;
       }
+      for (const hook of pollHooks) await hook(state);
       polls++;
       set("updated", t("header.updated", { time: secondFormat.format(state.now_ms) }));
       $("poll-error").hidden = true;
@@ -336,7 +344,11 @@
     }
   }
 
-  $("dead-body-close").addEventListener("click", () => { $("dead-body-box").hidden = true; });
+  // A closed body leaves the page: no hidden copy of what a reader closed.
+  $("dead-body-close").addEventListener("click", () => {
+    $("dead-body-box").hidden = true;
+    $("dead-body").textContent = "";
+  });
 
   $("replay-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -366,8 +378,15 @@
   $("logout").addEventListener("click", async () => {
     loggingOut = true;
     clearInterval(poller);
-    await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
+    const answer = await fetch("/status/logout", { method: "POST", credentials: "same-origin", headers: { "x-csrf-token": csrf } });
+    // The answer read to its end first: a reload while it is still being received aborts it.
+    await answer.arrayBuffer().catch(() => null);
     window.location.reload();
+  });
+
+  window.statusPage = Object.freeze({
+    t, el, set, num, age, bytes, dateTime, api, post, plurals,
+    onPoll: (hook) => { pollHooks.push(hook); },
   });
 
   poll();

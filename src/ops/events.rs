@@ -1,0 +1,407 @@
+//! Finding any event: search over the store's event index, one event's timeline, its stored body
+//! and the replay of it alone, with their wire types. One implementation serves the admin API,
+//! the status page and the `events` command (offline on a data dir, or through the admin API).
+//! No name, phone number or text is in any answer but the body, which is asked for on its own.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse_kind, parse_time, rfc3339_ms, OpsError, Replayed};
+use crate::event::{EventId, Kind};
+use crate::store::{EventFilter, EventState, IndexedEvent, Store};
+
+/// Events a page holds unless asked otherwise, and at most.
+pub const EVENTS_LIMIT: usize = 50;
+pub const EVENTS_LIMIT_MAX: usize = 500;
+
+/// A search: every filter narrows it; newest first, `limit` a page, `cursor` where the last
+/// page ended (its `next_cursor`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventQuery {
+    pub ticket: Option<i64>,
+    /// WhatsApp message id.
+    pub wa_id: Option<String>,
+    pub event_id: Option<EventId>,
+    pub kind: Option<Kind>,
+    pub connection: Option<String>,
+    pub state: Option<EventState>,
+    /// Received at or after / before (unix ms).
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+impl Default for EventQuery {
+    fn default() -> EventQuery {
+        EventQuery {
+            ticket: None,
+            wa_id: None,
+            event_id: None,
+            kind: None,
+            connection: None,
+            state: None,
+            since_ms: None,
+            until_ms: None,
+            cursor: None,
+            limit: EVENTS_LIMIT,
+        }
+    }
+}
+
+fn bad(what: &str, value: &str) -> OpsError {
+    OpsError::BadQuery(format!("`{value}` is not a valid {what}"))
+}
+
+/// A 32-hex event id.
+pub fn parse_event_id(text: &str) -> Result<EventId, OpsError> {
+    let mut raw = [0u8; 16];
+    if text.len() != 32 || hex::decode_to_slice(text, &mut raw).is_err() {
+        return Err(OpsError::BadId(text.to_owned()));
+    }
+    Ok(EventId(raw))
+}
+
+impl EventQuery {
+    /// From the query parameters (`ticket`, `id`, `event`, `kind`, `connection`, `state`,
+    /// `since`, `until`, `cursor`, `limit`; empty ones are left out), or the CLI's flags of the
+    /// same names; times are RFC 3339 or ages such as `2h` before `now_ms`.
+    pub fn from_params(
+        params: &HashMap<String, String>,
+        now_ms: u64,
+    ) -> Result<EventQuery, OpsError> {
+        let get = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let limit = match get("limit") {
+            None => EVENTS_LIMIT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=EVENTS_LIMIT_MAX).contains(&n) => n,
+                _ => return Err(bad("limit (1 to 500)", text)),
+            },
+        };
+        let ticket = get("ticket")
+            .map(|t| t.parse::<i64>().map_err(|_| bad("ticket number", t)))
+            .transpose()?;
+        let state = get("state")
+            .map(|s| {
+                EventState::from_name(s)
+                    .ok_or_else(|| bad("state (pending, published, confirmed, dead)", s))
+            })
+            .transpose()?;
+        let cursor = get("cursor").map(str::to_owned);
+        if let Some(cursor) = &cursor {
+            cursor_seq(cursor)?;
+        }
+        Ok(EventQuery {
+            ticket,
+            wa_id: get("id").map(str::to_owned),
+            event_id: get("event").map(parse_event_id).transpose()?,
+            kind: get("kind").map(parse_kind).transpose()?,
+            connection: get("connection").map(str::to_owned),
+            state,
+            since_ms: get("since").map(|t| parse_time(t, now_ms)).transpose()?,
+            until_ms: get("until").map(|t| parse_time(t, now_ms)).transpose()?,
+            cursor,
+            limit,
+        })
+    }
+
+    /// The query parameters that ask for this query again (times as unix-ms RFC 3339).
+    pub fn to_params(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(t) = self.ticket {
+            out.push(("ticket", t.to_string()));
+        }
+        if let Some(w) = &self.wa_id {
+            out.push(("id", w.clone()));
+        }
+        if let Some(id) = &self.event_id {
+            out.push(("event", id.to_string()));
+        }
+        if let Some(k) = self.kind {
+            out.push(("kind", k.as_str().to_owned()));
+        }
+        if let Some(c) = &self.connection {
+            out.push(("connection", c.clone()));
+        }
+        if let Some(s) = self.state {
+            out.push(("state", s.as_str().to_owned()));
+        }
+        if let Some(ms) = self.since_ms {
+            out.push(("since", rfc3339_ms(ms)));
+        }
+        if let Some(ms) = self.until_ms {
+            out.push(("until", rfc3339_ms(ms)));
+        }
+        if let Some(c) = &self.cursor {
+            out.push(("cursor", c.clone()));
+        }
+        out.push(("limit", self.limit.to_string()));
+        out
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            ticket: self.ticket,
+            wa_id: self.wa_id.clone(),
+            id: self.event_id,
+            kind: self.kind,
+            connection: self.connection.clone(),
+            state: self.state,
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+        }
+    }
+}
+
+/// A cursor says below which record the next page starts; its form is no contract.
+fn cursor_of(seq: u64) -> String {
+    format!("c{seq:x}")
+}
+
+fn cursor_seq(cursor: &str) -> Result<u64, OpsError> {
+    cursor
+        .strip_prefix('c')
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| bad("cursor", cursor))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicates {
+    pub count: u32,
+    pub last_at: Option<String>,
+}
+
+/// One event as listed: no body, no personal data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub event_id: String,
+    pub received_at: String,
+    pub connection: String,
+    pub company: Option<i64>,
+    pub kind: String,
+    pub change: Option<String>,
+    /// A string, so that no reader rounds a large id.
+    pub ticket: Option<String>,
+    pub wa_id: Option<String>,
+    pub format: Option<String>,
+    pub size: u64,
+    pub state: String,
+    pub duplicates: Duplicates,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// One step of an event's life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// received, stored, published, confirmed, returned, dead, replayed or duplicate.
+    pub step: String,
+    pub at: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    pub timeline: Vec<Step>,
+}
+
+/// An event's body as stored (redacted), as relayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventBody {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+fn summary_of(e: &IndexedEvent, state: EventState) -> EventSummary {
+    EventSummary {
+        event_id: e.id.to_string(),
+        received_at: rfc3339_ms(e.received_at_ms),
+        connection: e.connection.clone(),
+        company: e.company_id,
+        kind: e.kind.as_str().to_owned(),
+        change: e.change.map(|c| c.as_str().to_owned()),
+        ticket: e.ticket_id.map(|t| t.to_string()),
+        wa_id: e.wa_id.clone(),
+        format: e.format.map(|f| f.as_str().to_owned()),
+        size: u64::from(e.size),
+        state: state.as_str().to_owned(),
+        duplicates: Duplicates {
+            count: e.duplicates,
+            last_at: e.last_duplicate_ms.map(rfc3339_ms),
+        },
+    }
+}
+
+pub fn events_search(store: &Store, q: &EventQuery) -> Result<EventPage, OpsError> {
+    let before = q.cursor.as_deref().map(cursor_seq).transpose()?;
+    let limit = q.limit.clamp(1, EVENTS_LIMIT_MAX);
+    let (events, more) = store.events_search(&q.filter(), before, limit)?;
+    let next_cursor = more
+        .then(|| events.last().map(|e| cursor_of(e.seq)))
+        .flatten();
+    Ok(EventPage {
+        events: events.iter().map(|e| summary_of(e, e.state)).collect(),
+        next_cursor,
+    })
+}
+
+/// The records of an event id, oldest first; unknown if none is indexed.
+fn records(store: &Store, event_id: &str) -> Result<(EventId, Vec<IndexedEvent>), OpsError> {
+    let id = parse_event_id(event_id)?;
+    Ok((id, store.events_of(&id)?))
+}
+
+fn step(step: &str, at_ms: u64, detail: Option<String>) -> (u64, Step) {
+    (
+        at_ms,
+        Step {
+            step: step.to_owned(),
+            at: rfc3339_ms(at_ms),
+            detail,
+        },
+    )
+}
+
+/// The event (its first record) with the state of its latest copy, and its timeline: received,
+/// stored, confirmed or dead, each replay and what became of its copy, the duplicates answered.
+pub fn event_show(store: &Store, event_id: &str) -> Result<EventDetail, OpsError> {
+    let (id, records) = records(store, event_id)?;
+    let (Some(first), Some(latest)) = (records.first(), records.last()) else {
+        return dead_only(store, &id, event_id);
+    };
+    let mut steps = vec![
+        step("received", first.received_at_ms, None),
+        step("stored", first.stored_at_ms, None),
+    ];
+    for (n, record) in records.iter().enumerate() {
+        if n > 0 {
+            steps.push(step(
+                "replayed",
+                record.stored_at_ms,
+                Some(format!("copy {n}")),
+            ));
+        }
+        if let Some(at) = record
+            .settled_at_ms
+            .filter(|_| record.state == EventState::Confirmed)
+        {
+            steps.push(step("confirmed", at, None));
+        }
+        if record.state == EventState::Dead {
+            let reason = store.dead_get(record.seq)?.map(|letter| letter.reason);
+            steps.push(step(
+                "dead",
+                record.settled_at_ms.unwrap_or(record.stored_at_ms),
+                reason,
+            ));
+        }
+        // A replay whose copy is no longer indexed still shows.
+        if let Some(at) = record.replayed_at_ms.filter(|_| n + 1 == records.len()) {
+            steps.push(step("replayed", at, None));
+        }
+    }
+    if let Some(last) = first.last_duplicate_ms {
+        let n = first.duplicates;
+        let detail = if n == 1 {
+            "1 duplicate".to_owned()
+        } else {
+            format!("{n} duplicates")
+        };
+        steps.push(step("duplicate", last, Some(detail)));
+    }
+    // Stable: steps of one moment keep their order of life.
+    steps.sort_by_key(|(at, _)| *at);
+    Ok(EventDetail {
+        summary: summary_of(first, latest.state),
+        timeline: steps.into_iter().map(|(_, s)| s).collect(),
+    })
+}
+
+/// An event whose records are no longer indexed but whose dead letter is kept.
+fn dead_only(store: &Store, id: &EventId, event_id: &str) -> Result<EventDetail, OpsError> {
+    let letter = store
+        .dead_find(id)?
+        .pop()
+        .ok_or_else(|| OpsError::UnknownEvent(event_id.to_owned()))?;
+    let meta = &letter.event.meta;
+    let indexed = IndexedEvent {
+        seq: letter.seq,
+        id: *id,
+        received_at_ms: meta.received_at_ms,
+        stored_at_ms: meta.received_at_ms,
+        connection: meta.connection.clone(),
+        company_id: meta.company_id,
+        kind: meta.kind,
+        change: meta.change,
+        ticket_id: meta.ticket_id,
+        wa_id: crate::event::stored_wa_id(&letter.event.body),
+        format: meta.format,
+        size: u32::try_from(letter.event.body.len()).unwrap_or(u32::MAX),
+        state: EventState::Dead,
+        settled_at_ms: Some(letter.dead_at_ms),
+        replayed_at_ms: None,
+        duplicates: 0,
+        last_duplicate_ms: None,
+    };
+    let (_, received) = step("received", meta.received_at_ms, None);
+    let (_, dead) = step("dead", letter.dead_at_ms, Some(letter.reason.clone()));
+    Ok(EventDetail {
+        summary: summary_of(&indexed, EventState::Dead),
+        timeline: vec![received, dead],
+    })
+}
+
+/// The body as stored (already redacted), as it was relayed.
+pub fn event_body(store: &Store, event_id: &str) -> Result<EventBody, OpsError> {
+    let (id, records) = records(store, event_id)?;
+    for record in records.iter().rev() {
+        if let Some(event) = store.event_record(record.seq)? {
+            return Ok(body_of(&event));
+        }
+    }
+    match store.dead_find(&id)?.pop() {
+        Some(letter) => Ok(body_of(&letter.event)),
+        None => Err(OpsError::UnknownEvent(event_id.to_owned())),
+    }
+}
+
+fn body_of(event: &crate::event::Event) -> EventBody {
+    EventBody {
+        content_type: event.meta.body.content_type().to_owned(),
+        bytes: event.body.to_vec(),
+    }
+}
+
+/// Puts this one event back into the outbox with its `message_id`: its latest confirmed
+/// record (kept delivered events), or its dead letter. Durable when it returns.
+pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, OpsError> {
+    let (id, records) = records(store, event_id)?;
+    for record in records.iter().rev() {
+        let replayable = match record.state {
+            EventState::Confirmed => record.replayed_at_ms.is_none(),
+            EventState::Dead => true,
+            EventState::Pending | EventState::Published => false,
+        };
+        if replayable {
+            let replayed = store.replay_event(record.seq).await?;
+            if replayed > 0 {
+                return Ok(Replayed { replayed });
+            }
+        }
+    }
+    if let Some(letter) = store.dead_find(&id)?.pop() {
+        let replayed = store.requeue_dead(Some(&[letter.seq])).await?;
+        return Ok(Replayed { replayed });
+    }
+    if records.is_empty() {
+        return Err(OpsError::UnknownEvent(event_id.to_owned()));
+    }
+    Err(OpsError::NotReplayable(event_id.to_owned()))
+}

@@ -1,0 +1,310 @@
+//! The event index (I16): found by each filter newest first, paged, its states and duplicates,
+//! pruned with its segments, and rebuilt at open from the segments and marks.
+
+use super::*;
+use crate::event::RedactKeys;
+
+/// A message of ticket `ticket` whose WhatsApp id ends in `n` (a SaaS body, parsed as received).
+fn message(ticket: i64, n: u32) -> Event {
+    let body = format!(
+        r#"{{"acao":"from_internal","chamadoId":{ticket},"companyId":1,"fromMe":false,"mensagem":{{"wid":"3EB0{n:016X}","body":"bom dia","mediaType":"conversation","fromMe":false,"ticketId":{ticket}}},"ticketData":{{"id":{ticket},"status":"open","companyId":1,"updatedAt":"2024-05-02T10:03:00.000Z"}}}}"#
+    );
+    crate::event::parse(
+        "default",
+        Bytes::from(body),
+        &RedactKeys::default(),
+        now_ms(),
+    )
+    .unwrap()
+}
+
+fn search(store: &Store, filter: &EventFilter) -> Vec<u64> {
+    let (found, _) = store.events_search(filter, None, 100).unwrap();
+    found.iter().map(|e| e.seq).collect()
+}
+
+#[tokio::test]
+async fn events_are_found_by_each_filter_newest_first_and_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    let mut wa_ids = Vec::new();
+    for n in 0..20u32 {
+        let event = message(300 + i64::from(n % 4), n);
+        wa_ids.push(
+            event
+                .wa_id
+                .clone()
+                .expect("a SaaS message has its WhatsApp id"),
+        );
+        assert_eq!(store.append(event).await.unwrap(), Appended::Accepted);
+    }
+    store.append(event(99, now_ms())).await.unwrap();
+    assert_eq!(
+        store.events_indexed(),
+        0,
+        "not before the flusher took them"
+    );
+    store.flush().await.unwrap();
+    assert_eq!(store.events_indexed(), 21);
+
+    let pending = take_all(&store);
+    let all = search(&store, &EventFilter::default());
+    assert_eq!(all.len(), 21);
+    assert!(all.windows(2).all(|w| w[0] > w[1]), "newest first: {all:?}");
+
+    let ticket = search(
+        &store,
+        &EventFilter {
+            ticket: Some(301),
+            ..Default::default()
+        },
+    );
+    assert_eq!(ticket.len(), 5, "{ticket:?}");
+    let wa = EventFilter {
+        wa_id: Some(wa_ids[7].clone()),
+        ..Default::default()
+    };
+    let (found, more) = store.events_search(&wa, None, 10).unwrap();
+    assert!(!more);
+    assert_eq!(found.len(), 1);
+    let seven = &found[0];
+    assert_eq!(seven.ticket_id, Some(303));
+    assert_eq!(seven.kind, Kind::Message);
+    assert_eq!(seven.company_id, Some(1));
+    assert!(seven.size > 0);
+    let id = EventFilter {
+        id: Some(seven.id),
+        ..Default::default()
+    };
+    assert_eq!(search(&store, &id), [seven.seq]);
+    let other = EventFilter {
+        kind: Some(Kind::Other),
+        ..Default::default()
+    };
+    assert_eq!(search(&store, &other).len(), 1);
+    let nowhere = EventFilter {
+        connection: Some("nowhere".into()),
+        ..Default::default()
+    };
+    assert!(search(&store, &nowhere).is_empty());
+    let later = EventFilter {
+        since_ms: Some(now_ms() + 60_000),
+        ..Default::default()
+    };
+    assert!(search(&store, &later).is_empty());
+    let earlier = EventFilter {
+        until_ms: Some(now_ms() + 60_000),
+        ..Default::default()
+    };
+    assert_eq!(search(&store, &earlier).len(), 21);
+
+    // Pages of 8: 8, 8, 5, each below the last.
+    let mut before = None;
+    let mut pages = Vec::new();
+    loop {
+        let (page, more) = store
+            .events_search(&EventFilter::default(), before, 8)
+            .unwrap();
+        pages.push(page.len());
+        before = page.last().map(|e| e.seq);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pages, [8, 8, 5]);
+
+    // States: two confirmed, one dead; the rest pending.
+    deliver(&store, &[pending[0].seq, pending[1].seq]).await;
+    kill(&store, pending[2].clone(), "refused").await;
+    store.flush().await.unwrap();
+    let state = |s| {
+        search(
+            &store,
+            &EventFilter {
+                state: Some(s),
+                ..Default::default()
+            },
+        )
+    };
+    assert_eq!(
+        state(EventState::Confirmed),
+        [pending[1].seq, pending[0].seq]
+    );
+    assert_eq!(state(EventState::Dead), [pending[2].seq]);
+    assert_eq!(state(EventState::Pending).len(), 18);
+    assert!(state(EventState::Published).is_empty());
+    let confirmed = store.events_of(&pending[0].event.meta.id).unwrap();
+    assert_eq!(confirmed[0].state, EventState::Confirmed);
+    assert!(confirmed[0].settled_at_ms.is_some());
+}
+
+#[tokio::test]
+async fn duplicates_are_counted_on_their_event_and_replays_are_its_later_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    let first = message(357, 1);
+    let id = first.meta.id;
+    store.append(first.clone()).await.unwrap();
+    store.flush().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            store.append(message(357, 1)).await.unwrap(),
+            Appended::Duplicate
+        );
+    }
+    store.flush().await.unwrap();
+    let records = store.events_of(&id).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].duplicates, 3);
+    assert!(records[0].last_duplicate_ms.is_some());
+
+    let pending = take_all(&store);
+    deliver(&store, &[pending[0].seq]).await;
+    assert_eq!(store.replay_event(pending[0].seq).await.unwrap(), 1);
+    assert_eq!(store.replay_event(pending[0].seq).await.unwrap(), 0, "once");
+    store.flush().await.unwrap();
+    let records = store.events_of(&id).unwrap();
+    assert_eq!(records.len(), 2, "the event and its replayed copy");
+    assert!(records[0].replayed_at_ms.is_some());
+    assert_eq!(records[1].state, EventState::Pending);
+    // Listed once: the copy in the original's stead.
+    let listed = search(
+        &store,
+        &EventFilter {
+            id: Some(id),
+            ..Default::default()
+        },
+    );
+    assert_eq!(listed, [records[1].seq]);
+    let body = store.event_record(records[1].seq).unwrap().unwrap();
+    assert_eq!(body.body, first.body);
+
+    // Kept across a reopen: summaries, duplicates, states.
+    drop(store);
+    wait_for_sled_to_let_go(dir.path());
+    let store = open(&dir, HOUR);
+    let again = store.events_of(&id).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].duplicates, 3);
+    assert_eq!(again[0].wa_id, first.wa_id);
+    assert!(again[0].replayed_at_ms.is_some());
+    let listed = search(
+        &store,
+        &EventFilter {
+            id: Some(id),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        listed,
+        [again[1].seq],
+        "the copy stands in after a reopen too"
+    );
+}
+
+#[tokio::test]
+async fn the_index_is_rebuilt_at_open_from_the_segments_where_sled_lacks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir, HOUR);
+        for n in 0..5u32 {
+            store.append(message(400, n)).await.unwrap();
+        }
+        store.flush().await.unwrap();
+        // Summaries of these two never reach sled's disk: a crash before the next flush.
+        store.append(message(401, 10)).await.unwrap();
+        store.append(message(401, 11)).await.unwrap();
+        crash_copy(dir.path(), copy.path());
+    }
+    let store = open(&copy, HOUR);
+    assert_eq!(store.events_indexed(), 7);
+    let (found, _) = store
+        .events_search(
+            &EventFilter {
+                ticket: Some(401),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found
+        .iter()
+        .all(|e| e.wa_id.as_deref().is_some_and(|w| w.starts_with("3EB0"))));
+    // A data dir of a version without the index: no events trees at all.
+    let path = copy.path().to_path_buf();
+    drop(store);
+    wait_for_sled_to_let_go(&path);
+    {
+        let db = sled::open(&path).unwrap();
+        for name in db.tree_names() {
+            if name.starts_with(b"events@") {
+                db.drop_tree(&name).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    wait_for_sled_to_let_go(&path);
+    let store = open(&copy, HOUR);
+    assert_eq!(store.events_indexed(), 7);
+    let (found, _) = store
+        .events_search(
+            &EventFilter {
+                ticket: Some(400),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .unwrap();
+    assert_eq!(found.len(), 5);
+    assert!(found
+        .iter()
+        .all(|e| e.wa_id.is_some() && e.connection == "default"));
+}
+
+#[tokio::test]
+async fn retention_takes_the_index_of_the_segments_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments(dir.path(), 12, |s| s.keep_delivered = Duration::ZERO).await;
+    store.flush().await.unwrap();
+    assert_eq!(store.events_indexed(), 12);
+    let pending = take_all(&store);
+    let (last, delivered) = pending.split_last().unwrap();
+    // A duplicate of an event that goes: its count goes with it.
+    assert_eq!(
+        store.append((*delivered[0].event).clone()).await.unwrap(),
+        Appended::Duplicate
+    );
+    deliver(&store, &seqs(delivered)).await;
+    store.flush().await.unwrap();
+    assert_eq!(
+        store.events_of(&delivered[0].event.meta.id).unwrap()[0].duplicates,
+        1
+    );
+    store.sweep_delivered().await.unwrap();
+    let left = search(&store, &EventFilter::default());
+    assert!(left.contains(&last.seq));
+    assert!(left.len() < 4, "{left:?}");
+    assert_eq!(store.events_indexed(), left.len());
+    assert!(store
+        .events_of(&delivered[0].event.meta.id)
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .inner
+        .events
+        .dups_of(&delivered[0].event.meta.id)
+        .is_none());
+    let names: Vec<String> = store
+        .inner
+        .db
+        .tree_names()
+        .iter()
+        .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
+        .filter(|n| n.starts_with("events@"))
+        .collect();
+    assert!(names.len() <= 2, "{names:?}");
+}
