@@ -405,3 +405,64 @@ pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, Ops
     }
     Err(OpsError::NotReplayable(event_id.to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Result<EventQuery, OpsError> {
+        let params = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        EventQuery::from_params(&params, 10_000_000)
+    }
+
+    #[test]
+    fn a_query_reads_its_parameters_and_asks_for_itself_again() {
+        let q = query(&[
+            ("ticket", "357"),
+            ("id", "3EB0C431C26A1916E4A5"),
+            ("event", &"ab".repeat(16)),
+            ("kind", "message"),
+            ("connection", "loja"),
+            ("state", "dead"),
+            ("since", "2h"),
+            ("until", "1970-01-01T00:00:05Z"),
+            ("cursor", "c1f"),
+            ("limit", "20"),
+            ("unknown", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(q.ticket, Some(357));
+        assert_eq!(q.state, Some(EventState::Dead));
+        assert_eq!(q.since_ms, Some(10_000_000 - 7_200_000));
+        assert_eq!(q.until_ms, Some(5000));
+        assert_eq!(q.limit, 20);
+        assert_eq!(cursor_seq(q.cursor.as_deref().unwrap()).unwrap(), 0x1f);
+        let again: HashMap<String, String> = q
+            .to_params()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(EventQuery::from_params(&again, 10_000_000).unwrap(), q);
+        assert_eq!(query(&[("ticket", " ")]).unwrap(), EventQuery::default());
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_by_name() {
+        for (name, value) in [
+            ("ticket", "x"),
+            ("limit", "0"),
+            ("limit", "501"),
+            ("state", "lost"),
+            ("cursor", "nope"),
+            ("event", "abc"),
+            ("kind", "Message"),
+            ("since", "yesterday-ish"),
+        ] {
+            assert!(query(&[(name, value)]).is_err(), "{name}={value}");
+        }
+        assert_eq!(cursor_seq(&cursor_of(u64::MAX)).unwrap(), u64::MAX);
+    }
+}
