@@ -297,7 +297,7 @@ async fn drain(
         "drain_secs": list.last().map(|(at, _)| secs(first, *at)),
         "others_done_secs": others_last.map(|i| secs(first, list[i].0)),
         "others_last_position": others_last.map(|i| i + 1),
-        "drain_peak_rss_mb": mb(drain_memory.hwm_kb),
+        "drain_peak_rss_mb": (mb(drain_memory.hwm_kb) * 10.0).round() / 10.0,
     });
     if let (Some(first), Some(last)) = (hot.first(), hot.last()) {
         let span = last.duration_since(*first).as_secs_f64();
