@@ -31,7 +31,10 @@ async fn cluster_sh(command: &'static str) -> Result<()> {
     let status = tokio::task::spawn_blocking(move || Command::new(&script).arg(command).status())
         .await?
         .context("cannot run tests/cluster.sh")?;
-    ensure!(status.success(), "tests/cluster.sh {command} failed ({status})");
+    ensure!(
+        status.success(),
+        "tests/cluster.sh {command} failed ({status})"
+    );
     Ok(())
 }
 
@@ -69,7 +72,10 @@ async fn sizes(plan: &Plan, broker: &Connection, cleanup: &mut Cleanup) -> Resul
             continue;
         }
         let bodies = std::sync::Arc::new(Bodies::new(*target)?);
-        println!("\n== {label} on the three-node cluster: mean body {} bytes", bodies.mean_len);
+        println!(
+            "\n== {label} on the three-node cluster: mean body {} bytes",
+            bodies.mean_len
+        );
         let run = SizeRun {
             plan,
             n: plan.requests[i],

@@ -156,7 +156,10 @@ async fn confirm_round_trip(run: &SizeRun<'_>, cleanup: &mut Cleanup) -> Result<
             )
             .await?
             .await?;
-        ensure!(confirm.is_ack(), "round trip {seq} not confirmed: {confirm:?}");
+        ensure!(
+            confirm.is_ack(),
+            "round trip {seq} not confirmed: {confirm:?}"
+        );
         times.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = channel.close(200, "done".into()).await;
