@@ -22,6 +22,10 @@
 //!    on one hot ticket, and the hot ticket's share left out: the drain time, when every other
 //!    ticket's events are delivered, and the hot ticket's own rate.
 //!
+//! 7. `BENCH_CLUSTER=1`: only the skewed backlog, on the three-node RabbitMQ cluster of the
+//!    cluster tests (`cluster`: started with tests/cluster.sh unless its first node answers, and
+//!    stopped again after), figures in target/bench/relay-cluster.json.
+//!
 //! The relay runs as its own process: the real `whaticket-relay serve` binary (its default config
 //! plus `RELAY__…` overrides for the port, data dir and names, logging on at the configured level),
 //! and so does the durable limit, so that their memory and CPU are measured apart from the load
@@ -45,6 +49,7 @@
 mod bodies;
 mod broker;
 mod ceiling;
+mod cluster;
 mod disk;
 mod limit;
 mod load;
@@ -105,6 +110,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(plan: Plan) -> Result<()> {
+    if plan.cluster {
+        println!(
+            "whaticket-relay benchmark, BENCH_CLUSTER: the skewed backlog of {} on three nodes",
+            plan.backlog
+        );
+        let figures = cluster::run(&plan).await?;
+        let path = report::write_json(&figures, "relay-cluster.json")?;
+        println!("\nfigures written to {}", path.display());
+        return Ok(());
+    }
     // Built before the broker is touched, so a compile error costs nothing else.
     let limit_exe = tokio::task::spawn_blocking(limit::build).await??;
     let broker = connect(&plan.broker).await?;
@@ -114,7 +129,7 @@ async fn run(plan: Plan) -> Result<()> {
     let _ = broker.close(200, "bench done".into()).await;
     let figures = result?;
     cleaned?;
-    let path = report::write_json(&figures)?;
+    let path = report::write_json(&figures, "relay.json")?;
     report::print_table(&figures);
     println!("\nfigures written to {}", path.display());
     Ok(())

@@ -23,6 +23,9 @@ pub struct Plan {
     /// Events of the skewed-backlog scenario's backlog (`BENCH_BACKLOG`): 12 000 as in issue
     /// #31, 1 200 with `BENCH_QUICK`.
     pub backlog: u64,
+    /// `BENCH_CLUSTER=1`: only the skewed backlog, on the three-node cluster of the cluster
+    /// tests (`cluster`); `broker` is then its first node.
+    pub cluster: bool,
 }
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
@@ -38,7 +41,9 @@ fn env_u64(name: &str) -> Result<Option<u64>> {
 
 impl Plan {
     pub fn from_env() -> Result<Plan> {
-        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let flag = |name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = flag("BENCH_QUICK");
+        let cluster = flag("BENCH_CLUSTER");
         let requests = match env_u64("BENCH_REQUESTS")? {
             Some(n) => [n, n],
             None if quick => [2000, 1000],
@@ -52,7 +57,13 @@ impl Plan {
             clients: env_u64("BENCH_CLIENTS")?.unwrap_or(32) as usize,
             rate: env_u64("BENCH_RATE")?.unwrap_or(1000),
             steady_secs: env_u64("BENCH_STEADY_SECS")?.unwrap_or(if quick { 3 } else { 20 }),
-            broker: std::env::var("BENCH_AMQP_URL").unwrap_or_else(|_| DEFAULT_BROKER.to_owned()),
+            broker: std::env::var("BENCH_AMQP_URL").unwrap_or_else(|_| {
+                if cluster {
+                    crate::cluster::first_node_url()
+                } else {
+                    DEFAULT_BROKER.to_owned()
+                }
+            }),
             sizes: std::env::var("BENCH_SIZES")
                 .ok()
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
@@ -69,6 +80,7 @@ impl Plan {
                 None => Some(15),
             },
             backlog: env_u64("BENCH_BACKLOG")?.unwrap_or(if quick { 1200 } else { 12_000 }),
+            cluster,
         })
     }
 

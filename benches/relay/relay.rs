@@ -169,6 +169,8 @@ pub fn relay_command(port: u16, dir: &Path, broker: &str, amqp: &AmqpSettings) -
     command
         .arg("serve")
         .env("RELAY__SERVER__BIND", format!("127.0.0.1:{port}"))
+        // Not read here, and the default port would clash with another relay on the machine.
+        .env("RELAY__METRICS__BIND", "off")
         .env("RELAY__STORAGE__PATH", dir.join("data"))
         .env("RELAY__AMQP__URL", broker)
         .env("RELAY__AMQP__EXCHANGE", &amqp.exchange)

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use crate::process::target_dir;
 use crate::targets::{at, over_rounds, Over};
 
-pub fn write_json(figures: &Value) -> Result<PathBuf> {
+pub fn write_json(figures: &Value, name: &str) -> Result<PathBuf> {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("relay.json");
+    let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(figures)?)?;
     Ok(path)
 }

@@ -2,7 +2,8 @@
 //! drained into quorum queues; uniform over many tickets, and with half of it on one hot ticket
 //! (a busy WhatsApp group), and the hot ticket's share left out. It measures how long the drain
 //! takes, when every other ticket's last event is delivered (in time, and its position among
-//! the deliveries), and the hot ticket's own rate: one confirm round trip per event.
+//! the deliveries), and the hot ticket's own rate: one confirm round trip per event, set beside
+//! a confirm round trip measured alone (one persistent publish of the size into a quorum queue).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,13 +11,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use futures_util::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
+use lapin::BasicProperties;
 use serde_json::{json, Value};
 use whaticket_relay::config::{AmqpUrl, Settings};
 use whaticket_relay::publish::topology;
 
-use crate::broker::{consume, kind_queues, unique_name, Cleanup};
+use crate::broker::{consume, kind_queues, quorum_args, unique_name, Cleanup};
 use crate::load::post;
+use crate::process::mb;
 use crate::relay::{relay_command, spawn_relay};
 use crate::{SizeRun, CONNECTION, TOKEN};
 
@@ -91,12 +95,17 @@ pub async fn measure(run: &SizeRun<'_>, cleanup: &mut Cleanup) -> Result<Value> 
         _ => Value::Null,
     };
     out.insert("others_done_skewed_to_alone".to_owned(), ratio);
+    let round_trip = confirm_round_trip(run, cleanup)
+        .await
+        .context("confirm round trip")?;
+    out.insert("confirm_round_trip_ms".to_owned(), json!(round_trip));
     let skewed = &out["skewed"];
     println!(
         "skewed backlog ({total} events; hot ticket {} of them, the rest over {others} tickets; \
          quorum queues; times from the first delivery, {} s after the relay's start): drain \
          uniform {} s, skewed {} s; the others' last event delivered after {} s (alone: {} s, \
-         ratio {}), at position {} of {total}; the hot ticket {} events/s ({} ms each)",
+         ratio {}), at position {} of {total}; the hot ticket {} events/s ({} ms each; one \
+         confirm round trip {round_trip} ms); the draining relay's peak RSS uniform {} / skewed {} MB",
         total / 2,
         skewed["first_delivery_secs"],
         out["uniform"]["drain_secs"],
@@ -107,8 +116,56 @@ pub async fn measure(run: &SizeRun<'_>, cleanup: &mut Cleanup) -> Result<Value> 
         skewed["others_last_position"],
         skewed["hot_per_sec"],
         skewed["hot_ms_per_event"],
+        out["uniform"]["drain_peak_rss_mb"],
+        skewed["drain_peak_rss_mb"],
     );
     Ok(Value::Object(out))
+}
+
+/// Confirmed publishes sent one at a time: what one publish of a persistent message of this size
+/// into a quorum queue and its confirm take, the least each of the hot ticket's events costs.
+const ROUND_TRIPS: u64 = 200;
+
+/// The median of [`ROUND_TRIPS`] confirm round trips, in ms.
+async fn confirm_round_trip(run: &SizeRun<'_>, cleanup: &mut Cleanup) -> Result<f64> {
+    let queue = unique_name("round-trip-q");
+    cleanup.queues.push(queue.clone());
+    let channel = run.broker.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, quorum_args())
+        .await?;
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let mut times = Vec::new();
+    for seq in 0..ROUND_TRIPS {
+        let body = run.bodies.ticket_body(seq, HOT as u64);
+        let sent = Instant::now();
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                persistent.clone(),
+            )
+            .await?
+            .await?;
+        ensure!(
+            confirm.is_ack(),
+            "round trip {seq} not confirmed: {confirm:?}"
+        );
+        times.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = channel.close(200, "done".into()).await;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok((median * 100.0).round() / 100.0)
 }
 
 /// Builds the backlog with the relay's broker out of reach, then starts the relay again on it
@@ -214,6 +271,8 @@ async fn drain(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // What the drain held at most: read-back bodies, lines, the marks it wrote.
+    let drain_memory = relay.memory()?;
     relay.stop()?;
     let _ = channel.close(200, "done".into()).await;
     for consumer in consumers {
@@ -241,6 +300,7 @@ async fn drain(
         "drain_secs": list.last().map(|(at, _)| secs(first, *at)),
         "others_done_secs": others_last.map(|i| secs(first, list[i].0)),
         "others_last_position": others_last.map(|i| i + 1),
+        "drain_peak_rss_mb": (mb(drain_memory.hwm_kb) * 10.0).round() / 10.0,
     });
     if let (Some(first), Some(last)) = (hot.first(), hot.last()) {
         let span = last.duration_since(*first).as_secs_f64();
