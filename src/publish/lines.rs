@@ -267,6 +267,7 @@ mod tests {
                 meta: meta(seq as u8, Kind::Message, Some(1)),
                 body,
                 earlier_id: None,
+                wa_id: None,
             }),
         }
     }
