@@ -30,6 +30,7 @@ mod backlog;
 mod connection;
 mod lines;
 mod returns;
+pub use returns::UNROUTABLE;
 mod session;
 pub mod topology;
 mod window;

@@ -15,6 +15,9 @@ use lapin::Confirmation;
 
 use crate::event::EventId;
 
+/// How a returned event's dead-letter reason begins (then the broker's reply code and text).
+pub const UNROUTABLE: &str = "unroutable: ";
+
 /// What to do with an event whose confirm came with a return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -63,7 +66,7 @@ impl Returns {
             else {
                 continue;
             };
-            let reason = format!("unroutable: {} {}", message.reply_code, message.reply_text);
+            let reason = format!("{UNROUTABLE}{} {}", message.reply_code, message.reply_text);
             let id = message.properties.message_id().as_ref().map(|s| s.as_str());
             self.record(id, reason);
         }

@@ -228,6 +228,18 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
         reason["detail"].as_str().unwrap().contains("312"),
         "{dead_detail}"
     );
+    // Returned by the broker (no route), then dead-lettered: both steps, in that order.
+    let dead_steps: Vec<&str> = dead_detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dead_steps[dead_steps.len() - 2..],
+        ["returned", "dead"],
+        "{dead_detail}"
+    );
 
     // The body as relayed (redacted), on request only.
     let body = admin_get(&app, &format!("/admin/events/{message}/body")).await;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{rfc3339_ms, OpsError, Replayed};
 use crate::event::EventId;
+use crate::publish::UNROUTABLE;
 use crate::store::{EventState, IndexedEvent, Store};
 
 mod query;
@@ -143,11 +144,8 @@ pub fn event_show(store: &Store, event_id: &str) -> Result<EventDetail, OpsError
         }
         if record.state == EventState::Dead {
             let reason = store.dead_get(record.seq)?.map(|letter| letter.reason);
-            steps.push(step(
-                "dead",
-                record.settled_at_ms.unwrap_or(record.stored_at_ms),
-                reason,
-            ));
+            let at = record.settled_at_ms.unwrap_or(record.stored_at_ms);
+            steps.extend(dead_steps(at, reason));
         }
         // A replay whose copy is no longer indexed still shows.
         if let Some(at) = record.replayed_at_ms.filter(|_| n + 1 == records.len()) {
@@ -197,12 +195,24 @@ fn dead_only(store: &Store, id: &EventId, event_id: &str) -> Result<EventDetail,
         duplicates: 0,
         last_duplicate_ms: None,
     };
-    let (_, received) = step("received", meta.received_at_ms, None);
-    let (_, dead) = step("dead", letter.dead_at_ms, Some(letter.reason.clone()));
+    let mut steps = vec![step("received", meta.received_at_ms, None)];
+    steps.extend(dead_steps(letter.dead_at_ms, Some(letter.reason.clone())));
     Ok(EventDetail {
         summary: summary_of(&indexed, EventState::Dead),
-        timeline: vec![received, dead],
+        timeline: steps.into_iter().map(|(_, s)| s).collect(),
     })
+}
+
+/// How an event ended as a dead letter: one the broker returned (no queue bound to its routing
+/// key, `unroutable: …` from the publisher) was returned first, then dead-lettered.
+fn dead_steps(at_ms: u64, reason: Option<String>) -> Vec<(u64, Step)> {
+    let returned = reason.as_deref().is_some_and(|r| r.starts_with(UNROUTABLE));
+    let mut steps = Vec::with_capacity(2);
+    if returned {
+        steps.push(step("returned", at_ms, None));
+    }
+    steps.push(step("dead", at_ms, reason));
+    steps
 }
 
 /// The body as stored (already redacted), as it was relayed.
