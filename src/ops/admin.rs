@@ -9,14 +9,14 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
 use crate::http::error::json_error;
 use crate::ops::status::routes::StatusPage;
 use crate::ops::status::{self, sample_forever, Sources};
 use crate::ops::web::{blocking, parse, replayed, AdminAuth};
-use crate::ops::{self, events, DeadReplayRequest, ReplayRequest};
+use crate::ops::{self, events, DeadReplayRequest, OpsError, ReplayRequest};
 use crate::store::Store;
 
 struct AdminState {
@@ -137,13 +137,22 @@ async fn dead_show(
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(refused) = authorized(&req, &state) {
+    show(&req, &state, id.into_inner(), ops::dead_show).await
+}
+
+/// One item by its id, for a bearer-token client: read on the blocking pool, answered as JSON.
+async fn show<T: Serialize + Send + 'static>(
+    req: &HttpRequest,
+    state: &AdminState,
+    id: String,
+    read: fn(&Store, &str) -> Result<T, OpsError>,
+) -> HttpResponse {
+    if let Some(refused) = authorized(req, state) {
         return refused;
     }
     let store = state.store.clone();
-    let id = id.into_inner();
-    match blocking(move || ops::dead_show(&store, &id)).await {
-        Ok(detail) => HttpResponse::Ok().json(detail),
+    match blocking(move || read(&store, &id)).await {
+        Ok(found) => HttpResponse::Ok().json(found),
         Err(response) => response,
     }
 }
@@ -200,15 +209,7 @@ async fn event_show(
     state: web::Data<AdminState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(refused) = authorized(&req, &state) {
-        return refused;
-    }
-    let store = state.store.clone();
-    let id = id.into_inner();
-    match blocking(move || events::event_show(&store, &id)).await {
-        Ok(detail) => HttpResponse::Ok().json(detail),
-        Err(response) => response,
-    }
+    show(&req, &state, id.into_inner(), events::event_show).await
 }
 
 /// The body as stored (redacted), as relayed, under its own content type.
