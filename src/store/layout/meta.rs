@@ -9,6 +9,7 @@
 //! 0 below 16 MiB), so readers tell the two apart; the kind is kept by name, so reordering
 //! `Kind` cannot change what a stored record means.
 
+use super::fields::Fields;
 use crate::event::{BodyMode, Change, EventId, EventMeta, Format, Kind};
 use crate::store::error::{corrupt, StoreError};
 
@@ -84,40 +85,16 @@ fn short_name(out: &mut Vec<u8>, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads fields off the front of a record.
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        if self.0.len() < n {
-            return Err(corrupt("record metadata cut short"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
-        self.take(N)?
-            .try_into()
-            .map_err(|_| corrupt("record metadata cut short"))
-    }
-
-    fn short_name(&mut self) -> Result<&'a [u8], StoreError> {
-        let [len] = self.array()?;
-        self.take(usize::from(len))
-    }
-
-    fn text(&mut self) -> Result<String, StoreError> {
-        let len = u32::from_be_bytes(self.array()?) as usize;
-        String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| corrupt("record metadata text is not UTF-8"))
-    }
+/// `[len: u32 BE][UTF-8]`: the connection's name, the action.
+fn text(fields: &mut Fields<'_>) -> Result<String, StoreError> {
+    let len = u32::from_be_bytes(fields.array()?) as usize;
+    String::from_utf8(fields.take(len)?.to_vec())
+        .map_err(|_| corrupt("record metadata text is not UTF-8"))
 }
 
 /// The metadata, and the rest of the record (the body).
 pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
-    let mut fields = Fields(bytes);
+    let mut fields = Fields::new(bytes, "record metadata cut short");
     if fields.array::<1>()? != [TAG] {
         return Err(corrupt("record metadata has an unknown layout"));
     }
@@ -137,9 +114,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         .into_iter()
         .find(|k| k.as_str().as_bytes() == kind_name)
         .ok_or_else(|| corrupt("record metadata names an unknown kind"))?;
-    let connection = fields.text()?;
+    let connection = text(&mut fields)?;
     let action = if flags & ACTION != 0 {
-        Some(fields.text()?)
+        Some(text(&mut fields)?)
     } else {
         None
     };
@@ -176,7 +153,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(EventMeta, &[u8]), StoreError> {
         change,
         body,
     };
-    Ok((meta, fields.0))
+    Ok((meta, fields.rest()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! keys that runs are made of.
 
 pub(crate) mod block;
+mod fields;
 pub(crate) mod frame;
 pub(crate) mod marks;
 pub(crate) mod meta;

@@ -13,6 +13,7 @@
 //! dups     [count: u32 BE][last_at_ms: u64 BE]   key: event id, 16 bytes
 //! ```
 
+use super::fields::Fields;
 use crate::event::{Change, Event, EventId, Format, Kind};
 use crate::store::error::{corrupt, StoreError};
 
@@ -143,29 +144,10 @@ pub(crate) fn encode_block(summaries: &[Summary]) -> Vec<u8> {
     out
 }
 
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        if self.0.len() < n {
-            return Err(corrupt("event index entry cut short"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
-        self.take(N)?
-            .try_into()
-            .map_err(|_| corrupt("event index entry cut short"))
-    }
-
-    fn short(&mut self) -> Result<&'a str, StoreError> {
-        let [len] = self.array()?;
-        std::str::from_utf8(self.take(usize::from(len))?)
-            .map_err(|_| corrupt("event index entry text is not UTF-8"))
-    }
+/// `[len: u8][UTF-8]`.
+fn short_text<'a>(fields: &mut Fields<'a>) -> Result<&'a str, StoreError> {
+    std::str::from_utf8(fields.short_name()?)
+        .map_err(|_| corrupt("event index entry text is not UTF-8"))
 }
 
 fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
@@ -183,7 +165,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     };
     let company_id = optional(COMPANY)?;
     let ticket_id = optional(TICKET)?;
-    let kind = Kind::from_name(fields.short()?)
+    let kind = Kind::from_name(short_text(fields)?)
         .ok_or_else(|| corrupt("event index entry names an unknown kind"))?;
     let len = u16::from_be_bytes(fields.array()?);
     let connection = std::str::from_utf8(fields.take(usize::from(len))?)
@@ -191,7 +173,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
         .to_owned();
     let change = if flags & CHANGE != 0 {
         Some(
-            Change::from_name(fields.short()?)
+            Change::from_name(short_text(fields)?)
                 .ok_or_else(|| corrupt("event index entry names an unknown change"))?,
         )
     } else {
@@ -199,14 +181,14 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     };
     let format = if flags & FORMAT != 0 {
         Some(
-            Format::from_name(fields.short()?)
+            Format::from_name(short_text(fields)?)
                 .ok_or_else(|| corrupt("event index entry names an unknown format"))?,
         )
     } else {
         None
     };
     let wa_id = if flags & WA_ID != 0 {
-        Some(fields.short()?.to_owned())
+        Some(short_text(fields)?.to_owned())
     } else {
         None
     };
@@ -233,7 +215,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
 }
 
 pub(crate) fn decode_block(bytes: &[u8]) -> Result<Vec<Summary>, StoreError> {
-    let mut fields = Fields(bytes);
+    let mut fields = Fields::new(bytes, "event index entry cut short");
     let count = u16::from_be_bytes(fields.array()?);
     let mut out = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
