@@ -3,6 +3,7 @@
 
 use super::error::StoreError;
 use super::index;
+use super::layout::marks::State;
 use super::layout::record;
 use super::segment;
 use super::types::{DeadLetter, Delivered, ReplayFilter};
@@ -13,6 +14,26 @@ use super::Store;
 const REQUEUE_BATCH: usize = 1024;
 
 impl Store {
+    /// Puts the one record `seq` back into the outbox with its `message_id`: its dead letter,
+    /// or a delivered record (marked replayed). Returns how many (0: neither, or taken).
+    pub async fn replay_event(&self, seq: u64) -> Result<usize, StoreError> {
+        if self.dead_get(seq)?.is_some() {
+            return self.requeue_dead(Some(&[seq])).await;
+        }
+        let delivered = index::lock(&self.inner.table).state_of(seq) == Some(State::Delivered);
+        if !delivered || self.inner.keep_delivered.is_zero() {
+            return Ok(0);
+        }
+        let Some(event) = self.event_record(seq)? else {
+            return Ok(0);
+        };
+        self.requeue(vec![Requeue {
+            event,
+            source: Source::Delivered(seq),
+        }])
+        .await
+    }
+
     /// Up to `limit` dead letters, oldest outbox position first.
     pub fn dead_list(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let mut letters = Vec::new();

@@ -7,7 +7,6 @@ use crate::store::index;
 use crate::store::layout::marks::State;
 use crate::store::layout::summary::{decode_block, Summary};
 use crate::store::segment;
-use crate::store::writer::{Requeue, Source};
 use crate::store::Store;
 
 /// What became of an event, as a search filters it and shows it.
@@ -187,26 +186,6 @@ impl Store {
             }
         }
         Ok(self.dead_get(seq)?.map(|letter| letter.event))
-    }
-
-    /// Puts the one record `seq` back into the outbox with its `message_id`: its dead letter,
-    /// or a delivered record (marked replayed). Returns how many (0: neither, or taken).
-    pub async fn replay_event(&self, seq: u64) -> Result<usize, StoreError> {
-        if self.dead_get(seq)?.is_some() {
-            return self.requeue_dead(Some(&[seq])).await;
-        }
-        let delivered = index::lock(&self.inner.table).state_of(seq) == Some(State::Delivered);
-        if !delivered || self.inner.keep_delivered.is_zero() {
-            return Ok(0);
-        }
-        let Some(event) = self.event_record(seq)? else {
-            return Ok(0);
-        };
-        self.requeue(vec![Requeue {
-            event,
-            source: Source::Delivered(seq),
-        }])
-        .await
     }
 
     /// The indexed event `seq`: its summary, state and duplicates; `None` if not indexed.
