@@ -23,19 +23,22 @@ const HEADER_LISTS: [&str; 2] = ["headers", "rawHeaders"];
 /// while `tokenCount` or `secretary` are other names.
 #[derive(Clone, Debug)]
 pub struct RedactKeys {
-    keys: Names,
-    header_lists: Names,
-    /// For each byte, which of the two lists have a name that can start with it ([`KEY`],
-    /// [`LIST`]): each name's first letter in both cases, and the separators. Every object key of
-    /// a body is checked, and its first and last bytes reject nearly all before any comparison.
-    first: [u8; 256],
+    /// The configured names in their matching form, sorted; name `i` is bit `i % 62` of the
+    /// tables below.
+    keys: Vec<Box<[u8]>>,
+    /// [`HEADER_LISTS`] in their matching form: bits 62 and 63.
+    header_lists: Vec<Box<[u8]>>,
+    /// For each byte, the names that may start with it: their first letter in both cases, and
+    /// every name for `-` and `_`. Every object key of a body comes here: two look-ups, by its
+    /// first and last bytes, and an AND leave the names with both ends (nearly always none)
+    /// before any letter is compared.
+    first: Box<[u64; 256]>,
     /// The same for the last byte.
-    last: [u8; 256],
+    last: Box<[u64; 256]>,
 }
 
-/// Bits of [`RedactKeys::first`] and [`RedactKeys::last`].
-const KEY: u8 = 1;
-const LIST: u8 = 2;
+/// Bits of the names of [`RedactKeys::keys`] in the end tables.
+const KEY_BITS: u32 = 62;
 
 /// What a member's name says about its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,64 +65,56 @@ impl RedactKeys {
         S: AsRef<str>,
     {
         let mut this = Self {
-            keys: Names::new(keys),
-            header_lists: Names::new(HEADER_LISTS),
-            first: [0; 256],
-            last: [0; 256],
+            keys: forms(keys),
+            header_lists: forms(HEADER_LISTS),
+            first: Box::new([0; 256]),
+            last: Box::new([0; 256]),
         };
-        for (names, bit) in [(&this.keys, KEY), (&this.header_lists, LIST)] {
-            for form in &names.forms {
-                let ends = [
-                    (&mut this.first, form[0]),
-                    (&mut this.last, form[form.len() - 1]),
-                ];
-                for (table, byte) in ends {
-                    table[usize::from(byte)] |= bit;
-                    table[usize::from(byte.to_ascii_uppercase())] |= bit;
-                    table[usize::from(b'-')] |= bit;
-                    table[usize::from(b'_')] |= bit;
-                }
+        let keys = this.keys.iter().enumerate().map(|(i, f)| (key_bit(i), f));
+        let lists = (this.header_lists.iter().enumerate()).map(|(i, f)| (list_bit(i), f));
+        for (bit, form) in keys.chain(lists).collect::<Vec<_>>() {
+            for (table, byte) in [
+                (&mut this.first, form[0]),
+                (&mut this.last, form[form.len() - 1]),
+            ] {
+                table[usize::from(byte)] |= bit;
+                table[usize::from(byte.to_ascii_uppercase())] |= bit;
             }
+        }
+        for separator in [b'-', b'_'] {
+            this.first[usize::from(separator)] = u64::MAX;
+            this.last[usize::from(separator)] = u64::MAX;
         }
         this
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.forms.is_empty()
+        self.keys.is_empty()
     }
 
     /// Whether `name` (an unescaped object key, or a header name in a name/value list) is one of
     /// the configured keys. Allocates nothing.
     #[inline]
     pub fn matches(&self, name: &str) -> bool {
-        self.hint(name.as_bytes()) & KEY != 0 && self.keys.compare(name.as_bytes())
+        self.member(name) == Member::Redacted
     }
 
-    /// What `name`, a member's name, says about its value; one look-up for nearly every name.
+    /// What `name`, a member's name, says about its value.
     #[inline]
     pub(crate) fn member(&self, name: &str) -> Member {
         let name = name.as_bytes();
-        let hint = self.hint(name);
-        if hint == 0 {
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return Member::Other;
+        };
+        let both = self.first[usize::from(first)] & self.last[usize::from(last)];
+        if both == 0 {
             Member::Other
-        } else if hint & KEY != 0 && self.keys.compare(name) {
+        } else if any_named(&self.keys, key_bit, both, name) {
             Member::Redacted
-        } else if hint & LIST != 0 && self.header_lists.compare(name) {
+        } else if any_named(&self.header_lists, list_bit, both, name) {
             Member::HeaderList
         } else {
             Member::Other
-        }
-    }
-
-    /// Which lists may hold `name`, by its first and last bytes.
-    #[inline]
-    fn hint(&self, name: &[u8]) -> u8 {
-        let Some(&a) = name.first() else {
-            return 0;
-        };
-        match self.first[usize::from(a)] {
-            0 => 0,
-            hint => hint & self.last[usize::from(name[name.len() - 1])],
         }
     }
 
@@ -130,48 +125,43 @@ impl RedactKeys {
             .iter()
             .filter(|d| {
                 let form = matching_form(d);
-                !form.is_empty() && self.keys.forms.binary_search(&form).is_err()
+                !form.is_empty() && self.keys.binary_search(&form).is_err()
             })
             .map(String::as_str)
             .collect()
     }
 }
 
-/// Names in their matching form: ASCII lowercase, without `-` and `_`; sorted, deduplicated.
-#[derive(Clone, Debug, Default)]
-struct Names {
-    forms: Vec<Box<[u8]>>,
-    /// Bit `n` set when some form is `n` bytes long (bit 63: 63 or more).
-    lengths: u64,
+fn key_bit(i: usize) -> u64 {
+    1 << (i as u32 % KEY_BITS)
 }
 
-impl Names {
-    fn new<I, S>(names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut forms: Vec<Box<[u8]>> = names
-            .into_iter()
-            .map(|k| matching_form(k.as_ref()))
-            .filter(|k| !k.is_empty())
-            .collect();
-        forms.sort();
-        forms.dedup();
-        let lengths = forms.iter().fold(0, |bits, k| bits | length_bit(k.len()));
-        Self { forms, lengths }
-    }
+fn list_bit(i: usize) -> u64 {
+    1 << (KEY_BITS + i as u32 % (64 - KEY_BITS))
+}
 
-    /// Whether `name` is one of the names: its `-`/`_` counted for the length test, and only
-    /// names of a form's length compared.
-    fn compare(&self, name: &[u8]) -> bool {
-        let len = name.len() - name.iter().filter(|&&b| is_separator(b)).count();
-        self.lengths & length_bit(len) != 0
-            && self
-                .forms
-                .iter()
-                .any(|f| f.len() == len && same_name(f, name))
-    }
+/// Names in their matching form: ASCII lowercase, without `-` and `_`; sorted, deduplicated.
+fn forms<I, S>(names: I) -> Vec<Box<[u8]>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut forms: Vec<Box<[u8]>> = names
+        .into_iter()
+        .map(|k| matching_form(k.as_ref()))
+        .filter(|k| !k.is_empty())
+        .collect();
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Whether `name` is one of `forms` whose bit (`bit(index)`) is in `both`.
+fn any_named(forms: &[Box<[u8]>], bit: fn(usize) -> u64, both: u64, name: &[u8]) -> bool {
+    forms
+        .iter()
+        .enumerate()
+        .any(|(i, form)| both & bit(i) != 0 && same_name(form, name))
 }
 
 /// `-` and `_` join words in header and field names; they are not part of a name's identity.
@@ -187,18 +177,13 @@ fn matching_form(name: &str) -> Box<[u8]> {
         .collect()
 }
 
-/// Whether `name` is `form` (a matching form of the same length as `name`'s) once its ASCII
-/// case is folded and its `-`/`_` left out.
+/// Whether `name` is `form` once its ASCII case is folded and its `-`/`_` left out.
 fn same_name(form: &[u8], name: &[u8]) -> bool {
     let mut letters = name
         .iter()
         .filter(|&&b| !is_separator(b))
         .map(u8::to_ascii_lowercase);
     form.iter().all(|&f| letters.next() == Some(f)) && letters.next().is_none()
-}
-
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
 }
 
 /// `body` with each span replaced by [`REDACTED`]; the same buffer when there is none. Spans are
@@ -308,6 +293,32 @@ mod tests {
             "tökén",
         ] {
             assert!(!keys.matches(name), "{name}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The look-up by ends and length only ever skips comparisons: whatever the name, the
+        /// answer is the plain rule's (equal once case is folded and `-`/`_` left out).
+        #[test]
+        fn the_ends_and_lengths_look_up_answers_as_the_plain_rule(
+            key in 0usize..6,
+            edits in proptest::collection::vec((0usize..24, proptest::sample::select(vec!['-', '_', 'x', 'T', 'n', 'd', 'e'])), 0..3),
+            upper in proptest::bool::ANY,
+        ) {
+            let list = ["authToken", "client_secret", "x-n8n-api-key", "password", "token", "headers"];
+            let keys = RedactKeys::new(&list[..5]);
+            let mut name: Vec<char> = list[key].chars().collect();
+            for (at, c) in edits {
+                name.insert(at.min(name.len()), c);
+            }
+            let mut name: String = name.into_iter().collect();
+            if upper {
+                name = name.to_ascii_uppercase();
+            }
+            let plain = list[..5].iter().any(|k| super::matching_form(k) == super::matching_form(&name));
+            proptest::prop_assert_eq!(keys.matches(&name), plain, "{}", name);
+            let list_name = super::matching_form(&name) == super::matching_form("headers");
+            proptest::prop_assert_eq!(keys.member(&name) == Member::HeaderList, list_name, "{}", name);
         }
     }
 
