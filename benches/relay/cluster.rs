@@ -15,16 +15,6 @@ use crate::broker::{connect, Cleanup};
 use crate::plan::Plan;
 use crate::{skewed, SizeRun, SIZES};
 
-/// The AMQP URL of the cluster's first node (`RELAY_CLUSTER_PORT`, as tests/cluster.sh and the
-/// cluster tests read it); the relay connects there, the queues' replicas are on all three.
-pub fn first_node_url() -> String {
-    let port = std::env::var("RELAY_CLUSTER_PORT")
-        .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or(5781);
-    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
-}
-
 /// Runs `tests/cluster.sh` with `command` (off the async workers); its output goes to the bench's.
 async fn cluster_sh(command: &'static str) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster.sh");

@@ -59,7 +59,7 @@ impl Plan {
             steady_secs: env_u64("BENCH_STEADY_SECS")?.unwrap_or(if quick { 3 } else { 20 }),
             broker: std::env::var("BENCH_AMQP_URL").unwrap_or_else(|_| {
                 if cluster {
-                    crate::cluster::first_node_url()
+                    first_node_url()
                 } else {
                     DEFAULT_BROKER.to_owned()
                 }
@@ -98,4 +98,14 @@ impl Plan {
             .as_ref()
             .is_none_or(|sizes| sizes.iter().any(|s| s.eq_ignore_ascii_case(label)))
     }
+}
+
+/// The AMQP URL of the cluster's first node (`RELAY_CLUSTER_PORT`, as tests/cluster.sh and the
+/// cluster tests read it); the relay connects there, the queues' replicas are on all three.
+pub fn first_node_url() -> String {
+    let port = std::env::var("RELAY_CLUSTER_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(5781);
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
 }
