@@ -10,16 +10,19 @@
 //! Environment: `EVENTS_BENCH_EVENTS` (default 1 000 000), `EVENTS_BENCH_WRITERS` (256),
 //! `EVENTS_BENCH_BODY` (bytes, 200), `EVENTS_BENCH_RUNS` (21).
 
+#[path = "support/outbox.rs"]
+mod outbox;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
 use whaticket_relay::event::{Change, Event, EventId, EventMeta, Format, Kind};
-use whaticket_relay::store::{Appended, EventFilter, EventState, Next, Room, Settlement, Store};
+use whaticket_relay::store::{EventFilter, EventState, Settlement, Store};
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
@@ -212,60 +215,27 @@ async fn main() -> Result<()> {
     let shutdown = CancellationToken::new();
     let settled = Arc::new(AtomicU64::new(0));
     let publisher = {
-        let (store, settled, shutdown) = (store.clone(), Arc::clone(&settled), shutdown.clone());
-        tokio::spawn(async move {
-            let mut last = None;
-            loop {
-                let batch = match store.take_new(Room::events(1024)) {
-                    Next::Events(batch) => batch,
-                    Next::FromDisk { until } => {
-                        store
-                            .read_pending(last, until, Room::events(usize::MAX))
-                            .await?
-                    }
-                    Next::Idle => {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),
-                            _ = store.appended() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        }
-                        continue;
-                    }
-                };
-                last = batch.last().map(|p| p.seq).or(last);
-                settled.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let (dead, delivered): (Vec<_>, Vec<_>) = batch
+        let settled = Arc::clone(&settled);
+        outbox::spawn_publisher(&store, &shutdown, move |batch| {
+            settled.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let (dead, delivered): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|p| p.event.meta.received_at_ms % 100_000 == 7);
+            Settlement {
+                delivered: delivered.iter().map(|p| p.seq).collect(),
+                dead: dead
                     .into_iter()
-                    .partition(|p| p.event.meta.received_at_ms % 100_000 == 7);
-                store
-                    .settle_later(Settlement {
-                        delivered: delivered.iter().map(|p| p.seq).collect(),
-                        dead: dead
-                            .into_iter()
-                            .map(|p| (p, "refused (bench)".to_owned()))
-                            .collect(),
-                    })
-                    .await?;
+                    .map(|p| (p, "refused (bench)".to_owned()))
+                    .collect(),
             }
         })
     };
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let (store, next) = (store.clone(), Arc::clone(&next));
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let outcome = store.append(event(n, base_ms, body_len)).await?;
-                ensure!(outcome == Appended::Accepted, "event {n}: {outcome:?}");
-            }
-        }));
-    }
+    let tasks = outbox::spawn_writers(&store, writers, total, &next, move |n| {
+        event(n, base_ms, body_len)
+    });
     println!("events bench: {total} events of {body_len} B, {writers} writers");
     for task in tasks {
         task.await??;

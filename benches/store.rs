@@ -11,18 +11,21 @@
 //! Environment: `STORE_BENCH_EVENTS` (default 300 000), `STORE_BENCH_WRITERS` (32),
 //! `STORE_BENCH_WINDOW_SECS` (dedup window and keep_delivered, 20), `STORE_BENCH_BODY` (bytes, 1500).
 
+#[path = "support/outbox.rs"]
+mod outbox;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
 use whaticket_relay::event::{Change, Event, EventId, EventMeta, Kind};
-use whaticket_relay::store::{Appended, Next, Room, Settlement, Store};
+use whaticket_relay::store::{Settlement, Store};
 
 fn env_or(name: &str, default: u64) -> Result<u64> {
     match std::env::var(name) {
@@ -124,59 +127,19 @@ async fn main() -> Result<()> {
     // Stand-in for the publisher: what it is handed is confirmed in batches.
     let delivered = Arc::new(AtomicU64::new(0));
     let deliverer = {
-        let (store, delivered, shutdown) =
-            (store.clone(), Arc::clone(&delivered), shutdown.clone());
-        tokio::spawn(async move {
-            let mut last = None;
-            loop {
-                let batch = match store.take_new(Room::events(1024)) {
-                    Next::Events(batch) => batch,
-                    Next::FromDisk { until } => {
-                        store
-                            .read_pending(last, until, Room::events(usize::MAX))
-                            .await?
-                    }
-                    Next::Idle => {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok::<_, anyhow::Error>(()),
-                            _ = store.appended() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        }
-                        continue;
-                    }
-                };
-                let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
-                last = seqs.last().copied().or(last);
-                delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-                store
-                    .settle_later(Settlement {
-                        delivered: seqs,
-                        dead: Vec::new(),
-                    })
-                    .await?;
+        let delivered = Arc::clone(&delivered);
+        outbox::spawn_publisher(&store, &shutdown, move |batch| {
+            delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Settlement {
+                delivered: batch.iter().map(|p| p.seq).collect(),
+                dead: Vec::new(),
             }
         })
     };
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let (store, next) = (store.clone(), Arc::clone(&next));
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let outcome = store.append(event(n, body_len)).await?;
-                ensure!(
-                    outcome == Appended::Accepted,
-                    "event {n} was not accepted: {outcome:?}"
-                );
-            }
-        }));
-    }
+    let tasks = outbox::spawn_writers(&store, writers, total, &next, move |n| event(n, body_len));
 
     println!("store bench: {total} events of {body_len} B, {writers} writers, window {window:?}");
     let (mut peak, mut at_half) = (0u64, None);
