@@ -10,34 +10,20 @@
 //! Environment: `EVENTS_BENCH_EVENTS` (default 1 000 000), `EVENTS_BENCH_WRITERS` (256),
 //! `EVENTS_BENCH_BODY` (bytes, 200), `EVENTS_BENCH_RUNS` (21).
 
-#[path = "support/outbox.rs"]
-mod outbox;
+mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
+
+use support::{env_or, now_ms};
 use whaticket_relay::event::{Change, Event, EventId, EventMeta, Format, Kind};
 use whaticket_relay::store::{EventFilter, EventState, Settlement, Store};
-
-fn env_or(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .with_context(|| format!("{name} must be a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 const TICKETS: u64 = 100_000;
 
@@ -216,7 +202,7 @@ async fn main() -> Result<()> {
     let settled = Arc::new(AtomicU64::new(0));
     let publisher = {
         let settled = Arc::clone(&settled);
-        outbox::spawn_publisher(&store, &shutdown, move |batch| {
+        support::spawn_publisher(&store, &shutdown, move |batch| {
             settled.fetch_add(batch.len() as u64, Ordering::Relaxed);
             let (dead, delivered): (Vec<_>, Vec<_>) = batch
                 .into_iter()
@@ -233,7 +219,7 @@ async fn main() -> Result<()> {
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks = outbox::spawn_writers(&store, writers, total, &next, move |n| {
+    let tasks = support::spawn_writers(&store, writers, total, &next, move |n| {
         event(n, base_ms, body_len)
     });
     println!("events bench: {total} events of {body_len} B, {writers} writers");

@@ -11,36 +11,22 @@
 //! Environment: `STORE_BENCH_EVENTS` (default 300 000), `STORE_BENCH_WRITERS` (32),
 //! `STORE_BENCH_WINDOW_SECS` (dedup window and keep_delivered, 20), `STORE_BENCH_BODY` (bytes, 1500).
 
-#[path = "support/outbox.rs"]
-mod outbox;
+mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::config::Settings;
+
+use support::{env_or, now_ms};
 use whaticket_relay::event::{Change, Event, EventId, EventMeta, Kind};
 use whaticket_relay::store::{Settlement, Store};
-
-fn env_or(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .with_context(|| format!("{name} must be a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Allocated bytes under `dir` (what `du` shows: holes sled punches do not count).
 fn allocated(dir: &Path) -> u64 {
@@ -128,7 +114,7 @@ async fn main() -> Result<()> {
     let delivered = Arc::new(AtomicU64::new(0));
     let deliverer = {
         let delivered = Arc::clone(&delivered);
-        outbox::spawn_publisher(&store, &shutdown, move |batch| {
+        support::spawn_publisher(&store, &shutdown, move |batch| {
             delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
             Settlement {
                 delivered: batch.iter().map(|p| p.seq).collect(),
@@ -139,7 +125,7 @@ async fn main() -> Result<()> {
 
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks = outbox::spawn_writers(&store, writers, total, &next, move |n| event(n, body_len));
+    let tasks = support::spawn_writers(&store, writers, total, &next, move |n| event(n, body_len));
 
     println!("store bench: {total} events of {body_len} B, {writers} writers, window {window:?}");
     let (mut peak, mut at_half) = (0u64, None);

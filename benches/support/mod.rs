@@ -1,15 +1,32 @@
-//! What the storage benches share: writers appending unique events through the group commit,
-//! and a stand-in for the publisher that takes what the store hands over and settles it.
+//! What the storage benches share: their settings from the environment, writers appending
+//! unique events through the group commit, and a stand-in for the publisher that takes what the
+//! store hands over and settles it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use whaticket_relay::event::Event;
 use whaticket_relay::store::{Appended, Next, Pending, Room, Settlement, Store};
+
+/// A whole number from the environment, or `default`.
+pub fn env_or(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// `writers` tasks appending events `0..total` (`event(n)`), each answered only once fsynced;
 /// `next` counts those taken. Each event must be new.
