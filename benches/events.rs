@@ -240,6 +240,12 @@ async fn main() -> Result<()> {
                 store
                     .settle_later(Settlement {
                         delivered: delivered.iter().map(|p| p.seq).collect(),
+                        // As the publisher hands them back: each with its publish time.
+                        published: delivered
+                            .iter()
+                            .chain(&dead)
+                            .map(|p| (p.seq, p.event.meta.received_at_ms))
+                            .collect(),
                         dead: dead
                             .into_iter()
                             .map(|p| (p, "refused (bench)".to_owned()))

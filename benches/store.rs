@@ -148,10 +148,16 @@ async fn main() -> Result<()> {
                 let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
                 last = seqs.last().copied().or(last);
                 delivered.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                // As the publisher hands them back: each with its publish time.
+                let published = batch
+                    .iter()
+                    .map(|p| (p.seq, p.event.meta.received_at_ms))
+                    .collect();
                 store
                     .settle_later(Settlement {
                         delivered: seqs,
                         dead: Vec::new(),
+                        published,
                     })
                     .await?;
             }

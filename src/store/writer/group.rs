@@ -288,7 +288,7 @@ impl Writer {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
-        self.defer_marks(changed);
+        self.defer_marks(changed, Vec::new());
         self.hand_notes(notes);
         if self.setup.deferred.ask_early() {
             self.ask_flush(None);
