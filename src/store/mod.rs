@@ -157,10 +157,11 @@
 //!   has (the stored events, shared, and the ids it answered as duplicates) in `deferred`; the
 //!   flusher writes them into sled in its batches, before the keys of the same records (so I7's
 //!   checkpoint rule keeps a segment until its summaries are written too), with no flush of its
-//!   own. A time learnt later (the first publish, which the publisher hands back with the
-//!   confirm) is deferred with the marks of the same changes, so its segment is live when the
-//!   flusher puts it on its summary: a held one (an early take waits for the next timed one)
-//!   takes it before its one write, a written one has its block written again. A tree goes with its
+//!   own. Times learnt later (the first publish, which the publisher hands back with the
+//!   confirm; a replayed record's first confirm, which the replay's mark replaces) are deferred
+//!   with the marks of the same changes, so their segments are live when the flusher puts them
+//!   on their summaries: held ones (an early take waits for the next timed one) take them
+//!   before their one write, written ones have their block written again. A tree goes with its
 //!   segment, a duplicate count with the last record of its id. A summary sled lacks (a crash
 //!   before the flush, a data dir of an earlier version) is made again from the record at
 //!   open, without those times; states come from the delivery index (the marks).

@@ -299,18 +299,55 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
     assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 1);
     let again = app.take(&app.queue(Kind::Message)).await;
     assert_eq!(message_id(&again), message);
-    // The replay, and its copy published and confirmed again.
+    // Both confirms: the first one's time unchanged, then the replay, its copy published and
+    // confirmed again.
     let replayed = eventually(&app, &format!("/admin/events/{message}"), |d| {
         d["state"] == "confirmed"
             && d["timeline"].as_array().is_some_and(|t| {
                 t.iter().any(|s| s["step"] == "replayed")
+                    && t.iter().filter(|s| s["step"] == "confirmed").count() == 2
                     && t.iter()
                         .any(|s| s["step"] == "published" && s["detail"] == "copy 1")
             })
     })
     .await;
     assert_no_personal_data(&replayed.to_string());
+    assert_eq!(
+        replayed["confirmed_at"],
+        confirmed_at.as_str(),
+        "{replayed}"
+    );
     assert_eq!(replayed["published_at"], published_at, "{replayed}");
+    let timeline: Vec<(&str, &str, Option<&str>)> = replayed["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap(),
+                s["at"].as_str().unwrap(),
+                s["detail"].as_str(),
+            )
+        })
+        .collect();
+    let confirms: Vec<_> = timeline.iter().filter(|s| s.0 == "confirmed").collect();
+    assert_eq!(
+        (confirms[0].1, confirms[0].2),
+        (confirmed_at.as_str(), None),
+        "the first confirm, unchanged: {replayed}"
+    );
+    assert_eq!(confirms[1].2, Some("copy 1"), "{replayed}");
+    let replay = timeline
+        .iter()
+        .position(|s| s.0 == "replayed")
+        .expect("the replay");
+    assert!(
+        timeline[replay].1 >= confirmed_at.as_str()
+            && timeline[replay + 1..]
+                .iter()
+                .any(|s| s.0 == "published" && s.2 == Some("copy 1")),
+        "{replayed}"
+    );
 
     // Unknown, malformed, unauthenticated.
     let unknown = admin_get(&app, &format!("/admin/events/{}", "0".repeat(32))).await;

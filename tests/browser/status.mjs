@@ -314,10 +314,12 @@ async function eventsView(page) {
   await page.click("#detail-replay");
   await page.locator("#detail-yes").waitFor(WAIT);
   await page.click("#detail-yes");
+  // The first confirm stays where it was; the copy is published and confirmed after the replay.
   await until(page, "the replay and its copy's publish and confirm in its timeline", () => {
     const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
     const replay = s.indexOf("replayed");
-    return replay >= 0 && s.lastIndexOf("published") > replay && s.lastIndexOf("confirmed") > s.lastIndexOf("published");
+    return replay > s.indexOf("confirmed") && s.indexOf("confirmed") > s.indexOf("published")
+      && s.lastIndexOf("published") > replay && s.lastIndexOf("confirmed") > s.lastIndexOf("published");
   });
   check((await page.textContent("#detail-notice")).includes("same message_id"), `replay notice: ${await page.textContent("#detail-notice")}`);
   await ask("queued message 2");

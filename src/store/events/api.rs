@@ -100,8 +100,8 @@ pub struct IndexedEvent {
     /// When the publisher first handed it to the broker; known once it is settled (it comes
     /// with the confirm), unknown for records settled by an earlier version.
     pub published_at_ms: Option<u64>,
-    /// When it was confirmed or dead-lettered, where known (a replay's mark replaces the
-    /// confirm's time).
+    /// When it was confirmed or dead-lettered, where known: for a replayed record, its first
+    /// confirm (unknown if replayed by an earlier version).
     pub settled_at_ms: Option<u64>,
     /// When this record was put back by a replay (its copy is a later record).
     pub replayed_at_ms: Option<u64>,
@@ -204,7 +204,12 @@ impl Store {
             Some(e) => match e.state {
                 State::Pending => (EventState::Pending, None, None),
                 State::Delivered | State::Dead => (EventState::of(e.state), Some(e.at_ms), None),
-                State::Replayed => (EventState::Confirmed, None, Some(e.at_ms)),
+                // The replay's mark took the confirm's time: the summary kept it.
+                State::Replayed => (
+                    EventState::Confirmed,
+                    summary.confirmed_at_ms,
+                    Some(e.at_ms),
+                ),
             },
             // Its segment went between the summary's read and now.
             None => return Ok(None),

@@ -1,7 +1,8 @@
 //! The flusher's side of the event index: the writer's notes of stored events become summaries
 //! in their segment's `events@` tree (blocks, one sled batch per segment) and rows; duplicates
-//! answered are counted for their event; a time learnt after the store (the first publish) goes
-//! onto its summary. Nothing here runs on the writer thread (I14, I16).
+//! answered are counted for their event; times learnt after the store (the first publish, a
+//! replayed record's first confirm) go onto their summaries. Nothing here runs on the writer
+//! thread (I14, I16).
 //!
 //! A summary is written once as a rule: those taken early (between two flushes, to free the
 //! bodies the notes share) wait as summaries for the next timed take, by which time most of
@@ -35,18 +36,21 @@ pub(crate) struct Note {
     pub(crate) replay_of: Option<u64>,
 }
 
-/// A time of a record learnt after it was stored, for its summary: when the publisher first
-/// handed it to the broker (carried with its confirm or dead letter).
+/// Times of a record learnt after it was stored, for its summary: when the publisher first
+/// handed it to the broker (carried with its confirm or dead letter), and its first confirm
+/// (when a replay's mark takes that time from the delivery index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) seq: u64,
     pub(crate) published_at_ms: Option<u64>,
+    pub(crate) confirmed_at_ms: Option<u64>,
 }
 
 impl Stamp {
     /// Onto `summary`; a time it has stays (the first one is kept).
     fn apply(&self, summary: &mut Summary) {
         summary.published_at_ms = summary.published_at_ms.or(self.published_at_ms);
+        summary.confirmed_at_ms = summary.confirmed_at_ms.or(self.confirmed_at_ms);
     }
 }
 
@@ -256,9 +260,9 @@ impl Block {
 
     fn stamp(&mut self, stamp: &Stamp) {
         if let Some(summary) = self.summaries.iter_mut().find(|s| s.seq == stamp.seq) {
-            let before = summary.published_at_ms;
+            let before = (summary.published_at_ms, summary.confirmed_at_ms);
             stamp.apply(summary);
-            self.changed |= before != summary.published_at_ms;
+            self.changed |= before != (summary.published_at_ms, summary.confirmed_at_ms);
         }
     }
 

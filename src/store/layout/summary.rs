@@ -7,9 +7,12 @@
 //!          [flags: u8][company_id: i64 BE]?[ticket_id: i64 BE]?[kind: u8 len + name]
 //!          [connection: u16 BE len + UTF-8][change: u8 len + name]?[format: u8 len + name]?
 //!          [wa_id: u8 len + UTF-8]?[replay_of: u64 BE]?[published_at_ms: u64 BE]?
+//!          [confirmed_at_ms: u64 BE]?
 //!          flags: 1 company_id, 2 ticket_id, 4 change, 8 format, 16 wa_id, 32 replay_of (the
 //!          record this one is a replayed copy of), 64 published_at_ms (when the publisher
-//!          first handed it to the broker; summaries of earlier versions have none: unknown)
+//!          first handed it to the broker), 128 confirmed_at_ms (its first confirm, kept once a
+//!          replay's mark took the mark's time); summaries of earlier versions have neither
+//!          (unknown), and the flags byte is full: a later field needs a second one
 //! block    [count: u16 BE][summary]*          key: the first summary's seq, u64 BE
 //! dups     [count: u32 BE][last_at_ms: u64 BE]   key: event id, 16 bytes
 //! ```
@@ -32,6 +35,7 @@ const FORMAT: u8 = 8;
 const WA_ID: u8 = 16;
 const REPLAY_OF: u8 = 32;
 const PUBLISHED: u8 = 64;
+const CONFIRMED: u8 = 128;
 
 pub(crate) fn events_tree_name(first_seq: u64) -> String {
     format!("{EVENTS_PREFIX}{first_seq:020}")
@@ -63,6 +67,9 @@ pub(crate) struct Summary {
     /// When the publisher first handed it to the broker (unknown before the confirm, and for
     /// records indexed by earlier versions).
     pub(crate) published_at_ms: Option<u64>,
+    /// When the broker first confirmed it, once a replay's mark replaced that time in the
+    /// delivery index (else the mark's time is the confirm's).
+    pub(crate) confirmed_at_ms: Option<u64>,
 }
 
 impl Summary {
@@ -86,6 +93,7 @@ impl Summary {
             wa_id: wa_id.filter(|w| w.len() <= usize::from(u8::MAX)),
             replay_of: None,
             published_at_ms: None,
+            confirmed_at_ms: None,
         }
     }
 }
@@ -107,6 +115,7 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
         (WA_ID, s.wa_id.is_some()),
         (REPLAY_OF, s.replay_of.is_some()),
         (PUBLISHED, s.published_at_ms.is_some()),
+        (CONFIRMED, s.confirmed_at_ms.is_some()),
     ] {
         if set {
             flags |= bit;
@@ -135,7 +144,10 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
     if let Some(wa_id) = &s.wa_id {
         short(out, wa_id);
     }
-    for value in [s.replay_of, s.published_at_ms].into_iter().flatten() {
+    for value in [s.replay_of, s.published_at_ms, s.confirmed_at_ms]
+        .into_iter()
+        .flatten()
+    {
         out.extend_from_slice(&value.to_be_bytes());
     }
 }
@@ -207,6 +219,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     };
     let replay_of = at(REPLAY_OF)?;
     let published_at_ms = at(PUBLISHED)?;
+    let confirmed_at_ms = at(CONFIRMED)?;
     Ok(Summary {
         seq,
         id,
@@ -222,6 +235,7 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
         wa_id,
         replay_of,
         published_at_ms,
+        confirmed_at_ms,
     })
 }
 
@@ -269,6 +283,7 @@ mod tests {
             wa_id: Some("3EB0C767D82B3A2E1B2F".into()),
             replay_of: Some(3),
             published_at_ms: Some(3),
+            confirmed_at_ms: Some(4),
         };
         let bare = Summary {
             seq: 8,
@@ -279,6 +294,7 @@ mod tests {
             wa_id: None,
             replay_of: None,
             published_at_ms: None,
+            confirmed_at_ms: None,
             ..full.clone()
         };
         let block = encode_block(&[full.clone(), bare.clone()]);
@@ -291,8 +307,8 @@ mod tests {
         assert_eq!(decode_dups(&dups_value(3, 9)), Some((3, 9)));
     }
 
-    /// A block as the release before the publish time wrote it (bytes laid out by hand, not by
-    /// `encode_block`): it reads with it unknown.
+    /// A block as the release before the publish and first confirm times wrote it (bytes laid
+    /// out by hand, not by `encode_block`): it reads with both unknown.
     #[test]
     fn a_block_of_the_layout_before_reads_with_its_times_unknown() {
         let mut old = vec![0, 1];
@@ -316,7 +332,7 @@ mod tests {
             (s.seq, s.ticket_id, s.replay_of, s.connection.as_str()),
             (7, Some(357), Some(3), "loja")
         );
-        assert_eq!(s.published_at_ms, None);
+        assert_eq!((s.published_at_ms, s.confirmed_at_ms), (None, None));
         // And the same summary written now, with no time known, is those very bytes.
         assert_eq!(encode_block(&read), old);
     }

@@ -320,11 +320,12 @@ async fn settle_published(store: &Store, seq: u64, published_at_ms: u64) {
         .unwrap();
 }
 
-/// The timeline's publish time: the first publish, carried with the confirm, goes onto the
-/// summary whether it comes before the summary is written or after (its block written again);
-/// a later confirm of the same record (a resend) brings no later time; it outlives a reopen.
+/// The timeline's times: the first publish, carried with the confirm, goes onto the summary
+/// whether it comes before the summary is written or after (its block written again); a later
+/// confirm of the same record (a resend) brings no later time; a replay keeps the first
+/// confirm's time beside its own; all of it outlives a reopen.
 #[tokio::test]
-async fn publish_times_are_kept() {
+async fn publish_times_and_a_replayed_events_first_confirm_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, HOUR);
     let (a, b) = (message(500, 1), message(500, 2));
@@ -348,13 +349,29 @@ async fn publish_times_are_kept() {
         (a.published_at_ms, b.published_at_ms),
         (Some(1_000), Some(2_000))
     );
+    let confirmed = a.settled_at_ms.expect("a confirm time");
     assert_eq!(a.state, EventState::Confirmed);
+
+    assert_eq!(store.replay_event(seq_a).await.unwrap(), 1);
+    store.flush().await.unwrap();
+    let records = store.events_of(&id_a).unwrap();
+    assert_eq!(records.len(), 2);
+    let replayed = &records[0];
+    assert_eq!(replayed.settled_at_ms, Some(confirmed), "the first confirm");
+    assert!(replayed.replayed_at_ms.is_some_and(|at| at >= confirmed));
+    assert_eq!(replayed.published_at_ms, Some(1_000));
+    assert_eq!(
+        records[1].published_at_ms, None,
+        "the copy is not published yet"
+    );
 
     drop(store);
     wait_for_sled_to_let_go(dir.path());
     let store = open(&dir, HOUR);
     let again = store.events_of(&id_a).unwrap();
+    assert_eq!(again[0].settled_at_ms, Some(confirmed));
     assert_eq!(again[0].published_at_ms, Some(1_000));
+    assert!(again[0].replayed_at_ms.is_some());
     assert_eq!(
         store.events_of(&id_b).unwrap()[0].published_at_ms,
         Some(2_000)
@@ -392,6 +409,7 @@ fn an_early_take_holds_its_summaries_for_the_times_that_follow() {
     let stamp = Stamp {
         seq: 1,
         published_at_ms: Some(7),
+        confirmed_at_ms: None,
     };
     let timed = Taken {
         stamps: vec![stamp],

@@ -115,6 +115,7 @@ fn published_stamps(published: &[(u64, u64)], changed: &[Changed]) -> Vec<Stamp>
         .map(|&(seq, at)| Stamp {
             seq,
             published_at_ms: Some(at),
+            confirmed_at_ms: None,
         })
         .collect()
 }
