@@ -210,6 +210,7 @@ pub(crate) mod tests;
 pub use error::{Corrupt, StoreError};
 pub use events::{EventFilter, EventState, IndexedEvent};
 pub use feed::Next;
+pub use replay::Replays;
 pub use types::{
     Appended, Damaged, DeadLetter, Delivered, Pending, Records, ReplayFilter, Room, Settlement,
     StoreStats,

@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339_ms, OpsError, Replayed};
+use super::{rfc3339_ms, OpsError};
 use crate::event::EventId;
 use crate::publish::UNROUTABLE;
-use crate::store::{EventState, IndexedEvent, Store};
+use crate::store::{EventState, IndexedEvent, Replays, Store};
 
 mod query;
 use query::{cursor_of, cursor_seq};
@@ -251,9 +251,10 @@ fn body_of(event: &crate::event::Event) -> EventBody {
     }
 }
 
-/// Puts this one event back into the outbox with its `message_id`: its latest confirmed
-/// record (kept delivered events), or its dead letter. Durable when it returns.
-pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, OpsError> {
+/// What puts this one event back into the outbox with its `message_id` (blocking: sled and
+/// segment reads): its latest confirmed record (kept delivered events), or its dead letter.
+/// Put back with [`crate::ops::put_back`]; durable when that returns.
+pub fn event_replay_read(store: &Store, event_id: &str) -> Result<Replays, OpsError> {
     let (id, records) = records(store, event_id)?;
     for record in records.iter().rev() {
         let replayable = match record.state {
@@ -262,15 +263,14 @@ pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, Ops
             EventState::Pending | EventState::Published => false,
         };
         if replayable {
-            let replayed = store.replay_event(record.seq).await?;
-            if replayed > 0 {
-                return Ok(Replayed { replayed });
+            let replays = store.read_replay_event(record.seq)?;
+            if !replays.is_empty() {
+                return Ok(replays);
             }
         }
     }
     if let Some(letter) = store.dead_find(&id)?.pop() {
-        let replayed = store.requeue_dead(Some(&[letter.seq])).await?;
-        return Ok(Replayed { replayed });
+        return Ok(store.read_requeue_dead(Some(&[letter.seq]))?);
     }
     if records.is_empty() {
         return Err(OpsError::UnknownEvent(event_id.to_owned()));
