@@ -213,6 +213,7 @@ async fn main() -> Result<()> {
                     .into_iter()
                     .map(|p| (p, "refused (bench)".to_owned()))
                     .collect(),
+                ..Settlement::default()
             }
         })
     };

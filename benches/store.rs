@@ -119,6 +119,7 @@ async fn main() -> Result<()> {
             Settlement {
                 delivered: batch.iter().map(|p| p.seq).collect(),
                 dead: Vec::new(),
+                ..Settlement::default()
             }
         })
     };

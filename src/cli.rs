@@ -67,11 +67,17 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Find stored events, newest first: a table without personal data, or --json.
+    /// Find stored events, newest first: a table without personal data, or --json. With --show,
+    /// one event and its timeline (received, stored, published, confirmed, replays).
     Events {
         #[command(flatten)]
         filters: EventFlags,
-        /// JSON for scripts (`{"events": [...], "next_cursor": ...}`).
+        /// Show this one event (its 32-hex id) with its timeline, instead of a list.
+        #[arg(long, value_name = "EVENT_ID", conflicts_with_all = [
+            "ticket", "id", "event", "kind", "connection", "state", "since", "until", "cursor", "limit",
+        ])]
+        show: Option<String>,
+        /// JSON for scripts (`{"events": [...], "next_cursor": ...}`, or the event's detail).
         #[arg(long)]
         json: bool,
         #[arg(long, short)]
@@ -180,9 +186,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Events {
+            show: Some(id),
+            json,
+            config,
+            ..
+        } => client::run(config.as_deref(), Request::EventShow { id, json }).await,
+        Command::Events {
             filters,
             json,
             config,
+            show: None,
         } => match EventQuery::from_params(&filters.params(), crate::store::now_ms()) {
             Ok(query) => client::run(config.as_deref(), Request::Events { query, json }).await,
             Err(err) => {

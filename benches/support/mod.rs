@@ -88,7 +88,17 @@ where
                 }
             };
             last = batch.last().map(|p| p.seq).or(last);
-            store.settle_later(settle(batch)).await?;
+            // As the publisher hands them back: each with its publish time.
+            let published = batch
+                .iter()
+                .map(|p| (p.seq, p.event.meta.received_at_ms))
+                .collect();
+            store
+                .settle_later(Settlement {
+                    published,
+                    ..settle(batch)
+                })
+                .await?;
         }
     })
 }

@@ -15,7 +15,7 @@ use crate::config::Secret;
 use crate::http::error::json_error;
 use crate::ops::status::routes::StatusPage;
 use crate::ops::status::{self, sample_forever, Sources};
-use crate::ops::web::{blocking, parse, replayed, AdminAuth};
+use crate::ops::web::{blocking, parse, read_then_put_back, replayed, AdminAuth};
 use crate::ops::{self, events, DeadReplayRequest, OpsError, ReplayRequest};
 use crate::store::Store;
 
@@ -169,7 +169,8 @@ async fn dead_replay(
         Ok(body) => body,
         Err(response) => return *response,
     };
-    replayed(ops::dead_replay(&state.store, &body).await, "dead letters")
+    let read = move |store: &Store| ops::dead_replay_read(store, &body);
+    read_then_put_back(&state.store, read, "dead letters").await
 }
 
 async fn replay(req: HttpRequest, state: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
@@ -240,7 +241,8 @@ async fn event_replay(
         return refused;
     }
     let id = id.into_inner();
-    replayed(events::event_replay(&state.store, &id).await, "one event")
+    let read = move |store: &Store| events::event_replay_read(store, &id);
+    read_then_put_back(&state.store, read, "one event").await
 }
 
 async fn not_found() -> HttpResponse {

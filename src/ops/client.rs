@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::{AdminSettings, Settings};
-use crate::ops::events::{self, EventPage, EventQuery};
+use crate::ops::events::{self, EventDetail, EventPage, EventQuery};
 use crate::ops::{
     self, DeadDetail, DeadReplayRequest, DeadSummary, OpsError, ReplayRequest, Replayed, Stats,
 };
@@ -56,6 +56,11 @@ pub enum Request {
     /// `events`: a search, printed as JSON or as a table for people.
     Events {
         query: EventQuery,
+        json: bool,
+    },
+    /// `events --show ID`: one event and its timeline, as JSON or as text for people.
+    EventShow {
+        id: String,
         json: bool,
     },
 }
@@ -155,7 +160,54 @@ async fn local(store: &Store, request: Request) -> Result<String, CliError> {
             pretty(&replayed)
         }
         Request::Events { query, json } => shown(&events::events_search(store, &query)?, json),
+        Request::EventShow { id, json } => detail(&events::event_show(store, &id)?, json),
     }
+}
+
+/// One event as JSON, or as text: no personal data is in either.
+fn detail(event: &EventDetail, json: bool) -> Result<String, CliError> {
+    if json {
+        return pretty(event);
+    }
+    Ok(event_text(event))
+}
+
+/// One event for people: what it is, then its timeline in time order.
+pub fn event_text(d: &EventDetail) -> String {
+    let e = &d.summary;
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    let kind = match &e.change {
+        Some(change) => format!("{} · {change}", e.kind),
+        None => e.kind.clone(),
+    };
+    let mut out = String::new();
+    for (name, value) in [
+        ("EVENT", e.event_id.clone()),
+        ("STATE", e.state.clone()),
+        ("RECEIVED", e.received_at.clone()),
+        ("PUBLISHED", dash(d.published_at.as_deref())),
+        ("CONFIRMED", dash(d.confirmed_at.as_deref())),
+        ("CONNECTION", e.connection.clone()),
+        ("COMPANY", dash(e.company.map(|c| c.to_string()).as_deref())),
+        ("KIND", kind),
+        ("TICKET", dash(e.ticket.as_deref())),
+        ("WHATSAPP ID", dash(e.wa_id.as_deref())),
+        ("FORMAT", dash(e.format.as_deref())),
+        ("BYTES", e.size.to_string()),
+        ("DUPLICATES", e.duplicates.count.to_string()),
+    ] {
+        out.push_str(&format!("{name:<12}  {value}\n"));
+    }
+    out.push_str("TIMELINE\n");
+    for step in &d.timeline {
+        out.push_str(&format!("  {:<24}  {:<10}", step.at, step.step));
+        if let Some(detail) = &step.detail {
+            out.push_str(&format!("  {detail}"));
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
 }
 
 /// A page of events as JSON, or as a table: no personal data is in either.
@@ -246,6 +298,14 @@ fn remote(admin: &AdminSettings, request: Request) -> Result<String, CliError> {
         Request::Events { query, json } => {
             let page = client.get_query::<EventPage>("/admin/events", &query.to_params())?;
             shown(&page, json)
+        }
+        Request::EventShow { id, json } => {
+            // Checked here too: the id goes into the path.
+            events::parse_event_id(&id)?;
+            detail(
+                &client.get::<EventDetail>(&format!("/admin/events/{id}"))?,
+                json,
+            )
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod throttle;
 pub mod web;
 
 use crate::event::{EventId, Kind};
-use crate::store::{DeadLetter, ReplayFilter, Store, StoreError, StoreStats};
+use crate::store::{DeadLetter, ReplayFilter, Replays, Store, StoreError, StoreStats};
 
 /// Most dead letters one `dead list` shows.
 pub const DEAD_LIST_MAX: usize = 10_000;
@@ -211,19 +211,31 @@ pub fn dead_relayed(store: &Store, id: &str) -> Result<DeadRelayed, OpsError> {
 }
 
 /// Moves the named dead letters (or all) back into the outbox; they are published again with
-/// their original ids. Every id is checked before anything moves.
+/// their original ids. Every id is checked before anything moves. Reads inline: a server reads
+/// with [`dead_replay_read`] on its blocking pool, then [`put_back`].
 pub async fn dead_replay(store: &Store, request: &DeadReplayRequest) -> Result<Replayed, OpsError> {
-    let replayed = if request.all {
-        store.requeue_dead(None).await?
-    } else {
-        let seqs = request
-            .ids
-            .iter()
-            .map(|id| find(store, id).map(|letter| letter.seq))
-            .collect::<Result<Vec<_>, _>>()?;
-        store.requeue_dead(Some(&seqs)).await?
-    };
-    Ok(Replayed { replayed })
+    put_back(store, dead_replay_read(store, request)?).await
+}
+
+/// The dead letters a replay moves (blocking: sled reads, and a scan of the dead letters for an
+/// event id); every id is checked.
+pub fn dead_replay_read(store: &Store, request: &DeadReplayRequest) -> Result<Replays, OpsError> {
+    if request.all {
+        return Ok(store.read_requeue_dead(None)?);
+    }
+    let seqs = request
+        .ids
+        .iter()
+        .map(|id| find(store, id).map(|letter| letter.seq))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(store.read_requeue_dead(Some(&seqs))?)
+}
+
+/// Puts back what a replay read; durable when it returns.
+pub async fn put_back(store: &Store, replays: Replays) -> Result<Replayed, OpsError> {
+    Ok(Replayed {
+        replayed: store.put_back(replays).await?,
+    })
 }
 
 pub fn parse_kind(text: &str) -> Result<Kind, OpsError> {

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::ops::throttle::{Gate, Guesses};
 use crate::ops::OpsError;
 use crate::report::chain;
+use crate::store::{Replays, Store};
 
 /// Seconds a throttled guesser is asked to wait.
 pub const THROTTLED_RETRY_AFTER: &str = "1";
@@ -153,6 +154,20 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpR
             e.to_string(),
         ))
     })
+}
+
+/// A replay: what goes back is read on the blocking pool (sled and segment reads block), then put
+/// back from this worker, which only awaits the writer; answered as [`replayed`].
+pub async fn read_then_put_back(
+    store: &Store,
+    read: impl FnOnce(&Store) -> Result<Replays, OpsError> + Send + 'static,
+    what: &str,
+) -> HttpResponse {
+    let reader = store.clone();
+    match blocking(move || read(&reader)).await {
+        Ok(replays) => replayed(crate::ops::put_back(store, replays).await, what),
+        Err(response) => response,
+    }
 }
 
 /// A JSON answer of a replay, logged as such; `what` names what went back into the outbox.

@@ -95,8 +95,8 @@ impl Publisher {
         }
         self.store
             .settle_later(Settlement {
-                delivered: Vec::new(),
                 dead: unreadable,
+                ..Settlement::default()
             })
             .await?;
         Ok(())

@@ -17,6 +17,7 @@ use super::IDLE_TICK;
 use super::{
     amqp, bounded, properties, topology, Backoff, Outbox, PublishError, Publisher, PublisherStats,
 };
+use crate::clock::now_ms;
 use crate::store::{Next, Settlement};
 
 /// Publishes polled together at most: enough that lapin's I/O thread writes many per wake-up,
@@ -125,8 +126,8 @@ impl Publisher {
                         let reason = "routing key longer than 255 bytes".to_owned();
                         self.store
                             .settle_later(Settlement {
-                                delivered: Vec::new(),
                                 dead: vec![(pending, reason)],
+                                ..Settlement::default()
                             })
                             .await?;
                         continue;
@@ -157,9 +158,12 @@ impl Publisher {
                     Ok::<_, lapin::Error>(futures_util::future::join_all(publishes).await)
                 })
                 .await?;
+                // One clock read per batch: the event index's "published" step (I16).
+                let now = now_ms();
                 for ((pending, _), confirm) in batch.iter().zip(published) {
                     let confirm = confirm.map_err(amqp("basic.publish"))?;
                     PublisherStats::bump(&self.stats.published);
+                    window.published(pending.seq, now);
                     in_flight.push(await_confirm(pending.seq, confirm, limit));
                 }
             }
@@ -241,6 +245,13 @@ impl Publisher {
                     .and_then(|pending| returns.on_ack(&pending.event.meta.id));
                 // With `mandatory`, the broker acks a message no queue took after returning it:
                 // it is stored nowhere, so it must not count as delivered.
+                // Settled for good (delivered or dead): its first publish time goes back with
+                // it, for the event index's timeline.
+                if !matches!(verdict, Some(Verdict::Resend)) {
+                    settlement
+                        .published
+                        .extend(window.published_at(seq).map(|at| (seq, at)));
+                }
                 match verdict {
                     None => {
                         if let Some(pending) = window.confirmed(seq) {

@@ -44,6 +44,9 @@ pub(crate) struct Window {
     /// flight and those due.
     ready: BTreeMap<u64, Pending>,
     in_flight: HashMap<u64, Pending>,
+    /// When each event the window holds first went to the broker (unix ms), for the event
+    /// index's timeline: kept through a nack or a new session's resend, gone with its confirm.
+    published: HashMap<u64, u64>,
     lines: Lines,
     /// Next events of tickets whose turn came, to read from the store by seq.
     due: Vec<(u64, Ticket)>,
@@ -68,6 +71,7 @@ impl Window {
             next_after: None,
             ready: BTreeMap::new(),
             in_flight: HashMap::new(),
+            published: HashMap::new(),
             lines,
             due: Vec::new(),
             look_again: Vec::new(),
@@ -156,9 +160,22 @@ impl Window {
         self.in_flight.get(&seq)
     }
 
+    /// The in-flight `seq` went to the broker at `at_ms`; only its first time is kept.
+    pub(crate) fn published(&mut self, seq: u64, at_ms: u64) {
+        if self.in_flight.contains_key(&seq) {
+            self.published.entry(seq).or_insert(at_ms);
+        }
+    }
+
+    /// When `seq` first went to the broker, while the window holds it.
+    pub(crate) fn published_at(&self, seq: u64) -> Option<u64> {
+        self.published.get(&seq).copied()
+    }
+
     /// The broker settled `seq` for good (acked, dead-lettered): its ticket's next event is due.
     pub(crate) fn confirmed(&mut self, seq: u64) -> Option<Pending> {
         let pending = self.in_flight.remove(&seq)?;
+        self.published.remove(&seq);
         self.held_bytes = self.held_bytes.saturating_sub(Self::size(&pending));
         if let Some(ticket) = Ticket::of(&pending.event.meta) {
             self.next_turn(ticket);
@@ -444,6 +461,27 @@ pub(crate) mod tests {
         window.confirmed(3);
         assert_eq!(window.room().bytes, 20);
         assert!(window.wants_more());
+    }
+
+    #[test]
+    fn an_events_first_publish_time_is_kept_through_a_nack_and_a_new_session() {
+        let mut window = Window::new(4);
+        window.load(vec![pending(1, meta(1, Kind::Tags, None))]);
+        window.published(1, 10);
+        assert_eq!(window.published_at(1), None, "not in flight: not published");
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(1));
+        window.published(1, 10);
+        assert_eq!(window.published_at(1), Some(10));
+        window.nacked(1);
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(1));
+        window.published(1, 20);
+        assert_eq!(window.published_at(1), Some(10), "the first time");
+        window.requeue_in_flight();
+        assert_eq!(window.next_publishable().map(|p| p.seq), Some(1));
+        window.published(1, 30);
+        assert_eq!(window.published_at(1), Some(10), "through a new session");
+        window.confirmed(1).expect("in flight");
+        assert_eq!(window.published_at(1), None, "gone with its confirm");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::dedup::{Keys, NewKey};
-use super::events::Note;
+use super::events::{Note, Stamp, Taken};
 use super::index::{self, Changed, Table};
 use super::layout::marks::Mark;
 use super::types::Reply;
@@ -40,9 +40,9 @@ pub(super) struct Batch {
     pub(super) committed: Option<u64>,
     /// This batch's number among those with marks, if it has any.
     pub(super) marks_batch: Option<u64>,
-    /// For the event index (I16): events stored, and duplicates answered (id, when).
-    pub(super) notes: Vec<Note>,
-    pub(super) dups: Vec<(EventId, u64)>,
+    /// For the event index (I16): events stored, duplicates answered (id, when), and times
+    /// learnt since (a first publish, a replayed record's first confirm).
+    pub(super) index: Taken,
 }
 
 /// A request to the flusher: flush now (taking what waits in [`Deferred`] first), and answer
@@ -76,6 +76,8 @@ struct Waiting {
     notes: Vec<Note>,
     note_bytes: u64,
     dups: Vec<(EventId, u64)>,
+    /// Times for the event index, deferred with the marks of the same changes.
+    stamps: Vec<Stamp>,
     /// An early take of the notes was asked for and has not happened yet.
     notes_asked: bool,
 }
@@ -118,14 +120,22 @@ impl Deferred {
         counted
     }
 
-    /// Keeps state changes to write as marks. Their segments note the number of the marks batch
-    /// that will carry them, under this lock so that no batch is taken in between, and retention
-    /// keeps them until a flush made that batch durable (I7).
-    pub(super) fn add_marks(&self, table: &Mutex<Table>, changed: Vec<Changed>) {
+    /// Keeps state changes to write as marks, and the event index's times they brought. Their
+    /// segments note the number of the marks batch that will carry them, under this lock so
+    /// that no batch is taken in between, and retention keeps them until a flush made that
+    /// batch durable (I7); the times go no later than that batch, so their segments are live
+    /// when the flusher writes them (I16).
+    pub(super) fn add_marks(
+        &self,
+        table: &Mutex<Table>,
+        changed: Vec<Changed>,
+        stamps: Vec<Stamp>,
+    ) {
         if changed.is_empty() {
             return;
         }
         let mut waiting = self.lock();
+        waiting.stamps.extend(stamps);
         let number = waiting.marks_batches + 1;
         {
             let mut table = index::lock(table);
@@ -164,21 +174,22 @@ impl Deferred {
         ask
     }
 
-    /// Takes the notes alone (an early take, between flushes).
-    pub(super) fn take_notes(&self) -> (Vec<Note>, Vec<(EventId, u64)>) {
+    /// Takes what is for the event index alone (an early take, between flushes).
+    pub(super) fn take_notes(&self) -> Taken {
         let mut waiting = self.lock();
         waiting.notes_asked = false;
         waiting.note_bytes = 0;
-        (
-            std::mem::take(&mut waiting.notes),
-            std::mem::take(&mut waiting.dups),
-        )
+        Taken {
+            notes: std::mem::take(&mut waiting.notes),
+            dups: std::mem::take(&mut waiting.dups),
+            stamps: std::mem::take(&mut waiting.stamps),
+        }
     }
 
     /// Takes what waits as the next batch (the flusher, before each flush); `None` if nothing
     /// does. Its keys are still answered for until [`Deferred::written`].
     pub(super) fn take(&self, table: &Mutex<Table>) -> Option<Batch> {
-        let (number, keys, changed, committed, marks_batch, notes, dups) = {
+        let (number, keys, changed, committed, marks_batch, index) = {
             let mut waiting = self.lock();
             waiting.asked = false;
             if waiting.keys.is_empty()
@@ -190,8 +201,11 @@ impl Deferred {
             }
             waiting.notes_asked = false;
             waiting.note_bytes = 0;
-            let notes = std::mem::take(&mut waiting.notes);
-            let dups = std::mem::take(&mut waiting.dups);
+            let index = Taken {
+                notes: std::mem::take(&mut waiting.notes),
+                dups: std::mem::take(&mut waiting.dups),
+                stamps: std::mem::take(&mut waiting.stamps),
+            };
             waiting.last_number += 1;
             let number = waiting.last_number;
             let keys = Arc::new(std::mem::take(&mut waiting.keys));
@@ -201,15 +215,7 @@ impl Deferred {
                 waiting.marks_batches
             });
             let changed = std::mem::take(&mut waiting.marks);
-            (
-                number,
-                keys,
-                changed,
-                waiting.committed,
-                marks_batch,
-                notes,
-                dups,
-            )
+            (number, keys, changed, waiting.committed, marks_batch, index)
         };
         Some(Batch {
             number,
@@ -217,8 +223,7 @@ impl Deferred {
             marks: marks_by_segment(table, changed),
             committed,
             marks_batch,
-            notes,
-            dups,
+            index,
         })
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::dedup::{self, Slices};
 use super::deferred::{Batch, Deferred, FlushRequest};
 use super::error::StoreError;
-use super::events::Events;
+use super::events::{Events, Taken};
 use super::index::Table;
 use super::layout::marks::{mark_key, mark_value, runs};
 use super::layout::CHECKPOINT_KEY;
@@ -70,11 +70,8 @@ impl Flusher {
                 take(request, &mut flush);
             }
             if !flush {
-                let (notes, dups) = self.deferred.take_notes();
-                if let Err(e) = self.index(notes, dups) {
-                    // The index is beside the path: it is made good at the next open.
-                    tracing::error!(error = %e, "event index not written");
-                }
+                // Early: the notes' bodies are let go, their summaries wait for the next take.
+                self.index(self.deferred.take_notes(), true);
                 continue;
             }
             due = Instant::now() + self.interval;
@@ -89,6 +86,9 @@ impl Flusher {
                         tracing::error!(error = %e, "dedup keys or delivery marks not written; the store takes no more writes until restarted");
                     }
                 }
+            } else {
+                // Summaries an early take held.
+                self.index(Taken::default(), false);
             }
             let result = self.flush();
             if let Err(e) = &result {
@@ -105,14 +105,13 @@ impl Flusher {
         }
     }
 
-    /// The event index's notes and duplicates into sled and the rows (I16).
-    fn index(
-        &self,
-        notes: Vec<super::events::Note>,
-        dups: Vec<(crate::event::EventId, u64)>,
-    ) -> Result<(), StoreError> {
-        self.events.write_notes(&self.db, notes)?;
-        self.events.write_dups(&self.dups, dups)
+    /// The event index's notes, duplicates and times into sled and the rows (I16); `hold`: an
+    /// early take, whose summaries wait for the next.
+    fn index(&self, taken: Taken, hold: bool) {
+        if let Err(e) = self.events.take_in(&self.db, &self.dups, taken, hold) {
+            // The index is beside the path: it is made good at the next open.
+            tracing::error!(error = %e, "event index not written");
+        }
     }
 
     /// Writes a batch the writer deferred into sled (unflushed), then moves what the next
@@ -120,9 +119,7 @@ impl Flusher {
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         // Before the keys: a segment retention may drop once its keys are flushed has its
         // summaries written too (I7, I16).
-        if let Err(e) = self.index(batch.notes, batch.dups) {
-            tracing::error!(error = %e, "event index not written");
-        }
+        self.index(batch.index, false);
         for end in dedup::insert(&self.dedup, &batch.keys)? {
             // Gone only once the merger stopped, at shutdown: the merge can wait for next time.
             let _ = self.merges.send(end);

@@ -157,9 +157,14 @@
 //!   has (the stored events, shared, and the ids it answered as duplicates) in `deferred`; the
 //!   flusher writes them into sled in its batches, before the keys of the same records (so I7's
 //!   checkpoint rule keeps a segment until its summaries are written too), with no flush of its
-//!   own. A tree goes with its segment, a duplicate count with the last record of its id. A
-//!   summary sled lacks (a crash before the flush, a data dir of an earlier version) is made
-//!   again from the record at open; states come from the delivery index (the marks).
+//!   own. Times learnt later (the first publish, which the publisher hands back with the
+//!   confirm; a replayed record's first confirm, which the replay's mark replaces) are deferred
+//!   with the marks of the same changes, so their segments are live when the flusher puts them
+//!   on their summaries: held ones (an early take waits for the next timed one) take them
+//!   before their one write, written ones have their block written again. A tree goes with its
+//!   segment, a duplicate count with the last record of its id. A summary sled lacks (a crash
+//!   before the flush, a data dir of an earlier version) is made again from the record at
+//!   open, without those times; states come from the delivery index (the marks).
 //! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
 //!   read lock; an expired slice is taken out of the map first and its tree dropped after,
 //!   under the maintenance lock that merges hold.
@@ -205,6 +210,7 @@ pub(crate) mod tests;
 pub use error::{Corrupt, StoreError};
 pub use events::{EventFilter, EventState, IndexedEvent};
 pub use feed::Next;
+pub use replay::Replays;
 pub use types::{
     Appended, Damaged, DeadLetter, Delivered, Pending, Records, ReplayFilter, Room, Settlement,
     StoreStats,

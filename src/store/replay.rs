@@ -13,25 +13,61 @@ use super::Store;
 /// Events handed to the writer per replay command: bounds one group.
 const REQUEUE_BATCH: usize = 1024;
 
+/// What a replay puts back, read first: the reads (sled, segment files) block, so a server reads
+/// on its blocking pool and then puts back ([`Store::put_back`]) from an async worker.
+#[derive(Default)]
+pub struct Replays {
+    items: Vec<Requeue>,
+}
+
+impl Replays {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 impl Store {
     /// Puts the one record `seq` back into the outbox with its `message_id`: its dead letter,
     /// or a delivered record (marked replayed). Returns how many (0: neither, or taken).
     pub async fn replay_event(&self, seq: u64) -> Result<usize, StoreError> {
+        self.put_back(self.read_replay_event(seq)?).await
+    }
+
+    /// Reads what [`Store::replay_event`] puts back (blocking): the dead letter `seq`, or the
+    /// delivered record `seq` while it is kept; nothing for any other.
+    pub fn read_replay_event(&self, seq: u64) -> Result<Replays, StoreError> {
         if self.dead_get(seq)?.is_some() {
-            return self.requeue_dead(Some(&[seq])).await;
+            return self.read_requeue_dead(Some(&[seq]));
         }
         let delivered = index::lock(&self.inner.table).state_of(seq) == Some(State::Delivered);
         if !delivered || self.inner.keep_delivered.is_zero() {
-            return Ok(0);
+            return Ok(Replays::default());
         }
-        let Some(event) = self.event_record(seq)? else {
-            return Ok(0);
-        };
-        self.requeue(vec![Requeue {
-            event,
-            source: Source::Delivered(seq),
-        }])
-        .await
+        let items = self
+            .event_record(seq)?
+            .map(|event| Requeue {
+                event,
+                source: Source::Delivered(seq),
+            })
+            .into_iter()
+            .collect();
+        Ok(Replays { items })
+    }
+
+    /// Puts back what was read for a replay, in batches; returns how many went back (one whose
+    /// source was taken meanwhile, by another replay, does not: I13). Durable when it returns.
+    pub async fn put_back(&self, replays: Replays) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let mut items = replays.items;
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(REQUEUE_BATCH));
+            total += self.requeue(std::mem::replace(&mut items, rest)).await?;
+        }
+        Ok(total)
     }
 
     /// Up to `limit` dead letters, oldest outbox position first.
@@ -68,6 +104,11 @@ impl Store {
     /// Puts dead letters back into the outbox (all when `seqs` is `None`), to be published
     /// again with their original ids; returns how many. Durable when it returns.
     pub async fn requeue_dead(&self, seqs: Option<&[u64]>) -> Result<usize, StoreError> {
+        self.put_back(self.read_requeue_dead(seqs)?).await
+    }
+
+    /// Reads what [`Store::requeue_dead`] puts back (blocking).
+    pub fn read_requeue_dead(&self, seqs: Option<&[u64]>) -> Result<Replays, StoreError> {
         let letters = match seqs {
             None => self.dead_list(usize::MAX)?,
             Some(seqs) => {
@@ -78,19 +119,14 @@ impl Store {
                 letters
             }
         };
-        let mut total = 0;
-        let mut items = Vec::new();
-        for letter in letters {
-            items.push(Requeue {
+        let items = letters
+            .into_iter()
+            .map(|letter| Requeue {
                 event: letter.event,
                 source: Source::Dead(letter.seq),
-            });
-            if items.len() >= REQUEUE_BATCH {
-                total += self.requeue(std::mem::take(&mut items)).await?;
-            }
-        }
-        total += self.requeue(items).await?;
-        Ok(total)
+            })
+            .collect();
+        Ok(Replays { items })
     }
 
     /// Kept delivered events matching `filter`, in seq order, at most `limit`.

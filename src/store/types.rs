@@ -72,6 +72,9 @@ pub struct Records {
 pub struct Settlement {
     pub delivered: Vec<u64>,
     pub dead: Vec<(Pending, String)>,
+    /// When the publisher first handed each of these to the broker (seq, unix ms): the event
+    /// index's "published" step, carried with the confirm so it costs no write of its own.
+    pub published: Vec<(u64, u64)>,
 }
 
 impl Settlement {

@@ -115,8 +115,33 @@ async fn cli_finds(config: PathBuf, message: &str, status: &str, dead: &str) {
         "{table}"
     );
     assert_no_personal_data(&table);
-    let table = relay_cli_text(config, &["events", "--state", "dead"]).await;
+    let table = relay_cli_text(config.clone(), &["events", "--state", "dead"]).await;
     assert!(table.contains(dead) && table.contains("dead"), "{table}");
+
+    // One event's detail: its timeline, the replay and both confirms in it.
+    let shown = relay_cli(config.clone(), &["events", "--show", message, "--json"]).await;
+    assert_eq!(shown["event_id"], message, "{shown}");
+    assert!(shown["published_at"].is_string(), "{shown}");
+    let steps: Vec<&str> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    for step in ["received", "stored", "published", "confirmed", "replayed"] {
+        assert!(steps.contains(&step), "{step}: {shown}");
+    }
+    let text = relay_cli_text(config, &["events", "--show", message]).await;
+    assert!(text.starts_with("EVENT"), "{text}");
+    assert!(
+        text.contains(message) && text.contains(WA_ID) && text.contains("TIMELINE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("published") && text.contains("copy 1"),
+        "{text}"
+    );
+    assert_no_personal_data(&text);
 }
 
 #[tokio::test]
@@ -184,12 +209,12 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
     let kind = admin_get(&app, "/admin/events?kind=status&connection=nowhere").await;
     assert!(ids(&kind.json().await.unwrap()).is_empty());
 
-    // The detail: its timeline in time order, no personal data.
-    let detail: Value = admin_get(&app, &format!("/admin/events/{message}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    // The detail: its timeline in time order, no personal data. The publish time comes back
+    // with the confirm, and reaches the index with the flusher's next take (about 1 s).
+    let detail = eventually(&app, &format!("/admin/events/{message}"), |d| {
+        d["published_at"].is_string()
+    })
+    .await;
     let steps: Vec<&str> = detail["timeline"]
         .as_array()
         .unwrap()
@@ -201,6 +226,18 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
         steps.contains(&"confirmed") && steps.contains(&"duplicate"),
         "{detail}"
     );
+    // Published (its time came back with the confirm), then confirmed.
+    let position = |step: &str| steps.iter().position(|s| *s == step);
+    assert!(
+        position("published").is_some() && position("published") < position("confirmed"),
+        "{detail}"
+    );
+    let published_at = detail["published_at"].as_str().expect("published_at");
+    let confirmed_at = detail["confirmed_at"]
+        .as_str()
+        .expect("confirmed_at")
+        .to_owned();
+    assert!(published_at <= confirmed_at.as_str(), "{detail}");
     let at: Vec<&str> = detail["timeline"]
         .as_array()
         .unwrap()
@@ -262,14 +299,55 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
     assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 1);
     let again = app.take(&app.queue(Kind::Message)).await;
     assert_eq!(message_id(&again), message);
+    // Both confirms: the first one's time unchanged, then the replay, its copy published and
+    // confirmed again.
     let replayed = eventually(&app, &format!("/admin/events/{message}"), |d| {
         d["state"] == "confirmed"
-            && d["timeline"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|s| s["step"] == "replayed"))
+            && d["timeline"].as_array().is_some_and(|t| {
+                t.iter().any(|s| s["step"] == "replayed")
+                    && t.iter().filter(|s| s["step"] == "confirmed").count() == 2
+                    && t.iter()
+                        .any(|s| s["step"] == "published" && s["detail"] == "copy 1")
+            })
     })
     .await;
     assert_no_personal_data(&replayed.to_string());
+    assert_eq!(
+        replayed["confirmed_at"],
+        confirmed_at.as_str(),
+        "{replayed}"
+    );
+    assert_eq!(replayed["published_at"], published_at, "{replayed}");
+    let timeline: Vec<(&str, &str, Option<&str>)> = replayed["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap(),
+                s["at"].as_str().unwrap(),
+                s["detail"].as_str(),
+            )
+        })
+        .collect();
+    let confirms: Vec<_> = timeline.iter().filter(|s| s.0 == "confirmed").collect();
+    assert_eq!(
+        (confirms[0].1, confirms[0].2),
+        (confirmed_at.as_str(), None),
+        "the first confirm, unchanged: {replayed}"
+    );
+    assert_eq!(confirms[1].2, Some("copy 1"), "{replayed}");
+    let replay = timeline
+        .iter()
+        .position(|s| s.0 == "replayed")
+        .expect("the replay");
+    assert!(
+        timeline[replay].1 >= confirmed_at.as_str()
+            && timeline[replay + 1..]
+                .iter()
+                .any(|s| s.0 == "published" && s.2 == Some("copy 1")),
+        "{replayed}"
+    );
 
     // Unknown, malformed, unauthenticated.
     let unknown = admin_get(&app, &format!("/admin/events/{}", "0".repeat(32))).await;

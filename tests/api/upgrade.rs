@@ -4,7 +4,7 @@
 //! the events it accepted are still duplicates, answered with the ids it answered; its outbox is
 //! published with four-word routing keys and the change read from each body; changes of messages
 //! first seen after the upgrade are events; its events are found in the event index, which it did
-//! not have, rebuilt at open.
+//! not have, rebuilt at open, and take the time this one published them.
 
 use std::path::Path;
 use std::time::Duration;
@@ -140,6 +140,10 @@ async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbo
             "{file}"
         );
         assert_eq!(first.connection, CONNECTION, "{file}");
+        // Summaries made at open (that release stored no publish time) take the time of the
+        // publish this one made: their blocks are written again.
+        assert!(first.published_at_ms.is_some(), "{file}: {first:?}");
+        assert!(first.published_at_ms >= Some(first.stored_at_ms), "{file}");
     }
     let created = parse_event_id(&id_of("01-whazing-created.json")).expect("event id");
     let created = &app.store.events_of(&created).expect("index")[0];

@@ -286,9 +286,13 @@ async function eventsView(page) {
   await page.locator("#event-detail").waitFor(WAIT);
   check((await page.textContent("#d-id")) === eventId, "the detail is of another event");
   check((await page.textContent("#d-wa")) === waId, "the detail lacks the WhatsApp id");
-  await until(page, "its timeline confirmed", () => (document.querySelector("#d-timeline").dataset.steps || "").split(" ").includes("confirmed"));
+  // The publish time comes back with the confirm, and reaches the index with the next flush.
+  await until(page, "its timeline published and confirmed", () => {
+    const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
+    return s.includes("published") && s.includes("confirmed");
+  });
   const path = await steps(page);
-  check(JSON.stringify(path.slice(0, 3)) === JSON.stringify(["received", "stored", "confirmed"]), `timeline ${path.join(" → ")}`);
+  check(JSON.stringify(path.slice(0, 4)) === JSON.stringify(["received", "stored", "published", "confirmed"]), `timeline ${path.join(" → ")}`);
   check((await row.getAttribute("data-state")) === "confirmed" || (await page.locator(`tr[data-event="${eventId}"] [data-state="confirmed"]`).count()) === 1, "the row is not confirmed");
   console.log(`found by WhatsApp id; timeline ${path.join(" → ")}`);
 
@@ -310,9 +314,12 @@ async function eventsView(page) {
   await page.click("#detail-replay");
   await page.locator("#detail-yes").waitFor(WAIT);
   await page.click("#detail-yes");
-  await until(page, "the replay and its copy's confirm in its timeline", () => {
+  // The first confirm stays where it was; the copy is published and confirmed after the replay.
+  await until(page, "the replay and its copy's publish and confirm in its timeline", () => {
     const s = (document.querySelector("#d-timeline").dataset.steps || "").split(" ");
-    return s.includes("replayed") && s.lastIndexOf("confirmed") > s.indexOf("replayed");
+    const replay = s.indexOf("replayed");
+    return replay > s.indexOf("confirmed") && s.indexOf("confirmed") > s.indexOf("published")
+      && s.lastIndexOf("published") > replay && s.lastIndexOf("confirmed") > s.lastIndexOf("published");
   });
   check((await page.textContent("#detail-notice")).includes("same message_id"), `replay notice: ${await page.textContent("#detail-notice")}`);
   await ask("queued message 2");

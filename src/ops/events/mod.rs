@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339_ms, OpsError, Replayed};
+use super::{rfc3339_ms, OpsError};
 use crate::event::EventId;
 use crate::publish::UNROUTABLE;
-use crate::store::{EventState, IndexedEvent, Store};
+use crate::store::{EventState, IndexedEvent, Replays, Store};
 
 mod query;
 use query::{cursor_of, cursor_seq};
@@ -57,6 +57,11 @@ pub struct Step {
 pub struct EventDetail {
     #[serde(flatten)]
     pub summary: EventSummary,
+    /// When the publisher first handed the event to the broker; null while unknown (not yet
+    /// confirmed, or confirmed by an earlier version).
+    pub published_at: Option<String>,
+    /// When the broker first confirmed it (a replay keeps this time); null while unknown.
+    pub confirmed_at: Option<String>,
     pub timeline: Vec<Step>,
 }
 
@@ -118,7 +123,8 @@ fn step(step: &str, at_ms: u64, detail: Option<String>) -> (u64, Step) {
 }
 
 /// The event (its first record) with the state of its latest copy, and its timeline: received,
-/// stored, confirmed or dead, each replay and what became of its copy, the duplicates answered.
+/// stored, published, confirmed or dead, each replay and what became of its copy (published and
+/// confirmed again), the duplicates answered.
 pub fn event_show(store: &Store, event_id: &str) -> Result<EventDetail, OpsError> {
     let (id, records) = records(store, event_id)?;
     let (Some(first), Some(latest)) = (records.first(), records.last()) else {
@@ -129,18 +135,19 @@ pub fn event_show(store: &Store, event_id: &str) -> Result<EventDetail, OpsError
         step("stored", first.stored_at_ms, None),
     ];
     for (n, record) in records.iter().enumerate() {
+        // A copy's own steps say which copy they are of.
+        let copy = (n > 0).then(|| format!("copy {n}"));
         if n > 0 {
-            steps.push(step(
-                "replayed",
-                record.stored_at_ms,
-                Some(format!("copy {n}")),
-            ));
+            steps.push(step("replayed", record.stored_at_ms, copy.clone()));
+        }
+        if let Some(at) = record.published_at_ms {
+            steps.push(step("published", at, copy.clone()));
         }
         if let Some(at) = record
             .settled_at_ms
             .filter(|_| record.state == EventState::Confirmed)
         {
-            steps.push(step("confirmed", at, None));
+            steps.push(step("confirmed", at, copy.clone()));
         }
         if record.state == EventState::Dead {
             let reason = store.dead_get(record.seq)?.map(|letter| letter.reason);
@@ -163,8 +170,13 @@ pub fn event_show(store: &Store, event_id: &str) -> Result<EventDetail, OpsError
     }
     // Stable: steps of one moment keep their order of life.
     steps.sort_by_key(|(at, _)| *at);
+    let confirmed_at = first
+        .settled_at_ms
+        .filter(|_| first.state == EventState::Confirmed);
     Ok(EventDetail {
         summary: summary_of(first, latest.state),
+        published_at: first.published_at_ms.map(rfc3339_ms),
+        confirmed_at: confirmed_at.map(rfc3339_ms),
         timeline: steps.into_iter().map(|(_, s)| s).collect(),
     })
 }
@@ -190,6 +202,7 @@ fn dead_only(store: &Store, id: &EventId, event_id: &str) -> Result<EventDetail,
         format: meta.format,
         size: u32::try_from(letter.event.body.len()).unwrap_or(u32::MAX),
         state: EventState::Dead,
+        published_at_ms: None,
         settled_at_ms: Some(letter.dead_at_ms),
         replayed_at_ms: None,
         duplicates: 0,
@@ -199,6 +212,8 @@ fn dead_only(store: &Store, id: &EventId, event_id: &str) -> Result<EventDetail,
     steps.extend(dead_steps(letter.dead_at_ms, Some(letter.reason.clone())));
     Ok(EventDetail {
         summary: summary_of(&indexed, EventState::Dead),
+        published_at: None,
+        confirmed_at: None,
         timeline: steps.into_iter().map(|(_, s)| s).collect(),
     })
 }
@@ -236,9 +251,10 @@ fn body_of(event: &crate::event::Event) -> EventBody {
     }
 }
 
-/// Puts this one event back into the outbox with its `message_id`: its latest confirmed
-/// record (kept delivered events), or its dead letter. Durable when it returns.
-pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, OpsError> {
+/// What puts this one event back into the outbox with its `message_id` (blocking: sled and
+/// segment reads): its latest confirmed record (kept delivered events), or its dead letter.
+/// Put back with [`crate::ops::put_back`]; durable when that returns.
+pub fn event_replay_read(store: &Store, event_id: &str) -> Result<Replays, OpsError> {
     let (id, records) = records(store, event_id)?;
     for record in records.iter().rev() {
         let replayable = match record.state {
@@ -247,15 +263,14 @@ pub async fn event_replay(store: &Store, event_id: &str) -> Result<Replayed, Ops
             EventState::Pending | EventState::Published => false,
         };
         if replayable {
-            let replayed = store.replay_event(record.seq).await?;
-            if replayed > 0 {
-                return Ok(Replayed { replayed });
+            let replays = store.read_replay_event(record.seq)?;
+            if !replays.is_empty() {
+                return Ok(replays);
             }
         }
     }
     if let Some(letter) = store.dead_find(&id)?.pop() {
-        let replayed = store.requeue_dead(Some(&[letter.seq])).await?;
-        return Ok(Replayed { replayed });
+        return Ok(store.read_requeue_dead(Some(&[letter.seq]))?);
     }
     if records.is_empty() {
         return Err(OpsError::UnknownEvent(event_id.to_owned()));

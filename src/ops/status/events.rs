@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::routes::{changing, secured, session, StatusPage};
 use crate::ops::events::{self, EventQuery};
-use crate::ops::web::{blocking, replayed};
+use crate::ops::web::{blocking, read_then_put_back};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/status/api/events", web::get().to(search))
@@ -95,8 +96,7 @@ async fn replay(
     if let Some(refused) = changing(&req, &page) {
         return refused;
     }
-    replayed(
-        events::event_replay(&page.sources.store, &event_id).await,
-        "one event (status page)",
-    )
+    let event_id = event_id.into_inner();
+    let read = move |store: &Store| events::event_replay_read(store, &event_id);
+    read_then_put_back(&page.sources.store, read, "one event (status page)").await
 }

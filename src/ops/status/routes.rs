@@ -15,8 +15,11 @@ use super::i18n::{self, Lang, Notice};
 use super::session::{self, Sessions};
 use super::{Samples, Sources};
 use crate::http::error::json_error;
-use crate::ops::web::{blocking, parse, replayed, AdminAuth, Checked, THROTTLED_RETRY_AFTER};
+use crate::ops::web::{
+    blocking, parse, read_then_put_back, replayed, AdminAuth, Checked, THROTTLED_RETRY_AFTER,
+};
 use crate::ops::{self, DeadReplayRequest, ReplayRequest};
+use crate::store::Store;
 
 const STATUS_JS: &str = include_str!("assets/status.js");
 const EVENTS_JS: &str = include_str!("assets/events.js");
@@ -298,10 +301,8 @@ async fn dead_replay(
         Ok(body) => body,
         Err(response) => return *response,
     };
-    replayed(
-        ops::dead_replay(&page.sources.store, &body).await,
-        "dead letters (status page)",
-    )
+    let read = move |store: &Store| ops::dead_replay_read(store, &body);
+    read_then_put_back(&page.sources.store, read, "dead letters (status page)").await
 }
 
 async fn replay(req: HttpRequest, page: web::Data<StatusPage>, body: web::Bytes) -> HttpResponse {

@@ -14,8 +14,9 @@ use crate::store::Store;
 pub enum EventState {
     /// Stored, not yet confirmed by the broker.
     Pending,
-    /// Handed to the broker and not yet confirmed. Not tracked by the index (the confirm
-    /// follows within milliseconds): no event is in it, and filtering by it finds none.
+    /// Handed to the broker and not yet confirmed. Not tracked as a state (the confirm follows
+    /// within milliseconds, and the publish time comes with it: `published_at_ms`): no event is
+    /// in it, and filtering by it finds none.
     Published,
     /// Confirmed by the broker (including one replayed since).
     Confirmed,
@@ -96,8 +97,11 @@ pub struct IndexedEvent {
     /// Bytes of the stored (redacted) body.
     pub size: u32,
     pub state: EventState,
-    /// When it was confirmed or dead-lettered, where known (a replay's mark replaces the
-    /// confirm's time).
+    /// When the publisher first handed it to the broker; known once it is settled (it comes
+    /// with the confirm), unknown for records settled by an earlier version.
+    pub published_at_ms: Option<u64>,
+    /// When it was confirmed or dead-lettered, where known: for a replayed record, its first
+    /// confirm (unknown if replayed by an earlier version).
     pub settled_at_ms: Option<u64>,
     /// When this record was put back by a replay (its copy is a later record).
     pub replayed_at_ms: Option<u64>,
@@ -200,7 +204,12 @@ impl Store {
             Some(e) => match e.state {
                 State::Pending => (EventState::Pending, None, None),
                 State::Delivered | State::Dead => (EventState::of(e.state), Some(e.at_ms), None),
-                State::Replayed => (EventState::Confirmed, None, Some(e.at_ms)),
+                // The replay's mark took the confirm's time: the summary kept it.
+                State::Replayed => (
+                    EventState::Confirmed,
+                    summary.confirmed_at_ms,
+                    Some(e.at_ms),
+                ),
             },
             // Its segment went between the summary's read and now.
             None => return Ok(None),
@@ -220,6 +229,7 @@ impl Store {
             format: summary.format,
             size: summary.size,
             state,
+            published_at_ms: summary.published_at_ms,
             settled_at_ms,
             replayed_at_ms,
             duplicates: dups.map_or(0, |d| d.0),

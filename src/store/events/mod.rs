@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::event::{EventId, Kind};
 use crate::store::layout::marks::{Mark, State};
@@ -22,7 +22,7 @@ mod write;
 
 pub use api::{EventFilter, EventState, IndexedEvent};
 pub(crate) use rebuild::rebuild;
-pub(crate) use write::Note;
+pub(crate) use write::{Note, Stamp, Taken};
 
 const NO_TICKET: i64 = i64::MIN;
 /// A connection past the interned ones: its rows are told apart by their summaries.
@@ -63,6 +63,8 @@ struct Rows {
 #[derive(Default)]
 pub(crate) struct Events {
     rows: RwLock<Rows>,
+    /// Summaries taken early, waiting for the flusher's next timed take (`write`).
+    held: Mutex<write::Held>,
 }
 
 fn id_prefix(id: &EventId) -> u64 {
@@ -190,8 +192,16 @@ impl Events {
 
     /// The `events@` tree holding `seq`'s summary, if its segment is live.
     pub(crate) fn tree_of(&self, seq: u64) -> Option<sled::Tree> {
+        self.segment_of(seq).map(|(_, tree)| tree)
+    }
+
+    /// The first seq and `events@` tree of `seq`'s segment, if it is live.
+    fn segment_of(&self, seq: u64) -> Option<(u64, sled::Tree)> {
         let rows = self.read();
-        rows.trees.range(..=seq).next_back().map(|(_, t)| t.clone())
+        rows.trees
+            .range(..=seq)
+            .next_back()
+            .map(|(&first, t)| (first, t.clone()))
     }
 
     /// Every live segment's `events@` tree.

@@ -1,15 +1,28 @@
 //! The flusher's side of the event index: the writer's notes of stored events become summaries
 //! in their segment's `events@` tree (blocks, one sled batch per segment) and rows; duplicates
-//! answered are counted for their event. Nothing here runs on the writer thread (I14, I16).
+//! answered are counted for their event; times learnt after the store (the first publish, a
+//! replayed record's first confirm) go onto their summaries. Nothing here runs on the writer
+//! thread (I14, I16).
+//!
+//! A summary is written once as a rule: those taken early (between two flushes, to free the
+//! bodies the notes share) wait as summaries for the next timed take, by which time most of
+//! their events were published and confirmed, and go in with their times. Only a time that
+//! comes later (a confirm after that take: a broker away, a backlog) rewrites its block.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use super::Events;
 use crate::event::{Event, EventId};
 use crate::store::error::StoreError;
 use crate::store::layout::marks::State;
-use crate::store::layout::summary::{dups_value, encode_block, events_tree_name, Summary, BLOCK};
+use crate::store::layout::summary::{
+    decode_block, dups_value, encode_block, events_tree_name, Summary, BLOCK,
+};
+
+/// Summaries (and duplicates) held between two timed takes at most; past it they are written
+/// at once. About 3 MB: a second at saturation, well within a flush interval's notes.
+const MAX_HELD: usize = 16_384;
 
 /// What the writer hands over for each event it stored: what it already has.
 pub(crate) struct Note {
@@ -23,24 +36,96 @@ pub(crate) struct Note {
     pub(crate) replay_of: Option<u64>,
 }
 
+/// Times of a record learnt after it was stored, for its summary: when the publisher first
+/// handed it to the broker (carried with its confirm or dead letter), and its first confirm
+/// (when a replay's mark takes that time from the delivery index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) seq: u64,
+    pub(crate) published_at_ms: Option<u64>,
+    pub(crate) confirmed_at_ms: Option<u64>,
+}
+
+impl Stamp {
+    /// Onto `summary`; a time it has stays (the first one is kept).
+    fn apply(&self, summary: &mut Summary) {
+        summary.published_at_ms = summary.published_at_ms.or(self.published_at_ms);
+        summary.confirmed_at_ms = summary.confirmed_at_ms.or(self.confirmed_at_ms);
+    }
+}
+
+/// What waits for the next timed take.
+#[derive(Default)]
+pub(super) struct Held {
+    /// By segment, in seq order.
+    summaries: Vec<(u64, Summary)>,
+    dups: Vec<(EventId, u64)>,
+}
+
+/// What the flusher took from the writer for the index.
+#[derive(Default)]
+pub(crate) struct Taken {
+    pub(crate) notes: Vec<Note>,
+    pub(crate) dups: Vec<(EventId, u64)>,
+    pub(crate) stamps: Vec<Stamp>,
+}
+
+fn summary_of(note: Note) -> (u64, Summary) {
+    // A replayed copy was read back from its record, which does not keep the WhatsApp id: read
+    // again from the body (replays are rare).
+    let wa_id = match (&note.event.wa_id, note.replay_of) {
+        (None, Some(_)) => crate::event::stored_wa_id(&note.event.body),
+        (wa_id, _) => wa_id.clone(),
+    };
+    let mut summary = Summary::of(note.seq, &note.event, note.stored_at_ms, wa_id);
+    summary.replay_of = note.replay_of;
+    (note.segment, summary)
+}
+
 impl Events {
-    /// Writes the notes' summaries into their segments' trees (unflushed: the next flush makes
-    /// them durable, and a crash before it is made good at open) and adds their rows.
-    pub(crate) fn write_notes(&self, db: &sled::Db, notes: Vec<Note>) -> Result<(), StoreError> {
-        if notes.is_empty() {
-            return Ok(());
+    fn held(&self) -> MutexGuard<'_, Held> {
+        // A few pushes and takes: a panic leaves nothing torn.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes in what the flusher took: summaries of the notes, with the times learnt since, into
+    /// their segments' trees (unflushed: the next flush makes them durable, and a crash before
+    /// it is made good at open) and rows; then the duplicates. With `hold` (an early take) the
+    /// summaries and duplicates wait for the next take instead, unless [`MAX_HELD`] wait.
+    pub(crate) fn take_in(
+        &self,
+        db: &sled::Db,
+        dups_tree: &sled::Tree,
+        taken: Taken,
+        hold: bool,
+    ) -> Result<(), StoreError> {
+        let mut held = self.held();
+        held.summaries
+            .extend(taken.notes.into_iter().map(summary_of));
+        held.dups.extend(taken.dups);
+        let late = stamp_held(&mut held.summaries, taken.stamps);
+        if !hold || held.summaries.len() + held.dups.len() >= MAX_HELD {
+            let Held { summaries, dups } = std::mem::take(&mut *held);
+            drop(held);
+            let written = self.write_summaries(db, summaries);
+            // The duplicates of events whose summaries failed are still counted in memory.
+            self.write_dups(dups_tree, dups)?;
+            written?;
+        } else {
+            drop(held);
         }
+        self.stamp_written(late)
+    }
+
+    /// Writes summaries into their segments' trees and adds their rows.
+    fn write_summaries(
+        &self,
+        db: &sled::Db,
+        summaries: Vec<(u64, Summary)>,
+    ) -> Result<(), StoreError> {
         let mut by_segment: BTreeMap<u64, Vec<Summary>> = BTreeMap::new();
-        for note in notes {
-            // A replayed copy was read back from its record, which does not keep the WhatsApp
-            // id: read again from the body (replays are rare).
-            let wa_id = match (&note.event.wa_id, note.replay_of) {
-                (None, Some(_)) => crate::event::stored_wa_id(&note.event.body),
-                (wa_id, _) => wa_id.clone(),
-            };
-            let mut summary = Summary::of(note.seq, &note.event, note.stored_at_ms, wa_id);
-            summary.replay_of = note.replay_of;
-            by_segment.entry(note.segment).or_default().push(summary);
+        for (segment, summary) in summaries {
+            by_segment.entry(segment).or_default().push(summary);
         }
         for (segment, summaries) in by_segment {
             let tree = self.tree_for(db, segment)?;
@@ -51,6 +136,55 @@ impl Events {
             }
         }
         Ok(())
+    }
+
+    /// Puts times onto summaries already written: each block they fall in is read, changed and
+    /// written again, one sled batch per segment. A time whose record is no longer indexed
+    /// (retention took its segment) is dropped.
+    fn stamp_written(&self, mut stamps: Vec<Stamp>) -> Result<(), StoreError> {
+        if stamps.is_empty() {
+            return Ok(());
+        }
+        stamps.sort_unstable_by_key(|s| s.seq);
+        let mut batches: BTreeMap<u64, (sled::Tree, sled::Batch)> = BTreeMap::new();
+        // The block the last stamps fell in: stamps in seq order visit each block once.
+        let mut block: Option<Block> = None;
+        for stamp in stamps {
+            if !block.as_ref().is_some_and(|b| b.holds(stamp.seq)) {
+                if let Some(done) = block.take() {
+                    done.into(&mut batches);
+                }
+                block = self.block_of(stamp.seq)?;
+            }
+            if let Some(b) = block.as_mut() {
+                b.stamp(&stamp);
+            }
+        }
+        if let Some(done) = block {
+            done.into(&mut batches);
+        }
+        for (_, (tree, batch)) in batches {
+            tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The written block holding `seq`'s summary, if its segment is live.
+    fn block_of(&self, seq: u64) -> Result<Option<Block>, StoreError> {
+        let Some((segment, tree)) = self.segment_of(seq) else {
+            return Ok(None);
+        };
+        let Some((key, value)) = tree.range(..=seq.to_be_bytes()).next_back().transpose()? else {
+            return Ok(None);
+        };
+        let summaries = decode_block(&value)?;
+        Ok(Some(Block {
+            segment,
+            tree,
+            key: key.to_vec(),
+            summaries,
+            changed: false,
+        }))
     }
 
     /// The segment's tree, opened the first time.
@@ -86,6 +220,61 @@ impl Events {
             tree.insert(id.0, &dups_value(count, last)[..])?;
         }
         Ok(())
+    }
+}
+
+/// Puts each stamp onto its held summary; returns those whose summaries are not held (written
+/// before).
+fn stamp_held(held: &mut [(u64, Summary)], stamps: Vec<Stamp>) -> Vec<Stamp> {
+    if held.is_empty() {
+        return stamps;
+    }
+    // In seq order as a rule (notes come in commit order): then this sort costs one pass.
+    held.sort_by_key(|(_, s)| s.seq);
+    let mut late = Vec::new();
+    for stamp in stamps {
+        match held.binary_search_by_key(&stamp.seq, |(_, s)| s.seq) {
+            Ok(at) => stamp.apply(&mut held[at].1),
+            Err(_) => late.push(stamp),
+        }
+    }
+    late
+}
+
+/// A written block read back to take times.
+struct Block {
+    segment: u64,
+    tree: sled::Tree,
+    key: Vec<u8>,
+    summaries: Vec<Summary>,
+    changed: bool,
+}
+
+impl Block {
+    /// Whether `seq` falls in this block (its first summary to its last).
+    fn holds(&self, seq: u64) -> bool {
+        let first = self.summaries.first().map_or(u64::MAX, |s| s.seq);
+        let last = self.summaries.last().map_or(0, |s| s.seq);
+        (first..=last).contains(&seq)
+    }
+
+    fn stamp(&mut self, stamp: &Stamp) {
+        if let Some(summary) = self.summaries.iter_mut().find(|s| s.seq == stamp.seq) {
+            let before = (summary.published_at_ms, summary.confirmed_at_ms);
+            stamp.apply(summary);
+            self.changed |= before != (summary.published_at_ms, summary.confirmed_at_ms);
+        }
+    }
+
+    /// Into its segment's batch, if a time was put on it.
+    fn into(self, batches: &mut BTreeMap<u64, (sled::Tree, sled::Batch)>) {
+        if !self.changed {
+            return;
+        }
+        let (_, batch) = batches
+            .entry(self.segment)
+            .or_insert_with(|| (self.tree.clone(), sled::Batch::default()));
+        batch.insert(self.key, encode_block(&self.summaries));
     }
 }
 

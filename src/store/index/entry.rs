@@ -31,4 +31,7 @@ impl Entry {
 pub(crate) struct Changed {
     pub(crate) segment: u64,
     pub(crate) entry: Entry,
+    /// The time of the state it left: a replayed record's confirm, which the event index
+    /// keeps once the replay's mark took the entry's time (I16).
+    pub(crate) left_at_ms: u64,
 }

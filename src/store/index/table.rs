@@ -248,6 +248,7 @@ impl Table {
         if entry.state != from {
             return None;
         }
+        let left_at_ms = entry.at_ms;
         entry.state = to;
         entry.at_ms = at_ms;
         let entry = *entry;
@@ -273,6 +274,7 @@ impl Table {
         Some(Changed {
             segment: first,
             entry,
+            left_at_ms,
         })
     }
 

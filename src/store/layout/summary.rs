@@ -6,9 +6,13 @@
 //! summary  [seq: u64 BE][id: 16][received_at_ms: u64 BE][stored_at_ms: u64 BE][size: u32 BE]
 //!          [flags: u8][company_id: i64 BE]?[ticket_id: i64 BE]?[kind: u8 len + name]
 //!          [connection: u16 BE len + UTF-8][change: u8 len + name]?[format: u8 len + name]?
-//!          [wa_id: u8 len + UTF-8]?[replay_of: u64 BE]?
+//!          [wa_id: u8 len + UTF-8]?[replay_of: u64 BE]?[published_at_ms: u64 BE]?
+//!          [confirmed_at_ms: u64 BE]?
 //!          flags: 1 company_id, 2 ticket_id, 4 change, 8 format, 16 wa_id, 32 replay_of (the
-//!          record this one is a replayed copy of)
+//!          record this one is a replayed copy of), 64 published_at_ms (when the publisher
+//!          first handed it to the broker), 128 confirmed_at_ms (its first confirm, kept once a
+//!          replay's mark took the mark's time); summaries of earlier versions have neither
+//!          (unknown), and the flags byte is full: a later field needs a second one
 //! block    [count: u16 BE][summary]*          key: the first summary's seq, u64 BE
 //! dups     [count: u32 BE][last_at_ms: u64 BE]   key: event id, 16 bytes
 //! ```
@@ -30,6 +34,8 @@ const CHANGE: u8 = 4;
 const FORMAT: u8 = 8;
 const WA_ID: u8 = 16;
 const REPLAY_OF: u8 = 32;
+const PUBLISHED: u8 = 64;
+const CONFIRMED: u8 = 128;
 
 pub(crate) fn events_tree_name(first_seq: u64) -> String {
     format!("{EVENTS_PREFIX}{first_seq:020}")
@@ -58,6 +64,12 @@ pub(crate) struct Summary {
     pub(crate) wa_id: Option<String>,
     /// The seq of the record a replay copied into this one.
     pub(crate) replay_of: Option<u64>,
+    /// When the publisher first handed it to the broker (unknown before the confirm, and for
+    /// records indexed by earlier versions).
+    pub(crate) published_at_ms: Option<u64>,
+    /// When the broker first confirmed it, once a replay's mark replaced that time in the
+    /// delivery index (else the mark's time is the confirm's).
+    pub(crate) confirmed_at_ms: Option<u64>,
 }
 
 impl Summary {
@@ -80,6 +92,8 @@ impl Summary {
             // Longer than a byte's count is no WhatsApp id: left out rather than cut.
             wa_id: wa_id.filter(|w| w.len() <= usize::from(u8::MAX)),
             replay_of: None,
+            published_at_ms: None,
+            confirmed_at_ms: None,
         }
     }
 }
@@ -100,6 +114,8 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
         (FORMAT, s.format.is_some()),
         (WA_ID, s.wa_id.is_some()),
         (REPLAY_OF, s.replay_of.is_some()),
+        (PUBLISHED, s.published_at_ms.is_some()),
+        (CONFIRMED, s.confirmed_at_ms.is_some()),
     ] {
         if set {
             flags |= bit;
@@ -128,8 +144,11 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, s: &Summary) {
     if let Some(wa_id) = &s.wa_id {
         short(out, wa_id);
     }
-    if let Some(seq) = s.replay_of {
-        out.extend_from_slice(&seq.to_be_bytes());
+    for value in [s.replay_of, s.published_at_ms, s.confirmed_at_ms]
+        .into_iter()
+        .flatten()
+    {
+        out.extend_from_slice(&value.to_be_bytes());
     }
 }
 
@@ -192,11 +211,15 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     } else {
         None
     };
-    let replay_of = if flags & REPLAY_OF != 0 {
-        Some(u64::from_be_bytes(fields.array()?))
-    } else {
-        None
+    let mut at = |bit: u8| -> Result<Option<u64>, StoreError> {
+        if flags & bit == 0 {
+            return Ok(None);
+        }
+        Ok(Some(u64::from_be_bytes(fields.array()?)))
     };
+    let replay_of = at(REPLAY_OF)?;
+    let published_at_ms = at(PUBLISHED)?;
+    let confirmed_at_ms = at(CONFIRMED)?;
     Ok(Summary {
         seq,
         id,
@@ -211,6 +234,8 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
         format,
         wa_id,
         replay_of,
+        published_at_ms,
+        confirmed_at_ms,
     })
 }
 
@@ -257,6 +282,8 @@ mod tests {
             format: Some(Format::WhaticketSaas),
             wa_id: Some("3EB0C767D82B3A2E1B2F".into()),
             replay_of: Some(3),
+            published_at_ms: Some(3),
+            confirmed_at_ms: Some(4),
         };
         let bare = Summary {
             seq: 8,
@@ -266,6 +293,8 @@ mod tests {
             format: None,
             wa_id: None,
             replay_of: None,
+            published_at_ms: None,
+            confirmed_at_ms: None,
             ..full.clone()
         };
         let block = encode_block(&[full.clone(), bare.clone()]);
@@ -276,5 +305,35 @@ mod tests {
             Some(42)
         );
         assert_eq!(decode_dups(&dups_value(3, 9)), Some((3, 9)));
+    }
+
+    /// A block as the release before the publish and first confirm times wrote it (bytes laid
+    /// out by hand, not by `encode_block`): it reads with both unknown.
+    #[test]
+    fn a_block_of_the_layout_before_reads_with_its_times_unknown() {
+        let mut old = vec![0, 1];
+        old.extend_from_slice(&7u64.to_be_bytes());
+        old.extend_from_slice(&[3; 16]);
+        old.extend_from_slice(&1u64.to_be_bytes());
+        old.extend_from_slice(&2u64.to_be_bytes());
+        old.extend_from_slice(&1500u32.to_be_bytes());
+        old.push(COMPANY | TICKET | REPLAY_OF);
+        old.extend_from_slice(&(-4i64).to_be_bytes());
+        old.extend_from_slice(&357i64.to_be_bytes());
+        old.push(7);
+        old.extend_from_slice(b"message");
+        old.extend_from_slice(&4u16.to_be_bytes());
+        old.extend_from_slice(b"loja");
+        old.extend_from_slice(&3u64.to_be_bytes());
+        let read = decode_block(&old).unwrap();
+        assert_eq!(read.len(), 1);
+        let s = &read[0];
+        assert_eq!(
+            (s.seq, s.ticket_id, s.replay_of, s.connection.as_str()),
+            (7, Some(357), Some(3), "loja")
+        );
+        assert_eq!((s.published_at_ms, s.confirmed_at_ms), (None, None));
+        // And the same summary written now, with no time known, is those very bytes.
+        assert_eq!(encode_block(&read), old);
     }
 }

@@ -308,3 +308,124 @@ async fn retention_takes_the_index_of_the_segments_it_drops() {
         .collect();
     assert!(names.len() <= 2, "{names:?}");
 }
+
+async fn settle_published(store: &Store, seq: u64, published_at_ms: u64) {
+    store
+        .settle(Settlement {
+            delivered: vec![seq],
+            dead: Vec::new(),
+            published: vec![(seq, published_at_ms)],
+        })
+        .await
+        .unwrap();
+}
+
+/// The timeline's times: the first publish, carried with the confirm, goes onto the summary
+/// whether it comes before the summary is written or after (its block written again); a later
+/// confirm of the same record (a resend) brings no later time; a replay keeps the first
+/// confirm's time beside its own; all of it outlives a reopen.
+#[tokio::test]
+async fn publish_times_and_a_replayed_events_first_confirm_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    let (a, b) = (message(500, 1), message(500, 2));
+    let (id_a, id_b) = (a.meta.id, b.meta.id);
+    store.append(a).await.unwrap();
+    let pending = take_all(&store);
+    let seq_a = pending[0].seq;
+    // Confirmed before the flusher took its note: written once, with its time.
+    settle_published(&store, seq_a, 1_000).await;
+    store.append(b).await.unwrap();
+    store.flush().await.unwrap();
+    let seq_b = take_all(&store)[0].seq;
+    // Confirmed after its summary was written.
+    settle_published(&store, seq_b, 2_000).await;
+    // A resend's confirm of a record already settled: its publish is not the first.
+    settle_published(&store, seq_a, 9_000).await;
+    store.flush().await.unwrap();
+    let first = |id: &EventId| store.events_of(id).unwrap()[0].clone();
+    let (a, b) = (first(&id_a), first(&id_b));
+    assert_eq!(
+        (a.published_at_ms, b.published_at_ms),
+        (Some(1_000), Some(2_000))
+    );
+    let confirmed = a.settled_at_ms.expect("a confirm time");
+    assert_eq!(a.state, EventState::Confirmed);
+
+    assert_eq!(store.replay_event(seq_a).await.unwrap(), 1);
+    store.flush().await.unwrap();
+    let records = store.events_of(&id_a).unwrap();
+    assert_eq!(records.len(), 2);
+    let replayed = &records[0];
+    assert_eq!(replayed.settled_at_ms, Some(confirmed), "the first confirm");
+    assert!(replayed.replayed_at_ms.is_some_and(|at| at >= confirmed));
+    assert_eq!(replayed.published_at_ms, Some(1_000));
+    assert_eq!(
+        records[1].published_at_ms, None,
+        "the copy is not published yet"
+    );
+
+    drop(store);
+    wait_for_sled_to_let_go(dir.path());
+    let store = open(&dir, HOUR);
+    let again = store.events_of(&id_a).unwrap();
+    assert_eq!(again[0].settled_at_ms, Some(confirmed));
+    assert_eq!(again[0].published_at_ms, Some(1_000));
+    assert!(again[0].replayed_at_ms.is_some());
+    assert_eq!(
+        store.events_of(&id_b).unwrap()[0].published_at_ms,
+        Some(2_000)
+    );
+}
+
+/// An early take (the notes' bodies let go between two flushes) holds its summaries and the
+/// duplicates of their events for the next take, so that the times that follow go in with
+/// them: nothing of it is in sled or searchable before.
+#[test]
+fn an_early_take_holds_its_summaries_for_the_times_that_follow() {
+    use crate::store::events::{Events, Note, Stamp, Taken};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let dups = db.open_tree("event-dups").unwrap();
+    let events = Events::default();
+    let (one, two) = (message(600, 1), message(600, 2));
+    let id = one.meta.id;
+    let note = |seq: u64, event: Event| Note {
+        segment: 1,
+        seq,
+        stored_at_ms: 5,
+        event: Arc::new(event),
+        replay_of: None,
+    };
+    let early = Taken {
+        notes: vec![note(1, one), note(2, two)],
+        dups: vec![(id, 9)],
+        stamps: Vec::new(),
+    };
+    events.take_in(&db, &dups, early, true).unwrap();
+    assert_eq!(events.len(), 0, "held");
+    assert!(!db.tree_names().iter().any(|n| n.starts_with(b"events@")));
+    let stamp = Stamp {
+        seq: 1,
+        published_at_ms: Some(7),
+        confirmed_at_ms: None,
+    };
+    let timed = Taken {
+        stamps: vec![stamp],
+        ..Taken::default()
+    };
+    events.take_in(&db, &dups, timed, false).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events.dups_of(&id),
+        Some((1, 9)),
+        "counted once its event is"
+    );
+    let tree = events.tree_of(1).expect("its tree");
+    assert_eq!(tree.len(), 1, "one block, with its time");
+    let (_, block) = tree.iter().next().unwrap().unwrap();
+    let summaries = layout::summary::decode_block(&block).unwrap();
+    let times: Vec<_> = summaries.iter().map(|s| s.published_at_ms).collect();
+    assert_eq!(times, [Some(7), None]);
+}

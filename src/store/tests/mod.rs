@@ -142,6 +142,7 @@ async fn deliver(store: &Store, seqs: &[u64]) {
         .settle(Settlement {
             delivered: seqs.to_vec(),
             dead: Vec::new(),
+            published: Vec::new(),
         })
         .await
         .unwrap();
@@ -152,6 +153,7 @@ async fn kill(store: &Store, pending: Pending, reason: &str) {
         .settle(Settlement {
             delivered: Vec::new(),
             dead: vec![(pending, reason.to_owned())],
+            published: Vec::new(),
         })
         .await
         .unwrap();

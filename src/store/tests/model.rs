@@ -125,11 +125,13 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Settlement {
                         delivered: Vec::new(),
                         dead: vec![(pending, "model".to_owned())],
+                        published: Vec::new(),
                     }
                 } else {
                     Settlement {
                         delivered: vec![seq],
                         dead: Vec::new(),
+                        published: Vec::new(),
                     }
                 };
                 running.store().settle(settlement).await.expect("settle");

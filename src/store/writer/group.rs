@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::event::Event;
 use crate::store::dedup::{self, Expiry, Lookup, NewKey};
 use crate::store::error::StoreError;
-use crate::store::events::Note;
+use crate::store::events::{Note, Stamp};
 use crate::store::index::{self, Entry};
 use crate::store::layout::frame::{self, Found};
 use crate::store::layout::marks::State;
@@ -288,7 +288,16 @@ impl Writer {
             // A dropped receiver means the caller gave up; the event is stored regardless.
             let _ = reply.send(Ok(Appended::Accepted));
         }
-        self.defer_marks(changed);
+        // A replayed record's mark takes the time of its confirm: the event index keeps it.
+        let stamps = changed
+            .iter()
+            .map(|c| Stamp {
+                seq: c.entry.seq,
+                published_at_ms: None,
+                confirmed_at_ms: Some(c.left_at_ms),
+            })
+            .collect();
+        self.defer_marks(changed, stamps);
         self.hand_notes(notes);
         if self.setup.deferred.ask_early() {
             self.ask_flush(None);

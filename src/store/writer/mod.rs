@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::dedup::{self, Slices};
 use super::deferred::{Deferred, FlushRequest};
 use super::error::StoreError;
-use super::events::{Events, Note};
+use super::events::{Events, Note, Stamp};
 use super::feed::Feed;
 use super::index::{Changed, Table};
 use super::layout::PROBE_KEY;
@@ -249,9 +249,12 @@ impl Writer {
         dedup::remember(&self.setup.dedup, &counted);
     }
 
-    /// Keeps state changes for the flusher to write as marks (I7).
-    fn defer_marks(&mut self, changed: Vec<Changed>) {
-        self.setup.deferred.add_marks(&self.setup.table, changed);
+    /// Keeps state changes for the flusher to write as marks (I7), with the times they bring
+    /// the event index (I16).
+    fn defer_marks(&mut self, changed: Vec<Changed>, stamps: Vec<Stamp>) {
+        self.setup
+            .deferred
+            .add_marks(&self.setup.table, changed, stamps);
     }
 
     /// Hands the event index what the group stored and answered (I16): the events it already

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use super::{Source, Writer};
 use crate::clock::now_ms;
 use crate::store::error::StoreError;
-use crate::store::index;
+use crate::store::events::Stamp;
+use crate::store::index::{self, Changed};
 use crate::store::layout::marks::{marks_tree_name, State};
 use crate::store::layout::record;
 use crate::store::layout::summary::events_tree_name;
@@ -60,7 +61,8 @@ impl Writer {
                 .dead
                 .insert(record::seq_key(pending.seq), value)?;
         }
-        self.defer_marks(changed);
+        let stamps = published_stamps(&settlement.published, &changed);
+        self.defer_marks(changed, stamps);
         Ok(())
     }
 
@@ -98,4 +100,22 @@ impl Writer {
         }
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
+}
+
+/// The first publish times of the records this settlement moved (a confirm of one already
+/// settled, a resend's, brings none): for the event index's timeline.
+fn published_stamps(published: &[(u64, u64)], changed: &[Changed]) -> Vec<Stamp> {
+    if published.is_empty() {
+        return Vec::new();
+    }
+    let moved: HashSet<u64> = changed.iter().map(|c| c.entry.seq).collect();
+    published
+        .iter()
+        .filter(|(seq, _)| moved.contains(seq))
+        .map(|&(seq, at)| Stamp {
+            seq,
+            published_at_ms: Some(at),
+            confirmed_at_ms: None,
+        })
+        .collect()
 }
