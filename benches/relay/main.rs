@@ -24,7 +24,8 @@
 //!
 //! 7. `BENCH_CLUSTER=1`: only the skewed backlog, on the three-node RabbitMQ cluster of the
 //!    cluster tests (`cluster`: started with tests/cluster.sh unless its first node answers, and
-//!    stopped again after), figures in target/bench/relay-cluster.json.
+//!    stopped again after), figures in target/bench/relay-cluster.json; `BENCH_SKEWED_ONLY=1`:
+//!    only the skewed backlog, on the default broker (target/bench/relay-skewed.json).
 //!
 //! The relay runs as its own process: the real `whaticket-relay serve` binary (its default config
 //! plus `RELAY__…` overrides for the port, data dir and names, logging on at the configured level),
@@ -117,6 +118,22 @@ async fn run(plan: Plan) -> Result<()> {
         );
         let figures = cluster::run(&plan).await?;
         let path = report::write_json(&figures, "relay-cluster.json")?;
+        println!("\nfigures written to {}", path.display());
+        return Ok(());
+    }
+    if plan.skewed_only {
+        println!(
+            "whaticket-relay benchmark, BENCH_SKEWED_ONLY: the skewed backlog of {}",
+            plan.backlog
+        );
+        let broker = connect(&plan.broker).await?;
+        let mut cleanup = Cleanup::default();
+        let result = skewed::sizes(&plan, &broker, &mut cleanup, "").await;
+        let cleaned = cleanup.run(&broker).await;
+        let _ = broker.close(200, "bench done".into()).await;
+        let figures = result?;
+        cleaned?;
+        let path = report::write_json(&figures, "relay-skewed.json")?;
         println!("\nfigures written to {}", path.display());
         return Ok(());
     }

@@ -26,6 +26,8 @@ pub struct Plan {
     /// `BENCH_CLUSTER=1`: only the skewed backlog, on the three-node cluster of the cluster
     /// tests (`cluster`); `broker` is then its first node.
     pub cluster: bool,
+    /// `BENCH_SKEWED_ONLY=1`: only the skewed backlog, on `broker` (the default one).
+    pub skewed_only: bool,
 }
 
 fn env_u64(name: &str) -> Result<Option<u64>> {
@@ -81,6 +83,7 @@ impl Plan {
             },
             backlog: env_u64("BENCH_BACKLOG")?.unwrap_or(if quick { 1200 } else { 12_000 }),
             cluster,
+            skewed_only: flag("BENCH_SKEWED_ONLY"),
         })
     }
 

@@ -13,16 +13,18 @@ use anyhow::{ensure, Context, Result};
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
-use lapin::BasicProperties;
-use serde_json::{json, Value};
+use lapin::{BasicProperties, Connection};
+use serde_json::{json, Map, Value};
 use whaticket_relay::config::{AmqpUrl, Settings};
 use whaticket_relay::publish::topology;
 
+use crate::bodies::Bodies;
 use crate::broker::{consume, kind_queues, quorum_args, unique_name, Cleanup};
 use crate::load::post;
+use crate::plan::Plan;
 use crate::process::mb;
 use crate::relay::{relay_command, spawn_relay};
-use crate::{SizeRun, CONNECTION, TOKEN};
+use crate::{SizeRun, CONNECTION, SIZES, TOKEN};
 
 /// When a message came to the consumer, and its `ticket_id` header.
 type Delivery = (Instant, Option<i64>);
@@ -120,6 +122,49 @@ pub async fn measure(run: &SizeRun<'_>, cleanup: &mut Cleanup) -> Result<Value> 
         skewed["drain_peak_rss_mb"],
     );
     Ok(Value::Object(out))
+}
+
+/// Only the skewed backlog, `plan.rounds` times for each size, on `broker` (`place` says which,
+/// for the headings): `BENCH_CLUSTER=1` on the three-node cluster, `BENCH_SKEWED_ONLY=1` on the
+/// default broker, without the other phases (which take most of a bench run).
+pub async fn sizes(
+    plan: &Plan,
+    broker: &Connection,
+    cleanup: &mut Cleanup,
+    place: &str,
+) -> Result<Value> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?;
+    let mut out = Map::new();
+    for (i, (label, target, _)) in SIZES.iter().enumerate() {
+        if !plan.runs(label) {
+            continue;
+        }
+        let bodies = Arc::new(Bodies::new(*target)?);
+        println!("\n== {label}{place}: mean body {} bytes", bodies.mean_len);
+        let run = SizeRun {
+            plan,
+            n: plan.requests[i],
+            bodies: &bodies,
+            broker,
+            http: &http,
+        };
+        let mut rounds = Vec::new();
+        for round in 1..=plan.rounds {
+            if plan.rounds > 1 {
+                println!("-- {label}, round {round} of {}", plan.rounds);
+            }
+            rounds.push(measure(&run, cleanup).await?);
+            cleanup.run(broker).await?;
+        }
+        out.insert((*label).to_owned(), Value::Array(rounds));
+    }
+    // host:port only: never the URL's credentials.
+    let node = plan.broker.rsplit('@').next().unwrap_or_default();
+    Ok(json!({ "broker": node, "rounds": plan.rounds, "sizes": out }))
 }
 
 /// Confirmed publishes sent one at a time: what one publish of a persistent message of this size
