@@ -64,28 +64,29 @@ impl RedactKeys {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut this = Self {
-            keys: forms(keys),
-            header_lists: forms(HEADER_LISTS),
-            first: Box::new([0; 256]),
-            last: Box::new([0; 256]),
-        };
-        let keys = this.keys.iter().enumerate().map(|(i, f)| (key_bit(i), f));
-        let lists = (this.header_lists.iter().enumerate()).map(|(i, f)| (list_bit(i), f));
-        for (bit, form) in keys.chain(lists).collect::<Vec<_>>() {
-            for (table, byte) in [
-                (&mut this.first, form[0]),
-                (&mut this.last, form[form.len() - 1]),
-            ] {
+        let (keys, header_lists) = (forms(keys), forms(HEADER_LISTS));
+        let (mut first, mut last) = (Box::new([0; 256]), Box::new([0; 256]));
+        let named = keys.iter().enumerate().map(|(i, f)| (key_bit(i), f));
+        let listed = header_lists
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (list_bit(i), f));
+        for (bit, form) in named.chain(listed) {
+            for (table, byte) in [(&mut first, form[0]), (&mut last, form[form.len() - 1])] {
                 table[usize::from(byte)] |= bit;
                 table[usize::from(byte.to_ascii_uppercase())] |= bit;
             }
         }
         for separator in [b'-', b'_'] {
-            this.first[usize::from(separator)] = u64::MAX;
-            this.last[usize::from(separator)] = u64::MAX;
+            first[usize::from(separator)] = u64::MAX;
+            last[usize::from(separator)] = u64::MAX;
         }
-        this
+        Self {
+            keys,
+            header_lists,
+            first,
+            last,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
