@@ -169,6 +169,14 @@ fn short_text<'a>(fields: &mut Fields<'a>) -> Result<&'a str, StoreError> {
         .map_err(|_| corrupt("event index entry text is not UTF-8"))
 }
 
+/// The 8 bytes of an optional field, there when `flags` has its `bit`.
+fn eight_if(fields: &mut Fields<'_>, flags: u8, bit: u8) -> Result<Option<[u8; 8]>, StoreError> {
+    if flags & bit == 0 {
+        return Ok(None);
+    }
+    fields.array().map(Some)
+}
+
 fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     let seq = u64::from_be_bytes(fields.array()?);
     let id = EventId(fields.array()?);
@@ -176,14 +184,8 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     let stored_at_ms = u64::from_be_bytes(fields.array()?);
     let size = u32::from_be_bytes(fields.array()?);
     let [flags] = fields.array()?;
-    let mut optional = |bit: u8| -> Result<Option<i64>, StoreError> {
-        if flags & bit == 0 {
-            return Ok(None);
-        }
-        Ok(Some(i64::from_be_bytes(fields.array()?)))
-    };
-    let company_id = optional(COMPANY)?;
-    let ticket_id = optional(TICKET)?;
+    let company_id = eight_if(fields, flags, COMPANY)?.map(i64::from_be_bytes);
+    let ticket_id = eight_if(fields, flags, TICKET)?.map(i64::from_be_bytes);
     let kind = Kind::from_name(short_text(fields)?)
         .ok_or_else(|| corrupt("event index entry names an unknown kind"))?;
     let len = u16::from_be_bytes(fields.array()?);
@@ -211,15 +213,9 @@ fn decode_one(fields: &mut Fields<'_>) -> Result<Summary, StoreError> {
     } else {
         None
     };
-    let mut at = |bit: u8| -> Result<Option<u64>, StoreError> {
-        if flags & bit == 0 {
-            return Ok(None);
-        }
-        Ok(Some(u64::from_be_bytes(fields.array()?)))
-    };
-    let replay_of = at(REPLAY_OF)?;
-    let published_at_ms = at(PUBLISHED)?;
-    let confirmed_at_ms = at(CONFIRMED)?;
+    let replay_of = eight_if(fields, flags, REPLAY_OF)?.map(u64::from_be_bytes);
+    let published_at_ms = eight_if(fields, flags, PUBLISHED)?.map(u64::from_be_bytes);
+    let confirmed_at_ms = eight_if(fields, flags, CONFIRMED)?.map(u64::from_be_bytes);
     Ok(Summary {
         seq,
         id,
