@@ -69,6 +69,16 @@ async fn relay_cli_text(config: PathBuf, args: &[&str]) -> String {
     stdout
 }
 
+/// One field (`step`, `at`) of each step of an event detail's timeline, in order.
+fn timeline<'a>(detail: &'a Value, field: &str) -> Vec<&'a str> {
+    detail["timeline"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no timeline: {detail}"))
+        .iter()
+        .map(|s| s[field].as_str().unwrap())
+        .collect()
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["events"]
         .as_array()
@@ -122,12 +132,7 @@ async fn cli_finds(config: PathBuf, message: &str, status: &str, dead: &str) {
     let shown = relay_cli(config.clone(), &["events", "--show", message, "--json"]).await;
     assert_eq!(shown["event_id"], message, "{shown}");
     assert!(shown["published_at"].is_string(), "{shown}");
-    let steps: Vec<&str> = shown["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = timeline(&shown, "step");
     for step in ["received", "stored", "published", "confirmed", "replayed"] {
         assert!(steps.contains(&step), "{step}: {shown}");
     }
@@ -215,12 +220,7 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
         d["published_at"].is_string()
     })
     .await;
-    let steps: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let steps = timeline(&detail, "step");
     assert_eq!(steps[..2], ["received", "stored"], "{detail}");
     assert!(
         steps.contains(&"confirmed") && steps.contains(&"duplicate"),
@@ -238,12 +238,7 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
         .expect("confirmed_at")
         .to_owned();
     assert!(published_at <= confirmed_at.as_str(), "{detail}");
-    let at: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["at"].as_str().unwrap())
-        .collect();
+    let at = timeline(&detail, "at");
     assert!(
         at.windows(2).all(|w| w[0] <= w[1]),
         "in time order: {detail}"
@@ -266,12 +261,7 @@ async fn events_are_found_shown_and_replayed_through_the_admin_api_and_the_cli()
         "{dead_detail}"
     );
     // Returned by the broker (no route), then dead-lettered: both steps, in that order.
-    let dead_steps: Vec<&str> = dead_detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
+    let dead_steps = timeline(&dead_detail, "step");
     assert_eq!(
         dead_steps[dead_steps.len() - 2..],
         ["returned", "dead"],
