@@ -11,7 +11,7 @@ use super::writer::{Command, Requeue, Source};
 use super::Store;
 
 /// Events handed to the writer per replay command: bounds one group.
-const REQUEUE_BATCH: usize = 1024;
+pub(super) const REQUEUE_BATCH: usize = 1024;
 
 /// What a replay puts back, read first: the reads (sled, segment files) block, so a server reads
 /// on its blocking pool and then puts back ([`Store::put_back`]) from an async worker.
@@ -152,22 +152,39 @@ impl Store {
         // one confirmed before the scan moves on must not be replayed again (and again).
         let through = self.last_seq();
         loop {
-            let mut items = Vec::new();
-            let mut last = None;
-            self.scan_delivered(filter, after, through, |seq, delivered| {
-                items.push(Requeue {
-                    event: delivered.event,
-                    source: Source::Delivered(seq),
-                });
-                last = Some(seq);
-                items.len() < REQUEUE_BATCH
-            })?;
+            // The scan reads sled and segment files: on the blocking pool, one hop per batch.
+            let (store, window) = (self.clone(), filter.clone());
+            let (items, last) =
+                tokio::task::spawn_blocking(move || store.delivered_batch(&window, after, through))
+                    .await
+                    .map_err(|_| StoreError::Closed)??;
             if items.is_empty() {
                 return Ok(total);
             }
             after = last;
             total += self.requeue(items).await?;
         }
+    }
+
+    /// Up to one batch of kept delivered events in the filter's window after `after`, and the
+    /// last one's seq (blocking).
+    fn delivered_batch(
+        &self,
+        filter: &ReplayFilter,
+        after: Option<u64>,
+        through: Option<u64>,
+    ) -> Result<(Vec<Requeue>, Option<u64>), StoreError> {
+        let mut items = Vec::new();
+        let mut last = None;
+        self.scan_delivered(filter, after, through, |seq, delivered| {
+            items.push(Requeue {
+                event: delivered.event,
+                source: Source::Delivered(seq),
+            });
+            last = Some(seq);
+            items.len() < REQUEUE_BATCH
+        })?;
+        Ok((items, last))
     }
 
     /// The newest record's seq, if any.

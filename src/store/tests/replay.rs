@@ -1,6 +1,7 @@
 //! Replays: kept delivered events and dead letters put back under new seqs, each once (I13).
 
 use super::*;
+use crate::store::replay::REQUEUE_BATCH;
 
 #[tokio::test]
 async fn delivered_events_are_replayed_once_under_new_seqs() {
@@ -163,4 +164,34 @@ async fn dead_letters_are_found_and_requeued_once() {
     );
     assert!(back[0].seq > pending[1].seq);
     assert_eq!(store.outbox_usage().0, 2);
+}
+
+#[tokio::test]
+async fn a_replay_of_more_than_one_batch_puts_each_event_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, HOUR);
+    // Two full batches of the replay's scan and a part of a third.
+    let count = 2 * REQUEUE_BATCH + 3;
+    for n in 0..count {
+        let mut e = event(0, now_ms());
+        let mut raw = e.meta.id.0;
+        raw[..4].copy_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+        e.meta.id = EventId(raw);
+        store.append(e).await.unwrap();
+    }
+    let pending = take_all(&store);
+    assert_eq!(pending.len(), count);
+    deliver(&store, &seqs(&pending)).await;
+
+    assert_eq!(
+        store
+            .replay_delivered(&ReplayFilter::default())
+            .await
+            .unwrap(),
+        count
+    );
+    let again = take_all(&store);
+    let ids = |p: &[Pending]| p.iter().map(|p| p.event.meta.id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&pending), "each once, in the order stored");
+    assert!(again[0].seq > pending[count - 1].seq);
 }
