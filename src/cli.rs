@@ -102,7 +102,7 @@ pub struct EventFlags {
     kind: Option<String>,
     #[arg(long)]
     connection: Option<String>,
-    /// pending, published, confirmed or dead.
+    /// pending (not yet confirmed, in flight included), confirmed or dead.
     #[arg(long)]
     state: Option<String>,
     /// Received at or after: RFC 3339 or an age (2h).

@@ -260,7 +260,7 @@ pub fn event_replay_read(store: &Store, event_id: &str) -> Result<Replays, OpsEr
         let replayable = match record.state {
             EventState::Confirmed => record.replayed_at_ms.is_none(),
             EventState::Dead => true,
-            EventState::Pending | EventState::Published => false,
+            EventState::Pending => false,
         };
         if replayable {
             let replays = store.read_replay_event(record.seq)?;

@@ -80,8 +80,7 @@ impl EventQuery {
             .transpose()?;
         let state = get("state")
             .map(|s| {
-                EventState::from_name(s)
-                    .ok_or_else(|| bad("state (pending, published, confirmed, dead)", s))
+                EventState::from_name(s).ok_or_else(|| bad("state (pending, confirmed, dead)", s))
             })
             .transpose()?;
         let cursor = get("cursor").map(str::to_owned);
@@ -212,6 +211,8 @@ mod tests {
             ("limit", "0"),
             ("limit", "501"),
             ("state", "lost"),
+            // In flight is pending until the confirm: no filter would ever find one.
+            ("state", "published"),
             ("cursor", "nope"),
             ("event", "abc"),
             ("kind", "Message"),

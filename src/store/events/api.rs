@@ -12,12 +12,10 @@ use crate::store::Store;
 /// What became of an event, as a search filters it and shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventState {
-    /// Stored, not yet confirmed by the broker.
+    /// Stored, not yet confirmed by the broker: waiting, or handed to it and awaiting the confirm.
+    /// Being in flight is not a state of its own (the confirm follows within milliseconds, and
+    /// the publish time comes with it: `published_at_ms`), so no filter offers it.
     Pending,
-    /// Handed to the broker and not yet confirmed. Not tracked as a state (the confirm follows
-    /// within milliseconds, and the publish time comes with it: `published_at_ms`): no event is
-    /// in it, and filtering by it finds none.
-    Published,
     /// Confirmed by the broker (including one replayed since).
     Confirmed,
     /// Refused for good: a dead letter.
@@ -28,28 +26,21 @@ impl EventState {
     pub fn as_str(self) -> &'static str {
         match self {
             EventState::Pending => "pending",
-            EventState::Published => "published",
             EventState::Confirmed => "confirmed",
             EventState::Dead => "dead",
         }
     }
 
     pub fn from_name(name: &str) -> Option<EventState> {
-        [
-            EventState::Pending,
-            EventState::Published,
-            EventState::Confirmed,
-            EventState::Dead,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        [EventState::Pending, EventState::Confirmed, EventState::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 
     /// The marks state codes this state covers.
     pub(super) fn codes(self) -> &'static [u8] {
         match self {
             EventState::Pending => &[0],
-            EventState::Published => &[],
             EventState::Confirmed => &[1, 3],
             EventState::Dead => &[2],
         }

@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
   /** States an event may still leave: a listed one in them is asked for again. */
-  const UNSETTLED = new Set(["pending", "published"]);
+  const UNSETTLED = new Set(["pending"]);
 
   let filters = new URLSearchParams(); // the search's filters, as sent (no cursor, no limit)
   let cursor = null; // the next older page's, null: the list is whole
@@ -21,7 +21,6 @@
 
   const stateName = (state) => ({
     pending: t("state.pending"),
-    published: t("state.published"),
     confirmed: t("state.confirmed"),
     dead: t("state.dead"),
   })[state] || state;
