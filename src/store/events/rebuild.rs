@@ -52,7 +52,7 @@ pub(crate) fn rebuild(db: &sled::Db, table: &Table) -> Result<(Events, sled::Tre
                     None => continue,
                 },
             };
-            rows.add(&summary, entry.state);
+            rows.add(first, &summary, entry.state);
         }
         rows.trees.insert(first, tree.clone());
         drop(rows);
@@ -80,7 +80,8 @@ pub(crate) fn rebuild(db: &sled::Db, table: &Table) -> Result<(Events, sled::Tre
     let dups = db.open_tree(DUPS_TREE)?;
     {
         let mut rows = events.write();
-        let ids: std::collections::HashSet<u64> = rows.rows.iter().map(|r| r.id).collect();
+        let ids: std::collections::HashSet<u32> =
+            rows.parts.values().flatten().map(|r| r.id).collect();
         for item in dups.iter() {
             let (key, value) = item?;
             let id = <[u8; 16]>::try_from(&key[..])

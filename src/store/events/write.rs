@@ -132,7 +132,7 @@ impl Events {
             write_blocks(&tree, &summaries)?;
             let mut rows = self.write();
             for summary in &summaries {
-                rows.add(summary, State::Pending);
+                rows.add(segment, summary, State::Pending);
             }
         }
         Ok(())
