@@ -180,36 +180,13 @@ async fn run_all(
             plan.rounds
         );
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .timeout(std::time::Duration::from_secs(60))
-        .build()?;
+    let measured = each_size(plan, broker, "", async |run: &SizeRun<'_>| {
+        run.measure(limit_exe, cleanup).await
+    })
+    .await?;
     let mut sizes = Map::new();
-    for (i, (label, target, steady_p99_ms)) in SIZES.iter().enumerate() {
-        if !plan.runs(label) {
-            continue;
-        }
-        let bodies = Arc::new(Bodies::new(*target)?);
-        println!("\n== {label}: mean body {} bytes", bodies.mean_len);
-        let run = SizeRun {
-            plan,
-            n: plan.requests[i],
-            bodies: &bodies,
-            broker,
-            http: &http,
-        };
-        let mut rounds = Vec::new();
-        for round in 1..=plan.rounds {
-            if plan.rounds > 1 {
-                println!("-- {label}, round {round} of {}", plan.rounds);
-            }
-            rounds.push(run.measure(limit_exe, cleanup).await?);
-        }
-        sizes.insert(
-            (*label).to_owned(),
-            targets::combine(rounds, *steady_p99_ms),
-        );
+    for (label, steady_p99_ms, rounds) in measured {
+        sizes.insert(label.to_owned(), targets::combine(rounds, steady_p99_ms));
     }
     Ok(json!({
         "quick": plan.quick,
@@ -221,6 +198,45 @@ async fn run_all(
         "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "sizes": Value::Object(sizes),
     }))
+}
+
+/// Each size the plan runs (its heading: the label, then `place`), measured `plan.rounds` times
+/// by `round`: per size, its label, its steady 202 p99 target and its rounds' figures.
+async fn each_size(
+    plan: &Plan,
+    broker: &Connection,
+    place: &str,
+    mut round: impl AsyncFnMut(&SizeRun<'_>) -> Result<Value>,
+) -> Result<Vec<(&'static str, f64, Vec<Value>)>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?;
+    let mut sizes = Vec::new();
+    for (i, &(label, target, steady_p99_ms)) in SIZES.iter().enumerate() {
+        if !plan.runs(label) {
+            continue;
+        }
+        let bodies = Arc::new(Bodies::new(target)?);
+        println!("\n== {label}{place}: mean body {} bytes", bodies.mean_len);
+        let run = SizeRun {
+            plan,
+            n: plan.requests[i],
+            bodies: &bodies,
+            broker,
+            http: &http,
+        };
+        let mut rounds = Vec::new();
+        for n in 1..=plan.rounds {
+            if plan.rounds > 1 {
+                println!("-- {label}, round {n} of {}", plan.rounds);
+            }
+            rounds.push(round(&run).await?);
+        }
+        sizes.push((label, steady_p99_ms, rounds));
+    }
+    Ok(sizes)
 }
 
 /// One body size's phases, all with the same load.

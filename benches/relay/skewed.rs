@@ -18,13 +18,12 @@ use serde_json::{json, Map, Value};
 use whaticket_relay::config::{AmqpUrl, Settings};
 use whaticket_relay::publish::topology;
 
-use crate::bodies::Bodies;
 use crate::broker::{consume, kind_queues, quorum_args, unique_name, Cleanup};
 use crate::load::post;
 use crate::plan::Plan;
 use crate::process::mb;
 use crate::relay::{relay_command, spawn_relay};
-use crate::{SizeRun, CONNECTION, SIZES, TOKEN};
+use crate::{each_size, SizeRun, CONNECTION, TOKEN};
 
 /// When a message came to the consumer, and its `ticket_id` header.
 type Delivery = (Instant, Option<i64>);
@@ -133,34 +132,15 @@ pub async fn sizes(
     cleanup: &mut Cleanup,
     place: &str,
 ) -> Result<Value> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .timeout(std::time::Duration::from_secs(60))
-        .build()?;
+    let measured = each_size(plan, broker, place, async |run: &SizeRun<'_>| {
+        let figures = measure(run, cleanup).await?;
+        cleanup.run(broker).await?;
+        Ok(figures)
+    })
+    .await?;
     let mut out = Map::new();
-    for (i, (label, target, _)) in SIZES.iter().enumerate() {
-        if !plan.runs(label) {
-            continue;
-        }
-        let bodies = Arc::new(Bodies::new(*target)?);
-        println!("\n== {label}{place}: mean body {} bytes", bodies.mean_len);
-        let run = SizeRun {
-            plan,
-            n: plan.requests[i],
-            bodies: &bodies,
-            broker,
-            http: &http,
-        };
-        let mut rounds = Vec::new();
-        for round in 1..=plan.rounds {
-            if plan.rounds > 1 {
-                println!("-- {label}, round {round} of {}", plan.rounds);
-            }
-            rounds.push(measure(&run, cleanup).await?);
-            cleanup.run(broker).await?;
-        }
-        out.insert((*label).to_owned(), Value::Array(rounds));
+    for (label, _, rounds) in measured {
+        out.insert(label.to_owned(), Value::Array(rounds));
     }
     // host:port only: never the URL's credentials.
     let node = plan.broker.rsplit('@').next().unwrap_or_default();
