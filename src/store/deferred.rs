@@ -82,6 +82,19 @@ struct Waiting {
     notes_asked: bool,
 }
 
+impl Waiting {
+    /// What waits for the event index; an early take may be asked again from here on.
+    fn take_index(&mut self) -> Taken {
+        self.notes_asked = false;
+        self.note_bytes = 0;
+        Taken {
+            notes: std::mem::take(&mut self.notes),
+            dups: std::mem::take(&mut self.dups),
+            stamps: std::mem::take(&mut self.stamps),
+        }
+    }
+}
+
 impl Deferred {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
         // Every change is a few field writes in one go: a panic leaves nothing torn.
@@ -176,14 +189,7 @@ impl Deferred {
 
     /// Takes what is for the event index alone (an early take, between flushes).
     pub(super) fn take_notes(&self) -> Taken {
-        let mut waiting = self.lock();
-        waiting.notes_asked = false;
-        waiting.note_bytes = 0;
-        Taken {
-            notes: std::mem::take(&mut waiting.notes),
-            dups: std::mem::take(&mut waiting.dups),
-            stamps: std::mem::take(&mut waiting.stamps),
-        }
+        self.lock().take_index()
     }
 
     /// Takes what waits as the next batch (the flusher, before each flush); `None` if nothing
@@ -199,13 +205,7 @@ impl Deferred {
             {
                 return None;
             }
-            waiting.notes_asked = false;
-            waiting.note_bytes = 0;
-            let index = Taken {
-                notes: std::mem::take(&mut waiting.notes),
-                dups: std::mem::take(&mut waiting.dups),
-                stamps: std::mem::take(&mut waiting.stamps),
-            };
+            let index = waiting.take_index();
             waiting.last_number += 1;
             let number = waiting.last_number;
             let keys = Arc::new(std::mem::take(&mut waiting.keys));
