@@ -14,6 +14,17 @@ use super::types::{Pending, Records, Room};
 use super::Store;
 
 impl Store {
+    /// `read` on the blocking pool, where sled and segment reads belong (never an async worker).
+    pub(super) async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
     /// Up to `limit` pending events with `after < seq <= until`, in seq order, read from the
     /// segments; fails on a record that cannot be read (the publisher uses
     /// [`Store::read_records`], which hands such records back apart). Blocking file reads.
@@ -46,10 +57,8 @@ impl Store {
         until: u64,
         room: Room,
     ) -> Result<Vec<Pending>, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.pending_between(after, until, room))
+        self.on_blocking_pool(move |store| store.pending_between(after, until, room))
             .await
-            .map_err(|_| StoreError::Closed)?
     }
 
     /// The pending records with `after < seq <= until` that fit in `room`, in seq order, the
@@ -71,10 +80,8 @@ impl Store {
         until: u64,
         room: Room,
     ) -> Result<Records, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.records_between(after, until, room))
+        self.on_blocking_pool(move |store| store.records_between(after, until, room))
             .await
-            .map_err(|_| StoreError::Closed)?
     }
 
     /// The records of these seqs (in seq order) that are still pending, the unreadable ones
@@ -86,10 +93,8 @@ impl Store {
 
     /// [`Store::records_at`] on the blocking pool: one hop for all the seqs due at once.
     pub async fn read_seqs(&self, seqs: Vec<u64>) -> Result<Records, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.records_at(&seqs))
+        self.on_blocking_pool(move |store| store.records_at(&seqs))
             .await
-            .map_err(|_| StoreError::Closed)?
     }
 }
 

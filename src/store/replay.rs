@@ -152,39 +152,35 @@ impl Store {
         // one confirmed before the scan moves on must not be replayed again (and again).
         let through = self.last_seq();
         loop {
-            // The scan reads sled and segment files: on the blocking pool, one hop per batch.
-            let (store, window) = (self.clone(), filter.clone());
-            let (items, last) =
-                tokio::task::spawn_blocking(move || store.delivered_batch(&window, after, through))
-                    .await
-                    .map_err(|_| StoreError::Closed)??;
-            if items.is_empty() {
+            // The scan reads sled and segment files: one hop per batch.
+            let window = filter.clone();
+            let items = self
+                .on_blocking_pool(move |store| store.delivered_batch(&window, after, through))
+                .await?;
+            let Some(last) = items.last() else {
                 return Ok(total);
-            }
-            after = last;
+            };
+            after = Some(last.source.seq());
             total += self.requeue(items).await?;
         }
     }
 
-    /// Up to one batch of kept delivered events in the filter's window after `after`, and the
-    /// last one's seq (blocking).
+    /// Up to one batch of kept delivered events in the filter's window after `after` (blocking).
     fn delivered_batch(
         &self,
         filter: &ReplayFilter,
         after: Option<u64>,
         through: Option<u64>,
-    ) -> Result<(Vec<Requeue>, Option<u64>), StoreError> {
+    ) -> Result<Vec<Requeue>, StoreError> {
         let mut items = Vec::new();
-        let mut last = None;
         self.scan_delivered(filter, after, through, |seq, delivered| {
             items.push(Requeue {
                 event: delivered.event,
                 source: Source::Delivered(seq),
             });
-            last = Some(seq);
             items.len() < REQUEUE_BATCH
         })?;
-        Ok((items, last))
+        Ok(items)
     }
 
     /// The newest record's seq, if any.

@@ -236,7 +236,7 @@ impl Writer {
                 }
                 table.added_pending(item.len);
                 let replay_of = match &item.done {
-                    Done::Requeue(_, Source::Dead(seq) | Source::Delivered(seq)) => Some(*seq),
+                    Done::Requeue(_, source) => Some(source.seq()),
                     Done::Append(_) => None,
                 };
                 match item.done {

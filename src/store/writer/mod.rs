@@ -67,6 +67,15 @@ pub(super) enum Source {
     Delivered(u64),
 }
 
+impl Source {
+    /// The seq of the record put back.
+    pub(super) fn seq(&self) -> u64 {
+        match self {
+            Source::Dead(seq) | Source::Delivered(seq) => *seq,
+        }
+    }
+}
+
 pub(super) struct Requeue {
     pub(super) event: Event,
     pub(super) source: Source,
