@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-15}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(segment_scan record marks dedup_block packed parse)
+  targets=(segment_scan summary_file record marks dedup_block packed parse)
 fi
 
 # The relay's own lock pins every dependency the two builds share; cargo adds libfuzzer-sys.

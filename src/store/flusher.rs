@@ -105,10 +105,10 @@ impl Flusher {
         }
     }
 
-    /// The event index's notes, duplicates and times into sled and the rows (I16); `hold`: an
+    /// The event index's notes, duplicates and times into its files and the rows (I16); `hold`: an
     /// early take, whose summaries wait for the next.
     fn index(&self, taken: Taken, hold: bool) {
-        if let Err(e) = self.events.take_in(&self.db, &self.dups, taken, hold) {
+        if let Err(e) = self.events.take_in(&self.dups, taken, hold) {
             // The index is beside the path: it is made good at the next open.
             tracing::error!(error = %e, "event index not written");
         }
@@ -147,6 +147,11 @@ impl Flusher {
         let keys = self.ledger.keys_written.load(Ordering::Acquire);
         let marks = self.ledger.marks_written.load(Ordering::Acquire);
         self.meta.insert(CHECKPOINT_KEY, &keys.to_be_bytes()[..])?;
+        // The summaries and their times as far as sled's marks go; what a crash takes of them
+        // is made again at open, without the times (I16).
+        if let Err(e) = self.events.sync() {
+            tracing::error!(error = %e, "event summaries not synced");
+        }
         self.db.flush()?;
         let ledger = &self.ledger;
         ledger.keys_flushed.fetch_max(keys, Ordering::AcqRel);

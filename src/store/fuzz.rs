@@ -10,11 +10,13 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
+use super::events::SummaryFile;
 use super::index::packed::Packed;
 use super::index::Entry;
 use super::layout::block::{self, IdExpiry, ENTRY};
 use super::layout::frame::{self, Found};
 use super::layout::marks::{self, MarkRun, State};
+use super::layout::summary::{self, Summary};
 use super::layout::{self, meta, record};
 use super::segment;
 use crate::event::{Change, Event, EventId, EventMeta, Format, Kind};
@@ -23,8 +25,9 @@ use crate::event::{Change, Event, EventId, EventMeta, Format, Kind};
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their binary in `fuzz/` and of their seeds in `fuzz/seeds/`.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("segment_scan", segment_scan),
+    ("summary_file", summary_file),
     ("record", record),
     ("marks", marks),
     ("dedup_block", dedup_block),
@@ -88,6 +91,32 @@ pub fn segment_scan(data: &[u8]) {
         let before: Vec<Found> = found.iter().map(|(f, _)| *f).collect();
         assert_eq!(again, before, "cutting the tail loses no record");
     }
+}
+
+/// A segment's summary file (I16): what its open takes is whole, checked blocks; the file is
+/// cut after them, and opened again gives the same; each summary is found by its seq.
+pub fn summary_file(data: &[u8]) {
+    let path = scratch_path(data);
+    let (file, summaries) = SummaryFile::open(&path).expect("an open of a readable file reads it");
+    let kept = file.len();
+    assert!(kept <= data.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&path).expect("scratch").len(),
+        kept,
+        "cut after the last block"
+    );
+    for summary in &summaries {
+        let block = file.block_at(summary.seq).expect("a block read back");
+        assert!(
+            block.is_some_and(|b| b.contains(summary)),
+            "seq {} not found",
+            summary.seq
+        );
+    }
+    drop(file);
+    let (again, read) = SummaryFile::open(&path).expect("reopen");
+    assert_eq!(again.len(), kept);
+    assert_eq!(read, summaries, "cutting loses no block");
 }
 
 /// An event record, a dead record or a frame: what decodes encodes again to the same.
@@ -278,6 +307,26 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             damaged[8 + 30] ^= 0x40;
             vec![file, migrated, torn, damaged]
         }
+        "summary_file" => {
+            let summaries: Vec<Summary> = (0..3u64)
+                .map(|n| summary_seed(40 + n, &events[n as usize]))
+                .collect();
+            let mut file = Vec::new();
+            frame::frame_record(&mut file, 40, &summary::encode_block(&summaries[..2]))
+                .expect("frame");
+            frame::frame_record(&mut file, 42, &summary::encode_block(&summaries[2..]))
+                .expect("frame");
+            let mut stamped = summaries.clone();
+            stamped[0].published_at_ms = Some(9);
+            stamped[0].confirmed_at_ms = Some(10);
+            stamped[0].replay_of = Some(3);
+            let mut again = file.clone();
+            frame::frame_record(&mut again, 40, &summary::encode_block(&stamped[..2]))
+                .expect("frame");
+            let mut torn = file.clone();
+            torn.truncate(torn.len() - 5);
+            vec![file, again, torn]
+        }
         "record" => {
             let mut out: Vec<Vec<u8>> = Vec::new();
             for event in &events {
@@ -358,6 +407,18 @@ pub fn write_seeds(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The summary of `event` stored as `seq`, with every optional field its flags can give.
+fn summary_seed(seq: u64, event: &Event) -> Summary {
+    let mut summary = Summary::of(
+        seq,
+        event,
+        1_700_000_000_000 + seq,
+        Some(format!("3EB0{seq}")),
+    );
+    summary.change = Some(Change::ALL[seq as usize % Change::ALL.len()]);
+    summary
+}
+
 fn event(n: u8, format: Option<Format>, body: Bytes) -> Event {
     Event {
         meta: EventMeta {
@@ -395,10 +456,15 @@ thread_local! {
 
 /// A file holding `content`, one per thread (libFuzzer runs a target on one thread).
 fn scratch_file(content: &[u8]) -> File {
+    File::open(scratch_path(content)).expect("scratch file")
+}
+
+/// The path of [`scratch_file`], holding `content`.
+fn scratch_path(content: &[u8]) -> PathBuf {
     SCRATCH.with(|path| {
         let mut file = File::create(path).expect("scratch file");
         file.write_all(content).expect("scratch write");
-        File::open(path).expect("scratch file")
+        path.clone()
     })
 }
 

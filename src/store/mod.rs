@@ -19,7 +19,7 @@
 //! segment         segment files: create, scan, read back
 //! dedup/          dedup keys: lookups and writes (mod), time slices (slices), runs of blocks (runs)
 //! index/          the delivery index in memory: entries, packed settled records, per-segment table
-//! events/         the event index (I16): rows in memory, summaries in sled, search, rebuild
+//! events/         the event index (I16): rows in memory, summary files, search, rebuild
 //! feed            the in-memory hand-off of new events to the publisher
 //! layout/         byte layouts, pure: frame, record, meta, marks, block; tree and key names
 //! types, error    public types and the one error type
@@ -43,6 +43,9 @@
 //!                                   guards the whole directory, segments included
 //! <storage.path>/segments/<first seq, 20 digits>.log
 //!                                   a segment: frames of event records, appended only
+//! <storage.path>/segments/<first seq, 20 digits>.events
+//!                                   its summaries (I16): frames of summary blocks, appended
+//!                                   only; a block appended again supersedes its earlier copy
 //! <storage.path>/segments/migrating.tmp
 //!                                   an unfinished migration (renamed when whole)
 //! ```
@@ -54,6 +57,7 @@
 //! ```text
 //! frame    [payload_len: u32 LE][crc32 of payload: u32 LE][payload]
 //! payload  [seq: u64 BE][event record]            payload_len ≤ 256 MiB
+//!          [first seq: u64 BE][summary block]     in a summary file (`layout::summary`)
 //! ```
 //!
 //! ## Event and dead records (`layout::record`, `layout::meta`)
@@ -82,8 +86,9 @@
 //! dedup@<slice end ms, 20>   id: 16 (earlier versions; at open)  expiry ms: u64 BE
 //! marks@<first seq, 20>      [first seq: u64 BE][count: u32 BE]  [state: u8][at ms: u64 BE]
 //!                                                                state 1 delivered, 2 dead, 3 replayed
-//! events@<first seq, 20>     [first seq of block: u64 BE]         block of event summaries (I16,
-//!                                                                `layout::summary`)
+//! events@<first seq, 20>     [first seq of block: u64 BE]         block of event summaries: earlier
+//!                                                                versions; moved to the segment's
+//!                                                                summary file at open, then dropped
 //! event-dups                 id: 16                              [count: u32 BE][last at ms: u64 BE]
 //! outbox, delivered@<…>      the sled-only version's outbox and kept events: migrated, then dropped
 //! ```
@@ -151,20 +156,22 @@
 //!   block, the flusher takes what the writer deferred without asking it, and nothing the
 //!   flusher or the merger does waits on the writer.
 //! - **I16, the event index is beside the path and lives with its records.** A segment's
-//!   `events@` tree holds a summary of each of its records (ids, numbers, times, the
+//!   summary file holds a summary of each of its records (ids, numbers, times, the
 //!   connection's name, kind, change, format, size: never a name, phone number or text), and
-//!   `event-dups` the duplicates answered per event id. The writer only hands over what it
-//!   has (the stored events, shared, and the ids it answered as duplicates) in `deferred`; the
-//!   flusher writes them into sled in its batches, before the keys of the same records (so I7's
-//!   checkpoint rule keeps a segment until its summaries are written too), with no flush of its
-//!   own. Times learnt later (the first publish, which the publisher hands back with the
+//!   sled's `event-dups` the duplicates answered per event id. The writer only hands over what
+//!   it has (the stored events, shared, and the ids it answered as duplicates) in `deferred`;
+//!   the flusher writes them in its batches, before the keys of the same records (so I7's
+//!   checkpoint rule keeps a segment until its summaries are written too), and syncs the files
+//!   before each sled flush, with no fdatasync on the writer's path. Not in sled: its cache
+//!   would hold every summary written, about 100 bytes of memory per kept event. Times learnt later (the first publish, which the publisher hands back with the
 //!   confirm; a replayed record's first confirm, which the replay's mark replaces) are deferred
 //!   with the marks of the same changes, so their segments are live when the flusher puts them
 //!   on their summaries: held ones (an early take waits for the next timed one) take them
-//!   before their one write, written ones have their block written again. A tree goes with its
-//!   segment, a duplicate count with the last record of its id. A summary sled lacks (a crash
-//!   before the flush, a data dir of an earlier version) is made again from the record at
-//!   open, without those times; states come from the delivery index (the marks).
+//!   before their one write, written ones have their block appended again. A file goes with its
+//!   segment, a duplicate count with the last record of its id. A summary the file lacks (a
+//!   crash before the sync, a block that fails its checks and what follows it, a data dir of a
+//!   version without the index) is made again from the record at open, without those times;
+//!   states come from the delivery index (the marks).
 //! - **I15, no use of a dropped tree.** A dedup slice's tree is used only under the slices'
 //!   read lock; an expired slice is taken out of the map first and its tree dropped after,
 //!   under the maintenance lock that merges hold.
@@ -446,10 +453,12 @@ impl Store {
         count(self.inner.dedup.totals().0)
     }
 
-    /// Bytes on disk: sled's files and the segments. Informational: a failed query counts 0.
+    /// Bytes on disk: sled's files, the segments and their summaries. Informational: a failed
+    /// query counts 0.
     pub fn disk_bytes(&self) -> u64 {
         let segments = index::lock(&self.inner.table).segment_bytes();
-        self.inner.db.size_on_disk().unwrap_or(0) + segments
+        let summaries: u64 = self.inner.events.files().iter().map(|f| f.len()).sum();
+        self.inner.db.size_on_disk().unwrap_or(0) + segments + summaries
     }
 
     pub fn dedup_window(&self) -> Duration {

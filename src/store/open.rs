@@ -106,7 +106,7 @@ impl Store {
         let recovered = recovery::open(&db, &segments_dir, &dedup, window_ms, checkpoint, floor)?;
         let earlier_until = dedup::earlier_until(&db, &meta, &dedup)?;
         let ledger = Arc::new(Ledger::new(recovered.high, checkpoint.min(recovered.high)));
-        let (events, event_dups) = events::rebuild(&db, &recovered.table)?;
+        let (events, event_dups) = events::rebuild(&db, &recovered.table, &segments_dir)?;
         let events = Arc::new(events);
         let pending_at_open = recovered.table.outbox > 0;
         let table = Arc::new(Mutex::new(recovered.table));

@@ -165,6 +165,7 @@ async fn restart_on_a_damaged_pending_record(
     let mut files: Vec<_> = std::fs::read_dir(&segments)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let file = files.pop().unwrap();

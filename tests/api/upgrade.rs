@@ -252,3 +252,85 @@ async fn a_data_dir_of_the_release_before_opens_in_cloudevents_mode() {
     assert_eq!(envelope["type"], "whaticket.message.created");
     assert_eq!(envelope["data"]["raw"], created);
 }
+
+/// An upgrade from the release whose event index kept its summaries in sled (b1eb241): the data
+/// dir its own binary wrote (`tests/fixtures/upgrade-index/`, made by its `generate.py`: five
+/// events published, confirmed and kept, six left in the outbox, one repeat) opened by this
+/// one. Before any relay runs on it, `events --show` gives each event as that release gave it,
+/// timeline and publish times (which only its summaries held) included; then the relay answers
+/// the repeats with that release's ids and publishes its outbox, each event once.
+#[tokio::test]
+async fn a_data_dir_whose_index_is_in_sled_keeps_its_events_times_keys_and_outbox() {
+    let mut options = Options::new();
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade-index");
+    let data = options.settings.storage.path.clone();
+    copy_dir(&fixture_dir.join("data"), &data);
+    options.settings.storage.dedup_window = WINDOW;
+
+    let expected: Vec<Value> =
+        serde_json::from_slice(&fixture("upgrade-index/events.json")).expect("events.json");
+    assert_eq!(expected.len(), 11);
+    let config = data.with_file_name("offline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\npath = {:?}\ndedup_window = \"876000h\"\n\n[[connections]]\nname = \"x\"\ntokens = [\"some-connection-token\"]\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    for event in &expected {
+        let id = event["event_id"].as_str().expect("event_id");
+        let shown =
+            crate::ops::relay_cli(config.clone(), &["events", "--show", id, "--json"]).await;
+        assert_eq!(&shown, event, "{id}");
+    }
+    let published = expected
+        .iter()
+        .filter(|e| e["published_at"].is_string())
+        .count();
+    assert_eq!(
+        published, 5,
+        "the release's kept events, with their publish times"
+    );
+
+    let app = spawn_app_with(options).await;
+    app.wait_ready().await;
+    let answers: Vec<Value> =
+        serde_json::from_slice(&fixture("upgrade-index/answers.json")).expect("answers.json");
+    assert_eq!(answers.len(), 12);
+    for answer in &answers {
+        let file = answer["file"].as_str().expect("file");
+        let body = fixture(&format!("upgrade/bodies/{file}"));
+        let (status, again) = post(&app, file, body).await;
+        assert_eq!(status, StatusCode::OK, "{file}: {again}");
+        assert_eq!(again["id"], answer["id"], "{file}");
+    }
+    let pending: Vec<(Kind, &str)> = expected
+        .iter()
+        .filter(|e| e["state"] == "pending")
+        .map(|e| {
+            let kind = Kind::from_name(e["kind"].as_str().expect("kind")).expect("a kind");
+            (kind, e["event_id"].as_str().expect("event_id"))
+        })
+        .collect();
+    assert_eq!(pending.len(), 6);
+    let mut delivered: Vec<String> = app
+        .take_each(pending.iter().map(|(kind, _)| *kind))
+        .await
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    let mut outbox: Vec<String> = pending.iter().map(|(_, id)| id.to_string()).collect();
+    delivered.sort();
+    outbox.sort();
+    assert_eq!(delivered, outbox);
+    app.wait_outbox_empty().await;
+    for kind in Kind::ALL {
+        assert_eq!(
+            app.queue_len(&app.queue(kind)).await,
+            0,
+            "{kind}: relayed again"
+        );
+    }
+}

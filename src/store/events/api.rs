@@ -5,7 +5,7 @@ use crate::event::{Change, Event, EventId, Format, Kind};
 use crate::store::error::StoreError;
 use crate::store::index;
 use crate::store::layout::marks::State;
-use crate::store::layout::summary::{decode_block, Summary};
+use crate::store::layout::summary::Summary;
 use crate::store::segment;
 use crate::store::Store;
 
@@ -156,17 +156,10 @@ impl Store {
         self.inner.events.heap_bytes()
     }
 
-    /// Bytes of the event index's summaries in sled (keys and values, before sled's own
-    /// overhead), for the benchmarks.
+    /// Bytes of the event index's summary files (copies of rewritten blocks included), for
+    /// the benchmarks.
     pub fn events_index_bytes(&self) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        for tree in self.inner.events.trees() {
-            for item in tree.iter() {
-                let (key, value) = item?;
-                total += (key.len() + value.len()) as u64;
-            }
-        }
-        Ok(total)
+        Ok(self.inner.events.files().iter().map(|f| f.len()).sum())
     }
 
     /// The stored record of `seq` (its body redacted, as relayed): from its segment, or from
@@ -229,13 +222,11 @@ impl Store {
     }
 
     fn summary(&self, seq: u64) -> Result<Option<Summary>, StoreError> {
-        let Some(tree) = self.inner.events.tree_of(seq) else {
+        let Some(file) = self.inner.events.file_of(seq) else {
             return Ok(None);
         };
-        let Some((_, block)) = tree.range(..=seq.to_be_bytes()).next_back().transpose()? else {
-            return Ok(None);
-        };
-        Ok(decode_block(&block)?.into_iter().find(|s| s.seq == seq))
+        let block = file.block_at(seq)?.unwrap_or_default();
+        Ok(block.into_iter().find(|s| s.seq == seq))
     }
 }
 

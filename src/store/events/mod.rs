@@ -1,29 +1,32 @@
 //! The event index (I16): what became of each stored event, searchable, without its body or any
-//! personal data. In sled a segment's `events@` tree holds its events' summaries in blocks, and
-//! `event-dups` the duplicates answered per event id; in memory one 40-byte row per event holds
-//! what a search filters on, in one list per segment, newest last, so a search over a million
-//! events is a scan of 40 MB at most, with no sled read but the page's own summaries. Per-segment
-//! lists go with their segment whole, and only the newest one has room to grow: a million rows
-//! never sit in one doubling buffer (which would hold up to twice the rows, and three times while
-//! it moves).
+//! personal data. A segment's summary file (`file`) holds its events' summaries in blocks, and
+//! sled's `event-dups` tree the duplicates answered per event id; in memory one 40-byte row per
+//! event holds what a search filters on, in one list per segment, newest last, so a search over
+//! a million events is a scan of 40 MB at most, with no read but the page's own summaries.
+//! Per-segment lists go with their segment whole, and only the newest one has room to grow: a
+//! million rows never sit in one doubling buffer (which would hold up to twice the rows, and
+//! three times while it moves).
 //!
 //! Written by the flusher from what the writer hands over (`deferred`: the events it stored
 //! and the duplicates it answered), in its batches; a row's state follows the marks the flusher
-//! writes. Rows and trees go with their segment (retention), and are rebuilt at open from the
-//! segments and marks where sled lacks them (`rebuild`).
+//! writes. Rows and summary files go with their segment (retention), and are rebuilt at open
+//! from the segments and marks where the files lack them (`rebuild`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::event::{EventId, Kind};
 use crate::store::layout::marks::{Mark, State};
 
 mod api;
+mod file;
 mod rebuild;
 mod write;
 
 pub use api::{EventFilter, EventState, IndexedEvent};
+pub(crate) use file::{path as file_path, SummaryFile};
 pub(crate) use rebuild::rebuild;
 pub(crate) use write::{Note, Stamp, Taken};
 
@@ -71,17 +74,18 @@ struct Rows {
     connection_ids: HashMap<String, u16>,
     /// Duplicates answered per event id: how many, and when the last came.
     dups: HashMap<EventId, (u32, u64)>,
-    /// Each live segment's `events@` tree, by its first seq.
-    trees: BTreeMap<u64, sled::Tree>,
+    /// Each live segment's summary file, by its first seq.
+    files: BTreeMap<u64, Arc<SummaryFile>>,
 }
 
 /// The index in memory; cheap to share (`Arc`). The flusher adds to it, the writer's retention
 /// takes from it, readers search it.
-#[derive(Default)]
 pub(crate) struct Events {
     rows: RwLock<Rows>,
     /// Summaries taken early, waiting for the flusher's next timed take (`write`).
     held: Mutex<write::Held>,
+    /// The segments' folder, where the summary files are.
+    dir: PathBuf,
 }
 
 fn id_prefix(id: &EventId) -> u32 {
@@ -103,6 +107,14 @@ fn kind_code(kind: Kind) -> u8 {
 }
 
 impl Events {
+    pub(crate) fn new(dir: PathBuf) -> Events {
+        Events {
+            rows: RwLock::default(),
+            held: Mutex::default(),
+            dir,
+        }
+    }
+
     // Every change is a few field writes or a push: a panic leaves nothing torn.
     fn read(&self) -> RwLockReadGuard<'_, Rows> {
         self.rows.read().unwrap_or_else(|p| p.into_inner())
@@ -154,7 +166,7 @@ impl Events {
                 rows.parts.remove(&key);
             }
         }
-        rows.trees.remove(&from);
+        rows.files.remove(&from);
         if rows.dups.is_empty() {
             return Vec::new();
         }
@@ -226,23 +238,28 @@ impl Events {
         out
     }
 
-    /// The `events@` tree holding `seq`'s summary, if its segment is live.
-    pub(crate) fn tree_of(&self, seq: u64) -> Option<sled::Tree> {
-        self.segment_of(seq).map(|(_, tree)| tree)
+    /// The summary file holding `seq`'s summary, if its segment is live.
+    pub(crate) fn file_of(&self, seq: u64) -> Option<Arc<SummaryFile>> {
+        self.segment_of(seq).map(|(_, file)| file)
     }
 
-    /// The first seq and `events@` tree of `seq`'s segment, if it is live.
-    fn segment_of(&self, seq: u64) -> Option<(u64, sled::Tree)> {
+    /// The first seq and summary file of `seq`'s segment, if it is live.
+    fn segment_of(&self, seq: u64) -> Option<(u64, Arc<SummaryFile>)> {
         let rows = self.read();
-        rows.trees
+        rows.files
             .range(..=seq)
             .next_back()
-            .map(|(&first, t)| (first, t.clone()))
+            .map(|(&first, f)| (first, f.clone()))
     }
 
-    /// Every live segment's `events@` tree.
-    pub(crate) fn trees(&self) -> Vec<sled::Tree> {
-        self.read().trees.values().cloned().collect()
+    /// Every live segment's summary file.
+    pub(crate) fn files(&self) -> Vec<Arc<SummaryFile>> {
+        self.read().files.values().cloned().collect()
+    }
+
+    /// Makes the summaries written so far durable (the flusher, before each sled flush).
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.files().iter().try_for_each(|file| file.sync())
     }
 
     /// Every seq whose row carries `id`'s prefix, oldest first.
@@ -416,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_dropped_segment_takes_its_rows_and_no_other() {
-        let events = Events::default();
+        let events = Events::new(PathBuf::new());
         *events.write() = three_segments();
         assert_eq!(events.len(), 25);
         events.drop_range(10, 20);

@@ -1,12 +1,16 @@
-//! The event index at open (I16): rows from each live segment's `events@` tree, and for the
-//! records it lacks (written before the index existed, or after the last flush before a crash)
+//! The event index at open (I16): rows from each live segment's summary file, and for the
+//! records it lacks (written before the index existed, or after the last sync before a crash)
 //! summaries made again from the segment's records and written back; states from the delivery
-//! index (the marks). Trees of segments that are gone, and duplicates of events no longer
+//! index (the marks). The `events@` trees of the versions that kept summaries in sled become
+//! files (the file synced before the tree is dropped, so a crash between leaves the tree to
+//! read again). Files and trees of segments that are gone, and duplicates of events no longer
 //! indexed, are dropped.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 
-use super::write::write_blocks;
+use super::file::{self, SummaryFile};
 use super::{id_prefix, Events};
 use crate::event::stored_wa_id;
 use crate::store::error::StoreError;
@@ -16,28 +20,63 @@ use crate::store::layout::summary::{
 };
 use crate::store::segment;
 
-/// The index of the segments in `table`; returns it with the `event-dups` tree.
-pub(crate) fn rebuild(db: &sled::Db, table: &Table) -> Result<(Events, sled::Tree), StoreError> {
+/// The index of the segments in `table`, their summary files in `dir` (the segments' folder);
+/// returns it with the `event-dups` tree.
+pub(crate) fn rebuild(
+    db: &sled::Db,
+    table: &Table,
+    dir: &Path,
+) -> Result<(Events, sled::Tree), StoreError> {
+    let mut legacy = Vec::new();
     for name in db.tree_names() {
         if let Some(first) = parse_events_tree_name(&name) {
-            if !table.segments.contains_key(&first) {
+            if table.segments.contains_key(&first) {
+                legacy.push(first);
+            } else {
                 db.drop_tree(&name)?;
             }
         }
     }
-    let events = Events::default();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let orphan = entry
+            .file_name()
+            .to_str()
+            .and_then(file::parse_name)
+            .is_some_and(|first| !table.segments.contains_key(&first));
+        if orphan {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let events = Events::new(dir.to_owned());
     for (&first, info) in &table.segments {
-        let tree = db.open_tree(events_tree_name(first))?;
-        let mut known: HashMap<u64, Summary> = HashMap::new();
-        for item in tree.iter() {
-            let (_, value) = item?;
-            match decode_block(&value) {
-                Ok(block) => known.extend(block.into_iter().map(|s| (s.seq, s))),
-                // A damaged block is made again from the records below.
-                Err(e) => {
-                    tracing::warn!(error = %e, segment = first, "unreadable event index block ignored")
+        let path = file::path(dir, first);
+        let from_sled = legacy.contains(&first);
+        if from_sled {
+            // A migration a crash cut short starts again from the tree.
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        let (summary_file, read) = SummaryFile::open(&path)?;
+        let summary_file = Arc::new(summary_file);
+        let mut known: HashMap<u64, Summary> = read.into_iter().map(|s| (s.seq, s)).collect();
+        let mut copied = Vec::new();
+        if from_sled {
+            let tree = db.open_tree(events_tree_name(first))?;
+            for item in tree.iter() {
+                let (_, value) = item?;
+                match decode_block(&value) {
+                    Ok(block) => copied.push(block),
+                    // A damaged block is made again from the records below.
+                    Err(e) => {
+                        tracing::warn!(error = %e, segment = first, "unreadable event index block ignored")
+                    }
                 }
             }
+            summary_file.append(copied.iter().map(Vec::as_slice))?;
+            known.extend(copied.into_iter().flatten().map(|s| (s.seq, s)));
         }
         let mut rows = events.write();
         let mut missing: Vec<Summary> = Vec::new();
@@ -54,7 +93,7 @@ pub(crate) fn rebuild(db: &sled::Db, table: &Table) -> Result<(Events, sled::Tre
             };
             rows.add(first, &summary, entry.state);
         }
-        rows.trees.insert(first, tree.clone());
+        rows.files.insert(first, summary_file.clone());
         drop(rows);
         // Runs of consecutive records each get their blocks, so a block's key is always the
         // nearest one below each of its seqs.
@@ -69,12 +108,16 @@ pub(crate) fn rebuild(db: &sled::Db, table: &Table) -> Result<(Events, sled::Tre
                 .last()
                 .is_some_and(|last| next_in_segment.get(&last.seq) == Some(&summary.seq));
             if !follows && !run.is_empty() {
-                write_blocks(&tree, &std::mem::take(&mut run))?;
+                summary_file.write(&std::mem::take(&mut run))?;
             }
             run.push(summary);
         }
         if !run.is_empty() {
-            write_blocks(&tree, &run)?;
+            summary_file.write(&run)?;
+        }
+        if from_sled {
+            summary_file.sync()?;
+            db.drop_tree(events_tree_name(first))?;
         }
     }
     let dups = db.open_tree(DUPS_TREE)?;

@@ -1,5 +1,5 @@
 //! The flusher's side of the event index: the writer's notes of stored events become summaries
-//! in their segment's `events@` tree (blocks, one sled batch per segment) and rows; duplicates
+//! in their segment's summary file (blocks, one write per segment) and rows; duplicates
 //! answered are counted for their event; times learnt after the store (the first publish, a
 //! replayed record's first confirm) go onto their summaries. Nothing here runs on the writer
 //! thread (I14, I16).
@@ -12,13 +12,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
+use super::file::{self, SummaryFile};
 use super::Events;
 use crate::event::{Event, EventId};
 use crate::store::error::StoreError;
 use crate::store::layout::marks::State;
-use crate::store::layout::summary::{
-    decode_block, dups_value, encode_block, events_tree_name, Summary, BLOCK,
-};
+use crate::store::layout::summary::{dups_value, Summary};
 
 /// Summaries (and duplicates) held between two timed takes at most; past it they are written
 /// at once. About 3 MB: a second at saturation, well within a flush interval's notes.
@@ -89,12 +88,11 @@ impl Events {
     }
 
     /// Takes in what the flusher took: summaries of the notes, with the times learnt since, into
-    /// their segments' trees (unflushed: the next flush makes them durable, and a crash before
-    /// it is made good at open) and rows; then the duplicates. With `hold` (an early take) the
-    /// summaries and duplicates wait for the next take instead, unless [`MAX_HELD`] wait.
+    /// their segments' files (unsynced: the flusher's next sync makes them durable, and a crash
+    /// before it is made good at open) and rows; then the duplicates. With `hold` (an early take)
+    /// the summaries and duplicates wait for the next take instead, unless [`MAX_HELD`] wait.
     pub(crate) fn take_in(
         &self,
-        db: &sled::Db,
         dups_tree: &sled::Tree,
         taken: Taken,
         hold: bool,
@@ -107,7 +105,7 @@ impl Events {
         if !hold || held.summaries.len() + held.dups.len() >= MAX_HELD {
             let Held { summaries, dups } = std::mem::take(&mut *held);
             drop(held);
-            let written = self.write_summaries(db, summaries);
+            let written = self.write_summaries(summaries);
             // The duplicates of events whose summaries failed are still counted in memory.
             self.write_dups(dups_tree, dups)?;
             written?;
@@ -117,19 +115,14 @@ impl Events {
         self.stamp_written(late)
     }
 
-    /// Writes summaries into their segments' trees and adds their rows.
-    fn write_summaries(
-        &self,
-        db: &sled::Db,
-        summaries: Vec<(u64, Summary)>,
-    ) -> Result<(), StoreError> {
+    /// Writes summaries into their segments' files and adds their rows.
+    fn write_summaries(&self, summaries: Vec<(u64, Summary)>) -> Result<(), StoreError> {
         let mut by_segment: BTreeMap<u64, Vec<Summary>> = BTreeMap::new();
         for (segment, summary) in summaries {
             by_segment.entry(segment).or_default().push(summary);
         }
         for (segment, summaries) in by_segment {
-            let tree = self.tree_for(db, segment)?;
-            write_blocks(&tree, &summaries)?;
+            self.file_for(segment)?.write(&summaries)?;
             let mut rows = self.write();
             for summary in &summaries {
                 rows.add(segment, summary, State::Pending);
@@ -139,14 +132,14 @@ impl Events {
     }
 
     /// Puts times onto summaries already written: each block they fall in is read, changed and
-    /// written again, one sled batch per segment. A time whose record is no longer indexed
+    /// written again, one write per segment. A time whose record is no longer indexed
     /// (retention took its segment) is dropped.
     fn stamp_written(&self, mut stamps: Vec<Stamp>) -> Result<(), StoreError> {
         if stamps.is_empty() {
             return Ok(());
         }
         stamps.sort_unstable_by_key(|s| s.seq);
-        let mut batches: BTreeMap<u64, (sled::Tree, sled::Batch)> = BTreeMap::new();
+        let mut batches: Batches = BTreeMap::new();
         // The block the last stamps fell in: stamps in seq order visit each block once.
         let mut block: Option<Block> = None;
         for stamp in stamps {
@@ -163,38 +156,38 @@ impl Events {
         if let Some(done) = block {
             done.into(&mut batches);
         }
-        for (_, (tree, batch)) in batches {
-            tree.apply_batch(batch)?;
+        for (_, (file, blocks)) in batches {
+            file.append(blocks.iter().map(Vec::as_slice))?;
         }
         Ok(())
     }
 
     /// The written block holding `seq`'s summary, if its segment is live.
     fn block_of(&self, seq: u64) -> Result<Option<Block>, StoreError> {
-        let Some((segment, tree)) = self.segment_of(seq) else {
+        let Some((segment, file)) = self.segment_of(seq) else {
             return Ok(None);
         };
-        let Some((key, value)) = tree.range(..=seq.to_be_bytes()).next_back().transpose()? else {
+        let Some(summaries) = file.block_at(seq)? else {
             return Ok(None);
         };
-        let summaries = decode_block(&value)?;
         Ok(Some(Block {
             segment,
-            tree,
-            key: key.to_vec(),
+            file,
             summaries,
             changed: false,
         }))
     }
 
-    /// The segment's tree, opened the first time.
-    pub(super) fn tree_for(&self, db: &sled::Db, segment: u64) -> Result<sled::Tree, StoreError> {
-        if let Some(tree) = self.read().trees.get(&segment) {
-            return Ok(tree.clone());
+    /// The segment's summary file, created the first time.
+    fn file_for(&self, segment: u64) -> Result<Arc<SummaryFile>, StoreError> {
+        if let Some(file) = self.read().files.get(&segment) {
+            return Ok(file.clone());
         }
-        let tree = db.open_tree(events_tree_name(segment))?;
-        self.write().trees.insert(segment, tree.clone());
-        Ok(tree)
+        // Only the flusher adds files: no other can have come in between.
+        let (opened, _) = SummaryFile::open(&file::path(&self.dir, segment))?;
+        let opened = Arc::new(opened);
+        self.write().files.insert(segment, opened.clone());
+        Ok(opened)
     }
 
     /// Counts duplicates answered (id, when) for the events they repeat; one whose event is no
@@ -241,11 +234,13 @@ fn stamp_held(held: &mut [(u64, Summary)], stamps: Vec<Stamp>) -> Vec<Stamp> {
     late
 }
 
+/// Blocks to write again, with their segment's file, by segment.
+type Batches = BTreeMap<u64, (Arc<SummaryFile>, Vec<Vec<Summary>>)>;
+
 /// A written block read back to take times.
 struct Block {
     segment: u64,
-    tree: sled::Tree,
-    key: Vec<u8>,
+    file: Arc<SummaryFile>,
     summaries: Vec<Summary>,
     changed: bool,
 }
@@ -267,25 +262,14 @@ impl Block {
     }
 
     /// Into its segment's batch, if a time was put on it.
-    fn into(self, batches: &mut BTreeMap<u64, (sled::Tree, sled::Batch)>) {
+    fn into(self, batches: &mut Batches) {
         if !self.changed {
             return;
         }
-        let (_, batch) = batches
+        batches
             .entry(self.segment)
-            .or_insert_with(|| (self.tree.clone(), sled::Batch::default()));
-        batch.insert(self.key, encode_block(&self.summaries));
+            .or_insert_with(|| (self.file, Vec::new()))
+            .1
+            .push(self.summaries);
     }
-}
-
-/// Summaries of consecutive seqs into blocks keyed by their first seq, one sled batch.
-pub(super) fn write_blocks(tree: &sled::Tree, summaries: &[Summary]) -> Result<(), StoreError> {
-    let mut batch = sled::Batch::default();
-    for block in summaries.chunks(BLOCK) {
-        if let Some(first) = block.first() {
-            batch.insert(&first.seq.to_be_bytes()[..], encode_block(block));
-        }
-    }
-    tree.apply_batch(batch)?;
-    Ok(())
 }

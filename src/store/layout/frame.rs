@@ -72,22 +72,27 @@ pub(crate) fn seq_of(payload: &[u8]) -> u64 {
     u64::from_be_bytes(seq)
 }
 
-/// A whole frame: checksum, seq and event (the body a slice of `frame`).
-pub(crate) fn decode_frame(frame: &Bytes) -> Result<(u64, Event), StoreError> {
+/// A whole frame checked: its seq and what follows the seq (a record, or a block of summaries).
+pub(crate) fn open_frame(frame: &[u8]) -> Result<(u64, &[u8]), StoreError> {
     let payload = frame
         .get(HEADER..)
         .filter(|p| p.len() >= SEQ)
-        .ok_or_else(|| corrupt("segment frame shorter than its header"))?;
+        .ok_or_else(|| corrupt("frame shorter than its header"))?;
     let (len, crc) = split_header(frame);
     if crc32fast::hash(payload) != crc {
-        return Err(corrupt("segment record fails its checksum"));
+        return Err(corrupt("frame fails its checksum"));
     }
     if len as usize != payload.len() {
         return Err(corrupt(
-            "segment frame header gives another length than its record's",
+            "frame header gives another length than its payload's",
         ));
     }
-    let seq = seq_of(payload);
+    Ok((seq_of(payload), &payload[SEQ..]))
+}
+
+/// A whole frame: checksum, seq and event (the body a slice of `frame`).
+pub(crate) fn decode_frame(frame: &Bytes) -> Result<(u64, Event), StoreError> {
+    let (seq, _) = open_frame(frame)?;
     let rest = frame.slice(HEADER + SEQ..);
     Ok((seq, record::decode_event_shared(&rest)?))
 }

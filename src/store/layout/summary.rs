@@ -1,5 +1,6 @@
 //! The event index's byte layouts (I16): an event's summary, blocks of summaries in a segment's
-//! `events@` tree, and the duplicates answered for an event id. No name, phone number or text
+//! summary file (and in the `events@` trees of earlier versions), and the duplicates answered
+//! for an event id. No name, phone number or text
 //! is in any of them: ids, numbers, the connection's name and the kind's and change's words.
 //!
 //! ```text
@@ -13,7 +14,8 @@
 //!          first handed it to the broker), 128 confirmed_at_ms (its first confirm, kept once a
 //!          replay's mark took the mark's time); summaries of earlier versions have neither
 //!          (unknown), and the flags byte is full: a later field needs a second one
-//! block    [count: u16 BE][summary]*          key: the first summary's seq, u64 BE
+//! block    [count: u16 BE][summary]*          key: the first summary's seq, u64 BE (in a
+//!                                             file, the frame's seq)
 //! dups     [count: u32 BE][last_at_ms: u64 BE]   key: event id, 16 bytes
 //! ```
 
@@ -21,7 +23,7 @@ use super::fields::Fields;
 use crate::event::{Change, Event, EventId, Format, Kind};
 use crate::store::error::{corrupt, StoreError};
 
-/// Prefix of a segment's events tree: `events@<first seq, 20 digits>`.
+/// Prefix of a segment's events tree of earlier versions: `events@<first seq, 20 digits>`.
 pub(crate) const EVENTS_PREFIX: &str = "events@";
 /// Tree of the duplicates answered per event id.
 pub(crate) const DUPS_TREE: &str = "event-dups";

@@ -233,20 +233,15 @@ async fn the_index_is_rebuilt_at_open_from_the_segments_where_sled_lacks_it() {
     assert!(found
         .iter()
         .all(|e| e.wa_id.as_deref().is_some_and(|w| w.starts_with("3EB0"))));
-    // A data dir of a version without the index: no events trees at all.
+    // A data dir of a version without the index: no summary files at all.
     let path = copy.path().to_path_buf();
     drop(store);
     wait_for_sled_to_let_go(&path);
-    {
-        let db = sled::open(&path).unwrap();
-        for name in db.tree_names() {
-            if name.starts_with(b"events@") {
-                db.drop_tree(&name).unwrap();
-            }
-        }
-        db.flush().unwrap();
+    let files = summary_files(&path);
+    assert!(!files.is_empty());
+    for file in files {
+        std::fs::remove_file(file).unwrap();
     }
-    wait_for_sled_to_let_go(&path);
     let store = open(&copy, HOUR);
     assert_eq!(store.events_indexed(), 7);
     let (found, _) = store
@@ -298,15 +293,19 @@ async fn retention_takes_the_index_of_the_segments_it_drops() {
         .events
         .dups_of(&delivered[0].event.meta.id)
         .is_none());
-    let names: Vec<String> = store
-        .inner
-        .db
-        .tree_names()
-        .iter()
-        .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
-        .filter(|n| n.starts_with("events@"))
+    let files = summary_files(dir.path());
+    assert!(files.len() <= 2, "{files:?}");
+}
+
+/// The summary files in a data dir's segments folder.
+fn summary_files(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "events"))
         .collect();
-    assert!(names.len() <= 2, "{names:?}");
+    files.sort();
+    files
 }
 
 async fn settle_published(store: &Store, seq: u64, published_at_ms: u64) {
@@ -388,7 +387,8 @@ fn an_early_take_holds_its_summaries_for_the_times_that_follow() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path()).unwrap();
     let dups = db.open_tree("event-dups").unwrap();
-    let events = Events::default();
+    std::fs::create_dir(dir.path().join("segments")).unwrap();
+    let events = Events::new(dir.path().join("segments"));
     let (one, two) = (message(600, 1), message(600, 2));
     let id = one.meta.id;
     let note = |seq: u64, event: Event| Note {
@@ -403,9 +403,9 @@ fn an_early_take_holds_its_summaries_for_the_times_that_follow() {
         dups: vec![(id, 9)],
         stamps: Vec::new(),
     };
-    events.take_in(&db, &dups, early, true).unwrap();
+    events.take_in(&dups, early, true).unwrap();
     assert_eq!(events.len(), 0, "held");
-    assert!(!db.tree_names().iter().any(|n| n.starts_with(b"events@")));
+    assert!(summary_files(dir.path()).is_empty());
     let stamp = Stamp {
         seq: 1,
         published_at_ms: Some(7),
@@ -415,17 +415,106 @@ fn an_early_take_holds_its_summaries_for_the_times_that_follow() {
         stamps: vec![stamp],
         ..Taken::default()
     };
-    events.take_in(&db, &dups, timed, false).unwrap();
+    events.take_in(&dups, timed, false).unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(
         events.dups_of(&id),
         Some((1, 9)),
         "counted once its event is"
     );
-    let tree = events.tree_of(1).expect("its tree");
-    assert_eq!(tree.len(), 1, "one block, with its time");
-    let (_, block) = tree.iter().next().unwrap().unwrap();
-    let summaries = layout::summary::decode_block(&block).unwrap();
+    let file = events.file_of(1).expect("its file");
+    let summaries = file.block_at(2).unwrap().expect("its block");
     let times: Vec<_> = summaries.iter().map(|s| s.published_at_ms).collect();
     assert_eq!(times, [Some(7), None]);
+    assert_eq!(
+        file.len(),
+        {
+            let mut one = Vec::new();
+            crate::store::layout::frame::frame_record(
+                &mut one,
+                1,
+                &layout::summary::encode_block(&summaries),
+            )
+            .unwrap();
+            one.len() as u64
+        },
+        "one block, written once, with its time"
+    );
+}
+
+/// A data dir of the versions that kept summaries in sled (a segment's `events@` tree, blocks
+/// keyed by their first seq): at open the summaries move to the segment's file with what only
+/// they had (a publish time, which the records do not hold), the trees are dropped, and a crash
+/// in the middle of that (a file half made beside its tree) starts it again from the tree.
+#[tokio::test]
+async fn summaries_that_earlier_versions_kept_in_sled_move_to_files_with_their_times() {
+    use crate::store::layout::summary::{encode_block, events_tree_name, BLOCK};
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<EventId>;
+    {
+        let store = open(&dir, HOUR);
+        let events: Vec<Event> = (0..70).map(|n| message(700, n)).collect();
+        ids = events.iter().map(|e| e.meta.id).collect();
+        for event in events {
+            store.append(event).await.unwrap();
+        }
+        store.flush().await.unwrap();
+        let pending = take_all(&store);
+        settle_published(&store, pending[66].seq, 4_242).await;
+        store.flush().await.unwrap();
+        assert_eq!(
+            store.events_of(&ids[66]).unwrap()[0].published_at_ms,
+            Some(4_242)
+        );
+    }
+    wait_for_sled_to_let_go(dir.path());
+    // What such a version left: the same summaries, in sled, and no files.
+    let files = summary_files(dir.path());
+    assert_eq!(files.len(), 1);
+    let first: u64 = files[0]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    {
+        let (file, summaries) =
+            crate::store::events::SummaryFile::open(&files[0]).expect("summary file");
+        assert_eq!(summaries.len(), 70);
+        drop(file);
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(events_tree_name(first)).unwrap();
+        for block in summaries.chunks(BLOCK) {
+            tree.insert(block[0].seq.to_be_bytes(), encode_block(block))
+                .unwrap();
+        }
+        db.flush().unwrap();
+        // A migration cut short: a file with a part of it.
+        std::fs::write(&files[0], &std::fs::read(&files[0]).unwrap()[..100]).unwrap();
+    }
+    wait_for_sled_to_let_go(dir.path());
+    let store = open(&dir, HOUR);
+    assert_eq!(store.events_indexed(), 70);
+    assert_eq!(
+        store.events_of(&ids[66]).unwrap()[0].published_at_ms,
+        Some(4_242),
+        "the time only the tree had"
+    );
+    assert!(ids.iter().all(|id| store.events_of(id).unwrap().len() == 1));
+    assert!(!store
+        .inner
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.starts_with(b"events@")));
+    assert_eq!(summary_files(dir.path()), files);
+    drop(store);
+    wait_for_sled_to_let_go(dir.path());
+    let store = open(&dir, HOUR);
+    assert_eq!(
+        store.events_of(&ids[66]).unwrap()[0].published_at_ms,
+        Some(4_242),
+        "from the file now"
+    );
 }

@@ -9,6 +9,13 @@ async fn segments_roll_and_settled_ones_go_whole() {
     let segments = || {
         std::fs::read_dir(dir.path().join("segments"))
             .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
             .count()
     };
     let before = segments();

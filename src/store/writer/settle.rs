@@ -7,11 +7,10 @@ use std::collections::HashSet;
 use super::{Source, Writer};
 use crate::clock::now_ms;
 use crate::store::error::StoreError;
-use crate::store::events::Stamp;
+use crate::store::events::{self, Stamp};
 use crate::store::index::{self, Changed};
 use crate::store::layout::marks::{marks_tree_name, State};
 use crate::store::layout::record;
-use crate::store::layout::summary::events_tree_name;
 use crate::store::retention;
 use crate::store::types::Settlement;
 
@@ -96,7 +95,10 @@ impl Writer {
             for id in self.setup.events.drop_range(first, next) {
                 self.setup.event_dups.remove(id.0)?;
             }
-            self.setup.db.drop_tree(events_tree_name(first))?;
+            let summaries = events::file_path(&self.setup.segments_dir, first);
+            if let Err(e) = std::fs::remove_file(&summaries) {
+                tracing::warn!(error = %e, file = %summaries.display(), "cannot delete a settled segment's summaries");
+            }
         }
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
