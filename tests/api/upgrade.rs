@@ -33,6 +33,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A relay's options on a copy of the data dir `tests/fixtures/<name>/data`, with the dedup
+/// window its keys were written with.
+fn options_on(name: &str) -> Options {
+    let mut options = Options::new();
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    copy_dir(&fixture_dir.join("data"), &options.settings.storage.path);
+    options.settings.storage.dedup_window = WINDOW;
+    options
+}
+
+/// What the release that wrote `tests/fixtures/<name>` answered to each of the twelve bodies.
+fn answers(name: &str) -> Vec<Value> {
+    let answers: Vec<Value> =
+        serde_json::from_slice(&fixture(&format!("{name}/answers.json"))).expect("answers.json");
+    assert_eq!(answers.len(), 12);
+    answers
+}
+
 /// The credential each sender of the fixture posts with, by the file name's sender part.
 fn sender(file: &str) -> Vec<(String, String)> {
     let header = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
@@ -48,6 +68,18 @@ async fn post(app: &TestApp, file: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let response = send(app, &sender(file), TOKEN, &body, body.clone()).await;
     let status = response.status();
     (status, response.json().await.expect("JSON answer"))
+}
+
+/// Each body of the fixtures posted again: a duplicate, answered with the id the release that
+/// wrote the data dir answered.
+async fn repeats_answered_as_before(app: &TestApp, answers: &[Value]) {
+    for answer in answers {
+        let file = answer["file"].as_str().expect("file");
+        let body = fixture(&format!("upgrade/bodies/{file}"));
+        let (status, again) = post(app, file, body).await;
+        assert_eq!(status, StatusCode::OK, "{file}: {again}");
+        assert_eq!(again["id"], answer["id"], "{file}");
+    }
 }
 
 /// What each event the release before accepted is published as now: its kind as stored then,
@@ -68,16 +100,10 @@ const OUTBOX: [(&str, Kind, &str); 10] = [
 
 #[tokio::test]
 async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbox() {
-    let mut options = Options::new();
-    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade");
-    copy_dir(&fixture_dir.join("data"), &options.settings.storage.path);
-    options.settings.storage.dedup_window = WINDOW;
-    let app = spawn_app_with(options).await;
+    let app = spawn_app_with(options_on("upgrade")).await;
     app.wait_ready().await;
 
-    let answers: Vec<Value> =
-        serde_json::from_slice(&fixture("upgrade/answers.json")).expect("answers.json");
-    assert_eq!(answers.len(), 12);
+    let answers = answers("upgrade");
     for answer in &answers {
         let file = answer["file"].as_str().expect("file");
         let first = answer["id"].as_str().expect("id");
@@ -202,23 +228,12 @@ async fn a_data_dir_of_the_release_before_keeps_its_keys_and_publishes_its_outbo
 /// what is accepted now is published as CloudEvents.
 #[tokio::test]
 async fn a_data_dir_of_the_release_before_opens_in_cloudevents_mode() {
-    let mut options = Options::new();
-    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade");
-    copy_dir(&fixture_dir.join("data"), &options.settings.storage.path);
-    options.settings.storage.dedup_window = WINDOW;
+    let mut options = options_on("upgrade");
     options.settings.amqp.body = whaticket_relay::event::BodyMode::CloudEvents;
     let app = spawn_app_with(options).await;
     app.wait_ready().await;
 
-    let answers: Vec<Value> =
-        serde_json::from_slice(&fixture("upgrade/answers.json")).expect("answers.json");
-    for answer in &answers {
-        let file = answer["file"].as_str().expect("file");
-        let body = fixture(&format!("upgrade/bodies/{file}"));
-        let (status, again) = post(&app, file, body).await;
-        assert_eq!(status, StatusCode::OK, "{file}: {again}");
-        assert_eq!(again["id"], answer["id"], "{file}");
-    }
+    repeats_answered_as_before(&app, &answers("upgrade")).await;
     for (kind, id, delivery) in app.take_each(OUTBOX.iter().map(|(_, kind, _)| *kind)).await {
         assert_eq!(
             delivery
@@ -261,11 +276,8 @@ async fn a_data_dir_of_the_release_before_opens_in_cloudevents_mode() {
 /// the repeats with that release's ids and publishes its outbox, each event once.
 #[tokio::test]
 async fn a_data_dir_whose_index_is_in_sled_keeps_its_events_times_keys_and_outbox() {
-    let mut options = Options::new();
-    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upgrade-index");
+    let options = options_on("upgrade-index");
     let data = options.settings.storage.path.clone();
-    copy_dir(&fixture_dir.join("data"), &data);
-    options.settings.storage.dedup_window = WINDOW;
 
     let expected: Vec<Value> =
         serde_json::from_slice(&fixture("upgrade-index/events.json")).expect("events.json");
@@ -296,16 +308,7 @@ async fn a_data_dir_whose_index_is_in_sled_keeps_its_events_times_keys_and_outbo
 
     let app = spawn_app_with(options).await;
     app.wait_ready().await;
-    let answers: Vec<Value> =
-        serde_json::from_slice(&fixture("upgrade-index/answers.json")).expect("answers.json");
-    assert_eq!(answers.len(), 12);
-    for answer in &answers {
-        let file = answer["file"].as_str().expect("file");
-        let body = fixture(&format!("upgrade/bodies/{file}"));
-        let (status, again) = post(&app, file, body).await;
-        assert_eq!(status, StatusCode::OK, "{file}: {again}");
-        assert_eq!(again["id"], answer["id"], "{file}");
-    }
+    repeats_answered_as_before(&app, &answers("upgrade-index")).await;
     let pending: Vec<(Kind, &str)> = expected
         .iter()
         .filter(|e| e["state"] == "pending")

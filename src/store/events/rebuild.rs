@@ -27,27 +27,7 @@ pub(crate) fn rebuild(
     table: &Table,
     dir: &Path,
 ) -> Result<(Events, sled::Tree), StoreError> {
-    let mut legacy = Vec::new();
-    for name in db.tree_names() {
-        if let Some(first) = parse_events_tree_name(&name) {
-            if table.segments.contains_key(&first) {
-                legacy.push(first);
-            } else {
-                db.drop_tree(&name)?;
-            }
-        }
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let orphan = entry
-            .file_name()
-            .to_str()
-            .and_then(file::parse_name)
-            .is_some_and(|first| !table.segments.contains_key(&first));
-        if orphan {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
+    let legacy = drop_orphans(db, table, dir)?;
     let events = Events::new(dir.to_owned());
     for (&first, info) in &table.segments {
         let path = file::path(dir, first);
@@ -62,19 +42,8 @@ pub(crate) fn rebuild(
         let (summary_file, read) = SummaryFile::open(&path)?;
         let summary_file = Arc::new(summary_file);
         let mut known: HashMap<u64, Summary> = read.into_iter().map(|s| (s.seq, s)).collect();
-        let mut copied = Vec::new();
         if from_sled {
-            let tree = db.open_tree(events_tree_name(first))?;
-            for item in tree.iter() {
-                let (_, value) = item?;
-                match decode_block(&value) {
-                    Ok(block) => copied.push(block),
-                    // A damaged block is made again from the records below.
-                    Err(e) => {
-                        tracing::warn!(error = %e, segment = first, "unreadable event index block ignored")
-                    }
-                }
-            }
+            let copied = tree_blocks(db, first)?;
             summary_file.append(copied.iter().map(Vec::as_slice))?;
             known.extend(copied.into_iter().flatten().map(|s| (s.seq, s)));
         }
@@ -141,6 +110,49 @@ pub(crate) fn rebuild(
         }
     }
     Ok((events, dups))
+}
+
+/// Drops the summary files and `events@` trees of segments that are gone; returns the first
+/// seqs of the live segments that have a tree (an earlier version's, to move to their files).
+fn drop_orphans(db: &sled::Db, table: &Table, dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut legacy = Vec::new();
+    for name in db.tree_names() {
+        if let Some(first) = parse_events_tree_name(&name) {
+            if table.segments.contains_key(&first) {
+                legacy.push(first);
+            } else {
+                db.drop_tree(&name)?;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let orphan = entry
+            .file_name()
+            .to_str()
+            .and_then(file::parse_name)
+            .is_some_and(|first| !table.segments.contains_key(&first));
+        if orphan {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(legacy)
+}
+
+/// The blocks of segment `first`'s `events@` tree, as an earlier version wrote them.
+fn tree_blocks(db: &sled::Db, first: u64) -> Result<Vec<Vec<Summary>>, StoreError> {
+    let mut blocks = Vec::new();
+    for item in db.open_tree(events_tree_name(first))?.iter() {
+        let (_, value) = item?;
+        match decode_block(&value) {
+            Ok(block) => blocks.push(block),
+            // A damaged block is made again from the records.
+            Err(e) => {
+                tracing::warn!(error = %e, segment = first, "unreadable event index block ignored")
+            }
+        }
+    }
+    Ok(blocks)
 }
 
 /// A summary made from the record itself (its stored time unknown: its receive time).
