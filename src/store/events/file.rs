@@ -120,7 +120,14 @@ impl SummaryFile {
         let mut place = self.place();
         // O_APPEND: the write lands at the end, which `len` follows (one writer: the flusher,
         // or the open before any).
-        (&self.file).write_all(&buf)?;
+        if let Err(e) = (&self.file).write_all(&buf) {
+            // A part may have gone in (a full disk): cut it off so the blocks after it are
+            // found where `len` says and a reopen does not stop at it.
+            if self.file.set_len(place.len).is_err() {
+                place.len = self.file.metadata().map_or(place.len, |m| m.len());
+            }
+            return Err(e.into());
+        }
         let base = place.len;
         for (key, start, len) in placed {
             place.blocks.insert(key, (base + start, len));
