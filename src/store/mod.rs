@@ -457,8 +457,7 @@ impl Store {
     /// query counts 0.
     pub fn disk_bytes(&self) -> u64 {
         let segments = index::lock(&self.inner.table).segment_bytes();
-        let summaries: u64 = self.inner.events.files().iter().map(|f| f.len()).sum();
-        self.inner.db.size_on_disk().unwrap_or(0) + segments + summaries
+        self.inner.db.size_on_disk().unwrap_or(0) + segments + self.inner.events.file_bytes()
     }
 
     pub fn dedup_window(&self) -> Duration {

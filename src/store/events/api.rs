@@ -159,7 +159,7 @@ impl Store {
     /// Bytes of the event index's summary files (copies of rewritten blocks included), for
     /// the benchmarks.
     pub fn events_index_bytes(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.events.files().iter().map(|f| f.len()).sum())
+        Ok(self.inner.events.file_bytes())
     }
 
     /// The stored record of `seq` (its body redacted, as relayed): from its segment, or from

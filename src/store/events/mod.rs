@@ -26,7 +26,7 @@ mod rebuild;
 mod write;
 
 pub use api::{EventFilter, EventState, IndexedEvent};
-pub(crate) use file::{path as file_path, SummaryFile};
+pub(crate) use file::SummaryFile;
 pub(crate) use rebuild::rebuild;
 pub(crate) use write::{Note, Stamp, Taken};
 
@@ -147,8 +147,9 @@ impl Events {
         }
     }
 
-    /// Drops the rows of seqs in `[from, to)` (a segment retention deleted) and the
-    /// duplicates of ids no row is left for; returns those ids, for sled.
+    /// Drops the rows of seqs in `[from, to)` (a segment retention deleted), the summary file
+    /// of the segment `from` starts, and the duplicates of ids no row is left for; returns
+    /// those ids, for sled.
     pub(crate) fn drop_range(&self, from: u64, to: u64) -> Vec<EventId> {
         let mut rows = self.write();
         let mut gone = Vec::new();
@@ -166,7 +167,12 @@ impl Events {
                 rows.parts.remove(&key);
             }
         }
-        rows.files.remove(&from);
+        if rows.files.remove(&from).is_some() {
+            let path = file::path(&self.dir, from);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(error = %e, file = %path.display(), "cannot delete a settled segment's summaries");
+            }
+        }
         if rows.dups.is_empty() {
             return Vec::new();
         }
@@ -253,8 +259,13 @@ impl Events {
     }
 
     /// Every live segment's summary file.
-    pub(crate) fn files(&self) -> Vec<Arc<SummaryFile>> {
+    fn files(&self) -> Vec<Arc<SummaryFile>> {
         self.read().files.values().cloned().collect()
+    }
+
+    /// Bytes of the summary files (copies of rewritten blocks included).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.read().files.values().map(|f| f.len()).sum()
     }
 
     /// Makes the summaries written so far durable (the flusher, before each sled flush).

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::{Source, Writer};
 use crate::clock::now_ms;
 use crate::store::error::StoreError;
-use crate::store::events::{self, Stamp};
+use crate::store::events::Stamp;
 use crate::store::index::{self, Changed};
 use crate::store::layout::marks::{marks_tree_name, State};
 use crate::store::layout::record;
@@ -94,10 +94,6 @@ impl Writer {
                 .map_or(u64::MAX, |(&next, _)| next);
             for id in self.setup.events.drop_range(first, next) {
                 self.setup.event_dups.remove(id.0)?;
-            }
-            let summaries = events::file_path(&self.setup.segments_dir, first);
-            if let Err(e) = std::fs::remove_file(&summaries) {
-                tracing::warn!(error = %e, file = %summaries.display(), "cannot delete a settled segment's summaries");
             }
         }
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
